@@ -1,0 +1,68 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { createHTTPHandler } from "@trpc/server/adapters/standalone";
+import { applyWSSHandler } from "@trpc/server/adapters/ws";
+import { WebSocketServer } from "ws";
+import type { Registry } from "prom-client";
+import type { ApiContext } from "./trpc.js";
+import { appRouter } from "./router.js";
+import type { FarmServices } from "./services.js";
+
+export interface ApiServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const bearer = (h: string | undefined) => (h?.startsWith("Bearer ") ? h.slice(7).trim() : undefined);
+
+/** One port: tRPC over HTTP at /trpc, over WebSocket at /ws, plus /healthz and /metrics. */
+export async function startApiServer(services: FarmServices, metrics: Registry): Promise<ApiServer> {
+  const { config } = services;
+  const context = (token: string | undefined): ApiContext => ({ principal: services.tokens.authenticate(token), services });
+  const trpcHandler = createHTTPHandler({
+    router: appRouter,
+    basePath: "/trpc/",
+    maxBodySize: config.maxBodyBytes,
+    createContext: ({ req }) => context(bearer(req.headers.authorization)),
+  });
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0]!;
+    if (path === "/healthz") {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ ok: true, epoch: services.state.epoch }));
+    } else if (path === "/metrics") {
+      metrics.metrics().then(
+        (text) => res.writeHead(200, { "content-type": metrics.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      );
+    } else if (path.startsWith("/trpc/")) {
+      trpcHandler(req, res);
+    } else {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found: the farm serves /trpc, /ws, /healthz and /metrics\n");
+    }
+  });
+  const wss = new WebSocketServer({ server, path: "/ws", maxPayload: config.maxBodyBytes });
+  const ws = applyWSSHandler({
+    wss,
+    router: appRouter,
+    // The token comes in connectionParams (re-sent on every reconnect) or the upgrade request's header.
+    createContext: ({ req, info }) => context((info.connectionParams?.token as string | undefined) ?? bearer(req.headers.authorization)),
+    keepAlive: { enabled: true, pingMs: 5_000, pongWaitMs: 5_000 },
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
+    port,
+    async close() {
+      ws.broadcastReconnectNotification();
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((r) => wss.close(() => r()));
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

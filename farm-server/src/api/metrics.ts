@@ -1,0 +1,38 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { UnitState, type FarmEvent } from "@optimus/shared";
+import type { FarmState } from "../core/farm-state.js";
+import type { Dispatcher } from "../dispatch/dispatcher.js";
+
+/** Prometheus metrics of one farm (its own registry, so several farms can share a process in tests). */
+export function createMetrics(state: FarmState, dispatcher: Dispatcher): { registry: Registry; observeFlush: (s: number) => void } {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "optimus_process_" });
+  new Gauge({
+    name: "optimus_units",
+    help: "Units by lifecycle state",
+    labelNames: ["state"],
+    registers: [registry],
+    collect() {
+      const counts = new Map<string, number>(UnitState.options.map((s) => [s, 0]));
+      for (const u of state.projection.units.values()) counts.set(u.state, (counts.get(u.state) ?? 0) + 1);
+      for (const [s, n] of counts) this.set({ state: s }, n);
+    },
+  });
+  new Gauge({
+    name: "optimus_workers_connected",
+    help: "Workers with an open lease stream",
+    registers: [registry],
+    collect() {
+      let n = 0;
+      for (const w of state.projection.workers.keys()) if (dispatcher.isConnected(w)) n++;
+      this.set(n);
+    },
+  });
+  new Gauge({ name: "optimus_leader_epoch", help: "Epoch this farm server leads with", registers: [registry], collect() { this.set(state.epoch); } });
+  const events = new Counter({ name: "optimus_events_total", help: "Journal events committed, by type", labelNames: ["type"], registers: [registry] });
+  const flush = new Histogram({ name: "optimus_journal_flush_seconds", help: "Group-commit flush duration", registers: [registry], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5] });
+  state.on("committed", (es: FarmEvent[]) => {
+    for (const e of es) events.inc({ type: e.type });
+  });
+  return { registry, observeFlush: (s) => flush.observe(s) };
+}

@@ -1,0 +1,164 @@
+import { tracked } from "@trpc/server";
+import { TaskId, TokenRole, UnitId, UnitProgress, UnitResult, UnitSpec, UnitState, WorkerRegistration, unitKey, NodeId, type WorkerView } from "@optimus/shared";
+import { z } from "zod";
+import { actorOf } from "../auth/tokens.js";
+import { FarmError } from "../core/errors.js";
+import type { Lease } from "../core/lease-commands.js";
+import { AsyncQueue } from "./async-queue.js";
+import type { FarmServices } from "./services.js";
+import { eventsAfter } from "./event-stream.js";
+import { adminProcedure, editorProcedure, publicProcedure, router, workerProcedure } from "./trpc.js";
+
+const UnitRef = z.strictObject({ taskId: TaskId, unitId: UnitId });
+const LeaseRef = UnitRef.extend({ attempt: z.number().int().min(1) });
+const WorkerCall = z.strictObject({ nodeId: NodeId });
+
+const CreateTask = z.strictObject({
+  id: TaskId.optional(),
+  title: z.string().trim().min(1, "must not be empty").max(200),
+  description: z.string().max(50_000).optional(),
+  priority: z.number().int().min(-1000).max(1000).optional(),
+  targetBranch: z.string().min(1).max(200).optional(),
+  files: z.array(z.string().min(1).max(1024)).max(500).optional(),
+  units: z.array(UnitSpec).min(1).max(2_000).optional(),
+});
+
+const tasksRouter = router({
+  create: editorProcedure.input(CreateTask).mutation(({ ctx, input }) =>
+    ctx.services.tasks.create({ ...input, source: input.units ? "manifest" : "api" }, actorOf(ctx.principal)),
+  ),
+  list: editorProcedure.input(z.strictObject({ state: z.string().max(20).optional() }).optional()).query(({ ctx, input }) => {
+    const p = ctx.services.state.projection;
+    return [...p.tasks.values()]
+      .map((t) => p.taskView(t))
+      .filter((t) => !input?.state || t.state === input.state)
+      .sort((a, b) => a.createdAt - b.createdAt);
+  }),
+  get: editorProcedure.input(z.strictObject({ taskId: TaskId })).query(({ ctx, input }) => {
+    const p = ctx.services.state.projection;
+    const t = p.tasks.get(input.taskId);
+    if (!t) throw new FarmError("not_found", `task '${input.taskId}' not found`);
+    return { task: p.taskView(t), units: t.units.map((k) => unitWithProgress(ctx.services, k)) };
+  }),
+  cancel: editorProcedure.input(z.strictObject({ taskId: TaskId, reason: z.string().max(500).optional() })).mutation(({ ctx, input }) =>
+    ctx.services.tasks.cancel(input.taskId, input.reason, actorOf(ctx.principal)),
+  ),
+  importFiles: editorProcedure.mutation(({ ctx }) => ctx.services.importManifests()),
+});
+
+/** A unit as clients see it: its state plus the live progress of its current attempt. */
+function unitWithProgress(s: FarmServices, key: string) {
+  const p = s.state.projection;
+  const u = p.units.get(key)!;
+  const live = s.leases.progress.get(key);
+  return { ...p.unitView(u), progress: live && live.attempt === u.attempt ? live : undefined };
+}
+
+const unitsRouter = router({
+  list: editorProcedure
+    .input(z.strictObject({ taskId: TaskId.optional(), state: UnitState.optional(), limit: z.number().int().min(1).max(10_000).default(1_000) }).optional())
+    .query(({ ctx, input }) => {
+      const p = ctx.services.state.projection;
+      const keys = input?.taskId ? (p.tasks.get(input.taskId)?.units ?? []) : [...p.units.keys()];
+      if (input?.taskId && !p.tasks.has(input.taskId)) throw new FarmError("not_found", `task '${input.taskId}' not found`);
+      const out = [];
+      for (const k of keys) {
+        if (input?.state && p.units.get(k)!.state !== input.state) continue;
+        out.push(unitWithProgress(ctx.services, k));
+        if (out.length >= (input?.limit ?? 1_000)) break;
+      }
+      return out;
+    }),
+  get: editorProcedure.input(UnitRef).query(({ ctx, input }) => {
+    ctx.services.tasks.unit(input.taskId, input.unitId);
+    return unitWithProgress(ctx.services, unitKey(input.taskId, input.unitId));
+  }),
+  retry: editorProcedure.input(UnitRef).mutation(({ ctx, input }) => ctx.services.tasks.retryUnit(input.taskId, input.unitId, actorOf(ctx.principal))),
+  cancel: editorProcedure.input(UnitRef.extend({ reason: z.string().max(500).optional() })).mutation(({ ctx, input }) =>
+    ctx.services.tasks.cancelUnit(input.taskId, input.unitId, input.reason, actorOf(ctx.principal)),
+  ),
+});
+
+const fleetRouter = router({
+  workers: editorProcedure.query(({ ctx }): WorkerView[] => {
+    const { projection: p } = ctx.services.state;
+    const d = ctx.services.dispatcher;
+    return [...p.workers.values()].map((w) => ({
+      nodeId: w.nodeId, role: w.role, maxConcurrentTasks: w.maxConcurrentTasks, model: w.model,
+      connected: d.isConnected(w.nodeId), active: p.activeLeaseCount(w.nodeId), lastSeenAt: d.lastSeen(w.nodeId) ?? w.registeredAt,
+    }));
+  }),
+});
+
+const workerRouter = router({
+  register: workerProcedure.input(WorkerRegistration).mutation(async ({ ctx, input }) => {
+    await ctx.services.leases.register(input, ctx.principal.tokenId, `worker:${input.nodeId}`);
+    const c = ctx.services.config;
+    return { heartbeatIntervalMs: c.heartbeatIntervalMs, leaseTtlMs: ctx.services.leases.ttl, epoch: ctx.services.state.epoch };
+  }),
+  /** The worker's lease stream: what it holds now, then each new assignment. */
+  leases: workerProcedure.input(WorkerCall.extend({ lastEventId: z.string().nullish() })).subscription(async function* ({ ctx, input, signal }) {
+    ctx.services.leases.workerFor(input.nodeId, ctx.principal.tokenId);
+    const queue = new AsyncQueue<Lease>(signal);
+    const detach = ctx.services.dispatcher.attach(input.nodeId, queue);
+    try {
+      for await (const lease of queue) yield tracked(lease.leaseId, lease);
+    } finally {
+      detach();
+    }
+  }),
+  heartbeat: workerProcedure.input(WorkerCall.extend({ leases: z.array(LeaseRef).max(100) })).mutation(({ ctx, input }) => {
+    ctx.services.leases.workerFor(input.nodeId, ctx.principal.tokenId);
+    ctx.services.dispatcher.seen(input.nodeId);
+    return ctx.services.leases.heartbeat(input.nodeId, input.leases);
+  }),
+  progress: workerProcedure.input(WorkerCall.extend({ lease: LeaseRef, progress: UnitProgress })).mutation(({ ctx, input }) => {
+    ctx.services.leases.workerFor(input.nodeId, ctx.principal.tokenId);
+    ctx.services.leases.reportProgress(input.nodeId, input.lease, input.progress);
+    return { ok: true as const };
+  }),
+  submit: workerProcedure.input(WorkerCall.extend({ lease: LeaseRef, result: UnitResult })).mutation(({ ctx, input }) => {
+    ctx.services.leases.workerFor(input.nodeId, ctx.principal.tokenId);
+    return ctx.services.leases.submit(input.nodeId, input.lease, input.result);
+  }),
+});
+
+const eventsRouter = router({
+  /** Every journal event after `lastEventId`, then live; resumable across reconnects. */
+  stream: editorProcedure
+    .input(z.strictObject({ lastEventId: z.string().regex(/^\d+$/).nullish(), taskId: TaskId.optional() }).optional())
+    .subscription(async function* ({ ctx, input, signal }) {
+      const after = input?.lastEventId ? Number(input.lastEventId) : 0;
+      for await (const e of eventsAfter(ctx.services.state, after, signal)) {
+        if (input?.taskId && (e.data as { taskId?: string }).taskId !== input.taskId) continue;
+        yield tracked(String(e.seq), e);
+      }
+    }),
+});
+
+const adminRouter = router({
+  createToken: adminProcedure.input(z.strictObject({ role: TokenRole, name: z.string().trim().min(1).max(100) })).mutation(async ({ ctx, input }) => {
+    const issued = ctx.services.tokens.create(input.role, input.name);
+    await ctx.services.state.commit([{ type: "token_created", data: { tokenId: issued.tokenId, role: issued.role, name: issued.name } }], actorOf(ctx.principal));
+    return issued;
+  }),
+  listTokens: adminProcedure.query(({ ctx }) => ctx.services.tokens.list()),
+  revokeToken: adminProcedure.input(z.strictObject({ tokenId: z.string().regex(/^[0-9a-f]{12}$/) })).mutation(async ({ ctx, input }) => {
+    if (!ctx.services.tokens.revoke(input.tokenId)) throw new FarmError("not_found", `token '${input.tokenId}' not found or already revoked`);
+    await ctx.services.state.commit([{ type: "token_revoked", data: { tokenId: input.tokenId } }], actorOf(ctx.principal));
+    return { revoked: true as const };
+  }),
+  verifyAudit: adminProcedure.query(({ ctx }) => ctx.services.state.journal.verify()),
+});
+
+export const appRouter = router({
+  health: publicProcedure.query(({ ctx }) => ({ ok: true as const, epoch: ctx.services.state.epoch, authenticated: ctx.principal !== null })),
+  tasks: tasksRouter,
+  units: unitsRouter,
+  fleet: fleetRouter,
+  worker: workerRouter,
+  events: eventsRouter,
+  admin: adminRouter,
+});
+
+export type AppRouter = typeof appRouter;

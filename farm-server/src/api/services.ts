@@ -1,0 +1,21 @@
+import type { Logger } from "pino";
+import type { ServerConfig } from "@optimus/shared";
+import type { TokenStore } from "../auth/tokens.js";
+import type { FarmState } from "../core/farm-state.js";
+import type { LeaseCommands } from "../core/lease-commands.js";
+import type { TaskCommands } from "../core/task-commands.js";
+import type { Dispatcher } from "../dispatch/dispatcher.js";
+import type { ImportReport } from "../files/rehydrate.js";
+
+/** Everything the API adapter may call: the domain, never the transport. */
+export interface FarmServices {
+  config: ServerConfig;
+  repo: string;
+  state: FarmState;
+  tasks: TaskCommands;
+  leases: LeaseCommands;
+  dispatcher: Dispatcher;
+  tokens: TokenStore;
+  log: Logger;
+  importManifests(): Promise<ImportReport>;
+}

@@ -1,0 +1,42 @@
+import { existsSync } from "node:fs";
+import { TokenRole } from "@optimus/shared";
+import { journalPathOf } from "../farm.js";
+import { verifyJournalFile } from "../store/sqlite-journal.js";
+import { httpClient, loadConfig, resolveRepo, type GlobalOptions } from "./context.js";
+import { CliError } from "./errors.js";
+import { progressLine } from "./progress.js";
+
+/** `optimus token create --role <role>`: prints the new token on stdout, once. */
+export async function createToken(o: GlobalOptions & { role: string; name?: string }): Promise<void> {
+  const role = TokenRole.safeParse(o.role);
+  if (!role.success) throw new CliError(`--role must be one of ${TokenRole.options.join(", ")}, got '${o.role}'`, 2);
+  const { client } = httpClient(o);
+  const t = await client.admin.createToken.mutate({ role: role.data, name: o.name ?? `${role.data}-${Date.now().toString(36)}` });
+  console.log(t.token);
+  console.error(`created ${t.role} token '${t.name}' (id ${t.tokenId}); it is shown only now`);
+}
+
+export async function listTokens(o: GlobalOptions): Promise<void> {
+  const { client } = httpClient(o);
+  for (const t of await client.admin.listTokens.query()) {
+    console.log(`${t.tokenId}  ${t.role.padEnd(6)}  ${t.name}${t.revoked ? "  (revoked)" : ""}`);
+  }
+}
+
+export async function revokeToken(tokenId: string, o: GlobalOptions): Promise<void> {
+  const { client } = httpClient(o);
+  await client.admin.revokeToken.mutate({ tokenId });
+  console.error(`token ${tokenId} revoked`);
+}
+
+/** `optimus audit verify`: walks the hash chain of the journal file; names the first broken entry. */
+export async function auditVerify(o: GlobalOptions & { journal?: string }): Promise<void> {
+  const repo = resolveRepo(o.repo);
+  const file = o.journal ?? journalPathOf(repo, loadConfig(repo));
+  if (!existsSync(file)) throw new CliError(`no journal at ${file}; pass --journal <file>`);
+  const progress = progressLine(process.stderr);
+  const r = verifyJournalFile(file, (n) => progress.update(`verified ${n} entries…`));
+  progress.done();
+  if (!r.ok) throw new CliError(`audit chain broken at entry #${r.firstBroken!.seq}: ${r.firstBroken!.reason} (${r.checked} entries before it verified)`);
+  console.log(`audit chain intact: ${r.checked} entries verified, head ${r.head ?? "(empty)"}`);
+}

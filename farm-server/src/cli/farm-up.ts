@@ -1,0 +1,65 @@
+import { writeFileSync } from "node:fs";
+import type { ServerConfig } from "@optimus/shared";
+import { startFarm, stateDirOf } from "../farm.js";
+import { adminTokenFile, loadConfig, resolveRepo } from "./context.js";
+import { CliError } from "./errors.js";
+import { progressLine } from "./progress.js";
+
+export interface FarmUpOptions {
+  repo?: string;
+  port?: string;
+  host?: string;
+  heartbeatMs?: string;
+  maxAttempts?: string;
+}
+
+const int = (v: string | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new CliError(`--${name} must be a whole number, got '${v}'`, 2);
+  return Number(v);
+};
+
+/** `optimus farm up`: runs the farm server in the foreground until Ctrl-C or SIGTERM. */
+export async function farmUp(o: FarmUpOptions): Promise<void> {
+  const repo = resolveRepo(o.repo);
+  const overrides: Partial<ServerConfig> = { port: int(o.port, "port"), host: o.host, heartbeatIntervalMs: int(o.heartbeatMs, "heartbeat-ms"), maxAttempts: int(o.maxAttempts, "max-attempts") };
+  const config = loadConfig(repo, overrides);
+  const progress = progressLine(process.stderr);
+  let farm;
+  try {
+    farm = await startFarm({ repo, config, onProgress: (what, done, total) => progress.update(`${what}: ${done}${total ? `/${total}` : ""}`) });
+  } catch (err) {
+    progress.done();
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === "EADDRINUSE") throw new CliError(`port ${config.port} on ${config.host} is in use (is a farm already running?); choose another with --port`);
+    if (e.code === "SQLITE_BUSY") throw new CliError(`the journal in ${stateDirOf(repo, config)} is locked by another farm server`);
+    throw err;
+  }
+  progress.done();
+  const { startup } = farm;
+  if (startup.adminToken) {
+    const file = adminTokenFile(repo, config);
+    writeFileSync(file, startup.adminToken.token + "\n", { mode: 0o600 });
+    console.error(`created the first admin token; it is in ${file} (readable by you only). The CLI uses it from this repository.`);
+  }
+  const p = farm.services.state.projection;
+  const i = startup.imports;
+  if (i.restored.length) console.error(`rebuilt ${i.restored.length} task(s) from their manifest files (the journal did not know them)`);
+  if (i.imported.length) console.error(`imported ${i.imported.length} new task manifest(s): ${i.imported.join(", ")}`);
+  for (const r of i.rejected) console.error(`skipped ${r.file}: ${r.problems[0]}`);
+  console.error(
+    `Optimus farm listening on ${farm.url} (repo ${repo}, epoch ${farm.epoch}, ${p.tasks.size} task(s), ${p.units.size} unit(s), ${startup.replayed} event(s) replayed)`,
+  );
+  let signalled = false;
+  const stop = (sig: string) => {
+    if (signalled) process.exit(130);
+    signalled = true;
+    console.error(`${sig}: stopping the farm (writing manifests and a snapshot)…`);
+    void farm.close();
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  const { error } = await farm.stopped;
+  if (error) throw new CliError(`the farm stopped: ${error.message}`, 70);
+  console.error("farm stopped");
+}

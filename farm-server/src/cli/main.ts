@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from "commander";
+import { auditVerify, createToken, listTokens, revokeToken } from "./admin-commands.js";
+import { describeError } from "./errors.js";
+import { farmUp } from "./farm-up.js";
+import { status } from "./status.js";
+import { cancelTask, importTask, retryUnit, scanTasks, send } from "./task-commands.js";
+import type { GlobalOptions } from "./context.js";
+
+const program = new Command("optimus")
+  .description("Optimus: a development orchestrator for an agent farm")
+  .option("--repo <dir>", "the repository the farm works on (default: the git work tree here)")
+  .option("--farm <url>", "the farm server's URL (default: $OPTIMUS_FARM, or the local farm's host:port)")
+  .option("--token <token>", "API token (default: $OPTIMUS_TOKEN, or the local farm's admin token)")
+  .showHelpAfterError("(add --help for usage)")
+  .exitOverride();
+
+const g = (cmd: Command): GlobalOptions => cmd.optsWithGlobals();
+
+const farm = program.command("farm").description("run the farm server");
+farm
+  .command("up")
+  .description("start the farm server here with embedded defaults (SQLite journal in .optimus/state, port 7420)")
+  .option("--port <n>", "port for HTTP and WebSocket (default 7420)")
+  .option("--host <addr>", "address to listen on (default 127.0.0.1)")
+  .option("--heartbeat-ms <n>", "worker heartbeat interval; leases expire after 1.5 of them")
+  .option("--max-attempts <n>", "attempts before a unit is dead-lettered")
+  .action((_o, cmd: Command) => farmUp(g(cmd)));
+
+program
+  .command("send <instruction>")
+  .description("send a task to the farm")
+  .option("--files <paths...>", "files in scope")
+  .option("--title <text>", "task title (default: the first line of the instruction)")
+  .option("--priority <n>", "higher runs first (default 0)")
+  .action((text: string, _o, cmd: Command) => send(text, g(cmd)));
+
+const task = program.command("task").description("work with tasks");
+task.command("import <manifest>").description("create a task from a manifest YAML file").action((file: string, _o, cmd: Command) => importTask(file, g(cmd)));
+task.command("scan").description("import every new manifest under .optimus/tasks/").action((_o, cmd: Command) => scanTasks(g(cmd)));
+task.command("cancel <taskId>").option("--reason <text>").description("cancel a task and its unfinished units").action((id: string, _o, cmd: Command) => cancelTask(id, g(cmd)));
+
+const unit = program.command("unit").description("work with units");
+unit.command("retry <task/unit>").description("run a dead, failed or cancelled unit again").action((ref: string, _o, cmd: Command) => retryUnit(ref, g(cmd)));
+
+program
+  .command("status")
+  .description("a live table of tasks and units (printed once when not on a terminal)")
+  .option("--once", "print once and exit")
+  .option("--task <id>", "only this task")
+  .action((_o, cmd: Command) => status(g(cmd)));
+
+const token = program.command("token").description("manage API tokens (admin)");
+token.command("create").requiredOption("--role <role>", "admin, editor or worker").option("--name <name>", "who or what holds it").description("create a token; printed once").action((_o, cmd: Command) => createToken(g(cmd) as never));
+token.command("list").description("list tokens (never their secrets)").action((_o, cmd: Command) => listTokens(g(cmd)));
+token.command("revoke <tokenId>").description("revoke a token").action((id: string, _o, cmd: Command) => revokeToken(id, g(cmd)));
+
+const audit = program.command("audit").description("the tamper-evident audit log");
+audit.command("verify").option("--journal <file>", "journal file (default: the repository's farm journal)").description("check the hash chain; names the first broken entry").action((_o, cmd: Command) => auditVerify(g(cmd)));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  }
+  const opts = program.opts<GlobalOptions>();
+  process.stderr.write(`optimus: ${describeError(err, opts.farm ?? process.env.OPTIMUS_FARM)}\n`);
+  process.exit((err as { exitCode?: number }).exitCode ?? 1);
+}

@@ -1,0 +1,62 @@
+import { readFileSync } from "node:fs";
+import { formatDiagnostic, parseManifestYaml, splitUnitKey } from "@optimus/shared";
+import { httpClient, type GlobalOptions } from "./context.js";
+import { CliError } from "./errors.js";
+
+/** `optimus send "<text>" [--files …]`: a task from a sentence. */
+export async function send(text: string, o: GlobalOptions & { files?: string[]; priority?: string; title?: string }): Promise<void> {
+  if (!text.trim()) throw new CliError("say what to do: optimus send \"<instruction>\"", 2);
+  const { client } = httpClient(o);
+  const firstLine = text.trim().split("\n")[0]!;
+  const title = o.title ?? (firstLine.length > 200 ? firstLine.slice(0, 197) + "…" : firstLine);
+  const priority = o.priority === undefined ? undefined : Number(o.priority);
+  if (priority !== undefined && !Number.isInteger(priority)) throw new CliError(`--priority must be a whole number, got '${o.priority}'`, 2);
+  const task = await client.tasks.create.mutate({ title, description: text.trim() === title ? undefined : text.trim(), files: o.files, priority });
+  console.log(task.taskId);
+  console.error(`task ${task.taskId} created with ${task.units.length} unit(s); watch it with \`optimus status\``);
+}
+
+/** `optimus task import <manifest>`: checks the file here (file, line, field) before the farm sees it. */
+export async function importTask(file: string, o: GlobalOptions): Promise<void> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    throw new CliError(`cannot read the manifest ${file}`);
+  }
+  const parsed = parseManifestYaml(text, file);
+  if (!parsed.ok) {
+    for (const p of parsed.problems.slice(1)) console.error(formatDiagnostic(p));
+    throw new CliError(`${formatDiagnostic(parsed.problems[0]!)}${parsed.problems.length > 1 ? ` (and ${parsed.problems.length - 1} more above)` : ""}`);
+  }
+  const m = parsed.manifest;
+  const { client } = httpClient(o);
+  const task = await client.tasks.create.mutate({
+    id: m.id, title: m.title, description: m.description, priority: m.priority, targetBranch: m.targetBranch,
+    units: m.units.map(({ status: _s, ...u }) => u),
+  });
+  console.log(task.taskId);
+  console.error(`task ${task.taskId} imported with ${task.units.length} unit(s)`);
+}
+
+export async function scanTasks(o: GlobalOptions): Promise<void> {
+  const { client } = httpClient(o);
+  const r = await client.tasks.importFiles.mutate();
+  console.log(`imported ${r.imported.length}, rebuilt ${r.restored.length}, rejected ${r.rejected.length}`);
+  for (const x of r.rejected) console.error(`${x.file}: ${x.problems[0]}`);
+  if (r.rejected.length) process.exitCode = 1;
+}
+
+export async function cancelTask(taskId: string, o: GlobalOptions & { reason?: string }): Promise<void> {
+  const { client } = httpClient(o);
+  const t = await client.tasks.cancel.mutate({ taskId, reason: o.reason });
+  console.error(`task ${t.taskId} is ${t.state}`);
+}
+
+export async function retryUnit(ref: string, o: GlobalOptions): Promise<void> {
+  if (!ref.includes("/")) throw new CliError("name the unit as <task>/<unit>", 2);
+  const { taskId, unitId } = splitUnitKey(ref);
+  const { client } = httpClient(o);
+  const u = await client.units.retry.mutate({ taskId, unitId });
+  console.error(`unit ${ref} is ${u.state} again`);
+}

@@ -1,0 +1,53 @@
+import { createTRPCClient, createWSClient, httpBatchLink, TRPCClientError, wsLink, type TRPCClient } from "@trpc/client";
+import WebSocket from "ws";
+import type { AppRouter } from "../api/router.js";
+
+export type FarmClient = TRPCClient<AppRouter>;
+
+export interface FarmClientOptions {
+  /** http://host:port (the farm's base URL); ws:// is derived for the WebSocket transport */
+  url: string;
+  token: string;
+  /** "ws" keeps one WebSocket (subscriptions, workers); "http" suits one-shot CLI calls */
+  transport?: "ws" | "http";
+  onConnectionChange?: (state: "open" | "closed") => void;
+  /** the longest wait between reconnect attempts */
+  maxRetryDelayMs?: number;
+}
+
+export const wsUrlOf = (url: string) => url.replace(/^http/, "ws").replace(/\/+$/, "") + "/ws";
+
+/** A typed client of the farm's API. Call `close()` when done (it holds a socket for "ws"). */
+export function createFarmClient(opts: FarmClientOptions): { client: FarmClient; close: () => void } {
+  const base = opts.url.replace(/\/+$/, "");
+  if (opts.transport === "http") {
+    const client = createTRPCClient<AppRouter>({
+      links: [httpBatchLink({ url: `${base}/trpc`, headers: () => ({ authorization: `Bearer ${opts.token}` }) })],
+    });
+    return { client, close: () => undefined };
+  }
+  const maxDelay = opts.maxRetryDelayMs ?? 2_000;
+  const wsClient = createWSClient({
+    url: wsUrlOf(base),
+    connectionParams: () => ({ token: opts.token }),
+    WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
+    retryDelayMs: (i) => Math.min(maxDelay, 100 * 2 ** i),
+    keepAlive: { enabled: true, intervalMs: 2_000, pongTimeoutMs: 2_000 },
+    onOpen: () => opts.onConnectionChange?.("open"),
+    onClose: () => opts.onConnectionChange?.("closed"),
+  });
+  const client = createTRPCClient<AppRouter>({ links: [wsLink({ client: wsClient })] });
+  return { client, close: () => void wsClient.close() };
+}
+
+/** The tRPC error code of a failed call, or undefined when the farm was not reached at all. */
+export function errorCode(err: unknown): string | undefined {
+  if (err instanceof TRPCClientError) return (err.data as { code?: string } | undefined)?.code;
+  return undefined;
+}
+
+/** Errors the farm answered with: retrying the same call cannot help. */
+export const isFinalError = (err: unknown): boolean => {
+  const c = errorCode(err);
+  return c !== undefined && c !== "INTERNAL_SERVER_ERROR" && c !== "SERVICE_UNAVAILABLE" && c !== "TIMEOUT";
+};

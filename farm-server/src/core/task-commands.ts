@@ -1,0 +1,110 @@
+import { randomBytes } from "node:crypto";
+import {
+  checkManifestGraph,
+  formatField,
+  isTerminal,
+  slugify,
+  UnitSpec,
+  type ServerConfig,
+  type TaskSource,
+  type TaskView,
+  type UnitSpecInput,
+  type UnitStatusMirror,
+  type UnitView,
+} from "@optimus/shared";
+import { z } from "zod";
+import { FarmError, notFound } from "./errors.js";
+import type { FarmState } from "./farm-state.js";
+
+export interface NewTask {
+  id?: string;
+  title: string;
+  description?: string;
+  priority?: number;
+  targetBranch?: string;
+  files?: string[];
+  units?: UnitSpecInput[];
+  source: TaskSource;
+  restored?: Record<string, UnitStatusMirror>;
+}
+
+/** Commands on tasks and their units: create, cancel, retry. */
+export class TaskCommands {
+  constructor(private readonly state: FarmState, private readonly config: ServerConfig) {}
+
+  private get p() {
+    return this.state.projection;
+  }
+
+  async create(input: NewTask, actor: string): Promise<TaskView> {
+    const taskId = input.id ?? this.newTaskId(input.title);
+    if (this.p.tasks.has(taskId)) throw new FarmError("conflict", `task '${taskId}' already exists`);
+    // Until the planner lands, a task given as text becomes one codegen unit with the text as its goal.
+    const rawUnits: UnitSpecInput[] = input.units?.length
+      ? input.units
+      : [{ id: "u1", goal: [input.title, input.description].filter(Boolean).join("\n\n"), role: "codegen", files: input.files ?? [] }];
+    const parsed = z.array(UnitSpec).min(1).safeParse(rawUnits);
+    if (!parsed.success) {
+      const i = parsed.error.issues[0]!;
+      throw new FarmError("invalid", `units${formatField(i.path).replace(/^(?!\[)/, ".")}: ${i.message}`);
+    }
+    const units = parsed.data;
+    const problems = checkManifestGraph({ units });
+    if (problems.length > 0) throw new FarmError("invalid", `${formatField(problems[0]!.path)}: ${problems[0]!.message}`);
+    await this.state.commit(
+      [{
+        type: "task_created",
+        data: {
+          taskId, title: input.title, description: input.description, priority: input.priority ?? 0, targetBranch: input.targetBranch,
+          createdBy: actor, source: input.source, units, ...(input.restored ? { restored: input.restored } : {}),
+        },
+      }],
+      actor,
+    );
+    return this.p.taskView(this.p.tasks.get(taskId)!);
+  }
+
+  async cancel(taskId: string, reason: string | undefined, actor: string): Promise<TaskView> {
+    const t = this.p.tasks.get(taskId);
+    if (!t) throw notFound(`task '${taskId}'`);
+    if (t.cancelled) return this.p.taskView(t);
+    await this.state.commit([{ type: "task_cancelled", data: { taskId, reason } }], actor);
+    return this.p.taskView(t);
+  }
+
+  async retryUnit(taskId: string, unitId: string, actor: string): Promise<UnitView> {
+    const u = this.unit(taskId, unitId);
+    if (!(u.state === "dead" || u.state === "failed" || u.state === "cancelled")) {
+      throw new FarmError("conflict", `unit ${taskId}/${unitId} is ${u.state}; only dead, failed or cancelled units can be retried`);
+    }
+    if (this.p.tasks.get(taskId)!.cancelled) throw new FarmError("conflict", `task '${taskId}' is cancelled`);
+    await this.state.commit([{ type: "unit_retried", data: { taskId, unitId } }], actor);
+    return this.p.unitView(u);
+  }
+
+  async cancelUnit(taskId: string, unitId: string, reason: string | undefined, actor: string): Promise<UnitView> {
+    const u = this.unit(taskId, unitId);
+    if (isTerminal(u.state)) throw new FarmError("conflict", `unit ${taskId}/${unitId} is already ${u.state}`);
+    await this.state.commit([{ type: "unit_cancelled", data: { taskId, unitId, reason } }], actor);
+    return this.p.unitView(u);
+  }
+
+  unit(taskId: string, unitId: string) {
+    const t = this.p.tasks.get(taskId);
+    if (!t) throw notFound(`task '${taskId}'`);
+    const u = this.p.units.get(`${taskId}/${unitId}`);
+    if (!u) throw notFound(`unit '${unitId}' of task '${taskId}'`);
+    return u;
+  }
+
+  private newTaskId(title: string): string {
+    for (;;) {
+      const id = `${slugify(title, 40)}-${randomBytes(3).toString("hex")}`;
+      if (!this.p.tasks.has(id)) return id;
+    }
+  }
+
+  get maxAttempts(): number {
+    return this.config.maxAttempts;
+  }
+}

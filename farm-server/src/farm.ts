@@ -1,0 +1,119 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { isAbsolute, join, relative, sep } from "node:path";
+import { pino, type Logger } from "pino";
+import { effectiveLeaseTtl, type ServerConfig } from "@optimus/shared";
+import { startApiServer, type ApiServer } from "./api/http-server.js";
+import { createMetrics } from "./api/metrics.js";
+import type { FarmServices } from "./api/services.js";
+import { TokenStore, type IssuedToken } from "./auth/tokens.js";
+import { FarmState } from "./core/farm-state.js";
+import { LeaseCommands } from "./core/lease-commands.js";
+import { TaskCommands } from "./core/task-commands.js";
+import { Dispatcher } from "./dispatch/dispatcher.js";
+import { ManifestMirror } from "./files/manifest-mirror.js";
+import { importManifests, type ImportReport } from "./files/rehydrate.js";
+import { SqliteJournal } from "./store/sqlite-journal.js";
+
+export interface FarmOptions {
+  repo: string;
+  config: ServerConfig;
+  log?: Logger;
+  /** progress of long start-up work (replay, rebuild from files) */
+  onProgress?: (what: string, done: number, total?: number) => void;
+}
+
+export interface Farm {
+  url: string;
+  port: number;
+  epoch: number;
+  services: FarmServices;
+  startup: { replayed: number; imports: ImportReport; adminToken?: IssuedToken };
+  /** resolves when the farm stopped: by `close()`, or by a fatal journal error (fail-stop) */
+  stopped: Promise<{ error?: Error }>;
+  close(): Promise<void>;
+}
+
+/** The journal, tokens and admin token never belong in the repository's history. */
+function keepStateOutOfGit(repo: string, config: ServerConfig): void {
+  const rel = relative(join(repo, ".optimus"), stateDirOf(repo, config));
+  if (rel.startsWith("..") || isAbsolute(rel)) return; // state kept outside .optimus/
+  const file = join(repo, ".optimus", ".gitignore");
+  const line = `/${rel.split(sep).join("/")}/`;
+  const text = existsSync(file) ? readFileSync(file, "utf8") : "";
+  if (!text.split("\n").includes(line)) writeFileSync(file, text + (text && !text.endsWith("\n") ? "\n" : "") + line + "\n");
+}
+
+export const stateDirOf = (repo: string, config: ServerConfig) => (isAbsolute(config.stateDir) ? config.stateDir : join(repo, config.stateDir));
+export const journalPathOf = (repo: string, config: ServerConfig) => join(stateDirOf(repo, config), "journal.db");
+
+/** Starts a farm server on a repository: journal, projection, dispatcher, file mirror and API. */
+export async function startFarm(opts: FarmOptions): Promise<Farm> {
+  const { repo, config } = opts;
+  const log = opts.log ?? pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "info" }, pino.destination(2));
+  mkdirSync(stateDirOf(repo, config), { recursive: true, mode: 0o700 });
+  keepStateOutOfGit(repo, config);
+  const journal = new SqliteJournal(journalPathOf(repo, config));
+  const tokens = new TokenStore(journal.database);
+  const state = new FarmState(journal, config.snapshotEvery);
+  const { epoch, replayed } = await state.load((n) => opts.onProgress?.("replaying journal", n));
+  const tasks = new TaskCommands(state, config);
+  const leases = new LeaseCommands(state, config);
+  let resolveStopped!: (v: { error?: Error }) => void;
+  const stopped = new Promise<{ error?: Error }>((r) => (resolveStopped = r));
+  const dispatcher = new Dispatcher(state, leases, {
+    expiryScanMs: Math.max(10, Math.round(Math.min(config.heartbeatIntervalMs, effectiveLeaseTtl(config)) / 4)),
+    onError: (err) => log.error({ err }, "dispatch failed"),
+  });
+  await state.commit([{ type: "epoch_started", data: { epoch, pid: process.pid, host: hostname() } }], "farm");
+
+  const runImport = () => importManifests(repo, state, tasks, (d, t) => opts.onProgress?.("importing task manifests", d, t));
+  const imports = await runImport();
+  for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
+  leases.graceLeases();
+
+  let adminToken: IssuedToken | undefined;
+  if (tokens.count() === 0) {
+    adminToken = tokens.create("admin", "admin");
+    await state.commit([{ type: "token_created", data: { tokenId: adminToken.tokenId, role: "admin", name: "admin" } }], "farm");
+  }
+
+  const mirror = new ManifestMirror(state, { repo, commit: config.files.commit, debounceMs: config.files.debounceMs, log: (msg, err) => log.warn({ err }, msg) });
+  if (config.files.mirror) mirror.start();
+  const services: FarmServices = { config, repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport };
+  const metrics = createMetrics(state, dispatcher);
+  state.onFlush = metrics.observeFlush;
+  dispatcher.start();
+  let api: ApiServer;
+  try {
+    api = await startApiServer(services, metrics.registry);
+  } catch (err) {
+    dispatcher.stop();
+    await journal.close();
+    throw err;
+  }
+
+  let closing: Promise<void> | null = null;
+  const close = (error?: Error) =>
+    (closing ??= (async () => {
+      dispatcher.stop();
+      await api.close().catch(() => undefined);
+      if (!error) {
+        await state.settle().catch(() => undefined);
+        if (config.files.mirror) await mirror.flush().catch((err) => log.warn({ err }, "could not write manifests on shutdown"));
+        await state.snapshot().catch(() => undefined);
+      }
+      mirror.stop();
+      await journal.close();
+      resolveStopped(error ? { error } : {});
+    })());
+  state.on("fatal", (err) => {
+    log.fatal({ err }, "journal write failed; stopping (state in memory is ahead of disk)");
+    void close(err);
+  });
+  return {
+    url: api.url, port: api.port, epoch, services, stopped,
+    startup: { replayed, imports, ...(adminToken ? { adminToken } : {}) },
+    close: () => close(),
+  };
+}

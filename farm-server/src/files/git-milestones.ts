@@ -1,0 +1,46 @@
+import { simpleGit, type SimpleGit } from "simple-git";
+
+/**
+ * Commits the farm's own files (task manifests) to the repository at milestones, touching nothing
+ * else: `git commit --only <paths>` commits just those paths and leaves whatever the user has staged
+ * staged, and hooks are skipped because these are bookkeeping commits.
+ */
+export class GitMilestones {
+  private readonly git: SimpleGit;
+  private chain: Promise<unknown> = Promise.resolve();
+  private isRepo: Promise<boolean>;
+
+  constructor(readonly repo: string, private readonly log: (msg: string, err?: unknown) => void) {
+    this.git = simpleGit({ baseDir: repo, maxConcurrentProcesses: 1 });
+    this.isRepo = this.git.checkIsRepo().catch(() => false);
+  }
+
+  /** Queues a commit of `paths`; commits run one at a time. Resolves to the new commit, or null. */
+  commit(paths: string[], message: string): Promise<string | null> {
+    const run = this.chain.then(() => this.commitNow(paths, message));
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async commitNow(paths: string[], message: string): Promise<string | null> {
+    if (!(await this.isRepo)) return null;
+    try {
+      await this.git.raw(["add", "--", ...paths]);
+      const staged = await this.git.raw(["diff", "--cached", "--name-only", "--", ...paths]);
+      if (!staged.trim()) return null;
+      await this.git.raw([
+        "-c", "user.name=Optimus", "-c", "user.email=optimus@localhost", "-c", "core.fsync=committed",
+        "commit", "--no-verify", "--quiet", "--only", "-m", message, "--", ...paths,
+      ]);
+      return (await this.git.revparse(["HEAD"])).trim();
+    } catch (err) {
+      // A busy index (the user's own git command) or a rebase in progress: the next milestone retries.
+      this.log(`could not commit ${paths.join(", ")}: ${(err as Error).message.split("\n")[0]}`, err);
+      return null;
+    }
+  }
+
+  async idle(): Promise<void> {
+    await this.chain;
+  }
+}

@@ -1,0 +1,54 @@
+import { createHash } from "node:crypto";
+import type { EventBody, FarmEvent } from "@optimus/shared";
+
+export const GENESIS_HASH = "0".repeat(64);
+
+/** The fields of an event that its hash covers, in a fixed order, so any edit breaks the chain. */
+export function eventHash(prevHash: string, e: { seq: number; ts: number; epoch: number; actor: string; type: string }, dataJson: string): string {
+  return createHash("sha256")
+    .update(`${prevHash}\n${e.seq}\n${e.ts}\n${e.epoch}\n${e.actor}\n${e.type}\n${dataJson}`)
+    .digest("hex");
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  checked: number;
+  lastSeq: number;
+  /** the first entry whose contents or link do not match the chain */
+  firstBroken?: { seq: number; reason: string };
+}
+
+/** Thrown when another farm server took the lead: this one must stop writing at once. */
+export class FencedError extends Error {
+  constructor(readonly ourEpoch: number, readonly currentEpoch: number) {
+    super(`fenced: this farm server holds epoch ${ourEpoch} but epoch ${currentEpoch} has taken over`);
+    this.name = "FencedError";
+  }
+}
+
+export interface Snapshot {
+  seq: number;
+  state: unknown;
+}
+
+/**
+ * The append-only event journal: the farm's machine truth and its tamper-evident audit log.
+ *
+ * One leader writes. `stage` assigns the next sequence number and hash in memory (so the caller can
+ * fold the event into its projection at once); `flush` makes every staged event durable in one
+ * transaction (group commit) and fails with `FencedError` if a newer epoch has taken the lead.
+ * Async where a network store (PostgreSQL) needs it.
+ */
+export interface Journal {
+  /** Takes the lead: bumps the epoch and returns where the chain stands. */
+  open(): Promise<{ epoch: number; lastSeq: number }>;
+  readonly epoch: number;
+  stage(body: EventBody, actor: string, ts?: number): FarmEvent;
+  flush(): Promise<number>;
+  readAfter(seq: number, limit: number): Promise<FarmEvent[]>;
+  lastCommittedSeq(): number;
+  saveSnapshot(s: Snapshot): Promise<void>;
+  loadSnapshot(): Promise<Snapshot | null>;
+  verify(): Promise<VerifyResult>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,284 @@
+import {
+  isDone,
+  isTerminal,
+  unitKey,
+  type FarmEvent,
+  type TaskView,
+  type UnitState,
+  type UnitView,
+  type WorkerRegistration,
+} from "@optimus/shared";
+
+export interface WorkerRecord extends WorkerRegistration {
+  tokenId?: string;
+  registeredAt: number;
+}
+
+export interface TaskRecord {
+  taskId: string;
+  title: string;
+  description?: string;
+  priority: number;
+  targetBranch?: string;
+  createdBy?: string;
+  createdAt: number;
+  updatedAt: number;
+  cancelled: boolean;
+  units: string[]; // unit keys, in manifest order
+  order: number; // creation order, for FIFO among equal priorities
+}
+
+export interface UnitRecord extends UnitView {
+  /** the attempt whose result was accepted, so a repeated submission is recognised, not redone */
+  acceptedAttempt?: number;
+  acceptedWorker?: string;
+  dependents: string[];
+}
+
+/** Where a state change touched the projection, for the dispatcher and the file mirror. */
+export interface Touched {
+  tasks: Set<string>;
+  readyUnits: Set<string>;
+}
+
+/**
+ * The farm's state as a fold of the journal. Pure and deterministic: the same events give the
+ * same state, which is what lets a snapshot plus the tail of the journal replace a full replay.
+ */
+export class Projection {
+  tasks = new Map<string, TaskRecord>();
+  units = new Map<string, UnitRecord>();
+  workers = new Map<string, WorkerRecord>();
+  revokedTokens = new Set<string>();
+  /** derived index: the unit keys each worker holds a lease on (not snapshotted, rebuilt) */
+  workerLeases = new Map<string, Set<string>>();
+  lastSeq = 0;
+  private taskOrder = 0;
+
+  apply(e: FarmEvent, touched?: Touched): void {
+    this.lastSeq = e.seq;
+    const ready = (k: string) => touched?.readyUnits.add(k);
+    const touch = (taskId: string) => {
+      touched?.tasks.add(taskId);
+      const t = this.tasks.get(taskId);
+      if (t) t.updatedAt = e.ts;
+    };
+    switch (e.type) {
+      case "task_created": {
+        const d = e.data;
+        const keys = d.units.map((u) => unitKey(d.taskId, u.id));
+        this.tasks.set(d.taskId, {
+          taskId: d.taskId, title: d.title, description: d.description, priority: d.priority, targetBranch: d.targetBranch,
+          createdBy: d.createdBy ?? e.actor, createdAt: e.ts, updatedAt: e.ts, cancelled: false, units: keys, order: this.taskOrder++,
+        });
+        for (const spec of d.units) {
+          const r = d.restored?.[spec.id];
+          // A unit that was in flight when the files were written has lost its lease: it runs again,
+          // with attempt numbers continuing so any zombie report of the old attempt is fenced off.
+          const state: UnitState = r && isTerminal(r.state) ? r.state : "planned";
+          this.units.set(unitKey(d.taskId, spec.id), {
+            taskId: d.taskId, unitId: spec.id, spec, state, attempt: r?.attempt ?? 0, failures: 0, reason: r?.reason,
+            updatedAt: e.ts, dependents: [],
+            ...(state === "completed" || state === "merged" ? { acceptedAttempt: r?.attempt, acceptedWorker: r?.worker } : {}),
+          });
+        }
+        for (const spec of d.units) for (const dep of spec.dependsOn) this.units.get(unitKey(d.taskId, dep))?.dependents.push(unitKey(d.taskId, spec.id));
+        for (const k of keys) if (this.promote(k)) ready(k);
+        touch(d.taskId);
+        break;
+      }
+      case "task_cancelled": {
+        const t = this.tasks.get(e.data.taskId);
+        if (!t) break;
+        t.cancelled = true;
+        for (const k of t.units) {
+          const u = this.units.get(k)!;
+          if (!isTerminal(u.state)) this.settle(u, "cancelled", e.ts, e.data.reason ?? "task cancelled");
+        }
+        touch(t.taskId);
+        break;
+      }
+      case "unit_leased": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        this.clearLease(u);
+        u.state = "leased";
+        this.leaseSet(e.data.worker).add(unitKey(u.taskId, u.unitId));
+        u.attempt = e.data.attempt;
+        u.worker = e.data.worker;
+        u.leaseId = e.data.leaseId;
+        u.leaseExpiresAt = e.data.expiresAt;
+        u.notBefore = undefined;
+        u.reason = undefined;
+        u.updatedAt = e.ts;
+        touch(u.taskId);
+        break;
+      }
+      case "lease_expired":
+      case "unit_failed": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        u.failures++;
+        const reason = e.type === "unit_failed" ? e.data.reason : `lease of ${e.data.worker} expired (no heartbeat)`;
+        if (e.data.next === "dead") this.settle(u, "dead", e.ts, reason);
+        else {
+          this.clearLease(u);
+          u.state = "ready";
+          u.notBefore = e.data.notBefore;
+          u.reason = reason;
+          u.updatedAt = e.ts;
+          ready(unitKey(u.taskId, u.unitId));
+        }
+        touch(u.taskId);
+        break;
+      }
+      case "unit_submitted": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        // The worker is done with it: its capacity frees at once, whatever evaluation follows.
+        this.clearLease(u);
+        u.state = "submitted";
+        u.worker = e.data.worker;
+        u.updatedAt = e.ts;
+        if (e.data.outcome === "succeeded") {
+          u.acceptedAttempt = e.data.attempt;
+          u.acceptedWorker = e.data.worker;
+        }
+        touch(u.taskId);
+        break;
+      }
+      case "unit_completed": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        this.settle(u, "completed", e.ts);
+        for (const k of u.dependents) if (this.promote(k)) ready(k);
+        touch(u.taskId);
+        break;
+      }
+      case "unit_retried": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        this.clearLease(u);
+        u.state = "planned";
+        u.failures = 0;
+        u.notBefore = undefined;
+        u.reason = undefined;
+        u.updatedAt = e.ts;
+        if (this.promote(unitKey(u.taskId, u.unitId))) ready(unitKey(u.taskId, u.unitId));
+        touch(u.taskId);
+        break;
+      }
+      case "unit_cancelled": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        this.settle(u, "cancelled", e.ts, e.data.reason ?? "cancelled");
+        touch(u.taskId);
+        break;
+      }
+      case "worker_registered": {
+        const prev = this.workers.get(e.data.nodeId);
+        this.workers.set(e.data.nodeId, { ...e.data, tokenId: e.data.tokenId ?? prev?.tokenId, registeredAt: e.ts });
+        break;
+      }
+      case "token_revoked":
+        this.revokedTokens.add(e.data.tokenId);
+        break;
+      case "epoch_started":
+      case "report_rejected":
+      case "token_created":
+        break;
+    }
+  }
+
+  /** planned → ready once every dependency is done. */
+  private promote(key: string): boolean {
+    const u = this.units.get(key);
+    if (!u || u.state !== "planned") return false;
+    if (!u.spec.dependsOn.every((d) => isDone(this.unit(u.taskId, d).state))) return false;
+    u.state = "ready";
+    return true;
+  }
+
+  private settle(u: UnitRecord, state: UnitState, ts: number, reason?: string): void {
+    this.clearLease(u);
+    u.state = state;
+    u.reason = reason;
+    u.notBefore = undefined;
+    u.updatedAt = ts;
+  }
+
+  private clearLease(u: UnitRecord): void {
+    if (u.worker) this.workerLeases.get(u.worker)?.delete(unitKey(u.taskId, u.unitId));
+    u.worker = undefined;
+    u.leaseId = undefined;
+    u.leaseExpiresAt = undefined;
+  }
+
+  unit(taskId: string, unitId: string): UnitRecord {
+    const u = this.units.get(unitKey(taskId, unitId));
+    if (!u) throw new Error(`journal refers to unknown unit ${taskId}/${unitId}`);
+    return u;
+  }
+
+  taskView(t: TaskRecord): TaskView {
+    const counts: Partial<Record<UnitState, number>> = {};
+    for (const k of t.units) {
+      const s = this.units.get(k)!.state;
+      counts[s] = (counts[s] ?? 0) + 1;
+    }
+    return {
+      taskId: t.taskId, title: t.title, description: t.description, priority: t.priority, createdBy: t.createdBy,
+      createdAt: t.createdAt, updatedAt: t.updatedAt, units: t.units.map((k) => k.slice(t.taskId.length + 1)), counts,
+      state: taskState(t, counts),
+    };
+  }
+
+  unitView(u: UnitRecord): UnitView {
+    const { dependents: _d, acceptedAttempt: _a, acceptedWorker: _w, ...view } = u;
+    return view;
+  }
+
+  private leaseSet(nodeId: string): Set<string> {
+    let s = this.workerLeases.get(nodeId);
+    if (!s) this.workerLeases.set(nodeId, (s = new Set()));
+    return s;
+  }
+
+  leasesOf(nodeId: string): UnitRecord[] {
+    return [...(this.workerLeases.get(nodeId) ?? [])].map((k) => this.units.get(k)!);
+  }
+
+  activeLeaseCount(nodeId: string): number {
+    return this.workerLeases.get(nodeId)?.size ?? 0;
+  }
+
+  *leasedUnits(): Iterable<UnitRecord> {
+    for (const set of this.workerLeases.values()) for (const k of set) yield this.units.get(k)!;
+  }
+
+  toSnapshot(): unknown {
+    return {
+      lastSeq: this.lastSeq, taskOrder: this.taskOrder, tasks: [...this.tasks.values()], units: [...this.units.values()],
+      workers: [...this.workers.values()], revokedTokens: [...this.revokedTokens],
+    };
+  }
+
+  static fromSnapshot(s: unknown): Projection {
+    const o = s as { lastSeq: number; taskOrder: number; tasks: TaskRecord[]; units: UnitRecord[]; workers: WorkerRecord[]; revokedTokens: string[] };
+    const p = new Projection();
+    p.lastSeq = o.lastSeq;
+    p.taskOrder = o.taskOrder;
+    for (const t of o.tasks) p.tasks.set(t.taskId, t);
+    for (const u of o.units) p.units.set(unitKey(u.taskId, u.unitId), u);
+    for (const w of o.workers) p.workers.set(w.nodeId, w);
+    for (const r of o.revokedTokens) p.revokedTokens.add(r);
+    for (const u of p.units.values()) if (u.state === "leased" && u.worker) p.leaseSet(u.worker).add(unitKey(u.taskId, u.unitId));
+    return p;
+  }
+}
+
+export function taskState(t: { cancelled: boolean }, counts: Partial<Record<UnitState, number>>): TaskView["state"] {
+  if (t.cancelled) return "cancelled";
+  const n = (s: UnitState) => counts[s] ?? 0;
+  const total = Object.values(counts).reduce((a, b) => a + (b ?? 0), 0);
+  if (n("completed") + n("merged") === total) return "completed";
+  const active = n("leased") + n("submitted") + n("evaluating") + n("awaiting_approval") + n("changes_requested");
+  if (active > 0) return "running";
+  if (n("dead") > 0 && n("ready") + n("failed") === 0) return "failed";
+  if (n("completed") + n("merged") + n("dead") + n("cancelled") > 0 && n("ready") > 0) return "running";
+  return "open";
+}

@@ -1,0 +1,164 @@
+import Database from "better-sqlite3";
+import type { EventBody, FarmEvent } from "@optimus/shared";
+import { eventHash, FencedError, GENESIS_HASH, type Journal, type Snapshot, type VerifyResult } from "./journal.js";
+
+interface Row {
+  seq: number;
+  ts: number;
+  epoch: number;
+  actor: string;
+  type: string;
+  data: string;
+  prev_hash: string;
+  hash: string;
+}
+
+/** Opens a farm database with the settings every part of it relies on. */
+export function openFarmDatabase(file: string): Database.Database {
+  const db = new Database(file);
+  db.pragma("journal_mode = WAL");
+  // FULL: a commit is on disk (WAL fsynced) before the farm acknowledges it.
+  db.pragma("synchronous = FULL");
+  db.pragma("busy_timeout = 5000");
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS events (
+      seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, epoch INTEGER NOT NULL, actor TEXT NOT NULL,
+      type TEXT NOT NULL, data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS leader (id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL, pid INTEGER, since INTEGER);
+    CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, state TEXT NOT NULL, created_at INTEGER NOT NULL);
+  `);
+  return db;
+}
+
+const toEvent = (r: Row): FarmEvent =>
+  ({ seq: r.seq, ts: r.ts, epoch: r.epoch, actor: r.actor, type: r.type, data: JSON.parse(r.data), prevHash: r.prev_hash, hash: r.hash }) as FarmEvent;
+
+/** The embedded journal: SQLite in WAL mode with synchronous commits. */
+export class SqliteJournal implements Journal {
+  private readonly db: Database.Database;
+  private _epoch = 0;
+  private nextSeq = 1;
+  private lastHash = GENESIS_HASH;
+  private committedSeq = 0;
+  private staged: Row[] = [];
+  private readonly insert;
+  private readonly readEpoch;
+
+  constructor(file: string, db?: Database.Database) {
+    this.db = db ?? openFarmDatabase(file);
+    this.insert = this.db.prepare(
+      "INSERT INTO events (seq, ts, epoch, actor, type, data, prev_hash, hash) VALUES (@seq, @ts, @epoch, @actor, @type, @data, @prev_hash, @hash)",
+    );
+    this.readEpoch = this.db.prepare("SELECT epoch FROM leader WHERE id = 1").pluck();
+  }
+
+  get epoch(): number {
+    return this._epoch;
+  }
+
+  async open(): Promise<{ epoch: number; lastSeq: number }> {
+    const take = this.db.transaction(() => {
+      const prev = (this.readEpoch.get() as number | undefined) ?? 0;
+      const maxEventEpoch = (this.db.prepare("SELECT max(epoch) FROM events").pluck().get() as number | null) ?? 0;
+      const epoch = Math.max(prev, maxEventEpoch) + 1;
+      this.db.prepare("INSERT INTO leader (id, epoch, pid, since) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, pid = excluded.pid, since = excluded.since").run(epoch, process.pid, Date.now());
+      return epoch;
+    });
+    this._epoch = take.immediate();
+    const last = this.db.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: string } | undefined;
+    this.nextSeq = (last?.seq ?? 0) + 1;
+    this.lastHash = last?.hash ?? GENESIS_HASH;
+    this.committedSeq = last?.seq ?? 0;
+    return { epoch: this._epoch, lastSeq: this.committedSeq };
+  }
+
+  stage(body: EventBody, actor: string, ts = Date.now()): FarmEvent {
+    const seq = this.nextSeq++;
+    const data = JSON.stringify(body.data);
+    const head = { seq, ts, epoch: this._epoch, actor, type: body.type };
+    const hash = eventHash(this.lastHash, head, data);
+    const row: Row = { ...head, data, prev_hash: this.lastHash, hash };
+    this.lastHash = hash;
+    this.staged.push(row);
+    return { ...body, ...head, prevHash: row.prev_hash, hash } as FarmEvent;
+  }
+
+  async flush(): Promise<number> {
+    if (this.staged.length === 0) return this.committedSeq;
+    const rows = this.staged;
+    this.staged = [];
+    const write = this.db.transaction(() => {
+      // Fencing: a newer leader bumped the epoch; our staged events must never land.
+      const current = this.readEpoch.get() as number;
+      if (current !== this._epoch) throw new FencedError(this._epoch, current);
+      for (const r of rows) this.insert.run(r);
+    });
+    write.immediate();
+    this.committedSeq = rows[rows.length - 1]!.seq;
+    return this.committedSeq;
+  }
+
+  lastCommittedSeq(): number {
+    return this.committedSeq;
+  }
+
+  async readAfter(seq: number, limit: number): Promise<FarmEvent[]> {
+    const rows = this.db.prepare("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?").all(seq, limit) as Row[];
+    return rows.map(toEvent);
+  }
+
+  async saveSnapshot(s: Snapshot): Promise<void> {
+    this.db.transaction(() => {
+      this.db.prepare("INSERT OR REPLACE INTO snapshots (seq, state, created_at) VALUES (?, ?, ?)").run(s.seq, JSON.stringify(s.state), Date.now());
+      this.db.prepare("DELETE FROM snapshots WHERE seq < ?").run(s.seq);
+    })();
+  }
+
+  async loadSnapshot(): Promise<Snapshot | null> {
+    const r = this.db.prepare("SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1").get() as { seq: number; state: string } | undefined;
+    return r ? { seq: r.seq, state: JSON.parse(r.state) } : null;
+  }
+
+  async verify(onProgress?: (checked: number) => void): Promise<VerifyResult> {
+    return verifyRows(this.db.prepare("SELECT * FROM events ORDER BY seq").iterate() as Iterable<Row>, onProgress);
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  /** The underlying database, for stores that share the file (tokens). */
+  get database(): Database.Database {
+    return this.db;
+  }
+}
+
+/** Walks the chain from the first entry and names the first one that does not hold. */
+export function verifyRows(rows: Iterable<Row>, onProgress?: (checked: number) => void): VerifyResult {
+  let prev = GENESIS_HASH;
+  let expectSeq = 1;
+  let checked = 0;
+  for (const r of rows) {
+    const broken = (reason: string): VerifyResult => ({ ok: false, checked, lastSeq: r.seq, firstBroken: { seq: r.seq, reason } });
+    if (r.seq !== expectSeq) return { ok: false, checked, lastSeq: r.seq, firstBroken: { seq: expectSeq, reason: `entry ${expectSeq} is missing (the next one is ${r.seq})` } };
+    if (r.prev_hash !== prev) return broken("its link to the previous entry does not match (an entry before it was removed or replaced)");
+    if (eventHash(prev, r, r.data) !== r.hash) return broken(`its contents do not match its hash (type ${r.type}, epoch ${r.epoch})`);
+    prev = r.hash;
+    expectSeq++;
+    checked++;
+    if (onProgress && checked % 10_000 === 0) onProgress(checked);
+  }
+  return { ok: true, checked, lastSeq: expectSeq - 1 };
+}
+
+/** Verifies a journal file without taking the lead (read-only; works beside a running farm). */
+export function verifyJournalFile(file: string, onProgress?: (checked: number) => void): VerifyResult & { head?: string } {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    const result = verifyRows(db.prepare("SELECT * FROM events ORDER BY seq").iterate() as Iterable<Row>, onProgress);
+    const head = (db.prepare("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").pluck().get() as string | undefined) ?? undefined;
+    return { ...result, ...(head ? { head } : {}) };
+  } finally {
+    db.close();
+  }
+}

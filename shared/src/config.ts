@@ -1,0 +1,46 @@
+import { z } from "zod";
+
+/** Which changes may merge on their own (used by the PR loop). */
+export const Policy = z.strictObject({
+  protectedPaths: z.array(z.string().min(1)).default([".optimus/**", ".github/**", "**/*.lock"]),
+  autoMerge: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      maxChangedLines: z.number().int().min(0).default(200),
+      maxFiles: z.number().int().min(0).default(10),
+    })
+    .default({ enabled: true, maxChangedLines: 200, maxFiles: 10 }),
+});
+export type Policy = z.infer<typeof Policy>;
+
+/** The farm server's settings: `.optimus/config.yaml`, then flags. Every field has an embedded default. */
+export const ServerConfig = z.strictObject({
+  host: z.string().default("127.0.0.1"),
+  port: z.number().int().min(0).max(65535).default(7420),
+  /** folder of the journal and tokens; relative paths are taken from the repository root */
+  stateDir: z.string().default(".optimus/state"),
+  heartbeatIntervalMs: z.number().int().min(50).max(600_000).default(5_000),
+  /** a lease lives this long without a heartbeat; keep it between 1 and 2 heartbeat intervals */
+  leaseTtlMs: z.number().int().min(100).max(3_600_000).optional(),
+  maxAttempts: z.number().int().min(1).max(50).default(3),
+  retryBackoff: z
+    .strictObject({ baseMs: z.number().int().min(0).default(2_000), maxMs: z.number().int().min(0).default(60_000) })
+    .default({ baseMs: 2_000, maxMs: 60_000 }),
+  maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(10 * 1024 * 1024),
+  snapshotEvery: z.number().int().min(10).default(5_000),
+  files: z
+    .strictObject({
+      mirror: z.boolean().default(true),
+      commit: z.boolean().default(true),
+      debounceMs: z.number().int().min(0).default(100),
+    })
+    .default({ mirror: true, commit: true, debounceMs: 100 }),
+  policy: Policy.default({ protectedPaths: [".optimus/**", ".github/**", "**/*.lock"], autoMerge: { enabled: true, maxChangedLines: 200, maxFiles: 10 } }),
+});
+export type ServerConfig = z.infer<typeof ServerConfig>;
+export type ServerConfigInput = z.input<typeof ServerConfig>;
+
+export const effectiveLeaseTtl = (c: ServerConfig): number => c.leaseTtlMs ?? Math.round(c.heartbeatIntervalMs * 1.5);
+
+export const TokenRole = z.enum(["admin", "editor", "worker"]);
+export type TokenRole = z.infer<typeof TokenRole>;

@@ -1,0 +1,85 @@
+import { isMap, isSeq, LineCounter, parseDocument, stringify, type Node } from "yaml";
+import { z } from "zod";
+import { checkManifestGraph, TaskManifest, type ManifestProblem } from "./manifest.js";
+
+/** A problem found in a manifest file, placed where an editor or terminal can point at it. */
+export interface ManifestDiagnostic {
+  file: string;
+  line: number; // 1-based
+  column: number; // 1-based
+  field: string; // dotted path, e.g. units[2].dependsOn[0]
+  message: string;
+}
+
+export type ParsedManifest =
+  | { ok: true; manifest: TaskManifest }
+  | { ok: false; problems: ManifestDiagnostic[] };
+
+export const formatField = (path: readonly PropertyKey[]): string =>
+  path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${String(p)}` : String(p)), "") || "(top level)";
+
+export const formatDiagnostic = (d: ManifestDiagnostic): string => `${d.file}:${d.line}:${d.column}: ${d.field}: ${d.message}`;
+
+/** Finds the YAML node at a path, or the deepest existing ancestor, to place a problem on a line. */
+function nodeAt(root: Node | null | undefined, path: readonly PropertyKey[]): { node: Node | null | undefined; keyNode?: Node } {
+  let node = root;
+  let keyNode: Node | undefined;
+  for (const p of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((it) => (it.key as { value?: unknown } | null)?.value === p);
+      if (!pair) break;
+      keyNode = pair.key as Node;
+      node = pair.value as Node | null;
+    } else if (isSeq(node) && typeof p === "number") {
+      const item = node.items[p] as Node | undefined;
+      if (!item) break;
+      node = item;
+      keyNode = undefined;
+    } else break;
+  }
+  return { node, keyNode };
+}
+
+/** Parses and validates a manifest file's text; never throws for bad input. */
+export function parseManifestYaml(text: string, file = "manifest.yaml"): ParsedManifest {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const place = (offset: number | undefined) => {
+    const p = lc.linePos(offset ?? 0);
+    return { line: p.line, column: p.col };
+  };
+  if (doc.errors.length > 0) {
+    return {
+      ok: false,
+      problems: doc.errors.map((e) => ({ file, ...place(e.pos[0]), field: "(syntax)", message: e.message.split("\n")[0]! })),
+    };
+  }
+  const diag = (path: readonly PropertyKey[], message: string): ManifestDiagnostic => {
+    const { node, keyNode } = nodeAt(doc.contents, path);
+    const at = (keyNode ?? node)?.range?.[0];
+    return { file, ...place(at), field: formatField(path), message };
+  };
+  const raw = doc.toJS();
+  const parsed = TaskManifest.safeParse(raw);
+  if (!parsed.success) {
+    return { ok: false, problems: parsed.error.issues.map((i) => diag(i.path, issueMessage(i))) };
+  }
+  const graph: ManifestProblem[] = checkManifestGraph(parsed.data);
+  if (graph.length > 0) return { ok: false, problems: graph.map((p) => diag(p.path, p.message)) };
+  return { ok: true, manifest: parsed.data };
+}
+
+function issueMessage(i: z.core.$ZodIssue): string {
+  if (i.code === "unrecognized_keys") return `unknown field${i.keys.length > 1 ? "s" : ""}: ${i.keys.join(", ")}`;
+  if (i.code === "invalid_type" && i.input === undefined) return "is required";
+  return i.message;
+}
+
+/** Writes a manifest as YAML with a header that says who owns which part. */
+export function stringifyManifest(m: TaskManifest): string {
+  return (
+    "# Optimus task manifest. You may edit goals, files, checks and dependencies;\n" +
+    "# the farm keeps each unit's `status` up to date.\n" +
+    stringify(m, { lineWidth: 0 })
+  );
+}

@@ -1,0 +1,59 @@
+import { z } from "zod";
+import { UnitId } from "./ids.js";
+
+export const UnitRole = z.enum(["codegen", "review"]);
+export type UnitRole = z.infer<typeof UnitRole>;
+
+/**
+ * The unit lifecycle (ARCHITECTURE.md). `completed` is the terminal state of a unit whose accepted
+ * result needs no merge (a review, or any unit while no PR loop is configured); `merged` is reached
+ * through the PR loop.
+ */
+export const UnitState = z.enum([
+  "planned",
+  "ready",
+  "leased",
+  "submitted",
+  "evaluating",
+  "awaiting_approval",
+  "changes_requested",
+  "failed",
+  "completed",
+  "merged",
+  "dead",
+  "cancelled",
+]);
+export type UnitState = z.infer<typeof UnitState>;
+
+export const TERMINAL_UNIT_STATES: readonly UnitState[] = ["completed", "merged", "dead", "cancelled"];
+export const isTerminal = (s: UnitState): boolean => TERMINAL_UNIT_STATES.includes(s);
+/** States that satisfy a dependency: the dependent unit may start. */
+export const isDone = (s: UnitState): boolean => s === "completed" || s === "merged";
+
+export const Complexity = z.enum(["trivial", "small", "medium", "large"]);
+export type Complexity = z.infer<typeof Complexity>;
+
+/** What a unit is: written by a human in a manifest or by the planner. */
+export const UnitSpec = z.strictObject({
+  id: UnitId,
+  goal: z.string().min(1, "must describe the goal").max(20_000),
+  role: UnitRole.default("codegen"),
+  files: z.array(z.string().min(1).max(1024)).max(500).default([]),
+  check: z.string().max(4_000).optional().describe("shell command whose exit code proves the unit done"),
+  dependsOn: z.array(UnitId).max(200).default([]),
+  priority: z.number().int().min(-1000).max(1000).default(0),
+  complexity: Complexity.default("small"),
+  maxAttempts: z.number().int().min(1).max(50).optional(),
+});
+export type UnitSpec = z.infer<typeof UnitSpec>;
+export type UnitSpecInput = z.input<typeof UnitSpec>;
+
+/** Status of a unit as mirrored into its task's manifest file, so the farm can rebuild from files. */
+export const UnitStatusMirror = z.strictObject({
+  state: UnitState,
+  attempt: z.number().int().min(0),
+  worker: z.string().optional(),
+  updatedAt: z.string(),
+  reason: z.string().optional(),
+});
+export type UnitStatusMirror = z.infer<typeof UnitStatusMirror>;

@@ -1,0 +1,39 @@
+import { z } from "zod";
+import { NodeId } from "./ids.js";
+import { UnitRole } from "./unit.js";
+
+/** What a worker agent says about itself when it joins the farm. */
+export const WorkerRegistration = z.strictObject({
+  nodeId: NodeId,
+  role: UnitRole,
+  maxConcurrentTasks: z.number().int().min(1).max(64).default(1),
+  model: z
+    .strictObject({
+      primary: z.string().min(1).max(500).describe("the local model doing the bulk of the work"),
+      escalation: z.string().max(500).optional().describe("the frontier model, gated, never the default"),
+    })
+    .default({ primary: "none" }),
+  version: z.string().max(50).optional(),
+});
+export type WorkerRegistration = z.infer<typeof WorkerRegistration>;
+export type WorkerRegistrationInput = z.input<typeof WorkerRegistration>;
+
+/** Live progress a worker reports for a leased unit (shown in the editor; not journaled). */
+export const UnitProgress = z.strictObject({
+  phase: z.string().min(1).max(40),
+  step: z.string().max(500).optional(),
+  tokens: z.number().int().min(0).max(1e12).optional(),
+  elapsedMs: z.number().int().min(0).max(1e12).optional(),
+});
+export type UnitProgress = z.infer<typeof UnitProgress>;
+
+/** What a worker hands back for its lease. */
+export const UnitResult = z.strictObject({
+  outcome: z.enum(["succeeded", "failed"]),
+  summary: z.string().max(20_000).default(""),
+  /** `git diff --binary` of the change, if any (validated by the PR loop). */
+  patch: z.string().max(8 * 1024 * 1024).optional(),
+  evidence: z.string().max(1024 * 1024).optional(),
+});
+export type UnitResult = z.infer<typeof UnitResult>;
+export type UnitResultInput = z.input<typeof UnitResult>;
