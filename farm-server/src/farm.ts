@@ -54,7 +54,7 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
   mkdirSync(stateDirOf(repo, config), { recursive: true, mode: 0o700 });
   keepStateOutOfGit(repo, config);
   const journal = new SqliteJournal(journalPathOf(repo, config));
-  const tokens = new TokenStore(journal.database);
+  const tokens = new TokenStore(join(stateDirOf(repo, config), "tokens.db"));
   const state = new FarmState(journal, config.snapshotEvery);
   const { epoch, replayed } = await state.load((n) => opts.onProgress?.("replaying journal", n));
   const tasks = new TaskCommands(state, config);
@@ -90,6 +90,7 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
   } catch (err) {
     dispatcher.stop();
     await journal.close();
+    tokens.close();
     throw err;
   }
 
@@ -105,6 +106,7 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
       }
       mirror.stop();
       await journal.close();
+      tokens.close();
       resolveStopped(error ? { error } : {});
     })());
   state.on("fatal", (err) => {

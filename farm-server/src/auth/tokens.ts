@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import type Database from "better-sqlite3";
+import Database from "better-sqlite3";
 import type { TokenRole } from "@optimus/shared";
 
 export interface Principal {
@@ -21,7 +21,14 @@ const hash = (secret: string) => createHash("sha256").update(secret).digest();
  * bits, so a slow hash adds nothing); lookups go by id and compare in constant time.
  */
 export class TokenStore {
-  constructor(private readonly db: Database.Database) {
+  private readonly db: Database.Database;
+
+  /** Tokens live in their own file: losing or rebuilding the journal must not lock everyone out. */
+  constructor(file: string) {
+    const db = (this.db = new Database(file));
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+    db.pragma("busy_timeout = 5000");
     db.exec(`CREATE TABLE IF NOT EXISTS tokens (
       id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash BLOB NOT NULL,
       created_at INTEGER NOT NULL, revoked_at INTEGER)`);
@@ -55,6 +62,10 @@ export class TokenStore {
     return (this.db.prepare("SELECT id, name, role, created_at, revoked_at FROM tokens ORDER BY created_at").all() as Array<{ id: string; name: string; role: TokenRole; created_at: number; revoked_at: number | null }>).map(
       (r) => ({ tokenId: r.id, name: r.name, role: r.role, createdAt: r.created_at, revoked: r.revoked_at !== null }),
     );
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
   }
 
   count(): number {

@@ -1,0 +1,11 @@
+// The farm server's public surface: what the tests, the worker agent and (as types only) the
+// editor extension use.
+export { startFarm, journalPathOf, stateDirOf, type Farm, type FarmOptions } from "./farm.js";
+export { createFarmClient, errorCode, isFinalError, wsUrlOf, type FarmClient } from "./client/farm-client.js";
+export { WorkerAgent, type ExecuteUnit, type LeaseContext, type WorkerAgentOptions } from "./worker/worker-agent.js";
+export type { AppRouter } from "./api/router.js";
+export type { Lease, LeaseRef } from "./core/lease-commands.js";
+export { SqliteJournal, verifyJournalFile, openFarmDatabase } from "./store/sqlite-journal.js";
+export { FencedError, GENESIS_HASH, eventHash, type Journal } from "./store/journal.js";
+export { Projection } from "./store/projection.js";
+export { TokenStore } from "./auth/tokens.js";

@@ -1,0 +1,26 @@
+#!/usr/bin/env node
+// Runs every compiled test file with node's own test runner, one file at a time (the e2e suites
+// start real servers and processes; running them side by side on a 2-core machine only adds noise).
+import { spawnSync } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("./dist", import.meta.url));
+const only = process.argv.slice(2);
+const files = [];
+const walk = (d) => {
+  for (const f of readdirSync(d).sort()) {
+    const p = join(d, f);
+    if (statSync(p).isDirectory()) walk(p);
+    else if (f.endsWith(".test.js") && (only.length === 0 || only.some((o) => p.includes(o)))) files.push(p);
+  }
+};
+walk(root);
+if (files.length === 0) {
+  console.error("no test files found: run `npm run build` first");
+  process.exit(1);
+}
+console.error(`running ${files.length} test file(s): ${files.map((f) => relative(root, f)).join(", ")}`);
+const r = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "--test-reporter=spec", ...files], { stdio: "inherit" });
+process.exit(r.status ?? 1);

@@ -1,0 +1,17 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** A fresh git repository with one commit, removed when the test ends. */
+export function makeRepo(t?: { after(fn: () => void): void }, name = "optimus-test-"): string {
+  const dir = mkdtempSync(join(tmpdir(), name));
+  const git = (...args: string[]) => execFileSync("git", args, { cwd: dir, stdio: "pipe" });
+  git("init", "-q", "-b", "main");
+  git("-c", "user.name=Test", "-c", "user.email=test@localhost", "commit", "-q", "--allow-empty", "-m", "initial");
+  t?.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export const gitLog = (repo: string): string[] =>
+  execFileSync("git", ["log", "--format=%s"], { cwd: repo }).toString().trim().split("\n");
