@@ -194,7 +194,9 @@ export class Projection {
   }
 
   private settle(u: UnitRecord, state: UnitState, ts: number, reason?: string): void {
+    const last = u.worker;
     this.clearLease(u);
+    u.worker = last; // who worked on it last stays visible; it holds no lease any more
     u.state = state;
     u.reason = reason;
     u.notBefore = undefined;

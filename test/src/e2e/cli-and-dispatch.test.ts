@@ -1,0 +1,113 @@
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import Database from "better-sqlite3";
+import { parseManifestYaml } from "@optimus/shared";
+import { runCli } from "../helpers/cli.js";
+import { httpClientFor, tokenFor } from "../helpers/clients.js";
+import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { gitLog, makeRepo } from "../helpers/repo.js";
+import { waitFor } from "../helpers/wait.js";
+import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+
+test("a task sent from the CLI is journaled, written as a manifest, committed, and leased by role, capacity and dependency", async (t) => {
+  const repo = makeRepo(t);
+  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "300"]);
+  await farm.start();
+  t.after(() => farm.stop());
+  const env = { OPTIMUS_FARM: farm.url };
+
+  // 1. `optimus send` from the repository: the CLI finds the local farm's admin token by itself.
+  const sent = await runCli(["send", "Make the parser accept tabs", "--files", "src/parser.ts", "src/lexer.ts"], { cwd: repo, env });
+  assert.equal(sent.code, 0, sent.stderr);
+  const taskId = sent.stdout.trim();
+  assert.match(taskId, /^make-the-parser-accept-tabs-[0-9a-f]{6}$/);
+
+  // Journaled: the creation is in the journal, with who did it, and the hash chain holds.
+  const admin = httpClientFor(farm.url, farm.adminToken);
+  const db = new Database(join(repo, ".optimus", "state", "journal.db"), { readonly: true });
+  const row = db.prepare("SELECT actor, data FROM events WHERE type = 'task_created'").get() as { actor: string; data: string };
+  db.close();
+  assert.equal(row.actor, "admin:admin");
+  assert.equal(JSON.parse(row.data).taskId, taskId);
+  const verify = await runCli(["audit", "verify"], { cwd: repo });
+  assert.equal(verify.code, 0, verify.stderr);
+  assert.match(verify.stdout, /audit chain intact: \d+ entries verified/);
+
+  // Written to .optimus/tasks/<id>/manifest.yaml and committed as a milestone.
+  const file = join(repo, ".optimus", "tasks", taskId, "manifest.yaml");
+  await waitFor(() => existsSync(file), "the manifest file");
+  const parsed = parseManifestYaml(readFileSync(file, "utf8"), file);
+  assert.ok(parsed.ok);
+  assert.deepEqual(parsed.manifest.units[0]!.files, ["src/parser.ts", "src/lexer.ts"]);
+  assert.equal(parsed.manifest.units[0]!.status?.state, "ready");
+  await waitFor(() => gitLog(repo).includes(`optimus: task ${taskId} created`), "the milestone commit");
+  assert.ok(readFileSync(join(repo, ".optimus", ".gitignore"), "utf8").includes("/state/"), "farm state is kept out of git");
+
+  // 2. A manifest with a DAG: codegen a → review b (after a); codegen c, d, e (e after b).
+  const manifest = join(repo, "dag.yaml");
+  writeFileSync(manifest, `title: DAG\nid: dag\nunits:
+  - { id: a, goal: write a }
+  - { id: b, goal: review a, role: review, dependsOn: [a] }
+  - { id: c, goal: write c }
+  - { id: d, goal: write d }
+  - { id: e, goal: write e, dependsOn: [b] }
+`);
+  const imported = await runCli(["task", "import", manifest], { cwd: repo, env });
+  assert.equal(imported.code, 0, imported.stderr);
+  assert.equal(imported.stdout.trim(), "dag");
+
+  // 3. Two workers over WebSocket: a codegen worker (capacity 2) and a review worker (capacity 1).
+  const workerToken = (await runCli(["token", "create", "--role", "worker", "--name", "pool"], { cwd: repo, env })).stdout.trim();
+  assert.match(workerToken, /^opt_[0-9a-f]{12}_/);
+  const ledger = newLedger();
+  const agents = await startWorkers(farm.url, workerToken, [
+    { nodeId: "worker-01", role: "codegen", max: 2 },
+    { nodeId: "worker-02", role: "review", max: 1 },
+  ], ledger);
+  t.after(() => stopAll(agents));
+
+  const all = await waitFor(async () => {
+    const tasks = await admin.tasks.list.query();
+    return tasks.length === 2 && tasks.every((x) => x.state === "completed") ? tasks : null;
+  }, "both tasks to complete");
+  assert.equal(all.length, 2);
+
+  // Roles: review units only on the review worker, codegen units only on the codegen worker.
+  const byUnit = new Map(ledger.started.map((s) => [s.key, s]));
+  assert.equal(byUnit.get("dag/b")!.worker, "worker-02");
+  for (const k of ["dag/a", "dag/c", "dag/d", "dag/e", `${taskId}/u1`]) assert.equal(byUnit.get(k)!.worker, "worker-01", k);
+  // Capacity: never more than maxConcurrentTasks at once; the codegen worker did use its 2 slots.
+  assert.equal(ledger.peak.get("worker-01"), 2);
+  assert.equal(ledger.peak.get("worker-02"), 1);
+  // Dependencies: a unit starts only after the units it depends on were accepted.
+  const acceptedAt = new Map(ledger.accepted.map((a) => [a.key, a.at]));
+  assert.ok(byUnit.get("dag/b")!.at >= acceptedAt.get("dag/a")!, "b started after a");
+  assert.ok(byUnit.get("dag/e")!.at >= acceptedAt.get("dag/b")!, "e started after b");
+  assert.equal(ledger.accepted.length, 6);
+  assert.equal(ledger.rejected.length, 0);
+
+  // Fleet view and the manifest mirror reflect the outcome; the final state is committed too.
+  const fleet = await admin.fleet.workers.query();
+  assert.deepEqual(fleet.map((w) => [w.nodeId, w.role, w.connected]).sort(), [["worker-01", "codegen", true], ["worker-02", "review", true]]);
+  await waitFor(() => gitLog(repo).some((m) => /^optimus: .*\bdag completed/.test(m)), "the completion milestone commit");
+  const dag = parseManifestYaml(readFileSync(join(repo, ".optimus", "tasks", "dag", "manifest.yaml"), "utf8"));
+  assert.ok(dag.ok);
+  assert.deepEqual(dag.manifest.units.map((u) => u.status?.state), ["completed", "completed", "completed", "completed", "completed"]);
+  assert.equal(dag.manifest.status?.state, "completed");
+
+  // `optimus status` prints the table (not a TTY here, so once).
+  const st = await runCli(["status"], { cwd: repo, env });
+  assert.equal(st.code, 0, st.stderr);
+  assert.match(st.stdout, /dag\s+completed/);
+  assert.match(st.stdout, /\n  b\s+completed\s+1\s+worker-02/);
+
+  // Health and metrics on the same port.
+  const health = (await (await fetch(`${farm.url}/healthz`)).json()) as { ok: boolean };
+  assert.equal(health.ok, true);
+  const metrics = await (await fetch(`${farm.url}/metrics`)).text();
+  assert.match(metrics, /optimus_units\{state="completed"\} 6/);
+  assert.match(metrics, /optimus_workers_connected 2/);
+  assert.match(metrics, /optimus_events_total\{type="unit_leased"\} 6/);
+});
