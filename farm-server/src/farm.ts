@@ -19,6 +19,8 @@ export interface FarmOptions {
   repo: string;
   config: ServerConfig;
   log?: Logger;
+  /** issue a new admin token even though tokens exist (the old admin token was lost) */
+  resetAdminToken?: boolean;
   /** progress of long start-up work (replay, rebuild from files) */
   onProgress?: (what: string, done: number, total?: number) => void;
 }
@@ -71,11 +73,12 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
   const imports = await runImport();
   for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
   leases.graceLeases();
+  await leases.resumeSubmitted();
 
   let adminToken: IssuedToken | undefined;
-  if (tokens.count() === 0) {
-    adminToken = tokens.create("admin", "admin");
-    await state.commit([{ type: "token_created", data: { tokenId: adminToken.tokenId, role: "admin", name: "admin" } }], "farm");
+  if (tokens.count() === 0 || opts.resetAdminToken) {
+    adminToken = tokens.create("admin", opts.resetAdminToken ? `admin-${new Date().toISOString()}` : "admin");
+    await state.commit([{ type: "token_created", data: { tokenId: adminToken.tokenId, role: "admin", name: adminToken.name } }], "farm");
   }
 
   const mirror = new ManifestMirror(state, { repo, commit: config.files.commit, debounceMs: config.files.debounceMs, log: (msg, err) => log.warn({ err }, msg) });

@@ -22,12 +22,12 @@ export interface EventPayloads {
   task_cancelled: { taskId: string; reason?: string };
   unit_leased: { taskId: string; unitId: string; attempt: number; worker: string; leaseId: string; expiresAt: number };
   lease_expired: { taskId: string; unitId: string; attempt: number; worker: string } & RetryDecision;
-  unit_submitted: { taskId: string; unitId: string; attempt: number; worker: string; outcome: "succeeded" | "failed"; summary: string };
+  unit_submitted: { taskId: string; unitId: string; attempt: number; leaseId?: string; worker: string; outcome: "succeeded" | "failed"; summary: string };
   unit_completed: { taskId: string; unitId: string; attempt: number };
   unit_failed: { taskId: string; unitId: string; attempt: number; reason: string } & RetryDecision;
   unit_retried: { taskId: string; unitId: string };
   unit_cancelled: { taskId: string; unitId: string; reason?: string };
-  report_rejected: { taskId: string; unitId: string; attempt: number; worker: string; kind: string; reason: string };
+  report_rejected: { taskId: string; unitId: string; attempt: number; leaseId: string; worker: string; kind: string; reason: string };
   worker_registered: WorkerRegistration & { tokenId?: string };
   token_created: { tokenId: string; role: string; name: string };
   token_revoked: { tokenId: string };

@@ -78,8 +78,8 @@ function issueMessage(i: z.core.$ZodIssue): string {
 /** Writes a manifest as YAML with a header that says who owns which part. */
 export function stringifyManifest(m: TaskManifest): string {
   return (
-    "# Optimus task manifest. You may edit goals, files, checks and dependencies;\n" +
-    "# the farm keeps each unit's `status` up to date.\n" +
+    "# Optimus task manifest, kept by the farm: it rewrites this file as units progress.\n" +
+    "# Change a running task through `optimus` or the editor; edits here are not read back.\n" +
     stringify(m, { lineWidth: 0 })
   );
 }

@@ -10,7 +10,7 @@ import { eventsAfter } from "./event-stream.js";
 import { adminProcedure, editorProcedure, publicProcedure, router, workerProcedure } from "./trpc.js";
 
 const UnitRef = z.strictObject({ taskId: TaskId, unitId: UnitId });
-const LeaseRef = UnitRef.extend({ attempt: z.number().int().min(1) });
+const LeaseRef = UnitRef.extend({ attempt: z.number().int().min(1), leaseId: z.string().min(1).max(300) });
 const WorkerCall = z.strictObject({ nodeId: NodeId });
 
 const CreateTask = z.strictObject({

@@ -60,7 +60,7 @@ export const publicProcedure = t.procedure.use(mapErrors);
 /** A procedure open to the given roles only. */
 export const roleProcedure = (...roles: TokenRole[]) =>
   publicProcedure.use(({ ctx, next }) => {
-    if (!ctx.principal) throw new TRPCError({ code: "UNAUTHORIZED", message: "missing or invalid token; create one with `optimus token create`" });
+    if (!ctx.principal || ctx.services.tokens.isRevoked(ctx.principal.tokenId)) throw new TRPCError({ code: "UNAUTHORIZED", message: "missing or invalid token; create one with `optimus token create`" });
     if (!roles.includes(ctx.principal.role)) {
       throw new TRPCError({ code: "FORBIDDEN", message: `a ${ctx.principal.role} token may not do this (needs ${roles.join(" or ")})` });
     }

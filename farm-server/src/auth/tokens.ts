@@ -22,6 +22,7 @@ const hash = (secret: string) => createHash("sha256").update(secret).digest();
  */
 export class TokenStore {
   private readonly db: Database.Database;
+  private readonly revoked = new Set<string>();
 
   /** Tokens live in their own file: losing or rebuilding the journal must not lock everyone out. */
   constructor(file: string) {
@@ -32,6 +33,7 @@ export class TokenStore {
     db.exec(`CREATE TABLE IF NOT EXISTS tokens (
       id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash BLOB NOT NULL,
       created_at INTEGER NOT NULL, revoked_at INTEGER)`);
+    for (const id of db.prepare("SELECT id FROM tokens WHERE revoked_at IS NOT NULL").pluck().all() as string[]) this.revoked.add(id);
   }
 
   create(role: TokenRole, name: string): IssuedToken {
@@ -55,7 +57,17 @@ export class TokenStore {
   }
 
   revoke(tokenId: string): boolean {
-    return this.db.prepare("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(Date.now(), tokenId).changes > 0;
+    const done = this.db.prepare("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(Date.now(), tokenId).changes > 0;
+    if (done) this.revoked.add(tokenId);
+    return done;
+  }
+
+  /**
+   * A WebSocket authenticates once, when it opens; every call checks this too, so a revoked
+   * token stops working at once, not at its next reconnect.
+   */
+  isRevoked(tokenId: string): boolean {
+    return this.revoked.has(tokenId);
   }
 
   list(): Array<Principal & { createdAt: number; revoked: boolean }> {
@@ -68,8 +80,9 @@ export class TokenStore {
     if (this.db.open) this.db.close();
   }
 
+  /** Tokens ever issued (revoked ones too): the first admin token is made only on a fresh farm. */
   count(): number {
-    return this.db.prepare("SELECT count(*) FROM tokens WHERE revoked_at IS NULL").pluck().get() as number;
+    return this.db.prepare("SELECT count(*) FROM tokens").pluck().get() as number;
   }
 }
 

@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { chmodSync, writeFileSync } from "node:fs";
 import type { ServerConfig } from "@optimus/shared";
 import { startFarm, stateDirOf } from "../farm.js";
 import { adminTokenFile, loadConfig, resolveRepo } from "./context.js";
@@ -11,6 +11,7 @@ export interface FarmUpOptions {
   host?: string;
   heartbeatMs?: string;
   maxAttempts?: string;
+  resetAdminToken?: boolean;
 }
 
 const int = (v: string | undefined, name: string): number | undefined => {
@@ -27,7 +28,7 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   const progress = progressLine(process.stderr);
   let farm;
   try {
-    farm = await startFarm({ repo, config, onProgress: (what, done, total) => progress.update(`${what}: ${done}${total ? `/${total}` : ""}`) });
+    farm = await startFarm({ repo, config, resetAdminToken: o.resetAdminToken, onProgress: (what, done, total) => progress.update(`${what}: ${done}${total ? `/${total}` : ""}`) });
   } catch (err) {
     progress.done();
     const e = err as NodeJS.ErrnoException;
@@ -40,7 +41,8 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   if (startup.adminToken) {
     const file = adminTokenFile(repo, config);
     writeFileSync(file, startup.adminToken.token + "\n", { mode: 0o600 });
-    console.error(`created the first admin token; it is in ${file} (readable by you only). The CLI uses it from this repository.`);
+    chmodSync(file, 0o600); // also when the file was already there
+    console.error(`created ${o.resetAdminToken ? "a new" : "the first"} admin token; it is in ${file} (readable by you only). The CLI uses it from this repository.`);
   }
   const p = farm.services.state.projection;
   const i = startup.imports;

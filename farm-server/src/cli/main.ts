@@ -25,6 +25,7 @@ farm
   .option("--host <addr>", "address to listen on (default 127.0.0.1)")
   .option("--heartbeat-ms <n>", "worker heartbeat interval; leases expire after 1.5 of them")
   .option("--max-attempts <n>", "attempts before a unit is dead-lettered")
+  .option("--reset-admin-token", "issue a new admin token into .optimus/state/admin.token (when the old one is lost)")
   .action((_o, cmd: Command) => farmUp(g(cmd)));
 
 program

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import {
   backoffMs,
   effectiveLeaseTtl,
@@ -13,24 +14,34 @@ import { FarmError, notFound } from "./errors.js";
 import type { FarmState } from "./farm-state.js";
 import type { UnitRecord } from "../store/projection.js";
 
+/**
+ * A worker's claim on a unit. The lease id is the fencing token: it names the attempt and carries a
+ * random part, so even an attempt number reused after the journal was rebuilt from files cannot
+ * make a zombie's report look current.
+ */
 export interface LeaseRef {
   taskId: string;
   unitId: string;
   attempt: number;
+  leaseId: string;
 }
 
 export interface Lease extends LeaseRef {
-  leaseId: string;
   expiresAt: number;
   spec: UnitRecord["spec"];
 }
 
 /**
  * What happens to an accepted, successful submission. The default completes the unit; the PR
- * loop replaces it with evaluate → merge or hold.
+ * loop replaces it with evaluate → merge or hold. `accept` events are committed in the same batch
+ * as the submission (never half of it); `resume` picks up a unit found `submitted` at start-up.
  */
-export type SubmissionHandler = (u: UnitRecord, result: UnitResult) => EventBody[];
-export const completeOnSubmit: SubmissionHandler = (u) => [{ type: "unit_completed", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt } }];
+export interface SubmissionHandler {
+  accept(u: UnitRecord, result: UnitResult): EventBody[];
+  resume(u: UnitRecord): EventBody[];
+}
+const complete = (u: UnitRecord): EventBody[] => [{ type: "unit_completed", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt } }];
+export const completeOnSubmit: SubmissionHandler = { accept: complete, resume: complete };
 
 export interface LiveProgress extends UnitProgress {
   attempt: number;
@@ -78,7 +89,7 @@ export class LeaseCommands {
   /** Stages a lease of a ready unit to a worker; durable when the returned promise resolves. */
   lease(u: UnitRecord, nodeId: string): { lease: Lease; durable: Promise<unknown> } {
     const attempt = u.attempt + 1;
-    const leaseId = `${unitKey(u.taskId, u.unitId)}#${attempt}`;
+    const leaseId = `${unitKey(u.taskId, u.unitId)}#${attempt}.${randomBytes(4).toString("hex")}`;
     const expiresAt = this.now() + this.ttl;
     const durable = this.state.commit(
       [{ type: "unit_leased", data: { taskId: u.taskId, unitId: u.unitId, attempt, worker: nodeId, leaseId, expiresAt } }],
@@ -91,9 +102,9 @@ export class LeaseCommands {
     return { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, leaseId: u.leaseId!, expiresAt: u.leaseExpiresAt!, spec: u.spec };
   }
 
-  /** True when `nodeId` holds the lease of exactly this attempt. */
-  private holds(u: UnitRecord, nodeId: string, attempt: number): boolean {
-    return u.state === "leased" && u.worker === nodeId && u.attempt === attempt;
+  /** True when `nodeId` holds exactly this lease. */
+  private holds(u: UnitRecord, nodeId: string, ref: LeaseRef): boolean {
+    return u.state === "leased" && u.worker === nodeId && u.leaseId === ref.leaseId;
   }
 
   /** Extends the worker's leases; returns the ones it no longer holds so it can stop working on them. */
@@ -102,40 +113,39 @@ export class LeaseCommands {
     const expiresAt = this.now() + this.ttl;
     for (const l of leases) {
       const u = this.p.units.get(unitKey(l.taskId, l.unitId));
-      if (u && this.holds(u, nodeId, l.attempt)) u.leaseExpiresAt = Math.max(u.leaseExpiresAt ?? 0, expiresAt);
-      else lost.push({ ...l, reason: u ? this.whyNotHeld(u, nodeId, l.attempt) : "unit does not exist" });
+      if (u && this.holds(u, nodeId, l)) u.leaseExpiresAt = Math.max(u.leaseExpiresAt ?? 0, expiresAt);
+      else lost.push({ ...l, reason: u ? this.whyNotHeld(u, nodeId, l) : "unit does not exist" });
     }
     return { lost, leaseTtlMs: this.ttl };
   }
 
   reportProgress(nodeId: string, ref: LeaseRef, progress: UnitProgress): void {
     const u = this.unitOrThrow(ref);
-    if (!this.holds(u, nodeId, ref.attempt)) throw new FarmError("lease_lost", this.leaseLostMessage(u, nodeId, ref.attempt));
+    if (!this.holds(u, nodeId, ref)) throw new FarmError("lease_lost", this.leaseLostMessage(u, nodeId, ref));
     this.progress.set(unitKey(ref.taskId, ref.unitId), { ...progress, attempt: ref.attempt, at: this.now() });
   }
 
   async submit(nodeId: string, ref: LeaseRef, result: UnitResult): Promise<{ accepted: true; duplicate: boolean; state: string }> {
     const u = this.unitOrThrow(ref);
     // The same worker repeating a submission whose answer it never got (farm restarted): say yes again.
-    if (u.acceptedAttempt === ref.attempt && u.acceptedWorker === nodeId && result.outcome === "succeeded") {
+    if (u.acceptedLeaseId === ref.leaseId && u.acceptedWorker === nodeId && result.outcome === "succeeded") {
       return { accepted: true, duplicate: true, state: u.state };
     }
-    if (!this.holds(u, nodeId, ref.attempt)) {
-      const reason = this.whyNotHeld(u, nodeId, ref.attempt);
+    if (!this.holds(u, nodeId, ref)) {
+      const reason = this.whyNotHeld(u, nodeId, ref);
       await this.state.commit([{ type: "report_rejected", data: { ...ref, worker: nodeId, kind: "submit", reason } }], `worker:${nodeId}`);
-      throw new FarmError("lease_lost", this.leaseLostMessage(u, nodeId, ref.attempt));
+      throw new FarmError("lease_lost", this.leaseLostMessage(u, nodeId, ref));
     }
     this.progress.delete(unitKey(u.taskId, u.unitId));
     const submitted: EventBody = {
       type: "unit_submitted",
-      data: { ...ref, worker: nodeId, outcome: result.outcome, summary: result.summary.slice(0, 2_000) },
+      data: { taskId: ref.taskId, unitId: ref.unitId, attempt: ref.attempt, leaseId: ref.leaseId, worker: nodeId, outcome: result.outcome, summary: result.summary.slice(0, 2_000) },
     };
     if (result.outcome === "succeeded") {
-      await this.state.commit([submitted], `worker:${nodeId}`);
-      const next = this.submissionHandler(u, result);
-      if (next.length > 0) await this.state.commit(next, "farm");
+      // One batch: a crash can never leave the unit submitted with nobody to finish it.
+      await this.state.commit([submitted, ...this.submissionHandler.accept(u, result)], `worker:${nodeId}`);
     } else {
-      const failed: EventBody = { type: "unit_failed", data: { ...ref, reason: result.summary.slice(0, 500) || "worker reported failure", ...this.retryDecision(u, true) } };
+      const failed: EventBody = { type: "unit_failed", data: { taskId: ref.taskId, unitId: ref.unitId, attempt: ref.attempt, reason: result.summary.slice(0, 500) || "worker reported failure", ...this.retryDecision(u, true) } };
       await this.state.commit([submitted, failed], `worker:${nodeId}`);
     }
     return { accepted: true, duplicate: false, state: u.state };
@@ -149,6 +159,14 @@ export class LeaseCommands {
       if ((u.leaseExpiresAt ?? 0) > now) continue;
       bodies.push({ type: "lease_expired", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, worker: u.worker!, ...this.retryDecision(u, false) } });
     }
+    if (bodies.length > 0) await this.state.commit(bodies, "farm");
+    return bodies.length;
+  }
+
+  /** At start-up: hands every unit left `submitted` back to the submission handler. */
+  async resumeSubmitted(): Promise<number> {
+    const bodies: EventBody[] = [];
+    for (const u of this.p.units.values()) if (u.state === "submitted") bodies.push(...this.submissionHandler.resume(u));
     if (bodies.length > 0) await this.state.commit(bodies, "farm");
     return bodies.length;
   }
@@ -176,14 +194,14 @@ export class LeaseCommands {
     return u;
   }
 
-  private whyNotHeld(u: UnitRecord, nodeId: string, attempt: number): string {
-    if (u.state === "leased" && u.attempt !== attempt) return `attempt ${attempt} expired; the unit is now attempt ${u.attempt}, leased to ${u.worker}`;
+  private whyNotHeld(u: UnitRecord, nodeId: string, ref: LeaseRef): string {
+    if (u.state === "leased" && u.leaseId !== ref.leaseId) return `that lease expired; the unit is now attempt ${u.attempt}, leased to ${u.worker}`;
     if (u.state === "leased" && u.worker !== nodeId) return `the unit is leased to ${u.worker}`;
-    if (u.attempt > attempt) return `attempt ${attempt} expired; the unit is now ${u.state} at attempt ${u.attempt}`;
+    if (u.attempt > ref.attempt) return `that lease expired; the unit is now ${u.state} at attempt ${u.attempt}`;
     return `the unit is ${u.state}${u.reason ? ` (${u.reason})` : ""}`;
   }
 
-  private leaseLostMessage(u: UnitRecord, nodeId: string, attempt: number): string {
-    return `lease lost: ${nodeId} no longer holds unit ${u.taskId}/${u.unitId} attempt ${attempt}: ${this.whyNotHeld(u, nodeId, attempt)}`;
+  private leaseLostMessage(u: UnitRecord, nodeId: string, ref: LeaseRef): string {
+    return `lease lost: ${nodeId} no longer holds unit ${u.taskId}/${u.unitId} attempt ${ref.attempt}: ${this.whyNotHeld(u, nodeId, ref)}`;
   }
 }

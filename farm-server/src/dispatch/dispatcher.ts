@@ -74,9 +74,12 @@ export class Dispatcher {
     c.role = w.role;
     c.capacity = w.maxConcurrentTasks;
     c.sinks.add(sink);
-    // Whatever it already holds (after its own or the farm's restart) is handed back first.
-    for (const u of this.state.projection.leasesOf(nodeId)) sink.push(this.leases.toLease(u));
-    this.schedule();
+    // Whatever it already holds (after its own or the farm's restart) is handed back first, once
+    // durable: a lease staged this very moment must not reach a worker before the journal has it.
+    void this.state.settle().then(() => {
+      if (c!.sinks.has(sink)) for (const u of this.state.projection.leasesOf(nodeId)) sink.push(this.leases.toLease(u));
+      this.schedule();
+    }, this.opts.onError);
     return () => {
       c!.sinks.delete(sink);
       if (c!.sinks.size === 0 && this.conns.get(nodeId) === c) this.conns.delete(nodeId);

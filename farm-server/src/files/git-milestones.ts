@@ -9,6 +9,7 @@ export class GitMilestones {
   private readonly git: SimpleGit;
   private chain: Promise<unknown> = Promise.resolve();
   private isRepo: Promise<boolean>;
+  private readonly unsaved = new Set<string>();
 
   constructor(readonly repo: string, private readonly log: (msg: string, err?: unknown) => void) {
     this.git = simpleGit({ baseDir: repo, maxConcurrentProcesses: 1 });
@@ -24,6 +25,8 @@ export class GitMilestones {
 
   private async commitNow(paths: string[], message: string): Promise<string | null> {
     if (!(await this.isRepo)) return null;
+    // Paths whose commit failed earlier ride along with this one.
+    paths = [...new Set([...this.unsaved, ...paths])];
     try {
       await this.git.raw(["add", "--", ...paths]);
       const staged = await this.git.raw(["diff", "--cached", "--name-only", "--", ...paths]);
@@ -32,9 +35,13 @@ export class GitMilestones {
         "-c", "user.name=Optimus", "-c", "user.email=optimus@localhost", "-c", "core.fsync=committed",
         "commit", "--no-verify", "--quiet", "--only", "-m", message, "--", ...paths,
       ]);
+      this.unsaved.clear();
       return (await this.git.revparse(["HEAD"])).trim();
     } catch (err) {
-      // A busy index (the user's own git command) or a rebase in progress: the next milestone retries.
+      // A busy index (the user's own git command) or a rebase in progress: unstage what we staged,
+      // so the user's index is as it was, and let the next milestone try again.
+      for (const p of paths) this.unsaved.add(p);
+      await this.git.raw(["reset", "-q", "--", ...paths]).catch(() => undefined);
       this.log(`could not commit ${paths.join(", ")}: ${(err as Error).message.split("\n")[0]}`, err);
       return null;
     }

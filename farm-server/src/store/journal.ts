@@ -3,10 +3,15 @@ import type { EventBody, FarmEvent } from "@optimus/shared";
 
 export const GENESIS_HASH = "0".repeat(64);
 
-/** The fields of an event that its hash covers, in a fixed order, so any edit breaks the chain. */
+/**
+ * The fields of an event that its hash covers, in a fixed order, so any edit breaks the chain. The
+ * head is JSON-encoded (strings escaped), so no choice of actor or type can shift a field boundary.
+ */
 export function eventHash(prevHash: string, e: { seq: number; ts: number; epoch: number; actor: string; type: string }, dataJson: string): string {
   return createHash("sha256")
-    .update(`${prevHash}\n${e.seq}\n${e.ts}\n${e.epoch}\n${e.actor}\n${e.type}\n${dataJson}`)
+    .update(JSON.stringify([prevHash, e.seq, e.ts, e.epoch, e.actor, e.type]))
+    .update("\n")
+    .update(dataJson)
     .digest("hex");
 }
 

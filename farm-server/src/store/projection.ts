@@ -31,6 +31,7 @@ export interface TaskRecord {
 export interface UnitRecord extends UnitView {
   /** the attempt whose result was accepted, so a repeated submission is recognised, not redone */
   acceptedAttempt?: number;
+  acceptedLeaseId?: string;
   acceptedWorker?: string;
   dependents: string[];
 }
@@ -139,6 +140,7 @@ export class Projection {
         u.updatedAt = e.ts;
         if (e.data.outcome === "succeeded") {
           u.acceptedAttempt = e.data.attempt;
+          u.acceptedLeaseId = e.data.leaseId;
           u.acceptedWorker = e.data.worker;
         }
         touch(u.taskId);
@@ -230,7 +232,7 @@ export class Projection {
   }
 
   unitView(u: UnitRecord): UnitView {
-    const { dependents: _d, acceptedAttempt: _a, acceptedWorker: _w, ...view } = u;
+    const { dependents: _d, acceptedAttempt: _a, acceptedLeaseId: _l, acceptedWorker: _w, ...view } = u;
     return view;
   }
 

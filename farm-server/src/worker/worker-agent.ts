@@ -51,7 +51,6 @@ export class WorkerAgent {
   async start(): Promise<void> {
     await this.register();
     this.subscribe();
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
   }
 
   async stop(): Promise<void> {
@@ -66,7 +65,11 @@ export class WorkerAgent {
     for (let i = 0; !this.stopped; i++) {
       try {
         const r = await this.client.worker.register.mutate(this.opts.registration);
-        this.heartbeatMs = r.heartbeatIntervalMs;
+        if (r.heartbeatIntervalMs !== this.heartbeatMs || !this.heartbeatTimer) {
+          this.heartbeatMs = r.heartbeatIntervalMs;
+          if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+          this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
+        }
         return;
       } catch (err) {
         if (isFinalError(err)) throw new Error(`the farm refused to register ${this.nodeId}: ${(err as Error).message}`);
@@ -94,9 +97,10 @@ export class WorkerAgent {
   private onLease(lease: Lease): void {
     if (this.seen.has(lease.leaseId)) return; // handed back again after a reconnect: already ours
     this.seen.add(lease.leaseId);
+    if (this.seen.size > 10_000) this.seen.delete(this.seen.values().next().value!); // oldest first
     const abort = new AbortController();
     this.active.set(lease.leaseId, { lease, abort });
-    const ref: LeaseRef = { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt };
+    const ref: LeaseRef = { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId };
     const ctx: LeaseContext = {
       signal: abort.signal,
       progress: (p) => void this.client.worker.progress.mutate({ nodeId: this.nodeId, lease: ref, progress: p }).catch(() => undefined),
@@ -136,13 +140,13 @@ export class WorkerAgent {
   }
 
   private async heartbeat(): Promise<void> {
-    const leases = [...this.active.values()].map(({ lease }) => ({ taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt }));
+    const leases = [...this.active.values()].map(({ lease }) => ({ taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId }));
     try {
       const r = await this.client.worker.heartbeat.mutate({ nodeId: this.nodeId, leases });
       for (const l of r.lost) {
-        const a = this.active.get(`${l.taskId}/${l.unitId}#${l.attempt}`);
+        const a = this.active.get(l.leaseId);
         if (a) {
-          this.opts.log?.(`lease ${l.taskId}/${l.unitId}#${l.attempt} lost: ${l.reason}`);
+          this.opts.log?.(`lease ${l.leaseId} lost: ${l.reason}`);
           a.abort.abort();
         }
       }

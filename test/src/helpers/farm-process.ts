@@ -41,11 +41,12 @@ export class FarmProcess {
     });
     this.child = child;
     child.once("exit", () => this.exits++);
+    const from = this.log.length; // look for this start's banner only
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`farm did not start in ${timeoutMs} ms:\n${this.log}`)), timeoutMs);
       const onData = (b: Buffer) => {
         this.log += b.toString();
-        if (this.log.includes("Optimus farm listening on")) {
+        if (this.log.includes("Optimus farm listening on", from)) {
           clearTimeout(timer);
           resolve();
         }
