@@ -14,6 +14,7 @@ import { Dispatcher } from "./dispatch/dispatcher.js";
 import { ManifestMirror } from "./files/manifest-mirror.js";
 import { importManifests, type ImportReport } from "./files/rehydrate.js";
 import { SqliteJournal } from "./store/sqlite-journal.js";
+import { acquireStateLock } from "./store/state-lock.js";
 
 export interface FarmOptions {
   repo: string;
@@ -55,6 +56,17 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
   const log = opts.log ?? pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "info" }, pino.destination(2));
   mkdirSync(stateDirOf(repo, config), { recursive: true, mode: 0o700 });
   keepStateOutOfGit(repo, config);
+  const releaseLock = acquireStateLock(stateDirOf(repo, config));
+  try {
+    return await startLocked(opts, log, releaseLock);
+  } catch (err) {
+    releaseLock();
+    throw err;
+  }
+}
+
+async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => void): Promise<Farm> {
+  const { repo, config } = opts;
   const journal = new SqliteJournal(journalPathOf(repo, config));
   const tokens = new TokenStore(join(stateDirOf(repo, config), "tokens.db"));
   const state = new FarmState(journal, config.snapshotEvery);
@@ -110,6 +122,7 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
       mirror.stop();
       await journal.close();
       tokens.close();
+      releaseLock();
       resolveStopped(error ? { error } : {});
     })());
   state.on("fatal", (err) => {

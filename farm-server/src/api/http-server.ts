@@ -42,6 +42,7 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
     }
   });
   const wss = new WebSocketServer({ server, path: "/ws", maxPayload: config.maxBodyBytes });
+  wss.on("error", () => undefined); // it re-emits the server's errors (EADDRINUSE), which listen() reports below
   const ws = applyWSSHandler({
     wss,
     router: appRouter,
@@ -49,10 +50,16 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
     createContext: ({ req, info }) => context((info.connectionParams?.token as string | undefined) ?? bearer(req.headers.authorization)),
     keepAlive: { enabled: true, pingMs: 5_000, pongWaitMs: 5_000 },
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
+  } catch (err) {
+    ws.broadcastReconnectNotification();
+    wss.close();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,

@@ -62,7 +62,8 @@ export const roleProcedure = (...roles: TokenRole[]) =>
   publicProcedure.use(({ ctx, next }) => {
     if (!ctx.principal || ctx.services.tokens.isRevoked(ctx.principal.tokenId)) throw new TRPCError({ code: "UNAUTHORIZED", message: "missing or invalid token; create one with `optimus token create`" });
     if (!roles.includes(ctx.principal.role)) {
-      throw new TRPCError({ code: "FORBIDDEN", message: `a ${ctx.principal.role} token may not do this (needs ${roles.join(" or ")})` });
+      const article = ctx.principal.role === "admin" || ctx.principal.role === "editor" ? "an" : "a";
+      throw new TRPCError({ code: "FORBIDDEN", message: `${article} ${ctx.principal.role} token may not do this (needs ${roles.join(" or ")})` });
     }
     return next({ ctx: { ...ctx, principal: ctx.principal } });
   });

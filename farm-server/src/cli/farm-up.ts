@@ -3,6 +3,7 @@ import type { ServerConfig } from "@optimus/shared";
 import { startFarm, stateDirOf } from "../farm.js";
 import { adminTokenFile, loadConfig, resolveRepo } from "./context.js";
 import { CliError } from "./errors.js";
+import { FarmError } from "../core/errors.js";
 import { progressLine } from "./progress.js";
 
 export interface FarmUpOptions {
@@ -32,6 +33,7 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   } catch (err) {
     progress.done();
     const e = err as NodeJS.ErrnoException;
+    if (err instanceof FarmError) throw new CliError(err.message);
     if (e.code === "EADDRINUSE") throw new CliError(`port ${config.port} on ${config.host} is in use (is a farm already running?); choose another with --port`);
     if (e.code === "SQLITE_BUSY") throw new CliError(`the journal in ${stateDirOf(repo, config)} is locked by another farm server`);
     throw err;
