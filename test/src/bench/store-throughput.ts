@@ -10,7 +10,9 @@ import { msSince, withTimeout } from "./stats.js";
 export interface StoreRunOptions {
   tasks: number;
   unitsPerTask: number;
-  /** maxConcurrentTasks of the one fake worker (the schema allows at most 64) */
+  /** fake workers attached to the dispatcher (the brief's setup: one) */
+  workers?: number;
+  /** maxConcurrentTasks of each fake worker (the schema allows at most 64) */
   capacity: number;
   /** override of config.snapshotEvery (undefined: the default) */
   snapshotEvery?: number;
@@ -77,6 +79,7 @@ export async function storeThroughputOnce(o: StoreRunOptions): Promise<StoreRunR
     const t = process.hrtime.bigint();
     await saveSnapshot(s);
     const ms = msSince(t);
+    if (!measuring) return; // the one taken by close() is not part of the run
     snapshots++;
     snapshotMsTotal += ms;
     snapshotMsMax = Math.max(snapshotMsMax, ms);
@@ -95,18 +98,23 @@ export async function storeThroughputOnce(o: StoreRunOptions): Promise<StoreRunR
     if (completed >= total) resolveDone();
   });
 
-  // One fake worker: registered in the core, attached to the dispatcher like a lease stream;
-  // every lease it is pushed (once durable) is submitted as succeeded at once.
-  const nodeId = "bench-worker";
+  // Fake workers: registered in the core, attached to the dispatcher like a lease stream; every
+  // lease one is pushed (once durable) is submitted as succeeded at once.
   let rejectedSubmits = 0;
-  await leases.register({ nodeId, role: "codegen", maxConcurrentTasks: o.capacity, model: { primary: "bench" } }, "tok", "bench");
-  const detach = dispatcher.attach(nodeId, {
-    push(lease: Lease) {
-      leases
-        .submit(nodeId, { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId }, { outcome: "succeeded", summary: "" })
-        .catch(() => rejectedSubmits++);
-    },
-  });
+  const detachers: Array<() => void> = [];
+  for (let w = 0; w < (o.workers ?? 1); w++) {
+    const nodeId = `bench-worker-${w}`;
+    await leases.register({ nodeId, role: "codegen", maxConcurrentTasks: o.capacity, model: { primary: "bench" } }, "tok", "bench");
+    detachers.push(
+      dispatcher.attach(nodeId, {
+        push(lease: Lease) {
+          leases
+            .submit(nodeId, { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId }, { outcome: "succeeded", summary: "" })
+            .catch(() => rejectedSubmits++);
+        },
+      }),
+    );
+  }
   await state.settle();
 
   const unitsOf = (t: number): UnitSpecInput[] =>
@@ -164,7 +172,7 @@ export async function storeThroughputOnce(o: StoreRunOptions): Promise<StoreRunR
       error = `${notDone} units not completed in the projection`;
     }
   }
-  detach();
+  for (const d of detachers) d();
   await closeFarm(farm, ok);
   rmSync(repo, { recursive: true, force: true });
   const sec = wallMs / 1000;
