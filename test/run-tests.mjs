@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs every compiled test file with node's own test runner, one file at a time (the e2e suites
-// start real servers and processes; running them side by side on a 2-core machine only adds noise).
-import { spawnSync } from "node:child_process";
+// start real servers and processes; running them side by side on a 2-core machine only adds noise),
+// and ends with a plain "N passed, N failed" line.
+import { spawn } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,5 +23,16 @@ if (files.length === 0) {
   process.exit(1);
 }
 console.error(`running ${files.length} test file(s): ${files.map((f) => relative(root, f)).join(", ")}`);
-const r = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "--test-reporter=spec", ...files], { stdio: "inherit" });
-process.exit(r.status ?? 1);
+const child = spawn(process.execPath, ["--test", "--test-concurrency=1", "--test-reporter=spec", ...files], { stdio: ["ignore", "pipe", "inherit"] });
+let tail = "";
+child.stdout.on("data", (b) => {
+  process.stdout.write(b);
+  tail = (tail + b.toString()).slice(-4000);
+});
+child.on("exit", (code) => {
+  const count = (what) => Number(new RegExp(`ℹ ${what} (\\d+)`).exec(tail)?.[1] ?? 0);
+  const passed = count("pass");
+  const failed = count("fail") + count("cancelled");
+  console.log(`\n${passed} passed, ${failed} failed`);
+  process.exit(code ?? 1);
+});
