@@ -40,6 +40,8 @@ export interface StoreRunResult {
   snapshotMsMax: number;
   createMsTotal: number;
   snapshotEvery: number;
+  /** the snapshot close() takes of the final projection (all units), ms: what each periodic one costs at that size */
+  closeSnapshotMs: number;
   rejectedSubmits: number;
 }
 
@@ -73,13 +75,17 @@ export async function storeThroughputOnce(o: StoreRunOptions): Promise<StoreRunR
   let snapshots = 0;
   let snapshotMsTotal = 0;
   let snapshotMsMax = 0;
+  let closeSnapshotMs = NaN;
   const journal = state.journal;
   const saveSnapshot = journal.saveSnapshot.bind(journal);
   journal.saveSnapshot = async (s) => {
     const t = process.hrtime.bigint();
     await saveSnapshot(s);
     const ms = msSince(t);
-    if (!measuring) return; // the one taken by close() is not part of the run
+    if (!measuring) {
+      closeSnapshotMs = ms; // the one taken by close() is not part of the run
+      return;
+    }
     snapshots++;
     snapshotMsTotal += ms;
     snapshotMsMax = Math.max(snapshotMsMax, ms);
@@ -179,7 +185,7 @@ export async function storeThroughputOnce(o: StoreRunOptions): Promise<StoreRunR
   return {
     ok, ...(error ? { error } : {}), units: total, completed, wallMs, unitsPerSec: completed / sec, events, eventsPerSec: events / sec,
     flushes, eventsPerFlush: flushes ? events / flushes : 0, flushMsTotal, flushMsMax, flushShare: flushMsTotal / wallMs,
-    snapshots, snapshotMsTotal, snapshotMsMax, createMsTotal, snapshotEvery: config.snapshotEvery, rejectedSubmits,
+    snapshots, snapshotMsTotal, snapshotMsMax, createMsTotal, snapshotEvery: config.snapshotEvery, closeSnapshotMs, rejectedSubmits,
   };
 }
 
