@@ -27,7 +27,7 @@ export const ServerConfig = z.strictObject({
     .strictObject({ baseMs: z.number().int().min(0).default(2_000), maxMs: z.number().int().min(0).default(60_000) })
     .default({ baseMs: 2_000, maxMs: 60_000 }),
   maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(16 * 1024 * 1024),
-  snapshotEvery: z.number().int().min(10).default(5_000),
+  snapshotEvery: z.number().int().min(10).default(20_000),
   files: z
     .strictObject({
       mirror: z.boolean().default(true),

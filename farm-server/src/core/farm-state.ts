@@ -104,11 +104,14 @@ export class FarmState extends EventEmitter<FarmStateEvents> {
       this.emit("committed", events);
       for (const w of waiters) w.resolve();
       this.sinceSnapshot += events.length;
-      if (this.sinceSnapshot >= this.snapshotEvery) await this.snapshot();
     })();
     this.flushing = run;
     await run;
     this.flushing = null;
+    // Outside the flush: a snapshot waits for flushes to settle, so taking it inside one would wait on itself.
+    if (this.sinceSnapshot >= this.snapshotEvery && !this.failed) {
+      this.snapshot().catch((err) => this.emit("fatal", err as Error));
+    }
   }
 
   /** Waits until everything staged so far is durable. */

@@ -58,6 +58,9 @@ export class LeaseCommands {
   /** live progress per unit key; ephemeral by design (not journaled) */
   readonly progress = new Map<string, LiveProgress>();
   submissionHandler: SubmissionHandler = completeOnSubmit;
+  /** random per farm start, so lease ids never repeat, even across a journal rebuilt from files */
+  private readonly leaseNonce = randomBytes(4).toString("hex");
+  private leaseCounter = 0;
 
   constructor(private readonly state: FarmState, private readonly config: ServerConfig, private readonly now: () => number = Date.now) {
     this.ttl = effectiveLeaseTtl(config);
@@ -89,7 +92,7 @@ export class LeaseCommands {
   /** Stages a lease of a ready unit to a worker; durable when the returned promise resolves. */
   lease(u: UnitRecord, nodeId: string): { lease: Lease; durable: Promise<unknown> } {
     const attempt = u.attempt + 1;
-    const leaseId = `${unitKey(u.taskId, u.unitId)}#${attempt}.${randomBytes(4).toString("hex")}`;
+    const leaseId = `${unitKey(u.taskId, u.unitId)}#${attempt}.${this.leaseNonce}${(this.leaseCounter++).toString(36)}`;
     const expiresAt = this.now() + this.ttl;
     const durable = this.state.commit(
       [{ type: "unit_leased", data: { taskId: u.taskId, unitId: u.unitId, attempt, worker: nodeId, leaseId, expiresAt } }],
