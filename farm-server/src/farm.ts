@@ -56,11 +56,13 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
   const log = opts.log ?? pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "info" }, pino.destination(2));
   mkdirSync(stateDirOf(repo, config), { recursive: true, mode: 0o700 });
   keepStateOutOfGit(repo, config);
-  const releaseLock = acquireStateLock(stateDirOf(repo, config));
+  const lock = acquireStateLock(stateDirOf(repo, config));
   try {
-    return await startLocked(opts, log, releaseLock);
+    const farm = await startLocked(opts, log, () => lock.release());
+    lock.setUrl(farm.url);
+    return farm;
   } catch (err) {
-    releaseLock();
+    lock.release();
     throw err;
   }
 }

@@ -4,16 +4,20 @@ import type { WorkerRegistration } from "./worker.js";
 export type TaskSource = "api" | "manifest" | "files";
 export type RetryDecision = { next: "retry"; notBefore: number } | { next: "dead" };
 
+/** What a task is, apart from its units: the same in the event that creates it and in every view. */
+export interface TaskHeader {
+  taskId: string;
+  title: string;
+  description?: string;
+  priority: number;
+  targetBranch?: string;
+  createdBy?: string;
+}
+
 /** The payload of each journal event type. Every transition of the farm is one of these. */
 export interface EventPayloads {
   epoch_started: { epoch: number; pid: number; host: string; rebuiltFromFiles?: number };
-  task_created: {
-    taskId: string;
-    title: string;
-    description?: string;
-    priority: number;
-    targetBranch?: string;
-    createdBy?: string;
+  task_created: TaskHeader & {
     source: TaskSource;
     units: UnitSpec[];
     /** present when the task was rebuilt from its manifest file: the mirrored unit states */

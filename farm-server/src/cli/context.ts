@@ -5,6 +5,7 @@ import { ServerConfig, formatField } from "@optimus/shared";
 import { parseDocument } from "yaml";
 import { createFarmClient, type FarmClient } from "../client/farm-client.js";
 import { stateDirOf } from "../farm.js";
+import { runningFarmUrl } from "../store/state-lock.js";
 import { CliError } from "./errors.js";
 
 export interface GlobalOptions {
@@ -48,12 +49,20 @@ export function loadConfig(repo: string, overrides: Partial<ServerConfig> = {}):
 
 export const adminTokenFile = (repo: string, config: ServerConfig) => join(stateDirOf(repo, config), "admin.token");
 
-/** Where to reach the farm and with which token: flags, then OPTIMUS_FARM / OPTIMUS_TOKEN, then the local farm's admin token. */
+/**
+ * Where to reach the farm and with which token: flags, then OPTIMUS_FARM / OPTIMUS_TOKEN, then the
+ * farm running on this repository (its lock file says where) with its admin token.
+ */
+let lastUrl: string | undefined;
+/** The farm URL the last command resolved (for error messages). */
+export const resolvedFarmUrl = () => lastUrl;
+
 export function connection(opts: GlobalOptions): { url: string; token: string } {
   const repo = resolveRepo(opts.repo);
   const config = loadConfig(repo);
-  const url = opts.farm ?? process.env.OPTIMUS_FARM ?? `http://${config.host}:${config.port}`;
-  let token = opts.token ?? process.env.OPTIMUS_TOKEN;
+  const url = opts.farm || process.env.OPTIMUS_FARM || runningFarmUrl(stateDirOf(repo, config)) || `http://${config.host}:${config.port}`;
+  lastUrl = url;
+  let token = opts.token || process.env.OPTIMUS_TOKEN;
   if (!token) {
     const f = adminTokenFile(repo, config);
     if (existsSync(f)) token = readFileSync(f, "utf8").trim();

@@ -5,7 +5,7 @@ import { describeError } from "./errors.js";
 import { farmUp } from "./farm-up.js";
 import { status } from "./status.js";
 import { cancelTask, importTask, retryUnit, scanTasks, send } from "./task-commands.js";
-import type { GlobalOptions } from "./context.js";
+import { resolvedFarmUrl, type GlobalOptions } from "./context.js";
 
 const program = new Command("optimus")
   .description("Optimus: a development orchestrator for an agent farm")
@@ -66,6 +66,6 @@ try {
     process.exit(err.exitCode === 0 ? 0 : 2);
   }
   const opts = program.opts<GlobalOptions>();
-  process.stderr.write(`optimus: ${describeError(err, opts.farm ?? process.env.OPTIMUS_FARM)}\n`);
+  process.stderr.write(`optimus: ${describeError(err, opts.farm ?? process.env.OPTIMUS_FARM ?? resolvedFarmUrl())}\n`);
   process.exit((err as { exitCode?: number }).exitCode ?? 1);
 }

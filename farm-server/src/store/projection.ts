@@ -3,6 +3,7 @@ import {
   isTerminal,
   unitKey,
   type FarmEvent,
+  type TaskHeader,
   type TaskView,
   type UnitState,
   type UnitView,
@@ -14,13 +15,7 @@ export interface WorkerRecord extends WorkerRegistration {
   registeredAt: number;
 }
 
-export interface TaskRecord {
-  taskId: string;
-  title: string;
-  description?: string;
-  priority: number;
-  targetBranch?: string;
-  createdBy?: string;
+export interface TaskRecord extends TaskHeader {
   createdAt: number;
   updatedAt: number;
   cancelled: boolean;

@@ -18,13 +18,24 @@ const alive = (pid: number): boolean => {
  * A lock left by a crashed farm (its process is gone) is taken over. Epoch fencing stays the
  * safety net for what a lock file cannot see (another host sharing the folder).
  */
-export function acquireStateLock(stateDir: string): () => void {
-  const file = join(stateDir, "farm.lock");
-  const me = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() });
+export interface StateLock {
+  release(): void;
+  /** records where the farm listens, so the CLI in the same repository finds it */
+  setUrl(url: string): void;
+}
+
+export const lockFileOf = (stateDir: string) => join(stateDir, "farm.lock");
+
+export function acquireStateLock(stateDir: string): StateLock {
+  const file = lockFileOf(stateDir);
+  const me = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
   for (let i = 0; i < 2; i++) {
     try {
-      writeFileSync(file, me, { flag: "wx", mode: 0o600 });
-      return () => rmSync(file, { force: true });
+      writeFileSync(file, JSON.stringify(me), { flag: "wx", mode: 0o600 });
+      return {
+        release: () => rmSync(file, { force: true }),
+        setUrl: (url) => writeFileSync(file, JSON.stringify({ ...me, url }), { mode: 0o600 }),
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
       let holder: { pid?: number; host?: string } = {};
@@ -40,4 +51,14 @@ export function acquireStateLock(stateDir: string): () => void {
     }
   }
   throw new FarmError("conflict", `could not take the farm lock ${file}`);
+}
+
+/** The URL of the farm running on this state folder, if one is running on this host. */
+export function runningFarmUrl(stateDir: string): string | undefined {
+  try {
+    const holder = JSON.parse(readFileSync(lockFileOf(stateDir), "utf8")) as { pid?: number; host?: string; url?: string };
+    return holder.url && holder.pid && holder.host === hostname() && alive(holder.pid) ? holder.url : undefined;
+  } catch {
+    return undefined;
+  }
 }

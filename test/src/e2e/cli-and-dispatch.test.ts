@@ -81,10 +81,13 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
   // Capacity: never more than maxConcurrentTasks at once; the codegen worker did use its 2 slots.
   assert.equal(ledger.peak.get("worker-01"), 2);
   assert.equal(ledger.peak.get("worker-02"), 1);
-  // Dependencies: a unit starts only after the units it depends on were accepted.
-  const acceptedAt = new Map(ledger.accepted.map((a) => [a.key, a.at]));
-  assert.ok(byUnit.get("dag/b")!.at >= acceptedAt.get("dag/a")!, "b started after a");
-  assert.ok(byUnit.get("dag/e")!.at >= acceptedAt.get("dag/b")!, "e started after b");
+  // Dependencies: in the journal's order, a unit is leased only after the units it depends on completed.
+  const jdb = new Database(join(repo, ".optimus", "state", "journal.db"), { readonly: true });
+  const seqOf = (type: string, unitId: string) =>
+    jdb.prepare("SELECT min(seq) FROM events WHERE type = ? AND json_extract(data, '$.taskId') = 'dag' AND json_extract(data, '$.unitId') = ?").pluck().get(type, unitId) as number;
+  assert.ok(seqOf("unit_leased", "b") > seqOf("unit_completed", "a"), "b leased after a completed");
+  assert.ok(seqOf("unit_leased", "e") > seqOf("unit_completed", "b"), "e leased after b completed");
+  jdb.close();
   assert.equal(ledger.accepted.length, 6);
   assert.equal(ledger.rejected.length, 0);
 
@@ -97,8 +100,9 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
   assert.deepEqual(dag.manifest.units.map((u) => u.status?.state), ["completed", "completed", "completed", "completed", "completed"]);
   assert.equal(dag.manifest.status?.state, "completed");
 
-  // `optimus status` prints the table (not a TTY here, so once).
-  const st = await runCli(["status"], { cwd: repo, env });
+  // `optimus status` prints the table (not a TTY here, so once); inside the repository it finds the
+  // running farm (any port) and its admin token by itself.
+  const st = await runCli(["status"], { cwd: repo, env: { OPTIMUS_FARM: "", OPTIMUS_TOKEN: "" } });
   assert.equal(st.code, 0, st.stderr);
   assert.match(st.stdout, /dag\s+completed/);
   assert.match(st.stdout, /\n  b\s+completed\s+1\s+worker-02/);
