@@ -15,6 +15,9 @@ import { ManifestMirror } from "./files/manifest-mirror.js";
 import { importManifests, type ImportReport } from "./files/rehydrate.js";
 import { SqliteJournal } from "./store/sqlite-journal.js";
 import { acquireStateLock } from "./store/state-lock.js";
+import { FarmRepo } from "./prloop/farm-repo.js";
+import { PrLoop } from "./prloop/pr-loop.js";
+import { simpleGit } from "simple-git";
 
 export interface FarmOptions {
   repo: string;
@@ -35,6 +38,17 @@ export interface Farm {
   /** resolves when the farm stopped: by `close()`, or by a fatal journal error (fail-stop) */
   stopped: Promise<{ error?: Error }>;
   close(): Promise<void>;
+}
+
+/** The PR loop, when the farm works on a git repository (without one, accepted results simply complete). */
+async function createPrLoop(repo: string, config: ServerConfig, state: FarmState, leases: LeaseCommands, log: Logger): Promise<PrLoop | null> {
+  const isRepo = await simpleGit({ baseDir: repo }).checkIsRepo().catch(() => false);
+  if (!isRepo) {
+    log.warn(`${repo} is not a git repository: changes cannot be evaluated or merged, results complete as they are`);
+    return null;
+  }
+  const farmRepo = new FarmRepo(repo, join(stateDirOf(repo, config), "worktrees"));
+  return new PrLoop({ state, config, repo: farmRepo, patchesDir: join(stateDirOf(repo, config), "patches"), log, retryDecision: (u) => leases.retryDecision(u, true) });
 }
 
 /** The journal, tokens and admin token never belong in the repository's history. */
@@ -87,6 +101,8 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   const imports = await runImport();
   for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
   leases.graceLeases();
+  const prloop = await createPrLoop(repo, config, state, leases, log);
+  if (prloop) leases.submissionHandler = prloop;
   await leases.resumeSubmitted();
 
   let adminToken: IssuedToken | undefined;
@@ -97,15 +113,17 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
 
   const mirror = new ManifestMirror(state, { repo, commit: config.files.commit, debounceMs: config.files.debounceMs, log: (msg, err) => log.warn({ err }, msg) });
   if (config.files.mirror) mirror.start();
-  const services: FarmServices = { config, repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport };
+  const services: FarmServices = { config, repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport, prloop };
   const metrics = createMetrics(state, dispatcher);
   state.onFlush = metrics.observeFlush;
   dispatcher.start();
+  await prloop?.start();
   let api: ApiServer;
   try {
     api = await startApiServer(services, metrics.registry);
   } catch (err) {
     dispatcher.stop();
+    prloop?.stop();
     await journal.close();
     tokens.close();
     throw err;
@@ -116,6 +134,8 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     (closing ??= (async () => {
       dispatcher.stop();
       await api.close().catch(() => undefined);
+      prloop?.stop();
+      if (!error) await prloop?.idle().catch(() => undefined);
       if (!error) {
         await state.settle().catch(() => undefined);
         if (config.files.mirror) await mirror.flush().catch((err) => log.warn({ err }, "could not write manifests on shutdown"));

@@ -13,6 +13,25 @@ export const Policy = z.strictObject({
 });
 export type Policy = z.infer<typeof Policy>;
 
+/** One command of the repository's eval suite (tests, type check, lint), run by the farm on each change. */
+export const EvalCommand = z.strictObject({
+  name: z.string().min(1).max(60),
+  command: z.string().min(1).max(4_000),
+  timeoutMs: z.number().int().min(100).max(3_600_000).default(300_000),
+});
+export type EvalCommand = z.infer<typeof EvalCommand>;
+
+export const PrLoopConfig = z.strictObject({
+  /** the eval suite; empty means changes are judged by review and risk alone */
+  eval: z.array(EvalCommand).max(20).default([]),
+  /** add a review unit after every codegen unit */
+  reviewEveryCodegenUnit: z.boolean().default(true),
+  maxPatchBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
+  maxFileBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  maxFilesPerPatch: z.number().int().min(1).max(10_000).default(200),
+});
+export type PrLoopConfig = z.infer<typeof PrLoopConfig>;
+
 /** The farm server's settings: `.optimus/config.yaml`, then flags. Every field has an embedded default. */
 export const ServerConfig = z.strictObject({
   host: z.string().default("127.0.0.1"),
@@ -35,6 +54,7 @@ export const ServerConfig = z.strictObject({
       debounceMs: z.number().int().min(0).default(100),
     })
     .default({ mirror: true, commit: true, debounceMs: 100 }),
+  prloop: PrLoopConfig.default({ eval: [], reviewEveryCodegenUnit: true, maxPatchBytes: 4 * 1024 * 1024, maxFileBytes: 1024 * 1024, maxFilesPerPatch: 200 }),
   policy: Policy.default({ protectedPaths: [".optimus/**", ".github/**", "**/*.lock"], autoMerge: { enabled: true, maxChangedLines: 200, maxFiles: 10 } }),
 });
 export type ServerConfig = z.infer<typeof ServerConfig>;

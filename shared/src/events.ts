@@ -1,7 +1,28 @@
 import type { UnitRole, UnitSpec, UnitState, UnitStatusMirror } from "./unit.js";
-import type { WorkerRegistration } from "./worker.js";
+import type { ReviewVerdict, WorkerRegistration } from "./worker.js";
 
 export type TaskSource = "api" | "manifest" | "files";
+
+/** One eval command's outcome on a change. */
+export interface EvalOutcome {
+  name: string;
+  exitCode: number | null;
+  timedOut: boolean;
+  durationMs: number;
+  /** the end of its output */
+  output: string;
+}
+
+export interface RiskAssessment {
+  level: "low" | "medium" | "high";
+  reasons: string[];
+}
+
+export interface DiffStat {
+  files: string[];
+  added: number;
+  removed: number;
+}
 export type RetryDecision = { next: "retry"; notBefore: number } | { next: "dead" };
 
 /** What a task is, apart from its units: the same in the event that creates it and in every view. */
@@ -28,8 +49,21 @@ export interface EventPayloads {
   lease_expired: { taskId: string; unitId: string; attempt: number; worker: string } & RetryDecision;
   unit_submitted: { taskId: string; unitId: string; attempt: number; leaseId?: string; worker: string; outcome: "succeeded" | "failed"; summary: string };
   unit_completed: { taskId: string; unitId: string; attempt: number };
-  unit_failed: { taskId: string; unitId: string; attempt: number; reason: string } & RetryDecision;
+  unit_failed: { taskId: string; unitId: string; attempt: number; reason: string; feedback?: string } & RetryDecision;
   unit_retried: { taskId: string; unitId: string };
+  /** the farm took a successful submission's patch and is applying and evaluating it */
+  unit_evaluating: { taskId: string; unitId: string; attempt: number };
+  unit_evaluated: {
+    taskId: string; unitId: string; attempt: number; green: boolean; evals: EvalOutcome[]; diff: DiffStat; branch: string; commit: string;
+  };
+  unit_reviewed: { taskId: string; unitId: string; attempt: number; reviewUnitId: string; verdict: ReviewVerdict };
+  unit_held: { taskId: string; unitId: string; attempt: number; risk: RiskAssessment };
+  unit_approved: { taskId: string; unitId: string; attempt: number };
+  unit_merged: { taskId: string; unitId: string; attempt: number; commit: string; into: string; auto: boolean; risk: RiskAssessment };
+  unit_rejected: { taskId: string; unitId: string; attempt: number; reason: string };
+  changes_requested: { taskId: string; unitId: string; attempt: number; feedback: string };
+  task_merged: { taskId: string; into: string; commit: string };
+  task_merge_held: { taskId: string; into: string; reason: string };
   unit_cancelled: { taskId: string; unitId: string; reason?: string };
   report_rejected: { taskId: string; unitId: string; attempt: number; leaseId: string; worker: string; kind: string; reason: string };
   worker_registered: WorkerRegistration & { tokenId?: string };
@@ -64,6 +98,12 @@ export interface UnitView {
   notBefore?: number;
   reason?: string;
   updatedAt: number;
+  /** what the next attempt must address: review comments, a human's words, failed evals */
+  feedback?: string[];
+  evaluation?: { green: boolean; evals: EvalOutcome[]; diff: DiffStat; branch: string; commit: string; attempt: number };
+  review?: ReviewVerdict & { reviewUnitId: string };
+  risk?: RiskAssessment;
+  mergedCommit?: string;
 }
 export interface TaskView {
   taskId: string;
@@ -76,6 +116,8 @@ export interface TaskView {
   updatedAt: number;
   units: string[];
   counts: Partial<Record<UnitState, number>>;
+  /** where the task's integration branch went, or why it waits */
+  merge?: { into: string; commit?: string; heldReason?: string };
 }
 export interface WorkerView {
   nodeId: string;

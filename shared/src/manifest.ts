@@ -61,7 +61,7 @@ export interface ManifestProblem {
 }
 
 /** Checks a parsed manifest beyond its shape: unique ids, known dependencies, no cycles. */
-export function checkManifestGraph(m: { units: ReadonlyArray<{ id: string; dependsOn: readonly string[] }> }): ManifestProblem[] {
+export function checkManifestGraph(m: { units: ReadonlyArray<{ id: string; dependsOn: readonly string[]; reviews?: string; role?: string }> }): ManifestProblem[] {
   const problems: ManifestProblem[] = [];
   const seen = new Map<string, number>();
   m.units.forEach((u, i) => {
@@ -73,6 +73,13 @@ export function checkManifestGraph(m: { units: ReadonlyArray<{ id: string; depen
       if (!seen.has(d)) problems.push({ path: ["units", i, "dependsOn", j], message: `unknown unit '${d}'` });
       if (d === u.id) problems.push({ path: ["units", i, "dependsOn", j], message: `unit '${u.id}' depends on itself` });
     });
+  });
+  m.units.forEach((u, i) => {
+    if (u.reviews === undefined) return;
+    const target = m.units.find((x) => x.id === u.reviews);
+    if (!target) problems.push({ path: ["units", i, "reviews"], message: `unknown unit '${u.reviews}'` });
+    else if (u.role !== "review") problems.push({ path: ["units", i, "role"], message: "only a review unit can review another unit" });
+    else if (target.role === "review") problems.push({ path: ["units", i, "reviews"], message: `'${u.reviews}' is a review unit; review a codegen unit` });
   });
   if (problems.length === 0) {
     const cycle = findCycle(m.units);

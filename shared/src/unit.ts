@@ -5,7 +5,9 @@ export const UnitRole = z.enum(["codegen", "review"]);
 export type UnitRole = z.infer<typeof UnitRole>;
 
 /**
- * The unit lifecycle (ARCHITECTURE.md). `completed` is the terminal state of a unit whose accepted
+ * The unit lifecycle (ARCHITECTURE.md). With the PR loop: leased → submitted → evaluating (the farm
+ * applies the patch and runs the eval suite) → reviewing (its review unit runs) → merged, or
+ * awaiting_approval (held for a human), or back to ready with the reviewer's or a human's feedback. `completed` is the terminal state of a unit whose accepted
  * result needs no merge (a review, or any unit while no PR loop is configured); `merged` is reached
  * through the PR loop.
  */
@@ -15,6 +17,7 @@ export const UnitState = z.enum([
   "leased",
   "submitted",
   "evaluating",
+  "reviewing",
   "awaiting_approval",
   "changes_requested",
   "failed",
@@ -44,6 +47,8 @@ export const UnitSpec = z.strictObject({
   priority: z.number().int().min(-1000).max(1000).default(0),
   complexity: Complexity.default("small"),
   maxAttempts: z.number().int().min(1).max(50).optional(),
+  /** for a review unit: the codegen unit whose change it reviews */
+  reviews: UnitId.optional(),
 });
 export type UnitSpec = z.infer<typeof UnitSpec>;
 export type UnitSpecInput = z.input<typeof UnitSpec>;

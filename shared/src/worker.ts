@@ -27,6 +27,18 @@ export const UnitProgress = z.strictObject({
 });
 export type UnitProgress = z.infer<typeof UnitProgress>;
 
+/** A review worker's judgement of a codegen unit's change. */
+export const ReviewVerdict = z.strictObject({
+  verdict: z.enum(["approve", "request_changes"]),
+  risk: z.enum(["low", "medium", "high"]),
+  summary: z.string().max(10_000),
+  comments: z
+    .array(z.strictObject({ path: z.string().min(1).max(1024), line: z.number().int().min(1).max(10_000_000), body: z.string().min(1).max(10_000) }))
+    .max(200)
+    .default([]),
+});
+export type ReviewVerdict = z.infer<typeof ReviewVerdict>;
+
 /** What a worker hands back for its lease. */
 export const UnitResult = z.strictObject({
   outcome: z.enum(["succeeded", "failed"]),
@@ -34,6 +46,18 @@ export const UnitResult = z.strictObject({
   /** `git diff --binary` of the change, if any (validated by the PR loop). */
   patch: z.string().max(8 * 1024 * 1024).optional(),
   evidence: z.string().max(1024 * 1024).optional(),
+  /** a review unit's verdict */
+  review: ReviewVerdict.optional(),
+  /** what the attempt used and saw, for session notes and the escalation gate */
+  signals: z
+    .strictObject({
+      model: z.string().max(500).optional(),
+      tokens: z.number().int().min(0).max(1e12).optional(),
+      confidence: z.number().min(0).max(1).optional(),
+      checksFailed: z.number().int().min(0).max(1e6).optional(),
+      iterations: z.number().int().min(0).max(1e6).optional(),
+    })
+    .optional(),
 });
 export type UnitResult = z.infer<typeof UnitResult>;
 export type UnitResultInput = z.input<typeof UnitResult>;

@@ -79,6 +79,35 @@ const unitsRouter = router({
   ),
 });
 
+const prloopOf = (s: FarmServices) => {
+  if (!s.prloop) throw new FarmError("conflict", "this farm does not work on a git repository, so there are no changes to review");
+  return s.prloop;
+};
+
+const Comment = z.strictObject({ path: z.string().min(1).max(1024).optional(), line: z.number().int().min(1).optional(), body: z.string().trim().min(1).max(10_000) });
+
+/** Human decisions on changes: approve, reject, request changes (recorded with the user's identity). */
+const reviewsRouter = router({
+  approve: editorProcedure.input(UnitRef).mutation(async ({ ctx, input }) => {
+    await prloopOf(ctx.services).approve(input.taskId, input.unitId, actorOf(ctx.principal));
+    return unitWithProgress(ctx.services, unitKey(input.taskId, input.unitId));
+  }),
+  approveTaskMerge: editorProcedure.input(z.strictObject({ taskId: TaskId })).mutation(async ({ ctx, input }) => {
+    await prloopOf(ctx.services).approveTaskMerge(input.taskId, actorOf(ctx.principal));
+    const t = ctx.services.state.projection.tasks.get(input.taskId)!;
+    return ctx.services.state.projection.taskView(t);
+  }),
+  reject: editorProcedure.input(UnitRef.extend({ reason: z.string().trim().min(1).max(2_000) })).mutation(async ({ ctx, input }) => {
+    await prloopOf(ctx.services).reject(input.taskId, input.unitId, input.reason, actorOf(ctx.principal));
+    return unitWithProgress(ctx.services, unitKey(input.taskId, input.unitId));
+  }),
+  requestChanges: editorProcedure.input(UnitRef.extend({ comments: z.array(Comment).min(1).max(200) })).mutation(async ({ ctx, input }) => {
+    const text = input.comments.map((c) => (c.path ? `${c.path}${c.line ? `:${c.line}` : ""}: ${c.body}` : c.body)).join("\n");
+    await prloopOf(ctx.services).requestChanges(input.taskId, input.unitId, `${actorOf(ctx.principal)} asks: ${text}`, actorOf(ctx.principal));
+    return unitWithProgress(ctx.services, unitKey(input.taskId, input.unitId));
+  }),
+});
+
 const fleetRouter = router({
   workers: editorProcedure.query(({ ctx }): WorkerView[] => {
     const { projection: p } = ctx.services.state;
@@ -156,6 +185,7 @@ export const appRouter = router({
   tasks: tasksRouter,
   units: unitsRouter,
   fleet: fleetRouter,
+  reviews: reviewsRouter,
   worker: workerRouter,
   events: eventsRouter,
   admin: adminRouter,

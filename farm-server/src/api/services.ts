@@ -6,6 +6,7 @@ import type { LeaseCommands } from "../core/lease-commands.js";
 import type { TaskCommands } from "../core/task-commands.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
 import type { ImportReport } from "../files/rehydrate.js";
+import type { PrLoop } from "../prloop/pr-loop.js";
 
 /** Everything the API adapter may call: the domain, never the transport. */
 export interface FarmServices {
@@ -18,4 +19,6 @@ export interface FarmServices {
   tokens: TokenStore;
   log: Logger;
   importManifests(): Promise<ImportReport>;
+  /** null when the repository is not a git repository */
+  prloop: PrLoop | null;
 }

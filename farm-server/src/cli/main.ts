@@ -4,7 +4,7 @@ import { auditVerify, createToken, listTokens, revokeToken } from "./admin-comma
 import { describeError } from "./errors.js";
 import { farmUp } from "./farm-up.js";
 import { status } from "./status.js";
-import { cancelTask, importTask, retryUnit, scanTasks, send } from "./task-commands.js";
+import { approve, cancelTask, importTask, reject, requestChanges, retryUnit, scanTasks, send } from "./task-commands.js";
 import { resolvedFarmUrl, type GlobalOptions } from "./context.js";
 
 const program = new Command("optimus")
@@ -40,6 +40,14 @@ const task = program.command("task").description("work with tasks");
 task.command("import <manifest>").description("create a task from a manifest YAML file").action((file: string, _o, cmd: Command) => importTask(file, g(cmd)));
 task.command("scan").description("import every new manifest under .optimus/tasks/").action((_o, cmd: Command) => scanTasks(g(cmd)));
 task.command("cancel <taskId>").option("--reason <text>").description("cancel a task and its unfinished units").action((id: string, _o, cmd: Command) => cancelTask(id, g(cmd)));
+
+program.command("approve <ref>").description("merge a change held for approval (<task>/<unit>), or a task's held merge (<task>)").action((ref: string, _o, cmd: Command) => approve(ref, g(cmd)));
+program.command("reject <task/unit>").requiredOption("--reason <text>", "why (recorded)").description("reject a held change; the unit is dead-lettered").action((ref: string, _o, cmd: Command) => reject(ref, g(cmd) as never));
+program
+  .command("request-changes <task/unit>")
+  .requiredOption("--comment <text...>", "what to change; 'path:line: text' places it on a line")
+  .description("send a change back; the comments reach the worker's next attempt")
+  .action((ref: string, _o, cmd: Command) => requestChanges(ref, g(cmd) as never));
 
 const unit = program.command("unit").description("work with units");
 unit.command("retry <task/unit>").description("run a dead, failed or cancelled unit again").action((ref: string, _o, cmd: Command) => retryUnit(ref, g(cmd)));

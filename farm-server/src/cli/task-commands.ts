@@ -60,3 +60,36 @@ export async function retryUnit(ref: string, o: GlobalOptions): Promise<void> {
   const u = await client.units.retry.mutate({ taskId, unitId });
   console.error(`unit ${ref} is ${u.state} again`);
 }
+
+const unitRef = (ref: string) => {
+  if (!ref.includes("/")) throw new CliError("name the unit as <task>/<unit>", 2);
+  return splitUnitKey(ref);
+};
+
+/** `optimus approve <task>/<unit>` merges a held change; `optimus approve <task>` a held task merge. */
+export async function approve(ref: string, o: GlobalOptions): Promise<void> {
+  const { client } = httpClient(o);
+  if (!ref.includes("/")) {
+    const t = await client.reviews.approveTaskMerge.mutate({ taskId: ref });
+    console.error(t.merge?.commit ? `task ${ref} merged into ${t.merge.into} (${t.merge.commit.slice(0, 10)})` : `task ${ref}: ${t.merge?.heldReason ?? t.state}`);
+    return;
+  }
+  const u = await client.reviews.approve.mutate(unitRef(ref));
+  console.error(u.state === "merged" ? `unit ${ref} approved and merged (${u.mergedCommit?.slice(0, 10)})` : `unit ${ref} approved; it is ${u.state}${u.reason ? `: ${u.reason}` : ""}`);
+}
+
+export async function reject(ref: string, o: GlobalOptions & { reason: string }): Promise<void> {
+  const { client } = httpClient(o);
+  const u = await client.reviews.reject.mutate({ ...unitRef(ref), reason: o.reason });
+  console.error(`unit ${ref} rejected; it is ${u.state}`);
+}
+
+export async function requestChanges(ref: string, o: GlobalOptions & { comment: string[] }): Promise<void> {
+  const { client } = httpClient(o);
+  const comments = o.comment.map((c) => {
+    const m = /^([^:\s]+):(\d+):\s*(.+)$/s.exec(c);
+    return m ? { path: m[1]!, line: Number(m[2]), body: m[3]! } : { body: c };
+  });
+  const u = await client.reviews.requestChanges.mutate({ ...unitRef(ref), comments });
+  console.error(`changes requested on ${ref}; it is ${u.state} for attempt ${u.attempt + 1}`);
+}

@@ -28,6 +28,7 @@ export interface LeaseRef {
 
 export interface Lease extends LeaseRef {
   expiresAt: number;
+  context?: unknown;
   spec: UnitRecord["spec"];
 }
 
@@ -37,8 +38,12 @@ export interface Lease extends LeaseRef {
  * as the submission (never half of it); `resume` picks up a unit found `submitted` at start-up.
  */
 export interface SubmissionHandler {
+  /** refuses a result before anything is recorded (throws a FarmError the worker sees) */
+  validate?(u: UnitRecord, result: UnitResult): Promise<void>;
   accept(u: UnitRecord, result: UnitResult): EventBody[];
   resume(u: UnitRecord): EventBody[];
+  /** what the worker needs beyond the spec (base branch, feedback, the change to review) */
+  contextFor?(u: UnitRecord): unknown;
 }
 const complete = (u: UnitRecord): EventBody[] => [{ type: "unit_completed", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt } }];
 export const completeOnSubmit: SubmissionHandler = { accept: complete, resume: complete };
@@ -102,7 +107,8 @@ export class LeaseCommands {
   }
 
   toLease(u: UnitRecord): Lease {
-    return { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, leaseId: u.leaseId!, expiresAt: u.leaseExpiresAt!, spec: u.spec };
+    const context = this.submissionHandler.contextFor?.(u);
+    return { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, leaseId: u.leaseId!, expiresAt: u.leaseExpiresAt!, spec: u.spec, ...(context ? { context } : {}) };
   }
 
   /** True when `nodeId` holds exactly this lease. */
@@ -138,6 +144,17 @@ export class LeaseCommands {
       const reason = this.whyNotHeld(u, nodeId, ref);
       await this.state.commit([{ type: "report_rejected", data: { ...ref, worker: nodeId, kind: "submit", reason } }], `worker:${nodeId}`);
       throw new FarmError("lease_lost", this.leaseLostMessage(u, nodeId, ref));
+    }
+    if (result.outcome === "succeeded" && this.submissionHandler.validate) {
+      try {
+        await this.submissionHandler.validate(u, result);
+      } catch (err) {
+        const reason = (err as Error).message;
+        await this.state.commit([{ type: "report_rejected", data: { ...ref, worker: nodeId, kind: "submit", reason: reason.slice(0, 1_000) } }], `worker:${nodeId}`);
+        throw err;
+      }
+      // Checking took a while: the lease may have expired meanwhile.
+      if (!this.holds(u, nodeId, ref)) throw new FarmError("lease_lost", this.leaseLostMessage(u, nodeId, ref));
     }
     this.progress.delete(unitKey(u.taskId, u.unitId));
     const submitted: EventBody = {
@@ -183,7 +200,7 @@ export class LeaseCommands {
     for (const u of this.p.leasedUnits()) u.leaseExpiresAt = Math.max(u.leaseExpiresAt ?? 0, until);
   }
 
-  private retryDecision(u: UnitRecord, backoff: boolean): RetryDecision {
+  retryDecision(u: UnitRecord, backoff: boolean): RetryDecision {
     const failures = u.failures + 1;
     const max = u.spec.maxAttempts ?? this.config.maxAttempts;
     if (failures >= max) return { next: "dead" };

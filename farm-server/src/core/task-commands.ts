@@ -48,7 +48,7 @@ export class TaskCommands {
       const i = parsed.error.issues[0]!;
       throw new FarmError("invalid", `units${formatField(i.path).replace(/^(?!\[)/, ".")}: ${i.message}`);
     }
-    const units = parsed.data;
+    const units = this.config.prloop.reviewEveryCodegenUnit ? withReviewUnits(parsed.data) : parsed.data;
     const problems = checkManifestGraph({ units });
     if (problems.length > 0) throw new FarmError("invalid", `${formatField(problems[0]!.path)}: ${problems[0]!.message}`);
     await this.state.commit(
@@ -107,4 +107,23 @@ export class TaskCommands {
   get maxAttempts(): number {
     return this.config.maxAttempts;
   }
+}
+
+/** Every codegen unit gets a review unit after it, unless the task already has one for it. */
+export function withReviewUnits(units: UnitSpec[]): UnitSpec[] {
+  const reviewed = new Set(units.filter((u) => u.reviews).map((u) => u.reviews));
+  const ids = new Set(units.map((u) => u.id));
+  const out: UnitSpec[] = [];
+  for (const u of units) {
+    out.push(u);
+    if (u.role !== "codegen" || reviewed.has(u.id)) continue;
+    let id = `${u.id}-review`.slice(0, 64);
+    for (let i = 2; ids.has(id); i++) id = `${u.id.slice(0, 55)}-review${i}`;
+    ids.add(id);
+    out.push({
+      id, role: "review", goal: `Review the change made for unit '${u.id}': ${u.goal}`.slice(0, 20_000), files: u.files,
+      dependsOn: [], priority: u.priority, complexity: u.complexity, reviews: u.id,
+    });
+  }
+  return out;
 }

@@ -21,6 +21,7 @@ export interface TaskRecord extends TaskHeader {
   cancelled: boolean;
   units: string[]; // unit keys, in manifest order
   order: number; // creation order, for FIFO among equal priorities
+  merge?: { into: string; commit?: string; heldReason?: string };
 }
 
 export interface UnitRecord extends UnitView {
@@ -28,6 +29,8 @@ export interface UnitRecord extends UnitView {
   acceptedAttempt?: number;
   acceptedLeaseId?: string;
   acceptedWorker?: string;
+  /** a human approved this attempt's merge (the merge itself may still be pending after a crash) */
+  approvedAttempt?: number;
   dependents: string[];
 }
 
@@ -78,7 +81,10 @@ export class Projection {
             ...(state === "completed" || state === "merged" ? { acceptedAttempt: r?.attempt, acceptedWorker: r?.worker } : {}),
           });
         }
-        for (const spec of d.units) for (const dep of spec.dependsOn) this.units.get(unitKey(d.taskId, dep))?.dependents.push(unitKey(d.taskId, spec.id));
+        for (const spec of d.units) {
+          const on = new Set([...spec.dependsOn, ...(spec.reviews ? [spec.reviews] : [])]);
+          for (const dep of on) this.units.get(unitKey(d.taskId, dep))?.dependents.push(unitKey(d.taskId, spec.id));
+        }
         for (const k of keys) if (this.promote(k)) ready(k);
         touch(d.taskId);
         break;
@@ -114,6 +120,7 @@ export class Projection {
         const u = this.unit(e.data.taskId, e.data.unitId);
         u.failures++;
         const reason = e.type === "unit_failed" ? e.data.reason : `lease of ${e.data.worker} expired (no heartbeat)`;
+        if (e.type === "unit_failed" && e.data.feedback) u.feedback = [...(u.feedback ?? []), e.data.feedback];
         if (e.data.next === "dead") this.settle(u, "dead", e.ts, reason);
         else {
           this.clearLease(u);
@@ -144,6 +151,13 @@ export class Projection {
       case "unit_completed": {
         const u = this.unit(e.data.taskId, e.data.unitId);
         this.settle(u, "completed", e.ts);
+        // A codegen unit that needed no change leaves its reviewers nothing to review.
+        if (u.spec.role === "codegen") {
+          for (const r of this.reviewersOf(u)) {
+            const ru = this.units.get(r)!;
+            if (ru.state === "planned") this.settle(ru, "completed", e.ts, "nothing to review: the unit made no change");
+          }
+        }
         for (const k of u.dependents) if (this.promote(k)) ready(k);
         touch(u.taskId);
         break;
@@ -166,6 +180,96 @@ export class Projection {
         touch(u.taskId);
         break;
       }
+      case "unit_evaluating": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        u.state = "evaluating";
+        u.updatedAt = e.ts;
+        touch(u.taskId);
+        break;
+      }
+      case "unit_evaluated": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        const { taskId: _t, unitId: _u, ...evaluation } = e.data;
+        u.evaluation = evaluation;
+        u.updatedAt = e.ts;
+        // Green changes go to their review unit; a red one is followed by unit_failed in the same batch.
+        if (e.data.green && this.reviewersOf(u).length > 0) {
+          u.state = "reviewing";
+          for (const r of this.reviewersOf(u)) if (this.promote(r)) ready(r);
+        }
+        touch(u.taskId);
+        break;
+      }
+      case "unit_reviewed": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        u.review = { ...e.data.verdict, reviewUnitId: e.data.reviewUnitId };
+        u.updatedAt = e.ts;
+        touch(u.taskId);
+        break;
+      }
+      case "unit_held": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        u.state = "awaiting_approval";
+        u.risk = e.data.risk;
+        u.reason = `held for approval: ${e.data.risk.reasons.join("; ")}`;
+        u.updatedAt = e.ts;
+        touch(u.taskId);
+        break;
+      }
+      case "unit_approved": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        u.approvedAttempt = e.data.attempt;
+        touch(u.taskId);
+        break;
+      }
+      case "unit_merged": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        u.risk = e.data.risk;
+        u.mergedCommit = e.data.commit;
+        u.feedback = undefined;
+        this.settle(u, "merged", e.ts);
+        for (const k of u.dependents) if (this.promote(k)) ready(k);
+        touch(u.taskId);
+        break;
+      }
+      case "unit_rejected": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        this.settle(u, "dead", e.ts, `rejected: ${e.data.reason}`);
+        for (const r of this.reviewersOf(u)) {
+          const ru = this.units.get(r)!;
+          if (!isTerminal(ru.state)) this.settle(ru, "cancelled", e.ts, "the change it reviews was rejected");
+        }
+        touch(u.taskId);
+        break;
+      }
+      case "changes_requested": {
+        const u = this.unit(e.data.taskId, e.data.unitId);
+        this.clearLease(u);
+        u.state = "ready";
+        u.feedback = [...(u.feedback ?? []), e.data.feedback];
+        u.reason = "changes requested";
+        u.review = undefined;
+        u.updatedAt = e.ts;
+        ready(unitKey(u.taskId, u.unitId));
+        // Its reviewers review the next attempt afresh.
+        for (const r of this.reviewersOf(u)) {
+          const ru = this.units.get(r)!;
+          ru.state = "planned";
+          ru.reason = undefined;
+          ru.acceptedLeaseId = undefined;
+          ru.acceptedAttempt = undefined;
+        }
+        touch(u.taskId);
+        break;
+      }
+      case "task_merged":
+      case "task_merge_held": {
+        const t = this.tasks.get(e.data.taskId);
+        if (!t) break;
+        t.merge = e.type === "task_merged" ? { into: e.data.into, commit: e.data.commit } : { into: e.data.into, heldReason: e.data.reason };
+        touch(t.taskId);
+        break;
+      }
       case "worker_registered": {
         const prev = this.workers.get(e.data.nodeId);
         this.workers.set(e.data.nodeId, { ...e.data, tokenId: e.data.tokenId ?? prev?.tokenId, registeredAt: e.ts });
@@ -181,11 +285,18 @@ export class Projection {
     }
   }
 
-  /** planned → ready once every dependency is done. */
+  /** The review units of a codegen unit. */
+  reviewersOf(u: UnitRecord): string[] {
+    return u.dependents.filter((k) => this.units.get(k)?.spec.reviews === u.unitId);
+  }
+
+  /** planned → ready once every dependency is done (a review unit: once its change is evaluated). */
   private promote(key: string): boolean {
     const u = this.units.get(key);
     if (!u || u.state !== "planned") return false;
-    if (!u.spec.dependsOn.every((d) => isDone(this.unit(u.taskId, d).state))) return false;
+    const reviewed = u.spec.reviews;
+    if (reviewed && this.unit(u.taskId, reviewed).state !== "reviewing") return false;
+    if (!u.spec.dependsOn.every((d) => d === reviewed || isDone(this.unit(u.taskId, d).state))) return false;
     u.state = "ready";
     return true;
   }
@@ -222,12 +333,12 @@ export class Projection {
     return {
       taskId: t.taskId, title: t.title, description: t.description, priority: t.priority, createdBy: t.createdBy,
       createdAt: t.createdAt, updatedAt: t.updatedAt, units: t.units.map((k) => k.slice(t.taskId.length + 1)), counts,
-      state: taskState(t, counts),
+      state: taskState(t, counts), ...(t.merge ? { merge: t.merge } : {}),
     };
   }
 
   unitView(u: UnitRecord): UnitView {
-    const { dependents: _d, acceptedAttempt: _a, acceptedLeaseId: _l, acceptedWorker: _w, ...view } = u;
+    const { dependents: _d, acceptedAttempt: _a, acceptedLeaseId: _l, acceptedWorker: _w, approvedAttempt: _p, ...view } = u;
     return view;
   }
 
@@ -275,7 +386,7 @@ export function taskState(t: { cancelled: boolean }, counts: Partial<Record<Unit
   const n = (s: UnitState) => counts[s] ?? 0;
   const total = Object.values(counts).reduce((a, b) => a + (b ?? 0), 0);
   if (n("completed") + n("merged") === total) return "completed";
-  const active = n("leased") + n("submitted") + n("evaluating") + n("awaiting_approval") + n("changes_requested");
+  const active = n("leased") + n("submitted") + n("evaluating") + n("reviewing") + n("awaiting_approval") + n("changes_requested");
   if (active > 0) return "running";
   if (n("dead") > 0 && n("ready") + n("failed") === 0) return "failed";
   if (n("completed") + n("merged") + n("dead") + n("cancelled") > 0 && n("ready") > 0) return "running";

@@ -7,12 +7,13 @@ import { parseManifestYaml } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { FarmProcess, freePort } from "../helpers/farm-process.js";
-import { gitLog, makeRepo } from "../helpers/repo.js";
+import { gitLog, makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
 test("a task sent from the CLI is journaled, written as a manifest, committed, and leased by role, capacity and dependency", async (t) => {
   const repo = makeRepo(t);
+  writeFarmConfig(repo);
   const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "300"]);
   await farm.start();
   t.after(() => farm.stop());

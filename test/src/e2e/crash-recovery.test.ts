@@ -6,7 +6,7 @@ import { isTerminal } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { FarmProcess, freePort } from "../helpers/farm-process.js";
-import { makeRepo } from "../helpers/repo.js";
+import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
@@ -15,6 +15,7 @@ const MIN_KILLS = 20;
 
 test(`kill -9 of the farm at random points (≥${MIN_KILLS} times) loses no unit and completes none twice`, { timeout: 600_000 }, async (t) => {
   const repo = makeRepo(t);
+  writeFarmConfig(repo);
   const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "400", "--max-attempts", "50"]);
   await farm.start();
   t.after(() => farm.stop());

@@ -25,7 +25,7 @@ async function snapshot(url: string, token: string): Promise<Snapshot> {
 test("with the journal deleted, a restart rebuilds the same tasks and units from the repository files and carries on", async (t) => {
   const repo = makeRepo(t);
   mkdirSync(join(repo, ".optimus"), { recursive: true });
-  writeFileSync(join(repo, ".optimus", "config.yaml"), "retryBackoff: { baseMs: 20, maxMs: 100 }\nmaxAttempts: 2\nheartbeatIntervalMs: 300\n");
+  writeFileSync(join(repo, ".optimus", "config.yaml"), "retryBackoff: { baseMs: 20, maxMs: 100 }\nmaxAttempts: 2\nheartbeatIntervalMs: 300\nprloop: { reviewEveryCodegenUnit: false }\n");
   const farm = new FarmProcess(repo, await freePort());
   await farm.start();
   t.after(() => farm.stop());
@@ -56,14 +56,14 @@ test("with the journal deleted, a restart rebuilds the same tasks and units from
   });
   assert.deepEqual([before.bravo!.state, before.charlie!.state, before.charlie!.units.c1], ["cancelled", "failed", { state: "dead", attempt: 2 }]);
 
-  // A person commits a hand-written manifest meanwhile: the farm picks it up on its next start.
+  // Graceful stop (manifests flushed), then the journal is lost entirely.
+  await farm.stop();
+  // A person commits a hand-written manifest while the farm is down: the farm picks it up on its next start.
   mkdirSync(join(repo, ".optimus", "tasks", "delta"), { recursive: true });
   writeFileSync(join(repo, ".optimus", "tasks", "delta", "manifest.yaml"), "title: Hand written\nunits:\n  - id: d1\n    goal: do it\n");
   execFileSync("git", ["add", "-f", ".optimus/tasks/delta/manifest.yaml"], { cwd: repo });
   execFileSync("git", ["-c", "user.name=T", "-c", "user.email=t@l", "commit", "-q", "-m", "add delta"], { cwd: repo });
 
-  // Graceful stop (manifests flushed), then the journal is lost entirely.
-  await farm.stop();
   for (const f of ["journal.db", "journal.db-wal", "journal.db-shm"]) rmSync(join(repo, ".optimus", "state", f), { force: true });
   await farm.start();
   assert.match(farm.log, /rebuilt 3 task\(s\) from their manifest files/);

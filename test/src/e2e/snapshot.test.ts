@@ -10,7 +10,7 @@ import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
 test("periodic snapshots never stall the farm, and a restart from a snapshot has the same state", async (t) => {
   const repo = makeRepo(t);
-  const config = ServerConfig.parse({ port: 0, snapshotEvery: 10, heartbeatIntervalMs: 500 });
+  const config = ServerConfig.parse({ port: 0, snapshotEvery: 10, heartbeatIntervalMs: 500, prloop: { reviewEveryCodegenUnit: false } });
   const log = pino({ level: "silent" });
   let farm = await startFarm({ repo, config, log });
   const admin = farm.startup.adminToken!.token;

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -15,3 +15,12 @@ export function makeRepo(t?: { after(fn: () => void): void }, name = "optimus-te
 
 export const gitLog = (repo: string): string[] =>
   execFileSync("git", ["log", "--format=%s"], { cwd: repo }).toString().trim().split("\n");
+
+/**
+ * Writes `.optimus/config.yaml`. The foundation's tests switch off the automatic review unit after
+ * each codegen unit (`prloop.reviewEveryCodegenUnit`) so they count exactly the units they create.
+ */
+export function writeFarmConfig(repo: string, yaml = "prloop: { reviewEveryCodegenUnit: false }\n"): void {
+  mkdirSync(join(repo, ".optimus"), { recursive: true });
+  writeFileSync(join(repo, ".optimus", "config.yaml"), yaml);
+}

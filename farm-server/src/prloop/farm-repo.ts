@@ -1,0 +1,187 @@
+import { execFile } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { simpleGit, type SimpleGit } from "simple-git";
+
+export const integrationBranch = (taskId: string) => `optimus/${taskId}`;
+export const unitBranch = (taskId: string, unitId: string, attempt: number) => `optimus/${taskId}/${unitId}-${attempt}`;
+export const unitTrailer = (taskId: string, unitId: string, attempt: number) => `Optimus-Unit: ${taskId}/${unitId}#${attempt}`;
+
+const AUTHOR = ["-c", "user.name=Optimus", "-c", "user.email=optimus@localhost", "-c", "core.fsync=committed", "-c", "commit.gpgsign=false"];
+
+/**
+ * The farm's hands on the repository: integration and unit branches, worktrees it owns under the
+ * state folder, and merges. Worktree add/remove and ref updates run one at a time (concurrent
+ * `git worktree add` on one repository fails in git 2.39).
+ */
+export class FarmRepo {
+  readonly git: SimpleGit;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly root: string, readonly worktreesDir: string) {
+    this.git = simpleGit({ baseDir: root });
+    mkdirSync(worktreesDir, { recursive: true });
+  }
+
+  /** Runs `fn` after every earlier serialized operation. */
+  serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  async currentBranch(): Promise<string> {
+    return (await this.git.raw(["symbolic-ref", "--short", "-q", "HEAD"]).catch(() => "")).trim() || "main";
+  }
+
+  async revParse(ref: string): Promise<string | null> {
+    const out = await this.git.raw(["rev-parse", "-q", "--verify", `${ref}^{commit}`]).catch(() => "");
+    return out.trim() || null;
+  }
+
+  /** Creates `optimus/<task>` from the target branch unless it exists. */
+  ensureIntegrationBranch(taskId: string, target: string): Promise<string> {
+    return this.serial(async () => {
+      const name = integrationBranch(taskId);
+      const have = await this.revParse(`refs/heads/${name}`);
+      if (have) return have;
+      const base = await this.revParse(target);
+      if (!base) throw new Error(`the target branch '${target}' does not exist`);
+      await this.git.raw(["branch", name, base]);
+      return base;
+    });
+  }
+
+  /** A fresh worktree on a new branch at `base`; an older one of the same name (a crash) is replaced. */
+  addWorktree(name: string, branch: string, base: string): Promise<string> {
+    return this.serial(async () => {
+      const dir = join(this.worktreesDir, name);
+      await this.removeNow(dir, branch);
+      await this.git.raw(["worktree", "add", "-q", "-B", branch, dir, base]);
+      return dir;
+    });
+  }
+
+  removeWorktree(dir: string, branchToDelete?: string): Promise<void> {
+    return this.serial(() => this.removeNow(dir, branchToDelete));
+  }
+
+  private async removeNow(dir: string, branch?: string): Promise<void> {
+    await this.git.raw(["worktree", "remove", "--force", dir]).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    await this.git.raw(["worktree", "prune"]).catch(() => undefined);
+    if (branch) await this.git.raw(["branch", "-D", branch]).catch(() => undefined);
+  }
+
+  /** Worktrees under the farm's folder: what a crash may have left behind. */
+  async ownWorktrees(): Promise<string[]> {
+    const out = await this.git.raw(["worktree", "list", "--porcelain"]);
+    return out.split("\n").filter((l) => l.startsWith("worktree ")).map((l) => l.slice(9)).filter((d) => d.startsWith(this.worktreesDir));
+  }
+
+  /** Commits everything staged in a worktree. */
+  async commitIn(dir: string, message: string): Promise<string> {
+    const g = simpleGit({ baseDir: dir });
+    await g.raw([...AUTHOR, "commit", "-q", "--no-verify", "-m", message]);
+    return (await g.revparse(["HEAD"])).trim();
+  }
+
+  /** The merge commit on `into` that carries this trailer, if the unit was merged already. */
+  async findMerge(into: string, trailer: string): Promise<string | null> {
+    const out = await this.git.raw(["log", "--format=%H", "-F", `--grep=${trailer}`, "-n", "1", `refs/heads/${into}`]).catch(() => "");
+    return out.trim() || null;
+  }
+
+  /**
+   * Merges `branch` into `into` without checking `into` out anywhere: merge-tree writes the tree,
+   * commit-tree the merge commit, update-ref moves the branch only if nobody else did meanwhile.
+   */
+  mergeInto(into: string, branch: string, message: string): Promise<{ ok: true; commit: string } | { ok: false; conflict: string }> {
+    return this.serial(async () => {
+      const ours = await this.revParse(`refs/heads/${into}`);
+      const theirs = await this.revParse(`refs/heads/${branch}`);
+      if (!ours || !theirs) throw new Error(`cannot merge ${branch} into ${into}: a branch is missing`);
+      let tree: string;
+      try {
+        tree = (await this.git.raw(["merge-tree", "--write-tree", "--no-messages", ours, theirs])).trim().split("\n")[0]!;
+      } catch (err) {
+        return { ok: false, conflict: (err as Error).message.split("\n").slice(0, 5).join(" ") };
+      }
+      const out = (await this.git.raw(["merge-tree", "--write-tree", "--name-only", ours, theirs]).catch((e: Error) => e.message)).trim().split("\n");
+      if (out.length > 1 && out[1] !== "") return { ok: false, conflict: `conflicts in ${out.slice(1).filter(Boolean).slice(0, 10).join(", ")}` };
+      const commit = (await this.git.raw([...AUTHOR, "commit-tree", tree, "-p", ours, "-p", theirs, "-m", message])).trim();
+      await this.git.raw(["update-ref", `refs/heads/${into}`, commit, ours]);
+      return { ok: true, commit };
+    });
+  }
+
+  /** The worktree where `branch` is checked out, if any. */
+  async checkedOutAt(branch: string): Promise<string | null> {
+    const out = await this.git.raw(["worktree", "list", "--porcelain"]);
+    let dir: string | null = null;
+    for (const l of out.split("\n")) {
+      if (l.startsWith("worktree ")) dir = l.slice(9);
+      if (l === `branch refs/heads/${branch}`) return dir;
+    }
+    return null;
+  }
+
+  /** Merges in a checked-out worktree (the user's), only when it is clean apart from `.optimus/`. */
+  mergeInWorktree(dir: string, branch: string, message: string): Promise<{ ok: true; commit: string } | { ok: false; reason: string }> {
+    return this.serial(async () => {
+      const g = simpleGit({ baseDir: dir });
+      const dirty = (await g.raw(["status", "--porcelain", "--untracked-files=no"])).split("\n").filter((l) => l && !l.slice(3).startsWith(".optimus/"));
+      if (dirty.length) return { ok: false, reason: `the target branch's worktree ${dir} has uncommitted changes (${dirty.slice(0, 3).map((l) => l.slice(3)).join(", ")})` };
+      try {
+        await g.raw([...AUTHOR, "merge", "--no-ff", "--no-verify", "-m", message, branch]);
+      } catch (err) {
+        await g.raw(["merge", "--abort"]).catch(() => undefined);
+        return { ok: false, reason: `merge conflict: ${(err as Error).message.split("\n")[0]}` };
+      }
+      return { ok: true, commit: (await g.revparse(["HEAD"])).trim() };
+    });
+  }
+
+  /**
+   * Whether a patch applies to a commit, without a worktree: a throwaway index is read from the
+   * commit and `git apply --cached --check` runs against it. Returns the problem, or null.
+   */
+  async applyCheck(base: string, patch: string): Promise<string | null> {
+    const dir = mkdtempSync(join(tmpdir(), "optimus-apply-"));
+    const env = { ...process.env, GIT_INDEX_FILE: join(dir, "index") };
+    try {
+      const run = (args: string[], input?: string) =>
+        new Promise<string | null>((resolve) => {
+          const child = execFile("git", args, { cwd: this.root, env, maxBuffer: 16 * 1024 * 1024 }, (err, _out, stderr) =>
+            resolve(err ? (stderr || err.message).trim().split("\n").slice(0, 3).join(" ") : null));
+          if (input !== undefined) child.stdin!.end(input);
+        });
+      const read = await run(["read-tree", base]);
+      if (read) return read;
+      return await run(["apply", "--cached", "--check", "--binary", "-"], patch);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Applies a patch file to a worktree and stages it; returns the problem, or null. */
+  async applyIn(dir: string, patchFile: string): Promise<string | null> {
+    try {
+      await simpleGit({ baseDir: dir }).raw(["apply", "--index", "--binary", patchFile]);
+      return null;
+    } catch (err) {
+      return (err as Error).message.split("\n").slice(0, 3).join(" ");
+    }
+  }
+
+  deleteBranch(branch: string): Promise<void> {
+    return this.serial(async () => {
+      await this.git.raw(["branch", "-D", branch]).catch(() => undefined);
+    });
+  }
+
+  async diff(base: string, head: string): Promise<string> {
+    return this.git.raw(["diff", "--binary", `${base}...${head}`]);
+  }
+}

@@ -1,0 +1,309 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { unitKey, type EventBody, type FarmEvent, type ServerConfig, type UnitResult } from "@optimus/shared";
+import { FarmError } from "../core/errors.js";
+import type { FarmState } from "../core/farm-state.js";
+import type { SubmissionHandler } from "../core/lease-commands.js";
+import type { UnitRecord } from "../store/projection.js";
+import { runCheck } from "../worker/sandbox.js";
+import { FarmRepo, integrationBranch, unitBranch, unitTrailer } from "./farm-repo.js";
+import { checkPatch } from "./patch-check.js";
+import { assessRisk, mayAutoMerge } from "./risk.js";
+
+export interface PrLoopDeps {
+  state: FarmState;
+  config: ServerConfig;
+  repo: FarmRepo;
+  patchesDir: string;
+  log: Logger;
+  /** the retry-or-dead decision for a failed attempt (LeaseCommands owns the policy) */
+  retryDecision(u: UnitRecord): { next: "retry"; notBefore: number } | { next: "dead" };
+}
+
+/** What a worker needs beyond the unit's spec: where to start, what to address, what to review. */
+export interface LeaseWorkContext {
+  base?: { branch: string };
+  feedback?: string[];
+  review?: { unitId: string; attempt: number; patch: string; evals: Array<{ name: string; exitCode: number | null; output: string }> };
+}
+
+/**
+ * The PR loop: a codegen unit's patch is checked (paths, scope, size, applies), applied on its own
+ * branch in a worktree the farm owns, evaluated with the repository's eval suite, reviewed by its
+ * review unit, scored for risk, and merged into the task's integration branch — on its own when
+ * low-risk, green and approved, otherwise held for a human. A finished task's integration branch
+ * is merged into its target branch. Every step is journaled; a restart picks up where it stopped.
+ */
+export class PrLoop implements SubmissionHandler {
+  private readonly taskQueues = new Map<string, Promise<unknown>>();
+  private readonly listener = (events: FarmEvent[]) => this.onCommitted(events);
+
+  constructor(private readonly d: PrLoopDeps) {
+    mkdirSync(d.patchesDir, { recursive: true });
+  }
+
+  private get p() {
+    return this.d.state.projection;
+  }
+
+  private patchFile(u: UnitRecord, attempt = u.attempt): string {
+    return join(this.d.patchesDir, `${u.taskId}--${u.unitId}-${attempt}.patch`);
+  }
+
+  /** Refuses hostile or broken output before anything is recorded: the worker gets the reason. */
+  async validate(u: UnitRecord, result: UnitResult): Promise<void> {
+    if (result.outcome !== "succeeded") return;
+    if (u.spec.role === "review") {
+      // A review of a change must say what it thinks; a free-standing review unit just reports.
+      if (u.spec.reviews && !result.review) throw new FarmError("invalid", `review unit ${u.taskId}/${u.unitId} must submit a review verdict (approve or request_changes) for '${u.spec.reviews}'`);
+      return;
+    }
+    const patch = result.patch ?? "";
+    if (!patch.trim()) return; // nothing to change: the unit completes as is
+    const check = checkPatch(patch, u.spec.files, this.d.config.prloop);
+    if (!check.ok) throw new FarmError("invalid", `patch refused: ${check.error}`);
+    const base = await this.d.repo.revParse(`refs/heads/${integrationBranch(u.taskId)}`) ?? await this.d.repo.revParse("HEAD");
+    const problem = await this.d.repo.applyCheck(base!, patch);
+    if (problem) throw new FarmError("invalid", `patch refused: it does not apply to ${integrationBranch(u.taskId)}: ${problem}`);
+  }
+
+  accept(u: UnitRecord, result: UnitResult): EventBody[] {
+    const ref = { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt };
+    if (u.spec.role === "review" && u.spec.reviews && result.review) {
+      const target = this.p.units.get(unitKey(u.taskId, u.spec.reviews));
+      const events: EventBody[] = [{ type: "unit_completed", data: ref }];
+      if (target?.state === "reviewing") {
+        events.push({ type: "unit_reviewed", data: { taskId: u.taskId, unitId: target.unitId, attempt: target.attempt, reviewUnitId: u.unitId, verdict: result.review } });
+        this.later(u.taskId, () => this.decide(target.taskId, target.unitId, target.attempt));
+      }
+      return events;
+    }
+    if (u.spec.role !== "codegen" || !result.patch?.trim()) return [{ type: "unit_completed", data: ref }];
+    // The patch is on disk (fsynced) before the journal says the unit is being evaluated.
+    const fd = openSync(this.patchFile(u), "w", 0o600);
+    writeSync(fd, result.patch);
+    fsyncSync(fd);
+    closeSync(fd);
+    this.later(u.taskId, () => this.evaluate(u.taskId, u.unitId, u.attempt));
+    return [{ type: "unit_evaluating", data: ref }];
+  }
+
+  resume(u: UnitRecord): EventBody[] {
+    return [{ type: "unit_completed", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt } }];
+  }
+
+  /** Picks up whatever a crash interrupted; removes worktrees nobody owns any more. */
+  async start(): Promise<void> {
+    this.d.state.on("committed", this.listener);
+    for (const dir of await this.d.repo.ownWorktrees()) await this.d.repo.removeWorktree(dir);
+    for (const u of this.p.units.values()) {
+      if (u.state === "evaluating") this.later(u.taskId, () => this.evaluate(u.taskId, u.unitId, u.attempt));
+      else if (u.state === "reviewing" && u.review) this.later(u.taskId, () => this.decide(u.taskId, u.unitId, u.attempt));
+      else if (u.state === "reviewing" && this.p.reviewersOf(u).length === 0) this.later(u.taskId, () => this.decide(u.taskId, u.unitId, u.attempt));
+      else if (u.state === "awaiting_approval" && u.approvedAttempt === u.attempt) this.later(u.taskId, () => this.merge(u.taskId, u.unitId, u.attempt, false, "farm"));
+    }
+    for (const t of this.p.tasks.values()) if (!t.merge?.commit) this.later(t.taskId, () => this.maybeMergeTask(t.taskId));
+  }
+
+  stop(): void {
+    this.d.state.off("committed", this.listener);
+  }
+
+  /** Waits for every queued step (tests, shutdown). */
+  async idle(): Promise<void> {
+    await Promise.all([...this.taskQueues.values()]);
+  }
+
+  contextFor(u: UnitRecord): LeaseWorkContext {
+    const ctx: LeaseWorkContext = { base: { branch: integrationBranch(u.taskId) } };
+    if (u.feedback?.length) ctx.feedback = u.feedback;
+    if (u.spec.reviews) {
+      const target = this.p.units.get(unitKey(u.taskId, u.spec.reviews));
+      if (target?.evaluation) {
+        let patch = "";
+        try {
+          patch = readFileSync(this.patchFile(target, target.evaluation.attempt), "utf8");
+        } catch {
+          // the change is still in its unit branch; the reviewer can fetch it
+        }
+        ctx.review = {
+          unitId: target.unitId, attempt: target.evaluation.attempt, patch,
+          evals: target.evaluation.evals.map((e) => ({ name: e.name, exitCode: e.exitCode, output: e.output.slice(-4_000) })),
+        };
+      }
+    }
+    return ctx;
+  }
+
+  async approve(taskId: string, unitId: string, actor: string): Promise<void> {
+    const u = this.p.units.get(unitKey(taskId, unitId));
+    if (!u) throw new FarmError("not_found", `unit '${unitId}' of task '${taskId}' not found`);
+    if (u.state !== "awaiting_approval") throw new FarmError("conflict", `unit ${taskId}/${unitId} is ${u.state}, not awaiting approval`);
+    await this.d.state.commit([{ type: "unit_approved", data: { taskId, unitId, attempt: u.attempt } }], actor);
+    await this.queue(taskId, () => this.merge(taskId, unitId, u.attempt, false, actor));
+  }
+
+  async approveTaskMerge(taskId: string, actor: string): Promise<void> {
+    const t = this.p.tasks.get(taskId);
+    if (!t) throw new FarmError("not_found", `task '${taskId}' not found`);
+    if (!t.merge?.heldReason) throw new FarmError("conflict", `task ${taskId} has no merge waiting for approval`);
+    await this.queue(taskId, () => this.maybeMergeTask(taskId, actor));
+  }
+
+  async reject(taskId: string, unitId: string, reason: string, actor: string): Promise<void> {
+    const u = this.heldOrReviewing(taskId, unitId);
+    await this.d.state.commit([{ type: "unit_rejected", data: { taskId, unitId, attempt: u.attempt, reason } }], actor);
+  }
+
+  async requestChanges(taskId: string, unitId: string, feedback: string, actor: string): Promise<void> {
+    const u = this.heldOrReviewing(taskId, unitId);
+    await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt: u.attempt, feedback } }], actor);
+  }
+
+  private heldOrReviewing(taskId: string, unitId: string): UnitRecord {
+    const u = this.p.units.get(unitKey(taskId, unitId));
+    if (!u) throw new FarmError("not_found", `unit '${unitId}' of task '${taskId}' not found`);
+    if (u.state !== "awaiting_approval" && u.state !== "reviewing") {
+      throw new FarmError("conflict", `unit ${taskId}/${unitId} is ${u.state}; only a change awaiting approval or in review can be rejected or sent back`);
+    }
+    return u;
+  }
+
+  private onCommitted(events: FarmEvent[]): void {
+    for (const e of events) {
+      if (e.type === "task_created") this.later(e.data.taskId, () => this.ensureBranch(e.data.taskId));
+      else if (e.type === "unit_reviewed") continue;
+      else if (e.type === "changes_requested" || e.type === "unit_rejected") this.later(e.data.taskId, () => this.maybeMergeTask(e.data.taskId));
+    }
+  }
+
+  private async ensureBranch(taskId: string): Promise<void> {
+    const t = this.p.tasks.get(taskId);
+    if (!t) return;
+    await this.d.repo.ensureIntegrationBranch(taskId, t.targetBranch ?? (await this.d.repo.currentBranch()));
+  }
+
+  /** Runs steps of one task in order (merges into its integration branch must not interleave). */
+  private queue<T>(taskId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.taskQueues.get(taskId) ?? Promise.resolve();
+    const run = prev.then(async () => {
+      await this.d.state.settle();
+      return fn();
+    });
+    const tail = run.catch(() => undefined);
+    this.taskQueues.set(taskId, tail);
+    void tail.then(() => this.taskQueues.get(taskId) === tail && this.taskQueues.delete(taskId));
+    return run;
+  }
+
+  private later(taskId: string, fn: () => Promise<unknown>): void {
+    this.queue(taskId, fn).catch((err) => this.d.log.error({ err, taskId }, "PR loop step failed"));
+  }
+
+  private current(taskId: string, unitId: string, attempt: number, state: UnitRecord["state"]): UnitRecord | null {
+    const u = this.p.units.get(unitKey(taskId, unitId));
+    return u && u.attempt === attempt && u.state === state ? u : null;
+  }
+
+  private async evaluate(taskId: string, unitId: string, attempt: number): Promise<void> {
+    const u = this.current(taskId, unitId, attempt, "evaluating");
+    if (!u) return; // cancelled or superseded meanwhile
+    await this.ensureBranch(taskId);
+    const patchPath = this.patchFile(u);
+    const patch = readFileSync(patchPath, "utf8");
+    const facts = checkPatch(patch, u.spec.files, this.d.config.prloop);
+    const branch = unitBranch(taskId, unitId, attempt);
+    const base = (await this.d.repo.revParse(`refs/heads/${integrationBranch(taskId)}`))!;
+    const wt = await this.d.repo.addWorktree(`${taskId}--${unitId}-${attempt}`, branch, base);
+    const ref = { taskId, unitId, attempt };
+    try {
+      const applied = await this.d.repo.applyIn(wt, patchPath);
+      if (!facts.ok || applied) {
+        const reason = `patch no longer applies: ${facts.ok ? applied : facts.error}`;
+        await this.commitIfCurrent(ref, "evaluating", [{ type: "unit_failed", data: { ...ref, reason, feedback: reason, ...this.d.retryDecision(u) } }]);
+        await this.d.repo.removeWorktree(wt, branch);
+        return;
+      }
+      const commit = await this.d.repo.commitIn(wt, `optimus(${taskId}/${unitId}#${attempt}): ${u.spec.goal.split("\n")[0]!.slice(0, 72)}\n\n${unitTrailer(taskId, unitId, attempt)}`);
+      const evals = [];
+      for (const e of this.d.config.prloop.eval) {
+        const r = await runCheck(e.command, { cwd: wt, timeoutMs: e.timeoutMs });
+        if (r.sandboxNote) this.d.log.warn({ taskId, unitId, eval: e.name }, r.sandboxNote);
+        evals.push({ name: e.name, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, output: r.output.slice(-8_000) });
+      }
+      const green = evals.every((e) => e.exitCode === 0);
+      const evaluated: EventBody = { type: "unit_evaluated", data: { ...ref, green, evals, diff: facts.facts, branch, commit } };
+      const failed = evals.filter((e) => e.exitCode !== 0);
+      const feedback = failed.map((e) => `eval '${e.name}' ${e.timedOut ? "timed out" : `exited ${e.exitCode}`}:\n${e.output.slice(-3_000)}`).join("\n\n");
+      await this.commitIfCurrent(ref, "evaluating", green
+        ? [evaluated]
+        : [evaluated, { type: "unit_failed", data: { ...ref, reason: `evals failed: ${failed.map((e) => e.name).join(", ")}`, feedback, ...this.d.retryDecision(u) } }]);
+    } finally {
+      await this.d.repo.removeWorktree(wt);
+    }
+    const now = this.current(taskId, unitId, attempt, "evaluating") ?? this.current(taskId, unitId, attempt, "reviewing");
+    if (now && (now.state === "evaluating" || this.p.reviewersOf(now).length === 0)) await this.decide(taskId, unitId, attempt);
+  }
+
+  private async commitIfCurrent(ref: { taskId: string; unitId: string; attempt: number }, state: UnitRecord["state"], events: EventBody[]): Promise<boolean> {
+    if (!this.current(ref.taskId, ref.unitId, ref.attempt, state)) return false;
+    await this.d.state.commit(events, "farm");
+    return true;
+  }
+
+  private async decide(taskId: string, unitId: string, attempt: number): Promise<void> {
+    const u = this.p.units.get(unitKey(taskId, unitId));
+    if (!u || u.attempt !== attempt || !u.evaluation?.green || (u.state !== "reviewing" && u.state !== "evaluating")) return;
+    const unreviewed = this.p.reviewersOf(u).length === 0;
+    if (!unreviewed && !u.review) return; // its reviewer has not spoken yet
+    if (u.review?.verdict === "request_changes") {
+      const text = [u.review.summary, ...u.review.comments.map((c) => `${c.path}:${c.line}: ${c.body}`)].filter(Boolean).join("\n");
+      await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt, feedback: `review by ${u.review.reviewUnitId}: ${text}` } }], "farm");
+      return;
+    }
+    const input = { diff: u.evaluation.diff, evals: u.evaluation.evals, green: u.evaluation.green, review: u.review, unreviewed };
+    const risk = assessRisk(input, this.d.config.policy, this.d.config.prloop.eval.length > 0);
+    const verdict = mayAutoMerge(risk, input, this.d.config.policy);
+    if (verdict.auto) await this.merge(taskId, unitId, attempt, true, "farm", risk);
+    else await this.d.state.commit([{ type: "unit_held", data: { taskId, unitId, attempt, risk: { level: risk.level, reasons: verdict.why } } }], "farm");
+  }
+
+  private async merge(taskId: string, unitId: string, attempt: number, auto: boolean, actor: string, risk = this.p.units.get(unitKey(taskId, unitId))?.risk): Promise<void> {
+    const u = this.p.units.get(unitKey(taskId, unitId));
+    if (!u || u.attempt !== attempt || u.state === "merged" || !u.evaluation) return;
+    const into = integrationBranch(taskId);
+    const trailer = unitTrailer(taskId, unitId, attempt);
+    const r = { level: risk?.level ?? "low", reasons: risk?.reasons ?? [] } as const;
+    // At most once per unit attempt: a merge that landed before a crash is found by its trailer.
+    let commit = await this.d.repo.findMerge(into, trailer);
+    if (!commit) {
+      const res = await this.d.repo.mergeInto(into, u.evaluation.branch, `Merge ${taskId}/${unitId} attempt ${attempt}${auto ? " (auto)" : ` (approved by ${actor})`}\n\n${trailer}`);
+      if (!res.ok) {
+        await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt, feedback: `the change no longer merges into ${into} (${res.conflict}); redo it on the current branch` } }], "farm");
+        return;
+      }
+      commit = res.commit;
+    }
+    await this.d.state.commit([{ type: "unit_merged", data: { taskId, unitId, attempt, commit, into, auto, risk: r } }], actor);
+    await this.d.repo.deleteBranch(u.evaluation.branch);
+    await this.maybeMergeTask(taskId);
+  }
+
+  /** Once every unit is done, the integration branch goes into the target branch. */
+  private async maybeMergeTask(taskId: string, actor = "farm"): Promise<void> {
+    const t = this.p.tasks.get(taskId);
+    if (!t || t.cancelled || t.merge?.commit) return;
+    const units = t.units.map((k) => this.p.units.get(k)!);
+    if (!units.every((u) => u.state === "merged" || u.state === "completed") || !units.some((u) => u.state === "merged")) return;
+    const into = t.targetBranch ?? (await this.d.repo.currentBranch());
+    const branch = integrationBranch(taskId);
+    const message = `Merge task ${taskId}: ${t.title.slice(0, 60)}\n\nOptimus-Task: ${taskId}`;
+    const at = await this.d.repo.checkedOutAt(into);
+    const res = at ? await this.d.repo.mergeInWorktree(at, branch, message) : await this.d.repo.mergeInto(into, branch, message);
+    if (res.ok) await this.d.state.commit([{ type: "task_merged", data: { taskId, into, commit: res.commit } }], actor);
+    else if (t.merge?.heldReason !== ("reason" in res ? res.reason : res.conflict)) {
+      await this.d.state.commit([{ type: "task_merge_held", data: { taskId, into, reason: "reason" in res ? res.reason : res.conflict } }], actor);
+    }
+  }
+}

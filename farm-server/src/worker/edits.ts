@@ -1,0 +1,234 @@
+/**
+ * The strict edit format a codegen model answers with, and the code that applies it to a worktree.
+ * The model is untrusted: every path is checked before any file changes, and a proposal is applied
+ * all-or-nothing, so a half-good answer never leaves a half-edited worktree behind.
+ */
+import { lstat, mkdir, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
+import { isAbsolute, join, relative, sep, win32 } from "node:path";
+import { z } from "zod";
+
+const ReplaceEditSchema = z.strictObject({
+  kind: z.literal("replace"),
+  path: z.string().min(1),
+  search: z.string().min(1, "must not be empty (it has to name the text to replace)"),
+  replace: z.string(),
+});
+const WriteEditSchema = z.strictObject({ kind: z.literal("write"), path: z.string().min(1), content: z.string() });
+
+export const EditSchema = z.discriminatedUnion("kind", [ReplaceEditSchema, WriteEditSchema]);
+export const EditProposalSchema = z.strictObject({ summary: z.string(), edits: z.array(EditSchema), done: z.boolean() });
+export type Edit = z.infer<typeof EditSchema>;
+export type EditProposal = z.infer<typeof EditProposalSchema>;
+
+/**
+ * The same shape as a plain JSON Schema, written by hand so it stays within what grammars accept
+ * (llama.cpp GBNF, OpenAI strict mode): every property required, no extra properties, `anyOf` rather
+ * than `oneOf`, enums rather than `const`, no numbers (the grammar lets numbers run wild).
+ */
+export const editProposalJsonSchema = {
+  type: "object",
+  properties: {
+    summary: { type: "string", description: "one or two sentences: what the edits do and why" },
+    edits: {
+      type: "array",
+      items: {
+        anyOf: [
+          {
+            type: "object",
+            properties: {
+              kind: { type: "string", enum: ["replace"] },
+              path: { type: "string", description: "repository-relative file path" },
+              search: { type: "string", description: "text that occurs exactly once in the file" },
+              replace: { type: "string" },
+            },
+            required: ["kind", "path", "search", "replace"],
+            additionalProperties: false,
+          },
+          {
+            type: "object",
+            properties: {
+              kind: { type: "string", enum: ["write"] },
+              path: { type: "string", description: "repository-relative file path" },
+              content: { type: "string", description: "the whole new file" },
+            },
+            required: ["kind", "path", "content"],
+            additionalProperties: false,
+          },
+        ],
+      },
+    },
+    done: { type: "boolean", description: "true when the unit's goal is met after these edits" },
+  },
+  required: ["summary", "edits", "done"],
+  additionalProperties: false,
+} as const satisfies Record<string, unknown>;
+
+export type ParseResult = { ok: true; proposal: EditProposal } | { ok: false; error: string };
+
+/** Parses a model's answer. Tolerates a ```json fence, which unconstrained chat models like to add. */
+export function parseEditProposal(text: string): ParseResult {
+  const body = stripFence(text.trim());
+  if (body === "") return { ok: false, error: "the answer is empty: expected a JSON object with summary, edits and done" };
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch (err) {
+    if (endsEarly(body)) {
+      return { ok: false, error: `the answer is truncated JSON: it ends early after ${body.length} characters (the model ran out of tokens; ask for smaller edits or raise the limit)` };
+    }
+    return { ok: false, error: `the answer is not valid JSON: ${(err as Error).message}` };
+  }
+  const parsed = EditProposalSchema.safeParse(value);
+  if (parsed.success) return { ok: true, proposal: parsed.data };
+  const problems = parsed.error.issues.slice(0, 5).map((i) => `${fieldName(i.path)}: ${i.message}`);
+  return { ok: false, error: `the answer does not match the edit format: ${problems.join("; ")}` };
+}
+
+function stripFence(text: string): string {
+  const m = /^```[a-zA-Z]*\n([\s\S]*?)\n?```$/.exec(text);
+  return m ? m[1]!.trim() : text;
+}
+
+/** True when the text is a prefix of some JSON value: an open string or unclosed brackets at the end. */
+function endsEarly(text: string): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") depth--;
+  }
+  return inString || depth > 0;
+}
+
+function fieldName(path: ReadonlyArray<PropertyKey>): string {
+  if (path.length === 0) return "(top level)";
+  return path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${String(p)}`)).join("");
+}
+
+export interface ApplyOptions {
+  /** repo-relative files, or folder prefixes ending in '/', that may be changed; empty = any file */
+  scope: string[];
+  maxFileBytes: number;
+}
+
+export type ApplyResult = { ok: true; changed: string[] } | { ok: false; error: string };
+
+/** Validates every edit, computes every new file, and only then writes: all or nothing. */
+export async function applyEdits(worktreeDir: string, proposal: EditProposal, opts: ApplyOptions): Promise<ApplyResult> {
+  const root = await realpath(worktreeDir);
+  const pending = new Map<string, string>(); // path → new content, in first-edit order
+  const original = new Map<string, string | null>(); // path → content before (null: did not exist)
+  for (const [i, edit] of proposal.edits.entries()) {
+    const where = `edit ${i + 1} (${JSON.stringify(edit.path)})`;
+    const pathError = checkPath(edit.path, opts.scope) ?? (await checkRealPath(root, edit.path, opts.scope));
+    if (pathError) return { ok: false, error: `${where}: ${pathError}` };
+    if (!original.has(edit.path)) original.set(edit.path, await readIfFile(join(root, edit.path)));
+    const current = pending.get(edit.path) ?? original.get(edit.path) ?? null;
+    const next = nextContent(edit, current);
+    if (typeof next !== "string") return { ok: false, error: `${where}: ${next.error}` };
+    const bytes = Buffer.byteLength(next);
+    if (bytes > opts.maxFileBytes) return { ok: false, error: `${where}: the file would be ${bytes} bytes, over the limit of ${opts.maxFileBytes}` };
+    pending.set(edit.path, next);
+  }
+  const changed = [...pending].filter(([p, content]) => original.get(p) !== content).map(([p]) => p);
+  const written: string[] = [];
+  try {
+    for (const p of changed) {
+      await mkdir(join(root, p, ".."), { recursive: true });
+      await writeFile(join(root, p), pending.get(p)!);
+      written.push(p);
+    }
+  } catch (err) {
+    await restore(root, written, original); // a disk error halfway must not leave half the proposal applied
+    return { ok: false, error: `writing the edits failed, nothing was changed: ${(err as Error).message}` };
+  }
+  return { ok: true, changed };
+}
+
+/** The file after one edit, or why the edit cannot apply. */
+function nextContent(edit: Edit, current: string | null): string | { error: string } {
+  if (edit.kind === "write") return edit.content;
+  if (current === null) return { error: "cannot replace text in a file that does not exist (use a write edit to create it)" };
+  const count = countOccurrences(current, edit.search);
+  if (count !== 1) {
+    return { error: `the search text must occur exactly once in ${edit.path}, but it was found ${count} times (it must match exactly, including whitespace and line endings)` };
+  }
+  const at = current.indexOf(edit.search);
+  // Slicing, not String.replace: a replacement containing "$&" or "$1" must be taken literally.
+  return current.slice(0, at) + edit.replace + current.slice(at + edit.search.length);
+}
+
+/** Counts overlapping occurrences too: "aa" in "aaa" is ambiguous, so it counts as 2. */
+function countOccurrences(text: string, search: string): number {
+  let count = 0;
+  for (let at = text.indexOf(search); at >= 0; at = text.indexOf(search, at + 1)) count++;
+  return count;
+}
+
+/** Lexical checks, before touching the file system. Returns why the path is refused, or undefined. */
+function checkPath(p: string, scope: string[]): string | undefined {
+  if (p.includes("\0")) return "the path contains a NUL byte";
+  if (isAbsolute(p) || win32.isAbsolute(p)) return "the path must be relative to the repository, not absolute";
+  if (p.includes("\\")) return "the path must use '/' separators";
+  const segments = p.split("/");
+  if (segments.includes("..")) return "the path must not contain '..' segments";
+  if (segments.some((s) => s === "" || s === ".")) return "the path must be normalized (no empty or '.' segments, no trailing '/')";
+  return checkPlace(p, scope);
+}
+
+/** Where a (normalized, relative) path may be: never inside git's own files, and inside the unit's scope. */
+function checkPlace(p: string, scope: string[]): string | undefined {
+  // Any `.git` segment: the repository's own, a submodule's, or a nested repository's (case-insensitive file systems too).
+  if (p.split("/").some((s) => s.toLowerCase() === ".git")) return "the path is inside .git, which edits must never touch";
+  if (scope.length === 0) return undefined;
+  const inScope = scope.map((s) => s.replace(/^\.\//, "")).some((s) => (s.endsWith("/") ? p.startsWith(s) : p === s));
+  return inScope ? undefined : `the path is outside the unit's scope (${scope.join(", ")})`;
+}
+
+/**
+ * Resolves symlinks of whatever part of the path exists: a symlinked folder (or file) pointing outside
+ * the worktree is refused, and one pointing elsewhere inside it must land in scope too.
+ */
+async function checkRealPath(root: string, p: string, scope: string[]): Promise<string | undefined> {
+  const segments = p.split("/");
+  let existing = segments.length;
+  while (existing > 0 && !(await exists(join(root, ...segments.slice(0, existing))))) existing--;
+  const base = existing > 0 ? await realpath(join(root, ...segments.slice(0, existing))).catch(() => null) : root;
+  if (base === null) return "the path goes through a broken symbolic link";
+  const resolved = join(base, ...segments.slice(existing));
+  const rel = relative(root, resolved);
+  if (rel === "" || rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel)) return "the path leads outside the worktree (through a symbolic link)";
+  if (existing > 0 && existing < segments.length && !(await stat(base)).isDirectory()) {
+    return `${segments.slice(0, existing).join("/")} is a file, not a folder`;
+  }
+  if (existing === segments.length && (await stat(resolved)).isDirectory()) return "the path is a folder, not a file";
+  const relPosix = rel.split(sep).join("/");
+  return relPosix === p ? undefined : checkPlace(relPosix, scope);
+}
+
+/** lstat, so a dangling symlink counts as existing (and is then refused by realpath, not written through). */
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function readIfFile(path: string): Promise<string | null> {
+  return readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return null;
+    throw err;
+  });
+}
+
+async function restore(root: string, written: string[], original: Map<string, string | null>): Promise<void> {
+  for (const p of written) {
+    const before = original.get(p);
+    await (before === null || before === undefined ? rm(join(root, p), { force: true }) : writeFile(join(root, p), before)).catch(() => undefined);
+  }
+}
