@@ -102,7 +102,10 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
   leases.graceLeases();
   const prloop = await createPrLoop(repo, config, state, leases, log);
-  if (prloop) leases.submissionHandler = prloop;
+  if (prloop) {
+    leases.submissionHandler = prloop;
+    tasks.prepare = (taskId, target) => prloop.prepareTask(taskId, target);
+  }
   await leases.resumeSubmitted();
 
   let adminToken: IssuedToken | undefined;

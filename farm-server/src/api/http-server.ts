@@ -6,6 +6,7 @@ import { WebSocketServer } from "ws";
 import type { Registry } from "prom-client";
 import type { ApiContext } from "./trpc.js";
 import { appRouter } from "./router.js";
+import { handleGitHttp } from "./git-http.js";
 import type { FarmServices } from "./services.js";
 
 export interface ApiServer {
@@ -35,10 +36,13 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
         (text) => res.writeHead(200, { "content-type": metrics.contentType }).end(text),
         () => res.writeHead(500).end(),
       );
+    } else if (path.startsWith("/git/")) {
+      const principal = services.tokens.authenticate(bearer(req.headers.authorization));
+      handleGitHttp(req, res, services.repo, principal && !services.tokens.isRevoked(principal.tokenId) ? principal : null);
     } else if (path.startsWith("/trpc/")) {
       trpcHandler(req, res);
     } else {
-      res.writeHead(404, { "content-type": "text/plain" }).end("not found: the farm serves /trpc, /ws, /healthz and /metrics\n");
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found: the farm serves /trpc, /ws, /git, /healthz and /metrics\n");
     }
   });
   const wss = new WebSocketServer({ server, path: "/ws", maxPayload: config.maxBodyBytes });

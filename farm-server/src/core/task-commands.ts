@@ -30,6 +30,12 @@ export interface NewTask {
 
 /** Commands on tasks and their units: create, cancel, retry. */
 export class TaskCommands {
+  /**
+   * Runs before a task is recorded (the PR loop creates its integration branch, so no worker is
+   * ever leased a unit whose base does not exist yet); returns the target branch it resolved.
+   */
+  prepare: ((taskId: string, targetBranch: string | undefined) => Promise<string | undefined>) | null = null;
+
   constructor(private readonly state: FarmState, private readonly config: ServerConfig) {}
 
   private get p() {
@@ -51,11 +57,13 @@ export class TaskCommands {
     const units = this.config.prloop.reviewEveryCodegenUnit ? withReviewUnits(parsed.data) : parsed.data;
     const problems = checkManifestGraph({ units });
     if (problems.length > 0) throw new FarmError("invalid", `${formatField(problems[0]!.path)}: ${problems[0]!.message}`);
+    const targetBranch = this.prepare ? await this.prepare(taskId, input.targetBranch) : input.targetBranch;
+    if (this.p.tasks.has(taskId)) throw new FarmError("conflict", `task '${taskId}' already exists`);
     await this.state.commit(
       [{
         type: "task_created",
         data: {
-          taskId, title: input.title, description: input.description, priority: input.priority ?? 0, targetBranch: input.targetBranch,
+          taskId, title: input.title, description: input.description, priority: input.priority ?? 0, targetBranch,
           createdBy: actor, source: input.source, units, ...(input.restored ? { restored: input.restored } : {}),
         },
       }],

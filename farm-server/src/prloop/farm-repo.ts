@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { simpleGit, type SimpleGit } from "simple-git";
 
 export const integrationBranch = (taskId: string) => `optimus/${taskId}`;
-export const unitBranch = (taskId: string, unitId: string, attempt: number) => `optimus/${taskId}/${unitId}-${attempt}`;
+/** Not under `optimus/<task>/`: git cannot have a branch and a folder of branches with one name. */
+export const unitBranch = (taskId: string, unitId: string, attempt: number) => `optimus/${taskId}--${unitId}-${attempt}`;
 export const unitTrailer = (taskId: string, unitId: string, attempt: number) => `Optimus-Unit: ${taskId}/${unitId}#${attempt}`;
 
 const AUTHOR = ["-c", "user.name=Optimus", "-c", "user.email=optimus@localhost", "-c", "core.fsync=committed", "-c", "commit.gpgsign=false"];

@@ -172,16 +172,32 @@ export class PrLoop implements SubmissionHandler {
 
   private onCommitted(events: FarmEvent[]): void {
     for (const e of events) {
-      if (e.type === "task_created") this.later(e.data.taskId, () => this.ensureBranch(e.data.taskId));
-      else if (e.type === "unit_reviewed") continue;
-      else if (e.type === "changes_requested" || e.type === "unit_rejected") this.later(e.data.taskId, () => this.maybeMergeTask(e.data.taskId));
+      if (e.type === "unit_rejected") this.later(e.data.taskId, () => this.maybeMergeTask(e.data.taskId));
+      // A review unit that died leaves its change to a human rather than stuck in review.
+      if ((e.type === "unit_failed" || e.type === "lease_expired") && e.data.next === "dead") {
+        const r = this.p.units.get(unitKey(e.data.taskId, e.data.unitId));
+        const target = r?.spec.reviews ? this.p.units.get(unitKey(r.taskId, r.spec.reviews)) : undefined;
+        if (target?.state === "reviewing") {
+          const { taskId, unitId, attempt } = target;
+          this.later(taskId, () => this.commitIfCurrent({ taskId, unitId, attempt }, "reviewing", [
+            { type: "unit_held", data: { taskId, unitId, attempt, risk: { level: "medium", reasons: [`its review unit '${r!.unitId}' failed: ${r!.reason ?? "no verdict"}`] } } },
+          ]).then(() => undefined));
+        }
+      }
     }
+  }
+
+  /** Before a task is recorded: its integration branch exists, cut from its target branch. */
+  async prepareTask(taskId: string, targetBranch: string | undefined): Promise<string> {
+    const target = targetBranch ?? (await this.d.repo.currentBranch());
+    await this.d.repo.ensureIntegrationBranch(taskId, target);
+    return target;
   }
 
   private async ensureBranch(taskId: string): Promise<void> {
     const t = this.p.tasks.get(taskId);
     if (!t) return;
-    await this.d.repo.ensureIntegrationBranch(taskId, t.targetBranch ?? (await this.d.repo.currentBranch()));
+    await this.prepareTask(taskId, t.targetBranch);
   }
 
   /** Runs steps of one task in order (merges into its integration branch must not interleave). */
@@ -225,7 +241,8 @@ export class PrLoop implements SubmissionHandler {
         await this.d.repo.removeWorktree(wt, branch);
         return;
       }
-      const commit = await this.d.repo.commitIn(wt, `optimus(${taskId}/${unitId}#${attempt}): ${u.spec.goal.split("\n")[0]!.slice(0, 72)}\n\n${unitTrailer(taskId, unitId, attempt)}`);
+      // The merge commit carries the Optimus-Unit trailer (the at-most-once key); the change names its attempt.
+      const commit = await this.d.repo.commitIn(wt, `optimus(${taskId}/${unitId}#${attempt}): ${u.spec.goal.split("\n")[0]!.slice(0, 72)}\n\nOptimus-Attempt: ${taskId}/${unitId}#${attempt}`);
       const evals = [];
       for (const e of this.d.config.prloop.eval) {
         const r = await runCheck(e.command, { cwd: wt, timeoutMs: e.timeoutMs });

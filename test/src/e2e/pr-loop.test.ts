@@ -1,0 +1,160 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { pino } from "pino";
+import { errorCode, startFarm, type Lease } from "@optimus/farm-server";
+import { ServerConfig } from "@optimus/shared";
+import { runCli } from "../helpers/cli.js";
+import { httpClientFor, tokenFor } from "../helpers/clients.js";
+import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
+import { waitFor } from "../helpers/wait.js";
+import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+
+const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
+type Ctx = { base?: { branch: string }; feedback?: string[]; review?: { unitId: string; patch: string; evals: Array<{ name: string; exitCode: number | null }> } };
+
+async function farmOn(t: { after(fn: () => unknown): void }, repo: string) {
+  const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port: 0, heartbeatIntervalMs: 500 });
+  const farm = await startFarm({ repo, config, log: pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
+  t.after(() => farm.close());
+  const admin = farm.startup.adminToken!.token;
+  return { farm, admin, client: httpClientFor(farm.url, admin) };
+}
+
+test("a green, approved, low-risk change merges on its own; a protected path waits for `optimus approve`", async (t) => {
+  const repo = makeFixtureRepo(t);
+  const { farm, admin, client } = await farmOn(t, repo);
+  const token = await tokenFor(farm.url, admin, "worker", "pool");
+  const seen: Array<{ lease: Lease; ctx: Ctx }> = [];
+  const ledger = newLedger();
+  const agents = await startWorkers(farm.url, token, [{ nodeId: "coder", role: "codegen", max: 1 }, { nodeId: "reviewer", role: "review", max: 1 }], ledger, async (lease) => {
+    const ctx = (lease.context ?? {}) as Ctx;
+    seen.push({ lease, ctx });
+    if (lease.spec.role === "review") {
+      assert.match(ctx.review!.patch, lease.taskId === "fix-add" ? /return a \+ b/ : /pull_request/);
+      return { outcome: "succeeded", summary: "looks right", review: { verdict: "approve", risk: "low", summary: "fixes the sign", comments: [] } };
+    }
+    const files: Record<string, string> = lease.taskId.startsWith("fix") ? { "src/add.js": FIX } : { ".github/workflows/ci.yml": "on: [push, pull_request]\n" };
+    return { outcome: "succeeded", summary: "done", patch: patchFor(repo, ctx.base!.branch, files) };
+  });
+  t.after(() => stopAll(agents));
+
+  const fix = await client.tasks.create.mutate({ id: "fix-add", title: "Fix add", units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }] });
+  assert.deepEqual(fix.units, ["fix", "fix-review"], "a review unit follows the codegen unit");
+  const merged = await waitFor(async () => {
+    const { task, units } = await client.tasks.get.query({ taskId: "fix-add" });
+    return task.merge?.commit ? { task, units } : null;
+  }, "the fix to be merged into main");
+  const fixUnit = merged.units.find((u) => u.unitId === "fix")!;
+  assert.deepEqual([fixUnit.state, fixUnit.attempt], ["merged", 1]);
+  assert.equal(fixUnit.evaluation?.green, true);
+  assert.equal(fixUnit.evaluation?.evals[0]?.exitCode, 0);
+  assert.match(fixUnit.evaluation!.evals[0]!.output, /add works/);
+  assert.equal(fixUnit.risk?.level, "low");
+  assert.equal(merged.units.find((u) => u.unitId === "fix-review")!.state, "completed");
+  assert.equal(merged.task.merge!.into, "main");
+  // main now has the fix, and the eval passes there; the merge is recorded once.
+  assert.equal(git(repo, "show", "main:src/add.js"), FIX);
+  assert.match(git(repo, "log", "--format=%s", "main"), /Merge task fix-add/);
+  assert.equal(git(repo, "log", "--format=%B", "main").match(/Optimus-Unit: fix-add\/fix#1/g)?.length, 1);
+  assert.equal(git(repo, "branch", "--list", "optimus/fix-add--*").trim(), "", "the unit branch is cleaned up");
+  assert.equal(git(repo, "worktree", "list").trim().split("\n").length, 1, "no farm worktree is left");
+
+  // A change to a protected path is held, even green and approved.
+  await client.tasks.create.mutate({ id: "ci-tweak", title: "CI tweak", units: [{ id: "ci", goal: "run on PRs too", files: [".github/workflows/ci.yml"] }] });
+  const held = await waitFor(async () => {
+    const u = await client.units.get.query({ taskId: "ci-tweak", unitId: "ci" });
+    return u.state === "awaiting_approval" ? u : null;
+  }, "the protected change to be held");
+  assert.match(held.reason ?? "", /protected path \.github\/workflows\/ci\.yml/);
+  assert.equal(git(repo, "show", "main:.github/workflows/ci.yml"), "on: push\n", "not merged yet");
+  const approved = await runCli(["approve", "ci-tweak/ci"], { cwd: repo, env: { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: admin } });
+  assert.equal(approved.code, 0, approved.stderr);
+  assert.match(approved.stderr, /unit ci-tweak\/ci approved and merged/);
+  await waitFor(async () => (await client.tasks.get.query({ taskId: "ci-tweak" })).task.merge?.commit, "the approved task to reach main");
+  assert.equal(git(repo, "show", "main:.github/workflows/ci.yml"), "on: [push, pull_request]\n");
+  const events = await farm.services.state.journal.readAfter(0, 10_000);
+  const approval = events.find((e) => e.type === "unit_approved")!;
+  assert.equal(approval.actor, "admin:admin", "the approval is recorded with who gave it");
+  assert.equal(events.filter((e) => e.type === "unit_merged").length, 2);
+});
+
+test("request changes: the comment reaches the next attempt; failing evals send the output back", async (t) => {
+  const repo = makeFixtureRepo(t);
+  const { farm, admin, client } = await farmOn(t, repo);
+  const token = await tokenFor(farm.url, admin, "worker", "pool");
+  const attempts: Ctx[] = [];
+  let reviews = 0;
+  const agents = await startWorkers(farm.url, token, [{ nodeId: "coder", role: "codegen", max: 1 }, { nodeId: "reviewer", role: "review", max: 1 }], newLedger(), async (lease) => {
+    const ctx = (lease.context ?? {}) as Ctx;
+    if (lease.spec.role === "review") {
+      reviews++;
+      return reviews === 1
+        ? { outcome: "succeeded", summary: "", review: { verdict: "request_changes", risk: "low", summary: "name the parameters", comments: [{ path: "src/add.js", line: 1, body: "call them left and right" }] } }
+        : { outcome: "succeeded", summary: "", review: { verdict: "approve", risk: "low", summary: "good", comments: [] } };
+    }
+    attempts.push(ctx);
+    // Attempt 1 does not fix the bug (evals fail); attempt 2 fixes it; attempt 3 also renames.
+    const content = attempts.length === 1 ? "export function add(a, b) {\n  return a * b;\n}\n" : attempts.length === 2 ? FIX : "export function add(left, right) {\n  return left + right;\n}\n";
+    return { outcome: "succeeded", summary: "try", patch: patchFor(repo, ctx.base!.branch, { "src/add.js": content }) };
+  });
+  t.after(() => stopAll(agents));
+  await client.tasks.create.mutate({ id: "fix-add", title: "Fix add", units: [{ id: "fix", goal: "make add add", files: ["src/add.js"], maxAttempts: 5 }] });
+  await waitFor(async () => (await client.tasks.get.query({ taskId: "fix-add" })).task.merge?.commit, "the fix to land", 30_000);
+  assert.equal(attempts.length, 3);
+  assert.match(attempts[1]!.feedback!.join("\n"), /eval 'tests' exited 1:[\s\S]*AssertionError/);
+  assert.match(attempts[2]!.feedback!.join("\n"), /src\/add\.js:1: call them left and right/);
+  assert.match(git(repo, "show", "main:src/add.js"), /left \+ right/);
+
+  // A human's request for changes reaches the worker the same way (checked on the journal).
+  const events = await farm.services.state.journal.readAfter(0, 10_000);
+  assert.deepEqual(events.filter((e) => e.type === "unit_evaluated").map((e) => (e.data as { green: boolean }).green), [false, true, true]);
+  const cr = events.find((e) => e.type === "changes_requested")!;
+  assert.equal(cr.actor, "farm");
+});
+
+test("hostile or broken patches are refused with a clear error and change nothing", async (t) => {
+  const repo = makeFixtureRepo(t);
+  const { farm, admin, client } = await farmOn(t, repo);
+  const token = await tokenFor(farm.url, admin, "worker", "pool");
+  await client.tasks.create.mutate({ id: "fix-add", title: "Fix add", units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }] });
+  const { createFarmClient } = await import("@optimus/farm-server");
+  const w = createFarmClient({ url: farm.url, token, transport: "ws" });
+  t.after(() => w.close());
+  await w.client.worker.register.mutate({ nodeId: "evil", role: "codegen" });
+  const leases: Lease[] = [];
+  const sub = w.client.worker.leases.subscribe({ nodeId: "evil" }, { onData: (env) => leases.push(env.data as Lease) });
+  t.after(() => sub.unsubscribe());
+  const lease = await waitFor(() => leases[0], "a lease");
+  const ref = { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId };
+  const good = patchFor(repo, "main", { "src/add.js": FIX });
+  const outOfScope = patchFor(repo, "main", { "README.md": "# pwned\n" });
+  const bigBinary = patchFor(repo, "main", { "src/add.js": FIX }) + patchFor(repo, "main", { "src/blob.bin": "\0".repeat(10) }).replace(/^diff --git a\/src\/blob.bin b\/src\/blob.bin/m, "diff --git a/src/add.js b/src/add.js");
+  const cases: Array<[string, string, RegExp]> = [
+    ["dot-dot", good.replaceAll("src/add.js", "../outside.js"), /leaves or bends the tree/],
+    [".git", good.replaceAll("src/add.js", ".git/hooks/pre-commit"), /git's own files/],
+    ["out of scope", outOfScope, /outside the unit's files \(src\/add\.js\)/],
+    ["symlink", "diff --git a/src/add.js b/src/add.js\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n+++ b/src/add.js\n@@ -0,0 +1 @@\n+/etc/passwd\n\\ No newline at end of file\n", /symbolic link/],
+    ["binary over the limit", "diff --git a/src/add.js b/src/add.js\nindex 1111111..2222222 100644\nGIT binary patch\nliteral 99999999\nzcmV?d00001\n\nliteral 0\nHcmV?d00001\n\n", /binary file of 99999999 bytes/],
+    ["does not apply", good.replace("-  return a - b;", "-  return a / b;"), /does not apply to optimus\/fix-add/],
+    ["not a patch", "please merge my changes", /not a git patch/],
+  ];
+  void bigBinary;
+  for (const [name, patch, message] of cases) {
+    const err = await w.client.worker.submit.mutate({ nodeId: "evil", lease: ref, result: { outcome: "succeeded", summary: name, patch } }).catch((e: unknown) => e);
+    assert.equal(errorCode(err), "BAD_REQUEST", `${name}: ${String(err)}`);
+    assert.match((err as Error).message, message, name);
+    assert.match((err as Error).message, /^patch refused: /, name);
+  }
+  // Nothing changed: the unit is still leased to the same worker, main is untouched, every refusal is journaled.
+  const u = await client.units.get.query({ taskId: "fix-add", unitId: "fix" });
+  assert.deepEqual([u.state, u.worker, u.attempt], ["leased", "evil", 1]);
+  assert.match(git(repo, "show", "main:src/add.js"), /a - b/);
+  const events = await farm.services.state.journal.readAfter(0, 10_000);
+  assert.equal(events.filter((e) => e.type === "report_rejected").length, cases.length);
+  assert.equal(events.filter((e) => e.type === "unit_evaluating").length, 0);
+  // And the honest patch still goes through afterwards.
+  const ok = await w.client.worker.submit.mutate({ nodeId: "evil", lease: ref, result: { outcome: "succeeded", summary: "fix", patch: good } });
+  assert.equal(ok.accepted, true);
+});
