@@ -12,7 +12,9 @@ const pkt = (s: string) => (s.length + 4).toString(16).padStart(4, "0") + s;
  */
 export function handleGitHttp(req: IncomingMessage, res: ServerResponse, repo: string, principal: Principal | null): void {
   const url = new URL(req.url ?? "/", "http://farm");
-  const deny = (status: number, text: string) => res.writeHead(status, { "content-type": "text/plain" }).end(text + "\n");
+  const deny = (status: number, text: string): void => {
+    res.writeHead(status, { "content-type": "text/plain" }).end(text + "\n");
+  };
   if (!principal) {
     res.setHeader("www-authenticate", 'Basic realm="optimus"');
     return deny(401, "a worker, editor or admin token is needed (Authorization: Bearer <token>)");
