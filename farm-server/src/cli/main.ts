@@ -3,6 +3,8 @@ import { Command, CommanderError } from "commander";
 import { auditVerify, createToken, listTokens, revokeToken } from "./admin-commands.js";
 import { describeError } from "./errors.js";
 import { farmUp } from "./farm-up.js";
+import { modelPull } from "./model-commands.js";
+import { workerCommand } from "./worker-command.js";
 import { status } from "./status.js";
 import { approve, cancelTask, importTask, reject, requestChanges, retryUnit, scanTasks, send } from "./task-commands.js";
 import { resolvedFarmUrl, type GlobalOptions } from "./context.js";
@@ -34,6 +36,7 @@ program
   .option("--files <paths...>", "files in scope")
   .option("--title <text>", "task title (default: the first line of the instruction)")
   .option("--priority <n>", "higher runs first (default 0)")
+  .option("--check <command>", "the command whose success proves the change (run without network)")
   .action((text: string, _o, cmd: Command) => send(text, g(cmd)));
 
 const task = program.command("task").description("work with tasks");
@@ -58,6 +61,26 @@ program
   .option("--once", "print once and exit")
   .option("--task <id>", "only this task")
   .action((_o, cmd: Command) => status(g(cmd)));
+
+program
+  .command("worker")
+  .description("run a worker agent on this node: it leases units of its role and works on them with a local model")
+  .requiredOption("--role <role>", "codegen or review")
+  .option("--model <path|url>", "a .gguf file (in-process) or an OpenAI-compatible server's /v1 URL")
+  .option("--model-name <name>", "the model's name on an OpenAI-compatible server (default 'local')")
+  .option("--max-concurrent <n>", "units at once (default 1)")
+  .option("--threads <n>", "CPU threads for a GGUF model (default: 1 on 2-core machines, else the physical cores)")
+  .option("--node-id <id>", "this worker's name in the fleet (default <host>-<role>)")
+  .option("--work-dir <dir>", "where the repository mirror and unit worktrees live (default ~/.optimus/worker/<node-id>)")
+  .option("--max-iterations <n>", "model turns per attempt before asking for escalation (default 4)")
+  .action((_o, cmd: Command) => workerCommand(g(cmd) as never));
+
+const model = program.command("model").description("local models");
+model
+  .command("pull <uri>")
+  .option("--dir <dir>", "where to put it (default .optimus/models)")
+  .description("download a GGUF model (hf:user/repo/file.gguf or https://…) with a progress bar")
+  .action((uri: string, _o, cmd: Command) => modelPull(uri, g(cmd)));
 
 const token = program.command("token").description("manage API tokens (admin)");
 token.command("create").requiredOption("--role <role>", "admin, editor or worker").option("--name <name>", "who or what holds it").description("create a token; printed once").action((_o, cmd: Command) => createToken(g(cmd) as never));

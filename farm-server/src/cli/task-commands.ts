@@ -4,14 +4,17 @@ import { httpClient, type GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";
 
 /** `optimus send "<text>" [--files …]`: a task from a sentence. */
-export async function send(text: string, o: GlobalOptions & { files?: string[]; priority?: string; title?: string }): Promise<void> {
+export async function send(text: string, o: GlobalOptions & { files?: string[]; priority?: string; title?: string; check?: string }): Promise<void> {
   if (!text.trim()) throw new CliError("say what to do: optimus send \"<instruction>\"", 2);
   const { client } = httpClient(o);
   const firstLine = text.trim().split("\n")[0]!;
   const title = o.title ?? (firstLine.length > 200 ? firstLine.slice(0, 197) + "…" : firstLine);
   const priority = o.priority === undefined ? undefined : Number(o.priority);
   if (priority !== undefined && !Number.isInteger(priority)) throw new CliError(`--priority must be a whole number, got '${o.priority}'`, 2);
-  const task = await client.tasks.create.mutate({ title, description: text.trim() === title ? undefined : text.trim(), files: o.files, priority });
+  const description = text.trim() === title ? undefined : text.trim();
+  // With a check, the task is one codegen unit proven by that command (planning comes with the planner).
+  const units = o.check ? [{ id: "u1", goal: text.trim(), files: o.files ?? [], check: o.check }] : undefined;
+  const task = await client.tasks.create.mutate({ title, description, files: o.files, priority, ...(units ? { units } : {}) });
   console.log(task.taskId);
   console.error(`task ${task.taskId} created with ${task.units.length} unit(s); watch it with \`optimus status\``);
 }

@@ -1,0 +1,94 @@
+import { existsSync } from "node:fs";
+import { homedir, hostname } from "node:os";
+import { join, resolve } from "node:path";
+import { UnitRole } from "@optimus/shared";
+import { runCodegen, runReview, type AgentLoopOptions } from "../worker/agent-loop.js";
+import type { ModelProvider } from "../worker/models/model-provider.js";
+import { OpenAiCompatibleProvider } from "../worker/models/openai-provider.js";
+import { RepoMirror } from "../worker/repo-mirror.js";
+import { WorkerAgent } from "../worker/worker-agent.js";
+import { connection, type GlobalOptions } from "./context.js";
+import { CliError } from "./errors.js";
+
+export interface WorkerOptions extends GlobalOptions {
+  role: string;
+  model?: string;
+  modelName?: string;
+  maxConcurrent?: string;
+  threads?: string;
+  nodeId?: string;
+  workDir?: string;
+  maxIterations?: string;
+}
+
+const FIX_MODEL = "pass --model <file.gguf> or --model http://host:port/v1 (llama-server, Ollama, vLLM, LM Studio); download a GGUF with `optimus model pull <uri>`";
+
+/** Opens the worker's local model, or says in one line why it cannot and what fixes it. */
+export async function openModel(model: string | undefined, name: string | undefined, threads: number | undefined): Promise<ModelProvider> {
+  if (!model) throw new CliError(`no model: ${FIX_MODEL}`);
+  if (/^https?:\/\//.test(model)) {
+    const base = model.replace(/\/+$/, "");
+    try {
+      const res = await fetch(`${base}/models`, { signal: AbortSignal.timeout(5_000) });
+      if (!res.ok && res.status !== 404) throw new Error(`HTTP ${res.status}`);
+    } catch (err) {
+      throw new CliError(`cannot reach the model server at ${base} (${(err as Error).message}): start it, or ${FIX_MODEL}`);
+    }
+    return new OpenAiCompatibleProvider({ baseUrl: base, model: name ?? "local" });
+  }
+  const path = resolve(model);
+  if (!existsSync(path)) throw new CliError(`no model at ${path}: ${FIX_MODEL}`);
+  // Loaded lazily: node-llama-cpp is large and only GGUF workers need it.
+  const { LlamaProvider } = await import("../worker/models/llama-provider.js");
+  try {
+    return await LlamaProvider.open({ modelPath: path, ...(threads ? { threads } : {}) });
+  } catch (err) {
+    throw new CliError((err as Error).message.split("\n")[0]!);
+  }
+}
+
+const int = (v: string | undefined, name: string, min = 1): number | undefined => {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min) throw new CliError(`--${name} must be a whole number ≥ ${min}, got '${v}'`, 2);
+  return Number(v);
+};
+
+/** `optimus worker`: one worker agent on this node, until Ctrl-C. */
+export async function workerCommand(o: WorkerOptions): Promise<void> {
+  const role = UnitRole.safeParse(o.role);
+  if (!role.success) throw new CliError(`--role must be codegen or review, got '${o.role}'`, 2);
+  const maxConcurrent = int(o.maxConcurrent, "max-concurrent") ?? 1;
+  const threads = int(o.threads, "threads");
+  const maxIterations = int(o.maxIterations, "max-iterations") ?? 4;
+  const { url, token } = connection(o);
+  const nodeId = o.nodeId ?? `${hostname().split(".")[0]}-${role.data}`;
+  const model = await openModel(o.model, o.modelName, threads);
+  const workDir = resolve(o.workDir ?? join(homedir(), ".optimus", "worker", nodeId));
+  const log = (msg: string) => process.stderr.write(`${nodeId}: ${msg}\n`);
+  const loop: AgentLoopOptions = { model, mirror: new RepoMirror(url, token, workDir), maxIterations, checkTimeoutMs: 300_000, maxTokens: 2_048, log };
+  const agent = new WorkerAgent({
+    farmUrl: url,
+    token,
+    registration: { nodeId, role: role.data, maxConcurrentTasks: maxConcurrent, model: { primary: model.name }, version: "0.1.0" },
+    execute: async (lease, ctx) => {
+      log(`working on ${lease.taskId}/${lease.unitId} (attempt ${lease.attempt})`);
+      return role.data === "codegen" ? runCodegen(lease, ctx, loop) : runReview(lease, ctx, loop);
+    },
+    onOutcome: (lease, r) => log(`${lease.taskId}/${lease.unitId}#${lease.attempt}: ${r.accepted ? `accepted${r.duplicate ? " (again)" : ""}` : `not accepted: ${r.error}`}`),
+    log,
+  });
+  try {
+    await agent.start();
+  } catch (err) {
+    await model.close();
+    throw new CliError((err as Error).message);
+  }
+  log(`${role.data} worker connected to ${url} with model ${model.name}, ${maxConcurrent} slot(s); waiting for units`);
+  await new Promise<void>((r) => {
+    process.once("SIGINT", r);
+    process.once("SIGTERM", r);
+  });
+  log("stopping");
+  await agent.stop();
+  await model.close();
+}

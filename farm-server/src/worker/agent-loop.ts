@@ -1,0 +1,171 @@
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { ReviewVerdict, type UnitResultInput } from "@optimus/shared";
+import type { Lease } from "../core/lease-commands.js";
+import type { LeaseWorkContext } from "../prloop/pr-loop.js";
+import { applyEdits, editProposalJsonSchema, parseEditProposal } from "./edits.js";
+import type { ChatMessage, Generation, ModelProvider } from "./models/model-provider.js";
+import type { RepoMirror } from "./repo-mirror.js";
+import { runCheck } from "./sandbox.js";
+import type { LeaseContext } from "./worker-agent.js";
+
+export interface AgentLoopOptions {
+  model: ModelProvider;
+  mirror: RepoMirror;
+  /** model turns per attempt before the unit is handed back as needing escalation */
+  maxIterations: number;
+  checkTimeoutMs: number;
+  maxTokens: number;
+  log: (msg: string) => void;
+}
+
+const MAX_CONTEXT_FILE = 64 * 1024;
+
+/** A review verdict as a JSON Schema the grammar can follow (line numbers as strings: see llm.md). */
+const reviewJsonSchema = {
+  type: "object",
+  properties: {
+    verdict: { enum: ["approve", "request_changes"] },
+    risk: { enum: ["low", "medium", "high"] },
+    summary: { type: "string" },
+    comments: { type: "array", items: { type: "object", properties: { path: { type: "string" }, line: { type: "string" }, body: { type: "string" } }, required: ["path", "line", "body"] } },
+  },
+  required: ["verdict", "risk", "summary", "comments"],
+} as const;
+
+/** Reads the unit's files (and the folders it names) from the worktree, for the prompt. */
+function filesInScope(dir: string, scope: string[]): Array<{ path: string; content: string }> {
+  const out: Array<{ path: string; content: string }> = [];
+  const add = (rel: string) => {
+    const abs = join(dir, rel);
+    if (!existsSync(abs)) return out.push({ path: rel, content: "(does not exist yet)" });
+    const st = statSync(abs);
+    if (st.isDirectory()) {
+      for (const f of readdirSync(abs).slice(0, 50)) add(`${rel.replace(/\/$/, "")}/${f}`);
+      return;
+    }
+    out.push({ path: rel, content: st.size > MAX_CONTEXT_FILE ? "(too large to show)" : readFileSync(abs, "utf8") });
+  };
+  for (const s of scope.slice(0, 100)) add(s);
+  return out;
+}
+
+/** The repository's own context every worker gets: conventions, glossary, ADR titles, earlier session notes. */
+function repositoryContext(dir: string, taskId: string, unitId: string): string {
+  const parts: string[] = [];
+  for (const f of ["docs/conventions.md", "docs/glossary.md"]) {
+    const p = join(dir, f);
+    if (existsSync(p)) parts.push(`## ${f}\n${readFileSync(p, "utf8").slice(0, 8_000)}`);
+  }
+  const adr = join(dir, "docs", "adr");
+  if (existsSync(adr)) parts.push(`## Decisions (docs/adr)\n${readdirSync(adr).filter((f) => f.endsWith(".md")).join("\n")}`);
+  const sessions = join(dir, ".optimus", "sessions");
+  if (existsSync(sessions)) {
+    for (const f of readdirSync(sessions).filter((f) => f.endsWith(`-${taskId}-${unitId}.md`)).sort().slice(-3)) {
+      parts.push(`## Notes of an earlier attempt (${f})\n${readFileSync(join(sessions, f), "utf8").slice(0, 6_000)}`);
+    }
+  }
+  return parts.join("\n\n");
+}
+
+const minConfidence = (gens: Generation[]) => {
+  const vals = gens.map((g) => g.confidence?.min).filter((v): v is number => v !== undefined);
+  return vals.length ? Math.min(...vals) : undefined;
+};
+
+/** A codegen attempt: propose edits, apply them, run the unit's check (no network), feed failures back. */
+export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOptions): Promise<UnitResultInput> {
+  const work = (lease.context ?? {}) as LeaseWorkContext;
+  const started = Date.now();
+  const dir = await o.mirror.prepare(`${lease.taskId}--${lease.unitId}-${lease.attempt}`, work.base?.branch ?? "main");
+  const gens: Generation[] = [];
+  let checksFailed = 0;
+  let evidence = "";
+  try {
+    const spec = lease.spec;
+    const files = filesInScope(dir, spec.files);
+    const messages: ChatMessage[] = [
+      { role: "system", content: "You are a careful software engineer working on one small, verifiable unit of a larger task. Answer only with JSON: {\"summary\": string, \"edits\": [{\"kind\": \"replace\", \"path\", \"search\", \"replace\"} | {\"kind\": \"write\", \"path\", \"content\"}], \"done\": boolean}. `search` must match the file exactly once. Change only the files you are given. Use names from the project's glossary." },
+      {
+        role: "user",
+        content: [
+          `# Goal\n${spec.goal}`,
+          spec.check ? `# Check that must pass\n\`${spec.check}\`` : "",
+          work.feedback?.length ? `# Feedback on earlier attempts (address all of it)\n${work.feedback.join("\n\n")}` : "",
+          `# Files\n${files.map((f) => `## ${f.path}\n\`\`\`\n${f.content}\n\`\`\``).join("\n\n")}`,
+          repositoryContext(dir, lease.taskId, lease.unitId),
+        ].filter(Boolean).join("\n\n"),
+      },
+    ];
+    for (let i = 1; i <= o.maxIterations; i++) {
+      if (ctx.signal.aborted) return { outcome: "failed", summary: "lease lost" };
+      ctx.progress({ phase: "generating", step: `iteration ${i}/${o.maxIterations}`, tokens: gens.reduce((a, g) => a + g.tokens, 0), elapsedMs: Date.now() - started });
+      const gen = await o.model.generate(messages, { jsonSchema: editProposalJsonSchema as Record<string, unknown>, maxTokens: o.maxTokens, signal: ctx.signal });
+      gens.push(gen);
+      messages.push({ role: "assistant", content: gen.text });
+      const parsed = parseEditProposal(gen.text);
+      if (!parsed.ok) {
+        messages.push({ role: "user", content: `That answer was not usable: ${parsed.error}. Answer again with the JSON object only.` });
+        continue;
+      }
+      const applied = await applyEdits(dir, parsed.proposal, { scope: spec.files, maxFileBytes: 1024 * 1024 });
+      if (!applied.ok) {
+        messages.push({ role: "user", content: `The edits could not be applied: ${applied.error}. Nothing was changed. Try again.` });
+        continue;
+      }
+      if (!spec.check) break;
+      ctx.progress({ phase: "checking", step: spec.check, elapsedMs: Date.now() - started });
+      const check = await runCheck(spec.check, { cwd: dir, timeoutMs: o.checkTimeoutMs });
+      if (check.sandboxNote) o.log(check.sandboxNote);
+      evidence = `$ ${spec.check}\n(exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}, sandbox: ${check.sandbox})\n${check.output}`;
+      if (check.exitCode === 0) break;
+      checksFailed++;
+      messages.push({ role: "user", content: `The check failed (exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}):\n${check.output.slice(-4_000)}\nFix the code. The edits so far are kept.` });
+      if (i === o.maxIterations) {
+        return { outcome: "failed", summary: `needs escalation: the check still fails after ${i} iterations`, evidence, signals: signals(o, gens, checksFailed, i) };
+      }
+    }
+    const patch = await o.mirror.patchOf(dir);
+    if (!patch.trim()) return { outcome: "failed", summary: "needs escalation: the model produced no usable change", evidence, signals: signals(o, gens, checksFailed, gens.length) };
+    const last = parseEditProposal(gens.at(-1)?.text ?? "");
+    return { outcome: "succeeded", summary: last.ok ? last.proposal.summary : "change made", patch, evidence, signals: signals(o, gens, checksFailed, gens.length) };
+  } finally {
+    await o.mirror.remove(dir);
+  }
+}
+
+function signals(o: AgentLoopOptions, gens: Generation[], checksFailed: number, iterations: number) {
+  const confidence = minConfidence(gens);
+  return { model: o.model.name, tokens: gens.reduce((a, g) => a + g.tokens, 0), checksFailed, iterations, ...(confidence !== undefined ? { confidence } : {}) };
+}
+
+/** A review: read the change and its eval results, return a verdict with line comments. */
+export async function runReview(lease: Lease, ctx: LeaseContext, o: AgentLoopOptions): Promise<UnitResultInput> {
+  const work = (lease.context ?? {}) as LeaseWorkContext;
+  if (!work.review) return { outcome: "succeeded", summary: "nothing to review" };
+  const messages: ChatMessage[] = [
+    { role: "system", content: "You review one change for correctness, clarity and fit with the project's conventions and glossary. Answer only with JSON: {\"verdict\": \"approve\"|\"request_changes\", \"risk\": \"low\"|\"medium\"|\"high\", \"summary\": string, \"comments\": [{\"path\", \"line\", \"body\"}]}." },
+    { role: "user", content: `# What the change should do\n${lease.spec.goal}\n\n# The change\n\`\`\`diff\n${work.review.patch.slice(0, 60_000)}\n\`\`\`\n\n# Eval results\n${work.review.evals.map((e) => `- ${e.name}: exit ${e.exitCode}`).join("\n")}` },
+  ];
+  const gens: Generation[] = [];
+  for (let i = 1; i <= o.maxIterations; i++) {
+    ctx.progress({ phase: "reviewing", step: `iteration ${i}` });
+    const gen = await o.model.generate(messages, { jsonSchema: reviewJsonSchema as unknown as Record<string, unknown>, maxTokens: o.maxTokens, signal: ctx.signal });
+    gens.push(gen);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(gen.text);
+    } catch {
+      messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `That was not valid JSON${gen.stopReason === "length" ? " (it was cut off)" : ""}. Answer with the JSON object only.` });
+      continue;
+    }
+    const r = raw as { comments?: Array<{ line?: unknown }> };
+    const verdict = ReviewVerdict.safeParse({ ...r, comments: (r.comments ?? []).map((c) => ({ ...c, line: Math.max(1, Math.min(10_000_000, Number.parseInt(String(c.line), 10) || 1)) })) });
+    if (!verdict.success) {
+      messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `That verdict is incomplete: ${verdict.error.issues[0]?.message}. Answer again.` });
+      continue;
+    }
+    return { outcome: "succeeded", summary: verdict.data.summary.slice(0, 2_000), review: verdict.data, signals: signals(o, gens, 0, i) };
+  }
+  return { outcome: "failed", summary: "needs escalation: the model gave no usable review verdict", signals: signals(o, gens, 0, o.maxIterations) };
+}

@@ -1,0 +1,69 @@
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+
+/**
+ * A worker's copy of the repository, fetched read-only from the farm's git endpoint, with one
+ * worktree per unit. The token reaches git only through the environment of the git process
+ * (an extra HTTP header), never through arguments or files.
+ */
+export class RepoMirror {
+  private readonly gitDir: string;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly farmUrl: string, private readonly token: string, private readonly workDir: string) {
+    mkdirSync(workDir, { recursive: true });
+    this.gitDir = join(workDir, "mirror.git");
+  }
+
+  private git(args: string[], cwd?: string): Promise<string> {
+    const env = {
+      PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: this.workDir, GIT_TERMINAL_PROMPT: "0",
+      GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: Bearer ${this.token}`,
+    };
+    return new Promise((resolve, reject) =>
+      execFile("git", args, { cwd: cwd ?? this.workDir, env, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`git ${args[0]} failed: ${(stderr || err.message).trim().split("\n").slice(-2).join(" ")}`)) : resolve(stdout)));
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Brings the mirror up to date with the farm's branches. */
+  sync(): Promise<void> {
+    return this.serial(async () => {
+      if (!existsSync(this.gitDir)) await this.git(["init", "-q", "--bare", this.gitDir]);
+      await this.git(["--git-dir", this.gitDir, "fetch", "-q", "--prune", `${this.farmUrl.replace(/\/+$/, "")}/git`, "+refs/heads/*:refs/remotes/farm/*"]);
+    });
+  }
+
+  /** A fresh worktree of `branch` (as the farm has it now) for one unit attempt. */
+  async prepare(name: string, branch: string): Promise<string> {
+    await this.sync();
+    return this.serial(async () => {
+      const dir = join(this.workDir, "units", name);
+      await this.git(["--git-dir", this.gitDir, "worktree", "remove", "--force", dir]).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+      await this.git(["--git-dir", this.gitDir, "worktree", "prune"]);
+      mkdirSync(join(this.workDir, "units"), { recursive: true });
+      await this.git(["--git-dir", this.gitDir, "worktree", "add", "-q", "--detach", dir, `refs/remotes/farm/${branch}`]);
+      return dir;
+    });
+  }
+
+  /** The change made in a worktree, as the patch the farm expects (`git diff --binary`). */
+  async patchOf(dir: string): Promise<string> {
+    await this.git(["add", "-A"], dir);
+    return this.git(["diff", "--cached", "--binary"], dir);
+  }
+
+  remove(dir: string): Promise<void> {
+    return this.serial(async () => {
+      await this.git(["--git-dir", this.gitDir, "worktree", "remove", "--force", dir]).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    });
+  }
+}

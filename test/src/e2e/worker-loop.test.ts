@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { runCli } from "../helpers/cli.js";
+import { httpClientFor } from "../helpers/clients.js";
+import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { git, makeFixtureRepo } from "../helpers/fixture.js";
+import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
+import { CliProcess } from "../helpers/processes.js";
+import { waitFor } from "../helpers/wait.js";
+
+const isReview = (r: StandinRequest) => r.messages[0]!.content.startsWith("You review");
+const proposal = (replace: string) => JSON.stringify({ summary: `return ${replace}`, edits: [{ kind: "replace", path: "src/add.js", search: "return a - b;", replace: `return ${replace};` }], done: true });
+
+test("end to end: CLI task → codegen worker (scripted local model) fixes a failing test in the sandbox → review worker approves → evals → auto-merge", { timeout: 180_000 }, async (t) => {
+  const repo = makeFixtureRepo(t);
+  // The "local model": an OpenAI-compatible loopback server replaying scripted completions. The
+  // codegen model first gets it wrong (the check fails and its output is fed back), then right.
+  const model = await startOpenAiStandin({
+    script: Array.from({ length: 12 }, () => (req: StandinRequest) => {
+      if (isReview(req)) {
+        assert.match(req.messages[1]!.content, /\+  return a \+ b;/);
+        return JSON.stringify({ verdict: "approve", risk: "low", summary: "adds now", comments: [] });
+      }
+      const failedBefore = req.messages.some((m) => m.role === "user" && m.content.startsWith("The check failed"));
+      return failedBefore ? JSON.stringify({ summary: "add", edits: [{ kind: "replace", path: "src/add.js", search: "return a * b;", replace: "return a + b;" }], done: true }) : proposal("a * b");
+    }),
+  });
+  t.after(() => model.close());
+  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "1000"]);
+  await farm.start();
+  t.after(() => farm.stop());
+  const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
+  const workerToken = (await runCli(["token", "create", "--role", "worker", "--name", "node-1"], { cwd: repo, env })).stdout.trim();
+  const workDir = mkdtempSync(join(tmpdir(), "optimus-workers-"));
+  t.after(() => rmSync(workDir, { recursive: true, force: true }));
+  const workers = ["codegen", "review"].map((role) =>
+    new CliProcess(["worker", "--role", role, "--model", model.url, "--node-id", `${role}-1`, "--work-dir", join(workDir, role), "--farm", farm.url, "--token", workerToken], { cwd: repo }));
+  t.after(() => Promise.all(workers.map((w) => w.stop())));
+  await waitFor(() => workers.every((w) => w.log.includes("waiting for units")), "both workers to connect", 30_000);
+
+  const sent = await runCli(["send", "Make add return the sum of its arguments", "--files", "src/add.js", "--check", "node test/add.test.js"], { cwd: repo, env });
+  assert.equal(sent.code, 0, sent.stderr);
+  const taskId = sent.stdout.trim();
+  const admin = httpClientFor(farm.url, farm.adminToken);
+  const done = await waitFor(async () => {
+    const r = await admin.tasks.get.query({ taskId });
+    return r.task.merge?.commit ? r : null;
+  }, "the task to be merged into main", 120_000).catch((e) => {
+    throw new Error(`${(e as Error).message}\n--- farm ---\n${farm.log.slice(-3000)}\n--- workers ---\n${workers.map((w) => w.log.slice(-2000)).join("\n")}`);
+  });
+
+  const u1 = done.units.find((u) => u.unitId === "u1")!;
+  assert.deepEqual([u1.state, u1.attempt, u1.evaluation?.green, u1.risk?.level], ["merged", 1, true, "low"]);
+  assert.equal(done.units.find((u) => u.unitId === "u1-review")!.state, "completed");
+  assert.match(git(repo, "show", "main:src/add.js"), /return a \+ b;/);
+  assert.equal(git(repo, "log", "--format=%B", "main").match(new RegExp(`Optimus-Unit: ${taskId}/u1#1`, "g"))?.length, 1, "merged exactly once");
+  // The check ran in the worker's sandbox, failed once, and its output went back to the model.
+  const codegenRequests = model.requests.filter((r) => !isReview(r));
+  assert.equal(codegenRequests.length, 2);
+  assert.match(codegenRequests[1]!.messages.at(-1)!.content, /The check failed \(exit 1\):[\s\S]*AssertionError/);
+  assert.ok(codegenRequests[0]!.body.response_format, "the edit format is requested as a JSON schema");
+  assert.match(codegenRequests[0]!.messages[1]!.content, /return a - b;/, "the prompt carries the file in scope");
+  assert.match(workers[0]!.log, new RegExp(`${taskId}/u1#1: accepted`));
+  // Nothing is left behind in the farm's or the workers' worktrees.
+  assert.equal(git(repo, "worktree", "list").trim().split("\n").length, 1);
+});
