@@ -12,6 +12,7 @@ import { LeaseCommands } from "./core/lease-commands.js";
 import { TaskCommands } from "./core/task-commands.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { ManifestMirror } from "./files/manifest-mirror.js";
+import { SessionNotes } from "./files/session-notes.js";
 import { importManifests, type ImportReport } from "./files/rehydrate.js";
 import { SqliteJournal } from "./store/sqlite-journal.js";
 import { acquireStateLock } from "./store/state-lock.js";
@@ -41,14 +42,12 @@ export interface Farm {
 }
 
 /** The PR loop, when the farm works on a git repository (without one, accepted results simply complete). */
-async function createPrLoop(repo: string, config: ServerConfig, state: FarmState, leases: LeaseCommands, log: Logger): Promise<PrLoop | null> {
-  const isRepo = await simpleGit({ baseDir: repo }).checkIsRepo().catch(() => false);
-  if (!isRepo) {
+function createPrLoop(farmRepo: FarmRepo | null, repo: string, config: ServerConfig, state: FarmState, leases: LeaseCommands, log: Logger, notes: SessionNotes): PrLoop | null {
+  if (!farmRepo) {
     log.warn(`${repo} is not a git repository: changes cannot be evaluated or merged, results complete as they are`);
     return null;
   }
-  const farmRepo = new FarmRepo(repo, join(stateDirOf(repo, config), "worktrees"));
-  return new PrLoop({ state, config, repo: farmRepo, patchesDir: join(stateDirOf(repo, config), "patches"), log, retryDecision: (u) => leases.retryDecision(u, true) });
+  return new PrLoop({ state, config, repo: farmRepo, patchesDir: join(stateDirOf(repo, config), "patches"), log, notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true) });
 }
 
 /** The journal, tokens and admin token never belong in the repository's history. */
@@ -101,7 +100,9 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   const imports = await runImport();
   for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
   leases.graceLeases();
-  const prloop = await createPrLoop(repo, config, state, leases, log);
+  const notes = new SessionNotes(state, repo, (msg, err) => log.warn({ err }, msg));
+  const farmRepo = (await simpleGit({ baseDir: repo }).checkIsRepo().catch(() => false)) ? new FarmRepo(repo, join(stateDirOf(repo, config), "worktrees")) : null;
+  const prloop = createPrLoop(farmRepo, repo, config, state, leases, log, notes);
   if (prloop) {
     leases.submissionHandler = prloop;
     tasks.prepare = (taskId, target) => prloop.prepareTask(taskId, target);
@@ -114,8 +115,15 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     await state.commit([{ type: "token_created", data: { tokenId: adminToken.tokenId, role: "admin", name: adminToken.name } }], "farm");
   }
 
-  const mirror = new ManifestMirror(state, { repo, commit: config.files.commit, debounceMs: config.files.debounceMs, log: (msg, err) => log.warn({ err }, msg) });
-  if (config.files.mirror) mirror.start();
+  const mirror = new ManifestMirror(state, {
+    repo, commit: config.files.commit, debounceMs: config.files.debounceMs, log: (msg, err) => log.warn({ err }, msg),
+    extraPaths: async (taskId) => (await notes.idle(), notes.filesOf(taskId)),
+    ...(farmRepo ? { serial: <T>(fn: () => Promise<T>) => farmRepo.serial(fn) } : {}),
+  });
+  if (config.files.mirror) {
+    mirror.start();
+    notes.start();
+  }
   const services: FarmServices = { config, repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport, prloop };
   const metrics = createMetrics(state, dispatcher);
   state.onFlush = metrics.observeFlush;
@@ -144,6 +152,8 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
         if (config.files.mirror) await mirror.flush().catch((err) => log.warn({ err }, "could not write manifests on shutdown"));
         await state.snapshot().catch(() => undefined);
       }
+      await notes.idle();
+      notes.stop();
       mirror.stop();
       await journal.close();
       tokens.close();

@@ -47,7 +47,12 @@ export interface EventPayloads {
   task_cancelled: { taskId: string; reason?: string };
   unit_leased: { taskId: string; unitId: string; attempt: number; worker: string; leaseId: string; expiresAt: number };
   lease_expired: { taskId: string; unitId: string; attempt: number; worker: string } & RetryDecision;
-  unit_submitted: { taskId: string; unitId: string; attempt: number; leaseId?: string; worker: string; outcome: "succeeded" | "failed"; summary: string };
+  unit_submitted: {
+    taskId: string; unitId: string; attempt: number; leaseId?: string; worker: string; outcome: "succeeded" | "failed"; summary: string;
+    /** the end of the worker's check output, and what it used: for session notes and the escalation gate */
+    evidence?: string;
+    signals?: { model?: string; tokens?: number; confidence?: number; checksFailed?: number; iterations?: number };
+  };
   unit_completed: { taskId: string; unitId: string; attempt: number };
   unit_failed: { taskId: string; unitId: string; attempt: number; reason: string; feedback?: string } & RetryDecision;
   unit_retried: { taskId: string; unitId: string };

@@ -159,7 +159,10 @@ export class LeaseCommands {
     this.progress.delete(unitKey(u.taskId, u.unitId));
     const submitted: EventBody = {
       type: "unit_submitted",
-      data: { taskId: ref.taskId, unitId: ref.unitId, attempt: ref.attempt, leaseId: ref.leaseId, worker: nodeId, outcome: result.outcome, summary: result.summary.slice(0, 2_000) },
+      data: {
+        taskId: ref.taskId, unitId: ref.unitId, attempt: ref.attempt, leaseId: ref.leaseId, worker: nodeId, outcome: result.outcome, summary: result.summary.slice(0, 2_000),
+        ...(result.evidence ? { evidence: result.evidence.slice(-4_000) } : {}), ...(result.signals ? { signals: result.signals } : {}),
+      },
     };
     if (result.outcome === "succeeded") {
       // One batch: a crash can never leave the unit submitted with nobody to finish it.

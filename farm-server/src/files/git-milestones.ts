@@ -11,14 +11,18 @@ export class GitMilestones {
   private isRepo: Promise<boolean>;
   private readonly unsaved = new Set<string>();
 
-  constructor(readonly repo: string, private readonly log: (msg: string, err?: unknown) => void) {
+  /**
+   * @param serial runs git work one at a time with the PR loop's own operations on this repository
+   * (a merge in the user's worktree and a milestone commit would fight over the index lock)
+   */
+  constructor(readonly repo: string, private readonly log: (msg: string, err?: unknown) => void, private readonly serial: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn()) {
     this.git = simpleGit({ baseDir: repo, maxConcurrentProcesses: 1 });
     this.isRepo = this.git.checkIsRepo().catch(() => false);
   }
 
   /** Queues a commit of `paths`; commits run one at a time. Resolves to the new commit, or null. */
   commit(paths: string[], message: string): Promise<string | null> {
-    const run = this.chain.then(() => this.commitNow(paths, message));
+    const run = this.chain.then(() => this.serial(() => this.commitNow(paths, message)));
     this.chain = run.catch(() => undefined);
     return run;
   }

@@ -8,6 +8,10 @@ export interface MirrorOptions {
   commit: boolean;
   debounceMs: number;
   log: (msg: string, err?: unknown) => void;
+  /** more files of a task to commit at its milestones (session notes) */
+  extraPaths?: (taskId: string) => Promise<string[]>;
+  /** shared with the PR loop's git operations on the same repository */
+  serial?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 const FINAL: ReadonlyArray<TaskView["state"]> = ["completed", "failed", "cancelled"];
@@ -26,7 +30,7 @@ export class ManifestMirror {
   private readonly listener = (events: FarmEvent[]) => this.onCommitted(events);
 
   constructor(private readonly state: FarmState, private readonly opts: MirrorOptions) {
-    this.milestones = new GitMilestones(opts.repo, opts.log);
+    this.milestones = new GitMilestones(opts.repo, opts.log, opts.serial);
   }
 
   start(): void {
@@ -86,7 +90,9 @@ export class ManifestMirror {
       const msg = toCommit.length === 1
         ? `optimus: task ${toCommit[0]!.taskId} ${toCommit[0]!.what}`
         : `optimus: ${toCommit.length} tasks (${toCommit.map((c) => `${c.taskId} ${c.what}`).join(", ").slice(0, 200)})`;
-      void this.milestones.commit(toCommit.map((c) => manifestRelPath(c.taskId)), msg);
+      const paths = toCommit.map((c) => manifestRelPath(c.taskId));
+      for (const c of toCommit) paths.push(...((await this.opts.extraPaths?.(c.taskId)) ?? []));
+      void this.milestones.commit(paths, msg);
     }
   }
 }

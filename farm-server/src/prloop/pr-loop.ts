@@ -17,6 +17,8 @@ export interface PrLoopDeps {
   repo: FarmRepo;
   patchesDir: string;
   log: Logger;
+  /** earlier attempts' notes for a unit, if any */
+  notesOf?(taskId: string, unitId: string): string | undefined;
   /** the retry-or-dead decision for a failed attempt (LeaseCommands owns the policy) */
   retryDecision(u: UnitRecord): { next: "retry"; notBefore: number } | { next: "dead" };
 }
@@ -25,6 +27,8 @@ export interface PrLoopDeps {
 export interface LeaseWorkContext {
   base?: { branch: string };
   feedback?: string[];
+  /** the unit's session notes so far (earlier attempts) */
+  notes?: string;
   review?: { unitId: string; attempt: number; patch: string; evals: Array<{ name: string; exitCode: number | null; output: string }> };
 }
 
@@ -118,6 +122,8 @@ export class PrLoop implements SubmissionHandler {
   contextFor(u: UnitRecord): LeaseWorkContext {
     const ctx: LeaseWorkContext = { base: { branch: integrationBranch(u.taskId) } };
     if (u.feedback?.length) ctx.feedback = u.feedback;
+    const notes = u.attempt > 1 ? this.d.notesOf?.(u.taskId, u.unitId) : undefined;
+    if (notes) ctx.notes = notes;
     if (u.spec.reviews) {
       const target = this.p.units.get(unitKey(u.taskId, u.spec.reviews));
       if (target?.evaluation) {

@@ -51,7 +51,7 @@ function filesInScope(dir: string, scope: string[]): Array<{ path: string; conte
 }
 
 /** The repository's own context every worker gets: conventions, glossary, ADR titles, earlier session notes. */
-function repositoryContext(dir: string, taskId: string, unitId: string): string {
+function repositoryContext(dir: string, notes: string | undefined): string {
   const parts: string[] = [];
   for (const f of ["docs/conventions.md", "docs/glossary.md"]) {
     const p = join(dir, f);
@@ -59,12 +59,7 @@ function repositoryContext(dir: string, taskId: string, unitId: string): string 
   }
   const adr = join(dir, "docs", "adr");
   if (existsSync(adr)) parts.push(`## Decisions (docs/adr)\n${readdirSync(adr).filter((f) => f.endsWith(".md")).join("\n")}`);
-  const sessions = join(dir, ".optimus", "sessions");
-  if (existsSync(sessions)) {
-    for (const f of readdirSync(sessions).filter((f) => f.endsWith(`-${taskId}-${unitId}.md`)).sort().slice(-3)) {
-      parts.push(`## Notes of an earlier attempt (${f})\n${readFileSync(join(sessions, f), "utf8").slice(0, 6_000)}`);
-    }
-  }
+  if (notes) parts.push(`## Session notes of earlier attempts\n${notes}`);
   return parts.join("\n\n");
 }
 
@@ -93,7 +88,7 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
           spec.check ? `# Check that must pass\n\`${spec.check}\`` : "",
           work.feedback?.length ? `# Feedback on earlier attempts (address all of it)\n${work.feedback.join("\n\n")}` : "",
           `# Files\n${files.map((f) => `## ${f.path}\n\`\`\`\n${f.content}\n\`\`\``).join("\n\n")}`,
-          repositoryContext(dir, lease.taskId, lease.unitId),
+          repositoryContext(dir, work.notes),
         ].filter(Boolean).join("\n\n"),
       },
     ];

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { pino } from "pino";
@@ -12,7 +12,7 @@ import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
 const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
-type Ctx = { base?: { branch: string }; feedback?: string[]; review?: { unitId: string; patch: string; evals: Array<{ name: string; exitCode: number | null }> } };
+type Ctx = { base?: { branch: string }; feedback?: string[]; notes?: string; review?: { unitId: string; patch: string; evals: Array<{ name: string; exitCode: number | null }> } };
 
 async function farmOn(t: { after(fn: () => unknown): void }, repo: string) {
   const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port: 0, heartbeatIntervalMs: 500 });
@@ -105,6 +105,14 @@ test("request changes: the comment reaches the next attempt; failing evals send 
   assert.equal(attempts.length, 3);
   assert.match(attempts[1]!.feedback!.join("\n"), /eval 'tests' exited 1:[\s\S]*AssertionError/);
   assert.match(attempts[2]!.feedback!.join("\n"), /src\/add\.js:1: call them left and right/);
+  // Session notes of the earlier attempts travel with the lease, and are in the repository.
+  assert.equal(attempts[0]!.notes, undefined);
+  assert.match(attempts[2]!.notes!, /## Attempt 1[\s\S]*evals red \(tests: exit 1\)[\s\S]*## Attempt 2[\s\S]*review by fix-review: \*\*request_changes\*\*/);
+  await farm.services.prloop!.idle();
+  const notesFile = readdirSync(join(repo, ".optimus", "sessions")).find((f) => f.endsWith("-fix-add-fix.md"))!;
+  const notes = readFileSync(join(repo, ".optimus", "sessions", notesFile), "utf8");
+  assert.match(notes, /^# Session notes: fix-add\/fix\n\n\*\*Goal:\*\* make add add/);
+  assert.match(notes, /## Attempt 3[\s\S]*\*\*merged\*\* into optimus\/fix-add/);
   assert.match(git(repo, "show", "main:src/add.js"), /left \+ right/);
 
   // A human's request for changes reaches the worker the same way (checked on the journal).

@@ -64,6 +64,13 @@ test("end to end: CLI task → codegen worker (scripted local model) fixes a fai
   assert.ok(codegenRequests[0]!.body.response_format, "the edit format is requested as a JSON schema");
   assert.match(codegenRequests[0]!.messages[1]!.content, /return a - b;/, "the prompt carries the file in scope");
   assert.match(workers[0]!.log, new RegExp(`${taskId}/u1#1: accepted`));
+  // The attempt's session notes (model, tokens, the check's output, the decision) are committed with
+  // the task's completion milestone.
+  await waitFor(() => git(repo, "log", "--format=%s", "main").includes(`optimus: task ${taskId} completed`), "the completion milestone commit");
+  const notes = git(repo, "show", `main:.optimus/sessions/${new Date().toISOString().slice(0, 10)}-${taskId}-u1.md`);
+  assert.match(notes, /codegen-1 reported \*\*succeeded\*\* \(model local@http:\/\/127\.0\.0\.1:\d+\/v1, \d+ tokens, [\s\S]*2 iteration\(s\), 1 failed check\(s\)\)/);
+  assert.match(notes, /add works/);
+  assert.match(notes, /\*\*merged\*\* into optimus\//);
   // Nothing is left behind in the farm's or the workers' worktrees.
   assert.equal(git(repo, "worktree", "list").trim().split("\n").length, 1);
 });
