@@ -117,7 +117,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
 
   const mirror = new ManifestMirror(state, {
     repo, commit: config.files.commit, debounceMs: config.files.debounceMs, log: (msg, err) => log.warn({ err }, msg),
-    extraPaths: async (taskId) => (await notes.idle(), notes.filesOf(taskId)),
+    extraPaths: async (taskId) => [...(await notes.idle(), await notes.filesOf(taskId)), ...(state.projection.tasks.get(taskId)?.adrs ?? [])],
     ...(farmRepo ? { serial: <T>(fn: () => Promise<T>) => farmRepo.serial(fn) } : {}),
   });
   if (config.files.mirror) {

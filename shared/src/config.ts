@@ -55,6 +55,8 @@ export const ServerConfig = z.strictObject({
     })
     .default({ mirror: true, commit: true, debounceMs: 100 }),
   prloop: PrLoopConfig.default({ eval: [], reviewEveryCodegenUnit: true, maxPatchBytes: 4 * 1024 * 1024, maxFileBytes: 1024 * 1024, maxFilesPerPatch: 200 }),
+  /** a task sent as text is planned into units by a worker's local model (else it is one unit) */
+  planner: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
   policy: Policy.default({ protectedPaths: [".optimus/**", ".github/**", "**/*.lock"], autoMerge: { enabled: true, maxChangedLines: 200, maxFiles: 10 } }),
 });
 export type ServerConfig = z.infer<typeof ServerConfig>;

@@ -67,6 +67,8 @@ export interface EventPayloads {
   unit_merged: { taskId: string; unitId: string; attempt: number; commit: string; into: string; auto: boolean; risk: RiskAssessment };
   unit_rejected: { taskId: string; unitId: string; attempt: number; reason: string };
   changes_requested: { taskId: string; unitId: string; attempt: number; feedback: string };
+  /** a planning unit's plan, checked, became these units (or the fallback: one unit for the whole task) */
+  units_planned: { taskId: string; planUnitId: string; units: UnitSpec[]; fallback?: string; adr?: string };
   task_merged: { taskId: string; into: string; commit: string };
   task_merge_held: { taskId: string; into: string; reason: string };
   unit_cancelled: { taskId: string; unitId: string; reason?: string };

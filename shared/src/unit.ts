@@ -49,6 +49,8 @@ export const UnitSpec = z.strictObject({
   maxAttempts: z.number().int().min(1).max(50).optional(),
   /** for a review unit: the codegen unit whose change it reviews */
   reviews: UnitId.optional(),
+  /** `plan`: the worker turns the goal into units (the planner) instead of changing code */
+  kind: z.enum(["change", "plan"]).default("change"),
 });
 export type UnitSpec = z.infer<typeof UnitSpec>;
 export type UnitSpecInput = z.input<typeof UnitSpec>;

@@ -39,6 +39,27 @@ export const ReviewVerdict = z.strictObject({
 });
 export type ReviewVerdict = z.infer<typeof ReviewVerdict>;
 
+/** What a planning unit proposes: bounded units, and a design decision worth an ADR if it made one. */
+export const PlanProposal = z.strictObject({
+  units: z
+    .array(
+      z.strictObject({
+        id: z.string().min(1).max(64),
+        goal: z.string().min(1).max(20_000),
+        files: z.array(z.string().min(1).max(1024)).max(100).default([]),
+        check: z.string().max(4_000).default(""),
+        dependsOn: z.array(z.string().min(1).max(64)).max(50).default([]),
+        complexity: z.enum(["trivial", "small", "medium", "large"]).default("small"),
+      }),
+    )
+    .min(1)
+    .max(50),
+  decision: z
+    .strictObject({ needed: z.boolean(), title: z.string().max(200).default(""), context: z.string().max(10_000).default(""), decision: z.string().max(10_000).default(""), consequences: z.string().max(10_000).default("") })
+    .optional(),
+});
+export type PlanProposal = z.infer<typeof PlanProposal>;
+
 /** What a worker hands back for its lease. */
 export const UnitResult = z.strictObject({
   outcome: z.enum(["succeeded", "failed"]),
@@ -48,6 +69,8 @@ export const UnitResult = z.strictObject({
   evidence: z.string().max(1024 * 1024).optional(),
   /** a review unit's verdict */
   review: ReviewVerdict.optional(),
+  /** a planning unit's plan */
+  plan: PlanProposal.optional(),
   /** what the attempt used and saw, for session notes and the escalation gate */
   signals: z
     .strictObject({

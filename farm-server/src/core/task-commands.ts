@@ -45,10 +45,14 @@ export class TaskCommands {
   async create(input: NewTask, actor: string): Promise<TaskView> {
     const taskId = input.id ?? this.newTaskId(input.title);
     if (this.p.tasks.has(taskId)) throw new FarmError("conflict", `task '${taskId}' already exists`);
-    // Until the planner lands, a task given as text becomes one codegen unit with the text as its goal.
+    // A task given as text is planned by a worker's model (a `plan` unit), or, with the planner off,
+    // becomes one codegen unit with the text as its goal.
+    const text = [input.title, input.description].filter(Boolean).join("\n\n");
     const rawUnits: UnitSpecInput[] = input.units?.length
       ? input.units
-      : [{ id: "u1", goal: [input.title, input.description].filter(Boolean).join("\n\n"), role: "codegen", files: input.files ?? [] }];
+      : this.config.planner.enabled
+        ? [{ id: "plan", kind: "plan", goal: text, role: "codegen", files: input.files ?? [] }]
+        : [{ id: "u1", goal: text, role: "codegen", files: input.files ?? [] }];
     const parsed = z.array(UnitSpec).min(1).safeParse(rawUnits);
     if (!parsed.success) {
       const i = parsed.error.issues[0]!;
@@ -124,13 +128,13 @@ export function withReviewUnits(units: UnitSpec[]): UnitSpec[] {
   const out: UnitSpec[] = [];
   for (const u of units) {
     out.push(u);
-    if (u.role !== "codegen" || reviewed.has(u.id)) continue;
+    if (u.role !== "codegen" || u.kind === "plan" || reviewed.has(u.id)) continue;
     let id = `${u.id}-review`.slice(0, 64);
     for (let i = 2; ids.has(id); i++) id = `${u.id.slice(0, 55)}-review${i}`;
     ids.add(id);
     out.push({
       id, role: "review", goal: `Review the change made for unit '${u.id}': ${u.goal}`.slice(0, 20_000), files: u.files,
-      dependsOn: [], priority: u.priority, complexity: u.complexity, reviews: u.id,
+      dependsOn: [], priority: u.priority, complexity: u.complexity, reviews: u.id, kind: "change",
     });
   }
   return out;

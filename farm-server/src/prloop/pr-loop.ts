@@ -1,7 +1,10 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { unitKey, type EventBody, type FarmEvent, type ServerConfig, type UnitResult } from "@optimus/shared";
+import { unitKey, type EventBody, type FarmEvent, type PlanProposal, type ServerConfig, type UnitResult, type UnitSpec } from "@optimus/shared";
+import { withReviewUnits } from "../core/task-commands.js";
+import { writeAdrDraft } from "../planner/adr-draft.js";
+import { checkPlan } from "../planner/plan-check.js";
 import { FarmError } from "../core/errors.js";
 import type { FarmState } from "../core/farm-state.js";
 import type { SubmissionHandler } from "../core/lease-commands.js";
@@ -41,6 +44,8 @@ export interface LeaseWorkContext {
  */
 export class PrLoop implements SubmissionHandler {
   private readonly taskQueues = new Map<string, Promise<unknown>>();
+  /** checked plans between validate and accept, by lease id */
+  private readonly plans = new Map<string, { units: UnitSpec[]; plan: PlanProposal } | { fallback: string }>();
   private readonly listener = (events: FarmEvent[]) => this.onCommitted(events);
 
   constructor(private readonly d: PrLoopDeps) {
@@ -58,6 +63,15 @@ export class PrLoop implements SubmissionHandler {
   /** Refuses hostile or broken output before anything is recorded: the worker gets the reason. */
   async validate(u: UnitRecord, result: UnitResult): Promise<void> {
     if (result.outcome !== "succeeded") return;
+    if (u.spec.kind === "plan") {
+      // A bad plan is not refused: the task falls back to one unit (and says why).
+      const taken = new Set(this.p.tasks.get(u.taskId)!.units.map((k) => k.slice(u.taskId.length + 1)));
+      const check = result.plan
+        ? await checkPlan(result.plan, this.d.repo, integrationBranch(u.taskId), taken)
+        : { ok: false as const, reason: "the worker returned no plan" };
+      this.plans.set(u.leaseId!, check.ok ? { units: check.units, plan: result.plan! } : { fallback: check.reason });
+      return;
+    }
     if (u.spec.role === "review") {
       // A review of a change must say what it thinks; a free-standing review unit just reports.
       if (u.spec.reviews && !result.review) throw new FarmError("invalid", `review unit ${u.taskId}/${u.unitId} must submit a review verdict (approve or request_changes) for '${u.spec.reviews}'`);
@@ -74,6 +88,7 @@ export class PrLoop implements SubmissionHandler {
 
   accept(u: UnitRecord, result: UnitResult): EventBody[] {
     const ref = { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt };
+    if (u.spec.kind === "plan") return [{ type: "unit_completed", data: ref }, this.planned(u, result)];
     if (u.spec.role === "review" && u.spec.reviews && result.review) {
       const target = this.p.units.get(unitKey(u.taskId, u.spec.reviews));
       const events: EventBody[] = [{ type: "unit_completed", data: ref }];
@@ -91,6 +106,23 @@ export class PrLoop implements SubmissionHandler {
     closeSync(fd);
     this.later(u.taskId, () => this.evaluate(u.taskId, u.unitId, u.attempt));
     return [{ type: "unit_evaluating", data: ref }];
+  }
+
+  private planned(u: UnitRecord, result: UnitResult): EventBody {
+    const checked = this.plans.get(u.leaseId!) ?? { fallback: "the plan was not checked" };
+    this.plans.delete(u.leaseId!);
+    let units: UnitSpec[];
+    let adr: string | undefined;
+    if ("units" in checked) {
+      units = checked.units;
+      const d = checked.plan.decision;
+      if (d?.needed && d.title) adr = writeAdrDraft(this.d.repo.root, u.taskId, d);
+    } else {
+      units = [{ id: "u1", goal: u.spec.goal, role: "codegen", files: u.spec.files, dependsOn: [], priority: u.spec.priority, complexity: u.spec.complexity, kind: "change" }];
+    }
+    if (this.d.config.prloop.reviewEveryCodegenUnit) units = withReviewUnits(units);
+    void result;
+    return { type: "units_planned", data: { taskId: u.taskId, planUnitId: u.unitId, units, ...("fallback" in checked ? { fallback: checked.fallback } : {}), ...(adr ? { adr } : {}) } };
   }
 
   resume(u: UnitRecord): EventBody[] {

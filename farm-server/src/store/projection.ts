@@ -22,6 +22,8 @@ export interface TaskRecord extends TaskHeader {
   units: string[]; // unit keys, in manifest order
   order: number; // creation order, for FIFO among equal priorities
   merge?: { into: string; commit?: string; heldReason?: string };
+  /** ADR drafts the planner wrote for this task (committed with its milestones) */
+  adrs?: string[];
 }
 
 export interface UnitRecord extends UnitView {
@@ -260,6 +262,23 @@ export class Projection {
           ru.acceptedAttempt = undefined;
         }
         touch(u.taskId);
+        break;
+      }
+      case "units_planned": {
+        const t = this.tasks.get(e.data.taskId);
+        if (!t) break;
+        const keys = e.data.units.map((u) => unitKey(t.taskId, u.id));
+        for (const spec of e.data.units) {
+          this.units.set(unitKey(t.taskId, spec.id), { taskId: t.taskId, unitId: spec.id, spec, state: "planned", attempt: 0, failures: 0, updatedAt: e.ts, dependents: [] });
+        }
+        for (const spec of e.data.units) {
+          const on = new Set([...spec.dependsOn, ...(spec.reviews ? [spec.reviews] : [])]);
+          for (const dep of on) this.units.get(unitKey(t.taskId, dep))?.dependents.push(unitKey(t.taskId, spec.id));
+        }
+        t.units.push(...keys);
+        if (e.data.adr) t.adrs = [...(t.adrs ?? []), e.data.adr];
+        for (const k of keys) if (this.promote(k)) ready(k);
+        touch(t.taskId);
         break;
       }
       case "task_merged":

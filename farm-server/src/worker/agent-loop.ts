@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { ReviewVerdict, type UnitResultInput } from "@optimus/shared";
+import { PlanProposal, ReviewVerdict, type UnitResultInput } from "@optimus/shared";
 import type { Lease } from "../core/lease-commands.js";
 import type { LeaseWorkContext } from "../prloop/pr-loop.js";
 import { applyEdits, editProposalJsonSchema, parseEditProposal } from "./edits.js";
@@ -163,4 +163,66 @@ export async function runReview(lease: Lease, ctx: LeaseContext, o: AgentLoopOpt
     return { outcome: "succeeded", summary: verdict.data.summary.slice(0, 2_000), review: verdict.data, signals: signals(o, gens, 0, i) };
   }
   return { outcome: "failed", summary: "needs escalation: the model gave no usable review verdict", signals: signals(o, gens, 0, o.maxIterations) };
+}
+
+/** The plan format as a JSON Schema the grammar can follow (no numbers). */
+const planJsonSchema = {
+  type: "object",
+  properties: {
+    units: {
+      type: "array",
+      items: {
+        type: "object",
+        properties: {
+          id: { type: "string" }, goal: { type: "string" }, files: { type: "array", items: { type: "string" } }, check: { type: "string" },
+          dependsOn: { type: "array", items: { type: "string" } }, complexity: { enum: ["trivial", "small", "medium", "large"] },
+        },
+        required: ["id", "goal", "files", "check", "dependsOn", "complexity"],
+      },
+    },
+    decision: {
+      type: "object",
+      properties: { needed: { type: "boolean" }, title: { type: "string" }, context: { type: "string" }, decision: { type: "string" }, consequences: { type: "string" } },
+      required: ["needed", "title", "context", "decision", "consequences"],
+    },
+  },
+  required: ["units", "decision"],
+} as const;
+
+/** The planner: turns a task's text into bounded units (the farm checks the plan, or falls back to one unit). */
+export async function runPlan(lease: Lease, ctx: LeaseContext, o: AgentLoopOptions): Promise<UnitResultInput> {
+  const work = (lease.context ?? {}) as LeaseWorkContext;
+  const dir = await o.mirror.prepare(`${lease.taskId}--${lease.unitId}-${lease.attempt}`, work.base?.branch ?? "main");
+  try {
+    const listing = await o.mirror.listFiles(dir);
+    const files = filesInScope(dir, lease.spec.files);
+    const messages: ChatMessage[] = [
+      { role: "system", content: "You plan software work as a small DAG of bounded units, each verifiable by one shell command (its check). Each unit changes a few named files. Answer only with JSON: {\"units\": [{\"id\", \"goal\", \"files\", \"check\", \"dependsOn\", \"complexity\"}], \"decision\": {\"needed\", \"title\", \"context\", \"decision\", \"consequences\"}}. Set decision.needed only when the plan makes a design decision worth recording as an ADR." },
+      {
+        role: "user",
+        content: [`# Task\n${lease.spec.goal}`, files.length ? `# Files named by the task\n${files.map((f) => `## ${f.path}\n\`\`\`\n${f.content}\n\`\`\``).join("\n\n")}` : "",
+          `# Files in the repository\n${listing.slice(0, 2_000).join("\n")}`, repositoryContext(dir, work.notes)].filter(Boolean).join("\n\n"),
+      },
+    ];
+    const gens: Generation[] = [];
+    for (let i = 1; i <= o.maxIterations; i++) {
+      ctx.progress({ phase: "planning", step: `iteration ${i}` });
+      const gen = await o.model.generate(messages, { jsonSchema: planJsonSchema as unknown as Record<string, unknown>, maxTokens: o.maxTokens, signal: ctx.signal });
+      gens.push(gen);
+      let raw: unknown;
+      try {
+        raw = JSON.parse(gen.text);
+      } catch {
+        messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `That was not valid JSON${gen.stopReason === "length" ? " (it was cut off)" : ""}. Answer with the JSON object only.` });
+        continue;
+      }
+      const plan = PlanProposal.safeParse(raw);
+      if (plan.success) return { outcome: "succeeded", summary: `${plan.data.units.length} unit(s) planned`, plan: plan.data, signals: signals(o, gens, 0, i) };
+      messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `That plan is incomplete: ${plan.error.issues[0]?.path.join(".")}: ${plan.error.issues[0]?.message}. Answer again.` });
+    }
+    // No usable plan: the farm falls back to one unit for the whole task.
+    return { outcome: "succeeded", summary: "no usable plan from the model", signals: signals(o, gens, 0, o.maxIterations) };
+  } finally {
+    await o.mirror.remove(dir);
+  }
 }

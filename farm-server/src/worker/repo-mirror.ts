@@ -60,6 +60,10 @@ export class RepoMirror {
     return this.git(["diff", "--cached", "--binary"], dir);
   }
 
+  async listFiles(dir: string): Promise<string[]> {
+    return (await this.git(["ls-files"], dir)).split("\n").filter(Boolean);
+  }
+
   remove(dir: string): Promise<void> {
     return this.serial(async () => {
       await this.git(["--git-dir", this.gitDir, "worktree", "remove", "--force", dir]).catch(() => undefined);

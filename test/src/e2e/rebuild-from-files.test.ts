@@ -25,7 +25,7 @@ async function snapshot(url: string, token: string): Promise<Snapshot> {
 test("with the journal deleted, a restart rebuilds the same tasks and units from the repository files and carries on", async (t) => {
   const repo = makeRepo(t);
   mkdirSync(join(repo, ".optimus"), { recursive: true });
-  writeFileSync(join(repo, ".optimus", "config.yaml"), "retryBackoff: { baseMs: 20, maxMs: 100 }\nmaxAttempts: 2\nheartbeatIntervalMs: 300\nprloop: { reviewEveryCodegenUnit: false }\n");
+  writeFileSync(join(repo, ".optimus", "config.yaml"), "retryBackoff: { baseMs: 20, maxMs: 100 }\nmaxAttempts: 2\nheartbeatIntervalMs: 300\nprloop: { reviewEveryCodegenUnit: false }\nplanner: { enabled: false }\n");
   const farm = new FarmProcess(repo, await freePort());
   await farm.start();
   t.after(() => farm.stop());

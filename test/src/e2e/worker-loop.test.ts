@@ -74,3 +74,61 @@ test("end to end: CLI task → codegen worker (scripted local model) fixes a fai
   // Nothing is left behind in the farm's or the workers' worktrees.
   assert.equal(git(repo, "worktree", "list").trim().split("\n").length, 1);
 });
+
+test("the planner: a task sent as text is planned into units by the worker's model, checked by the farm, with an ADR draft; a bad plan falls back to one unit", { timeout: 180_000 }, async (t) => {
+  const repo = makeFixtureRepo(t);
+  const goodPlan = {
+    units: [{ id: "fix-add", goal: "Make add return a + b", files: ["src/add.js"], check: "node test/add.test.js", dependsOn: [], complexity: "small" }],
+    decision: { needed: true, title: "Addition stays a pure function", context: "add had a sign bug", decision: "Keep add pure; test it with node's assert", consequences: "No new dependencies" },
+  };
+  const badPlan = { units: [{ id: "new-module", goal: "Write it", files: ["nowhere/module.js"], check: "node nowhere/module.test.js", dependsOn: [], complexity: "small" }], decision: { needed: false, title: "", context: "", decision: "", consequences: "" } };
+  const model = await startOpenAiStandin({
+    script: Array.from({ length: 12 }, () => (req: StandinRequest) => {
+      const system = req.messages[0]!.content;
+      if (system.startsWith("You plan")) return JSON.stringify(req.messages[1]!.content.includes("new module") ? badPlan : goodPlan);
+      if (isReview(req)) return JSON.stringify({ verdict: "approve", risk: "low", summary: "ok", comments: [] });
+      return proposal("a + b");
+    }),
+  });
+  t.after(() => model.close());
+  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "1000"]);
+  await farm.start();
+  t.after(() => farm.stop());
+  const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
+  const workerToken = (await runCli(["token", "create", "--role", "worker", "--name", "node-1"], { cwd: repo, env })).stdout.trim();
+  const workDir = mkdtempSync(join(tmpdir(), "optimus-workers-"));
+  t.after(() => rmSync(workDir, { recursive: true, force: true }));
+  const workers = ["codegen", "review"].map((role) =>
+    new CliProcess(["worker", "--role", role, "--model", model.url, "--node-id", `${role}-1`, "--work-dir", join(workDir, role), "--farm", farm.url, "--token", workerToken], { cwd: repo }));
+  t.after(() => Promise.all(workers.map((w) => w.stop())));
+  await waitFor(() => workers.every((w) => w.log.includes("waiting for units")), "both workers to connect", 30_000);
+
+  const taskId = (await runCli(["send", "Make add return the sum, keep its tests green", "--files", "src/add.js"], { cwd: repo, env })).stdout.trim();
+  const admin = httpClientFor(farm.url, farm.adminToken);
+  const done = await waitFor(async () => {
+    const r = await admin.tasks.get.query({ taskId });
+    return r.task.merge?.commit ? r : null;
+  }, "the planned task to be merged", 120_000);
+  assert.deepEqual(done.units.map((u) => [u.unitId, u.spec.kind, u.state]), [["plan", "plan", "completed"], ["fix-add", "change", "merged"], ["fix-add-review", "change", "completed"]]);
+  assert.equal(done.units[1]!.spec.check, "node test/add.test.js");
+  assert.match(git(repo, "show", "main:src/add.js"), /a \+ b/);
+  const planRequest = model.requests.find((r) => r.messages[0]!.content.startsWith("You plan"))!;
+  assert.match(planRequest.messages[1]!.content, /# Files in the repository\n[\s\S]*test\/add\.test\.js/);
+  assert.equal(planRequest.body.response_format !== undefined, true);
+  await waitFor(() => git(repo, "log", "--format=%s", "main").includes(`optimus: task ${taskId} completed`), "the completion milestone");
+  const adr = git(repo, "show", "main:docs/adr/0001-addition-stays-a-pure-function.md");
+  assert.match(adr, /^# 1\. Addition stays a pure function\n\n- Status: proposed \(drafted by the planner for task /);
+
+  // A plan naming files that do not exist is not used: the task becomes one unit, and the journal says why.
+  const other = (await runCli(["send", "Write a new module", "--files", "src/add.js"], { cwd: repo, env })).stdout.trim();
+  const planned = await waitFor(async () => {
+    const r = await admin.tasks.get.query({ taskId: other });
+    return r.units.some((u) => u.unitId === "u1") ? r : null;
+  }, "the fallback unit", 60_000);
+  assert.deepEqual(planned.units.map((u) => u.unitId), ["plan", "u1", "u1-review"]);
+  await admin.tasks.cancel.mutate({ taskId: other });
+  const db = new (await import("better-sqlite3")).default(join(repo, ".optimus", "state", "journal.db"), { readonly: true });
+  const fallback = db.prepare("SELECT json_extract(data, '$.fallback') FROM events WHERE type = 'units_planned' AND json_extract(data, '$.taskId') = ?").pluck().get(other) as string;
+  db.close();
+  assert.equal(fallback, "unit 'new-module' names nowhere/module.js, which does not exist (nor does its folder)");
+});

@@ -18,9 +18,9 @@ export const gitLog = (repo: string): string[] =>
 
 /**
  * Writes `.optimus/config.yaml`. The foundation's tests switch off the automatic review unit after
- * each codegen unit (`prloop.reviewEveryCodegenUnit`) so they count exactly the units they create.
+ * each codegen unit and the planner, so they count exactly the units they create.
  */
-export function writeFarmConfig(repo: string, yaml = "prloop: { reviewEveryCodegenUnit: false }\n"): void {
+export function writeFarmConfig(repo: string, yaml = "prloop: { reviewEveryCodegenUnit: false }\nplanner: { enabled: false }\n"): void {
   mkdirSync(join(repo, ".optimus"), { recursive: true });
   writeFileSync(join(repo, ".optimus", "config.yaml"), yaml);
 }

@@ -15,7 +15,7 @@ function tempFile(t: { after(fn: () => void): void }): string {
 
 const created = (taskId: string, n: number): EventBody => ({
   type: "task_created",
-  data: { taskId, title: taskId, priority: 0, source: "api", units: Array.from({ length: n }, (_, i) => ({ id: `u${i}`, goal: "g", role: "codegen" as const, files: [], dependsOn: i > 0 ? [`u${i - 1}`] : [], priority: 0, complexity: "small" as const })) },
+  data: { taskId, title: taskId, priority: 0, source: "api", units: Array.from({ length: n }, (_, i) => ({ id: `u${i}`, goal: "g", role: "codegen" as const, files: [], dependsOn: i > 0 ? [`u${i - 1}`] : [], priority: 0, complexity: "small" as const, kind: "change" as const })) },
 });
 
 test("events are hash-chained; editing, deleting or re-linking an entry is caught and named", async (t) => {
