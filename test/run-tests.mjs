@@ -23,7 +23,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 console.error(`running ${files.length} test file(s): ${files.map((f) => relative(root, f)).join(", ")}`);
-const child = spawn(process.execPath, ["--test", "--test-concurrency=1", "--test-reporter=spec", ...files], { stdio: ["ignore", "pipe", "inherit"] });
+const child = spawn(process.execPath, ["--test", "--test-concurrency=1", "--test-timeout=900000", "--test-reporter=spec", ...files], { stdio: ["ignore", "pipe", "inherit"] });
 let tail = "";
 child.stdout.on("data", (b) => {
   process.stdout.write(b);

@@ -5,6 +5,8 @@ import { adminTokenFile, loadConfig, resolveRepo } from "./context.js";
 import { CliError } from "./errors.js";
 import { FarmError } from "../core/errors.js";
 import { progressLine } from "./progress.js";
+import { startLocalWorkers } from "./local-workers.js";
+import { openModel } from "./worker-command.js";
 
 export interface FarmUpOptions {
   repo?: string;
@@ -13,6 +15,10 @@ export interface FarmUpOptions {
   heartbeatMs?: string;
   maxAttempts?: string;
   resetAdminToken?: boolean;
+  workers?: string;
+  workerModel?: string;
+  workerModelName?: string;
+  threads?: string;
 }
 
 const int = (v: string | undefined, name: string): number | undefined => {
@@ -26,6 +32,9 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   const repo = resolveRepo(o.repo);
   const overrides: Partial<ServerConfig> = { port: int(o.port, "port"), host: o.host, heartbeatIntervalMs: int(o.heartbeatMs, "heartbeat-ms"), maxAttempts: int(o.maxAttempts, "max-attempts") };
   const config = loadConfig(repo, overrides);
+  const workerCount = int(o.workers, "workers") ?? 0;
+  // The model is opened before the farm starts, so a missing model fails fast with its one line.
+  const model = workerCount > 0 ? await openModel(o.workerModel, o.workerModelName, int(o.threads, "threads")) : null;
   const progress = progressLine(process.stderr);
   let farm;
   try {
@@ -54,12 +63,13 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   console.error(
     `Optimus farm listening on ${farm.url} (repo ${repo}, epoch ${farm.epoch}, ${p.tasks.size} task(s), ${p.units.size} unit(s), ${startup.replayed} event(s) replayed)`,
   );
+  const stopWorkers = model ? await startLocalWorkers(farm, workerCount, model, (m) => console.error(m)) : null;
   let signalled = false;
   const stop = (sig: string) => {
     if (signalled) process.exit(130);
     signalled = true;
     console.error(`${sig}: stopping the farm (writing manifests and a snapshot)…`);
-    void farm.close();
+    void (stopWorkers?.() ?? Promise.resolve()).then(() => farm.close());
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));

@@ -28,6 +28,10 @@ farm
   .option("--heartbeat-ms <n>", "worker heartbeat interval; leases expire after 1.5 of them")
   .option("--max-attempts <n>", "attempts before a unit is dead-lettered")
   .option("--reset-admin-token", "issue a new admin token into .optimus/state/admin.token (when the old one is lost)")
+  .option("--workers <n>", "also run N worker agents in this process (half codegen, half review)")
+  .option("--worker-model <path|url>", "their model: a .gguf file or an OpenAI-compatible /v1 URL")
+  .option("--worker-model-name <name>", "the model's name on an OpenAI-compatible server")
+  .option("--threads <n>", "CPU threads for a GGUF worker model")
   .action((_o, cmd: Command) => farmUp(g(cmd)));
 
 program

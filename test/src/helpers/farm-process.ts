@@ -75,7 +75,13 @@ export class FarmProcess {
     if (!c || c.exitCode !== null || c.signalCode !== null) return;
     const exited = new Promise((r) => c.once("exit", r));
     c.kill(sig);
+    // A graceful stop that takes too long is a failure to report, not a test run that hangs.
+    const timer = sig === "SIGKILL" ? null : setTimeout(() => {
+      this.log += `\n[test] farm did not stop within 15 s of ${sig}; killed\n`;
+      c.kill("SIGKILL");
+    }, 15_000);
     await exited;
+    if (timer) clearTimeout(timer);
     this.child = null;
   }
 }

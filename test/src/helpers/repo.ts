@@ -3,13 +3,31 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+const toRemove: string[] = [];
+function removeAtExit(dir: string): void {
+  if (toRemove.length === 0) {
+    process.once("exit", () => {
+      for (const d of toRemove) {
+        try {
+          rmSync(d, { recursive: true, force: true });
+        } catch {
+          // a temp folder; the OS cleans it up
+        }
+      }
+    });
+  }
+  toRemove.push(dir);
+}
+
 /** A fresh git repository with one commit, removed when the test ends. */
 export function makeRepo(t?: { after(fn: () => void): void }, name = "optimus-test-"): string {
   const dir = mkdtempSync(join(tmpdir(), name));
   const git = (...args: string[]) => execFileSync("git", args, { cwd: dir, stdio: "pipe" });
   git("init", "-q", "-b", "main");
   git("-c", "user.name=Test", "-c", "user.email=test@localhost", "commit", "-q", "--allow-empty", "-m", "initial");
-  t?.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Removed when the test process exits: after-hooks run in the order they were added, so a farm
+  // using this repository may still be stopping when the test's own hooks run.
+  if (t) removeAtExit(dir);
   return dir;
 }
 
