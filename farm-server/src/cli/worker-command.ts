@@ -65,7 +65,9 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
   const model = await openModel(o.model, o.modelName, threads);
   const workDir = resolve(o.workDir ?? join(homedir(), ".optimus", "worker", nodeId));
   const log = (msg: string) => process.stderr.write(`${nodeId}: ${msg}\n`);
-  const loop: AgentLoopOptions = { model, mirror: new RepoMirror(url, token, workDir), maxIterations, checkTimeoutMs: 300_000, maxTokens: 2_048, log };
+  const mirror = new RepoMirror(url, token, workDir);
+  await mirror.cleanup();
+  const loop: AgentLoopOptions = { model, mirror, maxIterations, checkTimeoutMs: 300_000, maxTokens: 2_048, log };
   const agent = new WorkerAgent({
     farmUrl: url,
     token,

@@ -27,8 +27,12 @@ const reviewJsonSchema = {
   properties: {
     verdict: { enum: ["approve", "request_changes"] },
     risk: { enum: ["low", "medium", "high"] },
-    summary: { type: "string" },
-    comments: { type: "array", items: { type: "object", properties: { path: { type: "string" }, line: { type: "string" }, body: { type: "string" } }, required: ["path", "line", "body"] } },
+    // Bounded, so even a model that rambles ends its JSON within the token budget.
+    summary: { type: "string", maxLength: 400 },
+    comments: {
+      type: "array", maxItems: 5,
+      items: { type: "object", properties: { path: { type: "string", maxLength: 100 }, line: { type: "string", maxLength: 6 }, body: { type: "string", maxLength: 300 } }, required: ["path", "line", "body"] },
+    },
   },
   required: ["verdict", "risk", "summary", "comments"],
 } as const;

@@ -32,6 +32,14 @@ export class RepoMirror {
     return run;
   }
 
+  /** Removes unit worktrees a crash left behind (called when the worker starts). */
+  cleanup(): Promise<void> {
+    return this.serial(async () => {
+      rmSync(join(this.workDir, "units"), { recursive: true, force: true });
+      if (existsSync(this.gitDir)) await this.git(["--git-dir", this.gitDir, "worktree", "prune"]).catch(() => undefined);
+    });
+  }
+
   /** Brings the mirror up to date with the farm's branches. */
   sync(): Promise<void> {
     return this.serial(async () => {
