@@ -132,3 +132,27 @@ test("the planner: a task sent as text is planned into units by the worker's mod
   db.close();
   assert.equal(fallback, "unit 'new-module' names nowhere/module.js, which does not exist (nor does its folder)");
 });
+
+test("one machine runs the whole farm: `farm up --workers 2` starts a codegen and a review worker that take a task to main", { timeout: 180_000 }, async (t) => {
+  const repo = makeFixtureRepo(t);
+  const model = await startOpenAiStandin({
+    script: Array.from({ length: 8 }, () => (req: StandinRequest) =>
+      isReview(req) ? JSON.stringify({ verdict: "approve", risk: "low", summary: "ok", comments: [] }) : proposal("a + b")),
+  });
+  t.after(() => model.close());
+  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "1000", "--workers", "2", "--worker-model", model.url]);
+  await farm.start();
+  t.after(() => farm.stop());
+  await waitFor(() => /2 local worker\(s\) joined \(1 codegen, 1 review\)/.test(farm.log), "the local workers to join");
+  const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
+  const taskId = (await runCli(["send", "Make add add", "--files", "src/add.js", "--check", "node test/add.test.js"], { cwd: repo, env })).stdout.trim();
+  const admin = httpClientFor(farm.url, farm.adminToken);
+  await waitFor(async () => (await admin.tasks.get.query({ taskId })).task.merge?.commit, "the task to reach main", 120_000);
+  assert.match(git(repo, "show", "main:src/add.js"), /a \+ b/);
+  const fleet = await admin.fleet.workers.query();
+  assert.deepEqual(fleet.map((w) => [w.nodeId, w.role, w.connected]).sort(), [["local-codegen-1", "codegen", true], ["local-review-2", "review", true]]);
+  // Without a model, `--workers` refuses to start, with the command that fixes it.
+  const r = await runCli(["farm", "up", "--port", "0", "--workers", "1"], { cwd: makeFixtureRepo(t) });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr.trim(), /^optimus: no model: pass --model <file\.gguf> .*optimus model pull <uri>`$/);
+});
