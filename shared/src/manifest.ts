@@ -24,7 +24,12 @@ export const TaskManifest = z.strictObject({
   createdBy: z.string().max(200).optional(),
   units: z.array(ManifestUnit).min(1, "a task needs at least one unit").max(2_000),
   status: z
-    .strictObject({ state: TaskState, updatedAt: z.string() })
+    .strictObject({
+      state: TaskState,
+      updatedAt: z.string(),
+      /** the task's outcome in git: where its integration branch was merged, or why it waits */
+      merge: z.strictObject({ into: z.string(), commit: z.string().optional(), heldReason: z.string().optional() }).optional(),
+    })
     .optional(),
 });
 export type TaskManifest = z.infer<typeof TaskManifest>;

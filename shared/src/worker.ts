@@ -67,6 +67,8 @@ export const UnitResult = z.strictObject({
   /** `git diff --binary` of the change, if any (validated by the PR loop). */
   patch: z.string().max(8 * 1024 * 1024).optional(),
   evidence: z.string().max(1024 * 1024).optional(),
+  /** the agent's conversation with its model, for review in the editor */
+  transcript: z.array(z.strictObject({ role: z.enum(["system", "user", "assistant"]), content: z.string().max(200_000) })).max(200).optional(),
   /** a review unit's verdict */
   review: ReviewVerdict.optional(),
   /** a planning unit's plan */

@@ -33,7 +33,7 @@ export function manifestOf(p: Projection, t: TaskRecord): TaskManifest {
       };
       return { ...u.spec, status };
     }),
-    status: { state: view.state, updatedAt: new Date(t.updatedAt).toISOString() },
+    status: { state: view.state, updatedAt: new Date(t.updatedAt).toISOString(), ...(t.merge ? { merge: t.merge } : {}) },
   };
 }
 

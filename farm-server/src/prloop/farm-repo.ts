@@ -132,13 +132,18 @@ export class FarmRepo {
   mergeInWorktree(dir: string, branch: string, message: string): Promise<{ ok: true; commit: string } | { ok: false; reason: string }> {
     return this.serial(async () => {
       const g = simpleGit({ baseDir: dir });
-      const dirty = (await g.raw(["status", "--porcelain", "--untracked-files=no"])).split("\n").filter((l) => l && !l.slice(3).startsWith(".optimus/"));
-      if (dirty.length) return { ok: false, reason: `the target branch's worktree ${dir} has uncommitted changes (${dirty.slice(0, 3).map((l) => l.slice(3)).join(", ")})` };
+      const changed = (await g.raw(["status", "--porcelain", "--untracked-files=no"])).split("\n").filter(Boolean).map((l) => l.slice(3));
+      const dirty = changed.filter((p) => !p.startsWith(".optimus/"));
+      if (dirty.length) return { ok: false, reason: `the target branch's worktree ${dir} has uncommitted changes (${dirty.slice(0, 3).join(", ")})` };
+      // The farm's own files (manifests, session notes) change all the time; commit them first so the
+      // merge never trips over them. Nothing of the user's is touched.
+      const own = changed.filter((p) => p.startsWith(".optimus/"));
+      if (own.length) await g.raw([...AUTHOR, "commit", "--no-verify", "--quiet", "--only", "-m", "optimus: bookkeeping before a merge", "--", ...own]);
       try {
         await g.raw([...AUTHOR, "merge", "--no-ff", "--no-verify", "-m", message, branch]);
       } catch (err) {
         await g.raw(["merge", "--abort"]).catch(() => undefined);
-        return { ok: false, reason: `merge conflict: ${(err as Error).message.split("\n")[0]}` };
+        return { ok: false, reason: `merge conflict: ${(err as Error).message.split("\n").map((l) => l.trim()).filter(Boolean).slice(0, 4).join(" ")}` };
       }
       return { ok: true, commit: (await g.revparse(["HEAD"])).trim() };
     });

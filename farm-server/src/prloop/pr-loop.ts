@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { unitKey, type EventBody, type FarmEvent, type PlanProposal, type ServerConfig, type UnitResult, type UnitSpec } from "@optimus/shared";
@@ -98,6 +98,7 @@ export class PrLoop implements SubmissionHandler {
       }
       return events;
     }
+    if (result.transcript?.length) this.saveTranscript(u, result);
     if (u.spec.role !== "codegen" || !result.patch?.trim()) return [{ type: "unit_completed", data: ref }];
     // The patch is on disk (fsynced) before the journal says the unit is being evaluated.
     const fd = openSync(this.patchFile(u), "w", 0o600);
@@ -106,6 +107,15 @@ export class PrLoop implements SubmissionHandler {
     closeSync(fd);
     this.later(u.taskId, () => this.evaluate(u.taskId, u.unitId, u.attempt));
     return [{ type: "unit_evaluating", data: ref }];
+  }
+
+  /** Kept beside the patch for the editor's unit detail (not journaled: it can be large). */
+  private saveTranscript(u: UnitRecord, result: UnitResult): void {
+    try {
+      writeFileSync(join(this.d.patchesDir, `${u.taskId}--${u.unitId}-${u.attempt}.transcript.json`), JSON.stringify(result.transcript), { mode: 0o600 });
+    } catch (err) {
+      this.d.log.warn({ err }, "could not save a transcript");
+    }
   }
 
   private planned(u: UnitRecord, result: UnitResult): EventBody {

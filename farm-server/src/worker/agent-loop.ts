@@ -121,16 +121,21 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
       checksFailed++;
       messages.push({ role: "user", content: `The check failed (exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}):\n${check.output.slice(-4_000)}\nFix the code. The edits so far are kept.` });
       if (i === o.maxIterations) {
-        return { outcome: "failed", summary: `needs escalation: the check still fails after ${i} iterations`, evidence, signals: signals(o, gens, checksFailed, i) };
+        return { outcome: "failed", summary: `needs escalation: the check still fails after ${i} iterations`, evidence, signals: signals(o, gens, checksFailed, i), transcript: transcriptOf(messages) };
       }
     }
     const patch = await o.mirror.patchOf(dir);
     if (!patch.trim()) return { outcome: "failed", summary: "needs escalation: the model produced no usable change", evidence, signals: signals(o, gens, checksFailed, gens.length) };
     const last = parseEditProposal(gens.at(-1)?.text ?? "");
-    return { outcome: "succeeded", summary: last.ok ? last.proposal.summary : "change made", patch, evidence, signals: signals(o, gens, checksFailed, gens.length) };
+    return { outcome: "succeeded", summary: last.ok ? last.proposal.summary : "change made", patch, evidence, signals: signals(o, gens, checksFailed, gens.length), transcript: transcriptOf(messages) };
   } finally {
     await o.mirror.remove(dir);
   }
+}
+
+/** The conversation, bounded, as it goes back to the farm. */
+function transcriptOf(messages: ChatMessage[]): ChatMessage[] {
+  return messages.slice(-200).map((m) => ({ role: m.role, content: m.content.slice(0, 50_000) }));
 }
 
 function signals(o: AgentLoopOptions, gens: Generation[], checksFailed: number, iterations: number) {

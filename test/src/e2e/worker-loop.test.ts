@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -71,6 +71,11 @@ test("end to end: CLI task → codegen worker (scripted local model) fixes a fai
   assert.match(notes, /codegen-1 reported \*\*succeeded\*\* \(model local@http:\/\/127\.0\.0\.1:\d+\/v1, \d+ tokens, [\s\S]*2 iteration\(s\), 1 failed check\(s\)\)/);
   assert.match(notes, /add works/);
   assert.match(notes, /\*\*merged\*\* into optimus\//);
+  // The task's outcome is in its manifest, and the agent's transcript is kept for the editor.
+  const manifest = readFileSync(join(repo, ".optimus", "tasks", taskId, "manifest.yaml"), "utf8");
+  assert.match(manifest, new RegExp(`status:\\n  state: completed\\n  updatedAt: [^\\n]+\\n  merge:\\n    into: main\\n    commit: ${done.task.merge!.commit}`));
+  const transcript = JSON.parse(readFileSync(join(repo, ".optimus", "state", "patches", `${taskId}--u1-1.transcript.json`), "utf8")) as Array<{ role: string; content: string }>;
+  assert.deepEqual(transcript.map((m) => m.role), ["system", "user", "assistant", "user", "assistant"]);
   // Nothing is left behind in the farm's or the workers' worktrees.
   assert.equal(git(repo, "worktree", "list").trim().split("\n").length, 1);
 });
@@ -108,7 +113,9 @@ test("the planner: a task sent as text is planned into units by the worker's mod
   const done = await waitFor(async () => {
     const r = await admin.tasks.get.query({ taskId });
     return r.task.merge?.commit ? r : null;
-  }, "the planned task to be merged", 120_000);
+  }, "the planned task to be merged", 120_000).catch(async (e) => {
+    throw new Error(`${(e as Error).message}\n${JSON.stringify((await admin.tasks.get.query({ taskId })).task.merge)}\n${JSON.stringify((await admin.tasks.get.query({ taskId })).units.map((u) => [u.unitId, u.state, u.reason]))}\n--- workers ---\n${workers.map((w) => w.log.slice(-1500)).join("\n")}`);
+  });
   assert.deepEqual(done.units.map((u) => [u.unitId, u.spec.kind, u.state]), [["plan", "plan", "completed"], ["fix-add", "change", "merged"], ["fix-add-review", "change", "completed"]]);
   assert.equal(done.units[1]!.spec.check, "node test/add.test.js");
   assert.match(git(repo, "show", "main:src/add.js"), /a \+ b/);

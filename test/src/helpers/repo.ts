@@ -27,7 +27,7 @@ export function makeRepo(t?: { after(fn: () => void): void }, name = "optimus-te
   git("-c", "user.name=Test", "-c", "user.email=test@localhost", "commit", "-q", "--allow-empty", "-m", "initial");
   // Removed when the test process exits: after-hooks run in the order they were added, so a farm
   // using this repository may still be stopping when the test's own hooks run.
-  if (t) removeAtExit(dir);
+  if (t && !process.env.OPTIMUS_KEEP_TEST_REPOS) removeAtExit(dir);
   return dir;
 }
 
