@@ -133,6 +133,33 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
   }
 }
 
+/**
+ * Asks the model for a JSON answer under a schema, feeding back what was wrong (not JSON, cut off,
+ * incomplete) until it is usable or the iterations run out.
+ */
+async function askForJson<T>(
+  o: AgentLoopOptions, ctx: LeaseContext, messages: ChatMessage[], phase: string, schema: unknown,
+  accept: (raw: unknown) => { ok: true; value: T } | { ok: false; error: string },
+): Promise<{ value?: T; gens: Generation[] }> {
+  const gens: Generation[] = [];
+  for (let i = 1; i <= o.maxIterations; i++) {
+    ctx.progress({ phase, step: `iteration ${i}` });
+    const gen = await o.model.generate(messages, { jsonSchema: schema as Record<string, unknown>, maxTokens: o.maxTokens, signal: ctx.signal });
+    gens.push(gen);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(gen.text);
+    } catch {
+      messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `That was not valid JSON${gen.stopReason === "length" ? " (it was cut off)" : ""}. Answer with the JSON object only.` });
+      continue;
+    }
+    const r = accept(raw);
+    if (r.ok) return { value: r.value, gens };
+    messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `${r.error[0]!.toUpperCase()}${r.error.slice(1)}. Answer again.` });
+  }
+  return { gens };
+}
+
 /** The conversation, bounded, as it goes back to the farm. */
 function transcriptOf(messages: ChatMessage[]): ChatMessage[] {
   return messages.slice(-200).map((m) => ({ role: m.role, content: m.content.slice(0, 50_000) }));
@@ -151,26 +178,14 @@ export async function runReview(lease: Lease, ctx: LeaseContext, o: AgentLoopOpt
     { role: "system", content: "You review one change for correctness, clarity and fit with the project's conventions and glossary. Answer only with JSON: {\"verdict\": \"approve\"|\"request_changes\", \"risk\": \"low\"|\"medium\"|\"high\", \"summary\": string, \"comments\": [{\"path\", \"line\", \"body\"}]}." },
     { role: "user", content: `# What the change should do\n${lease.spec.goal}\n\n# The change\n\`\`\`diff\n${work.review.patch.slice(0, 60_000)}\n\`\`\`\n\n# Eval results\n${work.review.evals.map((e) => `- ${e.name}: exit ${e.exitCode}`).join("\n")}` },
   ];
-  const gens: Generation[] = [];
-  for (let i = 1; i <= o.maxIterations; i++) {
-    ctx.progress({ phase: "reviewing", step: `iteration ${i}` });
-    const gen = await o.model.generate(messages, { jsonSchema: reviewJsonSchema as unknown as Record<string, unknown>, maxTokens: o.maxTokens, signal: ctx.signal });
-    gens.push(gen);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(gen.text);
-    } catch {
-      messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `That was not valid JSON${gen.stopReason === "length" ? " (it was cut off)" : ""}. Answer with the JSON object only.` });
-      continue;
-    }
+  const asked = await askForJson(o, ctx, messages, "reviewing", reviewJsonSchema, (raw) => {
     const r = raw as { comments?: Array<{ line?: unknown }> };
-    const verdict = ReviewVerdict.safeParse({ ...r, comments: (r.comments ?? []).map((c) => ({ ...c, line: Math.max(1, Math.min(10_000_000, Number.parseInt(String(c.line), 10) || 1)) })) });
-    if (!verdict.success) {
-      messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `That verdict is incomplete: ${verdict.error.issues[0]?.message}. Answer again.` });
-      continue;
-    }
-    return { outcome: "succeeded", summary: verdict.data.summary.slice(0, 2_000), review: verdict.data, signals: signals(o, gens, 0, i) };
-  }
+    // Line numbers come as strings (see the schema); a bad one points at line 1 rather than failing.
+    const v = ReviewVerdict.safeParse({ ...r, comments: (r.comments ?? []).map((c) => ({ ...c, line: Math.max(1, Math.min(10_000_000, Number.parseInt(String(c.line), 10) || 1)) })) });
+    return v.success ? { ok: true, value: v.data } : { ok: false, error: `that verdict is incomplete: ${v.error.issues[0]?.message}` };
+  });
+  const gens = asked.gens;
+  if (asked.value) return { outcome: "succeeded", summary: asked.value.summary.slice(0, 2_000), review: asked.value, signals: signals(o, gens, 0, gens.length) };
   return { outcome: "failed", summary: "needs escalation: the model gave no usable review verdict", signals: signals(o, gens, 0, o.maxIterations) };
 }
 
@@ -213,22 +228,12 @@ export async function runPlan(lease: Lease, ctx: LeaseContext, o: AgentLoopOptio
           `# Files in the repository\n${listing.slice(0, 2_000).join("\n")}`, repositoryContext(dir, work.notes)].filter(Boolean).join("\n\n"),
       },
     ];
-    const gens: Generation[] = [];
-    for (let i = 1; i <= o.maxIterations; i++) {
-      ctx.progress({ phase: "planning", step: `iteration ${i}` });
-      const gen = await o.model.generate(messages, { jsonSchema: planJsonSchema as unknown as Record<string, unknown>, maxTokens: o.maxTokens, signal: ctx.signal });
-      gens.push(gen);
-      let raw: unknown;
-      try {
-        raw = JSON.parse(gen.text);
-      } catch {
-        messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `That was not valid JSON${gen.stopReason === "length" ? " (it was cut off)" : ""}. Answer with the JSON object only.` });
-        continue;
-      }
-      const plan = PlanProposal.safeParse(raw);
-      if (plan.success) return { outcome: "succeeded", summary: `${plan.data.units.length} unit(s) planned`, plan: plan.data, signals: signals(o, gens, 0, i) };
-      messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `That plan is incomplete: ${plan.error.issues[0]?.path.join(".")}: ${plan.error.issues[0]?.message}. Answer again.` });
-    }
+    const asked = await askForJson(o, ctx, messages, "planning", planJsonSchema, (raw) => {
+      const p = PlanProposal.safeParse(raw);
+      return p.success ? { ok: true, value: p.data } : { ok: false, error: `that plan is incomplete: ${p.error.issues[0]?.path.join(".")}: ${p.error.issues[0]?.message}` };
+    });
+    const gens = asked.gens;
+    if (asked.value) return { outcome: "succeeded", summary: `${asked.value.units.length} unit(s) planned`, plan: asked.value, signals: signals(o, gens, 0, gens.length) };
     // No usable plan: the farm falls back to one unit for the whole task.
     return { outcome: "succeeded", summary: "no usable plan from the model", signals: signals(o, gens, 0, o.maxIterations) };
   } finally {
