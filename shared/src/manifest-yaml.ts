@@ -80,6 +80,6 @@ export function stringifyManifest(m: TaskManifest): string {
   return (
     "# Optimus task manifest, kept by the farm: it rewrites this file as units progress.\n" +
     "# Change a running task through `optimus` or the editor; edits here are not read back.\n" +
-    stringify(m, { lineWidth: 0 })
+    stringify(m, { lineWidth: 0, aliasDuplicateObjects: false })
   );
 }

@@ -133,7 +133,7 @@ export function withReviewUnits(units: UnitSpec[]): UnitSpec[] {
     for (let i = 2; ids.has(id); i++) id = `${u.id.slice(0, 55)}-review${i}`;
     ids.add(id);
     out.push({
-      id, role: "review", goal: `Review the change made for unit '${u.id}': ${u.goal}`.slice(0, 20_000), files: u.files,
+      id, role: "review", goal: `Review the change made for unit '${u.id}': ${u.goal}`.slice(0, 20_000), files: [...u.files],
       dependsOn: [], priority: u.priority, complexity: u.complexity, reviews: u.id, kind: "change",
     });
   }

@@ -72,7 +72,9 @@ test("end to end: CLI task → codegen worker (scripted local model) fixes a fai
   assert.match(notes, /add works/);
   assert.match(notes, /\*\*merged\*\* into optimus\//);
   // The task's outcome is in its manifest, and the agent's transcript is kept for the editor.
-  const manifest = readFileSync(join(repo, ".optimus", "tasks", taskId, "manifest.yaml"), "utf8");
+  const manifestFile = join(repo, ".optimus", "tasks", taskId, "manifest.yaml");
+  const manifest = await waitFor(() => { const m = readFileSync(manifestFile, "utf8"); return m.includes("  merge:\n") ? m : null; }, "the outcome in the manifest");
+  assert.doesNotMatch(manifest, /[&*]a1/, "plain YAML, no anchors");
   assert.match(manifest, new RegExp(`status:\\n  state: completed\\n  updatedAt: [^\\n]+\\n  merge:\\n    into: main\\n    commit: ${done.task.merge!.commit}`));
   const transcript = JSON.parse(readFileSync(join(repo, ".optimus", "state", "patches", `${taskId}--u1-1.transcript.json`), "utf8")) as Array<{ role: string; content: string }>;
   assert.deepEqual(transcript.map((m) => m.role), ["system", "user", "assistant", "user", "assistant"]);
