@@ -41,16 +41,18 @@ export class FarmRepo {
     return out.trim() || null;
   }
 
-  /** Creates `optimus/<task>` from the target branch unless it exists. */
-  ensureIntegrationBranch(taskId: string, target: string): Promise<string> {
-    return this.serial(async () => {
-      const name = integrationBranch(taskId);
-      const have = await this.revParse(`refs/heads/${name}`);
-      if (have) return have;
-      const base = await this.revParse(target);
-      if (!base) throw new Error(`the target branch '${target}' does not exist`);
-      await this.git.raw(["branch", name, base]);
-      return base;
+  /**
+   * Creates `optimus/<task>` from the target branch unless it exists. Outside the serial queue: it
+   * touches no index or worktree, and `update-ref` with an all-zero old value creates the ref only
+   * if nobody else did (so task creation never waits behind a merge or a milestone commit).
+   */
+  async ensureIntegrationBranch(taskId: string, target: string): Promise<void> {
+    const name = integrationBranch(taskId);
+    // Always the target's current head: a task starts from what its target holds now.
+    const base = await this.revParse(target);
+    if (!base) throw new Error(`the target branch '${target}' does not exist`);
+    await this.git.raw(["update-ref", `refs/heads/${name}`, base, "0".repeat(base.length)]).catch(async (err: Error) => {
+      if (!(await this.revParse(`refs/heads/${name}`))) throw err; // it exists already (a restart, a race): fine
     });
   }
 

@@ -1,22 +1,33 @@
 // `npm run bench`: one table comparing, on this machine and in one run,
 //   1. durable units/s through the real farm core (in-process, group commit),
 //   2. raw SQLite with the same pragmas (one row per transaction, and 100 per transaction),
-//   3. create → lease latency over loopback with 50 real worker agents.
+//   3. create → lease latency over loopback with 50 real worker agents,
+//   4. local-model tokens/s through LlamaProvider against bare node-llama-cpp (same GGUF, threads, context),
+//   5. a unit's worktree in a 20,000-file repository: RepoMirror.prepare/remove (fetch from the real farm,
+//      in-process) against plain `git worktree add/remove`, on the temp directory's disk and on tmpfs.
 // Results also go to test-artifacts/bench.json so later runs can be compared.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "../helpers/paths.js";
 import { leaseLatency, type LatencyResult } from "./lease-latency.js";
+import { benchLlamaTokens, type LlamaBenchOptions, type LlamaBenchResult } from "./llama-tokens.js";
 import { sqliteBaseline, type BaselineResult } from "./sqlite-baseline.js";
 import { fmt, median, msSince, table, type Row } from "./stats.js";
 import { storeThroughputOnce, type StoreRunOptions, type StoreRunResult } from "./store-throughput.js";
+import { benchWorktreePrep, type WorktreeBenchOptions, type WorktreeBenchResult } from "./worktree-prep.js";
 
 const STORE: StoreRunOptions = { tasks: 20, unitsPerTask: 500, capacity: 64, stallMs: 4_000 };
 const STORE_RUNS = 3;
 const STORE_TARGET = 3_000; // units/s
 const LATENCY = { workers: 50, warmup: 50, samples: 400, heartbeatMs: 1_000, sampleTimeoutMs: 5_000, budgetMs: 25_000 };
+const LLAMA: LlamaBenchOptions = { tokens: 300, runs: 3 }; // ≈ 18 s on 2 cores
+const LLAMA_TARGET = 0.95; // provider ÷ raw tokens/s
+const WORKTREE: WorktreeBenchOptions = { files: 20_000, folders: 200, runs: 5 };
+const TMPFS = "/dev/shm"; // git's own cost, off the disk, when the machine has it
+// On this VM's disk a 20k-file worktree takes ~5 s to create (see worktree-prep.ts), so fewer runs there.
+const WORKTREE_DISK_RUNS = 3;
 
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
@@ -89,6 +100,32 @@ async function main(): Promise<number> {
   const lat: LatencyResult = await leaseLatency(LATENCY);
   if (!lat.ok || lat.error) problems.push(`lease latency: ${lat.error ?? "no samples"}`);
 
+  // 4. Local model tokens/s: provider (confidence on, then off) against bare node-llama-cpp.
+  log(`local model: LlamaProvider vs raw node-llama-cpp, ${LLAMA.runs}×${LLAMA.tokens} tokens each …`);
+  let llama: LlamaBenchResult | undefined;
+  try {
+    llama = await benchLlamaTokens(LLAMA);
+    log(`  raw ${fmt(llama.rawTokensPerSec)} tokens/s, provider ${fmt(llama.providerTokensPerSec)} (confidence on), ${fmt(llama.providerNoConfidenceTokensPerSec)} (off)`);
+  } catch (err) {
+    problems.push(`local model tokens/s: ${(err as Error).message}`);
+  }
+
+  // 5. Worktree preparation in a 20,000-file repository: on tmpfs (git's own cost), then on the temp
+  // directory's disk (what a worker there gets). The disk last: removing worktrees slows file creation
+  // on it for a while afterwards (see the note in the table).
+  const worktree: { tmpfs?: WorktreeBenchResult; disk?: WorktreeBenchResult } = {};
+  for (const [where, opts] of [["tmpfs", { ...WORKTREE, baseDir: TMPFS }], ["disk", { ...WORKTREE, runs: WORKTREE_DISK_RUNS, addPartRuns: 0 }]] as const) {
+    if (where === "tmpfs" && !existsSync(TMPFS)) continue;
+    log(`worktree preparation, ${WORKTREE.files} files, ${where} (${opts.baseDir ?? tmpdir()}): plain git vs RepoMirror, ${opts.runs} runs each …`);
+    try {
+      const w = await benchWorktreePrep(opts);
+      worktree[where] = w;
+      log(`  plain add+remove ${fmt(w.baseline.totalMs)} ms, RepoMirror prepare+remove ${fmt(w.mirror.totalMs)} ms (prepare ${fmt(w.mirror.prepareMs)} ms); initial clone ${fmt(w.initialSyncMs)} ms`);
+    } catch (err) {
+      problems.push(`worktree preparation (${where}): ${(err as Error).message}`);
+    }
+  }
+
   // The table.
   const rows: Row[] = [];
   if (store) {
@@ -124,6 +161,50 @@ async function main(): Promise<number> {
   } else {
     rows.push({ measure: "lease latency", value: "FAILED", unit: "ms", note: (lat.error ?? "").slice(0, 200) });
   }
+  if (llama) {
+    const noConfRatio = llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec;
+    const met = (r: number) => `target ≥ ${LLAMA_TARGET} ${r >= LLAMA_TARGET ? "MET" : "MISSED"}`;
+    rows.push(
+      { measure: "local model, raw node-llama-cpp", value: fmt(llama.rawTokensPerSec), unit: "tokens/s", note: `median of ${LLAMA.runs} × ${llama.tokens} tokens; synthetic GGUF, ${fmt(llama.vocabSize)}-token vocabulary; ${llama.threads} thread(s), context 1024, greedy` },
+      { measure: "local model, provider (confidence on)", value: fmt(llama.providerTokensPerSec), unit: "tokens/s", note: "LlamaProvider as configured by default: per-token probability read" },
+      { measure: "local model, provider (confidence off)", value: fmt(llama.providerNoConfidenceTokensPerSec), unit: "tokens/s", note: "LlamaProvider.open({ confidence: false })" },
+      { measure: "provider / raw, confidence on", value: fmt(llama.ratio, 2), unit: "×", note: `${met(llama.ratio)}: node-llama-cpp sorts the whole ${fmt(llama.vocabSize)}-token vocabulary per token to report the probability` },
+      { measure: "provider / raw, confidence off", value: fmt(noConfRatio, 2), unit: "×", note: `${met(noConfRatio)}${noConfRatio >= LLAMA_TARGET ? ": without the probability read, the provider's own work (template, stop checks, callbacks) costs next to nothing" : ""}` },
+    );
+  } else {
+    rows.push({ measure: "local model tokens/s", value: "FAILED", unit: "tokens/s", note: problems.find((p) => p.startsWith("local model"))?.slice(0, 200) ?? "" });
+  }
+  for (const where of ["tmpfs", "disk"] as const) {
+    const w = worktree[where];
+    const label = `worktree ${where === "disk" ? "(temp dir, disk)" : "(tmpfs)"}`;
+    if (!w) {
+      if (where === "disk" || existsSync(TMPFS)) rows.push({ measure: `${label}`, value: "FAILED", unit: "ms", note: problems.find((p) => p.startsWith(`worktree preparation (${where})`))?.slice(0, 200) ?? "" });
+      continue;
+    }
+    const B = w.baseline, M = w.mirror;
+    const prepMet = `target ≤ ${fmt(w.targetPrepareMs)} ms ${M.prepareMs <= w.targetPrepareMs ? "MET" : "MISSED"}`;
+    const parts = Number.isFinite(w.parts.mirrorWorktreeAddMs) ? `worktree add from the mirror ${fmt(w.parts.mirrorWorktreeAddMs)} ms + ` : "";
+    rows.push(
+      { measure: `${label}: plain git add+remove`, value: fmt(B.totalMs), unit: "ms", note: `median of ${w.runs}: add ${fmt(B.addMs)} + remove ${fmt(B.removeMs)} ms; ${fmt(w.files)} files in ${w.folders} folders (${fmt(w.packBytes / 2 ** 20, 1)} MiB pack)` },
+      { measure: `${label}: RepoMirror prepare+remove`, value: fmt(M.totalMs), unit: "ms", note: `median of ${w.runs}: prepare ${fmt(M.prepareMs)} + remove ${fmt(M.removeMs)} ms; ${fmt(w.ratio, 2)}× plain git${where === "disk" ? " (skewed: each run here follows one more removed worktree than the plain run before it, see the last row)" : ""}` },
+      { measure: `${label}: RepoMirror.prepare`, value: fmt(M.prepareMs), unit: "ms", note: `${prepMet}; = ${parts}no-op fetch from the farm ${fmt(w.parts.noopSyncMs)} ms + prune` },
+      { measure: `${label}: mirror initial clone`, value: fmt(w.initialSyncMs), unit: "ms", note: `first mirror.sync() (init --bare + full fetch over HTTP from the in-process farm), once; repo written in ${fmt(w.createMs)} ms (not counted)` },
+    );
+  }
+  const { disk, tmpfs } = worktree;
+  if (disk && tmpfs) {
+    const fs = disk.fs ? `${disk.fs.type}${disk.fs.journal === false ? " without a journal" : ""} on ${disk.fs.device}` : "unknown file system";
+    const order = [disk.warmup.plain.addMs, disk.warmup.mirror.prepareMs, ...disk.baseline.runs.flatMap((r, i) => [r.addMs, disk.mirror.runs[i]!.prepareMs])];
+    const why = disk.fs?.type === "ext4" && disk.fs.journal === false
+      ? ": ext4 without a journal skips every inode freed in the last 60 s (6 min while its table block is dirty) one by one when it creates a file"
+      : "";
+    rows.push({
+      measure: "worktree: disk ÷ tmpfs, plain git add",
+      value: fmt(disk.baseline.addMs / tmpfs.baseline.addMs, 1),
+      unit: "×",
+      note: `${fs}; add/prepare in run order (warm-ups first): ${order.map((ms) => fmt(ms)).join(", ")} ms, growing with the worktrees removed in the last minute${why}`,
+    });
+  }
 
   const ratios: string[] = [];
   if (store) {
@@ -132,6 +213,8 @@ async function main(): Promise<number> {
     ratios.push(`farm durable events/s vs raw 100-row-txn rows/s = ${fmt(store.eventsPerSec / raw100.rowsPerSec, 3)}× (share of the batched ceiling reached)`);
     if (rawAtFarmBatch) ratios.push(`farm durable events/s vs raw ${rawAtFarmBatch.batch}-row-txn rows/s = ${fmt(store.eventsPerSec / rawAtFarmBatch.rowsPerSec, 3)}×`);
   }
+  if (llama) ratios.push(`LlamaProvider tokens/s vs raw node-llama-cpp = ${fmt(llama.ratio, 2)}× with confidence, ${fmt(llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec, 2)}× without`);
+  for (const [where, w] of Object.entries(worktree)) ratios.push(`RepoMirror prepare+remove vs plain git worktree add+remove (${where}) = ${fmt(w.ratio, 2)}×`);
 
   const totalMs = msSince(t0);
   const out = [
@@ -156,6 +239,8 @@ async function main(): Promise<number> {
     store: { options: STORE, mode: storeMode, target: STORE_TARGET, median: store ?? null, runs: storeRuns, fourWorkers: store4 ?? null },
     sqlite: { single: raw1, batch100: raw100, atFarmBatch: rawAtFarmBatch ?? null },
     latency: { options: LATENCY, ...lat },
+    llama: llama ? { options: LLAMA, target: LLAMA_TARGET, ...llama, noConfidenceRatio: llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec } : null,
+    worktree: { options: WORKTREE, diskRuns: WORKTREE_DISK_RUNS, tmpfs: worktree.tmpfs ?? null, disk: worktree.disk ?? null },
     ratios,
     problems,
   };

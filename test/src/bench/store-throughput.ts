@@ -53,6 +53,8 @@ export async function storeThroughputOnce(o: StoreRunOptions): Promise<StoreRunR
   const config = ServerConfig.parse({
     port: 0,
     files: { mirror: false, commit: false, debounceMs: 0 },
+    // The store is measured with exactly the units it is given (no automatic review units).
+    prloop: { reviewEveryCodegenUnit: false },
     ...(o.snapshotEvery !== undefined ? { snapshotEvery: o.snapshotEvery } : {}),
   });
   const farm = await startFarm({ repo, config, log: pino({ level: "silent" }) });
