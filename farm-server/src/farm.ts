@@ -50,14 +50,16 @@ function createPrLoop(farmRepo: FarmRepo | null, repo: string, config: ServerCon
   return new PrLoop({ state, config, repo: farmRepo, patchesDir: join(stateDirOf(repo, config), "patches"), log, notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true) });
 }
 
-/** The journal, tokens and admin token never belong in the repository's history. */
+/** The journal, tokens, admin token and downloaded models never belong in the repository's history. */
 function keepStateOutOfGit(repo: string, config: ServerConfig): void {
-  const rel = relative(join(repo, ".optimus"), stateDirOf(repo, config));
-  if (rel.startsWith("..") || isAbsolute(rel)) return; // state kept outside .optimus/
   const file = join(repo, ".optimus", ".gitignore");
-  const line = `/${rel.split(sep).join("/")}/`;
-  const text = existsSync(file) ? readFileSync(file, "utf8") : "";
-  if (!text.split("\n").includes(line)) writeFileSync(file, text + (text && !text.endsWith("\n") ? "\n" : "") + line + "\n");
+  const lines = ["/models/"];
+  const rel = relative(join(repo, ".optimus"), stateDirOf(repo, config));
+  if (!rel.startsWith("..") && !isAbsolute(rel)) lines.unshift(`/${rel.split(sep).join("/")}/`);
+  let text = existsSync(file) ? readFileSync(file, "utf8") : "";
+  for (const line of lines) if (!text.split("\n").includes(line)) text += (text && !text.endsWith("\n") ? "\n" : "") + line + "\n";
+  mkdirSync(join(repo, ".optimus"), { recursive: true });
+  writeFileSync(file, text);
 }
 
 export const stateDirOf = (repo: string, config: ServerConfig) => (isAbsolute(config.stateDir) ? config.stateDir : join(repo, config.stateDir));
