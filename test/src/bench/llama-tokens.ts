@@ -39,6 +39,8 @@ export interface LlamaBenchResult {
   tokens: number;
   /** the provider opened with `confidence: false`: what the per-token probability costs */
   providerNoConfidenceTokensPerSec: number;
+  /** bare node-llama-cpp asked for the same per-token confidence (evaluateWithMetadata): the like-for-like baseline */
+  rawConfidenceTokensPerSec: number;
   vocabSize: number;
 }
 
@@ -82,6 +84,7 @@ export async function benchLlamaTokens(opts: LlamaBenchOptions = {}): Promise<Ll
     // 2. bare node-llama-cpp: render the same prompt, evaluate greedily, stop on EOG or the count
     const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, maxThreads: threads });
     const rawRates: number[] = [];
+    const rawConfRates: number[] = [];
     let rawTokens = 0;
     try {
       const model = await llama.loadModel({ modelPath });
@@ -93,13 +96,20 @@ export async function benchLlamaTokens(opts: LlamaBenchOptions = {}): Promise<Ll
         { type: "model" as const, response: [] },
       ];
       const chatWrapper = resolveChatWrapper(model); // once, as the provider does at open (it is slow: it inspects the template)
-      const once = async (max: number): Promise<number> => {
+      const once = async (max: number, confidence = false): Promise<number> => {
         await sequence.clearHistory();
         const prompt = chatWrapper.generateContextState({ chatHistory: history }).contextText.tokenize(model.tokenizer);
         const out: Token[] = [];
-        for await (const token of sequence.evaluate(prompt, { temperature: 0 })) {
-          out.push(token);
-          if (out.length >= max) break;
+        if (confidence) {
+          for await (const { token } of sequence.evaluateWithMetadata(prompt, { confidence: true }, { temperature: 0 })) {
+            out.push(token);
+            if (out.length >= max) break;
+          }
+        } else {
+          for await (const token of sequence.evaluate(prompt, { temperature: 0 })) {
+            out.push(token);
+            if (out.length >= max) break;
+          }
         }
         model.detokenize(out);
         return out.length;
@@ -109,6 +119,9 @@ export async function benchLlamaTokens(opts: LlamaBenchOptions = {}): Promise<Ll
         const t0 = performance.now();
         rawTokens = await once(want);
         rawRates.push((rawTokens / (performance.now() - t0)) * 1000);
+        const t1 = performance.now();
+        const n = await once(want, true);
+        rawConfRates.push((n / (performance.now() - t1)) * 1000);
       }
     } finally {
       await llama.dispose();
@@ -122,6 +135,7 @@ export async function benchLlamaTokens(opts: LlamaBenchOptions = {}): Promise<Ll
       threads,
       tokens: providerTokens,
       providerNoConfidenceTokensPerSec: noConf.rate,
+      rawConfidenceTokensPerSec: median(rawConfRates),
       vocabSize,
     };
   } finally {

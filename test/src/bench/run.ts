@@ -168,6 +168,8 @@ async function main(): Promise<number> {
       { measure: "local model, raw node-llama-cpp", value: fmt(llama.rawTokensPerSec), unit: "tokens/s", note: `median of ${LLAMA.runs} × ${llama.tokens} tokens; synthetic GGUF, ${fmt(llama.vocabSize)}-token vocabulary; ${llama.threads} thread(s), context 1024, greedy` },
       { measure: "local model, provider (confidence on)", value: fmt(llama.providerTokensPerSec), unit: "tokens/s", note: "LlamaProvider as configured by default: per-token probability read" },
       { measure: "local model, provider (confidence off)", value: fmt(llama.providerNoConfidenceTokensPerSec), unit: "tokens/s", note: "LlamaProvider.open({ confidence: false })" },
+      { measure: "local model, raw with confidence", value: fmt(llama.rawConfidenceTokensPerSec), unit: "tokens/s", note: "bare node-llama-cpp evaluateWithMetadata({ confidence: true }): the same work the provider does by default" },
+      { measure: "provider / raw, both with confidence", value: fmt(llama.providerTokensPerSec / llama.rawConfidenceTokensPerSec, 2), unit: "×", note: `${met(llama.providerTokensPerSec / llama.rawConfidenceTokensPerSec)}: like for like, the agent loop's own overhead` },
       { measure: "provider / raw, confidence on", value: fmt(llama.ratio, 2), unit: "×", note: `${met(llama.ratio)}: node-llama-cpp sorts the whole ${fmt(llama.vocabSize)}-token vocabulary per token to report the probability` },
       { measure: "provider / raw, confidence off", value: fmt(noConfRatio, 2), unit: "×", note: `${met(noConfRatio)}${noConfRatio >= LLAMA_TARGET ? ": without the probability read, the provider's own work (template, stop checks, callbacks) costs next to nothing" : ""}` },
     );
