@@ -12,6 +12,22 @@ import { CliProcess } from "../helpers/processes.js";
 import { waitFor } from "../helpers/wait.js";
 
 const isReview = (r: StandinRequest) => r.messages[0]!.content.startsWith("You review");
+/** The real farm process and two `optimus worker` processes (codegen, review) on a scripted model. */
+async function farmWithCliWorkers(t: { after(fn: () => unknown): void }, repo: string, modelUrl: string) {
+  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "1000"]);
+  await farm.start();
+  t.after(() => farm.stop());
+  const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
+  const workerToken = (await runCli(["token", "create", "--role", "worker", "--name", "node-1"], { cwd: repo, env })).stdout.trim();
+  const workDir = mkdtempSync(join(tmpdir(), "optimus-workers-"));
+  t.after(() => rmSync(workDir, { recursive: true, force: true }));
+  const workers = ["codegen", "review"].map((role) =>
+    new CliProcess(["worker", "--role", role, "--model", modelUrl, "--node-id", `${role}-1`, "--work-dir", join(workDir, role), "--farm", farm.url, "--token", workerToken], { cwd: repo }));
+  t.after(() => Promise.all(workers.map((w) => w.stop())));
+  await waitFor(() => workers.every((w) => w.log.includes("waiting for units")), "both workers to connect", 30_000);
+  return { farm, env, workers };
+}
+
 const proposal = (replace: string) => JSON.stringify({ summary: `return ${replace}`, edits: [{ kind: "replace", path: "src/add.js", search: "return a - b;", replace: `return ${replace};` }], done: true });
 
 test("end to end: CLI task → codegen worker (scripted local model) fixes a failing test in the sandbox → review worker approves → evals → auto-merge", { timeout: 180_000 }, async (t) => {
@@ -29,17 +45,7 @@ test("end to end: CLI task → codegen worker (scripted local model) fixes a fai
     }),
   });
   t.after(() => model.close());
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "1000"]);
-  await farm.start();
-  t.after(() => farm.stop());
-  const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
-  const workerToken = (await runCli(["token", "create", "--role", "worker", "--name", "node-1"], { cwd: repo, env })).stdout.trim();
-  const workDir = mkdtempSync(join(tmpdir(), "optimus-workers-"));
-  t.after(() => rmSync(workDir, { recursive: true, force: true }));
-  const workers = ["codegen", "review"].map((role) =>
-    new CliProcess(["worker", "--role", role, "--model", model.url, "--node-id", `${role}-1`, "--work-dir", join(workDir, role), "--farm", farm.url, "--token", workerToken], { cwd: repo }));
-  t.after(() => Promise.all(workers.map((w) => w.stop())));
-  await waitFor(() => workers.every((w) => w.log.includes("waiting for units")), "both workers to connect", 30_000);
+  const { farm, env, workers } = await farmWithCliWorkers(t, repo, model.url);
 
   const sent = await runCli(["send", "Make add return the sum of its arguments", "--files", "src/add.js", "--check", "node test/add.test.js"], { cwd: repo, env });
   assert.equal(sent.code, 0, sent.stderr);
@@ -98,17 +104,7 @@ test("the planner: a task sent as text is planned into units by the worker's mod
     }),
   });
   t.after(() => model.close());
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "1000"]);
-  await farm.start();
-  t.after(() => farm.stop());
-  const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
-  const workerToken = (await runCli(["token", "create", "--role", "worker", "--name", "node-1"], { cwd: repo, env })).stdout.trim();
-  const workDir = mkdtempSync(join(tmpdir(), "optimus-workers-"));
-  t.after(() => rmSync(workDir, { recursive: true, force: true }));
-  const workers = ["codegen", "review"].map((role) =>
-    new CliProcess(["worker", "--role", role, "--model", model.url, "--node-id", `${role}-1`, "--work-dir", join(workDir, role), "--farm", farm.url, "--token", workerToken], { cwd: repo }));
-  t.after(() => Promise.all(workers.map((w) => w.stop())));
-  await waitFor(() => workers.every((w) => w.log.includes("waiting for units")), "both workers to connect", 30_000);
+  const { farm, env, workers } = await farmWithCliWorkers(t, repo, model.url);
 
   const taskId = (await runCli(["send", "Make add return the sum, keep its tests green", "--files", "src/add.js"], { cwd: repo, env })).stdout.trim();
   const admin = httpClientFor(farm.url, farm.adminToken);
