@@ -88,7 +88,7 @@ export class PrLoop implements SubmissionHandler {
 
   accept(u: UnitRecord, result: UnitResult): EventBody[] {
     const ref = { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt };
-    if (u.spec.kind === "plan") return [{ type: "unit_completed", data: ref }, this.planned(u, result)];
+    if (u.spec.kind === "plan") return [{ type: "unit_completed", data: ref }, this.planned(u)];
     if (u.spec.role === "review" && u.spec.reviews && result.review) {
       const target = this.p.units.get(unitKey(u.taskId, u.spec.reviews));
       const events: EventBody[] = [{ type: "unit_completed", data: ref }];
@@ -118,7 +118,7 @@ export class PrLoop implements SubmissionHandler {
     }
   }
 
-  private planned(u: UnitRecord, result: UnitResult): EventBody {
+  private planned(u: UnitRecord): EventBody {
     const checked = this.plans.get(u.leaseId!) ?? { fallback: "the plan was not checked" };
     this.plans.delete(u.leaseId!);
     let units: UnitSpec[];
@@ -131,7 +131,6 @@ export class PrLoop implements SubmissionHandler {
       units = [{ id: "u1", goal: u.spec.goal, role: "codegen", files: u.spec.files, dependsOn: [], priority: u.spec.priority, complexity: u.spec.complexity, kind: "change" }];
     }
     if (this.d.config.prloop.reviewEveryCodegenUnit) units = withReviewUnits(units);
-    void result;
     return { type: "units_planned", data: { taskId: u.taskId, planUnitId: u.unitId, units, ...("fallback" in checked ? { fallback: checked.fallback } : {}), ...(adr ? { adr } : {}) } };
   }
 

@@ -5,7 +5,9 @@ import {
   type FarmEvent,
   type TaskHeader,
   type TaskView,
+  type UnitSpec,
   type UnitState,
+  type UnitStatusMirror,
   type UnitView,
   type WorkerRegistration,
 } from "@optimus/shared";
@@ -67,27 +69,11 @@ export class Projection {
     switch (e.type) {
       case "task_created": {
         const d = e.data;
-        const keys = d.units.map((u) => unitKey(d.taskId, u.id));
         this.tasks.set(d.taskId, {
           taskId: d.taskId, title: d.title, description: d.description, priority: d.priority, targetBranch: d.targetBranch,
-          createdBy: d.createdBy ?? e.actor, createdAt: e.ts, updatedAt: e.ts, cancelled: false, units: keys, order: this.taskOrder++,
+          createdBy: d.createdBy ?? e.actor, createdAt: e.ts, updatedAt: e.ts, cancelled: false, units: [], order: this.taskOrder++,
         });
-        for (const spec of d.units) {
-          const r = d.restored?.[spec.id];
-          // A unit that was in flight when the files were written has lost its lease: it runs again,
-          // with attempt numbers continuing so any zombie report of the old attempt is fenced off.
-          const state: UnitState = r && isTerminal(r.state) ? r.state : "planned";
-          this.units.set(unitKey(d.taskId, spec.id), {
-            taskId: d.taskId, unitId: spec.id, spec, state, attempt: r?.attempt ?? 0, failures: 0, reason: r?.reason,
-            updatedAt: e.ts, dependents: [],
-            ...(state === "completed" || state === "merged" ? { acceptedAttempt: r?.attempt, acceptedWorker: r?.worker } : {}),
-          });
-        }
-        for (const spec of d.units) {
-          const on = new Set([...spec.dependsOn, ...(spec.reviews ? [spec.reviews] : [])]);
-          for (const dep of on) this.units.get(unitKey(d.taskId, dep))?.dependents.push(unitKey(d.taskId, spec.id));
-        }
-        for (const k of keys) if (this.promote(k)) ready(k);
+        for (const k of this.addUnits(this.tasks.get(d.taskId)!, d.units, e.ts, d.restored)) ready(k);
         touch(d.taskId);
         break;
       }
@@ -267,17 +253,8 @@ export class Projection {
       case "units_planned": {
         const t = this.tasks.get(e.data.taskId);
         if (!t) break;
-        const keys = e.data.units.map((u) => unitKey(t.taskId, u.id));
-        for (const spec of e.data.units) {
-          this.units.set(unitKey(t.taskId, spec.id), { taskId: t.taskId, unitId: spec.id, spec, state: "planned", attempt: 0, failures: 0, updatedAt: e.ts, dependents: [] });
-        }
-        for (const spec of e.data.units) {
-          const on = new Set([...spec.dependsOn, ...(spec.reviews ? [spec.reviews] : [])]);
-          for (const dep of on) this.units.get(unitKey(t.taskId, dep))?.dependents.push(unitKey(t.taskId, spec.id));
-        }
-        t.units.push(...keys);
         if (e.data.adr) t.adrs = [...(t.adrs ?? []), e.data.adr];
-        for (const k of keys) if (this.promote(k)) ready(k);
+        for (const k of this.addUnits(t, e.data.units, e.ts)) ready(k);
         touch(t.taskId);
         break;
       }
@@ -302,6 +279,30 @@ export class Projection {
       case "token_created":
         break;
     }
+  }
+
+  /**
+   * Adds units to a task (at creation, or from a plan): records, the dependents index (a review
+   * unit waits on the unit it reviews), and returns the keys that are ready at once.
+   */
+  private addUnits(t: TaskRecord, specs: UnitSpec[], ts: number, restored?: Record<string, UnitStatusMirror>): string[] {
+    for (const spec of specs) {
+      const r = restored?.[spec.id];
+      // A unit that was in flight when the files were written has lost its lease: it runs again,
+      // with attempt numbers continuing so any zombie report of the old attempt is fenced off.
+      const state: UnitState = r && isTerminal(r.state) ? r.state : "planned";
+      this.units.set(unitKey(t.taskId, spec.id), {
+        taskId: t.taskId, unitId: spec.id, spec, state, attempt: r?.attempt ?? 0, failures: 0, reason: r?.reason, updatedAt: ts, dependents: [],
+        ...(state === "completed" || state === "merged" ? { acceptedAttempt: r?.attempt, acceptedWorker: r?.worker } : {}),
+      });
+    }
+    const keys = specs.map((u) => unitKey(t.taskId, u.id));
+    for (const spec of specs) {
+      const on = new Set([...spec.dependsOn, ...(spec.reviews ? [spec.reviews] : [])]);
+      for (const dep of on) this.units.get(unitKey(t.taskId, dep))?.dependents.push(unitKey(t.taskId, spec.id));
+    }
+    t.units.push(...keys);
+    return keys.filter((k) => this.promote(k));
   }
 
   /** The review units of a codegen unit. */
