@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { unitKey, type EventBody, type FarmEvent, type PlanProposal, type ServerConfig, type UnitResult, type UnitSpec } from "@optimus/shared";
@@ -351,6 +351,8 @@ export class PrLoop implements SubmissionHandler {
     }
     await this.d.state.commit([{ type: "unit_merged", data: { taskId, unitId, attempt, commit, into, auto, risk: r } }], actor);
     await this.d.repo.deleteBranch(u.evaluation.branch);
+    // The change now lives in git; its patch file was only needed until the merge.
+    rmSync(this.patchFile(u, attempt), { force: true });
     await this.maybeMergeTask(taskId);
   }
 
