@@ -72,6 +72,8 @@ export interface EventPayloads {
   task_merged: { taskId: string; into: string; commit: string };
   task_merge_held: { taskId: string; into: string; reason: string };
   unit_cancelled: { taskId: string; unitId: string; reason?: string };
+  /** a human (or the gate) asked for the frontier model on this unit's next attempt; the gateway admits it */
+  escalation_requested: { taskId: string; unitId: string; attempt: number; reason?: string };
   report_rejected: { taskId: string; unitId: string; attempt: number; leaseId: string; worker: string; kind: string; reason: string };
   worker_registered: WorkerRegistration & { tokenId?: string };
   token_created: { tokenId: string; role: string; name: string };
@@ -111,6 +113,15 @@ export interface UnitView {
   review?: ReviewVerdict & { reviewUnitId: string };
   risk?: RiskAssessment;
   mergedCommit?: string;
+  /** the frontier escalation asked for this unit, if any: queued until the gateway admits it */
+  escalation?: Escalation;
+}
+export interface Escalation {
+  state: "queued" | "escalated";
+  requestedBy: string;
+  at: number;
+  attempt: number;
+  reason?: string;
 }
 export interface TaskView {
   taskId: string;
@@ -134,4 +145,60 @@ export interface WorkerView {
   connected: boolean;
   active: number;
   lastSeenAt: number;
+}
+
+/** One file of a unit's change, as the editor's diff shows it. Content is absent for binary or too large files. */
+export interface ChangeFile {
+  path: string;
+  status: "added" | "modified" | "deleted";
+  binary: boolean;
+  tooLarge: boolean;
+  base?: string;
+  proposed?: string;
+}
+
+/** Live progress of a unit's current attempt, as its worker last reported it. */
+export interface UnitProgressView {
+  phase: string;
+  step?: string;
+  tokens?: number;
+  elapsedMs?: number;
+  attempt: number;
+  at: number;
+}
+
+export type UnitLiveView = UnitView & { progress?: UnitProgressView };
+
+/**
+ * What an editor keeps in sync with (the `views.stream` subscription): a snapshot, then deltas of the
+ * tasks and units that changed, live worker progress and the fleet. `seq` is the journal position the
+ * views reflect; resuming from `epoch:seq` sends only what changed since.
+ */
+export type ViewsMessage =
+  | { kind: "snapshot"; epoch: number; seq: number; tasks: TaskView[]; units: UnitLiveView[]; workers: WorkerView[]; spend: SpendSummary }
+  | { kind: "delta"; epoch: number; seq: number; tasks: TaskView[]; units: UnitLiveView[] }
+  | { kind: "progress"; epoch: number; seq: number; units: Array<{ taskId: string; unitId: string; progress: UnitProgressView | null }> }
+  | { kind: "fleet"; epoch: number; seq: number; workers: WorkerView[] };
+
+/** Frontier spend as the editor shows it (the gateway's ledger; zero while nothing escalated). */
+export interface SpendSummary {
+  todayUsd: number;
+  dailyBudgetUsd?: number;
+  days: Array<{ day: string; usd: number }>;
+}
+
+/** Everything the editor's unit detail panel shows, in one answer. */
+export interface UnitDetail {
+  unit: UnitLiveView;
+  task: TaskView;
+  /** the agent's conversation on the latest attempt that kept one */
+  transcript: Array<{ role: "system" | "user" | "assistant"; content: string }>;
+  transcriptAttempt?: number;
+  /** the unit's journal entries, oldest first, each as one readable line */
+  history: Array<{ seq: number; at: number; type: string; actor: string; summary: string }>;
+  /** frontier spend on this unit in USD (0 until it escalates through the gateway) */
+  costUsd: number;
+  /** what the latest submission reported: its signals and the end of its check output */
+  signals?: EventPayloads["unit_submitted"]["signals"];
+  evidence?: string;
 }

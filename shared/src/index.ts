@@ -7,3 +7,4 @@ export * from "./events.js";
 export * from "./config.js";
 export * from "./json-schema.js";
 export * from "./backoff.js";
+export * from "./farm-views.js";

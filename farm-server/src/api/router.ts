@@ -7,6 +7,9 @@ import type { Lease } from "../core/lease-commands.js";
 import { AsyncQueue } from "./async-queue.js";
 import type { FarmServices } from "./services.js";
 import { eventsAfter } from "./event-stream.js";
+import { unitDetail } from "./unit-detail.js";
+import { fleetView, unitLive, unitLiveOf } from "./views.js";
+import { viewsCursor, viewsStream } from "./views-stream.js";
 import { adminProcedure, editorProcedure, publicProcedure, router, workerProcedure } from "./trpc.js";
 
 const UnitRef = z.strictObject({ taskId: TaskId, unitId: UnitId });
@@ -38,21 +41,13 @@ const tasksRouter = router({
     const p = ctx.services.state.projection;
     const t = p.tasks.get(input.taskId);
     if (!t) throw new FarmError("not_found", `task '${input.taskId}' not found`);
-    return { task: p.taskView(t), units: t.units.map((k) => unitWithProgress(ctx.services, k)) };
+    return { task: p.taskView(t), units: t.units.map((k) => unitLive(ctx.services, k)!) };
   }),
   cancel: editorProcedure.input(z.strictObject({ taskId: TaskId, reason: z.string().max(500).optional() })).mutation(({ ctx, input }) =>
     ctx.services.tasks.cancel(input.taskId, input.reason, actorOf(ctx.principal)),
   ),
   importFiles: editorProcedure.mutation(({ ctx }) => ctx.services.importManifests()),
 });
-
-/** A unit as clients see it: its state plus the live progress of its current attempt. */
-function unitWithProgress(s: FarmServices, key: string) {
-  const p = s.state.projection;
-  const u = p.units.get(key)!;
-  const live = s.leases.progress.get(key);
-  return { ...p.unitView(u), progress: live && live.attempt === u.attempt ? live : undefined };
-}
 
 const unitsRouter = router({
   list: editorProcedure
@@ -64,14 +59,20 @@ const unitsRouter = router({
       const out = [];
       for (const k of keys) {
         if (input?.state && p.units.get(k)!.state !== input.state) continue;
-        out.push(unitWithProgress(ctx.services, k));
+        out.push(unitLive(ctx.services, k)!);
         if (out.length >= (input?.limit ?? 1_000)) break;
       }
       return out;
     }),
   get: editorProcedure.input(UnitRef).query(({ ctx, input }) => {
     ctx.services.tasks.unit(input.taskId, input.unitId);
-    return unitWithProgress(ctx.services, unitKey(input.taskId, input.unitId));
+    return unitLiveOf(ctx.services, input.taskId, input.unitId);
+  }),
+  /** The unit detail panel: state, transcript, history, cost. */
+  detail: editorProcedure.input(UnitRef).query(({ ctx, input }) => unitDetail(ctx.services, input.taskId, input.unitId)),
+  escalate: editorProcedure.input(UnitRef.extend({ reason: z.string().trim().max(2_000).optional() })).mutation(async ({ ctx, input }) => {
+    await ctx.services.tasks.escalateUnit(input.taskId, input.unitId, input.reason, actorOf(ctx.principal));
+    return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
   retry: editorProcedure.input(UnitRef).mutation(({ ctx, input }) => ctx.services.tasks.retryUnit(input.taskId, input.unitId, actorOf(ctx.principal))),
   cancel: editorProcedure.input(UnitRef.extend({ reason: z.string().max(500).optional() })).mutation(({ ctx, input }) =>
@@ -88,9 +89,11 @@ const Comment = z.strictObject({ path: z.string().min(1).max(1024).optional(), l
 
 /** Human decisions on changes: approve, reject, request changes (recorded with the user's identity). */
 const reviewsRouter = router({
+  /** A unit's evaluated change, file by file (base and proposed content), with its evals and review. */
+  change: editorProcedure.input(UnitRef).query(({ ctx, input }) => prloopOf(ctx.services).change(input.taskId, input.unitId)),
   approve: editorProcedure.input(UnitRef).mutation(async ({ ctx, input }) => {
     await prloopOf(ctx.services).approve(input.taskId, input.unitId, actorOf(ctx.principal));
-    return unitWithProgress(ctx.services, unitKey(input.taskId, input.unitId));
+    return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
   approveTaskMerge: editorProcedure.input(z.strictObject({ taskId: TaskId })).mutation(async ({ ctx, input }) => {
     await prloopOf(ctx.services).approveTaskMerge(input.taskId, actorOf(ctx.principal));
@@ -99,24 +102,17 @@ const reviewsRouter = router({
   }),
   reject: editorProcedure.input(UnitRef.extend({ reason: z.string().trim().min(1).max(2_000) })).mutation(async ({ ctx, input }) => {
     await prloopOf(ctx.services).reject(input.taskId, input.unitId, input.reason, actorOf(ctx.principal));
-    return unitWithProgress(ctx.services, unitKey(input.taskId, input.unitId));
+    return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
   requestChanges: editorProcedure.input(UnitRef.extend({ comments: z.array(Comment).min(1).max(200) })).mutation(async ({ ctx, input }) => {
     const text = input.comments.map((c) => (c.path ? `${c.path}${c.line ? `:${c.line}` : ""}: ${c.body}` : c.body)).join("\n");
     await prloopOf(ctx.services).requestChanges(input.taskId, input.unitId, `${actorOf(ctx.principal)} asks: ${text}`, actorOf(ctx.principal));
-    return unitWithProgress(ctx.services, unitKey(input.taskId, input.unitId));
+    return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
 });
 
 const fleetRouter = router({
-  workers: editorProcedure.query(({ ctx }): WorkerView[] => {
-    const { projection: p } = ctx.services.state;
-    const d = ctx.services.dispatcher;
-    return [...p.workers.values()].map((w) => ({
-      nodeId: w.nodeId, role: w.role, maxConcurrentTasks: w.maxConcurrentTasks, model: w.model,
-      connected: d.isConnected(w.nodeId), active: p.activeLeaseCount(w.nodeId), lastSeenAt: d.lastSeen(w.nodeId) ?? w.registeredAt,
-    }));
-  }),
+  workers: editorProcedure.query(({ ctx }): WorkerView[] => fleetView(ctx.services)),
 });
 
 const workerRouter = router({
@@ -152,6 +148,13 @@ const workerRouter = router({
   }),
 });
 
+const viewsRouter = router({
+  /** An editor's live views: snapshot, then deltas, progress and fleet; resumable across reconnects and restarts. */
+  stream: editorProcedure.input(z.strictObject({ lastEventId: z.string().max(40).nullish() }).optional()).subscription(async function* ({ ctx, input, signal }) {
+    for await (const m of viewsStream(ctx.services, input?.lastEventId, signal)) yield tracked(viewsCursor(m.epoch, m.seq), m);
+  }),
+});
+
 const eventsRouter = router({
   /** Every journal event after `lastEventId`, then live; resumable across reconnects. */
   stream: editorProcedure
@@ -181,6 +184,8 @@ const adminRouter = router({
 });
 
 export const appRouter = router({
+  /** Who the caller is, as the farm records it on what they do. */
+  me: editorProcedure.query(({ ctx }) => ({ actor: actorOf(ctx.principal), role: ctx.principal.role, name: ctx.principal.name, epoch: ctx.services.state.epoch })),
   health: publicProcedure.query(({ ctx }) => ({ ok: true as const, epoch: ctx.services.state.epoch, authenticated: ctx.principal !== null })),
   tasks: tasksRouter,
   units: unitsRouter,
@@ -188,6 +193,7 @@ export const appRouter = router({
   reviews: reviewsRouter,
   worker: workerRouter,
   events: eventsRouter,
+  views: viewsRouter,
   admin: adminRouter,
 });
 

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
 import {
   backoffMs,
   effectiveLeaseTtl,
@@ -62,6 +63,8 @@ export class LeaseCommands {
   readonly ttl: number;
   /** live progress per unit key; ephemeral by design (not journaled) */
   readonly progress = new Map<string, LiveProgress>();
+  /** tells editors' view streams which unit's live progress moved (key = unit key) */
+  readonly progressEvents = new EventEmitter<{ progress: [string] }>();
   submissionHandler: SubmissionHandler = completeOnSubmit;
   /** random per farm start, so lease ids never repeat, even across a journal rebuilt from files */
   private readonly leaseNonce = randomBytes(4).toString("hex");
@@ -131,7 +134,9 @@ export class LeaseCommands {
   reportProgress(nodeId: string, ref: LeaseRef, progress: UnitProgress): void {
     const u = this.unitOrThrow(ref);
     if (!this.holds(u, nodeId, ref)) throw new FarmError("lease_lost", this.leaseLostMessage(u, nodeId, ref));
-    this.progress.set(unitKey(ref.taskId, ref.unitId), { ...progress, attempt: ref.attempt, at: this.now() });
+    const key = unitKey(ref.taskId, ref.unitId);
+    this.progress.set(key, { ...progress, attempt: ref.attempt, at: this.now() });
+    this.progressEvents.emit("progress", key);
   }
 
   async submit(nodeId: string, ref: LeaseRef, result: UnitResult): Promise<{ accepted: true; duplicate: boolean; state: string }> {

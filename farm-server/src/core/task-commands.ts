@@ -5,6 +5,7 @@ import {
   isTerminal,
   slugify,
   UnitSpec,
+  type EventBody,
   type ServerConfig,
   type TaskSource,
   type TaskView,
@@ -91,6 +92,26 @@ export class TaskCommands {
     }
     if (this.p.tasks.get(taskId)!.cancelled) throw new FarmError("conflict", `task '${taskId}' is cancelled`);
     await this.state.commit([{ type: "unit_retried", data: { taskId, unitId } }], actor);
+    return this.p.unitView(u);
+  }
+
+  /**
+   * A human asks for the frontier model on this unit. The request is journaled and shown as
+   * "escalation queued"; the gateway admits it under the budget. A dead unit is also made ready again,
+   * since escalating is how a person gets a stuck unit moving.
+   */
+  async escalateUnit(taskId: string, unitId: string, reason: string | undefined, actor: string): Promise<UnitView> {
+    const u = this.unit(taskId, unitId);
+    if (u.state === "merged" || u.state === "completed" || u.state === "cancelled") {
+      throw new FarmError("conflict", `unit ${taskId}/${unitId} is ${u.state}; there is nothing left to escalate`);
+    }
+    if (u.escalation?.state === "queued" && u.escalation.attempt >= u.attempt) {
+      throw new FarmError("conflict", `unit ${taskId}/${unitId} already has an escalation queued (asked by ${u.escalation.requestedBy})`);
+    }
+    if (this.p.tasks.get(taskId)!.cancelled) throw new FarmError("conflict", `task '${taskId}' is cancelled`);
+    const events: EventBody[] = [{ type: "escalation_requested", data: { taskId, unitId, attempt: u.attempt, reason } }];
+    if (u.state === "dead" || u.state === "failed") events.push({ type: "unit_retried", data: { taskId, unitId } });
+    await this.state.commit(events, actor);
     return this.p.unitView(u);
   }
 

@@ -1,7 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { unitKey, type EventBody, type FarmEvent, type PlanProposal, type ServerConfig, type UnitResult, type UnitSpec } from "@optimus/shared";
+import { unitKey, type ChangeFile, type EvalOutcome, type EventBody, type FarmEvent, type PlanProposal, type ServerConfig, type UnitResult, type UnitSpec } from "@optimus/shared";
 import { withReviewUnits } from "../core/task-commands.js";
 import { writeAdrDraft } from "../planner/adr-draft.js";
 import { checkPlan } from "../planner/plan-check.js";
@@ -11,8 +11,24 @@ import type { SubmissionHandler } from "../core/lease-commands.js";
 import type { UnitRecord } from "../store/projection.js";
 import { runCheck } from "../worker/sandbox.js";
 import { FarmRepo, integrationBranch, unitBranch, unitTrailer } from "./farm-repo.js";
+import { changeFiles } from "./change-view.js";
 import { checkPatch } from "./patch-check.js";
 import { assessRisk, mayAutoMerge } from "./risk.js";
+
+export interface ChangeView {
+  taskId: string;
+  unitId: string;
+  attempt: number;
+  state: UnitRecord["state"];
+  base: string;
+  head: string;
+  files: ChangeFile[];
+  truncated: boolean;
+  evals: EvalOutcome[];
+  green: boolean;
+  review?: UnitRecord["review"];
+  risk?: UnitRecord["risk"];
+}
 
 export interface PrLoopDeps {
   state: FarmState;
@@ -107,6 +123,25 @@ export class PrLoop implements SubmissionHandler {
     closeSync(fd);
     this.later(u.taskId, () => this.evaluate(u.taskId, u.unitId, u.attempt));
     return [{ type: "unit_evaluating", data: ref }];
+  }
+
+  /** The transcript a worker sent with an attempt, or null when none was kept. */
+  transcriptOf(taskId: string, unitId: string, attempt: number): UnitResult["transcript"] | null {
+    try {
+      return JSON.parse(readFileSync(join(this.d.patchesDir, `${taskId}--${unitId}-${attempt}.transcript.json`), "utf8"));
+    } catch {
+      return null;
+    }
+  }
+
+  /** The evaluated change of a unit's latest evaluated attempt, file by file, for the editor's diff. */
+  async change(taskId: string, unitId: string): Promise<ChangeView> {
+    const u = this.p.units.get(unitKey(taskId, unitId));
+    if (!u) throw new FarmError("not_found", `unit ${taskId}/${unitId} not found`);
+    const ev = u.evaluation;
+    if (!ev) throw new FarmError("conflict", `unit ${taskId}/${unitId} has no evaluated change yet (it is ${u.state})`);
+    const { base, files, truncated } = await changeFiles(this.d.repo, ev.commit);
+    return { taskId, unitId, attempt: ev.attempt, state: u.state, base, head: ev.commit, files, truncated, evals: ev.evals, green: ev.green, review: u.review, risk: u.risk };
   }
 
   /** Kept beside the patch for the editor's unit detail (not journaled: it can be large). */

@@ -51,6 +51,8 @@ export interface Journal {
   stage(body: EventBody, actor: string, ts?: number): FarmEvent;
   flush(): Promise<number>;
   readAfter(seq: number, limit: number): Promise<FarmEvent[]>;
+  /** The newest `limit` events about one task (optionally one unit), oldest first: a unit's history. */
+  readForTask(taskId: string, unitId: string | undefined, limit: number): Promise<FarmEvent[]>;
   lastCommittedSeq(): number;
   saveSnapshot(s: Snapshot): Promise<void>;
   loadSnapshot(): Promise<Snapshot | null>;

@@ -162,6 +162,12 @@ export class Projection {
         touch(u.taskId);
         break;
       }
+      case "escalation_requested": {
+        const u = this.units.get(unitKey(e.data.taskId, e.data.unitId));
+        if (u) u.escalation = { state: "queued", requestedBy: e.actor, at: e.ts, attempt: e.data.attempt, reason: e.data.reason };
+        touch(e.data.taskId);
+        break;
+      }
       case "unit_cancelled": {
         const u = this.unit(e.data.taskId, e.data.unitId);
         this.settle(u, "cancelled", e.ts, e.data.reason ?? "cancelled");

@@ -107,6 +107,18 @@ export class SqliteJournal implements Journal {
     return rows.map(toEvent);
   }
 
+  async readForTask(taskId: string, unitId: string | undefined, limit: number): Promise<FarmEvent[]> {
+    // A scan with json_extract: history is read when a person opens a unit, not on any hot path.
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM events WHERE seq <= ? AND json_extract(data, '$.taskId') = ?
+           AND (? IS NULL OR json_extract(data, '$.unitId') = ? OR json_extract(data, '$.reviewUnitId') = ?)
+         ORDER BY seq DESC LIMIT ?`,
+      )
+      .all(this.committedSeq, taskId, unitId ?? null, unitId ?? null, unitId ?? null, limit) as Row[];
+    return rows.reverse().map(toEvent);
+  }
+
   async saveSnapshot(s: Snapshot): Promise<void> {
     this.db.transaction(() => {
       this.db.prepare("INSERT OR REPLACE INTO snapshots (seq, state, created_at) VALUES (?, ?, ?)").run(s.seq, JSON.stringify(s.state), Date.now());

@@ -1,0 +1,89 @@
+import { createTRPCClient, createWSClient, httpBatchLink, TRPCClientError, wsLink, type TRPCClient } from "@trpc/client";
+import type { AppRouter } from "@optimus/farm-server";
+import WebSocket from "ws";
+
+export type FarmApi = TRPCClient<AppRouter>;
+
+/** A one-shot HTTP client: used to check a URL and token before holding a socket open. */
+export function httpClient(url: string, token: string, timeoutMs = 5_000): FarmApi {
+  return createTRPCClient<AppRouter>({
+    links: [
+      httpBatchLink({
+        url: `${url}/trpc`,
+        headers: () => ({ authorization: `Bearer ${token}` }),
+        fetch: (input, init) => fetch(input, { ...(init as RequestInit), signal: AbortSignal.timeout(timeoutMs) }),
+      }),
+    ],
+  });
+}
+
+export interface SocketClient {
+  api: FarmApi;
+  close(): void;
+}
+
+/**
+ * The editor's long-lived client: one WebSocket (bundled `ws`; the extension host has no global
+ * WebSocket on Node 20) that reconnects by itself. Subscriptions resume from their last tracked id,
+ * which is what makes the units tree catch up without missing or doubling a state.
+ */
+export function socketClient(url: string, token: string, on: { open(): void; close(): void }): SocketClient {
+  const ws = createWSClient({
+    url: url.replace(/^http/, "ws") + "/ws",
+    connectionParams: () => ({ token }),
+    WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
+    retryDelayMs: (attempt) => Math.min(3_000, 200 * 2 ** attempt),
+    keepAlive: { enabled: true, intervalMs: 3_000, pongTimeoutMs: 3_000 },
+    onOpen: on.open,
+    onClose: on.close,
+  });
+  return { api: createTRPCClient<AppRouter>({ links: [wsLink({ client: ws })] }), close: () => void ws.close() };
+}
+
+/** Checks a farm URL typed by a person; returns the normalised base URL or why it is not one. */
+export function normaliseFarmUrl(input: string): { url: string } | { error: string } {
+  const text = input.trim();
+  if (!text) return { error: "Enter the farm's URL, e.g. http://127.0.0.1:7420" };
+  let u: URL;
+  try {
+    u = new URL(/^[a-z]+:\/\//i.test(text) ? text : `http://${text}`);
+  } catch {
+    return { error: `'${text}' is not a URL; expected something like http://127.0.0.1:7420` };
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") return { error: `use http:// or https:// (got ${u.protocol})` };
+  return { url: `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, "")}` };
+}
+
+/**
+ * One sentence for a person, for any failure talking to the farm: no stack traces, and a hint of
+ * what to do. `kind` lets callers offer the right fix (enter a token, change the URL, retry).
+ */
+export function describeFarmError(err: unknown, url: string): { kind: "auth" | "unreachable" | "refused" | "other"; message: string } {
+  if (err instanceof TRPCClientError) {
+    const code = (err.data as { code?: string } | undefined)?.code;
+    const status = (err.data as { httpStatus?: number } | undefined)?.httpStatus;
+    if (code === "UNAUTHORIZED" || status === 401) return { kind: "auth", message: `The farm at ${url} did not accept the token: it is wrong or was revoked. Create one with \`optimus token create --role editor\`.` };
+    if (code === "FORBIDDEN" || status === 403) return { kind: "auth", message: `The token is not allowed to do this on ${url}: ${err.message}` };
+    if (code) return { kind: "refused", message: err.message };
+    const cause = causeCode(err);
+    if (cause) return { kind: "unreachable", message: unreachable(url, cause) };
+    return { kind: "unreachable", message: `Cannot reach the farm at ${url}: ${err.message}` };
+  }
+  const cause = causeCode(err);
+  if (cause) return { kind: "unreachable", message: unreachable(url, cause) };
+  return { kind: "other", message: err instanceof Error ? err.message : String(err) };
+}
+
+function causeCode(err: unknown): string | undefined {
+  for (let e: unknown = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return code;
+    if ((e as Error).name === "TimeoutError") return "ETIMEDOUT";
+  }
+  return undefined;
+}
+
+function unreachable(url: string, code: string): string {
+  const why = code === "ECONNREFUSED" ? "nothing is listening there" : code === "ENOTFOUND" ? "the host name does not resolve" : code === "ETIMEDOUT" ? "it did not answer in time" : code;
+  return `Cannot reach the farm at ${url}: ${why}. Is it running (\`npm start\` or \`optimus farm up\`)?`;
+}

@@ -1,0 +1,62 @@
+import { unitKey, type FarmEvent, type UnitDetail } from "@optimus/shared";
+import { FarmError } from "../core/errors.js";
+import type { FarmServices } from "./services.js";
+import { taskViewOf, unitLiveOf } from "./views.js";
+
+const HISTORY_LIMIT = 300;
+
+/** One line a person can read for a journal entry about a unit. */
+export function describeEvent(e: FarmEvent): string {
+  switch (e.type) {
+    case "task_created": return `task created (${e.data.units.length} units) from ${e.data.source}`;
+    case "unit_leased": return `attempt ${e.data.attempt} leased to ${e.data.worker}`;
+    case "lease_expired": return `lease of ${e.data.worker} expired; ${e.data.next === "retry" ? "will retry" : "no attempts left"}`;
+    case "unit_submitted": return `${e.data.worker} submitted attempt ${e.data.attempt}: ${e.data.outcome} — ${e.data.summary}`;
+    case "unit_completed": return `attempt ${e.data.attempt} completed`;
+    case "unit_failed": return `attempt ${e.data.attempt} failed: ${e.data.reason}; ${e.data.next === "retry" ? "will retry" : "no attempts left"}`;
+    case "unit_retried": return "retried";
+    case "unit_evaluating": return `evaluating attempt ${e.data.attempt}`;
+    case "unit_evaluated": return `evals ${e.data.green ? "green" : "red"} (${e.data.evals.map((x) => `${x.name}: ${x.exitCode}`).join(", ") || "none"}); ${e.data.diff.files.length} files, +${e.data.diff.added} −${e.data.diff.removed}`;
+    case "unit_reviewed": return `review by ${e.data.reviewUnitId}: ${e.data.verdict.verdict}, risk ${e.data.verdict.risk}`;
+    case "unit_held": return `held for approval: ${e.data.risk.level} risk (${e.data.risk.reasons.join("; ")})`;
+    case "unit_approved": return `attempt ${e.data.attempt} approved`;
+    case "unit_merged": return `merged into ${e.data.into} (${e.data.auto ? "automatically" : "after approval"}) as ${e.data.commit.slice(0, 10)}`;
+    case "unit_rejected": return `rejected: ${e.data.reason}`;
+    case "changes_requested": return `changes requested: ${e.data.feedback.slice(0, 300)}`;
+    case "unit_cancelled": return `cancelled${e.data.reason ? `: ${e.data.reason}` : ""}`;
+    case "escalation_requested": return `escalation to the frontier model requested${e.data.reason ? `: ${e.data.reason}` : ""}`;
+    case "report_rejected": return `${e.data.worker}'s ${e.data.kind} refused: ${e.data.reason}`;
+    case "units_planned": return `planned ${e.data.units.length} units${e.data.fallback ? ` (fallback: ${e.data.fallback})` : ""}`;
+    case "task_cancelled": return `task cancelled${e.data.reason ? `: ${e.data.reason}` : ""}`;
+    case "task_merged": return `task merged into ${e.data.into}`;
+    case "task_merge_held": return `task merge held: ${e.data.reason}`;
+    default: return e.type.replace(/_/g, " ");
+  }
+}
+
+export async function unitDetail(s: FarmServices, taskId: string, unitId: string): Promise<UnitDetail> {
+  const task = taskViewOf(s, taskId);
+  if (!task) throw new FarmError("not_found", `task '${taskId}' not found`);
+  if (!s.state.projection.units.has(unitKey(taskId, unitId))) {
+    throw new FarmError("not_found", `unit ${taskId}/${unitId} not found`);
+  }
+  const unit = unitLiveOf(s, taskId, unitId);
+  const events = await s.state.journal.readForTask(taskId, unitId, HISTORY_LIMIT);
+  // The newest attempt that kept a transcript (a failed attempt's may be the one worth reading).
+  let transcript: UnitDetail["transcript"] = [];
+  let transcriptAttempt: number | undefined;
+  for (let a = unit.attempt; a >= 1 && s.prloop; a--) {
+    const t = s.prloop.transcriptOf(taskId, unitId, a);
+    if (t) {
+      transcript = t;
+      transcriptAttempt = a;
+      break;
+    }
+  }
+  const submitted = events.filter((e) => e.type === "unit_submitted").pop();
+  const sub = submitted?.type === "unit_submitted" ? submitted.data : undefined;
+  return {
+    unit, task, transcript, transcriptAttempt, costUsd: 0, signals: sub?.signals, evidence: sub?.evidence,
+    history: events.map((e) => ({ seq: e.seq, at: e.ts, type: e.type, actor: e.actor, summary: describeEvent(e) })),
+  };
+}
