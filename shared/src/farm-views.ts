@@ -24,6 +24,7 @@ export class FarmViews {
   spend: SpendSummary = { todayUsd: 0, days: [] };
   epoch = 0;
   seq = 0;
+  /** unit ids per task, in manifest order (as TaskView lists them) */
   private readonly byTask = new Map<string, string[]>();
 
   apply(m: ViewsMessage): ViewsChange {
@@ -83,7 +84,7 @@ export class FarmViews {
 
   /** A task's units in manifest order. */
   unitsOf(taskId: string): UnitLiveView[] {
-    return (this.byTask.get(taskId) ?? []).map((k) => this.units.get(k)).filter((u): u is UnitLiveView => u !== undefined);
+    return (this.byTask.get(taskId) ?? []).map((id) => this.units.get(unitKey(taskId, id))).filter((u): u is UnitLiveView => u !== undefined);
   }
 
   unit(taskId: string, unitId: string): UnitLiveView | undefined {

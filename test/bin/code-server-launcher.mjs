@@ -69,6 +69,9 @@ function freePort() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
+  // Output to a parent that is gone must not crash us before the cleanup.
+  process.stdout.on("error", () => {});
+  process.stderr.on("error", () => {});
   const { flags, positional } = parseArgs(process.argv.slice(2));
   const bin = codeServerPath();
   if (!existsSync(bin)) {
@@ -84,7 +87,7 @@ async function main() {
   const userDataDir = resolve(flags.get("user-data-dir")?.[0] ?? join(scratch, "user-data"));
   const extensionsDir = resolve(flags.get("extensions-dir")?.[0] ?? join(scratch, "extensions"));
   const home = join(scratch, "home");
-  for (const d of [userDataDir, join(userDataDir, "User"), extensionsDir, home]) mkdirSync(d, { recursive: true });
+  for (const d of [userDataDir, join(userDataDir, "User"), extensionsDir, join(home, "tmp")]) mkdirSync(d, { recursive: true });
   const settings = join(userDataDir, "User", "settings.json");
   if (!existsSync(settings)) writeFileSync(settings, JSON.stringify(QUIET_SETTINGS, null, 2));
 
@@ -126,7 +129,8 @@ async function main() {
 
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
-  const serverEnv = { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, ".config"), XDG_DATA_HOME: join(home, ".local", "share"), XDG_CACHE_HOME: join(home, ".cache") };
+  // HOME and TMPDIR of its own: code-server writes ~/.config, and its IPC and git sockets go to TMPDIR.
+  const serverEnv = { ...process.env, HOME: home, TMPDIR: join(home, "tmp"), XDG_CONFIG_HOME: join(home, ".config"), XDG_DATA_HOME: join(home, ".local", "share"), XDG_CACHE_HOME: join(home, ".cache") };
   delete serverEnv.NODE_TEST_CONTEXT; // set by `node --test`; must not leak into the extension host's Node
   delete serverEnv.NODE_OPTIONS;
   delete serverEnv.ELECTRON_RUN_AS_NODE;
@@ -173,7 +177,8 @@ async function main() {
     return 1;
   }
   // "": a fresh profile folder that playwright removes itself once the browser is dead (also on exit).
-  context = await chromium.launchPersistentContext("", { executablePath: process.env.OPTIMUS_CHROMIUM || "/usr/bin/chromium", args: CHROMIUM_ARGS, viewport: { width: 1400, height: 900 } });
+  // TMPDIR: Chromium's own temporary folders go into our scratch folder too.
+  context = await chromium.launchPersistentContext("", { executablePath: process.env.OPTIMUS_CHROMIUM || "/usr/bin/chromium", args: CHROMIUM_ARGS, env: { ...process.env, TMPDIR: join(home, "tmp") }, viewport: { width: 1400, height: 900 } });
   const page = context.pages()[0] ?? (await context.newPage());
 
   let settle;

@@ -121,9 +121,14 @@ export function scratchDir(prefix: string): { path: string; remove: () => void }
   return { path, remove };
 }
 
-/** The environment for code-server and its extension host: isolated HOME, nothing from `node --test`. */
+/**
+ * The environment for code-server and its extension host: isolated HOME and TMPDIR (its IPC and git
+ * sockets go there, not into /tmp), nothing from `node --test`.
+ */
 export function serverEnv(home: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra, HOME: home, XDG_CONFIG_HOME: join(home, ".config"), XDG_DATA_HOME: join(home, ".local", "share"), XDG_CACHE_HOME: join(home, ".cache") };
+  const tmp = join(home, "tmp");
+  mkdirSync(tmp, { recursive: true });
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra, HOME: home, TMPDIR: tmp, XDG_CONFIG_HOME: join(home, ".config"), XDG_DATA_HOME: join(home, ".local", "share"), XDG_CACHE_HOME: join(home, ".cache") };
   for (const k of ["NODE_TEST_CONTEXT", "NODE_OPTIONS", "ELECTRON_RUN_AS_NODE", "VSCODE_IPC_HOOK_CLI"]) delete env[k];
   return env;
 }
@@ -143,7 +148,7 @@ export function newProfile(settings: Record<string, unknown> = {}): CodeServerPr
   const home = join(root, "home");
   const userDataDir = join(root, "user-data");
   const extensionsDir = join(root, "extensions");
-  for (const d of [home, join(userDataDir, "User"), extensionsDir]) mkdirSync(d, { recursive: true });
+  for (const d of [join(home, "tmp"), join(userDataDir, "User"), extensionsDir]) mkdirSync(d, { recursive: true });
   writeFileSync(join(userDataDir, "User", "settings.json"), JSON.stringify({ ...QUIET_SETTINGS, ...settings }, null, 2));
   return { root, home, userDataDir, extensionsDir, remove };
 }

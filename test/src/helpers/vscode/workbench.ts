@@ -52,6 +52,14 @@ export async function openWorkbench(opts: WorkbenchOptions): Promise<Workbench> 
   let shots = 0;
   let closed = false;
 
+  let launching: Promise<BrowserContext> | null = null;
+  // On interruption the browser is closed first, then (registerCleanup, via CodeServer.start and the
+  // scratch folders) the server's process group is killed and the folders removed. On a plain exit
+  // playwright kills the browser itself.
+  const unregisterCloser = registerCloser(async () => {
+    const c = context ?? (await launching?.catch(() => null));
+    await c?.close().catch(() => {});
+  });
   const close = async () => {
     if (closed) return;
     closed = true;
@@ -60,18 +68,14 @@ export async function openWorkbench(opts: WorkbenchOptions): Promise<Workbench> 
     if (server) await server.stop();
     profile.remove();
   };
-  // On interruption the browser is closed first, then (registerCleanup, via CodeServer.start and the
-  // scratch folders) the server's process group is killed and the folders removed. On a plain exit
-  // playwright kills the browser itself.
-  const unregisterCloser = registerCloser(async () => {
-    await context?.close().catch(() => {});
-  });
 
   try {
     if (opts.vsix) installVsix(profile, resolve(opts.vsix));
     server = await CodeServer.start(profile, opts.env);
     // "": a fresh profile folder that playwright removes itself once the browser is dead (also on exit).
-    context = await chromium.launchPersistentContext("", { executablePath: CHROMIUM, args: CHROMIUM_ARGS, viewport: { width: 1400, height: 900 } });
+    // TMPDIR: Chromium's own temporary folders go into the profile's scratch folder too.
+    launching = chromium.launchPersistentContext("", { executablePath: CHROMIUM, args: CHROMIUM_ARGS, env: { ...process.env, TMPDIR: join(profile.home, "tmp") }, viewport: { width: 1400, height: 900 } });
+    context = await launching;
     const page = context.pages()[0] ?? (await context.newPage());
     const payload: [string, string][] = [];
     if (opts.extensionDevelopmentPath) payload.push(["extensionDevelopmentPath", server.remote(resolve(opts.extensionDevelopmentPath))]);
@@ -86,7 +90,7 @@ export async function openWorkbench(opts: WorkbenchOptions): Promise<Workbench> 
     const screenshot = async (name: string) => {
       shots++;
       const file = join(artifactsDir, `${String(shots).padStart(2, "0")}-${name.replace(/[^\w.-]+/g, "-")}.png`);
-      await page.screenshot({ path: file });
+      await page.screenshot({ path: file, animations: "disabled" }); // finished transitions: toasts fully in
       return file;
     };
 

@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { extensionFarm } from "../helpers/extension-farm.js";
+import { git } from "../helpers/fixture.js";
+import { ROOT } from "../helpers/paths.js";
+import { waitFor } from "../helpers/wait.js";
+import { openWorkbench, treeRow } from "../helpers/vscode/index.js";
+
+const ARTIFACTS = join(ROOT, "test-artifacts", "vscode-ui");
+
+/** Packages the extension the way a user gets it (`npm run package`): the .vsix the workbench installs. */
+function packageExtension(): string {
+  execFileSync("npm", ["run", "package", "-w", "extension"], { cwd: ROOT, stdio: "pipe" });
+  const vsix = join(ROOT, "extension", "dist", "optimus.vsix");
+  assert.ok(existsSync(vsix) && statSync(vsix).size > 10_000, "npm run package built a .vsix");
+  return vsix;
+}
+
+test("in the real workbench: connect, Send to Optimus, watch the unit run, open the diff, approve in one click, see it merged", async (t) => {
+  rmSync(ARTIFACTS, { recursive: true, force: true });
+  const vsix = packageExtension();
+  const h = await extensionFarm(t);
+  const wb = await openWorkbench({ workspace: h.repo, vsix, artifactsDir: ARTIFACTS });
+  t.after(async () => {
+    // A failing run leaves a picture of where it stopped.
+    if (!finished) await wb.screenshot("failed-here").catch(() => undefined);
+    await wb.close();
+  });
+  let finished = false;
+  const { page } = wb;
+  const notification = (text: RegExp) => page.locator(".notifications-toasts .notification-toast").filter({ hasText: text });
+
+  // Connect through the palette, as a user would: URL, then the token (a password box).
+  await wb.runCommand("Optimus: Connect to Farm");
+  await wb.fillQuickInput(h.url);
+  await wb.fillQuickInput(h.editor);
+  await notification(/connected to .* as editor:vscode-test/).first().waitFor({ timeout: 30_000 });
+  await page.locator(".statusbar-item").filter({ hasText: /Optimus: 0 running/ }).first().waitFor({ timeout: 10_000 });
+  await wb.screenshot("connected");
+
+  await page.locator('.activitybar .action-item a[aria-label^="Optimus"]').first().click();
+  await page.locator(".pane-header").filter({ hasText: /Units/ }).first().waitFor();
+  await wb.screenshot("optimus-view");
+
+  // Command palette → "Send to Optimus" → instruction → the task shows in the tree.
+  await wb.runCommand("Send to Optimus");
+  await wb.fillQuickInput("Fix add so it adds");
+  await treeRow(page, "Fix add so it adds").first().waitFor({ timeout: 30_000 });
+  await wb.screenshot("task-sent");
+
+  // The unit's progress, live from the worker.
+  const unitRow = () => treeRow(page, "u1").filter({ hasNotText: "review" }).first();
+  await unitRow().filter({ hasText: /running · coder/ }).waitFor({ timeout: 30_000 });
+  await wb.screenshot("unit-running");
+  await unitRow().filter({ hasText: /awaiting approval/ }).waitFor({ timeout: 60_000 });
+  await page.locator(".activitybar .badge").filter({ hasText: "1" }).first().waitFor({ timeout: 10_000 });
+  await wb.screenshot("awaiting-approval");
+
+  // Open the diff from the tree: a real diff editor with the proposed fix.
+  await unitRow().click();
+  const diff = page.locator(".monaco-diff-editor").first();
+  await diff.waitFor({ timeout: 30_000 });
+  await diff.locator(".editor.modified .view-lines").filter({ hasText: /return\s+a\s+\+\s+b/ }).waitFor({ timeout: 15_000 });
+  await diff.locator(".editor.original .view-lines").filter({ hasText: /return\s+a\s+-\s+b/ }).waitFor({ timeout: 15_000 });
+  await wb.screenshot("diff-open");
+
+  // One click: the Approve button in the diff editor's title bar.
+  await page.locator('.editor-actions .action-label[aria-label^="Approve"]').first().click();
+  await notification(/Approved .*u1/).first().waitFor({ timeout: 30_000 });
+  await unitRow().filter({ hasText: /merged/ }).waitFor({ timeout: 60_000 });
+  await wb.screenshot("merged");
+
+  // The farm and git agree with what the tree shows.
+  const task = [...h.farm!.services.state.projection.tasks.values()].find((x) => x.title === "Fix add so it adds")!;
+  const u = h.farm!.services.state.projection.units.get(`${task.taskId}/u1`)!;
+  assert.equal(u.state, "merged");
+  const events = await h.farm!.services.state.journal.readAfter(0, 100_000);
+  assert.equal(events.find((e) => e.type === "unit_approved")?.actor, "editor:vscode-test");
+  await waitFor(() => /return a \+ b/.test(git(h.repo, "show", `optimus/${task.taskId}:src/add.js`)), "the change on the task's integration branch");
+  finished = true;
+});
