@@ -12,6 +12,7 @@ const common = { bundle: true, platform: "node", format: "cjs", target: "node20"
 
 await build({ ...common, entryPoints: [join(here, "src/extension.ts")], outfile: join(here, "dist/extension.js"), minify: production });
 await build({ ...common, entryPoints: [join(here, "src/test/suite/index.ts")], outfile: join(here, "dist/test/suite.js"), external: [...common.external, "mocha"] });
+await build({ ...common, entryPoints: [join(here, "src/test/bench-activation.ts")], outfile: join(here, "dist/test/bench-activation.js") });
 
 const webviewDist = join(here, "../webview/dist");
 if (!existsSync(webviewDist)) throw new Error("webview/dist is missing: build the webview first (npm run build -w webview)");

@@ -4,7 +4,9 @@
 //   3. create → lease latency over loopback with 50 real worker agents,
 //   4. local-model tokens/s through LlamaProvider against bare node-llama-cpp (same GGUF, threads, context),
 //   5. a unit's worktree in a 20,000-file repository: RepoMirror.prepare/remove (fetch from the real farm,
-//      in-process) against plain `git worktree add/remove`, on the temp directory's disk and on tmpfs.
+//      in-process) against plain `git worktree add/remove`, on the temp directory's disk and on tmpfs,
+//   6. the VS Code extension: bundle size, activation in code-server beside a minimal extension, and
+//      unit state change → tree latency with 1,000 units and 50 editors beside the raw journal stream.
 // Results also go to test-artifacts/bench.json so later runs can be compared.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -16,6 +18,7 @@ import { benchLlamaTokens, type LlamaBenchOptions, type LlamaBenchResult } from 
 import { sqliteBaseline, type BaselineResult } from "./sqlite-baseline.js";
 import { fmt, median, msSince, table, type Row } from "./stats.js";
 import { storeThroughputOnce, type StoreRunOptions, type StoreRunResult } from "./store-throughput.js";
+import { extensionRows, runExtensionBench, TREE } from "./extension-section.js";
 import { benchWorktreePrep, type WorktreeBenchOptions, type WorktreeBenchResult } from "./worktree-prep.js";
 
 const STORE: StoreRunOptions = { tasks: 20, unitsPerTask: 500, capacity: 64, stallMs: 4_000 };
@@ -126,6 +129,10 @@ async function main(): Promise<number> {
     }
   }
 
+  // 6. The editor extension.
+  const ext = await runExtensionBench();
+  problems.push(...ext.problems);
+
   // The table.
   const rows: Row[] = [];
   if (store) {
@@ -193,6 +200,7 @@ async function main(): Promise<number> {
       { measure: `${label}: mirror initial clone`, value: fmt(w.initialSyncMs), unit: "ms", note: `first mirror.sync() (init --bare + full fetch over HTTP from the in-process farm), once; repo written in ${fmt(w.createMs)} ms (not counted)` },
     );
   }
+  rows.push(...extensionRows(ext));
   const { disk, tmpfs } = worktree;
   if (disk && tmpfs) {
     const fs = disk.fs ? `${disk.fs.type}${disk.fs.journal === false ? " without a journal" : ""} on ${disk.fs.device}` : "unknown file system";
@@ -216,6 +224,8 @@ async function main(): Promise<number> {
     if (rawAtFarmBatch) ratios.push(`farm durable events/s vs raw ${rawAtFarmBatch.batch}-row-txn rows/s = ${fmt(store.eventsPerSec / rawAtFarmBatch.rowsPerSec, 3)}×`);
   }
   if (llama) ratios.push(`LlamaProvider tokens/s vs raw node-llama-cpp = ${fmt(llama.ratio, 2)}× with confidence, ${fmt(llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec, 2)}× without`);
+  if (ext.tree?.ok) ratios.push(`state change → tree vs raw journal stream, p50 = ${fmt(ext.tree.tree.p50 / ext.tree.rawEvents.p50, 2)}×, p99 = ${fmt(ext.tree.tree.p99 / ext.tree.rawEvents.p99, 2)}×`);
+  if (ext.activation) ratios.push(`extension activation vs minimal extension = ${fmt(ext.activation.optimusMs / ext.activation.baselineMs, 2)}×`);
   for (const [where, w] of Object.entries(worktree)) ratios.push(`RepoMirror prepare+remove vs plain git worktree add+remove (${where}) = ${fmt(w.ratio, 2)}×`);
 
   const totalMs = msSince(t0);
@@ -243,6 +253,7 @@ async function main(): Promise<number> {
     latency: { options: LATENCY, ...lat },
     llama: llama ? { options: LLAMA, target: LLAMA_TARGET, ...llama, noConfidenceRatio: llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec } : null,
     worktree: { options: WORKTREE, diskRuns: WORKTREE_DISK_RUNS, tmpfs: worktree.tmpfs ?? null, disk: worktree.disk ?? null },
+    extension: { treeOptions: TREE, sizes: ext.sizes ?? null, activation: ext.activation ?? null, tree: ext.tree ?? null },
     ratios,
     problems,
   };
