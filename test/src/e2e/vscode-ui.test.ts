@@ -13,7 +13,11 @@ const ARTIFACTS = join(ROOT, "test-artifacts", "vscode-ui");
 
 /** Packages the extension the way a user gets it (`npm run package`): the .vsix the workbench installs. */
 function packageExtension(): string {
-  execFileSync("npm", ["run", "package", "-w", "extension"], { cwd: ROOT, stdio: "pipe" });
+  try {
+    execFileSync("npm", ["run", "package", "-w", "extension"], { cwd: ROOT, stdio: "pipe" });
+  } catch (err) {
+    throw new Error(`npm run package failed:\n${String((err as { stderr?: Buffer }).stderr ?? err).slice(-2_000)}`);
+  }
   const vsix = join(ROOT, "extension", "dist", "optimus.vsix");
   assert.ok(existsSync(vsix) && statSync(vsix).size > 10_000, "npm run package built a .vsix");
   return vsix;
@@ -33,9 +37,16 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   const { page } = wb;
   const notification = (text: RegExp) => page.locator(".notifications-toasts .notification-toast").filter({ hasText: text });
 
-  // Connect through the palette, as a user would: URL, then the token (a password box).
+  // Connect through the palette, as a user would: URL, then the token (a password box). A wrong
+  // token first: one clear message, and its button is the way to fix it.
   await wb.runCommand("Optimus: Connect to Farm");
   await wb.fillQuickInput(h.url);
+  await wb.fillQuickInput("not-the-token");
+  const refused = notification(/did not accept the token/).first();
+  await refused.waitFor({ timeout: 30_000 });
+  assert.doesNotMatch(await refused.innerText(), /\bat .*\.js:\d+/, "no stack trace");
+  await wb.screenshot("wrong-token");
+  await refused.getByRole("button", { name: "Enter Token" }).click();
   await wb.fillQuickInput(h.editor);
   await notification(/connected to .* as editor:vscode-test/).first().waitFor({ timeout: 30_000 });
   await page.locator(".statusbar-item").filter({ hasText: /Optimus: 0 running/ }).first().waitFor({ timeout: 10_000 });
