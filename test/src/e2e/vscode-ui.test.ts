@@ -39,14 +39,19 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
 
   // Connect through the palette, as a user would: URL, then the token (a password box). A wrong
   // token first: one clear message, and its button is the way to fix it.
+  // Each step of the connect prompt has its own title: wait for it, so text never lands in the previous box.
+  const step = (n: 1 | 2) => page.locator(".quick-input-widget .quick-input-title").filter({ hasText: `(${n}/2)` }).first().waitFor({ timeout: 15_000 });
   await wb.runCommand("Optimus: Connect to Farm");
+  await step(1);
   await wb.fillQuickInput(h.url);
+  await step(2);
   await wb.fillQuickInput("not-the-token");
   const refused = notification(/did not accept the token/).first();
   await refused.waitFor({ timeout: 30_000 });
   assert.doesNotMatch(await refused.innerText(), /\bat .*\.js:\d+/, "no stack trace");
   await wb.screenshot("wrong-token");
   await refused.getByRole("button", { name: "Enter Token" }).click();
+  await step(2);
   await wb.fillQuickInput(h.editor);
   await notification(/connected to .* as editor:vscode-test/).first().waitFor({ timeout: 30_000 });
   await page.locator(".statusbar-item").filter({ hasText: /Optimus: 0 running/ }).first().waitFor({ timeout: 10_000 });
