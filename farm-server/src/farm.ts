@@ -6,6 +6,9 @@ import { effectiveLeaseTtl, type ServerConfig } from "@optimus/shared";
 import { startApiServer, type ApiServer } from "./api/http-server.js";
 import { createMetrics } from "./api/metrics.js";
 import type { FarmServices } from "./api/services.js";
+import { EscalationStore } from "./gateway/escalation-store.js";
+import { Gateway } from "./gateway/gateway.js";
+import { Redactor, SecretResolver } from "./secrets/index.js";
 import { TokenStore, type IssuedToken } from "./auth/tokens.js";
 import { FarmState } from "./core/farm-state.js";
 import { LeaseCommands } from "./core/lease-commands.js";
@@ -110,6 +113,16 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     tasks.prepare = (taskId, target) => prloop.prepareTask(taskId, target);
   }
   await leases.resumeSubmitted();
+  // Secrets are read at each frontier call through the configured vaults and redacted wherever the
+  // gateway writes text while a value is held.
+  const redactor = new Redactor();
+  const secrets = new SecretResolver(config.secrets, { redactor });
+  const gateway = new Gateway({
+    state, config: config.gateway, gate: config.gate, keys: secrets, log, redact: (t) => redactor.redact(t),
+    store: new EscalationStore(join(stateDirOf(repo, config), "escalations")),
+    assertLease: (nodeId, ref) => leases.assertHolds(nodeId, ref),
+  });
+  await gateway.start();
 
   let adminToken: IssuedToken | undefined;
   if (tokens.count() === 0 || opts.resetAdminToken) {
@@ -126,7 +139,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     mirror.start();
     notes.start();
   }
-  const services: FarmServices = { config, repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport, prloop };
+  const services: FarmServices = { config, repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport, prloop, gateway };
   const metrics = createMetrics(state, dispatcher);
   state.onFlush = metrics.observeFlush;
   dispatcher.start();
@@ -146,6 +159,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   const close = (error?: Error) =>
     (closing ??= (async () => {
       dispatcher.stop();
+      gateway.stop();
       await api.close().catch(() => undefined);
       prloop?.stop();
       if (!error) await prloop?.idle().catch(() => undefined);

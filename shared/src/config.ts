@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { GatePolicy, GatewayConfig } from "./gateway.js";
 
 /** Which changes may merge on their own (used by the PR loop). */
 export const Policy = z.strictObject({
@@ -58,6 +59,20 @@ export const ServerConfig = z.strictObject({
   /** a task sent as text is planned into units by a worker's local model (else it is one unit) */
   planner: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
   policy: Policy.default({ protectedPaths: [".optimus/**", ".github/**", "**/*.lock"], autoMerge: { enabled: true, maxChangedLines: 200, maxFiles: 10 } }),
+  /** when a unit may use the frontier model */
+  gate: GatePolicy.prefault({}),
+  /** the frontier gateway (off without an apiKey reference) */
+  gateway: GatewayConfig.prefault({}),
+  /** where `secrets-manager://vault/…` references are read: vault name → provider settings */
+  secrets: z.strictObject({ vaults: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,100}$/), z.record(z.string(), z.unknown())).default({}) }).prefault({}),
+  /** the egress proxy offered to unit checks that need packages; nothing else leaves a sandbox */
+  egress: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      allow: z.array(z.string().min(1).max(253)).max(500).default([]),
+      port: z.number().int().min(0).max(65535).default(0),
+    })
+    .prefault({}),
 });
 export type ServerConfig = z.infer<typeof ServerConfig>;
 export type ServerConfigInput = z.input<typeof ServerConfig>;

@@ -74,6 +74,24 @@ export interface EventPayloads {
   unit_cancelled: { taskId: string; unitId: string; reason?: string };
   /** a human (or the gate) asked for the frontier model on this unit's next attempt; the gateway admits it */
   escalation_requested: { taskId: string; unitId: string; attempt: number; reason?: string };
+  /** a worker asked for the frontier and the gate let it through: it waits for admission under the limits */
+  escalation_queued: {
+    requestId: string; taskId: string; unitId: string; attempt: number; worker: string; priority: number; model: string;
+    maxTokens: number; inputTokensMax: number; reservedUsd: number; gate: string; signals: Record<string, number | string | boolean>;
+  };
+  /** the gate kept the unit local: the frontier was not asked */
+  escalation_denied: { requestId: string; taskId: string; unitId: string; attempt: number; worker: string; reason: string; signals: Record<string, number | string | boolean> };
+  /** capacity was reserved (worst case) and the call may fire; journaled before it does */
+  escalation_admitted: { requestId: string; reservedUsd: number };
+  /** the call ended: real usage replaces the reservation. `unknown`: the farm restarted mid-call and charges the reservation */
+  escalation_settled: { requestId: string; inputTokens: number; outputTokens: number; costUsd: number; outcome: "answered" | "failed" | "unknown"; errorClass?: string; message?: string };
+  /** the request ended without a call being charged (refused before generation, or never admitted) */
+  escalation_failed: { requestId: string; errorClass: string; message: string };
+  /** the provider said the spend cap is reached: nothing is admitted until a person resumes */
+  escalations_paused: { reason: string };
+  escalations_resumed: { by?: string };
+  /** the egress proxy let a unit's check connect, or refused it */
+  egress_decision: { principal: string | null; host: string; port: number; method: string; allowed: boolean; reason: string };
   report_rejected: { taskId: string; unitId: string; attempt: number; leaseId: string; worker: string; kind: string; reason: string };
   worker_registered: WorkerRegistration & { tokenId?: string };
   token_created: { tokenId: string; role: string; name: string };
@@ -176,7 +194,7 @@ export type UnitLiveView = UnitView & { progress?: UnitProgressView };
  */
 export type ViewsMessage =
   | { kind: "snapshot"; epoch: number; seq: number; tasks: TaskView[]; units: UnitLiveView[]; workers: WorkerView[]; spend: SpendSummary }
-  | { kind: "delta"; epoch: number; seq: number; tasks: TaskView[]; units: UnitLiveView[] }
+  | { kind: "delta"; epoch: number; seq: number; tasks: TaskView[]; units: UnitLiveView[]; spend?: SpendSummary }
   | { kind: "progress"; epoch: number; seq: number; units: Array<{ taskId: string; unitId: string; progress: UnitProgressView | null }> }
   | { kind: "fleet"; epoch: number; seq: number; workers: WorkerView[] };
 
@@ -185,6 +203,8 @@ export interface SpendSummary {
   todayUsd: number;
   dailyBudgetUsd?: number;
   days: Array<{ day: string; usd: number }>;
+  /** why escalations are paused (the provider's spend cap), when they are */
+  paused?: string;
 }
 
 /** Everything the editor's unit detail panel shows, in one answer. */

@@ -46,6 +46,10 @@ export class FarmViews {
     if (m.epoch !== this.epoch) return change; // from a farm run this model no longer follows
     if (m.kind === "delta") {
       if (m.seq < this.seq) return change;
+      if (m.spend) {
+        this.spend = m.spend;
+        change.fleet = true;
+      }
       for (const t of m.tasks) {
         this.putTask(t);
         change.tasks.add(t.taskId);

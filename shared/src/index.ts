@@ -8,3 +8,4 @@ export * from "./config.js";
 export * from "./json-schema.js";
 export * from "./backoff.js";
 export * from "./farm-views.js";
+export * from "./gateway.js";

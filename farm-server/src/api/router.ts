@@ -1,5 +1,5 @@
 import { tracked } from "@trpc/server";
-import { TaskId, TokenRole, UnitId, UnitProgress, UnitResult, UnitSpec, UnitState, WorkerRegistration, unitKey, NodeId, type WorkerView } from "@optimus/shared";
+import { EscalationCall, TaskId, TokenRole, UnitId, UnitProgress, UnitResult, UnitSpec, UnitState, WorkerRegistration, unitKey, NodeId, type WorkerView } from "@optimus/shared";
 import { z } from "zod";
 import { actorOf } from "../auth/tokens.js";
 import { FarmError } from "../core/errors.js";
@@ -142,9 +142,30 @@ const workerRouter = router({
     ctx.services.leases.reportProgress(input.nodeId, input.lease, input.progress);
     return { ok: true as const };
   }),
+  /** A frontier completion through the gateway, for a unit this worker holds; waits for admission. */
+  escalate: workerProcedure.input(EscalationCall).mutation(({ ctx, input }) => {
+    ctx.services.leases.workerFor(input.nodeId, ctx.principal.tokenId);
+    return ctx.services.gateway.request(input);
+  }),
   submit: workerProcedure.input(WorkerCall.extend({ lease: LeaseRef, result: UnitResult })).mutation(({ ctx, input }) => {
     ctx.services.leases.workerFor(input.nodeId, ctx.principal.tokenId);
     return ctx.services.leases.submit(input.nodeId, input.lease, input.result);
+  }),
+});
+
+const gatewayRouter = router({
+  /** Escalations waiting for admission, in order, with why they wait. */
+  queue: editorProcedure.query(({ ctx }) => ctx.services.gateway.queue()),
+  /** After a spend cap: let escalations be admitted again. */
+  resume: adminProcedure.mutation(async ({ ctx }) => {
+    await ctx.services.gateway.resume(actorOf(ctx.principal));
+    return { resumed: true as const };
+  }),
+  /** The cost ledger: spent and reserved per day, task, unit, worker and model, with the budgets. */
+  spend: editorProcedure.query(({ ctx }) => {
+    const l = ctx.services.state.projection.ledger;
+    const g = ctx.services.config.gateway;
+    return { ...l.report(), budgets: g.budgets, model: g.model, configured: g.apiKey !== undefined, paused: l.paused ?? null, queued: l.queue().length, inFlight: l.inFlight().length };
   }),
 });
 
@@ -194,6 +215,7 @@ export const appRouter = router({
   worker: workerRouter,
   events: eventsRouter,
   views: viewsRouter,
+  gateway: gatewayRouter,
   admin: adminRouter,
 });
 

@@ -7,6 +7,7 @@ import type { TaskCommands } from "../core/task-commands.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
 import type { ImportReport } from "../files/rehydrate.js";
 import type { PrLoop } from "../prloop/pr-loop.js";
+import type { Gateway } from "../gateway/gateway.js";
 
 /** Everything the API adapter may call: the domain, never the transport. */
 export interface FarmServices {
@@ -21,4 +22,6 @@ export interface FarmServices {
   importManifests(): Promise<ImportReport>;
   /** null when the repository is not a git repository */
   prloop: PrLoop | null;
+  /** the frontier gateway (refuses every call while no apiKey reference is configured) */
+  gateway: Gateway;
 }

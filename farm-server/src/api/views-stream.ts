@@ -19,9 +19,12 @@ function parseCursor(id: string | null | undefined): { epoch: number; seq: numbe
 }
 
 /** The keys of the tasks and units an event changed. */
-function touchedBy(e: FarmEvent, s: FarmServices, tasks: Set<string>, units: Set<string>): void {
-  const d = e.data as { taskId?: string; unitId?: string; reviewUnitId?: string; planUnitId?: string };
-  if (!d.taskId) return;
+function touchedBy(e: FarmEvent, s: FarmServices, tasks: Set<string>, units: Set<string>): boolean {
+  let d = e.data as { taskId?: string; unitId?: string; reviewUnitId?: string; planUnitId?: string; requestId?: string };
+  const money = e.type.startsWith("escalation");
+  // Admission and settlement name only the request: its unit is in the ledger.
+  if (!d.taskId && d.requestId) d = s.state.projection.ledger.entries.get(d.requestId) ?? d;
+  if (!d.taskId) return money;
   tasks.add(d.taskId);
   if (d.unitId) units.add(unitKey(d.taskId, d.unitId));
   if (d.reviewUnitId) units.add(unitKey(d.taskId, d.reviewUnitId));
@@ -29,11 +32,12 @@ function touchedBy(e: FarmEvent, s: FarmServices, tasks: Set<string>, units: Set
   if (e.type === "task_created" || e.type === "units_planned" || e.type === "task_cancelled" || !d.unitId) {
     for (const k of s.state.projection.tasks.get(d.taskId)?.units ?? []) units.add(k);
   }
+  return money;
 }
 
-function delta(s: FarmServices, seq: number, tasks: Set<string>, units: Set<string>): ViewsMessage {
+function delta(s: FarmServices, seq: number, tasks: Set<string>, units: Set<string>, money: boolean): ViewsMessage {
   return {
-    kind: "delta", epoch: s.state.epoch, seq,
+    kind: "delta", epoch: s.state.epoch, seq, ...(money ? { spend: spendSummary(s) } : {}),
     tasks: [...tasks].map((t) => taskViewOf(s, t)).filter((t) => t !== undefined),
     units: [...units].map((k) => unitLive(s, k)).filter((u): u is UnitLiveView => u !== undefined),
   };
@@ -73,14 +77,15 @@ export async function* viewsStream(s: FarmServices, lastEventId: string | null |
     const head = s.state.journal.lastCommittedSeq();
     if (cursor && cursor.epoch === s.state.epoch && cursor.seq <= head && head - cursor.seq <= MAX_CATCH_UP_EVENTS) {
       const tasks = new Set<string>(), units = new Set<string>();
+      let money = false;
       for (let at = cursor.seq; at < head; ) {
         const page = await s.state.journal.readAfter(at, 2_000);
         if (page.length === 0) break;
-        for (const e of page) if (e.seq <= head) touchedBy(e, s, tasks, units);
+        for (const e of page) if (e.seq <= head) money = touchedBy(e, s, tasks, units) || money;
         at = page[page.length - 1]!.seq;
       }
       sent = head;
-      yield delta(s, sent, tasks, units);
+      yield delta(s, sent, tasks, units, money);
       // What was running meanwhile: its progress now.
       for (const k of s.leases.progress.keys()) progressKeys.add(k);
     } else {
@@ -94,13 +99,14 @@ export async function* viewsStream(s: FarmServices, lastEventId: string | null |
     const tick = new EventTarget();
     timer = setInterval(() => tick.dispatchEvent(new Event("tick")), Math.min(FLEET_POLL_MS, PROGRESS_EVERY_MS));
     const pendingTasks = new Set<string>(), pendingUnits = new Set<string>();
+    let pendingMoney = false;
     let pendingSeq = sent;
     let lastFleetCheck = 0;
     const pump = (async () => {
       for await (const [events] of committed) {
         for (const e of events) {
           if (e.seq <= pendingSeq) continue;
-          touchedBy(e, s, pendingTasks, pendingUnits);
+          pendingMoney = touchedBy(e, s, pendingTasks, pendingUnits) || pendingMoney;
           pendingSeq = e.seq;
         }
         tick.dispatchEvent(new Event("tick"));
@@ -109,9 +115,10 @@ export async function* viewsStream(s: FarmServices, lastEventId: string | null |
     const ticks = on(tick, "tick", { signal: wake.signal });
     for await (const _ of ticks) {
       if (pendingSeq > sent) {
-        const msg = delta(s, pendingSeq, pendingTasks, pendingUnits);
+        const msg = delta(s, pendingSeq, pendingTasks, pendingUnits, pendingMoney);
         pendingTasks.clear();
         pendingUnits.clear();
+        pendingMoney = false;
         sent = pendingSeq;
         yield msg;
       }

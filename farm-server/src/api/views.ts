@@ -1,4 +1,5 @@
 import { unitKey, type SpendSummary, type TaskView, type UnitLiveView, type WorkerView } from "@optimus/shared";
+import { utcDay } from "../gateway/ledger.js";
 import type { FarmServices } from "./services.js";
 
 /** A unit as clients see it: its state plus the live progress of its current attempt. */
@@ -7,7 +8,14 @@ export function unitLive(s: FarmServices, key: string): UnitLiveView | undefined
   const u = p.units.get(key);
   if (!u) return undefined;
   const live = s.leases.progress.get(key);
-  return { ...p.unitView(u), progress: live && live.attempt === u.attempt ? live : undefined };
+  const view: UnitLiveView = { ...p.unitView(u), progress: live && live.attempt === u.attempt ? live : undefined };
+  // A worker's escalation through the gateway shows like a person's request: queued, then escalated.
+  const id = p.ledger.latestByUnit.get(key);
+  const x = id ? p.ledger.entries.get(id) : undefined;
+  if (x && (x.state === "queued" || x.state === "admitted" || x.state === "settled") && (!u.escalation || u.escalation.at <= x.queuedAt)) {
+    view.escalation = { state: x.state === "queued" ? "queued" : "escalated", requestedBy: x.worker, at: x.queuedAt, attempt: u.attempt, reason: x.state === "queued" ? x.reason : undefined };
+  }
+  return view;
 }
 
 export const unitLiveOf = (s: FarmServices, taskId: string, unitId: string): UnitLiveView => unitLive(s, unitKey(taskId, unitId))!;
@@ -26,7 +34,10 @@ export function fleetView(s: FarmServices): WorkerView[] {
   }));
 }
 
-/** Frontier spend. Nothing reaches the frontier until the gateway exists, so the ledger is empty. */
-export function spendSummary(_s: FarmServices): SpendSummary {
-  return { todayUsd: 0, days: [] };
+/** Frontier spend from the gateway's ledger: per day (the last 30), today, the daily budget, and a pause. */
+export function spendSummary(s: FarmServices): SpendSummary {
+  const r = s.state.projection.ledger.report();
+  const today = utcDay(Date.now());
+  const days = Object.entries(r.byDay).sort(([a], [b]) => a.localeCompare(b)).slice(-30).map(([day, usd]) => ({ day, usd }));
+  return { todayUsd: (r.byDay[today] ?? 0) + s.state.projection.ledger.reservedOn(`day:${today}`), dailyBudgetUsd: s.config.gateway.apiKey ? s.config.gateway.budgets.perDayUsd : undefined, days, paused: s.state.projection.ledger.paused };
 }

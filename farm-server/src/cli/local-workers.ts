@@ -1,7 +1,8 @@
 import { join } from "node:path";
 import type { Farm } from "../farm.js";
 import { stateDirOf } from "../farm.js";
-import { runCodegen, runPlan, runReview, type AgentLoopOptions } from "../worker/agent-loop.js";
+import { runPlan, runReview, type AgentLoopOptions } from "../worker/agent-loop.js";
+import { runCodegenWithEscalation } from "../worker/escalation.js";
 import type { ChatMessage, GenerateOptions, Generation, ModelProvider } from "../worker/models/model-provider.js";
 import { RepoMirror } from "../worker/repo-mirror.js";
 import { WorkerAgent } from "../worker/worker-agent.js";
@@ -45,7 +46,7 @@ export async function startLocalWorkers(farm: Farm, count: number, model: ModelP
     const agent = new WorkerAgent({
       farmUrl: farm.url, token: issued.token,
       registration: { nodeId, role, maxConcurrentTasks: 1, model: { primary: model.name }, version: "0.1.0" },
-      execute: (lease, ctx) => (lease.spec.kind === "plan" ? runPlan(lease, ctx, loop) : role === "codegen" ? runCodegen(lease, ctx, loop) : runReview(lease, ctx, loop)),
+      execute: (lease, ctx) => (lease.spec.kind === "plan" ? runPlan(lease, ctx, loop) : role === "codegen" ? runCodegenWithEscalation(lease, ctx, loop) : runReview(lease, ctx, loop)),
       log: (m) => log(`${nodeId}: ${m}`),
     });
     await agent.start();

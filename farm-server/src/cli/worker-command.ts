@@ -2,7 +2,8 @@ import { existsSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { UnitRole } from "@optimus/shared";
-import { runCodegen, runPlan, runReview, type AgentLoopOptions } from "../worker/agent-loop.js";
+import { runPlan, runReview, type AgentLoopOptions } from "../worker/agent-loop.js";
+import { runCodegenWithEscalation } from "../worker/escalation.js";
 import type { ModelProvider } from "../worker/models/model-provider.js";
 import { OpenAiCompatibleProvider } from "../worker/models/openai-provider.js";
 import { RepoMirror } from "../worker/repo-mirror.js";
@@ -75,7 +76,7 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
     execute: async (lease, ctx) => {
       log(`working on ${lease.taskId}/${lease.unitId} (attempt ${lease.attempt})`);
       if (lease.spec.kind === "plan") return runPlan(lease, ctx, loop);
-      return role.data === "codegen" ? runCodegen(lease, ctx, loop) : runReview(lease, ctx, loop);
+      return role.data === "codegen" ? runCodegenWithEscalation(lease, ctx, loop) : runReview(lease, ctx, loop);
     },
     onOutcome: (lease, r) => log(`${lease.taskId}/${lease.unitId}#${lease.attempt}: ${r.accepted ? `accepted${r.duplicate ? " (again)" : ""}` : `not accepted: ${r.error}`}`),
     log,

@@ -131,6 +131,12 @@ export class LeaseCommands {
     return { lost, leaseTtlMs: this.ttl };
   }
 
+  /** Throws unless `nodeId` holds this lease now (the gateway's check before a frontier call). */
+  assertHolds(nodeId: string, ref: LeaseRef): void {
+    const u = this.unitOrThrow(ref);
+    if (!this.holds(u, nodeId, ref)) throw new FarmError("lease_lost", this.leaseLostMessage(u, nodeId, ref));
+  }
+
   reportProgress(nodeId: string, ref: LeaseRef, progress: UnitProgress): void {
     const u = this.unitOrThrow(ref);
     if (!this.holds(u, nodeId, ref)) throw new FarmError("lease_lost", this.leaseLostMessage(u, nodeId, ref));

@@ -1,3 +1,4 @@
+import { Ledger } from "../gateway/ledger.js";
 import {
   isDone,
   isTerminal,
@@ -56,10 +57,13 @@ export class Projection {
   /** derived index: the unit keys each worker holds a lease on (not snapshotted, rebuilt) */
   workerLeases = new Map<string, Set<string>>();
   lastSeq = 0;
+  /** frontier reservations and spend (the gateway's ledger) */
+  ledger = new Ledger();
   private taskOrder = 0;
 
   apply(e: FarmEvent, touched?: Touched): void {
     this.lastSeq = e.seq;
+    if (e.type.startsWith("escalation")) this.ledger.apply(e);
     const ready = (k: string) => touched?.readyUnits.add(k);
     const touch = (taskId: string) => {
       touched?.tasks.add(taskId);
@@ -389,12 +393,12 @@ export class Projection {
   toSnapshot(): unknown {
     return {
       lastSeq: this.lastSeq, taskOrder: this.taskOrder, tasks: [...this.tasks.values()], units: [...this.units.values()],
-      workers: [...this.workers.values()], revokedTokens: [...this.revokedTokens],
+      workers: [...this.workers.values()], revokedTokens: [...this.revokedTokens], ledger: this.ledger.toSnapshot(),
     };
   }
 
   static fromSnapshot(s: unknown): Projection {
-    const o = s as { lastSeq: number; taskOrder: number; tasks: TaskRecord[]; units: UnitRecord[]; workers: WorkerRecord[]; revokedTokens: string[] };
+    const o = s as { lastSeq: number; taskOrder: number; tasks: TaskRecord[]; units: UnitRecord[]; workers: WorkerRecord[]; revokedTokens: string[]; ledger?: unknown };
     const p = new Projection();
     p.lastSeq = o.lastSeq;
     p.taskOrder = o.taskOrder;
@@ -402,6 +406,7 @@ export class Projection {
     for (const u of o.units) p.units.set(unitKey(u.taskId, u.unitId), u);
     for (const w of o.workers) p.workers.set(w.nodeId, w);
     for (const r of o.revokedTokens) p.revokedTokens.add(r);
+    p.ledger = Ledger.fromSnapshot(o.ledger);
     for (const u of p.units.values()) if (u.state === "leased" && u.worker) p.leaseSet(u.worker).add(unitKey(u.taskId, u.unitId));
     return p;
   }

@@ -1,11 +1,21 @@
-import type { UnitProgress, UnitResultInput, WorkerRegistrationInput } from "@optimus/shared";
+import { randomBytes } from "node:crypto";
+import type { EscalationAnswer, EscalationCallInput, UnitProgress, UnitResultInput, WorkerRegistrationInput } from "@optimus/shared";
 import type { Lease, LeaseRef } from "../core/lease-commands.js";
 import { createFarmClient, errorCode, isFinalError, type FarmClient } from "../client/farm-client.js";
+
+/** What a worker asks the frontier through the farm's gateway (the farm fills in the lease). */
+export type EscalationAsk = Omit<EscalationCallInput, "requestId" | "taskId" | "unitId" | "attempt" | "leaseId" | "nodeId">;
 
 export interface LeaseContext {
   /** aborted when the farm says the lease is gone (expired, re-leased, cancelled) or the agent stops */
   signal: AbortSignal;
   progress(p: UnitProgress): void;
+  /**
+   * One frontier completion through the farm's gateway. Waits while the escalation is queued; a
+   * dropped connection asks again with the same request id, so the farm never calls twice. Rejects
+   * with the farm's answer when the gate keeps the unit local or the call fails.
+   */
+  escalate(ask: EscalationAsk): Promise<EscalationAnswer>;
 }
 
 export type ExecuteUnit = (lease: Lease, ctx: LeaseContext) => Promise<UnitResultInput>;
@@ -104,6 +114,7 @@ export class WorkerAgent {
     const ctx: LeaseContext = {
       signal: abort.signal,
       progress: (p) => void this.client.worker.progress.mutate({ nodeId: this.nodeId, lease: ref, progress: p }).catch(() => undefined),
+      escalate: (ask) => this.escalate(ref, ask, abort.signal),
     };
     void (async () => {
       let result: UnitResultInput;
@@ -120,6 +131,19 @@ export class WorkerAgent {
       await this.deliver(lease, ref, result);
       this.active.delete(lease.leaseId);
     })();
+  }
+
+  private async escalate(ref: LeaseRef, ask: EscalationAsk, signal: AbortSignal): Promise<EscalationAnswer> {
+    const requestId = `esc_${randomBytes(9).toString("base64url")}`;
+    for (let i = 0; ; i++) {
+      if (signal.aborted || this.stopped) throw new Error("the lease ended before the escalation was answered");
+      try {
+        return await this.client.worker.escalate.mutate({ ...ask, ...ref, requestId, nodeId: this.nodeId });
+      } catch (err) {
+        if (isFinalError(err)) throw err;
+        await sleep(Math.min(2_000, 100 * 2 ** i));
+      }
+    }
   }
 
   /** Sends the result until the farm answers; a restart of the farm in between is survived. */

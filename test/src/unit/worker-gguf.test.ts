@@ -23,7 +23,8 @@ test("a review worker on a GGUF model the tests generate: the real node-llama-cp
     context: { review: { unitId: "u1", attempt: 1, patch: "diff --git a/src/add.js b/src/add.js\n-  return a - b;\n+  return a + b;\n", evals: [{ name: "tests", exitCode: 0, output: "ok" }] } },
   } as Lease;
   const progress: string[] = [];
-  const result = await runReview(lease, { signal: new AbortController().signal, progress: (p) => progress.push(p.phase) }, {
+  const noGateway = () => Promise.reject(new Error("no gateway in this test"));
+  const result = await runReview(lease, { signal: new AbortController().signal, progress: (p) => progress.push(p.phase), escalate: noGateway }, {
     model, mirror: {} as RepoMirror, maxIterations: 3, checkTimeoutMs: 1_000, maxTokens: 4_000, log: () => undefined,
   });
   // Random weights write nonsense, but the grammar keeps it inside the verdict's schema.
