@@ -5,6 +5,7 @@ import { describeError } from "./errors.js";
 import { farmUp } from "./farm-up.js";
 import { modelPull } from "./model-commands.js";
 import { workerCommand } from "./worker-command.js";
+import { spendReport } from "./spend-commands.js";
 import { status } from "./status.js";
 import { approve, cancelTask, importTask, reject, requestChanges, retryUnit, scanTasks, send } from "./task-commands.js";
 import { resolvedFarmUrl, type GlobalOptions } from "./context.js";
@@ -90,6 +91,8 @@ const token = program.command("token").description("manage API tokens (admin)");
 token.command("create").requiredOption("--role <role>", "admin, editor or worker").option("--name <name>", "who or what holds it").description("create a token; printed once").action((_o, cmd: Command) => createToken(g(cmd) as never));
 token.command("list").description("list tokens (never their secrets)").action((_o, cmd: Command) => listTokens(g(cmd)));
 token.command("revoke <tokenId>").description("revoke a token").action((id: string, _o, cmd: Command) => revokeToken(id, g(cmd)));
+
+program.command("spend").option("--json", "the whole ledger as JSON").description("frontier spend: totals, budgets, per day, task, unit, worker and model").action((_o, cmd: Command) => spendReport(g(cmd) as never));
 
 const audit = program.command("audit").description("the tamper-evident audit log");
 audit.command("verify").option("--journal <file>", "journal file (default: the repository's farm journal)").description("check the hash chain; names the first broken entry").action((_o, cmd: Command) => auditVerify(g(cmd)));

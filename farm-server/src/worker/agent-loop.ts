@@ -79,6 +79,7 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
   const dir = await o.mirror.prepare(`${lease.taskId}--${lease.unitId}-${lease.attempt}`, work.base?.branch ?? "main");
   const gens: Generation[] = [];
   let checksFailed = 0;
+  let checkPassed = false;
   let evidence = "";
   try {
     const spec = lease.spec;
@@ -117,12 +118,19 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
       const check = await runCheck(spec.check, { cwd: dir, timeoutMs: o.checkTimeoutMs });
       if (check.sandboxNote) o.log(check.sandboxNote);
       evidence = `$ ${spec.check}\n(exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}, sandbox: ${check.sandbox})\n${check.output}`;
-      if (check.exitCode === 0) break;
+      if (check.exitCode === 0) {
+        checkPassed = true;
+        break;
+      }
       checksFailed++;
       messages.push({ role: "user", content: `The check failed (exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}):\n${check.output.slice(-4_000)}\nFix the code. The edits so far are kept.` });
       if (i === o.maxIterations) {
         return { outcome: "failed", summary: `needs escalation: the check still fails after ${i} iterations`, evidence, signals: signals(o, gens, checksFailed, i), transcript: transcriptOf(messages) };
       }
+    }
+    // Out of iterations without a passing check (the last answers did not even apply): not a success.
+    if (spec.check && !checkPassed) {
+      return { outcome: "failed", summary: `needs escalation: no change passed the check in ${o.maxIterations} iterations`, evidence, signals: signals(o, gens, checksFailed, gens.length), transcript: transcriptOf(messages) };
     }
     const patch = await o.mirror.patchOf(dir);
     if (!patch.trim()) return { outcome: "failed", summary: "needs escalation: the model produced no usable change", evidence, signals: signals(o, gens, checksFailed, gens.length) };

@@ -7,6 +7,8 @@ import { spawn } from "node:child_process";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
+import { startEgressRelay, type EgressRelay } from "../egress/relay.js";
+import { BRIDGE_SCRIPT, EGRESS_BRIDGE_PORT } from "../egress/sandbox-bridge.js";
 
 export type SandboxKind = "unshare-net" | "bwrap" | "none";
 
@@ -16,6 +18,20 @@ export interface RunCheckOptions {
   env?: Record<string, string>;
   /** force one method (tests, or an operator's setting); default: the best one that works here */
   sandbox?: SandboxKind | "auto";
+  /**
+   * Lets the check reach the farm's egress proxy, and nothing else: the command still runs with no
+   * route out, gets HTTP(S)_PROXY=http://127.0.0.1:3128, and that port is bridged (through a Unix
+   * socket) to a relay in this process, which adds `proxyAuthorization` before passing the bytes on to
+   * `proxyUrl`. The credential is never in the check's environment or files.
+   */
+  egress?: EgressOptions;
+}
+
+export interface EgressOptions {
+  /** http://host:port of the egress proxy, as this worker reaches it */
+  proxyUrl: string;
+  /** the Proxy-Authorization header value naming this worker to the proxy */
+  proxyAuthorization?: string;
 }
 
 export interface CheckResult {
@@ -70,16 +86,17 @@ async function probe(kind: Exclude<SandboxKind, "none">): Promise<string | undef
   });
 }
 
-/** The argv that runs `argv` under the sandbox method. */
-function wrap(kind: SandboxKind, argv: string[], cwd: string, home: string): string[] {
+/** The argv that runs `argv` under the sandbox method; `extraRoBinds`: more folders to show (read-only) under bwrap. */
+function wrap(kind: SandboxKind, argv: string[], cwd: string, home: string, extraRoBinds: string[] = []): string[] {
   if (kind === "bwrap") {
+    const extra = extraRoBinds.flatMap((d) => ["--ro-bind", d, d]);
     // Read-only root so the command cannot change the worker or other worktrees; the worktree and the
     // throwaway HOME writable; a fresh /tmp. Binds after --tmpfs /tmp so worktrees under /tmp still show.
     // --unshare-pid: when bwrap dies, the kernel kills everything left in the sandbox.
     return [
       "bwrap", "--unshare-net", "--unshare-pid", "--die-with-parent",
       "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-      "--bind", cwd, cwd, "--bind", home, home, "--chdir", cwd, "--", ...argv,
+      "--bind", cwd, cwd, "--bind", home, home, ...extra, "--chdir", cwd, "--", ...argv,
     ];
   }
   if (kind === "unshare-net") {
@@ -112,20 +129,85 @@ export async function runCheck(command: string, opts: RunCheckOptions): Promise<
   if (!dir?.isDirectory()) throw new Error(`cannot run the check: its folder ${opts.cwd} does not exist`);
   const sandbox = await resolveChoice(opts.sandbox);
   const home = await mkdtemp(join(tmpdir(), "optimus-check-home-"));
+  let egress: EgressSetup | undefined;
   try {
-    const result = await runIn(sandbox.kind, command, opts, home);
+    if (opts.egress) egress = await setUpEgress(opts.egress, sandbox.kind);
+    const result = await runIn(sandbox.kind, command, opts, home, egress);
     return sandbox.note ? { ...result, sandboxNote: sandbox.note } : result;
   } finally {
+    await egress?.close().catch(() => undefined);
     await rm(home, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
-function runIn(kind: SandboxKind, command: string, opts: RunCheckOptions, home: string): Promise<CheckResult> {
+interface EgressSetup {
+  /** what HTTP(S)_PROXY points the check at */
+  proxyEnv: string;
+  /** the relay's Unix socket, to bridge from inside the namespace; undefined: no namespace, no bridge */
+  socketPath?: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts this check's relay to the egress proxy. In a network sandbox: on a Unix socket in a private
+ * temp folder (the in-sandbox bridge connects to it). Without one (kind "none": the check has the
+ * network anyway): on an ephemeral loopback port the check is pointed at directly.
+ */
+async function setUpEgress(o: EgressOptions, kind: SandboxKind): Promise<EgressSetup> {
+  const relayOpts = { proxyUrl: o.proxyUrl, ...(o.proxyAuthorization !== undefined ? { proxyAuthorization: o.proxyAuthorization } : {}) };
+  if (kind === "none") {
+    const relay = await startEgressRelay({ ...relayOpts, listen: { host: "127.0.0.1", port: 0 } });
+    return { proxyEnv: `http://127.0.0.1:${relay.port}`, close: () => relay.close() };
+  }
+  const dir = await mkdtemp(join(tmpdir(), "optimus-check-egress-")); // 0700
+  const socketPath = join(dir, "proxy.sock");
+  if (Buffer.byteLength(socketPath) > 100) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`cannot set up the check's egress: the socket path ${socketPath} is too long for a Unix socket (set TMPDIR to a shorter folder)`);
+  }
+  let relay: EgressRelay;
+  try {
+    relay = await startEgressRelay({ ...relayOpts, listen: { path: socketPath } });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    proxyEnv: `http://127.0.0.1:${EGRESS_BRIDGE_PORT}`,
+    socketPath,
+    close: async () => {
+      await relay.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The argv (before wrap) that runs the command behind the egress bridge: bring the namespace's
+ * loopback up (unshare; bwrap already does), then exec node with the bridge script, which listens on
+ * 127.0.0.1:3128 and only then runs `sh -c` with the command.
+ */
+function bridgedArgv(kind: SandboxKind, shellScript: string, socketPath: string): string[] {
+  const loUp =
+    kind === "unshare-net"
+      ? `if ! PATH="$PATH:/usr/sbin:/sbin" ip link set lo up; then echo "optimus: cannot bring up loopback in the check's network namespace (ip link set lo up failed)"; exit 125; fi\n`
+      : "";
+  return ["sh", "-c", `exec 2>&1\n${loUp}exec "$1" -e "$2" "$3" "$4" "$5"`, "sh", process.execPath, BRIDGE_SCRIPT, String(EGRESS_BRIDGE_PORT), socketPath, shellScript];
+}
+
+function runIn(kind: SandboxKind, command: string, opts: RunCheckOptions, home: string, egress?: EgressSetup): Promise<CheckResult> {
   const started = performance.now();
   // Never the parent's environment: only what a build needs, plus what the caller passes on purpose.
-  const env = { PATH: childPath(), HOME: home, LANG: process.env.LANG ?? "C.UTF-8", ...opts.env };
+  const env: Record<string, string> = { PATH: childPath(), HOME: home, LANG: process.env.LANG ?? "C.UTF-8", ...opts.env };
+  if (egress) {
+    for (const name of ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]) env[name] = egress.proxyEnv;
+    env.NO_PROXY = "";
+    env.no_proxy = "";
+  }
   // `exec 2>&1` first: one pipe for both streams keeps their true interleaving.
-  const [cmd, ...args] = wrap(kind, ["sh", "-c", `exec 2>&1\n${command}`], opts.cwd, home);
+  const script = `exec 2>&1\n${command}`;
+  const argv = egress?.socketPath !== undefined ? bridgedArgv(kind, script, egress.socketPath) : ["sh", "-c", script];
+  const [cmd, ...args] = wrap(kind, argv, opts.cwd, home, egress?.socketPath !== undefined ? [dirname(egress.socketPath)] : []);
   const output = new TailBuffer(OUTPUT_CAP_BYTES);
   return new Promise((resolve) => {
     // detached: the child leads a new process group, so one kill reaches everything it started.
