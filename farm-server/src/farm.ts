@@ -8,6 +8,7 @@ import { createMetrics } from "./api/metrics.js";
 import type { FarmServices } from "./api/services.js";
 import { EscalationStore } from "./gateway/escalation-store.js";
 import { Gateway } from "./gateway/gateway.js";
+import { startEgressProxy } from "./egress/egress-proxy.js";
 import { Redactor, SecretResolver } from "./secrets/index.js";
 import { TokenStore, type IssuedToken } from "./auth/tokens.js";
 import { FarmState } from "./core/farm-state.js";
@@ -139,6 +140,23 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     mirror.start();
     notes.start();
   }
+  // The egress proxy: the only way a unit's check reaches the network, for allowlisted hosts, every
+  // attempt journaled. Workers authenticate with their own token (the relay outside the sandbox adds it).
+  const egress = config.egress.enabled
+    ? await startEgressProxy({
+        host: config.host, port: config.egress.port, allow: config.egress.allow,
+        authorize: (h) => {
+          const p = tokens.authenticate(/^Bearer (\S+)$/.exec(h ?? "")?.[1]);
+          return p && p.role === "worker" ? `worker:${p.name}` : null;
+        },
+        audit: (d) => void state.commit([{ type: "egress_decision", data: { principal: d.principal, host: d.host.slice(0, 253), port: d.port, method: d.method, allowed: d.allowed, reason: d.reason.slice(0, 300) } }], d.principal ?? "unknown").catch(() => undefined),
+        log,
+      })
+    : null;
+  if (egress) {
+    leases.egressPort = egress.port;
+    log.info(`egress proxy on ${egress.url} for: ${config.egress.allow.join(", ") || "(nothing allowed)"}`);
+  }
   const services: FarmServices = { config, repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport, prloop, gateway };
   const metrics = createMetrics(state, dispatcher);
   state.onFlush = metrics.observeFlush;
@@ -160,6 +178,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     (closing ??= (async () => {
       dispatcher.stop();
       gateway.stop();
+      await egress?.close().catch(() => undefined);
       await api.close().catch(() => undefined);
       prloop?.stop();
       if (!error) await prloop?.idle().catch(() => undefined);

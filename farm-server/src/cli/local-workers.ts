@@ -41,7 +41,7 @@ export async function startLocalWorkers(farm: Farm, count: number, model: ModelP
     const nodeId = `local-${role}-${i + 1}`;
     const loop: AgentLoopOptions = {
       model: shared, mirror: new RepoMirror(farm.url, issued.token, join(stateDirOf(services.repo, services.config), "workers", nodeId)),
-      maxIterations: 4, checkTimeoutMs: 300_000, maxTokens: 2_048, log: (m) => log(`${nodeId}: ${m}`),
+      maxIterations: 4, checkTimeoutMs: 300_000, maxTokens: 2_048, log: (m) => log(`${nodeId}: ${m}`), farm: { url: farm.url, token: issued.token },
     };
     const agent = new WorkerAgent({
       farmUrl: farm.url, token: issued.token,

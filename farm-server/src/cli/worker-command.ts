@@ -68,7 +68,7 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
   const log = (msg: string) => process.stderr.write(`${nodeId}: ${msg}\n`);
   const mirror = new RepoMirror(url, token, workDir);
   await mirror.cleanup();
-  const loop: AgentLoopOptions = { model, mirror, maxIterations, checkTimeoutMs: 300_000, maxTokens: 2_048, log };
+  const loop: AgentLoopOptions = { model, mirror, maxIterations, checkTimeoutMs: 300_000, maxTokens: 2_048, log, farm: { url, token } };
   const agent = new WorkerAgent({
     farmUrl: url,
     token,

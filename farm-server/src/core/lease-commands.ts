@@ -109,8 +109,12 @@ export class LeaseCommands {
     return { lease: this.toLease(u), durable };
   }
 
+  /** the egress proxy's port, handed to workers in each lease when the farm offers one */
+  egressPort: number | undefined;
+
   toLease(u: UnitRecord): Lease {
-    const context = this.submissionHandler.contextFor?.(u);
+    const base = this.submissionHandler.contextFor?.(u);
+    const context = this.egressPort !== undefined ? { ...(base as object | undefined), egress: { port: this.egressPort } } : base;
     return { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, leaseId: u.leaseId!, expiresAt: u.leaseExpiresAt!, spec: u.spec, ...(context ? { context } : {}) };
   }
 

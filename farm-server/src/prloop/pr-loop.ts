@@ -49,6 +49,8 @@ export interface LeaseWorkContext {
   /** the unit's session notes so far (earlier attempts) */
   notes?: string;
   review?: { unitId: string; attempt: number; patch: string; evals: Array<{ name: string; exitCode: number | null; output: string }> };
+  /** the farm's egress proxy (its port on the farm's host), when it offers one to checks */
+  egress?: { port: number };
 }
 
 /**

@@ -17,6 +17,8 @@ export interface AgentLoopOptions {
   checkTimeoutMs: number;
   maxTokens: number;
   log: (msg: string) => void;
+  /** how checks reach the farm's egress proxy when a lease offers one: the farm's URL and this worker's token */
+  farm?: { url: string; token: string };
 }
 
 const MAX_CONTEXT_FILE = 64 * 1024;
@@ -115,7 +117,8 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
       }
       if (!spec.check) break;
       ctx.progress({ phase: "checking", step: spec.check, elapsedMs: Date.now() - started });
-      const check = await runCheck(spec.check, { cwd: dir, timeoutMs: o.checkTimeoutMs });
+      const egress = work.egress && o.farm ? { proxyUrl: `http://${new URL(o.farm.url).hostname}:${work.egress.port}`, proxyAuthorization: `Bearer ${o.farm.token}` } : undefined;
+      const check = await runCheck(spec.check, { cwd: dir, timeoutMs: o.checkTimeoutMs, ...(egress ? { egress } : {}) });
       if (check.sandboxNote) o.log(check.sandboxNote);
       evidence = `$ ${spec.check}\n(exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}, sandbox: ${check.sandbox})\n${check.output}`;
       if (check.exitCode === 0) {

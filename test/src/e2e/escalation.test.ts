@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -10,20 +10,11 @@ import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { git, makeFixtureRepo } from "../helpers/fixture.js";
 import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
 import { CliProcess } from "../helpers/processes.js";
+import { keyVault } from "../helpers/key-vault.js";
 import { waitFor } from "../helpers/wait.js";
 
 const isReview = (r: StandinRequest) => r.messages[0]!.content.startsWith("You review");
 const wrong = JSON.stringify({ summary: "multiply", edits: [{ kind: "write", path: "src/add.js", content: "export function add(a, b) {\n  return a * b;\n}\n" }], done: true });
-
-/** A key file for the farm's development `file` vault: outside the repository, readable by its owner only. */
-export function keyVault(t: { after(fn: () => unknown): void }, key: string): string {
-  const dir = mkdtempSync(join(tmpdir(), "optimus-vault-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  mkdirSync(join(dir, "anthropic"), { mode: 0o700 });
-  writeFileSync(join(dir, "anthropic", "key"), key, { mode: 0o600 });
-  chmodSync(dir, 0o700);
-  return dir;
-}
 
 test("end to end: the local model fails twice, the worker escalates through the gateway, the frontier's patch passes the evals and merges", { timeout: 180_000 }, async (t) => {
   const frontier = await startAnthropicStandin({

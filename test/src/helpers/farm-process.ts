@@ -26,6 +26,11 @@ export class FarmProcess {
 
   constructor(readonly repo: string, readonly port: number, readonly extraArgs: string[] = []) {}
 
+  /** the running farm's process id (to inspect its environment), if it runs */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
   }
