@@ -140,6 +140,8 @@ export interface Escalation {
   at: number;
   attempt: number;
   reason?: string;
+  /** 1-based place in the gateway's admission queue while a worker's escalation waits */
+  position?: number;
 }
 export interface TaskView {
   taskId: string;
@@ -205,6 +207,8 @@ export interface SpendSummary {
   days: Array<{ day: string; usd: number }>;
   /** why escalations are paused (the provider's spend cap), when they are */
   paused?: string;
+  /** the gate's policy, so the editor can say when a unit may escalate */
+  gate?: { enabled: boolean; confidenceBelow: number; failuresAtLeast: number; complexityAtLeast: string };
 }
 
 /** Everything the editor's unit detail panel shows, in one answer. */
@@ -218,6 +222,8 @@ export interface UnitDetail {
   history: Array<{ seq: number; at: number; type: string; actor: string; summary: string }>;
   /** frontier spend on this unit in USD (0 until it escalates through the gateway) */
   costUsd: number;
+  /** the unit's frontier escalations (the gateway's ledger), oldest first */
+  escalations?: Array<{ at: number; state: string; by: string; reason?: string; costUsd: number; position?: number }>;
   /** what the latest submission reported: its signals and the end of its check output */
   signals?: EventPayloads["unit_submitted"]["signals"];
   evidence?: string;

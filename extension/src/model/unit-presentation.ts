@@ -64,7 +64,7 @@ export function unitPresentation(u: UnitLiveView, now: number): Presentation {
   let status = stateLabel(u.state);
   if (u.escalation?.state === "queued" && u.escalation.attempt >= u.attempt - 1 && u.state !== "merged") {
     [icon, color] = ["sparkle", "charts.purple"];
-    status = `escalation queued · ${status}`;
+    status = `escalation queued${u.escalation.position ? ` #${u.escalation.position}` : ""} · ${status}`;
   } else if (u.escalation?.state === "escalated") {
     status = `escalated · ${status}`;
   }
@@ -94,7 +94,7 @@ export function unitPresentation(u: UnitLiveView, now: number): Presentation {
   if (u.review) tip.push(`Review: ${u.review.verdict.replace("_", " ")}, ${u.review.risk} risk — ${oneLine(u.review.summary, 200)}`);
   if (u.risk) tip.push(`Risk: ${u.risk.level}${u.risk.reasons.length ? ` (${u.risk.reasons.join("; ")})` : ""}`);
   if (u.reason) tip.push(`Reason: ${oneLine(u.reason, 300)}`);
-  if (u.escalation) tip.push(`Escalation: ${u.escalation.state}, asked by ${u.escalation.requestedBy}`);
+  if (u.escalation) tip.push(`Escalation: ${u.escalation.state}${u.escalation.position ? ` (#${u.escalation.position} in the gateway's queue)` : ""}, asked by ${u.escalation.requestedBy}${u.escalation.reason ? ` — waiting: ${u.escalation.reason}` : ""}`);
   return { label: u.unitId, description: parts.join(" · "), icon, color, tooltip: tip.join("  \n"), contextValue: flags.join(" ") };
 }
 

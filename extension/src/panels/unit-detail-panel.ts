@@ -41,7 +41,10 @@ export function toDetailModel(d: UnitDetail): UnitDetailModel {
     review: u.review ? { verdict: u.review.verdict, risk: u.review.risk, summary: u.review.summary, comments: u.review.comments ?? [] } : undefined,
     risk: u.risk,
     transcript: d.transcript.map((m, i) => ({ kind: m.role === "assistant" ? "model" : m.role === "system" ? "prompt" : i <= 1 ? "prompt" : "feedback", title: `${m.role}${d.transcriptAttempt ? ` · attempt ${d.transcriptAttempt}` : ""} · step ${i + 1}`, text: m.content })),
-    escalations: u.escalation ? [{ at: u.escalation.at, state: u.escalation.state, by: u.escalation.requestedBy, reason: u.escalation.reason }] : [],
+    escalations: [
+      ...(u.escalation && !u.escalation.requestedBy.startsWith("worker:") ? [{ at: u.escalation.at, state: `asked by a person: ${u.escalation.state}`, by: u.escalation.requestedBy, reason: u.escalation.reason }] : []),
+      ...(d.escalations ?? []).map((x) => ({ at: x.at, state: `${x.state}${x.position ? ` (#${x.position} in the queue)` : ""}${x.costUsd ? `, $${x.costUsd.toFixed(4)}` : ""}`, by: x.by, reason: x.reason })),
+    ],
     history: d.history,
     actions: actionsFor(u),
   };

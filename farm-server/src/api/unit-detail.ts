@@ -55,8 +55,14 @@ export async function unitDetail(s: FarmServices, taskId: string, unitId: string
   }
   const submitted = events.filter((e) => e.type === "unit_submitted").pop();
   const sub = submitted?.type === "unit_submitted" ? submitted.data : undefined;
+  const ledger = s.state.projection.ledger;
+  const queue = ledger.queue().map((x) => x.requestId);
+  const escalations = [...ledger.entries.values()]
+    .filter((x) => x.taskId === taskId && x.unitId === unitId)
+    .sort((a, b) => a.queuedAt - b.queuedAt)
+    .map((x) => ({ at: x.queuedAt, state: x.state, by: x.worker, reason: x.reason, costUsd: x.spentUsd, ...(x.state === "queued" ? { position: queue.indexOf(x.requestId) + 1 } : {}) }));
   return {
-    unit, task, transcript, transcriptAttempt, costUsd: 0, signals: sub?.signals, evidence: sub?.evidence,
+    unit, task, transcript, transcriptAttempt, escalations, costUsd: escalations.reduce((n, x) => n + x.costUsd, 0), signals: sub?.signals, evidence: sub?.evidence,
     history: events.map((e) => ({ seq: e.seq, at: e.ts, type: e.type, actor: e.actor, summary: describeEvent(e) })),
   };
 }

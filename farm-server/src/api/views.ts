@@ -13,7 +13,10 @@ export function unitLive(s: FarmServices, key: string): UnitLiveView | undefined
   const id = p.ledger.latestByUnit.get(key);
   const x = id ? p.ledger.entries.get(id) : undefined;
   if (x && (x.state === "queued" || x.state === "admitted" || x.state === "settled") && (!u.escalation || u.escalation.at <= x.queuedAt)) {
-    view.escalation = { state: x.state === "queued" ? "queued" : "escalated", requestedBy: x.worker, at: x.queuedAt, attempt: u.attempt, reason: x.state === "queued" ? x.reason : undefined };
+    view.escalation = {
+      state: x.state === "queued" ? "queued" : "escalated", requestedBy: x.worker, at: x.queuedAt, attempt: u.attempt,
+      ...(x.state === "queued" ? { reason: x.reason ?? p.ledger.paused, position: p.ledger.queue().findIndex((q) => q.requestId === x.requestId) + 1 } : {}),
+    };
   }
   return view;
 }
@@ -39,5 +42,5 @@ export function spendSummary(s: FarmServices): SpendSummary {
   const r = s.state.projection.ledger.report();
   const today = utcDay(Date.now());
   const days = Object.entries(r.byDay).sort(([a], [b]) => a.localeCompare(b)).slice(-30).map(([day, usd]) => ({ day, usd }));
-  return { todayUsd: (r.byDay[today] ?? 0) + s.state.projection.ledger.reservedOn(`day:${today}`), dailyBudgetUsd: s.config.gateway.apiKey ? s.config.gateway.budgets.perDayUsd : undefined, days, paused: s.state.projection.ledger.paused };
+  return { todayUsd: (r.byDay[today] ?? 0) + s.state.projection.ledger.reservedOn(`day:${today}`), dailyBudgetUsd: s.config.gateway.apiKey ? s.config.gateway.budgets.perDayUsd : undefined, days, paused: s.state.projection.ledger.paused, gate: { ...s.config.gate } };
 }

@@ -19,6 +19,7 @@ import { sqliteBaseline, type BaselineResult } from "./sqlite-baseline.js";
 import { fmt, median, msSince, table, type Row } from "./stats.js";
 import { storeThroughputOnce, type StoreRunOptions, type StoreRunResult } from "./store-throughput.js";
 import { extensionRows, runExtensionBench, TREE } from "./extension-section.js";
+import { admissionRate, gatewayOverhead } from "./gateway-bench.js";
 import { benchWorktreePrep, type WorktreeBenchOptions, type WorktreeBenchResult } from "./worktree-prep.js";
 
 const STORE: StoreRunOptions = { tasks: 20, unitsPerTask: 500, capacity: 64, stallMs: 4_000 };
@@ -133,6 +134,13 @@ async function main(): Promise<number> {
   const ext = await runExtensionBench();
   problems.push(...ext.problems);
 
+  // 7. The frontier gateway.
+  log("gateway overhead: 200 streamed calls straight to the stand-in, then 200 through a worker and the farm …");
+  const gw = await gatewayOverhead(200);
+  if (!gw.ok) problems.push(`gateway overhead: ${gw.error}`);
+  log("admission decisions/s: 20,000 queued requests, budgets that fit them all, then a tight daily budget …");
+  const adm = admissionRate(20_000);
+
   // The table.
   const rows: Row[] = [];
   if (store) {
@@ -201,6 +209,16 @@ async function main(): Promise<number> {
     );
   }
   rows.push(...extensionRows(ext));
+  if (gw.ok) {
+    rows.push(
+      { measure: "frontier call straight to the stand-in p50 / p99", value: `${fmt(gw.direct.p50, 2)} / ${fmt(gw.direct.p99, 2)}`, unit: "ms", note: `baseline: the SDK streaming a short answer from the loopback Anthropic stand-in; n=${gw.direct.n}` },
+      { measure: "through the gateway p50 / p99", value: `${fmt(gw.viaGateway.p50, 2)} / ${fmt(gw.viaGateway.p99, 2)}`, unit: "ms", note: `worker ctx.escalate → farm (tRPC/WS) → gate, queue, admit (2 durable commits + body file), secret read, SDK stream, settle; overhead p50 ${fmt(gw.viaGateway.p50 - gw.direct.p50, 2)} ms` },
+    );
+  } else rows.push({ measure: "gateway overhead", value: "FAILED", unit: "ms", note: (gw.error ?? "").slice(0, 200) });
+  rows.push(
+    { measure: "admission decisions/s, budgets fit", value: fmt(adm.fitting), unit: "decisions/s", note: `${fmt(adm.decisions)} queued requests, every ceiling and bucket checked per decision` },
+    { measure: "admission decisions/s, contended", value: fmt(adm.contended), unit: "decisions/s", note: "a daily budget that holds ~20 reservations: refusals and settlements interleave" },
+  );
   const { disk, tmpfs } = worktree;
   if (disk && tmpfs) {
     const fs = disk.fs ? `${disk.fs.type}${disk.fs.journal === false ? " without a journal" : ""} on ${disk.fs.device}` : "unknown file system";
@@ -225,6 +243,7 @@ async function main(): Promise<number> {
   }
   if (llama) ratios.push(`LlamaProvider tokens/s vs raw node-llama-cpp = ${fmt(llama.ratio, 2)}× with confidence, ${fmt(llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec, 2)}× without`);
   if (ext.tree?.ok) ratios.push(`state change → tree vs raw journal stream, p50 = ${fmt(ext.tree.tree.p50 / ext.tree.rawEvents.p50, 2)}×, p99 = ${fmt(ext.tree.tree.p99 / ext.tree.rawEvents.p99, 2)}×`);
+  if (gw.ok) ratios.push(`gateway call vs direct call to the stand-in, p50 = ${fmt(gw.viaGateway.p50 / gw.direct.p50, 2)}×, p99 = ${fmt(gw.viaGateway.p99 / gw.direct.p99, 2)}×`);
   if (ext.activation) ratios.push(`extension activation vs minimal extension = ${fmt(ext.activation.optimusMs / ext.activation.baselineMs, 2)}×`);
   for (const [where, w] of Object.entries(worktree)) ratios.push(`RepoMirror prepare+remove vs plain git worktree add+remove (${where}) = ${fmt(w.ratio, 2)}×`);
 
@@ -253,6 +272,7 @@ async function main(): Promise<number> {
     latency: { options: LATENCY, ...lat },
     llama: llama ? { options: LLAMA, target: LLAMA_TARGET, ...llama, noConfidenceRatio: llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec } : null,
     worktree: { options: WORKTREE, diskRuns: WORKTREE_DISK_RUNS, tmpfs: worktree.tmpfs ?? null, disk: worktree.disk ?? null },
+    gateway: { overhead: gw, admission: adm },
     extension: { treeOptions: TREE, sizes: ext.sizes ?? null, activation: ext.activation ?? null, tree: ext.tree ?? null },
     ratios,
     problems,
