@@ -92,7 +92,7 @@ token.command("create").requiredOption("--role <role>", "admin, editor or worker
 token.command("list").description("list tokens (never their secrets)").action((_o, cmd: Command) => listTokens(g(cmd)));
 token.command("revoke <tokenId>").description("revoke a token").action((id: string, _o, cmd: Command) => revokeToken(id, g(cmd)));
 
-program.command("spend").option("--json", "the whole ledger as JSON").description("frontier spend: totals, budgets, per day, task, unit, worker and model").action((_o, cmd: Command) => spendReport(g(cmd) as never));
+program.command("spend").option("--json", "the whole ledger as JSON").option("--resume", "admin: let escalations be admitted again after a provider spend cap paused them").description("frontier spend: totals, budgets, per day, task, unit, worker and model").action((_o, cmd: Command) => spendReport(g(cmd) as never));
 
 const audit = program.command("audit").description("the tamper-evident audit log");
 audit.command("verify").option("--journal <file>", "journal file (default: the repository's farm journal)").description("check the hash chain; names the first broken entry").action((_o, cmd: Command) => auditVerify(g(cmd)));

@@ -13,8 +13,12 @@ function rows(title: string, group: Record<string, number>, limit = 20): string[
 }
 
 /** `optimus spend`: the frontier cost ledger — totals, budgets, and spend per day, task, unit, worker and model. */
-export async function spendReport(o: GlobalOptions & { json?: boolean }): Promise<void> {
+export async function spendReport(o: GlobalOptions & { json?: boolean; resume?: boolean }): Promise<void> {
   const { client } = httpClient(o);
+  if (o.resume) {
+    await client.gateway.resume.mutate();
+    console.error("escalations resumed: queued ones are admitted as the budgets allow");
+  }
   const r = await client.gateway.spend.query();
   if (o.json) {
     console.log(JSON.stringify(r, null, 2));
@@ -25,7 +29,7 @@ export async function spendReport(o: GlobalOptions & { json?: boolean }): Promis
     r.configured ? `frontier model ${r.model}` : "no frontier model configured (gateway.apiKey in .optimus/config.yaml): everything runs locally",
     `spent ${usd(r.totalUsd)} in all, ${usd(r.byDay[today] ?? 0)} today; ${usd(r.reservedUsd)} reserved by ${r.inFlight} call(s) in flight; ${r.queued} escalation(s) queued`,
     `budgets: ${usd(r.budgets.perTaskUsd)} per task, ${usd(r.budgets.perDayUsd)} per day${r.budgets.fleetUsd !== undefined ? `, ${usd(r.budgets.fleetUsd)} for the fleet` : ""}`,
-    ...(r.paused ? [`ESCALATIONS PAUSED: ${r.paused} (resume with the API's gateway.resume as an admin)`] : []),
+    ...(r.paused ? [`ESCALATIONS PAUSED: ${r.paused} (an admin resumes them with \`optimus spend --resume\`)`] : []),
     ...rows("by day", r.byDay),
     ...rows("by task", r.byTask),
     ...rows("by unit", r.byUnit),
