@@ -101,8 +101,10 @@ function wrap(kind: SandboxKind, argv: string[], cwd: string, home: string, extr
   }
   if (kind === "unshare-net") {
     // As root a plain new net namespace works; otherwise it needs a user namespace to be allowed.
+    // Its own pid namespace and /proc too: the check must not see the worker's processes, whose
+    // command lines and environments hold the worker's token.
     const user = process.getuid?.() === 0 ? [] : ["--map-root-user"];
-    return ["unshare", "--net", ...user, "--", ...argv];
+    return ["unshare", "--net", "--pid", "--fork", "--mount-proc", ...user, "--", ...argv];
   }
   return argv;
 }

