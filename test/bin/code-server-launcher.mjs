@@ -19,10 +19,11 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { format } from "node:util";
 
+// The harness's own constants (compiled with the tests, which always build before they run), so the
+// launcher and the workbench driver install, find and start the same things.
+import { CHROMIUM, CHROMIUM_ARGS, CODE_SERVER_VERSION, INSTALL_HINT, QUIET_SETTINGS, codeServerPath } from "../dist/helpers/vscode/code-server.js";
+
 const TAG = "[code-server-launcher]";
-const CODE_SERVER_VERSION = "4.100.3";
-const INSTALL_HINT = "run scripts/install-vscode-test-deps.sh";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 // VS Code flags that take a value; `--flag value` is read as a pair only for these (others are switches).
 const VALUE_FLAGS = new Set(["extensionDevelopmentPath", "extensionTestsPath", "user-data-dir", "extensions-dir", "locale", "log", "profile", "folder-uri", "file-uri", "crash-reporter-directory", "sync", "enable-proposed-api", "disable-extension", "inspect-extensions", "inspect-brk-extensions"]);
@@ -46,13 +47,6 @@ function parseArgs(argv) {
     } else positional.push(a);
   }
   return { flags, positional };
-}
-
-function codeServerPath(env = process.env) {
-  if (env.OPTIMUS_CODE_SERVER) return env.OPTIMUS_CODE_SERVER;
-  const home = env.HOME ?? "/root";
-  const cache = env.OPTIMUS_VSCODE_CACHE || join(env.XDG_CACHE_HOME || join(home, ".cache"), "optimus-vscode-test");
-  return join(cache, `code-server-${CODE_SERVER_VERSION}`, "node_modules", ".bin", "code-server");
 }
 
 function freePort() {
@@ -178,7 +172,7 @@ async function main() {
   }
   // "": a fresh profile folder that playwright removes itself once the browser is dead (also on exit).
   // TMPDIR: Chromium's own temporary folders go into our scratch folder too.
-  context = await chromium.launchPersistentContext("", { executablePath: process.env.OPTIMUS_CHROMIUM || "/usr/bin/chromium", args: CHROMIUM_ARGS, env: { ...process.env, TMPDIR: join(home, "tmp") }, viewport: { width: 1400, height: 900 } });
+  context = await chromium.launchPersistentContext("", { executablePath: CHROMIUM, args: CHROMIUM_ARGS, env: { ...process.env, TMPDIR: join(home, "tmp") }, viewport: { width: 1400, height: 900 } });
   const page = context.pages()[0] ?? (await context.newPage());
 
   let settle;
@@ -236,22 +230,6 @@ async function main() {
 
 // Harmless workbench noise on a machine without internet access (see shared/notes/vscode-e2e.md).
 const NOISE = [/open-vsx\.org/, /\bvsda\b/, /ENOTFOUND .*(telemetry|microsoft|visualstudio)/, /^Creating a socket|^Resolv(ing|ed) connection token/];
-
-// Settings that keep the workbench quiet and deterministic (written only into a fresh user-data-dir).
-const QUIET_SETTINGS = {
-  "workbench.startupEditor": "none",
-  "workbench.tips.enabled": false,
-  "workbench.enableExperiments": false,
-  "workbench.welcomePage.walkthroughs.openOnInstall": false,
-  "extensions.autoUpdate": false,
-  "extensions.autoCheckUpdates": false,
-  "extensions.ignoreRecommendations": true,
-  "telemetry.telemetryLevel": "off",
-  "update.mode": "none",
-  "security.workspace.trust.enabled": false,
-  "git.openRepositoryInParentFolders": "never",
-  "chat.disableAIFeatures": true,
-};
 
 main().then(
   (code) => process.exit(code),

@@ -7,15 +7,12 @@ import type { FarmConnection } from "../farm/connection.js";
  */
 export class ApprovalNotifier implements vscode.Disposable {
   private readonly sub: vscode.Disposable;
-  /** how many notifications were shown (tests read it) */
-  shown = 0;
 
   constructor(connection: FarmConnection) {
     this.sub = connection.onDidChangeViews((c) => {
       if (!vscode.workspace.getConfiguration("optimus").get<boolean>("notifyOnApproval", true)) return;
       const waiting = c.nowAwaitingApproval;
       if (waiting.length === 0) return;
-      this.shown++;
       if (waiting.length > 3) {
         void vscode.window.showInformationMessage(`Optimus: ${waiting.length} units are waiting for your approval.`, "Show Them").then((a) => a && vscode.commands.executeCommand("optimus.filter.needsMe"));
         return;

@@ -36,8 +36,6 @@ export class FarmConnection implements vscode.Disposable {
   private _state: ConnectionState = "disconnected";
   private _url: string | undefined;
   private _identity: Identity | undefined;
-  /** when the last views message arrived, for the status bar's tooltip */
-  lastMessageAt = 0;
 
   get state(): ConnectionState {
     return this._state;
@@ -81,7 +79,6 @@ export class FarmConnection implements vscode.Disposable {
             subscribed = true;
           },
           onData: (env) => {
-            this.lastMessageAt = Date.now();
             const change = this.views.apply(env.data as ViewsMessage);
             if (this._state !== "connected") this.setState("connected");
             this.viewsEmitter.fire(change);

@@ -1,20 +1,11 @@
-import { createTRPCClient, createWSClient, httpBatchLink, TRPCClientError, wsLink, type TRPCClient } from "@trpc/client";
-import type { AppRouter } from "@optimus/farm-server";
-import WebSocket from "ws";
+import { TRPCClientError } from "@trpc/client";
+import { createFarmClient, type FarmClient } from "@optimus/farm-server/dist/client/farm-client.js";
 
-export type FarmApi = TRPCClient<AppRouter>;
+export type FarmApi = FarmClient;
 
 /** A one-shot HTTP client: used to check a URL and token before holding a socket open. */
 export function httpClient(url: string, token: string, timeoutMs = 5_000): FarmApi {
-  return createTRPCClient<AppRouter>({
-    links: [
-      httpBatchLink({
-        url: `${url}/trpc`,
-        headers: () => ({ authorization: `Bearer ${token}` }),
-        fetch: (input, init) => fetch(input, { ...(init as RequestInit), signal: AbortSignal.timeout(timeoutMs) }),
-      }),
-    ],
-  });
+  return createFarmClient({ url, token, transport: "http", timeoutMs }).client;
 }
 
 export interface SocketClient {
@@ -23,21 +14,14 @@ export interface SocketClient {
 }
 
 /**
- * The editor's long-lived client: one WebSocket (bundled `ws`; the extension host has no global
- * WebSocket on Node 20) that reconnects by itself. Subscriptions resume from their last tracked id,
- * which is what makes the units tree catch up without missing or doubling a state.
+ * The editor's long-lived client: the farm's own typed client over one WebSocket (bundled `ws`; the
+ * extension host has no global WebSocket on Node 20) that reconnects by itself. Subscriptions resume
+ * from their last tracked id, which is what makes the units tree catch up without missing or
+ * doubling a state.
  */
 export function socketClient(url: string, token: string, on: { open(): void; close(): void }): SocketClient {
-  const ws = createWSClient({
-    url: url.replace(/^http/, "ws") + "/ws",
-    connectionParams: () => ({ token }),
-    WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
-    retryDelayMs: (attempt) => Math.min(3_000, 200 * 2 ** attempt),
-    keepAlive: { enabled: true, intervalMs: 3_000, pongTimeoutMs: 3_000 },
-    onOpen: on.open,
-    onClose: on.close,
-  });
-  return { api: createTRPCClient<AppRouter>({ links: [wsLink({ client: ws })] }), close: () => void ws.close() };
+  const c = createFarmClient({ url, token, transport: "ws", maxRetryDelayMs: 3_000, onConnectionChange: (s) => (s === "open" ? on.open() : on.close()) });
+  return { api: c.client, close: c.close };
 }
 
 /** Checks a farm URL typed by a person; returns the normalised base URL or why it is not one. */

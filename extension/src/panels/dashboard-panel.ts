@@ -25,10 +25,6 @@ export class DashboardPanel implements vscode.Disposable {
     );
   }
 
-  get isOpen(): boolean {
-    return this.panel !== undefined;
-  }
-
   private sample(): void {
     if (this.connection.state !== "connected") return;
     const w = this.connection.views.workers.filter((x) => x.connected);

@@ -64,11 +64,6 @@ export class UnitDetailPanels implements vscode.Disposable {
     });
   }
 
-  /** the panels open now (tests inspect them) */
-  get open(): ReadonlyMap<string, { panel: vscode.WebviewPanel; ref: UnitRef }> {
-    return this.panels;
-  }
-
   show(ref: UnitRef): vscode.WebviewPanel {
     const k = unitKey(ref.taskId, ref.unitId);
     const existing = this.panels.get(k);

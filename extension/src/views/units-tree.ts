@@ -17,8 +17,6 @@ export class UnitsTreeProvider implements vscode.TreeDataProvider<UnitsNode>, vs
   private readonly nodes = new Map<string, UnitsNode>();
   private readonly disposables: vscode.Disposable[] = [];
   private readonly ticker: NodeJS.Timeout;
-  /** when each unit was last rendered in its current state: the latency benchmark reads this */
-  readonly renderedAt = new Map<string, { state: string; at: number }>();
   filter: UnitsFilter;
 
   constructor(private readonly connection: FarmConnection, filter: UnitsFilter) {
@@ -118,7 +116,6 @@ export class UnitsTreeProvider implements vscode.TreeDataProvider<UnitsNode>, vs
       p = unitPresentation(u, Date.now());
       item = new vscode.TreeItem(p.label, vscode.TreeItemCollapsibleState.None);
       item.id = `unit:${u.taskId}/${u.unitId}`;
-      this.renderedAt.set(unitKey(u.taskId, u.unitId), { state: u.state, at: Date.now() });
       item.command = u.evaluation
         ? { command: "optimus.unit.openChange", title: "Open Change", arguments: [element] }
         : { command: "optimus.unit.showDetail", title: "Show Unit Detail", arguments: [element] };

@@ -42,5 +42,5 @@ export function spendSummary(s: FarmServices): SpendSummary {
   const r = s.state.projection.ledger.report();
   const today = utcDay(Date.now());
   const days = Object.entries(r.byDay).sort(([a], [b]) => a.localeCompare(b)).slice(-30).map(([day, usd]) => ({ day, usd }));
-  return { todayUsd: (r.byDay[today] ?? 0) + s.state.projection.ledger.reservedOn(`day:${today}`), dailyBudgetUsd: s.config.gateway.apiKey ? s.config.gateway.budgets.perDayUsd : undefined, days, paused: s.state.projection.ledger.paused, gate: { ...s.config.gate } };
+  return { todayUsd: r.byDay[today] ?? 0, dailyBudgetUsd: s.config.gateway.apiKey ? s.config.gateway.budgets.perDayUsd : undefined, days, paused: s.state.projection.ledger.paused, gate: { ...s.config.gate } };
 }

@@ -13,6 +13,8 @@ export interface FarmClientOptions {
   onConnectionChange?: (state: "open" | "closed") => void;
   /** the longest wait between reconnect attempts */
   maxRetryDelayMs?: number;
+  /** "http" only: give up on a call after this long (a farm that accepts but never answers) */
+  timeoutMs?: number;
 }
 
 export const wsUrlOf = (url: string) => url.replace(/^http/, "ws").replace(/\/+$/, "") + "/ws";
@@ -22,7 +24,13 @@ export function createFarmClient(opts: FarmClientOptions): { client: FarmClient;
   const base = opts.url.replace(/\/+$/, "");
   if (opts.transport === "http") {
     const client = createTRPCClient<AppRouter>({
-      links: [httpBatchLink({ url: `${base}/trpc`, headers: () => ({ authorization: `Bearer ${opts.token}` }) })],
+      links: [
+        httpBatchLink({
+          url: `${base}/trpc`,
+          headers: () => ({ authorization: `Bearer ${opts.token}` }),
+          ...(opts.timeoutMs ? { fetch: (input, init) => fetch(input, { ...(init as RequestInit), signal: AbortSignal.timeout(opts.timeoutMs!) }) } : {}),
+        }),
+      ],
     });
     return { client, close: () => undefined };
   }

@@ -45,13 +45,14 @@ export class Gateway {
   private readonly waiters = new Map<string, Waiter>();
   private readonly firing = new Set<string>();
   private pumpTimer: NodeJS.Timeout | undefined;
+  private pumpAt = 0;
   private pumping = false;
+  /** a pass was asked for while one ran: run another after it */
+  private pumpAgain = false;
   private stopped = false;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly call: NonNullable<GatewayDeps["call"]>;
-  /** admission decisions made (for the benchmark) */
-  decisions = 0;
 
   constructor(private readonly d: GatewayDeps) {
     this.now = d.now ?? Date.now;
@@ -76,14 +77,22 @@ export class Gateway {
 
   /**
    * At start: calls that were admitted when the farm stopped may have been fired and charged; they
-   * are settled at their reservation and never fired again. The last minute's admissions count
+   * are settled (at their real usage when the answer reached the disk, else at their reservation)
+   * and never fired again. The last minute's admissions count
    * against the buckets again. Then the queue moves.
    */
   async start(): Promise<void> {
-    const lost = this.ledger.inFlight();
-    if (lost.length) {
+    const inFlight = this.ledger.inFlight();
+    if (inFlight.length) {
+      // An answer saved before the crash was charged its real usage; the rest at their reservation.
+      const answers = await Promise.all(inFlight.map((x) => this.d.store.answer(x.requestId)));
       await this.d.state.commit(
-        lost.map((x) => ({ type: "escalation_settled" as const, data: { requestId: x.requestId, inputTokens: x.inputTokensMax, outputTokens: x.maxTokens, costUsd: x.reservedUsd, outcome: "unknown" as const, message: "the farm restarted during the call; charged at its reservation, not fired again" } })),
+        inFlight.map((x, i) => {
+          const a = answers[i];
+          return a
+            ? { type: "escalation_settled" as const, data: { requestId: x.requestId, inputTokens: a.usage.inputTokens, outputTokens: a.usage.outputTokens, costUsd: Math.min(a.costUsd, x.reservedUsd), outcome: "answered" as const } }
+            : { type: "escalation_settled" as const, data: { requestId: x.requestId, inputTokens: x.inputTokensMax, outputTokens: x.maxTokens, costUsd: x.reservedUsd, outcome: "unknown" as const, message: "the farm restarted during the call; charged at its reservation, not fired again" } };
+        }),
         "farm",
       );
     }
@@ -178,30 +187,46 @@ export class Gateway {
     else w.resolve(answer);
   }
 
+  /** Runs a pass after `ms`, or sooner if one is already due sooner. */
   private schedulePump(ms: number): void {
     if (this.stopped) return;
+    const delay = Math.max(0, Math.min(ms, 60_000));
+    const at = Date.now() + delay;
+    if (this.pumpTimer && at >= this.pumpAt) return;
     clearTimeout(this.pumpTimer);
-    this.pumpTimer = setTimeout(() => void this.pump(), Math.max(0, Math.min(ms, 60_000)));
+    this.pumpAt = at;
+    this.pumpTimer = setTimeout(() => {
+      this.pumpTimer = undefined;
+      void this.pump();
+    }, delay);
   }
 
   /**
    * Admits from the head of the queue, in priority order, while everything fits. Each admission is
    * staged before the next check (so the ledger already holds its reservation) and durable before
-   * its call fires. A head that does not fit holds the queue: nothing jumps ahead of it.
+   * its call fires. A head blocked by a shared ceiling holds the queue: nothing jumps ahead of it;
+   * one blocked only by its own task's budget or its worker's bucket is passed over.
    */
   private async pump(): Promise<void> {
-    if (this.pumping || this.stopped) return;
+    if (this.stopped) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
     this.pumping = true;
+    this.pumpAgain = false;
     try {
-      for (;;) {
-        const head = this.ledger.queue().find((x) => !this.firing.has(x.requestId));
-        if (!head) return;
-        this.decisions++;
+      // One ordering per pass; a request that arrives meanwhile schedules the next pass.
+      for (const head of this.ledger.queue()) {
+        if (this.firing.has(head.requestId) || head.state !== "queued") continue;
         const verdict = admit(this.d.config, this.ledger, { taskId: head.taskId, worker: head.worker, reservedUsd: head.reservedUsd, inputTokensMax: head.inputTokensMax, maxTokens: head.maxTokens }, this.limitsOf(head.worker), this.fleet, this.now());
         if (!verdict.ok) {
           head.reason = verdict.reason;
           if (verdict.retryInMs !== undefined) this.schedulePump(verdict.retryInMs);
-          return;
+          // A shared ceiling holds the queue (nothing jumps ahead); a call's own task budget or
+          // worker's bucket holds only that call.
+          if (verdict.shared) return;
+          continue;
         }
         const body = await this.d.store.load(head.requestId);
         if (!body) {
@@ -217,6 +242,7 @@ export class Gateway {
       }
     } finally {
       this.pumping = false;
+      if (this.pumpAgain) this.schedulePump(0);
     }
   }
 

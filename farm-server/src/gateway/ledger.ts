@@ -22,6 +22,9 @@ export class Ledger {
   /** the latest escalation of each unit (unit key → request id), for the editor's tree */
   readonly latestByUnit = new Map<string, string>();
   paused: string | undefined;
+  /** request ids by state, so the queue and the calls in flight are found without scanning history */
+  private readonly waiting = new Set<string>();
+  private readonly flying = new Set<string>();
   private readonly spent = new Map<string, number>();
   private readonly reserved = new Map<string, number>();
 
@@ -34,6 +37,7 @@ export class Ledger {
           maxTokens: d.maxTokens, inputTokensMax: d.inputTokensMax, reservedUsd: d.reservedUsd, spentUsd: 0, queuedAt: e.ts, day: utcDay(e.ts), seq: e.seq,
         });
         this.latestByUnit.set(`${d.taskId}/${d.unitId}`, d.requestId);
+        this.waiting.add(d.requestId);
         break;
       }
       case "escalation_denied":
@@ -46,6 +50,8 @@ export class Ledger {
         const x = this.entries.get(e.data.requestId);
         if (!x || x.state !== "queued") break;
         x.state = "admitted";
+        this.waiting.delete(x.requestId);
+        this.flying.add(x.requestId);
         x.reservedUsd = e.data.reservedUsd;
         // The day the money counts against is the day it was committed to, for reservation and spend alike.
         x.day = utcDay(e.ts);
@@ -56,6 +62,7 @@ export class Ledger {
         const x = this.entries.get(e.data.requestId);
         if (!x || x.state !== "admitted") break;
         this.add(this.reserved, x, -x.reservedUsd);
+        this.flying.delete(x.requestId);
         x.state = e.data.outcome === "answered" ? "settled" : "failed";
         x.spentUsd = e.data.costUsd;
         x.inputTokens = e.data.inputTokens;
@@ -68,6 +75,8 @@ export class Ledger {
         const x = this.entries.get(e.data.requestId);
         if (!x || (x.state !== "queued" && x.state !== "admitted")) break;
         if (x.state === "admitted") this.add(this.reserved, x, -x.reservedUsd);
+        this.waiting.delete(x.requestId);
+        this.flying.delete(x.requestId);
         x.state = "failed";
         x.reason = `${e.data.errorClass}: ${e.data.message}`;
         break;
@@ -100,11 +109,11 @@ export class Ledger {
 
   /** Escalations waiting for admission, in admission order: priority, then arrival. */
   queue(): Entry[] {
-    return [...this.entries.values()].filter((x) => x.state === "queued").sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+    return [...this.waiting].map((id) => this.entries.get(id)!).sort((a, b) => b.priority - a.priority || a.seq - b.seq);
   }
 
   inFlight(): Entry[] {
-    return [...this.entries.values()].filter((x) => x.state === "admitted");
+    return [...this.flying].map((id) => this.entries.get(id)!);
   }
 
   /** Spend grouped for reports: per day, task, worker and model. */
@@ -126,7 +135,11 @@ export class Ledger {
     for (const x of o.entries) {
       l.entries.set(x.requestId, x);
       if (x.state !== "denied") l.latestByUnit.set(`${x.taskId}/${x.unitId}`, x.requestId);
-      if (x.state === "admitted") l.add(l.reserved, x, x.reservedUsd);
+      if (x.state === "queued") l.waiting.add(x.requestId);
+      if (x.state === "admitted") {
+        l.flying.add(x.requestId);
+        l.add(l.reserved, x, x.reservedUsd);
+      }
       if (x.spentUsd) l.add(l.spent, x, x.spentUsd);
     }
     return l;

@@ -1,17 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
 import { startAnthropicStandin } from "../helpers/anthropic-standin.js";
 import { runCli } from "../helpers/cli.js";
-import { httpClientFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { git, makeFixtureRepo } from "../helpers/fixture.js";
 import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
-import { CliProcess } from "../helpers/processes.js";
+import { farmWithCliWorkers } from "../helpers/cli-farm.js";
 import { keyVault } from "../helpers/key-vault.js";
-import { waitFor } from "../helpers/wait.js";
 
 const isReview = (r: StandinRequest) => r.messages[0]!.content.startsWith("You review");
 const wrong = JSON.stringify({ summary: "multiply", edits: [{ kind: "write", path: "src/add.js", content: "export function add(a, b) {\n  return a * b;\n}\n" }], done: true });
@@ -34,28 +28,12 @@ test("end to end: the local model fails twice, the worker escalates through the 
   });
   t.after(() => local.close());
 
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "1000"]);
-  await farm.start();
-  t.after(() => farm.stop());
-  const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
-  const workerToken = (await runCli(["token", "create", "--role", "worker", "--name", "node-1"], { cwd: repo, env })).stdout.trim();
-  const workDir = mkdtempSync(join(tmpdir(), "optimus-workers-"));
-  t.after(() => rmSync(workDir, { recursive: true, force: true }));
-  const workers = ["codegen", "review"].map((role) =>
-    new CliProcess(["worker", "--role", role, "--model", local.url, "--max-iterations", "2", "--node-id", `${role}-1`, "--work-dir", join(workDir, role), "--farm", farm.url, "--token", workerToken], { cwd: repo }));
-  t.after(() => Promise.all(workers.map((w) => w.stop())));
-  await waitFor(() => workers.every((w) => w.log.includes("waiting for units")), "both workers to connect", 30_000);
+  const { env, admin, untilMerged } = await farmWithCliWorkers(t, repo, local.url, { maxIterations: 2 });
 
   const sent = await runCli(["send", "Make add return the sum of its arguments", "--files", "src/add.js", "--check", "node test/add.test.js"], { cwd: repo, env });
   assert.equal(sent.code, 0, sent.stderr);
   const taskId = sent.stdout.trim();
-  const admin = httpClientFor(farm.url, farm.adminToken);
-  const done = await waitFor(async () => {
-    const r = await admin.tasks.get.query({ taskId });
-    return r.task.merge?.commit ? r : null;
-  }, "the task to be merged into main", 120_000).catch((e) => {
-    throw new Error(`${(e as Error).message}\n--- farm ---\n${farm.log.slice(-3000)}\n--- workers ---\n${workers.map((w) => w.log.slice(-3000)).join("\n")}`);
-  });
+  const done = await untilMerged(taskId, "the task to be merged into main");
   assert.match(git(repo, "show", "main:src/add.js"), /return a \+ b;/);
   const u1 = done.units.find((u) => u.unitId === "u1")!;
   assert.equal(u1.state, "merged");

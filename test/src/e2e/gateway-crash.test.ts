@@ -134,10 +134,10 @@ test("1,000 concurrent escalations from 50 workers, farm killed with SIGKILL mid
   const pending = flat.filter((o) => o.kind === "pending").length;
   const stillQueued = [...queued.keys()].filter((id) => !admitted.has(id)).length;
   assert.equal(flat.length, WORKERS * PER_WORKER, "each unit's worker asked 20 times");
+  t.diagnostic(`answered ${answered}, lost in the crash ${unknown} (charged at reservation), still queued ${stillQueued}, frontier calls ${ids.length}, peak reserved + spent $${peakDay.toFixed(4)} of $${BUDGET.perDayUsd}`);
   assert.equal(pending, stillQueued, "what the workers still wait for is exactly what the ledger still queues");
   for (const r of refused) assert.match(r.message, /answer was lost when the farm restarted \(it was charged\)|failed/, r.message);
   assert.equal(refused.length, unknown, "only calls in flight at the crash lost their answers, and each was charged once");
   assert.ok(answered > firedBeforeCrash - unknown, `calls were answered after the restart (${answered} answered, ${firedBeforeCrash} before the crash)`);
   assert.equal(settled.size + stillQueued, WORKERS * PER_WORKER);
-  t.diagnostic(`answered ${answered}, lost in the crash ${unknown} (charged at reservation), still queued ${stillQueued}, frontier calls ${ids.length}, peak reserved + spent $${peakDay.toFixed(4)} of $${BUDGET.perDayUsd}`);
 });

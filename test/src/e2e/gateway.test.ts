@@ -175,3 +175,25 @@ test("gateway: reservation-based admission — reserved + spent never exceeds th
   // A call bigger than the whole budget is refused at once, with the reason.
   await assert.rejects(ask(ctxs[0]!.ctx, "huge", 5_000), (err: unknown) => /can never be admitted: its worst-case cost .* is more than the daily budget/.test((err as Error).message));
 });
+
+test("gateway: a call held by its own task's budget does not hold up another task's call behind it", { timeout: 30_000 }, async (t) => {
+  const standin = await startAnthropicStandin({ latencyMs: 600, fallback: { kind: "text", text: "ok", outputTokens: 5 } });
+  t.after(() => standin.close());
+  // About $0.015 reserved per call: a task holds one at a time.
+  const { admin, leaseOn, events } = await gatewayFarm(t, standin, { gateway: { budgets: { perTaskUsd: 0.02, perDayUsd: 10 } } });
+  await admin.tasks.create.mutate({ id: "a", title: "A", priority: 10, units: [{ id: "a1", goal: "x", complexity: "large" }, { id: "a2", goal: "x", complexity: "large" }] });
+  await admin.tasks.create.mutate({ id: "b", title: "B", units: [{ id: "b1", goal: "x", complexity: "large" }] });
+  const [a1, a2, b1] = await Promise.all([leaseOn("a1"), leaseOn("a2"), leaseOn("b1")]);
+  const first = ask(a1.ctx, "first of A", 1_000);
+  await waitFor(() => standin.requests.length === 1, "A's first call to be in flight");
+  const second = ask(a2.ctx, "second of A", 1_000);
+  await waitFor(async () => (await admin.gateway.queue.query()).length === 1, "A's second call to wait on its task budget");
+  const other = ask(b1.ctx, "B", 1_000);
+  await Promise.all([first, second, other]);
+  const ev = await events();
+  const seqOf = (type: string, match: (d: { requestId: string }) => boolean) => ev.find((e) => e.type === type && match(e.data as { requestId: string }))!.seq;
+  const idOf = (unitId: string) => (ev.find((e) => e.type === "escalation_queued" && (e.data as { unitId: string }).unitId === unitId)!.data as { requestId: string }).requestId;
+  const [ida1, ida2, idb1] = ["a1", "a2", "b1"].map(idOf);
+  assert.ok(seqOf("escalation_admitted", (d) => d.requestId === idb1) < seqOf("escalation_settled", (d) => d.requestId === ida1), "B was admitted while A's first call still ran");
+  assert.ok(seqOf("escalation_admitted", (d) => d.requestId === ida2) > seqOf("escalation_settled", (d) => d.requestId === ida1), "A's second waited for A's first to settle");
+});

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { runCli } from "../helpers/cli.js";
@@ -8,26 +7,10 @@ import { httpClientFor } from "../helpers/clients.js";
 import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { git, makeFixtureRepo } from "../helpers/fixture.js";
 import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
-import { CliProcess } from "../helpers/processes.js";
+import { farmWithCliWorkers } from "../helpers/cli-farm.js";
 import { waitFor } from "../helpers/wait.js";
 
 const isReview = (r: StandinRequest) => r.messages[0]!.content.startsWith("You review");
-/** The real farm process and two `optimus worker` processes (codegen, review) on a scripted model. */
-async function farmWithCliWorkers(t: { after(fn: () => unknown): void }, repo: string, modelUrl: string) {
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "1000"]);
-  await farm.start();
-  t.after(() => farm.stop());
-  const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
-  const workerToken = (await runCli(["token", "create", "--role", "worker", "--name", "node-1"], { cwd: repo, env })).stdout.trim();
-  const workDir = mkdtempSync(join(tmpdir(), "optimus-workers-"));
-  t.after(() => rmSync(workDir, { recursive: true, force: true }));
-  const workers = ["codegen", "review"].map((role) =>
-    new CliProcess(["worker", "--role", role, "--model", modelUrl, "--node-id", `${role}-1`, "--work-dir", join(workDir, role), "--farm", farm.url, "--token", workerToken], { cwd: repo }));
-  t.after(() => Promise.all(workers.map((w) => w.stop())));
-  await waitFor(() => workers.every((w) => w.log.includes("waiting for units")), "both workers to connect", 30_000);
-  return { farm, env, workers };
-}
-
 const proposal = (replace: string) => JSON.stringify({ summary: `return ${replace}`, edits: [{ kind: "replace", path: "src/add.js", search: "return a - b;", replace: `return ${replace};` }], done: true });
 
 test("end to end: CLI task → codegen worker (scripted local model) fixes a failing test in the sandbox → review worker approves → evals → auto-merge", { timeout: 180_000 }, async (t) => {
@@ -45,18 +28,12 @@ test("end to end: CLI task → codegen worker (scripted local model) fixes a fai
     }),
   });
   t.after(() => model.close());
-  const { farm, env, workers } = await farmWithCliWorkers(t, repo, model.url);
+  const { env, workers, untilMerged } = await farmWithCliWorkers(t, repo, model.url);
 
   const sent = await runCli(["send", "Make add return the sum of its arguments", "--files", "src/add.js", "--check", "node test/add.test.js"], { cwd: repo, env });
   assert.equal(sent.code, 0, sent.stderr);
   const taskId = sent.stdout.trim();
-  const admin = httpClientFor(farm.url, farm.adminToken);
-  const done = await waitFor(async () => {
-    const r = await admin.tasks.get.query({ taskId });
-    return r.task.merge?.commit ? r : null;
-  }, "the task to be merged into main", 120_000).catch((e) => {
-    throw new Error(`${(e as Error).message}\n--- farm ---\n${farm.log.slice(-3000)}\n--- workers ---\n${workers.map((w) => w.log.slice(-2000)).join("\n")}`);
-  });
+  const done = await untilMerged(taskId, "the task to be merged into main");
 
   const u1 = done.units.find((u) => u.unitId === "u1")!;
   assert.deepEqual([u1.state, u1.attempt, u1.evaluation?.green, u1.risk?.level], ["merged", 1, true, "low"]);
@@ -104,16 +81,10 @@ test("the planner: a task sent as text is planned into units by the worker's mod
     }),
   });
   t.after(() => model.close());
-  const { farm, env, workers } = await farmWithCliWorkers(t, repo, model.url);
+  const { env, admin, untilMerged } = await farmWithCliWorkers(t, repo, model.url);
 
   const taskId = (await runCli(["send", "Make add return the sum, keep its tests green", "--files", "src/add.js"], { cwd: repo, env })).stdout.trim();
-  const admin = httpClientFor(farm.url, farm.adminToken);
-  const done = await waitFor(async () => {
-    const r = await admin.tasks.get.query({ taskId });
-    return r.task.merge?.commit ? r : null;
-  }, "the planned task to be merged", 120_000).catch(async (e) => {
-    throw new Error(`${(e as Error).message}\n${JSON.stringify((await admin.tasks.get.query({ taskId })).task.merge)}\n${JSON.stringify((await admin.tasks.get.query({ taskId })).units.map((u) => [u.unitId, u.state, u.reason]))}\n--- workers ---\n${workers.map((w) => w.log.slice(-1500)).join("\n")}`);
-  });
+  const done = await untilMerged(taskId, "the planned task to be merged");
   assert.deepEqual(done.units.map((u) => [u.unitId, u.spec.kind, u.state]), [["plan", "plan", "completed"], ["fix-add", "change", "merged"], ["fix-add-review", "change", "completed"]]);
   assert.equal(done.units[1]!.spec.check, "node test/add.test.js");
   assert.match(git(repo, "show", "main:src/add.js"), /a \+ b/);
