@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the extension's tests in a real VS Code need, outside the project's own dependencies:
+# Installs what the tests need outside the project's own dependencies: bubblewrap (the sandbox every
+# eval and unit check runs in), and for the extension's tests in a real VS Code
 # Debian's Chromium (the UI driver's browser), ripgrep and libkrb5-dev (code-server's native modules),
 # and code-server 4.100.3 (VS Code 1.100.3, the last release on Node 20) from npm into a cache folder.
 # Idempotent: each step is skipped when its result is already there. See ../shared/notes/vscode-e2e.md.
@@ -9,6 +10,7 @@ CACHE="${OPTIMUS_VSCODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/optimus-vscode-te
 dir="$CACHE/code-server-$CODE_SERVER_VERSION"
 
 need=()
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v rg >/dev/null 2>&1 || need+=(ripgrep)
 dpkg -s libkrb5-dev >/dev/null 2>&1 || need+=(libkrb5-dev)

@@ -22,7 +22,8 @@ import { SqliteJournal } from "./store/sqlite-journal.js";
 import { acquireStateLock } from "./store/state-lock.js";
 import { FarmRepo } from "./prloop/farm-repo.js";
 import { PrLoop } from "./prloop/pr-loop.js";
-import { simpleGit } from "simple-git";
+import { Git } from "./git/safe-git.js";
+import { resolveSandbox } from "./sandbox/index.js";
 
 export interface FarmOptions {
   repo: string;
@@ -51,7 +52,9 @@ function createPrLoop(farmRepo: FarmRepo | null, repo: string, config: ServerCon
     log.warn(`${repo} is not a git repository: changes cannot be evaluated or merged, results complete as they are`);
     return null;
   }
-  return new PrLoop({ state, config, repo: farmRepo, patchesDir: join(stateDirOf(repo, config), "patches"), log, notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true) });
+  // The farm's own state (tokens, journal, secrets' caches) is never mounted in an eval's sandbox;
+  // `hide` also masks it should an operator put it under a toolchain folder.
+  return new PrLoop({ state, config, repo: farmRepo, patchesDir: join(stateDirOf(repo, config), "patches"), log, hide: [stateDirOf(repo, config)], notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true) });
 }
 
 /** The journal, tokens, admin token and downloaded models never belong in the repository's history. */
@@ -73,6 +76,11 @@ export const journalPathOf = (repo: string, config: ServerConfig) => join(stateD
 export async function startFarm(opts: FarmOptions): Promise<Farm> {
   const { repo, config } = opts;
   const log = opts.log ?? pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "info" }, pino.destination(2));
+  // Evals run code a model wrote: without a sandbox the farm refuses to start rather than run them bare.
+  if (config.prloop.eval.length > 0) {
+    const sandbox = await resolveSandbox(config.sandbox, "evals");
+    if (sandbox.note) log.warn(sandbox.note);
+  }
   mkdirSync(stateDirOf(repo, config), { recursive: true, mode: 0o700 });
   keepStateOutOfGit(repo, config);
   const lock = acquireStateLock(stateDirOf(repo, config));
@@ -107,7 +115,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
   leases.graceLeases();
   const notes = new SessionNotes(state, repo, (msg, err) => log.warn({ err }, msg));
-  const farmRepo = (await simpleGit({ baseDir: repo }).checkIsRepo().catch(() => false)) ? new FarmRepo(repo, join(stateDirOf(repo, config), "worktrees")) : null;
+  const farmRepo = (await new Git(repo).isRepo()) ? new FarmRepo(repo, join(stateDirOf(repo, config), "worktrees")) : null;
   const prloop = createPrLoop(farmRepo, repo, config, state, leases, log, notes);
   if (prloop) {
     leases.submissionHandler = prloop;

@@ -30,8 +30,34 @@ export const PrLoopConfig = z.strictObject({
   maxPatchBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
   maxFileBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
   maxFilesPerPatch: z.number().int().min(1).max(10_000).default(200),
+  /** a change may create symbolic links / submodules (gitlinks): off, since either can point outside the tree */
+  allowSymlinks: z.boolean().default(false),
+  allowSubmodules: z.boolean().default(false),
 });
 export type PrLoopConfig = z.infer<typeof PrLoopConfig>;
+
+/**
+ * Bounds on what one client can make the farm hold or do at once, so a hostile or broken client
+ * (or a worker flood) cannot exhaust its memory, processes or sockets.
+ */
+export const ApiLimits = z.strictObject({
+  /** calls in one tRPC batch (HTTP or WebSocket); a larger batch is refused whole with 400 */
+  maxBatchSize: z.number().int().min(1).max(10_000).default(50),
+  /** open subscriptions on one WebSocket; the next one gets a clean error */
+  maxSubscriptionsPerSocket: z.number().int().min(1).max(10_000).default(20),
+  /** a WebSocket that has not presented a valid token by then is closed */
+  unauthenticatedSocketMs: z.number().int().min(100).max(600_000).default(10_000),
+  /** git processes the /git endpoint runs at once; more requests wait in a short queue, then get 503 */
+  maxGitProcesses: z.number().int().min(1).max(256).default(4),
+  /** requests that may wait for a git slot, and for how long, before a 503 with Retry-After */
+  maxGitQueue: z.number().int().min(0).max(10_000).default(16),
+  gitQueueWaitMs: z.number().int().min(0).max(600_000).default(10_000),
+  /** a git process serving one request is killed after this long (a client that never finishes its request) */
+  gitProcessTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(120_000),
+  /** bytes the farm buffers for one WebSocket that is not reading; past it the socket is cut off */
+  maxBufferedBytesPerSocket: z.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(8 * 1024 * 1024),
+});
+export type ApiLimits = z.infer<typeof ApiLimits>;
 
 /** The farm server's settings: `.optimus/config.yaml`, then flags. Every field has an embedded default. */
 export const ServerConfig = z.strictObject({
@@ -39,6 +65,11 @@ export const ServerConfig = z.strictObject({
   port: z.number().int().min(0).max(65535).default(7420),
   /** folder of the journal and tokens; relative paths are taken from the repository root */
   stateDir: z.string().default(".optimus/state"),
+  /**
+   * How evals run: `auto` picks the sandbox this machine has (bubblewrap on Linux, sandbox-exec on
+   * macOS) and refuses to evaluate without one; `none` runs them unsandboxed, with a warning each time.
+   */
+  sandbox: z.enum(["auto", "bwrap", "sandbox-exec", "none"]).default("auto"),
   heartbeatIntervalMs: z.number().int().min(50).max(600_000).default(5_000),
   /** a lease lives this long without a heartbeat; keep it between 1 and 2 heartbeat intervals */
   leaseTtlMs: z.number().int().min(100).max(3_600_000).optional(),
@@ -55,7 +86,7 @@ export const ServerConfig = z.strictObject({
       debounceMs: z.number().int().min(0).default(100),
     })
     .default({ mirror: true, commit: true, debounceMs: 100 }),
-  prloop: PrLoopConfig.default({ eval: [], reviewEveryCodegenUnit: true, maxPatchBytes: 4 * 1024 * 1024, maxFileBytes: 1024 * 1024, maxFilesPerPatch: 200 }),
+  prloop: PrLoopConfig.default({ eval: [], reviewEveryCodegenUnit: true, maxPatchBytes: 4 * 1024 * 1024, maxFileBytes: 1024 * 1024, maxFilesPerPatch: 200, allowSymlinks: false, allowSubmodules: false }),
   /** a task sent as text is planned into units by a worker's local model (else it is one unit) */
   planner: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
   policy: Policy.default({ protectedPaths: [".optimus/**", ".github/**", "**/*.lock"], autoMerge: { enabled: true, maxChangedLines: 200, maxFiles: 10 } }),
@@ -65,6 +96,8 @@ export const ServerConfig = z.strictObject({
   gateway: GatewayConfig.prefault({}),
   /** where `secrets-manager://vault/…` references are read: vault name → provider settings */
   secrets: z.strictObject({ vaults: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,100}$/), z.record(z.string(), z.unknown())).default({}) }).prefault({}),
+  /** per-client bounds of the API, WebSocket and /git endpoints */
+  limits: ApiLimits.prefault({}),
   /** the egress proxy offered to unit checks that need packages; nothing else leaves a sandbox */
   egress: z
     .strictObject({

@@ -22,6 +22,8 @@ export interface DiffStat {
   files: string[];
   added: number;
   removed: number;
+  /** files the change makes executable (a risk reason) */
+  executables?: string[];
 }
 export type RetryDecision = { next: "retry"; notBefore: number } | { next: "dead" };
 
@@ -46,9 +48,12 @@ export interface EventPayloads {
   };
   task_cancelled: { taskId: string; reason?: string };
   unit_leased: { taskId: string; unitId: string; attempt: number; worker: string; leaseId: string; expiresAt: number };
-  lease_expired: { taskId: string; unitId: string; attempt: number; worker: string } & RetryDecision;
+  /** `cause` absent: no heartbeat in time; `token_revoked`: an admin revoked the worker's token */
+  lease_expired: { taskId: string; unitId: string; attempt: number; worker: string; cause?: "token_revoked" } & RetryDecision;
   unit_submitted: {
     taskId: string; unitId: string; attempt: number; leaseId?: string; worker: string; outcome: "succeeded" | "failed"; summary: string;
+    /** the submitting worker's token (with `worker`, the node: who authored the change; absent in older journals) */
+    tokenId?: string;
     /** the end of the worker's check output, and what it used: for session notes and the escalation gate */
     evidence?: string;
     signals?: { model?: string; tokens?: number; confidence?: number; checksFailed?: number; iterations?: number };
@@ -61,9 +66,11 @@ export interface EventPayloads {
   unit_evaluated: {
     taskId: string; unitId: string; attempt: number; green: boolean; evals: EvalOutcome[]; diff: DiffStat; branch: string; commit: string;
   };
-  unit_reviewed: { taskId: string; unitId: string; attempt: number; reviewUnitId: string; verdict: ReviewVerdict };
+  /** `selfReview`: the verdict came from the change's own author (its token or node), so it does not count */
+  unit_reviewed: { taskId: string; unitId: string; attempt: number; reviewUnitId: string; verdict: ReviewVerdict; selfReview?: true };
   unit_held: { taskId: string; unitId: string; attempt: number; risk: RiskAssessment };
-  unit_approved: { taskId: string; unitId: string; attempt: number };
+  /** `by`: the person whose token approved (absent in older journals); `protectedPaths`: what needed the approver right */
+  unit_approved: { taskId: string; unitId: string; attempt: number; by?: { tokenId: string; name: string; approver: boolean }; protectedPaths?: string[] };
   unit_merged: { taskId: string; unitId: string; attempt: number; commit: string; into: string; auto: boolean; risk: RiskAssessment };
   unit_rejected: { taskId: string; unitId: string; attempt: number; reason: string };
   changes_requested: { taskId: string; unitId: string; attempt: number; feedback: string };
@@ -94,7 +101,7 @@ export interface EventPayloads {
   egress_decision: { principal: string | null; host: string; port: number; method: string; allowed: boolean; reason: string };
   report_rejected: { taskId: string; unitId: string; attempt: number; leaseId: string; worker: string; kind: string; reason: string };
   worker_registered: WorkerRegistration & { tokenId?: string };
-  token_created: { tokenId: string; role: string; name: string };
+  token_created: { tokenId: string; role: string; name: string; approver?: boolean };
   token_revoked: { tokenId: string };
 }
 export type EventType = keyof EventPayloads;
@@ -128,7 +135,8 @@ export interface UnitView {
   /** what the next attempt must address: review comments, a human's words, failed evals */
   feedback?: string[];
   evaluation?: { green: boolean; evals: EvalOutcome[]; diff: DiffStat; branch: string; commit: string; attempt: number };
-  review?: ReviewVerdict & { reviewUnitId: string };
+  /** `selfReview`: it came from the change's own author and does not count */
+  review?: ReviewVerdict & { reviewUnitId: string; selfReview?: true };
   risk?: RiskAssessment;
   mergedCommit?: string;
   /** the frontier escalation asked for this unit, if any: queued until the gateway admits it */

@@ -1,6 +1,7 @@
-import { isMap, isSeq, LineCounter, parseDocument, stringify, type Node } from "yaml";
+import { isMap, isSeq, stringify, type Node } from "yaml";
 import { z } from "zod";
 import { checkManifestGraph, TaskManifest, type ManifestProblem } from "./manifest.js";
+import { MAX_MANIFEST_BYTES, parseYamlWithLimits } from "./yaml-limits.js";
 
 /** A problem found in a manifest file, placed where an editor or terminal can point at it. */
 export interface ManifestDiagnostic {
@@ -40,27 +41,24 @@ function nodeAt(root: Node | null | undefined, path: readonly PropertyKey[]): { 
   return { node, keyNode };
 }
 
-/** Parses and validates a manifest file's text; never throws for bad input. */
+/**
+ * Parses and validates a manifest file's text; never throws for bad input. The text is held to the
+ * YAML limits (MAX_MANIFEST_BYTES, the alias limit): a manifest is committed by anyone with push access.
+ */
 export function parseManifestYaml(text: string, file = "manifest.yaml"): ParsedManifest {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const read = parseYamlWithLimits(text, { maxBytes: MAX_MANIFEST_BYTES, what: "a task manifest" });
+  if (!read.ok) return { ok: false, problems: read.problems.map((p) => ({ file, line: p.line, column: p.column, field: "(syntax)", message: p.message })) };
+  const { doc, lineCounter: lc } = read;
   const place = (offset: number | undefined) => {
     const p = lc.linePos(offset ?? 0);
     return { line: p.line, column: p.col };
   };
-  if (doc.errors.length > 0) {
-    return {
-      ok: false,
-      problems: doc.errors.map((e) => ({ file, ...place(e.pos[0]), field: "(syntax)", message: e.message.split("\n")[0]! })),
-    };
-  }
   const diag = (path: readonly PropertyKey[], message: string): ManifestDiagnostic => {
     const { node, keyNode } = nodeAt(doc.contents, path);
     const at = (keyNode ?? node)?.range?.[0];
     return { file, ...place(at), field: formatField(path), message };
   };
-  const raw = doc.toJS();
-  const parsed = TaskManifest.safeParse(raw);
+  const parsed = TaskManifest.safeParse(read.value);
   if (!parsed.success) {
     return { ok: false, problems: parsed.error.issues.map((i) => diag(i.path, issueMessage(i))) };
   }

@@ -1,5 +1,7 @@
 import { z } from "zod";
+import { TargetBranch } from "./git-names.js";
 import { TaskId } from "./ids.js";
+import { multiLineText, singleLineText } from "./text.js";
 import { UnitSpec, UnitStatusMirror } from "./unit.js";
 
 export const MANIFEST_API_VERSION = "optimus/v1";
@@ -17,11 +19,11 @@ export const TaskManifest = z.strictObject({
   apiVersion: z.literal(MANIFEST_API_VERSION).default(MANIFEST_API_VERSION),
   kind: z.literal("Task").default("Task"),
   id: TaskId.optional().describe("defaults to the folder name, or a slug of the title"),
-  title: z.string().min(1, "must not be empty").max(200),
-  description: z.string().max(50_000).optional(),
+  title: singleLineText(1, 200),
+  description: multiLineText(0, 50_000).optional(),
   priority: z.number().int().min(-1000).max(1000).default(0),
-  targetBranch: z.string().min(1).max(200).optional(),
-  createdBy: z.string().max(200).optional(),
+  targetBranch: TargetBranch.optional(),
+  createdBy: singleLineText(0, 200).optional(),
   units: z.array(ManifestUnit).min(1, "a task needs at least one unit").max(2_000),
   status: z
     .strictObject({

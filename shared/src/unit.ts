@@ -1,5 +1,7 @@
 import { z } from "zod";
 import { UnitId } from "./ids.js";
+import { RepoPath } from "./repo-path.js";
+import { multiLineText } from "./text.js";
 
 export const UnitRole = z.enum(["codegen", "review"]);
 export type UnitRole = z.infer<typeof UnitRole>;
@@ -39,10 +41,11 @@ export type Complexity = z.infer<typeof Complexity>;
 /** What a unit is: written by a human in a manifest or by the planner. */
 export const UnitSpec = z.strictObject({
   id: UnitId,
-  goal: z.string().min(1, "must describe the goal").max(20_000),
+  goal: multiLineText(1, 20_000, "must describe the goal"),
   role: UnitRole.default("codegen"),
-  files: z.array(z.string().min(1).max(1024)).max(500).default([]),
-  check: z.string().max(4_000).optional().describe("shell command whose exit code proves the unit done"),
+  /** repository-relative files, or folders ending in '/', in the unit's scope (read into its prompt) */
+  files: z.array(RepoPath).max(500).default([]),
+  check: multiLineText(0, 4_000).optional().describe("shell command whose exit code proves the unit done"),
   dependsOn: z.array(UnitId).max(200).default([]),
   priority: z.number().int().min(-1000).max(1000).default(0),
   complexity: Complexity.default("small"),

@@ -1,5 +1,7 @@
 import { z } from "zod";
 import { NodeId } from "./ids.js";
+import { RepoPath } from "./repo-path.js";
+import { multiLineText, singleLineText } from "./text.js";
 import { UnitRole } from "./unit.js";
 
 /** What a worker agent says about itself when it joins the farm. */
@@ -45,9 +47,9 @@ export const PlanProposal = z.strictObject({
     .array(
       z.strictObject({
         id: z.string().min(1).max(64),
-        goal: z.string().min(1).max(20_000),
-        files: z.array(z.string().min(1).max(1024)).max(100).default([]),
-        check: z.string().max(4_000).default(""),
+        goal: multiLineText(1, 20_000),
+        files: z.array(RepoPath).max(100).default([]),
+        check: multiLineText(0, 4_000).default(""),
         dependsOn: z.array(z.string().min(1).max(64)).max(50).default([]),
         complexity: z.enum(["trivial", "small", "medium", "large"]).default("small"),
       }),
@@ -55,7 +57,7 @@ export const PlanProposal = z.strictObject({
     .min(1)
     .max(50),
   decision: z
-    .strictObject({ needed: z.boolean(), title: z.string().max(200).default(""), context: z.string().max(10_000).default(""), decision: z.string().max(10_000).default(""), consequences: z.string().max(10_000).default("") })
+    .strictObject({ needed: z.boolean(), title: singleLineText(0, 200).default(""), context: z.string().max(10_000).default(""), decision: z.string().max(10_000).default(""), consequences: z.string().max(10_000).default("") })
     .optional(),
 });
 export type PlanProposal = z.infer<typeof PlanProposal>;

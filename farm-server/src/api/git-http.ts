@@ -2,6 +2,8 @@ import { spawn } from "node:child_process";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createGunzip } from "node:zlib";
 import type { Principal } from "../auth/tokens.js";
+import { safeGitEnv } from "../git/safe-git.js";
+import type { GitSlots } from "./git-slots.js";
 
 const pkt = (s: string) => (s.length + 4).toString(16).padStart(4, "0") + s;
 
@@ -10,7 +12,15 @@ const pkt = (s: string) => (s.length + 4).toString(16).padStart(4, "0") + s;
  * repository fetched from the farm, never from the internet. Pushing (receive-pack) is refused: a
  * change reaches the repository only as a patch the farm checks.
  */
-export function handleGitHttp(req: IncomingMessage, res: ServerResponse, repo: string, principal: Principal | null): void {
+export interface GitHttpOptions {
+  slots: GitSlots;
+  /** a git process serving one request is killed after this long */
+  processTimeoutMs: number;
+  /** seconds a refused client is told to wait (Retry-After) */
+  retryAfterSeconds: number;
+}
+
+export function handleGitHttp(req: IncomingMessage, res: ServerResponse, repo: string, principal: Principal | null, opts: GitHttpOptions): void {
   const url = new URL(req.url ?? "/", "http://farm");
   const deny = (status: number, text: string): void => {
     res.writeHead(status, { "content-type": "text/plain" }).end(text + "\n");
@@ -20,25 +30,46 @@ export function handleGitHttp(req: IncomingMessage, res: ServerResponse, repo: s
     return deny(401, "a worker, editor or admin token is needed (Authorization: Bearer <token>)");
   }
   const service = url.searchParams.get("service");
-  if (url.pathname === "/git/info/refs" && req.method === "GET") {
-    if (service !== "git-upload-pack") return deny(403, "this endpoint only serves fetches (git-upload-pack)");
-    res.writeHead(200, { "content-type": "application/x-git-upload-pack-advertisement", "cache-control": "no-cache" });
-    res.write(pkt("# service=git-upload-pack\n") + "0000");
-    const git = spawn("git", ["upload-pack", "--stateless-rpc", "--advertise-refs", repo], { stdio: ["ignore", "pipe", "ignore"] });
-    git.stdout.pipe(res);
-    git.on("error", () => res.end());
-    return;
+  const advertise = url.pathname === "/git/info/refs" && req.method === "GET";
+  const pack = url.pathname === "/git/git-upload-pack" && req.method === "POST";
+  if (advertise && service !== "git-upload-pack") return deny(403, "this endpoint only serves fetches (git-upload-pack)");
+  if (!advertise && !pack) {
+    if (url.pathname.endsWith("git-receive-pack") || service === "git-receive-pack") return deny(403, "pushing to the farm is not allowed: submit a patch");
+    return deny(404, "not found");
   }
-  if (url.pathname === "/git/git-upload-pack" && req.method === "POST") {
-    res.writeHead(200, { "content-type": "application/x-git-upload-pack-result", "cache-control": "no-cache" });
-    const git = spawn("git", ["upload-pack", "--stateless-rpc", repo], { stdio: ["pipe", "pipe", "ignore"] });
-    const body = req.headers["content-encoding"] === "gzip" ? req.pipe(createGunzip()) : req;
-    body.on("error", () => git.kill());
-    body.pipe(git.stdin);
-    git.stdout.pipe(res);
-    git.on("error", () => res.end());
-    return;
-  }
-  if (url.pathname.endsWith("git-receive-pack") || service === "git-receive-pack") return deny(403, "pushing to the farm is not allowed: submit a patch");
-  deny(404, "not found");
+  // Each request runs a git process: a slot first, so a flood cannot fork the farm to death.
+  const gone = new AbortController();
+  res.once("close", () => gone.abort());
+  void opts.slots.acquire(gone.signal).then((release) => {
+    if (gone.signal.aborted) return release?.();
+    if (!release) {
+      res.setHeader("retry-after", String(opts.retryAfterSeconds));
+      return deny(503, "the farm's git endpoint is busy (too many fetches at once); retry in a moment");
+    }
+    const git = advertise
+      ? spawn("git", ["upload-pack", "--stateless-rpc", "--advertise-refs", repo], { stdio: ["ignore", "pipe", "ignore"], env: safeGitEnv() })
+      : spawn("git", ["upload-pack", "--stateless-rpc", repo], { stdio: ["pipe", "pipe", "ignore"], env: safeGitEnv() });
+    // A client that never finishes its request (or stops reading) must not hold the slot for ever.
+    const timer = setTimeout(() => git.kill("SIGKILL"), opts.processTimeoutMs);
+    git.once("close", () => {
+      clearTimeout(timer);
+      release();
+    });
+    git.on("error", () => {
+      release();
+      res.end();
+    });
+    res.once("close", () => git.exitCode === null && git.kill("SIGKILL"));
+    if (advertise) {
+      res.writeHead(200, { "content-type": "application/x-git-upload-pack-advertisement", "cache-control": "no-cache" });
+      res.write(pkt("# service=git-upload-pack\n") + "0000");
+    } else {
+      res.writeHead(200, { "content-type": "application/x-git-upload-pack-result", "cache-control": "no-cache" });
+      const body = req.headers["content-encoding"] === "gzip" ? req.pipe(createGunzip()) : req;
+      body.on("error", () => git.kill());
+      git.stdin!.on("error", () => undefined);
+      body.pipe(git.stdin!);
+    }
+    git.stdout!.pipe(res);
+  });
 }

@@ -7,7 +7,9 @@ import type { Registry } from "prom-client";
 import type { ApiContext } from "./trpc.js";
 import { appRouter } from "./router.js";
 import { handleGitHttp } from "./git-http.js";
+import { GitSlots } from "./git-slots.js";
 import type { FarmServices } from "./services.js";
+import { SocketGuard } from "./socket-guard.js";
 
 export interface ApiServer {
   url: string;
@@ -20,11 +22,15 @@ const bearer = (h: string | undefined) => (h?.startsWith("Bearer ") ? h.slice(7)
 /** One port: tRPC over HTTP at /trpc, over WebSocket at /ws, plus /healthz and /metrics. */
 export async function startApiServer(services: FarmServices, metrics: Registry): Promise<ApiServer> {
   const { config } = services;
+  const limits = config.limits;
   const context = (token: string | undefined): ApiContext => ({ principal: services.tokens.authenticate(token), services });
+  const gitSlots = new GitSlots(limits.maxGitProcesses, limits.maxGitQueue, limits.gitQueueWaitMs);
+  const gitOptions = { slots: gitSlots, processTimeoutMs: limits.gitProcessTimeoutMs, retryAfterSeconds: Math.max(1, Math.ceil(limits.gitQueueWaitMs / 1000)) };
   const trpcHandler = createHTTPHandler({
     router: appRouter,
     basePath: "/trpc/",
     maxBodySize: config.maxBodyBytes,
+    maxBatchSize: limits.maxBatchSize,
     createContext: ({ req }) => context(bearer(req.headers.authorization)),
   });
   const server = http.createServer((req, res) => {
@@ -38,7 +44,7 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
       );
     } else if (path.startsWith("/git/")) {
       const principal = services.tokens.authenticate(bearer(req.headers.authorization));
-      handleGitHttp(req, res, services.repo, principal && !services.tokens.isRevoked(principal.tokenId) ? principal : null);
+      handleGitHttp(req, res, services.repo, principal && !services.tokens.isRevoked(principal.tokenId) ? principal : null, gitOptions);
     } else if (path.startsWith("/trpc/")) {
       trpcHandler(req, res);
     } else {
@@ -47,11 +53,18 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
   });
   const wss = new WebSocketServer({ server, path: "/ws", maxPayload: config.maxBodyBytes });
   wss.on("error", () => undefined); // it re-emits the server's errors (EADDRINUSE), which listen() reports below
+  const guard = new SocketGuard(limits, services.tokens, services.log);
+  // Registered before tRPC's own handler, so the guard sees every socket from its first frame.
+  wss.on("connection", (socket) => guard.watch(socket));
   const ws = applyWSSHandler({
     wss,
     router: appRouter,
+    maxBatchSize: limits.maxBatchSize,
     // The token comes in connectionParams (re-sent on every reconnect) or the upgrade request's header.
-    createContext: ({ req, info }) => context((info.connectionParams?.token as string | undefined) ?? bearer(req.headers.authorization)),
+    createContext: ({ req, res, info }) => {
+      const ctx = context((info.connectionParams?.token as string | undefined) ?? bearer(req.headers.authorization));
+      return { ...ctx, socket: guard.authenticated(res, ctx.principal) };
+    },
     keepAlive: { enabled: true, pingMs: 5_000, pongWaitMs: 5_000 },
   });
   try {
@@ -61,6 +74,7 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
     });
   } catch (err) {
     ws.broadcastReconnectNotification();
+    guard.dispose();
     wss.close();
     throw err;
   }
@@ -69,6 +83,7 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
     url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
     port,
     async close() {
+      guard.dispose();
       ws.broadcastReconnectNotification();
       for (const c of wss.clients) c.terminate();
       await new Promise<void>((r) => wss.close(() => r()));

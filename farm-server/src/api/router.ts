@@ -1,5 +1,5 @@
 import { tracked } from "@trpc/server";
-import { EscalationCall, TaskId, TokenRole, UnitId, UnitProgress, UnitResult, UnitSpec, UnitState, WorkerRegistration, unitKey, NodeId, type WorkerView } from "@optimus/shared";
+import { CreateTaskInput, EscalationCall, TaskId, TokenRole, UnitId, UnitProgress, UnitResult, UnitState, WorkerRegistration, unitKey, NodeId, type WorkerView } from "@optimus/shared";
 import { z } from "zod";
 import { actorOf } from "../auth/tokens.js";
 import { FarmError } from "../core/errors.js";
@@ -16,15 +16,8 @@ const UnitRef = z.strictObject({ taskId: TaskId, unitId: UnitId });
 const LeaseRef = UnitRef.extend({ attempt: z.number().int().min(1), leaseId: z.string().min(1).max(300) });
 const WorkerCall = z.strictObject({ nodeId: NodeId });
 
-const CreateTask = z.strictObject({
-  id: TaskId.optional(),
-  title: z.string().trim().min(1, "must not be empty").max(200),
-  description: z.string().max(50_000).optional(),
-  priority: z.number().int().min(-1000).max(1000).optional(),
-  targetBranch: z.string().min(1).max(200).optional(),
-  files: z.array(z.string().min(1).max(1024)).max(500).optional(),
-  units: z.array(UnitSpec).min(1).max(2_000).optional(),
-});
+/** shared, so a task sent to the API is held to the same field rules as a manifest */
+const CreateTask = CreateTaskInput;
 
 const tasksRouter = router({
   create: editorProcedure.input(CreateTask).mutation(({ ctx, input }) =>
@@ -92,7 +85,8 @@ const reviewsRouter = router({
   /** A unit's evaluated change, file by file (base and proposed content), with its evals and review. */
   change: editorProcedure.input(UnitRef).query(({ ctx, input }) => prloopOf(ctx.services).change(input.taskId, input.unitId)),
   approve: editorProcedure.input(UnitRef).mutation(async ({ ctx, input }) => {
-    await prloopOf(ctx.services).approve(input.taskId, input.unitId, actorOf(ctx.principal));
+    const p = ctx.principal;
+    await prloopOf(ctx.services).approve(input.taskId, input.unitId, { actor: actorOf(p), tokenId: p.tokenId, name: p.name, approver: p.approver });
     return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
   approveTaskMerge: editorProcedure.input(z.strictObject({ taskId: TaskId })).mutation(async ({ ctx, input }) => {
@@ -149,7 +143,7 @@ const workerRouter = router({
   }),
   submit: workerProcedure.input(WorkerCall.extend({ lease: LeaseRef, result: UnitResult })).mutation(({ ctx, input }) => {
     ctx.services.leases.workerFor(input.nodeId, ctx.principal.tokenId);
-    return ctx.services.leases.submit(input.nodeId, input.lease, input.result);
+    return ctx.services.leases.submit(input.nodeId, input.lease, input.result, ctx.principal.tokenId);
   }),
 });
 
@@ -190,16 +184,20 @@ const eventsRouter = router({
 });
 
 const adminRouter = router({
-  createToken: adminProcedure.input(z.strictObject({ role: TokenRole, name: z.string().trim().min(1).max(100) })).mutation(async ({ ctx, input }) => {
-    const issued = ctx.services.tokens.create(input.role, input.name);
-    await ctx.services.state.commit([{ type: "token_created", data: { tokenId: issued.tokenId, role: issued.role, name: issued.name } }], actorOf(ctx.principal));
+  /** `approver`: a person's editor token that may approve changes to protected paths */
+  createToken: adminProcedure.input(z.strictObject({ role: TokenRole, name: z.string().trim().min(1).max(100), approver: z.boolean().optional() })).mutation(async ({ ctx, input }) => {
+    if (input.approver && input.role !== "editor") throw new FarmError("invalid", `the approver right is for a person's editor token, not a ${input.role} token: use --role editor --name <you> --approver`);
+    const issued = ctx.services.tokens.create(input.role, input.name, { approver: input.approver });
+    await ctx.services.state.commit([{ type: "token_created", data: { tokenId: issued.tokenId, role: issued.role, name: issued.name, ...(issued.approver ? { approver: true } : {}) } }], actorOf(ctx.principal));
     return issued;
   }),
   listTokens: adminProcedure.query(({ ctx }) => ctx.services.tokens.list()),
   revokeToken: adminProcedure.input(z.strictObject({ tokenId: z.string().regex(/^[0-9a-f]{12}$/) })).mutation(async ({ ctx, input }) => {
+    // Revoking closes the token's sockets at once (the token store tells the API), and ends its leases.
     if (!ctx.services.tokens.revoke(input.tokenId)) throw new FarmError("not_found", `token '${input.tokenId}' not found or already revoked`);
     await ctx.services.state.commit([{ type: "token_revoked", data: { tokenId: input.tokenId } }], actorOf(ctx.principal));
-    return { revoked: true as const };
+    const leasesEnded = await ctx.services.leases.endLeasesOfToken(input.tokenId);
+    return { revoked: true as const, leasesEnded };
   }),
   verifyAudit: adminProcedure.query(({ ctx }) => ctx.services.state.journal.verify()),
 });

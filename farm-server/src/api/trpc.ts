@@ -4,10 +4,13 @@ import { z } from "zod";
 import type { Principal } from "../auth/tokens.js";
 import { FarmError } from "../core/errors.js";
 import type { FarmServices } from "./services.js";
+import type { SocketSession } from "./socket-guard.js";
 
 export interface ApiContext {
   principal: Principal | null;
   services: FarmServices;
+  /** present for calls over a WebSocket: its subscription count and owner */
+  socket?: SocketSession;
 }
 
 const STATUS: Record<FarmError["kind"], TRPCError["code"]> = {
@@ -19,9 +22,14 @@ const STATUS: Record<FarmError["kind"], TRPCError["code"]> = {
   unavailable: "SERVICE_UNAVAILABLE",
 };
 
+/** tRPC's own words for a batch over `maxBatchSize` (HTTP and WebSocket) */
+const BATCH_TOO_LARGE = "Batch call exceeds maximum size";
+
 const t = initTRPC.context<ApiContext>().create({
   // No stack traces leave the server; validation errors carry per-field messages.
   isDev: false,
+  // Subscriptions only over WebSocket, where the per-socket limits and revocation apply.
+  sse: { enabled: false },
   errorFormatter({ shape, error }) {
     const cause = error.cause;
     const fieldErrors = cause instanceof z.ZodError ? z.flattenError(cause).fieldErrors : undefined;
@@ -30,6 +38,7 @@ const t = initTRPC.context<ApiContext>().create({
     if (cause instanceof z.ZodError) {
       message = "invalid input: " + cause.issues.slice(0, 5).map((i) => `${i.path.join(".") || "(input)"}: ${i.message}`).join("; ");
     } else if (error.code === "INTERNAL_SERVER_ERROR") message = "internal error in the farm server (see its log)";
+    else if (error.message === BATCH_TOO_LARGE) message = "too many calls in one batch (over the farm's limits.maxBatchSize); send fewer at once";
     const { stack: _stack, ...data } = shape.data as typeof shape.data & { stack?: string };
     return {
       ...shape,
@@ -57,6 +66,43 @@ const mapErrors = t.middleware(async ({ next, ctx, path }) => {
 
 export const publicProcedure = t.procedure.use(mapErrors);
 
+/**
+ * At most `maxSubscriptionsPerSocket` subscriptions per WebSocket: each one holds listeners and
+ * buffers on the farm. The count drops when a subscription ends (its iterator finishes).
+ */
+const subscriptionLimit = t.middleware(async ({ ctx, type, next }) => {
+  const s = ctx.socket;
+  if (type !== "subscription" || !s) return next();
+  if (s.subscriptions >= s.maxSubscriptions) {
+    throw new TRPCError({ code: "TOO_MANY_REQUESTS", message: `this connection already has ${s.maxSubscriptions} subscriptions open (the farm's limit); end one first, or open another connection` });
+  }
+  s.subscriptions++;
+  let counted = true;
+  const release = () => {
+    if (counted) s.subscriptions--;
+    counted = false;
+  };
+  try {
+    const res = await next();
+    if (!res.ok) {
+      release();
+      return res;
+    }
+    return { ...res, data: releasing(res.data as AsyncIterable<unknown>, release) };
+  } catch (err) {
+    release();
+    throw err;
+  }
+});
+
+async function* releasing<T>(source: AsyncIterable<T>, release: () => void): AsyncGenerator<T> {
+  try {
+    yield* source;
+  } finally {
+    release();
+  }
+}
+
 /** A procedure open to the given roles only. */
 export const roleProcedure = (...roles: TokenRole[]) =>
   publicProcedure.use(({ ctx, next }) => {
@@ -66,7 +112,7 @@ export const roleProcedure = (...roles: TokenRole[]) =>
       throw new TRPCError({ code: "FORBIDDEN", message: `${article} ${ctx.principal.role} token may not do this (needs ${roles.join(" or ")})` });
     }
     return next({ ctx: { ...ctx, principal: ctx.principal } });
-  });
+  }).use(subscriptionLimit);
 
 export const editorProcedure = roleProcedure("editor", "admin");
 export const adminProcedure = roleProcedure("admin");

@@ -10,16 +10,16 @@ export function describeEvent(e: FarmEvent): string {
   switch (e.type) {
     case "task_created": return `task created (${e.data.units.length} units) from ${e.data.source}`;
     case "unit_leased": return `attempt ${e.data.attempt} leased to ${e.data.worker}`;
-    case "lease_expired": return `lease of ${e.data.worker} expired; ${e.data.next === "retry" ? "will retry" : "no attempts left"}`;
+    case "lease_expired": return `lease of ${e.data.worker} ${e.data.cause === "token_revoked" ? "ended (its token was revoked)" : "expired"}; ${e.data.next === "retry" ? "will retry" : "no attempts left"}`;
     case "unit_submitted": return `${e.data.worker} submitted attempt ${e.data.attempt}: ${e.data.outcome} — ${e.data.summary}`;
     case "unit_completed": return `attempt ${e.data.attempt} completed`;
     case "unit_failed": return `attempt ${e.data.attempt} failed: ${e.data.reason}; ${e.data.next === "retry" ? "will retry" : "no attempts left"}`;
     case "unit_retried": return "retried";
     case "unit_evaluating": return `evaluating attempt ${e.data.attempt}`;
     case "unit_evaluated": return `evals ${e.data.green ? "green" : "red"} (${e.data.evals.map((x) => `${x.name}: ${x.exitCode}`).join(", ") || "none"}); ${e.data.diff.files.length} files, +${e.data.diff.added} −${e.data.diff.removed}`;
-    case "unit_reviewed": return `review by ${e.data.reviewUnitId}: ${e.data.verdict.verdict}, risk ${e.data.verdict.risk}`;
+    case "unit_reviewed": return `review by ${e.data.reviewUnitId}: ${e.data.verdict.verdict}, risk ${e.data.verdict.risk}${e.data.selfReview ? " (from the change's own author: does not count)" : ""}`;
     case "unit_held": return `held for approval: ${e.data.risk.level} risk (${e.data.risk.reasons.join("; ")})`;
-    case "unit_approved": return `attempt ${e.data.attempt} approved`;
+    case "unit_approved": return `attempt ${e.data.attempt} approved${e.data.by ? ` by ${e.data.by.name}${e.data.protectedPaths?.length ? " (approver right: protected paths)" : ""}` : ""}`;
     case "unit_merged": return `merged into ${e.data.into} (${e.data.auto ? "automatically" : "after approval"}) as ${e.data.commit.slice(0, 10)}`;
     case "unit_rejected": return `rejected: ${e.data.reason}`;
     case "changes_requested": return `changes requested: ${e.data.feedback.slice(0, 300)}`;

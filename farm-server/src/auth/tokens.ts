@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { EventEmitter } from "node:events";
 import Database from "better-sqlite3";
 import type { TokenRole } from "@optimus/shared";
 
@@ -6,6 +7,8 @@ export interface Principal {
   tokenId: string;
   name: string;
   role: TokenRole;
+  /** a person's editor token that may approve changes to protected paths */
+  approver: boolean;
 }
 
 export interface IssuedToken extends Principal {
@@ -23,6 +26,8 @@ const hash = (secret: string) => createHash("sha256").update(secret).digest();
 export class TokenStore {
   private readonly db: Database.Database;
   private readonly revoked = new Set<string>();
+  /** tells the API which token was just revoked, so it can close that token's sockets at once */
+  readonly events = new EventEmitter<{ revoked: [string] }>();
 
   /** Tokens live in their own file: losing or rebuilding the journal must not lock everyone out. */
   constructor(file: string) {
@@ -33,14 +38,20 @@ export class TokenStore {
     db.exec(`CREATE TABLE IF NOT EXISTS tokens (
       id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash BLOB NOT NULL,
       created_at INTEGER NOT NULL, revoked_at INTEGER)`);
+    // Added later: token databases from before the approver right get the column, unset.
+    const columns = db.prepare("PRAGMA table_info(tokens)").all() as Array<{ name: string }>;
+    if (!columns.some((c) => c.name === "approver")) db.exec("ALTER TABLE tokens ADD COLUMN approver INTEGER NOT NULL DEFAULT 0");
     for (const id of db.prepare("SELECT id FROM tokens WHERE revoked_at IS NOT NULL").pluck().all() as string[]) this.revoked.add(id);
   }
 
-  create(role: TokenRole, name: string): IssuedToken {
+  /** The approver right belongs to a person's editor token only (never a shared admin or a worker token). */
+  create(role: TokenRole, name: string, opts: { approver?: boolean } = {}): IssuedToken {
+    const approver = opts.approver === true;
+    if (approver && role !== "editor") throw new Error(`the approver right is for a person's editor token, not a ${role} token: use --role editor --name <you> --approver`);
     const tokenId = randomBytes(6).toString("hex");
     const secret = randomBytes(32).toString("base64url");
-    this.db.prepare("INSERT INTO tokens (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)").run(tokenId, name, role, hash(secret), Date.now());
-    return { tokenId, name, role, token: `${PREFIX}_${tokenId}_${secret}` };
+    this.db.prepare("INSERT INTO tokens (id, name, role, hash, created_at, approver) VALUES (?, ?, ?, ?, ?, ?)").run(tokenId, name, role, hash(secret), Date.now(), approver ? 1 : 0);
+    return { tokenId, name, role, approver, token: `${PREFIX}_${tokenId}_${secret}` };
   }
 
   /** The principal a presented token stands for, or null when it is unknown, malformed or revoked. */
@@ -48,17 +59,20 @@ export class TokenStore {
     if (!presented || presented.length > 200) return null;
     const m = /^opt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/.exec(presented);
     if (!m) return null;
-    const row = this.db.prepare("SELECT id, name, role, hash, revoked_at FROM tokens WHERE id = ?").get(m[1]) as
-      | { id: string; name: string; role: TokenRole; hash: Buffer; revoked_at: number | null }
+    const row = this.db.prepare("SELECT id, name, role, hash, revoked_at, approver FROM tokens WHERE id = ?").get(m[1]) as
+      | { id: string; name: string; role: TokenRole; hash: Buffer; revoked_at: number | null; approver: number }
       | undefined;
     if (!row || row.revoked_at !== null) return null;
     if (!timingSafeEqual(row.hash, hash(m[2]!))) return null;
-    return { tokenId: row.id, name: row.name, role: row.role };
+    return { tokenId: row.id, name: row.name, role: row.role, approver: row.approver === 1 };
   }
 
   revoke(tokenId: string): boolean {
     const done = this.db.prepare("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(Date.now(), tokenId).changes > 0;
-    if (done) this.revoked.add(tokenId);
+    if (done) {
+      this.revoked.add(tokenId);
+      this.events.emit("revoked", tokenId);
+    }
     return done;
   }
 
@@ -71,8 +85,8 @@ export class TokenStore {
   }
 
   list(): Array<Principal & { createdAt: number; revoked: boolean }> {
-    return (this.db.prepare("SELECT id, name, role, created_at, revoked_at FROM tokens ORDER BY created_at").all() as Array<{ id: string; name: string; role: TokenRole; created_at: number; revoked_at: number | null }>).map(
-      (r) => ({ tokenId: r.id, name: r.name, role: r.role, createdAt: r.created_at, revoked: r.revoked_at !== null }),
+    return (this.db.prepare("SELECT id, name, role, created_at, revoked_at, approver FROM tokens ORDER BY created_at").all() as Array<{ id: string; name: string; role: TokenRole; created_at: number; revoked_at: number | null; approver: number }>).map(
+      (r) => ({ tokenId: r.id, name: r.name, role: r.role, approver: r.approver === 1, createdAt: r.created_at, revoked: r.revoked_at !== null }),
     );
   }
 

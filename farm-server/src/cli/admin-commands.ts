@@ -7,19 +7,21 @@ import { CliError } from "./errors.js";
 import { progressLine } from "./progress.js";
 
 /** `optimus token create --role <role>`: prints the new token on stdout, once. */
-export async function createToken(o: GlobalOptions & { role: string; name?: string }): Promise<void> {
+export async function createToken(o: GlobalOptions & { role: string; name?: string; approver?: boolean }): Promise<void> {
   const role = TokenRole.safeParse(o.role);
   if (!role.success) throw new CliError(`--role must be one of ${TokenRole.options.join(", ")}, got '${o.role}'`, 2);
+  if (o.approver && role.data !== "editor") throw new CliError(`--approver is for a person's editor token: use --role editor --name <you> --approver`, 2);
+  if (o.approver && !o.name) throw new CliError("an approver token names its person: add --name <you>", 2);
   const { client } = httpClient(o);
-  const t = await client.admin.createToken.mutate({ role: role.data, name: o.name ?? `${role.data}-${Date.now().toString(36)}` });
+  const t = await client.admin.createToken.mutate({ role: role.data, name: o.name ?? `${role.data}-${Date.now().toString(36)}`, ...(o.approver ? { approver: true } : {}) });
   console.log(t.token);
-  console.error(`created ${t.role} token '${t.name}' (id ${t.tokenId}); it is shown only now`);
+  console.error(`created ${t.role} token '${t.name}'${t.approver ? " with the approver right" : ""} (id ${t.tokenId}); it is shown only now (keep it in a 0600 file and use --token-file)`);
 }
 
 export async function listTokens(o: GlobalOptions): Promise<void> {
   const { client } = httpClient(o);
   for (const t of await client.admin.listTokens.query()) {
-    console.log(`${t.tokenId}  ${t.role.padEnd(6)}  ${t.name}${t.revoked ? "  (revoked)" : ""}`);
+    console.log(`${t.tokenId}  ${t.role.padEnd(6)}  ${t.name}${t.approver ? "  approver" : ""}${t.revoked ? "  (revoked)" : ""}`);
   }
 }
 

@@ -1,17 +1,16 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ServerConfig, formatField } from "@optimus/shared";
-import { parseDocument } from "yaml";
+import { MAX_CONFIG_BYTES, ServerConfig, formatField, parseYamlWithLimits } from "@optimus/shared";
 import { createFarmClient, type FarmClient } from "../client/farm-client.js";
 import { stateDirOf } from "../farm.js";
 import { runningFarmUrl } from "../store/state-lock.js";
 import { CliError } from "./errors.js";
+import { tokenFromSources, type TokenSources } from "./token-source.js";
 
-export interface GlobalOptions {
+export interface GlobalOptions extends TokenSources {
   repo?: string;
   farm?: string;
-  token?: string;
 }
 
 /** The repository the farm works on: --repo, else the git work tree around the current folder, else the folder. */
@@ -35,9 +34,20 @@ export function loadConfig(repo: string, overrides: Partial<ServerConfig> = {}):
   const file = join(repo, CONFIG_FILE);
   let raw: Record<string, unknown> = {};
   if (existsSync(file)) {
-    const doc = parseDocument(readFileSync(file, "utf8"));
-    if (doc.errors.length) throw new CliError(`${CONFIG_FILE}: ${doc.errors[0]!.message.split("\n")[0]}`);
-    raw = (doc.toJS() as Record<string, unknown> | null) ?? {};
+    // Committed with the repository, so read under the same limits as a manifest (size, aliases).
+    let text: string;
+    try {
+      if (statSync(file).size > MAX_CONFIG_BYTES) throw new CliError(`${CONFIG_FILE}: the file is larger than the limit of ${MAX_CONFIG_BYTES / 1024} KiB; make it smaller`);
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      if (err instanceof CliError) throw err;
+      throw new CliError(`${CONFIG_FILE} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); make it a readable file`);
+    }
+    const read = parseYamlWithLimits(text, { maxBytes: MAX_CONFIG_BYTES, what: "the farm's configuration" });
+    if (!read.ok) throw new CliError(`${CONFIG_FILE}:${read.problems[0]!.line}:${read.problems[0]!.column}: ${read.problems[0]!.message}`);
+    const value = read.value ?? {};
+    if (typeof value !== "object" || Array.isArray(value)) throw new CliError(`${CONFIG_FILE}: must be a mapping of settings (key: value), not a list or a single value`);
+    raw = value as Record<string, unknown>;
   }
   const parsed = ServerConfig.safeParse({ ...raw, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) });
   if (!parsed.success) {
@@ -50,8 +60,9 @@ export function loadConfig(repo: string, overrides: Partial<ServerConfig> = {}):
 export const adminTokenFile = (repo: string, config: ServerConfig) => join(stateDirOf(repo, config), "admin.token");
 
 /**
- * Where to reach the farm and with which token: flags, then OPTIMUS_FARM / OPTIMUS_TOKEN, then the
- * farm running on this repository (its lock file says where) with its admin token.
+ * Where to reach the farm and with which token: flags (--token-file preferred to --token, which
+ * `ps` shows), then OPTIMUS_FARM / OPTIMUS_TOKEN / OPTIMUS_TOKEN_FILE, then the farm running on
+ * this repository (its lock file says where) with its admin token.
  */
 let lastUrl: string | undefined;
 /** The farm URL the last command resolved (for error messages). */
@@ -62,12 +73,12 @@ export function connection(opts: GlobalOptions): { url: string; token: string } 
   const config = loadConfig(repo);
   const url = opts.farm || process.env.OPTIMUS_FARM || runningFarmUrl(stateDirOf(repo, config)) || `http://${config.host}:${config.port}`;
   lastUrl = url;
-  let token = opts.token || process.env.OPTIMUS_TOKEN;
+  let token = tokenFromSources(opts);
   if (!token) {
     const f = adminTokenFile(repo, config);
     if (existsSync(f)) token = readFileSync(f, "utf8").trim();
   }
-  if (!token) throw new CliError("no token: pass --token, set OPTIMUS_TOKEN, or run this inside the repository of a local farm (`optimus farm up` writes its admin token there)", 2);
+  if (!token) throw new CliError("no token: pass --token-file <file>, set OPTIMUS_TOKEN or OPTIMUS_TOKEN_FILE, or run this inside the repository of a local farm (`optimus farm up` writes its admin token there)", 2);
   return { url, token };
 }
 

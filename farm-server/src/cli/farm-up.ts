@@ -7,6 +7,7 @@ import { FarmError } from "../core/errors.js";
 import { progressLine } from "./progress.js";
 import { startLocalWorkers } from "./local-workers.js";
 import { openModel } from "./worker-command.js";
+import { printable } from "./printable.js";
 
 export interface FarmUpOptions {
   repo?: string;
@@ -58,12 +59,13 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   const p = farm.services.state.projection;
   const i = startup.imports;
   if (i.restored.length) console.error(`rebuilt ${i.restored.length} task(s) from their manifest files (the journal did not know them)`);
-  if (i.imported.length) console.error(`imported ${i.imported.length} new task manifest(s): ${i.imported.join(", ")}`);
-  for (const r of i.rejected) console.error(`skipped ${r.file}: ${r.problems[0]}`);
+  if (i.imported.length) console.error(`imported ${i.imported.length} new task manifest(s): ${printable(i.imported.join(", "))}`);
+  // One warning per skipped manifest (the farm starts without it); file names and problems come from the repository.
+  for (const r of i.rejected) console.error(`skipped ${printable(r.problems[0] ?? r.file)}`);
   console.error(
-    `Optimus farm listening on ${farm.url} (repo ${repo}, epoch ${farm.epoch}, ${p.tasks.size} task(s), ${p.units.size} unit(s), ${startup.replayed} event(s) replayed)`,
+    `Optimus farm listening on ${farm.url} (repo ${printable(repo)}, epoch ${farm.epoch}, ${p.tasks.size} task(s), ${p.units.size} unit(s), ${startup.replayed} event(s) replayed)`,
   );
-  const stopWorkers = model ? await startLocalWorkers(farm, workerCount, model, (m) => console.error(m)) : null;
+  const stopWorkers = model ? await startLocalWorkers(farm, workerCount, model, (m) => console.error(printable(m, { multiline: true }))) : null;
   let signalled = false;
   const stop = (sig: string) => {
     if (signalled) process.exit(130);

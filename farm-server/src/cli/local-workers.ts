@@ -27,21 +27,33 @@ class SharedModel implements ModelProvider {
 /**
  * `farm up --workers N`: N worker agents in the farm's own process (the first half codegen, the
  * rest review), so one machine runs the whole farm. They talk to the farm like remote workers do:
- * over its API and git endpoint, with a worker token of their own.
+ * over its API and git endpoint, with worker tokens of their own (one for coders, one for reviewers).
  */
 export async function startLocalWorkers(farm: Farm, count: number, model: ModelProvider, log: (msg: string) => void): Promise<() => Promise<void>> {
   const { services } = farm;
-  const issued = services.tokens.create("worker", "local-workers");
-  await services.state.commit([{ type: "token_created", data: { tokenId: issued.tokenId, role: "worker", name: issued.name } }], "farm");
+  // One token per role: a review counts only from another token than the change's author, so the
+  // local reviewers must not share the local coders' token. The tokens stay in this process's memory
+  // (no argv, no environment, no file); git gets them through its own environment (RepoMirror).
+  // The previous run's tokens lived only in that process's memory: nobody holds them any more.
+  const names = new Set(["local-workers", "local-codegen", "local-review"]);
+  for (const t of services.tokens.list()) {
+    if (t.role !== "worker" || t.revoked || !names.has(t.name) || !services.tokens.revoke(t.tokenId)) continue;
+    await services.state.commit([{ type: "token_revoked", data: { tokenId: t.tokenId } }], "farm");
+  }
+  const tokens = { codegen: services.tokens.create("worker", "local-codegen"), review: services.tokens.create("worker", "local-review") };
+  for (const issued of Object.values(tokens)) {
+    await services.state.commit([{ type: "token_created", data: { tokenId: issued.tokenId, role: "worker", name: issued.name } }], "farm");
+  }
   const shared = new SharedModel(model);
   const agents: WorkerAgent[] = [];
   const codegen = Math.max(1, Math.ceil(count / 2));
   for (let i = 0; i < count; i++) {
     const role = i < codegen ? "codegen" : "review";
     const nodeId = `local-${role}-${i + 1}`;
+    const issued = tokens[role];
     const loop: AgentLoopOptions = {
       model: shared, mirror: new RepoMirror(farm.url, issued.token, join(stateDirOf(services.repo, services.config), "workers", nodeId)),
-      maxIterations: 4, checkTimeoutMs: 300_000, maxTokens: 2_048, log: (m) => log(`${nodeId}: ${m}`), farm: { url: farm.url, token: issued.token },
+      maxIterations: 4, checkTimeoutMs: 300_000, sandbox: services.config.sandbox, maxTokens: 2_048, log: (m) => log(`${nodeId}: ${m}`), farm: { url: farm.url, token: issued.token },
     };
     const agent = new WorkerAgent({
       farmUrl: farm.url, token: issued.token,

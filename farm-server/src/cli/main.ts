@@ -9,12 +9,14 @@ import { spendReport } from "./spend-commands.js";
 import { status } from "./status.js";
 import { approve, cancelTask, importTask, reject, requestChanges, retryUnit, scanTasks, send } from "./task-commands.js";
 import { resolvedFarmUrl, type GlobalOptions } from "./context.js";
+import { printable } from "./printable.js";
 
 const program = new Command("optimus")
   .description("Optimus: a development orchestrator for an agent farm")
   .option("--repo <dir>", "the repository the farm works on (default: the git work tree here)")
   .option("--farm <url>", "the farm server's URL (default: $OPTIMUS_FARM, or the local farm's host:port)")
-  .option("--token <token>", "API token (default: $OPTIMUS_TOKEN, or the local farm's admin token)")
+  .option("--token-file <file>", "a file holding the API token (mode 0600; preferred: --token shows in `ps`); default $OPTIMUS_TOKEN_FILE")
+  .option("--token <token>", "API token (default: $OPTIMUS_TOKEN, --token-file, or the local farm's admin token); visible to other users in `ps`")
   .showHelpAfterError("(add --help for usage)")
   .exitOverride();
 
@@ -78,6 +80,7 @@ program
   .option("--node-id <id>", "this worker's name in the fleet (default <host>-<role>)")
   .option("--work-dir <dir>", "where the repository mirror and unit worktrees live (default ~/.optimus/worker/<node-id>)")
   .option("--max-iterations <n>", "model turns per attempt before asking for escalation (default 4)")
+  .option("--sandbox <kind>", "where unit checks run: auto (bubblewrap on Linux, sandbox-exec on macOS; refuse without one), bwrap, sandbox-exec, or none (unsandboxed, warned on every run)", "auto")
   .action((_o, cmd: Command) => workerCommand(g(cmd) as never));
 
 const model = program.command("model").description("local models");
@@ -88,7 +91,7 @@ model
   .action((uri: string, _o, cmd: Command) => modelPull(uri, g(cmd)));
 
 const token = program.command("token").description("manage API tokens (admin)");
-token.command("create").requiredOption("--role <role>", "admin, editor or worker").option("--name <name>", "who or what holds it").description("create a token; printed once").action((_o, cmd: Command) => createToken(g(cmd) as never));
+token.command("create").requiredOption("--role <role>", "admin, editor or worker").option("--name <name>", "who or what holds it").option("--approver", "editor tokens: may approve changes to protected paths (give it to a person, by name)").description("create a token; printed once").action((_o, cmd: Command) => createToken(g(cmd) as never));
 token.command("list").description("list tokens (never their secrets)").action((_o, cmd: Command) => listTokens(g(cmd)));
 token.command("revoke <tokenId>").description("revoke a token").action((id: string, _o, cmd: Command) => revokeToken(id, g(cmd)));
 
@@ -104,6 +107,7 @@ try {
     process.exit(err.exitCode === 0 ? 0 : 2);
   }
   const opts = program.opts<GlobalOptions>();
-  process.stderr.write(`optimus: ${describeError(err, opts.farm ?? process.env.OPTIMUS_FARM ?? resolvedFarmUrl())}\n`);
+  // The message may quote the farm or a repository (a title, a file name): printed without escapes.
+  process.stderr.write(`optimus: ${printable(describeError(err, opts.farm ?? process.env.OPTIMUS_FARM ?? resolvedFarmUrl()))}\n`);
   process.exit((err as { exitCode?: number }).exitCode ?? 1);
 }

@@ -1,4 +1,5 @@
 import { httpClient, type GlobalOptions } from "./context.js";
+import { printable } from "./printable.js";
 
 const usd = (n: number) => `$${n.toFixed(4)}`;
 
@@ -7,7 +8,7 @@ function rows(title: string, group: Record<string, number>, limit = 20): string[
   const entries = Object.entries(group).sort((a, b) => b[1] - a[1]);
   if (entries.length === 0) return [];
   const width = Math.max(...entries.slice(0, limit).map(([k]) => k.length));
-  const out = [`${title}:`, ...entries.slice(0, limit).map(([k, v]) => `  ${k.padEnd(width)}  ${usd(v)}`)];
+  const out = [`${title}:`, ...entries.slice(0, limit).map(([k, v]) => `  ${printable(k).padEnd(width)}  ${usd(v)}`)];
   if (entries.length > limit) out.push(`  … and ${entries.length - limit} more`);
   return out;
 }
@@ -26,10 +27,10 @@ export async function spendReport(o: GlobalOptions & { json?: boolean; resume?: 
   }
   const today = new Date().toISOString().slice(0, 10);
   const lines = [
-    r.configured ? `frontier model ${r.model}` : "no frontier model configured (gateway.apiKey in .optimus/config.yaml): everything runs locally",
+    r.configured ? `frontier model ${printable(r.model)}` : "no frontier model configured (gateway.apiKey in .optimus/config.yaml): everything runs locally",
     `spent ${usd(r.totalUsd)} in all, ${usd(r.byDay[today] ?? 0)} today; ${usd(r.reservedUsd)} reserved by ${r.inFlight} call(s) in flight; ${r.queued} escalation(s) queued`,
     `budgets: ${usd(r.budgets.perTaskUsd)} per task, ${usd(r.budgets.perDayUsd)} per day${r.budgets.fleetUsd !== undefined ? `, ${usd(r.budgets.fleetUsd)} for the fleet` : ""}`,
-    ...(r.paused ? [`ESCALATIONS PAUSED: ${r.paused} (an admin resumes them with \`optimus spend --resume\`)`] : []),
+    ...(r.paused ? [`ESCALATIONS PAUSED: ${printable(r.paused)} (an admin resumes them with \`optimus spend --resume\`)`] : []),
     ...rows("by day", r.byDay),
     ...rows("by task", r.byTask),
     ...rows("by unit", r.byUnit),

@@ -1,10 +1,15 @@
 import type { TaskView, UnitView } from "@optimus/shared";
 import { createFarmClient } from "../client/farm-client.js";
 import { connection, httpClient, type GlobalOptions } from "./context.js";
+import { printable } from "./printable.js";
 
 type UnitRow = UnitView & { progress?: { phase: string; step?: string } };
 
-const pad = (s: string, n: number) => (s.length > n ? s.slice(0, n - 1) + "…" : s.padEnd(n));
+/** A table cell: text from the farm, without escapes or line breaks, cut to its column. */
+const pad = (raw: string, n: number) => {
+  const s = printable(raw);
+  return s.length > n ? s.slice(0, n - 1) + "…" : s.padEnd(n);
+};
 const ago = (ms: number) => {
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
   return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m` : `${Math.floor(s / 3600)}h`;
@@ -16,11 +21,11 @@ export function renderStatus(tasks: TaskView[], units: Map<string, UnitRow[]>, m
   const lines: string[] = [`${pad("TASK / UNIT", 44)} ${pad("STATE", 18)} ${pad("ATTEMPT", 8)} ${pad("WORKER", 14)} ${pad("AGE", 5)} DETAIL`];
   for (const t of tasks) {
     const done = (t.counts.completed ?? 0) + (t.counts.merged ?? 0);
-    lines.push(`${pad(t.taskId, 44)} ${pad(t.state, 18)} ${pad("", 8)} ${pad("", 14)} ${pad(ago(t.createdAt), 5)} ${done}/${t.units.length} done · ${t.title}`);
+    lines.push(`${pad(t.taskId, 44)} ${pad(t.state, 18)} ${pad("", 8)} ${pad("", 14)} ${pad(ago(t.createdAt), 5)} ${done}/${t.units.length} done · ${printable(t.title)}`);
     const us = units.get(t.taskId) ?? [];
     for (const u of us.slice(0, maxUnits)) {
       const detail = u.progress ? `${u.progress.phase}${u.progress.step ? `: ${u.progress.step}` : ""}` : (u.reason ?? u.spec.goal.split("\n")[0]!);
-      lines.push(`  ${pad(u.unitId, 42)} ${pad(u.state, 18)} ${pad(String(u.attempt), 8)} ${pad(u.worker ?? "", 14)} ${pad(ago(u.updatedAt), 5)} ${detail}`);
+      lines.push(`  ${pad(u.unitId, 42)} ${pad(u.state, 18)} ${pad(String(u.attempt), 8)} ${pad(u.worker ?? "", 14)} ${pad(ago(u.updatedAt), 5)} ${printable(detail)}`);
     }
     if (us.length > maxUnits) lines.push(`  … ${us.length - maxUnits} more unit(s)`);
   }

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { formatDiagnostic, parseManifestYaml, splitUnitKey } from "@optimus/shared";
 import { httpClient, type GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";
+import { printable } from "./printable.js";
 
 /** `optimus send "<text>" [--files …]`: a task from a sentence. */
 export async function send(text: string, o: GlobalOptions & { files?: string[]; priority?: string; title?: string; check?: string }): Promise<void> {
@@ -15,8 +16,8 @@ export async function send(text: string, o: GlobalOptions & { files?: string[]; 
   // With a check, the task is one codegen unit proven by that command (planning comes with the planner).
   const units = o.check ? [{ id: "u1", goal: text.trim(), files: o.files ?? [], check: o.check }] : undefined;
   const task = await client.tasks.create.mutate({ title, description, files: o.files, priority, ...(units ? { units } : {}) });
-  console.log(task.taskId);
-  console.error(`task ${task.taskId} created with ${task.units.length} unit(s); watch it with \`optimus status\``);
+  console.log(printable(task.taskId));
+  console.error(`task ${printable(task.taskId)} created with ${task.units.length} unit(s); watch it with \`optimus status\``);
 }
 
 /** `optimus task import <manifest>`: checks the file here (file, line, field) before the farm sees it. */
@@ -29,7 +30,7 @@ export async function importTask(file: string, o: GlobalOptions): Promise<void> 
   }
   const parsed = parseManifestYaml(text, file);
   if (!parsed.ok) {
-    for (const p of parsed.problems.slice(1)) console.error(formatDiagnostic(p));
+    for (const p of parsed.problems.slice(1)) console.error(printable(formatDiagnostic(p)));
     throw new CliError(`${formatDiagnostic(parsed.problems[0]!)}${parsed.problems.length > 1 ? ` (and ${parsed.problems.length - 1} more above)` : ""}`);
   }
   const m = parsed.manifest;
@@ -38,22 +39,23 @@ export async function importTask(file: string, o: GlobalOptions): Promise<void> 
     id: m.id, title: m.title, description: m.description, priority: m.priority, targetBranch: m.targetBranch,
     units: m.units.map(({ status: _s, ...u }) => u),
   });
-  console.log(task.taskId);
-  console.error(`task ${task.taskId} imported with ${task.units.length} unit(s)`);
+  console.log(printable(task.taskId));
+  console.error(`task ${printable(task.taskId)} imported with ${task.units.length} unit(s)`);
 }
 
 export async function scanTasks(o: GlobalOptions): Promise<void> {
   const { client } = httpClient(o);
   const r = await client.tasks.importFiles.mutate();
   console.log(`imported ${r.imported.length}, rebuilt ${r.restored.length}, rejected ${r.rejected.length}`);
-  for (const x of r.rejected) console.error(`${x.file}: ${x.problems[0]}`);
+  // One warning per skipped manifest; its file and the problem come from the repository, so no escapes.
+  for (const x of r.rejected) console.error(`skipped ${printable(x.problems[0] ?? x.file)}`);
   if (r.rejected.length) process.exitCode = 1;
 }
 
 export async function cancelTask(taskId: string, o: GlobalOptions & { reason?: string }): Promise<void> {
   const { client } = httpClient(o);
   const t = await client.tasks.cancel.mutate({ taskId, reason: o.reason });
-  console.error(`task ${t.taskId} is ${t.state}`);
+  console.error(printable(`task ${t.taskId} is ${t.state}`));
 }
 
 export async function retryUnit(ref: string, o: GlobalOptions): Promise<void> {
@@ -61,7 +63,7 @@ export async function retryUnit(ref: string, o: GlobalOptions): Promise<void> {
   const { taskId, unitId } = splitUnitKey(ref);
   const { client } = httpClient(o);
   const u = await client.units.retry.mutate({ taskId, unitId });
-  console.error(`unit ${ref} is ${u.state} again`);
+  console.error(printable(`unit ${ref} is ${u.state} again`));
 }
 
 const unitRef = (ref: string) => {
@@ -74,17 +76,17 @@ export async function approve(ref: string, o: GlobalOptions): Promise<void> {
   const { client } = httpClient(o);
   if (!ref.includes("/")) {
     const t = await client.reviews.approveTaskMerge.mutate({ taskId: ref });
-    console.error(t.merge?.commit ? `task ${ref} merged into ${t.merge.into} (${t.merge.commit.slice(0, 10)})` : `task ${ref}: ${t.merge?.heldReason ?? t.state}`);
+    console.error(printable(t.merge?.commit ? `task ${ref} merged into ${t.merge.into} (${t.merge.commit.slice(0, 10)})` : `task ${ref}: ${t.merge?.heldReason ?? t.state}`));
     return;
   }
   const u = await client.reviews.approve.mutate(unitRef(ref));
-  console.error(u.state === "merged" ? `unit ${ref} approved and merged (${u.mergedCommit?.slice(0, 10)})` : `unit ${ref} approved; it is ${u.state}${u.reason ? `: ${u.reason}` : ""}`);
+  console.error(printable(u.state === "merged" ? `unit ${ref} approved and merged (${u.mergedCommit?.slice(0, 10)})` : `unit ${ref} approved; it is ${u.state}${u.reason ? `: ${u.reason}` : ""}`));
 }
 
 export async function reject(ref: string, o: GlobalOptions & { reason: string }): Promise<void> {
   const { client } = httpClient(o);
   const u = await client.reviews.reject.mutate({ ...unitRef(ref), reason: o.reason });
-  console.error(`unit ${ref} rejected; it is ${u.state}`);
+  console.error(printable(`unit ${ref} rejected; it is ${u.state}`));
 }
 
 export async function requestChanges(ref: string, o: GlobalOptions & { comment: string[] }): Promise<void> {
@@ -94,5 +96,5 @@ export async function requestChanges(ref: string, o: GlobalOptions & { comment: 
     return m ? { path: m[1]!, line: Number(m[2]), body: m[3]! } : { body: c };
   });
   const u = await client.reviews.requestChanges.mutate({ ...unitRef(ref), comments });
-  console.error(`changes requested on ${ref}; it is ${u.state} for attempt ${u.attempt + 1}`);
+  console.error(printable(`changes requested on ${ref}; it is ${u.state} for attempt ${u.attempt + 1}`));
 }

@@ -10,6 +10,8 @@ import { RepoMirror } from "../worker/repo-mirror.js";
 import { WorkerAgent } from "../worker/worker-agent.js";
 import { connection, type GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";
+import { z } from "zod";
+import { resolveSandbox } from "../sandbox/index.js";
 
 export interface WorkerOptions extends GlobalOptions {
   role: string;
@@ -20,6 +22,7 @@ export interface WorkerOptions extends GlobalOptions {
   nodeId?: string;
   workDir?: string;
   maxIterations?: string;
+  sandbox?: string;
 }
 
 const FIX_MODEL = "pass --model <file.gguf> or --model http://host:port/v1 (llama-server, Ollama, vLLM, LM Studio); download a GGUF with `optimus model pull <uri>`";
@@ -61,14 +64,26 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
   const maxConcurrent = int(o.maxConcurrent, "max-concurrent") ?? 1;
   const threads = int(o.threads, "threads");
   const maxIterations = int(o.maxIterations, "max-iterations") ?? 4;
+  const sandboxSetting = z.enum(["auto", "bwrap", "sandbox-exec", "none"]).safeParse(o.sandbox ?? "auto");
+  if (!sandboxSetting.success) throw new CliError(`--sandbox must be auto, bwrap, sandbox-exec or none, got '${o.sandbox}'`, 2);
+  // Checks run code a model wrote: no sandbox, no worker (unless the operator said `none`).
+  const sandbox = await resolveSandbox(sandboxSetting.data, "unit checks").catch((err: Error) => {
+    throw new CliError(err.message, 1);
+  });
+  if (sandbox.note) process.stderr.write(`optimus: ${sandbox.note}\n`);
   const { url, token } = connection(o);
+  // A worker runs for days: its token should not sit in `ps` for every user of the node to read.
+  if (o.token) process.stderr.write("optimus: warning: a token given with --token is visible to other users in `ps`; prefer --token-file <file> (mode 0600) or OPTIMUS_TOKEN\n");
+  // Read once; nothing the worker starts later (git, unit checks) inherits it from here.
+  delete process.env.OPTIMUS_TOKEN;
+  delete process.env.OPTIMUS_TOKEN_FILE;
   const nodeId = o.nodeId ?? `${hostname().split(".")[0]}-${role.data}`;
   const model = await openModel(o.model, o.modelName, threads);
   const workDir = resolve(o.workDir ?? join(homedir(), ".optimus", "worker", nodeId));
   const log = (msg: string) => process.stderr.write(`${nodeId}: ${msg}\n`);
   const mirror = new RepoMirror(url, token, workDir);
   await mirror.cleanup();
-  const loop: AgentLoopOptions = { model, mirror, maxIterations, checkTimeoutMs: 300_000, maxTokens: 2_048, log, farm: { url, token } };
+  const loop: AgentLoopOptions = { model, mirror, maxIterations, checkTimeoutMs: 300_000, sandbox: sandboxSetting.data, maxTokens: 2_048, log, farm: { url, token } };
   const agent = new WorkerAgent({
     farmUrl: url,
     token,

@@ -149,7 +149,8 @@ export class LeaseCommands {
     this.progressEvents.emit("progress", key);
   }
 
-  async submit(nodeId: string, ref: LeaseRef, result: UnitResult): Promise<{ accepted: true; duplicate: boolean; state: string }> {
+  /** `tokenId`: the caller's worker token, journaled with the submission as the change's author */
+  async submit(nodeId: string, ref: LeaseRef, result: UnitResult, tokenId?: string): Promise<{ accepted: true; duplicate: boolean; state: string }> {
     const u = this.unitOrThrow(ref);
     // The same worker repeating a submission whose answer it never got (farm restarted): say yes again.
     if (u.acceptedLeaseId === ref.leaseId && u.acceptedWorker === nodeId && result.outcome === "succeeded") {
@@ -175,7 +176,7 @@ export class LeaseCommands {
     const submitted: EventBody = {
       type: "unit_submitted",
       data: {
-        taskId: ref.taskId, unitId: ref.unitId, attempt: ref.attempt, leaseId: ref.leaseId, worker: nodeId, outcome: result.outcome, summary: result.summary.slice(0, 2_000),
+        taskId: ref.taskId, unitId: ref.unitId, attempt: ref.attempt, leaseId: ref.leaseId, worker: nodeId, ...(tokenId ? { tokenId } : {}), outcome: result.outcome, summary: result.summary.slice(0, 2_000),
         ...(result.evidence ? { evidence: result.evidence.slice(-4_000) } : {}), ...(result.signals ? { signals: result.signals } : {}),
       },
     };
@@ -196,6 +197,23 @@ export class LeaseCommands {
     for (const u of this.p.leasedUnits()) {
       if ((u.leaseExpiresAt ?? 0) > now) continue;
       bodies.push({ type: "lease_expired", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, worker: u.worker!, ...this.retryDecision(u, false) } });
+    }
+    if (bodies.length > 0) await this.state.commit(bodies, "farm");
+    return bodies.length;
+  }
+
+  /**
+   * A revoked worker token's leases end at once, journaled like expired leases (cause
+   * `token_revoked`): its units go back to be leased again, and whatever it still sends is refused.
+   */
+  async endLeasesOfToken(tokenId: string): Promise<number> {
+    const bodies: EventBody[] = [];
+    for (const w of this.p.workers.values()) {
+      if (w.tokenId !== tokenId) continue;
+      for (const u of this.p.leasesOf(w.nodeId)) {
+        this.progress.delete(unitKey(u.taskId, u.unitId));
+        bodies.push({ type: "lease_expired", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, worker: w.nodeId, cause: "token_revoked", ...this.retryDecision(u, false) } });
+      }
     }
     if (bodies.length > 0) await this.state.commit(bodies, "farm");
     return bodies.length;

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import {
   checkManifestGraph,
+  CreateTaskInput,
   formatField,
   isTerminal,
   slugify,
@@ -29,6 +30,8 @@ export interface NewTask {
   restored?: Record<string, UnitStatusMirror>;
 }
 
+const TaskFields = CreateTaskInput.pick({ id: true, title: true, description: true, targetBranch: true, files: true });
+
 /** Commands on tasks and their units: create, cancel, retry. */
 export class TaskCommands {
   /**
@@ -44,6 +47,13 @@ export class TaskCommands {
   }
 
   async create(input: NewTask, actor: string): Promise<TaskView> {
+    // Checked here as well as at the API: tasks also come from files, and ids and the target branch
+    // reach git (branch names) and the file system (folders) right after this.
+    const fields = TaskFields.safeParse({ id: input.id, title: input.title, description: input.description, targetBranch: input.targetBranch, files: input.files });
+    if (!fields.success) {
+      const i = fields.error.issues[0]!;
+      throw new FarmError("invalid", `${formatField(i.path)}: ${i.message}`);
+    }
     const taskId = input.id ?? this.newTaskId(input.title);
     if (this.p.tasks.has(taskId)) throw new FarmError("conflict", `task '${taskId}' already exists`);
     // A task given as text is planned by a worker's model (a `plan` unit), or, with the planner off,

@@ -1,8 +1,19 @@
-import type { UnitRole } from "@optimus/shared";
+import { unitKey, type UnitRole } from "@optimus/shared";
 import type { FarmState } from "../core/farm-state.js";
 import type { Lease, LeaseCommands } from "../core/lease-commands.js";
 import type { Touched, UnitRecord } from "../store/projection.js";
 import { ReadyQueue } from "./ready-queue.js";
+
+type Author = { node: string; tokenId?: string };
+
+/** For a review unit: who wrote the change it reviews (node and token), which must not review it. */
+export function authorOfReviewed(state: FarmState, u: UnitRecord): Author | undefined {
+  if (!u.spec.reviews) return undefined;
+  const target = state.projection.units.get(unitKey(u.taskId, u.spec.reviews));
+  const node = target?.author?.node ?? target?.acceptedWorker;
+  if (!node) return undefined;
+  return { node, tokenId: target?.author?.tokenId ?? state.projection.workers.get(node)?.tokenId };
+}
 
 /** A connected worker's end of the lease stream. */
 export interface LeaseSink {
@@ -128,14 +139,21 @@ export class Dispatcher {
     const now = Date.now();
     const p = this.state.projection;
     for (const [role, q] of this.queues) {
+      // Units no connected worker may take (a review whose only reviewers wrote the change) wait
+      // aside for this pass, so they do not hold up the units behind them.
+      const barred: string[] = [];
       while (q.size > 0) {
-        const worker = this.pickWorker(role);
-        if (!worker) break;
+        if (!this.pickWorker(role)) break;
         const key = q.pop()!;
         const u = p.units.get(key);
         if (!u || u.state !== "ready") continue; // stale entry: leased, cancelled or queued twice
         if (u.notBefore !== undefined && u.notBefore > now) {
           this.delay(key, u);
+          continue;
+        }
+        const worker = this.pickWorker(role, authorOfReviewed(this.state, u));
+        if (!worker) {
+          barred.push(key);
           continue;
         }
         worker.lastAssignedAt = now;
@@ -148,15 +166,25 @@ export class Dispatcher {
           this.opts.onLeased?.(lease);
         }, this.opts.onError);
       }
+      for (const key of barred) this.enqueue(key);
     }
   }
 
-  private pickWorker(role: UnitRole): Connection | undefined {
+  /**
+   * The least-busy connected worker of a role with free capacity. Never a worker whose token was
+   * revoked (its stream may not have closed yet), nor, for a review, the node or token that wrote
+   * the change under review.
+   */
+  private pickWorker(role: UnitRole, author?: Author): Connection | undefined {
+    const p = this.state.projection;
     let best: Connection | undefined;
     let bestLoad = Infinity;
     for (const c of this.conns.values()) {
       if (c.role !== role) continue;
-      const active = this.state.projection.activeLeaseCount(c.nodeId);
+      const tokenId = p.workers.get(c.nodeId)?.tokenId;
+      if (tokenId && p.revokedTokens.has(tokenId)) continue;
+      if (author && (c.nodeId === author.node || (tokenId !== undefined && tokenId === author.tokenId))) continue;
+      const active = p.activeLeaseCount(c.nodeId);
       if (active >= c.capacity) continue;
       const load = active / c.capacity;
       if (load < bestLoad || (load === bestLoad && best && c.lastAssignedAt < best.lastAssignedAt)) {

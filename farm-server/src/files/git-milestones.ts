@@ -1,4 +1,4 @@
-import { simpleGit, type SimpleGit } from "simple-git";
+import { Git } from "../git/safe-git.js";
 
 /**
  * Commits the farm's own files (task manifests) to the repository at milestones, touching nothing
@@ -6,7 +6,7 @@ import { simpleGit, type SimpleGit } from "simple-git";
  * staged, and hooks are skipped because these are bookkeeping commits.
  */
 export class GitMilestones {
-  private readonly git: SimpleGit;
+  private readonly git: Git;
   private chain: Promise<unknown> = Promise.resolve();
   private isRepo: Promise<boolean>;
   private readonly unsaved = new Set<string>();
@@ -16,8 +16,8 @@ export class GitMilestones {
    * (a merge in the user's worktree and a milestone commit would fight over the index lock)
    */
   constructor(readonly repo: string, private readonly log: (msg: string, err?: unknown) => void, private readonly serial: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn()) {
-    this.git = simpleGit({ baseDir: repo, maxConcurrentProcesses: 1 });
-    this.isRepo = this.git.checkIsRepo().catch(() => false);
+    this.git = new Git(repo);
+    this.isRepo = this.git.isRepo();
   }
 
   /** Queues a commit of `paths`; commits run one at a time. Resolves to the new commit, or null. */
@@ -36,11 +36,11 @@ export class GitMilestones {
       const staged = await this.git.raw(["diff", "--cached", "--name-only", "--", ...paths]);
       if (!staged.trim()) return null;
       await this.git.raw([
-        "-c", "user.name=Optimus", "-c", "user.email=optimus@localhost", "-c", "core.fsync=committed",
+        "-c", "user.name=Optimus", "-c", "user.email=optimus@localhost",
         "commit", "--no-verify", "--quiet", "--only", "-m", message, "--", ...paths,
       ]);
       this.unsaved.clear();
-      return (await this.git.revparse(["HEAD"])).trim();
+      return (await this.git.raw(["rev-parse", "HEAD"])).trim();
     } catch (err) {
       // A busy index (the user's own git command) or a rebase in progress: unstage what we staged,
       // so the user's index is as it was, and let the next milestone try again.

@@ -6,13 +6,16 @@ import { scanManifests } from "./task-files.js";
 export interface ImportReport {
   imported: string[];
   restored: string[];
+  /** skipped manifests, each problem as `file:line:col: field: message` */
   rejected: Array<{ file: string; problems: string[] }>;
 }
 
 /**
  * Brings every task manifest in the repository that the journal does not know into the farm:
  * manifests the farm wrote itself (they carry unit status: the journal was lost, so state is
- * rebuilt from them) and manifests a person committed (no status: a new task).
+ * rebuilt from them) and manifests a person committed (no status: a new task). A bad manifest is
+ * skipped (reported in `rejected`), never stops the others: one committed file must not keep the
+ * farm from starting.
  */
 export async function importManifests(
   repo: string,
@@ -45,7 +48,7 @@ export async function importManifests(
       if (m.status?.state === "cancelled") await tasks.cancel(s.taskId, "cancelled before the journal was rebuilt", "farm");
       (hasStatus ? report.restored : report.imported).push(s.taskId);
     } catch (err) {
-      report.rejected.push({ file: s.file, problems: [(err as Error).message] });
+      report.rejected.push({ file: s.file, problems: [formatDiagnostic({ file: s.file, line: 1, column: 1, field: "(task)", message: (err as Error).message })] });
     }
   }
   return report;

@@ -13,6 +13,11 @@ export const SESSIONS_DIR = join(".optimus", "sessions");
  */
 export class SessionNotes {
   private chain: Promise<unknown> = Promise.resolve();
+  /**
+   * Text committed to the journal but not yet appended to its file, by file. A lease is often
+   * handed out a moment after the event that ends the previous attempt: `read` must include it.
+   */
+  private readonly pending = new Map<string, string[]>();
   private readonly listener = (events: FarmEvent[]) => this.onCommitted(events);
 
   constructor(private readonly state: FarmState, private readonly repo: string, private readonly log: (msg: string, err?: unknown) => void) {}
@@ -37,9 +42,10 @@ export class SessionNotes {
 
   /** The notes so far (the end of them), for the next attempt's lease. */
   read(taskId: string, unitId: string, maxChars = 6_000): string | undefined {
-    const file = join(this.repo, this.relPath(taskId, unitId));
-    if (!existsSync(file)) return undefined;
-    const text = readFileSync(file, "utf8");
+    const rel = this.relPath(taskId, unitId);
+    const file = join(this.repo, rel);
+    const text = (existsSync(file) ? readFileSync(file, "utf8") : "") + (this.pending.get(rel) ?? []).join("");
+    if (!text) return undefined;
     return text.length > maxChars ? `…${text.slice(-maxChars)}` : text;
   }
 
@@ -57,12 +63,19 @@ export class SessionNotes {
       const { taskId, unitId } = e.data as { taskId: string; unitId: string };
       const rel = this.relPath(taskId, unitId);
       const u = this.state.projection.units.get(`${taskId}/${unitId}`);
+      const queued = this.pending.get(rel) ?? [];
+      queued.push(text);
+      this.pending.set(rel, queued);
       this.chain = this.chain.then(async () => {
         const file = join(this.repo, rel);
         await mkdir(join(this.repo, SESSIONS_DIR), { recursive: true });
         const head = existsSync(file) ? "" : `# Session notes: ${taskId}/${unitId}\n\n**Goal:** ${u?.spec.goal ?? "?"}\n${u?.spec.check ? `\n**Check:** \`${u.spec.check}\`\n` : ""}`;
         await appendFile(file, head + text);
-      }).catch((err) => this.log(`could not write session notes ${rel}`, err));
+      }).catch((err) => this.log(`could not write session notes ${rel}`, err)).finally(() => {
+        // On disk now (or failed, and logged): no longer pending.
+        queued.shift();
+        if (queued.length === 0 && this.pending.get(rel) === queued) this.pending.delete(rel);
+      });
     }
   }
 

@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { findCycle, Slug, type PlanProposal, type UnitSpec } from "@optimus/shared";
 import type { FarmRepo } from "../prloop/farm-repo.js";
-import { unsafePathReason } from "../prloop/patch-check.js";
+import { unsafePathReason } from "../prloop/patch-policy.js";
 
 export type PlanCheck = { ok: true; units: UnitSpec[] } | { ok: false; reason: string };
 

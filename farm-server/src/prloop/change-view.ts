@@ -48,10 +48,7 @@ const EMPTY: Blob = { size: 0, data: Buffer.alloc(0) };
 async function blob(repo: FarmRepo, rev: string, path: string): Promise<Blob> {
   const size = Number((await repo.git.raw(["cat-file", "-s", `${rev}:${path}`]).catch(() => "0")).trim());
   if (size > MAX_FILE_BYTES) return { size, data: Buffer.alloc(0) };
-  const data = await new Promise<Buffer>((resolve, reject) => {
-    repo.git.binaryCatFile(["blob", `${rev}:${path}`], (err, out) => (err ? reject(err) : resolve(out as Buffer)));
-  });
-  return { size, data };
+  return { size, data: await repo.git.bytes(["cat-file", "blob", `${rev}:${path}`]) };
 }
 
 const isBinary = (b: Buffer): boolean => b.subarray(0, 8_000).includes(0);

@@ -1,15 +1,14 @@
-import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { simpleGit, type SimpleGit } from "simple-git";
+import { Git } from "../git/safe-git.js";
+import { readPatchWithGit, type PatchReading } from "./patch-reading.js";
 
 export const integrationBranch = (taskId: string) => `optimus/${taskId}`;
 /** Not under `optimus/<task>/`: git cannot have a branch and a folder of branches with one name. */
 export const unitBranch = (taskId: string, unitId: string, attempt: number) => `optimus/${taskId}--${unitId}-${attempt}`;
 export const unitTrailer = (taskId: string, unitId: string, attempt: number) => `Optimus-Unit: ${taskId}/${unitId}#${attempt}`;
 
-const AUTHOR = ["-c", "user.name=Optimus", "-c", "user.email=optimus@localhost", "-c", "core.fsync=committed", "-c", "commit.gpgsign=false"];
+const AUTHOR = ["-c", "user.name=Optimus", "-c", "user.email=optimus@localhost"];
 
 /**
  * The farm's hands on the repository: integration and unit branches, worktrees it owns under the
@@ -17,11 +16,11 @@ const AUTHOR = ["-c", "user.name=Optimus", "-c", "user.email=optimus@localhost",
  * `git worktree add` on one repository fails in git 2.39).
  */
 export class FarmRepo {
-  readonly git: SimpleGit;
+  readonly git: Git;
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(readonly root: string, readonly worktreesDir: string) {
-    this.git = simpleGit({ baseDir: root });
+    this.git = new Git(root);
     mkdirSync(worktreesDir, { recursive: true });
   }
 
@@ -85,9 +84,9 @@ export class FarmRepo {
 
   /** Commits everything staged in a worktree. */
   async commitIn(dir: string, message: string): Promise<string> {
-    const g = simpleGit({ baseDir: dir });
+    const g = new Git(dir);
     await g.raw([...AUTHOR, "commit", "-q", "--no-verify", "-m", message]);
-    return (await g.revparse(["HEAD"])).trim();
+    return (await g.raw(["rev-parse", "HEAD"])).trim();
   }
 
   /** The merge commit on `into` that carries this trailer, if the unit was merged already. */
@@ -105,15 +104,12 @@ export class FarmRepo {
       const ours = await this.revParse(`refs/heads/${into}`);
       const theirs = await this.revParse(`refs/heads/${branch}`);
       if (!ours || !theirs) throw new Error(`cannot merge ${branch} into ${into}: a branch is missing`);
-      let tree: string;
-      try {
-        tree = (await this.git.raw(["merge-tree", "--write-tree", "--no-messages", ours, theirs])).trim().split("\n")[0]!;
-      } catch (err) {
-        return { ok: false, conflict: (err as Error).message.split("\n").slice(0, 5).join(" ") };
-      }
-      const out = (await this.git.raw(["merge-tree", "--write-tree", "--name-only", ours, theirs]).catch((e: Error) => e.message)).trim().split("\n");
-      if (out.length > 1 && out[1] !== "") return { ok: false, conflict: `conflicts in ${out.slice(1).filter(Boolean).slice(0, 10).join(", ")}` };
-      const commit = (await this.git.raw([...AUTHOR, "commit-tree", tree, "-p", ours, "-p", theirs, "-m", message])).trim();
+      // Exit 1 with the conflicted files listed after the tree: an answer, not a failure.
+      const res = await this.git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs], { okCodes: [1] }).catch((err: Error) => err);
+      if (res instanceof Error) return { ok: false, conflict: res.message.split("\n").slice(0, 5).join(" ") };
+      const [tree, ...conflicted] = res.stdout.trim().split("\n");
+      if (res.code !== 0) return { ok: false, conflict: `conflicts in ${conflicted.filter(Boolean).slice(0, 10).join(", ") || "the merge"}` };
+      const commit = (await this.git.raw([...AUTHOR, "commit-tree", tree!, "-p", ours, "-p", theirs, "-m", message])).trim();
       await this.git.raw(["update-ref", `refs/heads/${into}`, commit, ours]);
       return { ok: true, commit };
     });
@@ -133,7 +129,7 @@ export class FarmRepo {
   /** Merges in a checked-out worktree (the user's), only when it is clean apart from `.optimus/`. */
   mergeInWorktree(dir: string, branch: string, message: string): Promise<{ ok: true; commit: string } | { ok: false; reason: string }> {
     return this.serial(async () => {
-      const g = simpleGit({ baseDir: dir });
+      const g = new Git(dir);
       const changed = (await g.raw(["status", "--porcelain", "--untracked-files=no"])).split("\n").filter(Boolean).map((l) => l.slice(3));
       const dirty = changed.filter((p) => !p.startsWith(".optimus/"));
       if (dirty.length) return { ok: false, reason: `the target branch's worktree ${dir} has uncommitted changes (${dirty.slice(0, 3).join(", ")})` };
@@ -147,36 +143,28 @@ export class FarmRepo {
         await g.raw(["merge", "--abort"]).catch(() => undefined);
         return { ok: false, reason: `merge conflict: ${(err as Error).message.split("\n").map((l) => l.trim()).filter(Boolean).slice(0, 4).join(" ")}` };
       }
-      return { ok: true, commit: (await g.revparse(["HEAD"])).trim() };
+      return { ok: true, commit: (await g.raw(["rev-parse", "HEAD"])).trim() };
     });
   }
 
   /**
-   * Whether a patch applies to a commit, without a worktree: a throwaway index is read from the
-   * commit and `git apply --cached --check` runs against it. Returns the problem, or null.
+   * What a patch changes, as git reads it: applied to a throwaway index read from `base` (no
+   * worktree, no ref moves), then listed with modes and object ids. A patch git cannot apply is the
+   * problem it reports.
    */
-  async applyCheck(base: string, patch: string): Promise<string | null> {
-    const dir = mkdtempSync(join(tmpdir(), "optimus-apply-"));
-    const env = { ...process.env, GIT_INDEX_FILE: join(dir, "index") };
-    try {
-      const run = (args: string[], input?: string) =>
-        new Promise<string | null>((resolve) => {
-          const child = execFile("git", args, { cwd: this.root, env, maxBuffer: 16 * 1024 * 1024 }, (err, _out, stderr) =>
-            resolve(err ? (stderr || err.message).trim().split("\n").slice(0, 3).join(" ") : null));
-          if (input !== undefined) child.stdin!.end(input);
-        });
-      const read = await run(["read-tree", base]);
-      if (read) return read;
-      return await run(["apply", "--cached", "--check", "--binary", "-"], patch);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+  readPatch(base: string, patch: string): Promise<PatchReading> {
+    return readPatchWithGit(this.root, base, patch);
+  }
+
+  /** What a commit changed against `base`, as git reads the two trees (modes, types, sizes). */
+  changeBetween(base: string, commit: string): Promise<PatchReading> {
+    return readPatchWithGit(this.root, base, null, commit);
   }
 
   /** Applies a patch file to a worktree and stages it; returns the problem, or null. */
   async applyIn(dir: string, patchFile: string): Promise<string | null> {
     try {
-      await simpleGit({ baseDir: dir }).raw(["apply", "--index", "--binary", patchFile]);
+      await new Git(dir).raw(["apply", "--index", "--binary", patchFile]);
       return null;
     } catch (err) {
       return (err as Error).message.split("\n").slice(0, 3).join(" ");

@@ -9,11 +9,12 @@ import { FarmError } from "../core/errors.js";
 import type { FarmState } from "../core/farm-state.js";
 import type { SubmissionHandler } from "../core/lease-commands.js";
 import type { UnitRecord } from "../store/projection.js";
-import { runCheck } from "../worker/sandbox.js";
+import { runCheck } from "../sandbox/index.js";
 import { FarmRepo, integrationBranch, unitBranch, unitTrailer } from "./farm-repo.js";
 import { changeFiles } from "./change-view.js";
-import { checkPatch } from "./patch-check.js";
+import { checkChange, type ChangeLimits } from "./patch-policy.js";
 import { assessRisk, mayAutoMerge } from "./risk.js";
+import { approverNeeded, isSelfReview, protectedPathsIn, SELF_REVIEW_REASON, type Approver } from "./separation.js";
 
 export interface ChangeView {
   taskId: string;
@@ -38,6 +39,8 @@ export interface PrLoopDeps {
   log: Logger;
   /** earlier attempts' notes for a unit, if any */
   notesOf?(taskId: string, unitId: string): string | undefined;
+  /** folders evals must never see even where a toolchain folder contains them (the farm's home) */
+  hide?: string[];
   /** the retry-or-dead decision for a failed attempt (LeaseCommands owns the policy) */
   retryDecision(u: UnitRecord): { next: "retry"; notBefore: number } | { next: "dead" };
 }
@@ -97,11 +100,19 @@ export class PrLoop implements SubmissionHandler {
     }
     const patch = result.patch ?? "";
     if (!patch.trim()) return; // nothing to change: the unit completes as is
-    const check = checkPatch(patch, u.spec.files, this.d.config.prloop);
-    if (!check.ok) throw new FarmError("invalid", `patch refused: ${check.error}`);
+    const bytes = Buffer.byteLength(patch);
+    if (bytes > this.d.config.prloop.maxPatchBytes) throw new FarmError("invalid", `patch refused: it is ${bytes} bytes; the limit is ${this.d.config.prloop.maxPatchBytes}`);
     const base = await this.d.repo.revParse(`refs/heads/${integrationBranch(u.taskId)}`) ?? await this.d.repo.revParse("HEAD");
-    const problem = await this.d.repo.applyCheck(base!, patch);
-    if (problem) throw new FarmError("invalid", `patch refused: it does not apply to ${integrationBranch(u.taskId)}: ${problem}`);
+    // What git would apply, read by git itself: the rules below judge exactly that.
+    const reading = await this.d.repo.readPatch(base!, patch);
+    if (!reading.ok) throw new FarmError("invalid", `patch refused: it does not apply to ${integrationBranch(u.taskId)}: ${reading.error}`);
+    const check = checkChange(reading.entries, u.spec.files, this.limits);
+    if (!check.ok) throw new FarmError("invalid", `patch refused: ${check.error}`);
+  }
+
+  private get limits(): ChangeLimits {
+    const c = this.d.config.prloop;
+    return { maxFileBytes: c.maxFileBytes, maxFilesPerPatch: c.maxFilesPerPatch, allowSymlinks: c.allowSymlinks, allowSubmodules: c.allowSubmodules };
   }
 
   accept(u: UnitRecord, result: UnitResult): EventBody[] {
@@ -111,8 +122,16 @@ export class PrLoop implements SubmissionHandler {
       const target = this.p.units.get(unitKey(u.taskId, u.spec.reviews));
       const events: EventBody[] = [{ type: "unit_completed", data: ref }];
       if (target?.state === "reviewing") {
-        events.push({ type: "unit_reviewed", data: { taskId: u.taskId, unitId: target.unitId, attempt: target.attempt, reviewUnitId: u.unitId, verdict: result.review } });
-        this.later(u.taskId, () => this.decide(target.taskId, target.unitId, target.attempt));
+        const reviewed = { taskId: u.taskId, unitId: target.unitId, attempt: target.attempt, reviewUnitId: u.unitId, verdict: result.review };
+        // u.worker is the node holding this review's lease; its token is the caller's (checked by the API).
+        if (isSelfReview(this.p, { node: u.worker }, target)) {
+          // Recorded for the audit trail, but it does not count: the change waits for a person.
+          this.d.log.warn({ taskId: u.taskId, unitId: target.unitId, reviewer: u.worker }, "a review from the change's own author does not count");
+          events.push({ type: "unit_reviewed", data: { ...reviewed, selfReview: true } }, this.heldForSelfReview(target));
+        } else {
+          events.push({ type: "unit_reviewed", data: reviewed });
+          this.later(u.taskId, () => this.decide(target.taskId, target.unitId, target.attempt));
+        }
       }
       return events;
     }
@@ -220,12 +239,26 @@ export class PrLoop implements SubmissionHandler {
     return ctx;
   }
 
-  async approve(taskId: string, unitId: string, actor: string): Promise<void> {
+  /** A person merges a held change; one touching protected paths needs their token's approver right. */
+  async approve(taskId: string, unitId: string, by: Approver): Promise<void> {
     const u = this.p.units.get(unitKey(taskId, unitId));
     if (!u) throw new FarmError("not_found", `unit '${unitId}' of task '${taskId}' not found`);
     if (u.state !== "awaiting_approval") throw new FarmError("conflict", `unit ${taskId}/${unitId} is ${u.state}, not awaiting approval`);
-    await this.d.state.commit([{ type: "unit_approved", data: { taskId, unitId, attempt: u.attempt } }], actor);
-    await this.queue(taskId, () => this.merge(taskId, unitId, u.attempt, false, actor));
+    const guarded = protectedPathsIn(u.evaluation?.diff.files ?? [], this.d.config.policy);
+    if (guarded.length > 0 && !by.approver) throw new FarmError("forbidden", approverNeeded(taskId, unitId, guarded));
+    const approval = { taskId, unitId, attempt: u.attempt, by: { tokenId: by.tokenId, name: by.name, approver: by.approver }, ...(guarded.length ? { protectedPaths: guarded } : {}) };
+    await this.d.state.commit([{ type: "unit_approved", data: approval }], by.actor);
+    await this.queue(taskId, () => this.merge(taskId, unitId, u.attempt, false, by.actor));
+  }
+
+  /** The hold of a change whose only review came from its author (same token or node). */
+  private heldForSelfReview(target: UnitRecord): EventBody {
+    const ev = target.evaluation!;
+    const risk = assessRisk({ diff: ev.diff, evals: ev.evals, green: ev.green, unreviewed: false }, this.d.config.policy, this.d.config.prloop.eval.length > 0);
+    return {
+      type: "unit_held",
+      data: { taskId: target.taskId, unitId: target.unitId, attempt: target.attempt, risk: { level: risk.level === "high" ? "high" : "medium", reasons: [SELF_REVIEW_REASON, ...risk.reasons] } },
+    };
   }
 
   async approveTaskMerge(taskId: string, actor: string): Promise<void> {
@@ -256,7 +289,9 @@ export class PrLoop implements SubmissionHandler {
 
   private onCommitted(events: FarmEvent[]): void {
     for (const e of events) {
-      if (e.type === "unit_rejected") this.later(e.data.taskId, () => this.maybeMergeTask(e.data.taskId));
+      // A task merges once its last unit is done, whichever unit finished last: a review unit's
+      // completion may land after the merge of the change it reviewed (they commit separately).
+      if (e.type === "unit_rejected" || e.type === "unit_completed") this.later(e.data.taskId, () => this.maybeMergeTask(e.data.taskId));
       // A review unit that died leaves its change to a human rather than stuck in review.
       if ((e.type === "unit_failed" || e.type === "lease_expired") && e.data.next === "dead") {
         const r = this.p.units.get(unitKey(e.data.taskId, e.data.unitId));
@@ -311,25 +346,27 @@ export class PrLoop implements SubmissionHandler {
     if (!u) return; // cancelled or superseded meanwhile
     await this.ensureBranch(taskId);
     const patchPath = this.patchFile(u);
-    const patch = readFileSync(patchPath, "utf8");
-    const facts = checkPatch(patch, u.spec.files, this.d.config.prloop);
     const branch = unitBranch(taskId, unitId, attempt);
     const base = (await this.d.repo.revParse(`refs/heads/${integrationBranch(taskId)}`))!;
     const wt = await this.d.repo.addWorktree(`${taskId}--${unitId}-${attempt}`, branch, base);
     const ref = { taskId, unitId, attempt };
     try {
-      const applied = await this.d.repo.applyIn(wt, patchPath);
-      if (!facts.ok || applied) {
-        const reason = `patch no longer applies: ${facts.ok ? applied : facts.error}`;
+      const fail = async (reason: string) => {
         await this.commitIfCurrent(ref, "evaluating", [{ type: "unit_failed", data: { ...ref, reason, feedback: reason, ...this.d.retryDecision(u) } }]);
         await this.d.repo.removeWorktree(wt, branch);
-        return;
-      }
+      };
+      const applied = await this.d.repo.applyIn(wt, patchPath);
+      if (applied) return await fail(`patch no longer applies: ${applied}`);
       // The merge commit carries the Optimus-Unit trailer (the at-most-once key); the change names its attempt.
       const commit = await this.d.repo.commitIn(wt, `optimus(${taskId}/${unitId}#${attempt}): ${u.spec.goal.split("\n")[0]!.slice(0, 72)}\n\nOptimus-Attempt: ${taskId}/${unitId}#${attempt}`);
+      // The rules again, on the commit itself (what a merge would take), before any eval runs it.
+      const reading = await this.d.repo.changeBetween(base, commit);
+      const facts = reading.ok ? checkChange(reading.entries, u.spec.files, this.limits) : { ok: false as const, error: reading.error };
+      if (!facts.ok) return await fail(`patch refused: ${facts.error}`);
       const evals = [];
       for (const e of this.d.config.prloop.eval) {
-        const r = await runCheck(e.command, { cwd: wt, timeoutMs: e.timeoutMs });
+        // The eval runs the change's code: in the sandbox, seeing the worktree and toolchains only.
+        const r = await runCheck(e.command, { cwd: wt, timeoutMs: e.timeoutMs, sandbox: this.d.config.sandbox, hide: this.d.hide ?? [] });
         if (r.sandboxNote) this.d.log.warn({ taskId, unitId, eval: e.name }, r.sandboxNote);
         evals.push({ name: e.name, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, output: r.output.slice(-8_000) });
       }
@@ -358,6 +395,10 @@ export class PrLoop implements SubmissionHandler {
     if (!u || u.attempt !== attempt || !u.evaluation?.green || (u.state !== "reviewing" && u.state !== "evaluating")) return;
     const unreviewed = this.p.reviewersOf(u).length === 0;
     if (!unreviewed && !u.review) return; // its reviewer has not spoken yet
+    if (u.review?.selfReview) {
+      await this.d.state.commit([this.heldForSelfReview(u)], "farm");
+      return;
+    }
     if (u.review?.verdict === "request_changes") {
       const text = [u.review.summary, ...u.review.comments.map((c) => `${c.path}:${c.line}: ${c.body}`)].filter(Boolean).join("\n");
       await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt, feedback: `review by ${u.review.reviewUnitId}: ${text}` } }], "farm");

@@ -25,6 +25,8 @@ export function assessRisk(input: RiskInput, policy: Policy, evalSuiteConfigured
   const lines = input.diff.added + input.diff.removed;
   if (lines > policy.autoMerge.maxChangedLines) medium.push(`${lines} changed lines (limit ${policy.autoMerge.maxChangedLines})`);
   if (input.diff.files.length > policy.autoMerge.maxFiles) medium.push(`${input.diff.files.length} files (limit ${policy.autoMerge.maxFiles})`);
+  const exe = input.diff.executables ?? [];
+  if (exe.length) medium.push(`makes ${exe.length > 1 ? "files" : "a file"} executable: ${exe.slice(0, 5).join(", ")}`);
   if (input.review?.risk === "medium") medium.push("the reviewer rates it medium risk");
   if (!evalSuiteConfigured) medium.push("no eval suite is configured");
   const level = high.length ? "high" : medium.length ? "medium" : "low";

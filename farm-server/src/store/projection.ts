@@ -34,6 +34,12 @@ export interface UnitRecord extends UnitView {
   acceptedAttempt?: number;
   acceptedLeaseId?: string;
   acceptedWorker?: string;
+  /**
+   * Who wrote the latest accepted attempt: its node and worker token. A review of that attempt counts
+   * only from another node and token (separation of duties). The token is missing in journals from
+   * before it was recorded; the node's registration then says which token it was.
+   */
+  author?: { node: string; tokenId?: string; attempt: number };
   /** a human approved this attempt's merge (the merge itself may still be pending after a crash) */
   approvedAttempt?: number;
   dependents: string[];
@@ -111,7 +117,8 @@ export class Projection {
       case "unit_failed": {
         const u = this.unit(e.data.taskId, e.data.unitId);
         u.failures++;
-        const reason = e.type === "unit_failed" ? e.data.reason : `lease of ${e.data.worker} expired (no heartbeat)`;
+        const reason = e.type === "unit_failed" ? e.data.reason
+          : e.data.cause === "token_revoked" ? `lease of ${e.data.worker} ended: its token was revoked` : `lease of ${e.data.worker} expired (no heartbeat)`;
         if (e.type === "unit_failed" && e.data.feedback) u.feedback = [...(u.feedback ?? []), e.data.feedback];
         if (e.data.next === "dead") this.settle(u, "dead", e.ts, reason);
         else {
@@ -136,6 +143,7 @@ export class Projection {
           u.acceptedAttempt = e.data.attempt;
           u.acceptedLeaseId = e.data.leaseId;
           u.acceptedWorker = e.data.worker;
+          u.author = { node: e.data.worker, tokenId: e.data.tokenId ?? this.workers.get(e.data.worker)?.tokenId, attempt: e.data.attempt };
         }
         touch(u.taskId);
         break;
@@ -200,7 +208,7 @@ export class Projection {
       }
       case "unit_reviewed": {
         const u = this.unit(e.data.taskId, e.data.unitId);
-        u.review = { ...e.data.verdict, reviewUnitId: e.data.reviewUnitId };
+        u.review = { ...e.data.verdict, reviewUnitId: e.data.reviewUnitId, ...(e.data.selfReview ? { selfReview: true as const } : {}) };
         u.updatedAt = e.ts;
         touch(u.taskId);
         break;
@@ -368,7 +376,7 @@ export class Projection {
   }
 
   unitView(u: UnitRecord): UnitView {
-    const { dependents: _d, acceptedAttempt: _a, acceptedLeaseId: _l, acceptedWorker: _w, approvedAttempt: _p, ...view } = u;
+    const { dependents: _d, acceptedAttempt: _a, acceptedLeaseId: _l, acceptedWorker: _w, approvedAttempt: _p, author: _au, ...view } = u;
     return view;
   }
 

@@ -1,12 +1,11 @@
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { PlanProposal, ReviewVerdict, type UnitResultInput } from "@optimus/shared";
 import type { Lease } from "../core/lease-commands.js";
 import type { LeaseWorkContext } from "../prloop/pr-loop.js";
 import { applyEdits, editProposalJsonSchema, parseEditProposal } from "./edits.js";
 import type { ChatMessage, Generation, ModelProvider } from "./models/model-provider.js";
 import type { RepoMirror } from "./repo-mirror.js";
-import { runCheck } from "./sandbox.js";
+import { runCheck, type SandboxSetting } from "../sandbox/index.js";
+import { filesInScope, readWorktreeFile } from "./worktree-files.js";
 import type { LeaseContext } from "./worker-agent.js";
 
 export interface AgentLoopOptions {
@@ -15,13 +14,13 @@ export interface AgentLoopOptions {
   /** model turns per attempt before the unit is handed back as needing escalation */
   maxIterations: number;
   checkTimeoutMs: number;
+  /** the sandbox checks run in (`auto`: the platform's, or refuse; `none`: unsandboxed, with a warning each run) */
+  sandbox?: SandboxSetting;
   maxTokens: number;
   log: (msg: string) => void;
   /** how checks reach the farm's egress proxy when a lease offers one: the farm's URL and this worker's token */
   farm?: { url: string; token: string };
 }
-
-const MAX_CONTEXT_FILE = 64 * 1024;
 
 /** A review verdict as a JSON Schema the grammar can follow (line numbers as strings: see llm.md). */
 const reviewJsonSchema = {
@@ -39,32 +38,15 @@ const reviewJsonSchema = {
   required: ["verdict", "risk", "summary", "comments"],
 } as const;
 
-/** Reads the unit's files (and the folders it names) from the worktree, for the prompt. */
-function filesInScope(dir: string, scope: string[]): Array<{ path: string; content: string }> {
-  const out: Array<{ path: string; content: string }> = [];
-  const add = (rel: string) => {
-    const abs = join(dir, rel);
-    if (!existsSync(abs)) return out.push({ path: rel, content: "(does not exist yet)" });
-    const st = statSync(abs);
-    if (st.isDirectory()) {
-      for (const f of readdirSync(abs).slice(0, 50)) add(`${rel.replace(/\/$/, "")}/${f}`);
-      return;
-    }
-    out.push({ path: rel, content: st.size > MAX_CONTEXT_FILE ? "(too large to show)" : readFileSync(abs, "utf8") });
-  };
-  for (const s of scope.slice(0, 100)) add(s);
-  return out;
-}
-
 /** The repository's own context every worker gets: conventions, glossary, ADR titles, earlier session notes. */
 function repositoryContext(dir: string, notes: string | undefined): string {
   const parts: string[] = [];
   for (const f of ["docs/conventions.md", "docs/glossary.md"]) {
-    const p = join(dir, f);
-    if (existsSync(p)) parts.push(`## ${f}\n${readFileSync(p, "utf8").slice(0, 8_000)}`);
+    const r = readWorktreeFile(dir, f);
+    if (r.kind === "file") parts.push(`## ${f}\n${r.content.slice(0, 8_000)}`);
   }
-  const adr = join(dir, "docs", "adr");
-  if (existsSync(adr)) parts.push(`## Decisions (docs/adr)\n${readdirSync(adr).filter((f) => f.endsWith(".md")).join("\n")}`);
+  const adr = readWorktreeFile(dir, "docs/adr");
+  if (adr.kind === "folder") parts.push(`## Decisions (docs/adr)\n${adr.entries.filter((f) => f.endsWith(".md")).join("\n")}`);
   if (notes) parts.push(`## Session notes of earlier attempts\n${notes}`);
   return parts.join("\n\n");
 }
@@ -118,7 +100,8 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
       if (!spec.check) break;
       ctx.progress({ phase: "checking", step: spec.check, elapsedMs: Date.now() - started });
       const egress = work.egress && o.farm ? { proxyUrl: `http://${new URL(o.farm.url).hostname}:${work.egress.port}`, proxyAuthorization: `Bearer ${o.farm.token}` } : undefined;
-      const check = await runCheck(spec.check, { cwd: dir, timeoutMs: o.checkTimeoutMs, ...(egress ? { egress } : {}) });
+      // A lease that ends (cancelled, lost, the worker stopping) ends its check too.
+      const check = await runCheck(spec.check, { cwd: dir, timeoutMs: o.checkTimeoutMs, sandbox: o.sandbox ?? "auto", signal: ctx.signal, ...(egress ? { egress } : {}) });
       if (check.sandboxNote) o.log(check.sandboxNote);
       evidence = `$ ${spec.check}\n(exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}, sandbox: ${check.sandbox})\n${check.output}`;
       if (check.exitCode === 0) {

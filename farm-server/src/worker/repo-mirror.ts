@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { safeGitEnv } from "../git/safe-git.js";
 
 /**
  * A worker's copy of the repository, fetched read-only from the farm's git endpoint, with one
@@ -17,10 +18,9 @@ export class RepoMirror {
   }
 
   private git(args: string[], cwd?: string): Promise<string> {
-    const env = {
-      PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: this.workDir, GIT_TERMINAL_PROMPT: "0",
-      GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: Bearer ${this.token}`,
-    };
+    // Hooks off and the safe configuration (a unit's check could have written into a worktree; the
+    // sandbox keeps it away from mirror.git, this keeps any .git from running code in this process).
+    const env = safeGitEnv([["http.extraHeader", `Authorization: Bearer ${this.token}`]], { HOME: this.workDir });
     return new Promise((resolve, reject) =>
       execFile("git", args, { cwd: cwd ?? this.workDir, env, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
         err ? reject(new Error(`git ${args[0]} failed: ${(stderr || err.message).trim().split("\n").slice(-2).join(" ")}`)) : resolve(stdout)));

@@ -27,12 +27,14 @@ async function setup(t: { after(fn: () => unknown): void }, evalCommand: string,
   await farm.start();
   t.after(() => farm.stop());
   const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
-  const token = (await runCli(["token", "create", "--role", "worker", "--name", "pool"], { cwd: repo, env })).stdout.trim();
+  // Coders and reviewers hold different tokens: a review counts only from another token than the author's.
+  const tokens: Record<string, string> = {};
+  for (const role of ["codegen", "review"]) tokens[role] = (await runCli(["token", "create", "--role", "worker", "--name", `${role}-pool`], { cwd: repo, env })).stdout.trim();
   const workDir = mkdtempSync(join(tmpdir(), "optimus-workers-"));
   t.after(() => rmSync(workDir, { recursive: true, force: true }));
   const workers: CliProcess[] = [];
   const startWorker = (role: string, id: string) => {
-    const w = new CliProcess(["worker", "--role", role, "--model", model.url, "--node-id", id, "--work-dir", join(workDir, id), "--farm", farm.url, "--token", token], { cwd: repo });
+    const w = new CliProcess(["worker", "--role", role, "--model", model.url, "--node-id", id, "--work-dir", join(workDir, id), "--farm", farm.url], { cwd: repo, env: { OPTIMUS_TOKEN: tokens[role]! } });
     workers.push(w);
     return w;
   };

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { pino } from "pino";
@@ -14,6 +15,19 @@ import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
 type Ctx = { base?: { branch: string }; feedback?: string[]; notes?: string; review?: { unitId: string; patch: string; evals: Array<{ name: string; exitCode: number | null }> } };
 
+/** A patch made by real git from whatever `change` does to a worktree of main (symlinks, big blobs). */
+function patchWith(repo: string, change: (dir: string) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), "optimus-patch-"));
+  try {
+    git(repo, "worktree", "add", "-q", "--detach", dir, "main");
+    change(dir);
+    git(dir, "add", "-A");
+    return git(dir, "diff", "--cached", "--binary");
+  } finally {
+    git(repo, "worktree", "remove", "--force", dir);
+  }
+}
+
 async function farmOn(t: { after(fn: () => unknown): void }, repo: string) {
   const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port: 0, heartbeatIntervalMs: 500 });
   const farm = await startFarm({ repo, config, log: pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
@@ -26,9 +40,11 @@ test("a green, approved, low-risk change merges on its own; a protected path wai
   const repo = makeFixtureRepo(t);
   const { farm, admin, client } = await farmOn(t, repo);
   const token = await tokenFor(farm.url, admin, "worker", "pool");
+  // A review counts only from another token than the author's: reviewers have their own.
+  const reviewerToken = await tokenFor(farm.url, admin, "worker", "reviewers");
   const seen: Array<{ lease: Lease; ctx: Ctx }> = [];
   const ledger = newLedger();
-  const agents = await startWorkers(farm.url, token, [{ nodeId: "coder", role: "codegen", max: 1 }, { nodeId: "reviewer", role: "review", max: 1 }], ledger, async (lease) => {
+  const agents = await startWorkers(farm.url, token, [{ nodeId: "coder", role: "codegen", max: 1 }, { nodeId: "reviewer", role: "review", max: 1, token: reviewerToken }], ledger, async (lease) => {
     const ctx = (lease.context ?? {}) as Ctx;
     seen.push({ lease, ctx });
     if (lease.spec.role === "review") {
@@ -69,14 +85,16 @@ test("a green, approved, low-risk change merges on its own; a protected path wai
   }, "the protected change to be held");
   assert.match(held.reason ?? "", /protected path \.github\/workflows\/ci\.yml/);
   assert.equal(git(repo, "show", "main:.github/workflows/ci.yml"), "on: push\n", "not merged yet");
-  const approved = await runCli(["approve", "ci-tweak/ci"], { cwd: repo, env: { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: admin } });
+  // A protected path needs a person whose token has the approver right (the shared admin token has not).
+  const alice = (await httpClientFor(farm.url, admin).admin.createToken.mutate({ role: "editor", name: "alice", approver: true })).token;
+  const approved = await runCli(["approve", "ci-tweak/ci"], { cwd: repo, env: { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: alice } });
   assert.equal(approved.code, 0, approved.stderr);
   assert.match(approved.stderr, /unit ci-tweak\/ci approved and merged/);
   await waitFor(async () => (await client.tasks.get.query({ taskId: "ci-tweak" })).task.merge?.commit, "the approved task to reach main");
   assert.equal(git(repo, "show", "main:.github/workflows/ci.yml"), "on: [push, pull_request]\n");
   const events = await farm.services.state.journal.readAfter(0, 10_000);
   const approval = events.find((e) => e.type === "unit_approved")!;
-  assert.equal(approval.actor, "admin:admin", "the approval is recorded with who gave it");
+  assert.equal(approval.actor, "editor:alice", "the approval is recorded with who gave it");
   assert.equal(events.filter((e) => e.type === "unit_merged").length, 2);
 });
 
@@ -84,9 +102,10 @@ test("request changes: the comment reaches the next attempt; failing evals send 
   const repo = makeFixtureRepo(t);
   const { farm, admin, client } = await farmOn(t, repo);
   const token = await tokenFor(farm.url, admin, "worker", "pool");
+  const reviewerToken = await tokenFor(farm.url, admin, "worker", "reviewers");
   const attempts: Ctx[] = [];
   let reviews = 0;
-  const agents = await startWorkers(farm.url, token, [{ nodeId: "coder", role: "codegen", max: 1 }, { nodeId: "reviewer", role: "review", max: 1 }], newLedger(), async (lease) => {
+  const agents = await startWorkers(farm.url, token, [{ nodeId: "coder", role: "codegen", max: 1 }, { nodeId: "reviewer", role: "review", max: 1, token: reviewerToken }], newLedger(), async (lease) => {
     const ctx = (lease.context ?? {}) as Ctx;
     if (lease.spec.role === "review") {
       reviews++;
@@ -139,12 +158,20 @@ test("hostile or broken patches are refused with a clear error and change nothin
   const good = patchFor(repo, "main", { "src/add.js": FIX });
   const outOfScope = patchFor(repo, "main", { "README.md": "# pwned\n" });
   const bigBinary = patchFor(repo, "main", { "src/add.js": FIX }) + patchFor(repo, "main", { "src/blob.bin": "\0".repeat(10) }).replace(/^diff --git a\/src\/blob.bin b\/src\/blob.bin/m, "diff --git a/src/add.js b/src/add.js");
+  // Git reads each patch (on a throwaway index); what git refuses is refused with git's reason, what
+  // git would apply is judged by the rules.
+  const symlink = patchWith(repo, (dir) => {
+    rmSync(join(dir, "src/add.js"));
+    symlinkSync("/etc/passwd", join(dir, "src/add.js"));
+  });
+  const bigBlob = patchWith(repo, (dir) => writeFileSync(join(dir, "src/add.js"), Buffer.alloc(2 * 1024 * 1024, 0)));
   const cases: Array<[string, string, RegExp]> = [
-    ["dot-dot", good.replaceAll("src/add.js", "../outside.js"), /leaves or bends the tree/],
-    [".git", good.replaceAll("src/add.js", ".git/hooks/pre-commit"), /git's own files/],
+    ["dot-dot", good.replaceAll("src/add.js", "../outside.js"), /\.\.\/outside\.js: does not exist in index/],
+    [".git", good.replaceAll("src/add.js", ".git/hooks/pre-commit"), /\.git\/hooks\/pre-commit: does not exist in index/],
     ["out of scope", outOfScope, /outside the unit's files \(src\/add\.js\)/],
-    ["symlink", "diff --git a/src/add.js b/src/add.js\nnew file mode 120000\nindex 0000000..1111111\n--- /dev/null\n+++ b/src/add.js\n@@ -0,0 +1 @@\n+/etc/passwd\n\\ No newline at end of file\n", /symbolic link/],
-    ["binary over the limit", "diff --git a/src/add.js b/src/add.js\nindex 1111111..2222222 100644\nGIT binary patch\nliteral 99999999\nzcmV?d00001\n\nliteral 0\nHcmV?d00001\n\n", /binary file of 99999999 bytes/],
+    ["symlink", symlink, /makes src\/add\.js a symbolic link, which is not allowed/],
+    ["blob over the limit", bigBlob, /makes src\/add\.js 2097152 bytes; the limit is 1048576/],
+    ["corrupt binary", "diff --git a/src/add.js b/src/add.js\nindex 1111111..2222222 100644\nGIT binary patch\nliteral 99999999\nzcmV?d00001\n\nliteral 0\nHcmV?d00001\n\n", /corrupt binary patch/],
     ["does not apply", good.replace("-  return a - b;", "-  return a / b;"), /does not apply to optimus\/fix-add/],
     ["not a patch", "please merge my changes", /not a git patch/],
   ];

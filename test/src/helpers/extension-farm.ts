@@ -29,7 +29,9 @@ export async function extensionFarm(t: { after(fn: () => unknown): void }) {
   const admin = farm.startup.adminToken!.token;
   const editor = await tokenFor(url, admin, "editor", "vscode-test");
   const workerToken = await tokenFor(url, admin, "worker", "pool");
-  const agents = await startWorkers(url, workerToken, [{ nodeId: "coder", role: "codegen", max: 2 }, { nodeId: "reviewer", role: "review", max: 1 }], newLedger(), async (lease: Lease, ctx) => {
+  // Reviewers hold another token than the coders: a review counts only from another token than the author's.
+  const reviewerToken = await tokenFor(url, admin, "worker", "reviewers");
+  const agents = await startWorkers(url, workerToken, [{ nodeId: "coder", role: "codegen", max: 2 }, { nodeId: "reviewer", role: "review", max: 1, token: reviewerToken }], newLedger(), async (lease: Lease, ctx) => {
     const c = (lease.context ?? {}) as Ctx;
     if (lease.spec.role === "review") {
       await sleep(300);

@@ -13,11 +13,14 @@ export interface Ledger {
 
 export const newLedger = (): Ledger => ({ started: [], accepted: [], rejected: [], peak: new Map() });
 
-/** Worker agents in this process that "do" a unit by waiting a little, recording what happened. */
+/**
+ * Worker agents in this process that "do" a unit by waiting a little, recording what happened. A spec
+ * may bring its own token (reviewers need another token than the coders whose changes they review).
+ */
 export async function startWorkers(
   url: string,
   token: string,
-  specs: Array<{ nodeId: string; role: "codegen" | "review"; max: number }>,
+  specs: Array<{ nodeId: string; role: "codegen" | "review"; max: number; token?: string }>,
   ledger: Ledger,
   work: ExecuteUnit = async () => {
     await sleep(5 + Math.random() * 20);
@@ -30,7 +33,7 @@ export async function startWorkers(
     const key = (l: Lease) => `${l.taskId}/${l.unitId}`;
     const agent = new WorkerAgent({
       farmUrl: url,
-      token,
+      token: s.token ?? token,
       registration: { nodeId: s.nodeId, role: s.role, maxConcurrentTasks: s.max, model: { primary: "test" } },
       execute: async (lease, ctx) => {
         running++;
