@@ -88,6 +88,8 @@ test("canary secrets: units that try to print, commit, post and resolve their wa
   const allowedPort = await freePort();
 
   const repo = makeFixtureRepo(t, [
+    // The farm's own eval suite runs the attack too (outside the worker, beside the farm's secrets).
+    `    - { name: exfil, command: "node scripts/exfil.mjs ${receiverAt}", timeoutMs: 30000 }`,
     "planner: { enabled: false }",
     `secrets: { vaults: { dev: { provider: file, dir: ${JSON.stringify(vault)} } } }`,
     `gateway: { apiKey: "secrets-manager://dev/anthropic/key", baseUrl: ${JSON.stringify(frontier.url)}, model: claude-sonnet-5-5 }`,
@@ -138,6 +140,15 @@ test("canary secrets: units that try to print, commit, post and resolve their wa
   assert.ok(out.includes("proc-tokens:0"), `no token readable from other processes: ${out}`);
   assert.match(steal.evidence ?? "", /"HTTPS_PROXY":"http:\/\/127\.0\.0\.1:3128"/);
   assert.doesNotMatch(steal.evidence ?? "", /opt_[0-9a-f]{12}_/, "no token in the check's environment");
+
+  // The same attack as the farm's eval: no network, no DNS, no token, nothing of the farm's secrets.
+  const evalOut = (await admin.units.get.query({ taskId: "exfil", unitId: "steal" })).evaluation?.evals.find((e) => e.name === "exfil")?.output ?? "";
+  const evalResults = JSON.parse(evalOut.match(/RESULTS (\[.*\])/)?.[1] ?? "null") as string[] | null;
+  assert.ok(evalResults, `the eval reported: ${evalOut.slice(-500)}`);
+  assert.ok(evalResults.some((o) => o.startsWith("direct-blocked:")), `eval: direct POST blocked: ${evalResults}`);
+  assert.ok(evalResults.some((o) => o.startsWith("dns-blocked:")), `eval: DNS blocked: ${evalResults}`);
+  assert.ok(evalResults.includes("proc-tokens:0") && evalResults.includes("no-proxy"), `eval: no token, no proxy: ${evalResults}`);
+  assert.doesNotMatch(evalOut, /opt_[0-9a-f]{12}_/, "no token in the eval's environment");
 
   // The audit: one egress_decision per attempt, all denied (100%).
   const db = new Database(JOURNAL(repo), { readonly: true });
