@@ -3,7 +3,8 @@
 // start real servers and processes; running them side by side on a 2-core machine only adds noise),
 // and ends with a plain "N passed, N failed" line.
 import { spawn } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -23,13 +24,18 @@ if (files.length === 0) {
   process.exit(1);
 }
 console.error(`running ${files.length} test file(s): ${files.map((f) => relative(root, f)).join(", ")}`);
-const child = spawn(process.execPath, ["--test", "--test-concurrency=1", "--test-timeout=900000", "--test-reporter=spec", ...files], { stdio: ["ignore", "pipe", "inherit"] });
+// Every farm the tests start keeps its state in a home of this run's own (never the user's
+// ~/.optimus/farm), removed at the end.
+const ownHome = !process.env.OPTIMUS_HOME;
+const home = process.env.OPTIMUS_HOME ?? mkdtempSync(join(tmpdir(), "optimus-test-home-"));
+const child = spawn(process.execPath, ["--test", "--test-concurrency=1", "--test-timeout=900000", "--test-reporter=spec", ...files], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, OPTIMUS_HOME: home } });
 let tail = "";
 child.stdout.on("data", (b) => {
   process.stdout.write(b);
   tail = (tail + b.toString()).slice(-4000);
 });
 child.on("exit", (code) => {
+  if (ownHome) rmSync(home, { recursive: true, force: true });
   const count = (what) => Number(new RegExp(`ℹ ${what} (\\d+)`).exec(tail)?.[1] ?? 0);
   const passed = count("pass");
   const failed = count("fail") + count("cancelled");

@@ -1,7 +1,7 @@
 import * as vscode from "vscode";
 import type { UnitsFilter } from "./constants.js";
 import type { OptimusServices } from "./services.js";
-import { openChange } from "./review/change-documents.js";
+import { openChange, type UnitRef } from "./review/change-documents.js";
 import { resolveUnit } from "./controllers/unit-target.js";
 import { describeFarmError } from "./farm/farm-client.js";
 import type { DraftComment } from "./review/review-comments.js";
@@ -32,16 +32,12 @@ export function registerCommands(s: OptimusServices): vscode.Disposable[] {
     reg("optimus.filter.needsMe", () => setFilter("needsMe")),
     reg("optimus.showDashboard", () => s.dashboard.show()),
     reg("optimus.unit.openChange", async (arg?: unknown) => {
-      const ref = await resolveUnit(s.connection, arg, (u) => u.evaluation !== undefined, "Whose change do you want to open?");
-      if (!ref) return undefined;
-      try {
-        const change = await openChange(s.changes, ref);
-        s.comments.showReviewerComments(ref, change);
-        return change;
-      } catch (err) {
-        void vscode.window.showErrorMessage(`Optimus: could not open the change of ${ref.taskId}/${ref.unitId}: ${describeFarmError(err, s.connection.url ?? "the farm").message}`);
+      if (!s.connection.connected) {
+        void vscode.window.showErrorMessage(`Optimus: could not open the change: ${s.connection.notConnectedReason()}`);
         return undefined;
       }
+      const ref = await resolveUnit(s.connection, arg, (u) => u.evaluation !== undefined, "Whose change do you want to open?");
+      return ref && openUnitChange(s, ref);
     }),
     reg("optimus.unit.showDetail", async (arg?: unknown) => {
       const ref = await resolveUnit(s.connection, arg, () => true, "Which unit?");
@@ -62,4 +58,16 @@ export function registerCommands(s: OptimusServices): vscode.Disposable[] {
       return s.actions.requestChanges(uri ?? arg);
     }),
   ];
+}
+
+/** Opens a unit's latest change with its reviewer's comments (the tree, notifications, "Open attempt N"). */
+export async function openUnitChange(s: OptimusServices, ref: UnitRef) {
+  try {
+    const change = await openChange(s.changes, ref);
+    s.comments.showReviewerComments(ref, change);
+    return change;
+  } catch (err) {
+    void vscode.window.showErrorMessage(`Optimus: could not open the change of ${ref.taskId}/${ref.unitId}: ${describeFarmError(err, s.connection.url ?? "the farm").message}`);
+    return undefined;
+  }
 }

@@ -1,6 +1,6 @@
 import * as vscode from "vscode";
-import { CHANGE_SCHEME, VIEW_FLEET, VIEW_UNITS, type UnitsFilter } from "./constants.js";
-import { registerCommands } from "./commands.js";
+import { CHANGE_SCHEME, CTX_CONNECTION, VIEW_FLEET, VIEW_UNITS, type UnitsFilter } from "./constants.js";
+import { openUnitChange, registerCommands } from "./commands.js";
 import { ApprovalNotifier } from "./controllers/approval-notifier.js";
 import { ConnectController } from "./controllers/connect-controller.js";
 import { SendController } from "./controllers/send-controller.js";
@@ -11,6 +11,7 @@ import { ManifestController } from "./manifests/manifest-controller.js";
 import { DashboardPanel } from "./panels/dashboard-panel.js";
 import { UnitDetailPanels } from "./panels/unit-detail-panel.js";
 import { ChangeDocuments } from "./review/change-documents.js";
+import { ChangeTabs } from "./review/change-tabs.js";
 import { ReviewComments } from "./review/review-comments.js";
 import type { OptimusServices } from "./services.js";
 import { FleetTreeProvider } from "./views/fleet-tree.js";
@@ -19,7 +20,7 @@ import { UnitsTreeProvider } from "./views/units-tree.js";
 
 export function activate(context: vscode.ExtensionContext): OptimusServices {
   const t0 = performance.now();
-  void vscode.commands.executeCommand("setContext", "optimus.connection", "disconnected");
+  void vscode.commands.executeCommand("setContext", CTX_CONNECTION, "disconnected");
   const connection = new FarmConnection();
   const credentials = new FarmCredentials(context.secrets);
   const filter = vscode.workspace.getConfiguration("optimus").get<UnitsFilter>("unitsFilter", "all");
@@ -37,7 +38,8 @@ export function activate(context: vscode.ExtensionContext): OptimusServices {
   const s: OptimusServices = {
     connection, credentials, connect, changes, comments, unitsTree, unitsView, fleetTree,
     send: new SendController(connection, reveal),
-    actions: new UnitActions(connection, comments),
+    changeTabs: new ChangeTabs(connection, changes),
+    actions: new UnitActions(connection, comments, changes, (ref) => openUnitChange(s, ref)),
     manifests: new ManifestController(connection, reveal),
     statusBar: new FarmStatusBar(connection),
     unitPanels: new UnitDetailPanels(connection, context.extensionUri),
@@ -50,8 +52,15 @@ export function activate(context: vscode.ExtensionContext): OptimusServices {
     const n = connection.views.count((u) => u.state === "awaiting_approval");
     unitsView.badge = n ? { value: n, tooltip: `${n} unit${n === 1 ? "" : "s"} awaiting approval` } : undefined;
   };
+  // Disconnected: the views say that what they show is the last thing the farm said.
+  const staleNote = () => {
+    const note = connection.connected ? undefined : connection.state === "connecting" ? "Reconnecting to the farm: showing the last known state; actions are off until it answers." : "Not connected to the farm: showing the last known state.";
+    unitsView.message = note && connection.views.tasks.size ? note : undefined;
+    fleetView.message = note && connection.views.workers.length ? note : undefined;
+  };
   context.subscriptions.push(
-    connection, unitsTree, unitsView, fleetTree, fleetView, comments, s.manifests, s.statusBar, s.unitPanels, s.dashboard, s.notifier,
+    connection.onDidChangeState(staleNote),
+    connection, unitsTree, unitsView, fleetTree, fleetView, comments, s.changeTabs, s.manifests, s.statusBar, s.unitPanels, s.dashboard, s.notifier,
     vscode.workspace.registerTextDocumentContentProvider(CHANGE_SCHEME, changes),
     connection.onDidChangeViews(badge),
     connection.onDidFail((e) => void connect.explain(e)),

@@ -9,6 +9,7 @@ import type { ManifestController } from "./manifests/manifest-controller.js";
 import type { DashboardPanel } from "./panels/dashboard-panel.js";
 import type { UnitDetailPanels } from "./panels/unit-detail-panel.js";
 import type { ChangeDocuments } from "./review/change-documents.js";
+import type { ChangeTabs } from "./review/change-tabs.js";
 import type { ReviewComments } from "./review/review-comments.js";
 import type { FleetTreeProvider } from "./views/fleet-tree.js";
 import type { FarmStatusBar } from "./views/status-bar.js";
@@ -26,6 +27,7 @@ export interface OptimusServices {
   actions: UnitActions;
   manifests: ManifestController;
   changes: ChangeDocuments;
+  changeTabs: ChangeTabs;
   comments: ReviewComments;
   unitsTree: UnitsTreeProvider;
   unitsView: vscode.TreeView<UnitsNode>;

@@ -1,6 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { isAbsolute, join, relative, sep } from "node:path";
+import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import { effectiveLeaseTtl, type ServerConfig } from "@optimus/shared";
 import { startApiServer, type ApiServer } from "./api/http-server.js";
@@ -24,6 +23,7 @@ import { FarmRepo } from "./prloop/farm-repo.js";
 import { PrLoop } from "./prloop/pr-loop.js";
 import { Git } from "./git/safe-git.js";
 import { resolveSandbox } from "./sandbox/index.js";
+import { farmHome, prepareRepoHome, stateDirFor } from "./home/farm-home.js";
 
 export interface FarmOptions {
   repo: string;
@@ -54,22 +54,11 @@ function createPrLoop(farmRepo: FarmRepo | null, repo: string, config: ServerCon
   }
   // The farm's own state (tokens, journal, secrets' caches) is never mounted in an eval's sandbox;
   // `hide` also masks it should an operator put it under a toolchain folder.
-  return new PrLoop({ state, config, repo: farmRepo, patchesDir: join(stateDirOf(repo, config), "patches"), log, hide: [stateDirOf(repo, config)], notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true) });
+  return new PrLoop({ state, config, repo: farmRepo, patchesDir: join(stateDirOf(repo, config), "patches"), log, hide: [farmHome(), stateDirOf(repo, config)], notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true) });
 }
 
-/** The journal, tokens, admin token and downloaded models never belong in the repository's history. */
-function keepStateOutOfGit(repo: string, config: ServerConfig): void {
-  const file = join(repo, ".optimus", ".gitignore");
-  const lines = ["/models/"];
-  const rel = relative(join(repo, ".optimus"), stateDirOf(repo, config));
-  if (!rel.startsWith("..") && !isAbsolute(rel)) lines.unshift(`/${rel.split(sep).join("/")}/`);
-  let text = existsSync(file) ? readFileSync(file, "utf8") : "";
-  for (const line of lines) if (!text.split("\n").includes(line)) text += (text && !text.endsWith("\n") ? "\n" : "") + line + "\n";
-  mkdirSync(join(repo, ".optimus"), { recursive: true });
-  writeFileSync(file, text);
-}
-
-export const stateDirOf = (repo: string, config: ServerConfig) => (isAbsolute(config.stateDir) ? config.stateDir : join(repo, config.stateDir));
+/** The farm's state lives in its home, never in the repository (see home/farm-home.ts). */
+export const stateDirOf = (repo: string, config: ServerConfig) => stateDirFor(repo, config.stateDir);
 export const journalPathOf = (repo: string, config: ServerConfig) => join(stateDirOf(repo, config), "journal.db");
 
 /** Starts a farm server on a repository: journal, projection, dispatcher, file mirror and API. */
@@ -81,8 +70,8 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
     const sandbox = await resolveSandbox(config.sandbox, "evals");
     if (sandbox.note) log.warn(sandbox.note);
   }
-  mkdirSync(stateDirOf(repo, config), { recursive: true, mode: 0o700 });
-  keepStateOutOfGit(repo, config);
+  const { moved } = prepareRepoHome(repo, stateDirOf(repo, config));
+  if (moved) log.warn(`moved the farm's state out of the repository: ${moved.from} → ${moved.to} (the farm keeps its state in its home now)`);
   const lock = acquireStateLock(stateDirOf(repo, config));
   try {
     const farm = await startLocked(opts, log, () => lock.release());

@@ -63,8 +63,12 @@ export type ApiLimits = z.infer<typeof ApiLimits>;
 export const ServerConfig = z.strictObject({
   host: z.string().default("127.0.0.1"),
   port: z.number().int().min(0).max(65535).default(7420),
-  /** folder of the journal and tokens; relative paths are taken from the repository root */
-  stateDir: z.string().default(".optimus/state"),
+  /**
+   * the farm's state folder (journal, tokens, worktrees …); default: `<home>/repos/<repo>/state`,
+   * outside the repository (home: --home, OPTIMUS_HOME or ~/.optimus/farm); relative paths are taken
+   * from the repository's folder in the home
+   */
+  stateDir: z.string().optional(),
   /**
    * How evals run: `auto` picks the sandbox this machine has (bubblewrap on Linux, sandbox-exec on
    * macOS) and refuses to evaluate without one; `none` runs them unsandboxed, with a warning each time.

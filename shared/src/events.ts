@@ -1,3 +1,4 @@
+import type { UnitAction } from "./lifecycle.js";
 import type { UnitRole, UnitSpec, UnitState, UnitStatusMirror } from "./unit.js";
 import type { ReviewVerdict, WorkerRegistration } from "./worker.js";
 
@@ -69,11 +70,19 @@ export interface EventPayloads {
   /** `selfReview`: the verdict came from the change's own author (its token or node), so it does not count */
   unit_reviewed: { taskId: string; unitId: string; attempt: number; reviewUnitId: string; verdict: ReviewVerdict; selfReview?: true };
   unit_held: { taskId: string; unitId: string; attempt: number; risk: RiskAssessment };
-  /** `by`: the person whose token approved (absent in older journals); `protectedPaths`: what needed the approver right */
-  unit_approved: { taskId: string; unitId: string; attempt: number; by?: { tokenId: string; name: string; approver: boolean }; protectedPaths?: string[] };
+  /**
+   * `by`: the person whose token approved (absent in older journals); `protectedPaths`: what needed the
+   * approver right; `head`: the change's commit the person saw and approved (absent in older journals)
+   */
+  unit_approved: { taskId: string; unitId: string; attempt: number; by?: { tokenId: string; name: string; approver: boolean }; protectedPaths?: string[]; head?: string };
   unit_merged: { taskId: string; unitId: string; attempt: number; commit: string; into: string; auto: boolean; risk: RiskAssessment };
-  unit_rejected: { taskId: string; unitId: string; attempt: number; reason: string };
-  changes_requested: { taskId: string; unitId: string; attempt: number; feedback: string };
+  /** `head`: the change's commit the person saw (absent in older journals) */
+  unit_rejected: { taskId: string; unitId: string; attempt: number; reason: string; head?: string };
+  /**
+   * `head`: from a person, the change's commit they saw; `reviewUnitId`: from a review unit's verdict
+   * (it counts against the unit's attempts). Neither: the farm sent the change back (it no longer merges).
+   */
+  changes_requested: { taskId: string; unitId: string; attempt: number; feedback: string; head?: string; reviewUnitId?: string };
   /** a planning unit's plan, checked, became these units (or the fallback: one unit for the whole task) */
   units_planned: { taskId: string; planUnitId: string; units: UnitSpec[]; fallback?: string; adr?: string };
   task_merged: { taskId: string; into: string; commit: string };
@@ -172,6 +181,7 @@ export interface WorkerView {
   model: { primary: string; escalation?: string };
   connected: boolean;
   active: number;
+  /** the farm's clock (compare with `ViewsMessage.serverTime`, not the client's clock) */
   lastSeenAt: number;
 }
 
@@ -195,18 +205,27 @@ export interface UnitProgressView {
   at: number;
 }
 
-export type UnitLiveView = UnitView & { progress?: UnitProgressView };
+/**
+ * A unit as clients show it. `actions`: what the farm accepts for it now (`availableActions` of the
+ * lifecycle table, computed by the farm); `needsApprover`: approving its change needs a token with
+ * the approver right (it touches protected paths).
+ */
+export type UnitLiveView = UnitView & { progress?: UnitProgressView; actions: UnitAction[]; needsApprover?: boolean };
 
 /**
  * What an editor keeps in sync with (the `views.stream` subscription): a snapshot, then deltas of the
  * tasks and units that changed, live worker progress and the fleet. `seq` is the journal position the
  * views reflect; resuming from `epoch:seq` sends only what changed since.
  */
+/**
+ * `serverTime` (every message): the farm's clock when it sent the message, in ms, so a client measures
+ * ages (offline for, running for, last seen) on the farm's clock rather than its own.
+ */
 export type ViewsMessage =
-  | { kind: "snapshot"; epoch: number; seq: number; tasks: TaskView[]; units: UnitLiveView[]; workers: WorkerView[]; spend: SpendSummary }
-  | { kind: "delta"; epoch: number; seq: number; tasks: TaskView[]; units: UnitLiveView[]; spend?: SpendSummary }
-  | { kind: "progress"; epoch: number; seq: number; units: Array<{ taskId: string; unitId: string; progress: UnitProgressView | null }> }
-  | { kind: "fleet"; epoch: number; seq: number; workers: WorkerView[] };
+  | { kind: "snapshot"; epoch: number; seq: number; serverTime: number; tasks: TaskView[]; units: UnitLiveView[]; workers: WorkerView[]; spend: SpendSummary }
+  | { kind: "delta"; epoch: number; seq: number; serverTime: number; tasks: TaskView[]; units: UnitLiveView[]; spend?: SpendSummary }
+  | { kind: "progress"; epoch: number; seq: number; serverTime: number; units: Array<{ taskId: string; unitId: string; progress: UnitProgressView | null }> }
+  | { kind: "fleet"; epoch: number; seq: number; serverTime: number; workers: WorkerView[] };
 
 /** Frontier spend as the editor shows it (the gateway's ledger; zero while nothing escalated). */
 export interface SpendSummary {
@@ -215,6 +234,8 @@ export interface SpendSummary {
   days: Array<{ day: string; usd: number }>;
   /** why escalations are paused (the provider's spend cap), when they are */
   paused?: string;
+  /** the farm has a frontier model: the gateway has an API key and the gate is enabled (else escalate is refused) */
+  frontierConfigured: boolean;
   /** the gate's policy, so the editor can say when a unit may escalate */
   gate?: { enabled: boolean; confidenceBelow: number; failuresAtLeast: number; complexityAtLeast: string };
 }

@@ -21,14 +21,21 @@ export class FarmViews {
   readonly tasks = new Map<string, TaskView>();
   readonly units = new Map<string, UnitLiveView>();
   workers: WorkerView[] = [];
-  spend: SpendSummary = { todayUsd: 0, days: [] };
+  spend: SpendSummary = { todayUsd: 0, days: [], frontierConfigured: false };
   epoch = 0;
   seq = 0;
+  /** the farm's clock in the last message (`ViewsMessage.serverTime`), and this process's clock then */
+  serverTime = 0;
+  receivedAt = 0;
   /** unit ids per task, in manifest order (as TaskView lists them) */
   private readonly byTask = new Map<string, string[]>();
 
   apply(m: ViewsMessage): ViewsChange {
     const change: ViewsChange = { reset: false, tasks: new Set(), units: new Set(), fleet: false, nowAwaitingApproval: [] };
+    if (m.kind === "snapshot" || m.epoch === this.epoch) {
+      this.serverTime = m.serverTime;
+      this.receivedAt = Date.now();
+    }
     if (m.kind === "snapshot") {
       this.tasks.clear();
       this.units.clear();
@@ -84,6 +91,14 @@ export class FarmViews {
   private putTask(t: TaskView): void {
     this.tasks.set(t.taskId, t);
     this.byTask.set(t.taskId, t.units);
+  }
+
+  /**
+   * The farm's clock now, estimated from its last message: ages (running for, last seen, offline
+   * for) are measured on it, so a client whose clock is off still shows them right.
+   */
+  farmNow(localNow = Date.now()): number {
+    return this.serverTime === 0 ? localNow : this.serverTime + Math.max(0, localNow - this.receivedAt);
   }
 
   /** A task's units in manifest order. */

@@ -15,3 +15,4 @@ export * from "./text.js";
 export * from "./yaml-limits.js";
 export * from "./task-input.js";
 export * from "./lifecycle.js";
+export * from "./terminal-text.js";

@@ -2,9 +2,37 @@
  * What a person may do with a unit in each state: one table, read by the farm (which refuses
  * anything else) and by the editor and CLI (which offer only what the farm will accept). Keyed by
  * `Record<UnitState, …>`, so a new state does not compile until it says what it allows.
+ *
+ * The contract between the farm and its clients (issue 16):
+ * - `reviews.approve | reject | requestChanges` take `attempt` and `head` (`ChangeVersion`): the
+ *   attempt and head commit the person saw (`ChangeView.attempt` / `ChangeView.head`, the same as
+ *   `unit.evaluation.attempt` / `unit.evaluation.commit`). If the unit's evaluated change is another
+ *   one, the farm refuses with tRPC code `CONFLICT`, the message `this change was updated to attempt
+ *   N since you opened it (you reviewed attempt M)` (or `… (you reviewed commit abc1234)` when only
+ *   the commit differs), and `error.data.stale: StaleChange` — nothing is journaled then.
+ * - Any action this table (with `actionRefusal`) does not allow is refused with `CONFLICT` and the
+ *   message `cannot <action> unit <task>/<unit>: <actionRefusal's sentence>`.
+ * - `UnitLiveView.actions` is `availableActions(…)` as the farm computes it; `needsApprover` is true
+ *   when approving needs a token with the approver right (`me.approver` says whether the caller has it).
+ * - `SpendSummary.frontierConfigured`: the farm has a frontier model (gateway key and gate enabled).
+ * - Every `ViewsMessage` carries `serverTime` (the farm's clock, ms); `WorkerView.lastSeenAt` is on that clock.
+ * - A rejected unit is `cancelled` with the reason `rejected by <actor>: <reason>` (it may be retried).
+ * - A reviewer's "request changes" counts against the unit's attempts (`maxAttempts`); past the limit
+ *   the unit is `awaiting_approval` with a risk reason `the reviewer requested changes N times; last: …`.
  */
 import { z } from "zod";
 import type { UnitRole, UnitState } from "./unit.js";
+
+/** The version of a change a person decides on (every human decision names it). */
+export const ChangeVersion = z.strictObject({
+  attempt: z.number().int().min(1),
+  /** the change's head commit as the person saw it (40 hex digits; 64 in SHA-256 repositories) */
+  head: z.string().regex(/^(?:[0-9a-f]{40}|[0-9a-f]{64})$/, "must be the change's head commit (hex)"),
+});
+export type ChangeVersion = z.infer<typeof ChangeVersion>;
+
+/** `error.data.stale` of a refused decision: the change's current version, to offer instead. */
+export type StaleChange = ChangeVersion;
 
 export const UnitAction = z.enum(["approve", "reject", "request_changes", "escalate", "retry", "cancel"]);
 export type UnitAction = z.infer<typeof UnitAction>;
@@ -52,13 +80,16 @@ export interface ActionContext {
   frontierConfigured: boolean;
   /** an escalation for the current attempt is already queued */
   escalationQueued: boolean;
+  /** the unit's task is cancelled: nothing of it runs again */
+  taskCancelled?: boolean;
 }
 
 /** Why `action` is not possible now, in one sentence; null when it is. */
 export function actionRefusal(action: UnitAction, c: ActionContext): string | null {
   if (!ACTIONS_BY_STATE[c.state].includes(action)) return `it is ${STATE_LABELS[c.state]}, where ${action.replace("_", " ")} does not apply`;
+  if ((action === "retry" || action === "escalate") && c.taskCancelled) return "its task is cancelled";
   if (action === "escalate") {
-    if (!c.frontierConfigured) return "no frontier model is configured on this farm (gateway.apiKey in its configuration)";
+    if (!c.frontierConfigured) return "no frontier model is configured on this farm (set gateway.apiKey, with gate.enabled, in its .optimus/config.yaml)";
     if (c.escalationQueued) return "an escalation is already queued for it";
   }
   return null;

@@ -60,11 +60,34 @@ export function parseManifestYaml(text: string, file = "manifest.yaml"): ParsedM
   };
   const parsed = TaskManifest.safeParse(read.value);
   if (!parsed.success) {
-    return { ok: false, problems: parsed.error.issues.map((i) => diag(i.path, issueMessage(i))) };
+    // The unit graph is checked too (on the units whose ids and dependencies read), so the author
+    // sees every problem at once rather than the graph's only after the fields are fixed.
+    const units = lenientUnits(read.value);
+    const graph = units ? checkManifestGraph({ units }).map((p) => diag(p.path, p.message)) : [];
+    const problems = [...parsed.error.issues.map((i) => diag(i.path, issueMessage(i))), ...graph];
+    return { ok: false, problems: problems.sort((a, b) => a.line - b.line || a.column - b.column) };
   }
   const graph: ManifestProblem[] = checkManifestGraph(parsed.data);
   if (graph.length > 0) return { ok: false, problems: graph.map((p) => diag(p.path, p.message)) };
   return { ok: true, manifest: parsed.data };
+}
+
+/** The units' ids, dependencies and review targets where they are well-formed enough to check; else null. */
+function lenientUnits(value: unknown): Array<{ id: string; dependsOn: string[]; reviews?: string; role?: string }> | null {
+  const units = (value as { units?: unknown } | null)?.units;
+  if (!Array.isArray(units)) return null;
+  const out: Array<{ id: string; dependsOn: string[]; reviews?: string; role?: string }> = [];
+  for (const u of units) {
+    const r = (u ?? {}) as Record<string, unknown>;
+    const deps = r.dependsOn ?? [];
+    if (typeof r.id !== "string" || !Array.isArray(deps) || !deps.every((d) => typeof d === "string")) return null;
+    out.push({
+      id: r.id, dependsOn: deps as string[],
+      ...(typeof r.reviews === "string" ? { reviews: r.reviews } : {}),
+      role: typeof r.role === "string" ? r.role : "codegen",
+    });
+  }
+  return out;
 }
 
 function issueMessage(i: z.core.$ZodIssue): string {

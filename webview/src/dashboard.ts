@@ -93,6 +93,7 @@ function connection(m: DashboardModel): TemplateResult {
   return html`<span class="connection">
     <vscode-badge class=${`conn tone-${tone}`} data-connection=${m.connection}>${m.connection}</vscode-badge>
     ${m.farmUrl ? html`<code class="farm-url">${m.farmUrl}</code>` : nothing}
+    ${m.connection !== "connected" ? html`<span class="hint stale-note">Last known state: the farm is not connected.</span>` : nothing}
   </span>`;
 }
 
@@ -228,7 +229,9 @@ function fmtClock(at: number): string {
 function workerTable(m: DashboardModel): TemplateResult {
   const workers = list(m.workers);
   if (!workers.length) return empty("No workers registered");
-  const now = Date.now();
+  // Ages on the farm's clock (the model's `now`), not this machine's.
+  const now = typeof m.now === "number" ? m.now : Date.now();
+  const live = m.connection === "connected";
   return html`<div class="table-scroll"><table class="grid-table workers">
     <thead>
       <tr><th scope="col">Node</th><th scope="col">Role</th><th scope="col">Model</th><th scope="col">Health</th><th scope="col">Load</th></tr>
@@ -240,7 +243,7 @@ function workerTable(m: DashboardModel): TemplateResult {
           <td class="role">${w.role}</td>
           <td class="model">${w.model}</td>
           <td class="health">
-            <vscode-badge class=${`tone-${w.connected ? "good" : "bad"}`}>${w.connected ? "connected" : "disconnected"}</vscode-badge>
+            <vscode-badge class=${`tone-${!live ? "neutral" : w.connected ? "good" : "bad"}`}>${w.health ?? (w.connected ? "connected" : "disconnected")}</vscode-badge>
             <span class="hint" title=${fmtTime(w.lastSeenAt)}>seen ${fmtAgo(w.lastSeenAt, now)}</span>
           </td>
           <td class="load">
@@ -264,7 +267,7 @@ function unitCounts(m: DashboardModel): TemplateResult {
   return html`<ul class="unit-counts">
       ${counts.map(
         ([s, n]) => html`<li class="unit-count" data-state=${s}>
-          <vscode-badge class=${`tone-${stateTone(s)}`}>${n}</vscode-badge> <span class="state-name">${s.replaceAll("_", " ")}</span>
+          <vscode-badge class=${`tone-${stateTone(s)}`}>${n}</vscode-badge> <span class="state-name">${m.stateLabels?.[s] ?? s.replaceAll("_", " ")}</span>
         </li>`,
       )}
     </ul>

@@ -37,7 +37,13 @@ export interface UnitDetailModel {
   unitId: string;
   title: string;
   state: string;
+  /** the state's name as every view shows it (the farm's STATE_LABELS) */
+  stateLabel: string;
   attempt: number;
+  /** the evaluated change the buttons decide on (what this page shows), when there is one */
+  change?: { attempt: number; head: string };
+  /** the editor is connected to the farm: what is shown is its latest answer and buttons can act */
+  live: boolean;
   worker?: string;
   role: string;
   instruction: string;
@@ -54,7 +60,7 @@ export interface UnitDetailModel {
   transcript: TranscriptStep[];
   escalations: { at: number; state: string; by: string; reason?: string }[];
   history: HistoryRow[];
-  /** which actions make sense in this state; the page shows a button for each */
+  /** which actions the farm allows now for this token (none while disconnected); a button for each */
   actions: UnitAction[];
 }
 
@@ -64,13 +70,18 @@ export interface DashboardModel {
   /** connection state of the extension to its farm */
   connection: "connected" | "connecting" | "disconnected";
   farmUrl?: string;
-  workers: { nodeId: string; role: string; model: string; connected: boolean; active: number; capacity: number; lastSeenAt: number }[];
+  /** the farm's clock when the model was made: ages ("seen 5s ago") are measured on it */
+  now: number;
+  /** `health`: what the Fleet view says ("healthy", "busy", "offline 2m 05s", "unknown (…)") */
+  workers: { nodeId: string; role: string; model: string; connected: boolean; active: number; capacity: number; lastSeenAt: number; health: string }[];
   /** spend per day, oldest first; budget is the daily ceiling when one is configured */
   spend: { day: string; usd: number }[];
   dailyBudgetUsd?: number;
   todayUsd: number;
   /** counts of units per state across the farm */
   unitCounts: Record<string, number>;
+  /** each state's name as every view shows it (the farm's STATE_LABELS) */
+  stateLabels: Record<string, string>;
   /** samples of fleet load over time (active leases / capacity), oldest first */
   load: { at: number; active: number; capacity: number }[];
 }
@@ -84,5 +95,5 @@ export type HostMessage =
 /** page → host */
 export type PageMessage =
   | { type: "ready" }
-  | { type: "action"; action: UnitAction; taskId: string; unitId: string }
+  | { type: "action"; action: UnitAction; taskId: string; unitId: string; attempt?: number; head?: string }
   | { type: "refresh" };

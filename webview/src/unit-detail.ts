@@ -111,10 +111,10 @@ function header(m: UnitDetailModel): TemplateResult {
     <div class="crumbs"><span class="task-id">${m.taskId}</span><span class="sep">/</span><span class="unit-id">${m.unitId}</span></div>
     <h1 class="title">${m.title}</h1>
     <div class="meta">
-      <vscode-badge class=${`state tone-${stateTone(m.state)}`} data-state=${m.state}>${m.state.replaceAll("_", " ")}</vscode-badge>
-      ${ACTIVE_STATES.has(m.state) ? html`<vscode-progress-ring class="busy" aria-label="Working"></vscode-progress-ring>` : nothing}
+      <vscode-badge class=${`state tone-${m.live === false ? "neutral" : stateTone(m.state)}`} data-state=${m.state}>${m.live === false ? "last known: " : ""}${m.stateLabel ?? m.state.replaceAll("_", " ")}</vscode-badge>
+      ${ACTIVE_STATES.has(m.state) && m.live !== false ? html`<vscode-progress-ring class="busy" aria-label="Working"></vscode-progress-ring>` : nothing}
       <span class="fact"><span class="label">Worker</span> <span class="worker">${m.worker ?? "unassigned"}</span></span>
-      <span class="fact"><span class="label">Attempt</span> <span class="attempt">${m.attempt}</span></span>
+      <span class="fact"><span class="label">Attempt</span> <span class="attempt">${m.attempt}</span>${m.change && m.change.attempt !== m.attempt ? html` <span class="hint">(change shown: attempt ${m.change.attempt})</span>` : nothing}</span>
       <span class="fact"><span class="label">Role</span> <span class="role">${m.role}</span></span>
     </div>
     ${actions.length
@@ -129,7 +129,8 @@ function header(m: UnitDetailModel): TemplateResult {
 }
 
 function act(m: UnitDetailModel, action: UnitAction): void {
-  api.postMessage({ type: "action", action, taskId: m.taskId, unitId: m.unitId });
+  // The decision names the change this page showed, so the farm can refuse it if a newer one arrived.
+  api.postMessage({ type: "action", action, taskId: m.taskId, unitId: m.unitId, attempt: m.change?.attempt, head: m.change?.head });
 }
 
 function section(title: string, body: unknown, cls = ""): TemplateResult {

@@ -1,5 +1,6 @@
 import * as vscode from "vscode";
 import type { FarmConnection } from "../farm/connection.js";
+import { offeredActions } from "../model/unit-presentation.js";
 
 /**
  * When a unit is held for a human, says so once with the actions right on the notification.
@@ -18,9 +19,13 @@ export class ApprovalNotifier implements vscode.Disposable {
         return;
       }
       for (const u of waiting) {
-        const ref = { taskId: u.taskId, unitId: u.unitId };
+        // The buttons decide on the version this notification names, not on whatever is latest when clicked.
+        const ref = { taskId: u.taskId, unitId: u.unitId, attempt: u.evaluation?.attempt, head: u.evaluation?.commit };
         const why = u.risk ? ` (${u.risk.level} risk${u.risk.reasons.length ? `: ${u.risk.reasons.slice(0, 2).join("; ")}` : ""})` : "";
-        void vscode.window.showInformationMessage(`Optimus: ${u.taskId}/${u.unitId} needs your approval${why}.`, "Approve", "Open Change", "Reject").then((a) => {
+        const offered = offeredActions(u, connection.viewContext());
+        const buttons = [...(offered.includes("approve") ? ["Approve"] : []), "Open Change", ...(offered.includes("reject") ? ["Reject"] : [])];
+        const needs = offered.includes("approve") ? "needs your approval" : u.needsApprover ? "waits for an approver (it touches protected paths)" : "awaits approval";
+        void vscode.window.showInformationMessage(`Optimus: ${u.taskId}/${u.unitId} attempt ${u.evaluation?.attempt ?? u.attempt} ${needs}${why}.`, ...buttons).then((a) => {
           if (a === "Approve") void vscode.commands.executeCommand("optimus.unit.approve", ref);
           else if (a === "Open Change") void vscode.commands.executeCommand("optimus.unit.openChange", ref);
           else if (a === "Reject") void vscode.commands.executeCommand("optimus.unit.reject", ref);

@@ -1,12 +1,15 @@
 import * as vscode from "vscode";
 import { describeFarmError } from "../farm/farm-client.js";
 import type { FarmConnection } from "../farm/connection.js";
+import { scopeReport, scopeWarning } from "./send-scope.js";
 
 /** What tests (and other commands) pass instead of answering the prompt. */
 export interface SendOptions {
   instruction?: string;
   files?: string[];
   priority?: number;
+  /** the scope's confirmation (folders, the repository root) was answered "Send" */
+  confirmed?: boolean;
 }
 
 const MAX_SELECTION_CHARS = 20_000;
@@ -26,6 +29,9 @@ export class SendController {
       if (this.connection.state === "disconnected") return undefined;
     }
     const scope = this.scopeOf(arg, selected, opts.files);
+    // A folder lets the change edit anything below it: say so, and name protected files inside.
+    const warning = scopeWarning(await scopeReport(scope.files, scope.root));
+    if (warning && !opts.confirmed && (await vscode.window.showWarningMessage(warning, { modal: true }, "Send")) !== "Send") return undefined;
     const where = scope.files.length ? scope.files.slice(0, 3).join(", ") + (scope.files.length > 3 ? ` and ${scope.files.length - 3} more` : "") : "the whole repository";
     const instruction =
       opts.instruction ??
@@ -54,7 +60,7 @@ export class SendController {
   }
 
   private scopeOf(arg: unknown, selected: unknown, files?: string[]) {
-    if (files) return { files, selection: undefined };
+    if (files) return { files, selection: undefined, root: false };
     const uris = Array.isArray(selected) && selected.every((u) => u instanceof vscode.Uri) ? (selected as vscode.Uri[]) : arg instanceof vscode.Uri ? [arg] : [];
     const editor = vscode.window.activeTextEditor;
     let selection: { path: string; from: number; to: number; text: string } | undefined;
@@ -66,7 +72,10 @@ export class SendController {
         selection = { path: vscode.workspace.asRelativePath(editor.document.uri, false), from: s.start.line + 1, to: s.end.line + 1, text: editor.document.getText(s).slice(0, MAX_SELECTION_CHARS) };
       }
     }
-    const rel = uris.filter((u) => u.scheme === "file" && vscode.workspace.getWorkspaceFolder(u)).map((u) => vscode.workspace.asRelativePath(u, false).replace(/\\/g, "/"));
-    return { files: [...new Set(rel)].filter((p) => p && p !== "."), selection };
+    const inRepo = uris.filter((u) => u.scheme === "file" && vscode.workspace.getWorkspaceFolder(u));
+    // The repository's own folder, chosen in the explorer: the whole repository, explicitly.
+    const root = inRepo.some((u) => vscode.workspace.getWorkspaceFolder(u)!.uri.toString() === u.toString());
+    const rel = inRepo.map((u) => vscode.workspace.asRelativePath(u, false).replace(/\\/g, "/"));
+    return { files: [...new Set(rel)].filter((p) => p && p !== "." && !root), selection, root };
   }
 }

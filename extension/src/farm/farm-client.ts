@@ -43,6 +43,8 @@ export function normaliseFarmUrl(input: string): { url: string } | { error: stri
  * what to do. `kind` lets callers offer the right fix (enter a token, change the URL, retry).
  */
 export function describeFarmError(err: unknown, url: string): { kind: "auth" | "unreachable" | "refused" | "other"; message: string } {
+  // Refused before sending (see FarmConnection.api): its message already says so.
+  if (err instanceof Error && err.name === "NotConnectedError") return { kind: "unreachable", message: err.message };
   if (err instanceof TRPCClientError) {
     const code = (err.data as { code?: string } | undefined)?.code;
     const status = (err.data as { httpStatus?: number } | undefined)?.httpStatus;
@@ -70,4 +72,16 @@ function causeCode(err: unknown): string | undefined {
 function unreachable(url: string, code: string): string {
   const why = code === "ECONNREFUSED" ? "nothing is listening there" : code === "ENOTFOUND" ? "the host name does not resolve" : code === "ETIMEDOUT" ? "it did not answer in time" : code;
   return `Cannot reach the farm at ${url}: ${why}. Is it running (\`npm start\` or \`optimus farm up\`)?`;
+}
+
+/**
+ * The change's current version when the farm refused a decision on an older one (tRPC `CONFLICT`
+ * with `data.stale`): what the "Open attempt N" button opens.
+ */
+export function staleOf(err: unknown): { attempt: number; head: string } | undefined {
+  if (!(err instanceof TRPCClientError)) return undefined;
+  const data = err.data as { code?: string; stale?: { attempt?: unknown; head?: unknown } } | undefined;
+  const st = data?.stale;
+  if (data?.code !== "CONFLICT" || !st || typeof st.attempt !== "number" || typeof st.head !== "string") return undefined;
+  return { attempt: st.attempt, head: st.head };
 }

@@ -79,13 +79,18 @@ export class ManifestController implements vscode.Disposable {
     const r = parseManifestYaml(doc.getText(), vscode.workspace.asRelativePath(uri, false));
     if (!r.ok) {
       this.check(doc);
-      const first = r.problems[0]!;
-      const more = r.problems.length > 1 ? ` (and ${r.problems.length - 1} more in the Problems panel)` : "";
-      void vscode.window.showErrorMessage(`Optimus: the manifest has problems, nothing was sent. Line ${first.line}, ${first.field}: ${first.message}${more}`);
+      // Every problem at once, so fixing one does not just reveal the next.
+      const all = r.problems.map((p) => `line ${p.line}, ${p.field}: ${p.message}`).join("; ");
+      const n = r.problems.length;
+      void vscode.window.showErrorMessage(`Optimus: the manifest has ${n} problem${n === 1 ? "" : "s"}, nothing was sent: ${all}. Fix ${n === 1 ? "it" : "them"} (see the Problems panel) and run it again.`);
       return undefined;
     }
     const m = r.manifest;
     const id = m.id ?? uri.path.split("/").slice(-2)[0];
+    if (!this.connection.connected) {
+      void vscode.window.showErrorMessage(`Optimus: could not run the manifest: ${this.connection.notConnectedReason()}`);
+      return undefined;
+    }
     try {
       const task = await this.connection.api.tasks.create.mutate({ id, title: m.title, description: m.description, priority: m.priority, targetBranch: m.targetBranch, units: m.units.map(({ status: _s, ...u }) => u) });
       await this.reveal(task.taskId).catch(() => undefined);

@@ -1,4 +1,4 @@
-import type { TaskView, UnitLiveView } from "@optimus/shared";
+import { availableActions, STATE_LABELS, type TaskView, type UnitAction, type UnitLiveView } from "@optimus/shared";
 
 /** How a unit or task looks in the tree: computed from the model, free of any vscode type. */
 export interface Presentation {
@@ -28,23 +28,41 @@ const ICONS: Record<string, [string, string?]> = {
   cancelled: ["circle-slash", "disabledForeground"],
 };
 
-const LABELS: Record<string, string> = {
-  planned: "waiting for dependencies",
-  ready: "queued",
-  leased: "running",
-  submitted: "submitted",
-  evaluating: "evaluating",
-  reviewing: "in review",
-  awaiting_approval: "awaiting approval",
-  changes_requested: "changes requested",
-  failed: "failed, will retry",
-  completed: "completed",
-  merged: "merged",
-  dead: "failed",
-  cancelled: "cancelled",
-};
+/** The one set of state names (the farm's lifecycle table), shared with the panel, dashboard and CLI. */
+export const stateLabel = (state: string): string => (STATE_LABELS as Record<string, string>)[state] ?? state.replaceAll("_", " ");
 
-export const stateLabel = (state: string): string => LABELS[state] ?? state;
+/** What a view knows besides the unit: the farm's clock, whether the stream is live, who is looking. */
+export interface ViewContext {
+  /** the farm's clock now (FarmConnection.farmNow) */
+  now: number;
+  /** the views stream is connected: what is shown is the farm's latest answer and buttons can act */
+  live: boolean;
+  /** the token may approve changes that touch protected paths */
+  approver: boolean;
+  /** the farm has a frontier model (used only when the farm did not send `actions`) */
+  frontierConfigured?: boolean;
+}
+
+/**
+ * The actions to offer on a unit now: what the farm says it accepts (`actions`, from the lifecycle
+ * table), none while disconnected, and no Approve for a token without the approver right when the
+ * change touches protected paths.
+ */
+export function offeredActions(u: UnitLiveView, c: ViewContext): UnitAction[] {
+  if (!c.live) return [];
+  const farm = (u as Partial<UnitLiveView>).actions ?? availableActions({ state: u.state, role: u.spec.role, frontierConfigured: c.frontierConfigured === true, escalationQueued: u.escalation?.state === "queued" && u.escalation.attempt >= u.attempt - 1 });
+  return farm.filter((a) => !(a === "approve" && u.needsApprover && !c.approver));
+}
+
+/** The tree item flag (see package.json menus) for each action. */
+export const ACTION_FLAGS: Record<UnitAction, string> = {
+  approve: "approvable",
+  reject: "rejectable",
+  request_changes: "changesRequestable",
+  escalate: "escalatable",
+  retry: "retryable",
+  cancel: "cancellable",
+};
 
 export function formatElapsed(ms: number): string {
   const s = Math.max(0, Math.floor(ms / 1000));
@@ -59,7 +77,8 @@ const oneLine = (s: string, max = 80) => {
   return l.length > max ? l.slice(0, max - 1) + "…" : l;
 };
 
-export function unitPresentation(u: UnitLiveView, now: number): Presentation {
+export function unitPresentation(u: UnitLiveView, c: ViewContext): Presentation {
+  const now = c.now;
   let [icon, color] = ICONS[u.state] ?? ["circle-outline"];
   let status = stateLabel(u.state);
   if (u.escalation?.state === "queued" && u.escalation.attempt >= u.attempt - 1 && u.state !== "merged") {
@@ -71,21 +90,24 @@ export function unitPresentation(u: UnitLiveView, now: number): Presentation {
   const parts = [status];
   if (u.state === "leased" && u.worker) {
     parts.push(u.worker);
+    // A running time only while live: a frozen copy must not look like it is still counting.
     const started = u.progress?.elapsedMs !== undefined ? now - (u.progress.at - u.progress.elapsedMs) : now - u.updatedAt;
-    parts.push(formatElapsed(started));
+    if (c.live) parts.push(formatElapsed(started));
   }
   if (u.progress && u.state === "leased") parts.push(u.progress.step ? `${u.progress.phase}: ${oneLine(u.progress.step, 40)}` : u.progress.phase);
   if (u.attempt > 1) parts.push(`attempt ${u.attempt}`);
   if (u.state === "awaiting_approval" && u.risk) parts.push(`${u.risk.level} risk`);
+  if (u.state === "awaiting_approval" && u.needsApprover && !c.approver) parts.push("needs an approver");
+  if (!c.live) {
+    parts[0] = `last known: ${parts[0]}`;
+    color = "disabledForeground";
+  }
 
-  const flags = ["unit", u.state];
-  if (u.evaluation) flags.push("hasChange");
-  if (u.state === "awaiting_approval") flags.push("approvable");
-  if (u.state === "dead" || u.state === "failed" || u.state === "cancelled") flags.push("retryable");
-  if (!["merged", "completed", "cancelled"].includes(u.state) && u.escalation?.state !== "queued" && u.spec.role === "codegen") flags.push("escalatable");
-  if (!["merged", "completed", "cancelled", "dead"].includes(u.state)) flags.push("cancellable");
+  const flags = ["unit", u.state, c.live ? "live" : "stale"];
+  if (u.evaluation && c.live) flags.push("hasChange");
+  for (const a of offeredActions(u, c)) flags.push(ACTION_FLAGS[a]);
 
-  const tip: string[] = [`**${u.taskId} / ${u.unitId}** — ${status}`, "", oneLine(u.spec.goal, 400)];
+  const tip: string[] = [`**${u.taskId} / ${u.unitId}** — ${status}${c.live ? "" : " (last known: not connected to the farm)"}`, "", oneLine(u.spec.goal, 400)];
   if (u.spec.files.length) tip.push("", `Files: ${u.spec.files.slice(0, 10).map((f) => `\`${f}\``).join(", ")}${u.spec.files.length > 10 ? " …" : ""}`);
   if (u.worker) tip.push(`Worker: ${u.worker}`);
   tip.push(`Attempt ${u.attempt}${u.failures ? `, ${u.failures} failed` : ""}`);
@@ -93,23 +115,24 @@ export function unitPresentation(u: UnitLiveView, now: number): Presentation {
   if (u.evaluation) tip.push(`Evals: ${u.evaluation.green ? "green" : "red"} — ${u.evaluation.diff.files.length} files, +${u.evaluation.diff.added} −${u.evaluation.diff.removed}`);
   if (u.review) tip.push(`Review: ${u.review.verdict.replace("_", " ")}, ${u.review.risk} risk — ${oneLine(u.review.summary, 200)}`);
   if (u.risk) tip.push(`Risk: ${u.risk.level}${u.risk.reasons.length ? ` (${u.risk.reasons.join("; ")})` : ""}`);
+  if (u.needsApprover) tip.push(c.approver ? "Touches protected paths: your token may approve it." : "Touches protected paths: only a token with the approver right may approve it.");
   if (u.reason) tip.push(`Reason: ${oneLine(u.reason, 300)}`);
   if (u.escalation) tip.push(`Escalation: ${u.escalation.state}${u.escalation.position ? ` (#${u.escalation.position} in the gateway's queue)` : ""}, asked by ${u.escalation.requestedBy}${u.escalation.reason ? ` — waiting: ${u.escalation.reason}` : ""}`);
   return { label: u.unitId, description: parts.join(" · "), icon, color, tooltip: tip.join("  \n"), contextValue: flags.join(" ") };
 }
 
-export function taskPresentation(t: TaskView): Presentation {
+export function taskPresentation(t: TaskView, live = true): Presentation {
   const total = t.units.length;
   const done = (t.counts.merged ?? 0) + (t.counts.completed ?? 0);
   const waiting = t.counts.awaiting_approval ?? 0;
   const icon = t.state === "completed" ? "pass-filled" : t.state === "failed" ? "error" : t.state === "cancelled" ? "circle-slash" : waiting ? "bell-dot" : t.state === "running" ? "loading~spin" : "tasklist";
   const color = t.state === "completed" ? "charts.green" : t.state === "failed" ? "charts.red" : waiting ? "charts.yellow" : undefined;
-  const parts = [`${done}/${total} done`];
+  const parts = [`${live ? "" : "last known: "}${done}/${total} done`];
   if (waiting) parts.push(`${waiting} awaiting approval`);
   if (t.merge?.heldReason) parts.push("merge held");
   const flags = ["task", t.state];
-  if (t.state === "open" || t.state === "running") flags.push("cancellable");
+  if (live && (t.state === "open" || t.state === "running")) flags.push("cancellable");
   const tip = [`**${t.title}** (${t.taskId}) — ${t.state}`, t.description ? oneLine(t.description, 400) : "", `Created by ${t.createdBy ?? "unknown"}`];
   if (t.merge) tip.push(t.merge.heldReason ? `Merge into ${t.merge.into} held: ${t.merge.heldReason}` : `Merged into ${t.merge.into}`);
-  return { label: t.title, description: parts.join(" · "), icon, color, tooltip: tip.filter(Boolean).join("  \n"), contextValue: flags.join(" ") };
+  return { label: t.title, description: parts.join(" · "), icon, color: live ? color : "disabledForeground", tooltip: tip.filter(Boolean).join("  \n"), contextValue: flags.join(" ") };
 }

@@ -1,6 +1,8 @@
 import * as vscode from "vscode";
 import type { DashboardModel, HostMessage, PageMessage } from "../../../webview/src/protocol.js";
+import { STATE_LABELS } from "@optimus/shared";
 import type { FarmConnection } from "../farm/connection.js";
+import { workerHealth } from "../views/fleet-tree.js";
 import { pageHtml } from "./webview-html.js";
 
 const LOAD_SAMPLES = 120;
@@ -28,7 +30,7 @@ export class DashboardPanel implements vscode.Disposable {
   private sample(): void {
     if (this.connection.state !== "connected") return;
     const w = this.connection.views.workers.filter((x) => x.connected);
-    this.load.push({ at: Date.now(), active: w.reduce((n, x) => n + x.active, 0), capacity: w.reduce((n, x) => n + x.maxConcurrentTasks, 0) });
+    this.load.push({ at: this.connection.farmNow(), active: w.reduce((n, x) => n + x.active, 0), capacity: w.reduce((n, x) => n + x.maxConcurrentTasks, 0) });
     if (this.load.length > LOAD_SAMPLES) this.load.shift();
   }
 
@@ -37,14 +39,18 @@ export class DashboardPanel implements vscode.Disposable {
     const unitCounts: Record<string, number> = {};
     for (const u of v.units.values()) unitCounts[u.state] = (unitCounts[u.state] ?? 0) + 1;
     if (this.load.length === 0) this.sample();
+    const now = this.connection.farmNow();
+    const live = this.connection.connected;
     return {
       connection: this.connection.state,
       farmUrl: this.connection.url,
-      workers: v.workers.map((w) => ({ nodeId: w.nodeId, role: w.role, model: w.model.primary, connected: w.connected, active: w.active, capacity: w.maxConcurrentTasks, lastSeenAt: w.lastSeenAt })),
+      now,
+      workers: v.workers.map((w) => ({ nodeId: w.nodeId, role: w.role, model: w.model.primary, connected: w.connected, active: w.active, capacity: w.maxConcurrentTasks, lastSeenAt: w.lastSeenAt, health: workerHealth(w, live, now) })),
       spend: v.spend.days,
       dailyBudgetUsd: v.spend.dailyBudgetUsd,
       todayUsd: v.spend.todayUsd,
       unitCounts,
+      stateLabels: { ...STATE_LABELS },
       load: [...this.load],
     };
   }

@@ -1,8 +1,9 @@
 import * as vscode from "vscode";
-import { unitKey, type UnitDetail, type UnitLiveView } from "@optimus/shared";
+import { unitKey, type UnitAction as FarmAction, type UnitDetail, type UnitLiveView } from "@optimus/shared";
 import type { HostMessage, PageMessage, UnitAction, UnitDetailModel } from "../../../webview/src/protocol.js";
 import { describeFarmError } from "../farm/farm-client.js";
 import type { FarmConnection } from "../farm/connection.js";
+import { offeredActions, stateLabel, type ViewContext } from "../model/unit-presentation.js";
 import type { UnitRef } from "../review/change-documents.js";
 import { pageHtml } from "./webview-html.js";
 
@@ -16,22 +17,19 @@ const ACTION_COMMANDS: Record<UnitAction, string> = {
   openDiff: "optimus.unit.openChange",
 };
 
-/** Which buttons make sense for a unit in its state (the same rules as the tree's inline buttons). */
-export function actionsFor(u: UnitLiveView): UnitAction[] {
-  const a: UnitAction[] = [];
-  if (u.evaluation) a.push("openDiff");
-  if (u.state === "awaiting_approval") a.push("approve", "reject", "requestChanges");
-  if (u.state === "dead" || u.state === "failed" || u.state === "cancelled") a.push("retry");
-  if (!["merged", "completed", "cancelled"].includes(u.state) && u.escalation?.state !== "queued" && u.spec.role === "codegen") a.push("escalate");
-  if (!["merged", "completed", "cancelled", "dead"].includes(u.state)) a.push("cancel");
-  return a;
+const PAGE_ACTION: Record<FarmAction, UnitAction> = { approve: "approve", reject: "reject", request_changes: "requestChanges", escalate: "escalate", retry: "retry", cancel: "cancel" };
+
+/** The page's buttons: the same actions the tree offers (the farm's, for this token, none while disconnected). */
+export function actionsFor(u: UnitLiveView, c: ViewContext): UnitAction[] {
+  return [...(u.evaluation && c.live ? (["openDiff"] as const) : []), ...offeredActions(u, c).map((a) => PAGE_ACTION[a])];
 }
 
 /** The farm's unit detail, shaped for the page. */
-export function toDetailModel(d: UnitDetail): UnitDetailModel {
+export function toDetailModel(d: UnitDetail, c: ViewContext): UnitDetailModel {
   const u = d.unit;
   return {
-    taskId: u.taskId, unitId: u.unitId, title: d.task.title, state: u.state, attempt: u.attempt, worker: u.worker, role: u.spec.role,
+    taskId: u.taskId, unitId: u.unitId, title: d.task.title, state: u.state, stateLabel: stateLabel(u.state), attempt: u.attempt, live: c.live,
+    change: u.evaluation ? { attempt: u.evaluation.attempt, head: u.evaluation.commit } : undefined, worker: u.worker, role: u.spec.role,
     instruction: u.spec.goal, files: u.spec.files, check: u.spec.check,
     progress: u.progress ? { phase: u.progress.phase, step: u.progress.step, tokens: u.progress.tokens, elapsedMs: u.progress.elapsedMs } : undefined,
     signals: d.signals,
@@ -46,7 +44,7 @@ export function toDetailModel(d: UnitDetail): UnitDetailModel {
       ...(d.escalations ?? []).map((x) => ({ at: x.at, state: `${x.state}${x.position ? ` (#${x.position} in the queue)` : ""}${x.costUsd ? `, $${x.costUsd.toFixed(4)}` : ""}`, by: x.by, reason: x.reason })),
     ],
     history: d.history,
-    actions: actionsFor(u),
+    actions: actionsFor(u, c),
   };
 }
 
@@ -59,9 +57,15 @@ export class UnitDetailPanels implements vscode.Disposable {
   private readonly sub: vscode.Disposable;
 
   constructor(private readonly connection: FarmConnection, private readonly extensionUri: vscode.Uri) {
-    this.sub = connection.onDidChangeViews((c) => {
-      for (const [k, p] of this.panels) if (c.reset || c.units.has(k)) this.refreshSoon(k, p);
-    });
+    this.sub = vscode.Disposable.from(
+      connection.onDidChangeViews((c) => {
+        for (const [k, p] of this.panels) if (c.reset || c.units.has(k)) this.refreshSoon(k, p);
+      }),
+      // Disconnected: the page greys its state and drops its buttons (it keeps the last detail).
+      connection.onDidChangeState(() => {
+        for (const p of this.panels.values()) void this.markLive(p);
+      }),
+    );
   }
 
   show(ref: UnitRef): vscode.WebviewPanel {
@@ -81,9 +85,10 @@ export class UnitDetailPanels implements vscode.Disposable {
     this.panels.set(k, entry);
     panel.webview.onDidReceiveMessage((m: PageMessage) => {
       if (m.type === "ready" || m.type === "refresh") void this.refresh(entry);
-      else if (m.type === "action" && ACTION_COMMANDS[m.action]) void vscode.commands.executeCommand(ACTION_COMMANDS[m.action], { taskId: m.taskId, unitId: m.unitId });
+      else if (m.type === "action" && ACTION_COMMANDS[m.action]) void vscode.commands.executeCommand(ACTION_COMMANDS[m.action], { taskId: m.taskId, unitId: m.unitId, attempt: m.attempt, head: m.head });
     });
     panel.onDidDispose(() => {
+      this.last.delete(panel);
       clearTimeout(this.panels.get(k)?.timer);
       this.panels.delete(k);
     });
@@ -96,10 +101,21 @@ export class UnitDetailPanels implements vscode.Disposable {
     this.panels.set(k, p);
   }
 
+  private readonly last = new Map<vscode.WebviewPanel, UnitDetail>();
+
+  private async markLive(p: { panel: vscode.WebviewPanel; ref: UnitRef }): Promise<void> {
+    const d = this.last.get(p.panel);
+    if (!d) return;
+    if (this.connection.connected) return this.refresh(p);
+    await p.panel.webview.postMessage({ type: "unitDetail", model: toDetailModel(d, this.connection.viewContext()) } satisfies HostMessage);
+  }
+
   private async refresh(p: { panel: vscode.WebviewPanel; ref: UnitRef }): Promise<void> {
     let msg: HostMessage;
     try {
-      msg = { type: "unitDetail", model: toDetailModel(await this.connection.api.units.detail.query(p.ref)) };
+      const d = await this.connection.api.units.detail.query(p.ref);
+      this.last.set(p.panel, d);
+      msg = { type: "unitDetail", model: toDetailModel(d, this.connection.viewContext()) };
     } catch (err) {
       msg = { type: "error", message: describeFarmError(err, this.connection.url ?? "the farm").message };
     }

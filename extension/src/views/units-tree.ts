@@ -55,7 +55,8 @@ export class UnitsTreeProvider implements vscode.TreeDataProvider<UnitsNode>, vs
   }
 
   private tickRunning(): void {
-    if (this.connection.state === "disconnected") return;
+    // Disconnected or reconnecting: the last known times stay still rather than count on.
+    if (!this.connection.connected) return;
     const running: UnitsNode[] = [];
     for (const u of this.connection.views.units.values()) {
       if (u.state === "leased" && this.visibleUnit(u.taskId, u.unitId)) running.push(this.node({ kind: "unit", taskId: u.taskId, unitId: u.unitId }));
@@ -107,16 +108,16 @@ export class UnitsTreeProvider implements vscode.TreeDataProvider<UnitsNode>, vs
     if (element.kind === "task") {
       const t = v.tasks.get(element.taskId);
       if (!t) return new vscode.TreeItem(element.taskId);
-      p = taskPresentation(t);
+      p = taskPresentation(t, this.connection.connected);
       item = new vscode.TreeItem(p.label, vscode.TreeItemCollapsibleState.Expanded);
       item.id = `task:${t.taskId}`;
     } else {
       const u = v.unit(element.taskId, element.unitId);
       if (!u) return new vscode.TreeItem(element.unitId);
-      p = unitPresentation(u, Date.now());
+      p = unitPresentation(u, this.connection.viewContext());
       item = new vscode.TreeItem(p.label, vscode.TreeItemCollapsibleState.None);
       item.id = `unit:${u.taskId}/${u.unitId}`;
-      item.command = u.evaluation
+      item.command = u.evaluation && this.connection.connected
         ? { command: "optimus.unit.openChange", title: "Open Change", arguments: [element] }
         : { command: "optimus.unit.showDetail", title: "Show Unit Detail", arguments: [element] };
     }

@@ -1,8 +1,9 @@
 import { tracked } from "@trpc/server";
-import { CreateTaskInput, EscalationCall, TaskId, TokenRole, UnitId, UnitProgress, UnitResult, UnitState, WorkerRegistration, unitKey, NodeId, type WorkerView } from "@optimus/shared";
+import { ChangeVersion, CreateTaskInput, EscalationCall, TaskId, TokenRole, UnitId, UnitProgress, UnitResult, UnitState, WorkerRegistration, unitKey, NodeId, type WorkerView } from "@optimus/shared";
 import { z } from "zod";
 import { actorOf } from "../auth/tokens.js";
 import { FarmError } from "../core/errors.js";
+import { frontierConfigured } from "../core/unit-actions.js";
 import type { Lease } from "../core/lease-commands.js";
 import { AsyncQueue } from "./async-queue.js";
 import type { FarmServices } from "./services.js";
@@ -13,6 +14,8 @@ import { viewsCursor, viewsStream } from "./views-stream.js";
 import { adminProcedure, editorProcedure, publicProcedure, router, workerProcedure } from "./trpc.js";
 
 const UnitRef = z.strictObject({ taskId: TaskId, unitId: UnitId });
+/** A person's decision names the version of the change they saw (attempt and head commit). */
+const DecisionRef = UnitRef.extend(ChangeVersion.shape);
 const LeaseRef = UnitRef.extend({ attempt: z.number().int().min(1), leaseId: z.string().min(1).max(300) });
 const WorkerCall = z.strictObject({ nodeId: NodeId });
 
@@ -67,10 +70,15 @@ const unitsRouter = router({
     await ctx.services.tasks.escalateUnit(input.taskId, input.unitId, input.reason, actorOf(ctx.principal));
     return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
-  retry: editorProcedure.input(UnitRef).mutation(({ ctx, input }) => ctx.services.tasks.retryUnit(input.taskId, input.unitId, actorOf(ctx.principal))),
-  cancel: editorProcedure.input(UnitRef.extend({ reason: z.string().max(500).optional() })).mutation(({ ctx, input }) =>
-    ctx.services.tasks.cancelUnit(input.taskId, input.unitId, input.reason, actorOf(ctx.principal)),
-  ),
+  // Each answers with the unit as the views show it (its new state and the actions it now allows).
+  retry: editorProcedure.input(UnitRef).mutation(async ({ ctx, input }) => {
+    await ctx.services.tasks.retryUnit(input.taskId, input.unitId, actorOf(ctx.principal));
+    return unitLiveOf(ctx.services, input.taskId, input.unitId);
+  }),
+  cancel: editorProcedure.input(UnitRef.extend({ reason: z.string().max(500).optional() })).mutation(async ({ ctx, input }) => {
+    await ctx.services.tasks.cancelUnit(input.taskId, input.unitId, input.reason, actorOf(ctx.principal));
+    return unitLiveOf(ctx.services, input.taskId, input.unitId);
+  }),
 });
 
 const prloopOf = (s: FarmServices) => {
@@ -80,13 +88,16 @@ const prloopOf = (s: FarmServices) => {
 
 const Comment = z.strictObject({ path: z.string().min(1).max(1024).optional(), line: z.number().int().min(1).optional(), body: z.string().trim().min(1).max(10_000) });
 
-/** Human decisions on changes: approve, reject, request changes (recorded with the user's identity). */
+/**
+ * Human decisions on changes: approve, reject, request changes (recorded with the user's identity and
+ * the head commit they saw). A decision on a version that is no longer current is refused (409).
+ */
 const reviewsRouter = router({
   /** A unit's evaluated change, file by file (base and proposed content), with its evals and review. */
   change: editorProcedure.input(UnitRef).query(({ ctx, input }) => prloopOf(ctx.services).change(input.taskId, input.unitId)),
-  approve: editorProcedure.input(UnitRef).mutation(async ({ ctx, input }) => {
+  approve: editorProcedure.input(DecisionRef).mutation(async ({ ctx, input }) => {
     const p = ctx.principal;
-    await prloopOf(ctx.services).approve(input.taskId, input.unitId, { actor: actorOf(p), tokenId: p.tokenId, name: p.name, approver: p.approver });
+    await prloopOf(ctx.services).approve(input.taskId, input.unitId, { actor: actorOf(p), tokenId: p.tokenId, name: p.name, approver: p.approver }, input);
     return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
   approveTaskMerge: editorProcedure.input(z.strictObject({ taskId: TaskId })).mutation(async ({ ctx, input }) => {
@@ -94,13 +105,13 @@ const reviewsRouter = router({
     const t = ctx.services.state.projection.tasks.get(input.taskId)!;
     return ctx.services.state.projection.taskView(t);
   }),
-  reject: editorProcedure.input(UnitRef.extend({ reason: z.string().trim().min(1).max(2_000) })).mutation(async ({ ctx, input }) => {
-    await prloopOf(ctx.services).reject(input.taskId, input.unitId, input.reason, actorOf(ctx.principal));
+  reject: editorProcedure.input(DecisionRef.extend({ reason: z.string().trim().min(1).max(2_000) })).mutation(async ({ ctx, input }) => {
+    await prloopOf(ctx.services).reject(input.taskId, input.unitId, input.reason, actorOf(ctx.principal), input);
     return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
-  requestChanges: editorProcedure.input(UnitRef.extend({ comments: z.array(Comment).min(1).max(200) })).mutation(async ({ ctx, input }) => {
+  requestChanges: editorProcedure.input(DecisionRef.extend({ comments: z.array(Comment).min(1).max(200) })).mutation(async ({ ctx, input }) => {
     const text = input.comments.map((c) => (c.path ? `${c.path}${c.line ? `:${c.line}` : ""}: ${c.body}` : c.body)).join("\n");
-    await prloopOf(ctx.services).requestChanges(input.taskId, input.unitId, `${actorOf(ctx.principal)} asks: ${text}`, actorOf(ctx.principal));
+    await prloopOf(ctx.services).requestChanges(input.taskId, input.unitId, `${actorOf(ctx.principal)} asks: ${text}`, actorOf(ctx.principal), input);
     return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
 });
@@ -159,7 +170,7 @@ const gatewayRouter = router({
   spend: editorProcedure.query(({ ctx }) => {
     const l = ctx.services.state.projection.ledger;
     const g = ctx.services.config.gateway;
-    return { ...l.report(), budgets: g.budgets, model: g.model, configured: g.apiKey !== undefined, paused: l.paused ?? null, queued: l.queue().length, inFlight: l.inFlight().length };
+    return { ...l.report(), budgets: g.budgets, model: g.model, configured: frontierConfigured(ctx.services.config), paused: l.paused ?? null, queued: l.queue().length, inFlight: l.inFlight().length };
   }),
 });
 
@@ -203,8 +214,10 @@ const adminRouter = router({
 });
 
 export const appRouter = router({
-  /** Who the caller is, as the farm records it on what they do. */
-  me: editorProcedure.query(({ ctx }) => ({ actor: actorOf(ctx.principal), role: ctx.principal.role, name: ctx.principal.name, epoch: ctx.services.state.epoch })),
+  /** Who the caller is, as the farm records it on what they do; `approver`: may approve changes to protected paths. */
+  me: editorProcedure.query(({ ctx }) => ({
+    actor: actorOf(ctx.principal), role: ctx.principal.role, name: ctx.principal.name, approver: ctx.principal.approver === true, epoch: ctx.services.state.epoch,
+  })),
   health: publicProcedure.query(({ ctx }) => ({ ok: true as const, epoch: ctx.services.state.epoch, authenticated: ctx.principal !== null })),
   tasks: tasksRouter,
   units: unitsRouter,

@@ -2,7 +2,7 @@ import { initTRPC, TRPCError } from "@trpc/server";
 import type { TokenRole } from "@optimus/shared";
 import { z } from "zod";
 import type { Principal } from "../auth/tokens.js";
-import { FarmError } from "../core/errors.js";
+import { FarmError, StaleChangeError } from "../core/errors.js";
 import type { FarmServices } from "./services.js";
 import type { SocketSession } from "./socket-guard.js";
 
@@ -43,7 +43,7 @@ const t = initTRPC.context<ApiContext>().create({
     return {
       ...shape,
       message,
-      data: { ...data, ...(fieldErrors ? { fieldErrors, formErrors } : {}), ...(cause instanceof FarmError ? { kind: cause.kind } : {}) },
+      data: { ...data, ...(fieldErrors ? { fieldErrors, formErrors } : {}), ...(cause instanceof FarmError ? { kind: cause.kind } : {}), ...(cause instanceof StaleChangeError ? { stale: cause.stale } : {}) },
     };
   },
 });

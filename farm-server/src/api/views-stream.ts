@@ -37,7 +37,7 @@ function touchedBy(e: FarmEvent, s: FarmServices, tasks: Set<string>, units: Set
 
 function delta(s: FarmServices, seq: number, tasks: Set<string>, units: Set<string>, money: boolean): ViewsMessage {
   return {
-    kind: "delta", epoch: s.state.epoch, seq, ...(money ? { spend: spendSummary(s) } : {}),
+    kind: "delta", epoch: s.state.epoch, seq, serverTime: Date.now(), ...(money ? { spend: spendSummary(s) } : {}),
     tasks: [...tasks].map((t) => taskViewOf(s, t)).filter((t) => t !== undefined),
     units: [...units].map((k) => unitLive(s, k)).filter((u): u is UnitLiveView => u !== undefined),
   };
@@ -46,7 +46,7 @@ function delta(s: FarmServices, seq: number, tasks: Set<string>, units: Set<stri
 function snapshot(s: FarmServices): ViewsMessage {
   const p = s.state.projection;
   return {
-    kind: "snapshot", epoch: s.state.epoch, seq: s.state.journal.lastCommittedSeq(),
+    kind: "snapshot", epoch: s.state.epoch, seq: s.state.journal.lastCommittedSeq(), serverTime: Date.now(),
     tasks: [...p.tasks.keys()].map((t) => taskViewOf(s, t)!).sort((a, b) => a.createdAt - b.createdAt),
     units: [...p.units.keys()].map((k) => unitLive(s, k)!),
     workers: fleetView(s), spend: spendSummary(s),
@@ -128,7 +128,7 @@ export async function* viewsStream(s: FarmServices, lastEventId: string | null |
           return u ? { taskId: u.taskId, unitId: u.unitId, progress: u.progress ?? null } : null;
         }).filter((u) => u !== null);
         progressKeys.clear();
-        if (units.length) yield { kind: "progress", epoch: s.state.epoch, seq: sent, units };
+        if (units.length) yield { kind: "progress", epoch: s.state.epoch, seq: sent, serverTime: Date.now(), units };
       }
       if (Date.now() - lastFleetCheck >= FLEET_POLL_MS) {
         lastFleetCheck = Date.now();
@@ -136,7 +136,7 @@ export async function* viewsStream(s: FarmServices, lastEventId: string | null |
         const json = JSON.stringify(workers);
         if (json !== fleetJson) {
           fleetJson = json;
-          yield { kind: "fleet", epoch: s.state.epoch, seq: sent, workers };
+          yield { kind: "fleet", epoch: s.state.epoch, seq: sent, serverTime: Date.now(), workers };
         }
       }
     }

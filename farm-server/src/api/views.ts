@@ -1,5 +1,7 @@
 import { unitKey, type SpendSummary, type TaskView, type UnitLiveView, type WorkerView } from "@optimus/shared";
+import { frontierConfigured, unitActions } from "../core/unit-actions.js";
 import { utcDay } from "../gateway/ledger.js";
+import { protectedPathsIn } from "../prloop/separation.js";
 import type { FarmServices } from "./services.js";
 
 /** A unit as clients see it: its state plus the live progress of its current attempt. */
@@ -8,7 +10,10 @@ export function unitLive(s: FarmServices, key: string): UnitLiveView | undefined
   const u = p.units.get(key);
   if (!u) return undefined;
   const live = s.leases.progress.get(key);
-  const view: UnitLiveView = { ...p.unitView(u), progress: live && live.attempt === u.attempt ? live : undefined };
+  // What the farm accepts now, from the lifecycle table: the editor offers exactly these.
+  const actions = unitActions(p, s.config, u);
+  const needsApprover = actions.includes("approve") && protectedPathsIn(u.evaluation?.diff.files ?? [], s.config.policy).length > 0;
+  const view: UnitLiveView = { ...p.unitView(u), progress: live && live.attempt === u.attempt ? live : undefined, actions, ...(needsApprover ? { needsApprover } : {}) };
   // A worker's escalation through the gateway shows like a person's request: queued, then escalated.
   const id = p.ledger.latestByUnit.get(key);
   const x = id ? p.ledger.entries.get(id) : undefined;
@@ -42,5 +47,8 @@ export function spendSummary(s: FarmServices): SpendSummary {
   const r = s.state.projection.ledger.report();
   const today = utcDay(Date.now());
   const days = Object.entries(r.byDay).sort(([a], [b]) => a.localeCompare(b)).slice(-30).map(([day, usd]) => ({ day, usd }));
-  return { todayUsd: r.byDay[today] ?? 0, dailyBudgetUsd: s.config.gateway.apiKey ? s.config.gateway.budgets.perDayUsd : undefined, days, paused: s.state.projection.ledger.paused, gate: { ...s.config.gate } };
+  return {
+    todayUsd: r.byDay[today] ?? 0, dailyBudgetUsd: s.config.gateway.apiKey ? s.config.gateway.budgets.perDayUsd : undefined, days, paused: s.state.projection.ledger.paused,
+    frontierConfigured: frontierConfigured(s.config), gate: { ...s.config.gate },
+  };
 }

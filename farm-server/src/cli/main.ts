@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { resolve } from "node:path";
 import { Command, CommanderError } from "commander";
 import { auditVerify, createToken, listTokens, revokeToken } from "./admin-commands.js";
 import { describeError } from "./errors.js";
@@ -14,6 +15,7 @@ import { printable } from "./printable.js";
 const program = new Command("optimus")
   .description("Optimus: a development orchestrator for an agent farm")
   .option("--repo <dir>", "the repository the farm works on (default: the git work tree here)")
+  .option("--home <dir>", "the farm's home: its journal, tokens, worktrees and models, outside every repository (default: $OPTIMUS_HOME or ~/.optimus/farm)")
   .option("--farm <url>", "the farm server's URL (default: $OPTIMUS_FARM, or the local farm's host:port)")
   .option("--token-file <file>", "a file holding the API token (mode 0600; preferred: --token shows in `ps`); default $OPTIMUS_TOKEN_FILE")
   .option("--token <token>", "API token (default: $OPTIMUS_TOKEN, --token-file, or the local farm's admin token); visible to other users in `ps`")
@@ -25,12 +27,12 @@ const g = (cmd: Command): GlobalOptions => cmd.optsWithGlobals();
 const farm = program.command("farm").description("run the farm server");
 farm
   .command("up")
-  .description("start the farm server here with embedded defaults (SQLite journal in .optimus/state, port 7420)")
+  .description("start the farm server for this repository with embedded defaults (state in the farm's home, SQLite journal, port 7420)")
   .option("--port <n>", "port for HTTP and WebSocket (default 7420)")
   .option("--host <addr>", "address to listen on (default 127.0.0.1)")
   .option("--heartbeat-ms <n>", "worker heartbeat interval; leases expire after 1.5 of them")
   .option("--max-attempts <n>", "attempts before a unit is dead-lettered")
-  .option("--reset-admin-token", "issue a new admin token into .optimus/state/admin.token (when the old one is lost)")
+  .option("--reset-admin-token", "issue a new admin token into the farm's home (when the old one is lost)")
   .option("--workers <n>", "also run N worker agents in this process (half codegen, half review)")
   .option("--worker-model <path|url>", "their model: a .gguf file or an OpenAI-compatible /v1 URL")
   .option("--worker-model-name <name>", "the model's name on an OpenAI-compatible server")
@@ -51,11 +53,13 @@ task.command("import <manifest>").description("create a task from a manifest YAM
 task.command("scan").description("import every new manifest under .optimus/tasks/").action((_o, cmd: Command) => scanTasks(g(cmd)));
 task.command("cancel <taskId>").option("--reason <text>").description("cancel a task and its unfinished units").action((id: string, _o, cmd: Command) => cancelTask(id, g(cmd)));
 
-program.command("approve <ref>").description("merge a change held for approval (<task>/<unit>), or a task's held merge (<task>)").action((ref: string, _o, cmd: Command) => approve(ref, g(cmd)));
-program.command("reject <task/unit>").requiredOption("--reason <text>", "why (recorded)").description("reject a held change; the unit is dead-lettered").action((ref: string, _o, cmd: Command) => reject(ref, g(cmd) as never));
+const PIN = "decide only on this attempt (default: the change's current attempt, printed first); the farm refuses if the change moved on";
+program.command("approve <ref>").option("--attempt <n>", PIN).description("merge a change held for approval (<task>/<unit>), or a task's held merge (<task>)").action((ref: string, _o, cmd: Command) => approve(ref, g(cmd)));
+program.command("reject <task/unit>").requiredOption("--reason <text>", "why (recorded)").option("--attempt <n>", PIN).description("reject a held change; the unit is cancelled with your reason (it can be retried)").action((ref: string, _o, cmd: Command) => reject(ref, g(cmd) as never));
 program
   .command("request-changes <task/unit>")
   .requiredOption("--comment <text...>", "what to change; 'path:line: text' places it on a line")
+  .option("--attempt <n>", PIN)
   .description("send a change back; the comments reach the worker's next attempt")
   .action((ref: string, _o, cmd: Command) => requestChanges(ref, g(cmd) as never));
 
@@ -86,7 +90,7 @@ program
 const model = program.command("model").description("local models");
 model
   .command("pull <uri>")
-  .option("--dir <dir>", "where to put it (default .optimus/models)")
+  .option("--dir <dir>", "where to put it (default: the models folder of the farm's home, ~/.optimus/farm/models)")
   .description("download a GGUF model (hf:user/repo/file.gguf or https://…) with a progress bar")
   .action((uri: string, _o, cmd: Command) => modelPull(uri, g(cmd)));
 
@@ -99,6 +103,12 @@ program.command("spend").option("--json", "the whole ledger as JSON").option("--
 
 const audit = program.command("audit").description("the tamper-evident audit log");
 audit.command("verify").option("--journal <file>", "journal file (default: the repository's farm journal)").description("check the hash chain; names the first broken entry").action((_o, cmd: Command) => auditVerify(g(cmd)));
+
+// --home is read wherever the home is needed (farm, CLI finding the local farm, model pull): one place.
+program.hook("preAction", (cmd) => {
+  const home = cmd.optsWithGlobals<{ home?: string }>().home;
+  if (home) process.env.OPTIMUS_HOME = resolve(home);
+});
 
 try {
   await program.parseAsync(process.argv);

@@ -1,6 +1,5 @@
-import { join } from "node:path";
-import { stateDirOf } from "../farm.js";
-import { loadConfig, resolveRepo, type GlobalOptions } from "./context.js";
+import { modelsDir } from "../home/farm-home.js";
+import type { GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";
 import { progressLine } from "./progress.js";
 
@@ -8,8 +7,7 @@ const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
 
 /** `optimus model pull <uri>`: downloads a GGUF into the farm's models folder, with progress. */
 export async function modelPull(uri: string, o: GlobalOptions & { dir?: string }): Promise<void> {
-  const repo = resolveRepo(o.repo);
-  const dir = o.dir ?? join(stateDirOf(repo, loadConfig(repo)), "..", "models");
+  const dir = o.dir ?? modelsDir();
   const progress = progressLine(process.stderr);
   const { pullModel } = await import("../worker/models/model-pull.js");
   try {

@@ -1,4 +1,4 @@
-import type { TaskView, UnitView } from "@optimus/shared";
+import { STATE_LABELS, type TaskView, type UnitView } from "@optimus/shared";
 import { createFarmClient } from "../client/farm-client.js";
 import { connection, httpClient, type GlobalOptions } from "./context.js";
 import { printable } from "./printable.js";
@@ -25,7 +25,7 @@ export function renderStatus(tasks: TaskView[], units: Map<string, UnitRow[]>, m
     const us = units.get(t.taskId) ?? [];
     for (const u of us.slice(0, maxUnits)) {
       const detail = u.progress ? `${u.progress.phase}${u.progress.step ? `: ${u.progress.step}` : ""}` : (u.reason ?? u.spec.goal.split("\n")[0]!);
-      lines.push(`  ${pad(u.unitId, 42)} ${pad(u.state, 18)} ${pad(String(u.attempt), 8)} ${pad(u.worker ?? "", 14)} ${pad(ago(u.updatedAt), 5)} ${printable(detail)}`);
+      lines.push(`  ${pad(u.unitId, 42)} ${pad(STATE_LABELS[u.state], 18)} ${pad(String(u.attempt), 8)} ${pad(u.worker ?? "", 14)} ${pad(ago(u.updatedAt), 5)} ${printable(detail)}`);
     }
     if (us.length > maxUnits) lines.push(`  … ${us.length - maxUnits} more unit(s)`);
   }

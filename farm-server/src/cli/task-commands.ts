@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { formatDiagnostic, parseManifestYaml, splitUnitKey } from "@optimus/shared";
+import { formatDiagnostic, parseManifestYaml, splitUnitKey, STATE_LABELS } from "@optimus/shared";
+import type { FarmClient } from "../client/farm-client.js";
 import { httpClient, type GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";
 import { printable } from "./printable.js";
@@ -71,30 +72,56 @@ const unitRef = (ref: string) => {
   return splitUnitKey(ref);
 };
 
+/** `--attempt N` of a decision: a script pins the attempt it reviewed. */
+type DecisionOptions = GlobalOptions & { attempt?: string };
+
+/**
+ * The version a decision binds to: the change as the farm has it now (its attempt and head commit),
+ * or, with `--attempt N`, that attempt only — the farm refuses the decision if the change moved on.
+ * Says on one line which version it decides on.
+ */
+async function decisionVersion(client: FarmClient, ref: string, o: DecisionOptions, verb: string): Promise<{ taskId: string; unitId: string; attempt: number; head: string }> {
+  const { taskId, unitId } = unitRef(ref);
+  let pinned: number | undefined;
+  if (o.attempt !== undefined) {
+    if (!/^\d+$/.test(o.attempt) || Number(o.attempt) < 1) throw new CliError(`--attempt must be a whole number ≥ 1, got '${o.attempt}'`, 2);
+    pinned = Number(o.attempt);
+  }
+  const change = await client.reviews.change.query({ taskId, unitId });
+  // With a pinned attempt, the farm's current head is only sent when it is that attempt's commit;
+  // otherwise the decision names the attempt the script saw and the farm says which one is current.
+  const attempt = pinned ?? change.attempt;
+  const head = change.head;
+  console.error(printable(`${verb} ${ref} attempt ${attempt}${attempt === change.attempt ? ` (commit ${head.slice(0, 10)})` : ""}`));
+  return { taskId, unitId, attempt, head };
+}
+
 /** `optimus approve <task>/<unit>` merges a held change; `optimus approve <task>` a held task merge. */
-export async function approve(ref: string, o: GlobalOptions): Promise<void> {
+export async function approve(ref: string, o: DecisionOptions): Promise<void> {
   const { client } = httpClient(o);
   if (!ref.includes("/")) {
     const t = await client.reviews.approveTaskMerge.mutate({ taskId: ref });
     console.error(printable(t.merge?.commit ? `task ${ref} merged into ${t.merge.into} (${t.merge.commit.slice(0, 10)})` : `task ${ref}: ${t.merge?.heldReason ?? t.state}`));
     return;
   }
-  const u = await client.reviews.approve.mutate(unitRef(ref));
+  const u = await client.reviews.approve.mutate(await decisionVersion(client, ref, o, "approving"));
   console.error(printable(u.state === "merged" ? `unit ${ref} approved and merged (${u.mergedCommit?.slice(0, 10)})` : `unit ${ref} approved; it is ${u.state}${u.reason ? `: ${u.reason}` : ""}`));
 }
 
-export async function reject(ref: string, o: GlobalOptions & { reason: string }): Promise<void> {
+export async function reject(ref: string, o: DecisionOptions & { reason: string }): Promise<void> {
   const { client } = httpClient(o);
-  const u = await client.reviews.reject.mutate({ ...unitRef(ref), reason: o.reason });
-  console.error(printable(`unit ${ref} rejected; it is ${u.state}`));
+  const u = await client.reviews.reject.mutate({ ...(await decisionVersion(client, ref, o, "rejecting")), reason: o.reason });
+  console.error(printable(`unit ${ref} rejected; it is ${STATE_LABELS[u.state]}`));
 }
 
-export async function requestChanges(ref: string, o: GlobalOptions & { comment: string[] }): Promise<void> {
+export async function requestChanges(ref: string, o: DecisionOptions & { comment: string[] }): Promise<void> {
   const { client } = httpClient(o);
   const comments = o.comment.map((c) => {
     const m = /^([^:\s]+):(\d+):\s*(.+)$/s.exec(c);
     return m ? { path: m[1]!, line: Number(m[2]), body: m[3]! } : { body: c };
   });
-  const u = await client.reviews.requestChanges.mutate({ ...unitRef(ref), comments });
-  console.error(printable(`changes requested on ${ref}; it is ${u.state} for attempt ${u.attempt + 1}`));
+  const v = await decisionVersion(client, ref, o, "requesting changes on");
+  const u = await client.reviews.requestChanges.mutate({ ...v, comments });
+  // The next attempt may already be running when the answer comes: named from the decided one.
+  console.error(printable(`changes requested on ${ref}; attempt ${v.attempt + 1} gets your comments (it is ${STATE_LABELS[u.state]} now)`));
 }

@@ -3,7 +3,6 @@ import {
   checkManifestGraph,
   CreateTaskInput,
   formatField,
-  isTerminal,
   slugify,
   UnitSpec,
   type EventBody,
@@ -16,6 +15,7 @@ import {
 } from "@optimus/shared";
 import { z } from "zod";
 import { FarmError, notFound } from "./errors.js";
+import { assertAction } from "./unit-actions.js";
 import type { FarmState } from "./farm-state.js";
 
 export interface NewTask {
@@ -97,10 +97,7 @@ export class TaskCommands {
 
   async retryUnit(taskId: string, unitId: string, actor: string): Promise<UnitView> {
     const u = this.unit(taskId, unitId);
-    if (!(u.state === "dead" || u.state === "failed" || u.state === "cancelled")) {
-      throw new FarmError("conflict", `unit ${taskId}/${unitId} is ${u.state}; only dead, failed or cancelled units can be retried`);
-    }
-    if (this.p.tasks.get(taskId)!.cancelled) throw new FarmError("conflict", `task '${taskId}' is cancelled`);
+    assertAction("retry", this.p, this.config, u);
     await this.state.commit([{ type: "unit_retried", data: { taskId, unitId } }], actor);
     return this.p.unitView(u);
   }
@@ -112,13 +109,8 @@ export class TaskCommands {
    */
   async escalateUnit(taskId: string, unitId: string, reason: string | undefined, actor: string): Promise<UnitView> {
     const u = this.unit(taskId, unitId);
-    if (u.state === "merged" || u.state === "completed" || u.state === "cancelled") {
-      throw new FarmError("conflict", `unit ${taskId}/${unitId} is ${u.state}; there is nothing left to escalate`);
-    }
-    if (u.escalation?.state === "queued" && u.escalation.attempt >= u.attempt) {
-      throw new FarmError("conflict", `unit ${taskId}/${unitId} already has an escalation queued (asked by ${u.escalation.requestedBy})`);
-    }
-    if (this.p.tasks.get(taskId)!.cancelled) throw new FarmError("conflict", `task '${taskId}' is cancelled`);
+    // The table refuses it without a frontier model: a request nobody can answer would wait for ever.
+    assertAction("escalate", this.p, this.config, u);
     const events: EventBody[] = [{ type: "escalation_requested", data: { taskId, unitId, attempt: u.attempt, reason } }];
     if (u.state === "dead" || u.state === "failed") events.push({ type: "unit_retried", data: { taskId, unitId } });
     await this.state.commit(events, actor);
@@ -127,7 +119,7 @@ export class TaskCommands {
 
   async cancelUnit(taskId: string, unitId: string, reason: string | undefined, actor: string): Promise<UnitView> {
     const u = this.unit(taskId, unitId);
-    if (isTerminal(u.state)) throw new FarmError("conflict", `unit ${taskId}/${unitId} is already ${u.state}`);
+    assertAction("cancel", this.p, this.config, u);
     await this.state.commit([{ type: "unit_cancelled", data: { taskId, unitId, reason } }], actor);
     return this.p.unitView(u);
   }

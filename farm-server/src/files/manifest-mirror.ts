@@ -1,7 +1,8 @@
-import type { FarmEvent, TaskView } from "@optimus/shared";
+import { readFile } from "node:fs/promises";
+import { stringifyManifest, type FarmEvent, type TaskView } from "@optimus/shared";
 import type { FarmState } from "../core/farm-state.js";
 import { GitMilestones } from "./git-milestones.js";
-import { manifestOf, manifestRelPath, writeManifest } from "./task-files.js";
+import { manifestOf, manifestPath, manifestRelPath, writeManifest } from "./task-files.js";
 
 export interface MirrorOptions {
   repo: string;
@@ -20,12 +21,20 @@ const FINAL: ReadonlyArray<TaskView["state"]> = ["completed", "failed", "cancell
  * Keeps `.optimus/tasks/<id>/manifest.yaml` in step with the journal: each committed change marks
  * its task dirty, dirty tasks are rewritten after a short debounce, and the files are committed to
  * git when a task is created and when it reaches a final state (the milestones).
+ *
+ * A manifest someone edited since the farm last wrote it (open in an editor with local changes) is
+ * never overwritten: the farm says so once and keeps the journal as the truth; it writes again once
+ * the file is back to what it wrote (the edits saved elsewhere, or undone).
  */
 export class ManifestMirror {
   private dirty = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> = Promise.resolve();
   private readonly lastState = new Map<string, TaskView["state"]>();
+  /** what the farm last wrote (or found at start) per task: the file is the farm's while it still reads so */
+  private readonly lastWritten = new Map<string, string>();
+  /** tasks whose manifest has someone's edits: said once, not written */
+  private readonly edited = new Set<string>();
   private readonly milestones: GitMilestones;
   private readonly listener = (events: FarmEvent[]) => this.onCommitted(events);
 
@@ -34,8 +43,27 @@ export class ManifestMirror {
   }
 
   start(): void {
-    for (const t of this.state.projection.tasks.values()) this.lastState.set(t.taskId, this.state.projection.taskView(t).state);
+    const ids = [...this.state.projection.tasks.values()].map((t) => {
+      this.lastState.set(t.taskId, this.state.projection.taskView(t).state);
+      return t.taskId;
+    });
+    // What is on disk at start is taken as the farm's own last write (it wrote the file before it
+    // stopped); read before the first write, which waits for it.
+    this.writing = (async () => {
+      for (const id of ids) {
+        const onDisk = await this.readManifest(id);
+        if (onDisk !== null && !this.lastWritten.has(id)) this.lastWritten.set(id, onDisk);
+      }
+    })();
     this.state.on("committed", this.listener);
+  }
+
+  private async readManifest(taskId: string): Promise<string | null> {
+    try {
+      return await readFile(manifestPath(this.opts.repo, taskId), "utf8");
+    } catch {
+      return null;
+    }
   }
 
   private onCommitted(events: FarmEvent[]): void {
@@ -74,7 +102,19 @@ export class ManifestMirror {
       const t = this.state.projection.tasks.get(taskId);
       if (!t) continue;
       try {
-        await writeManifest(this.opts.repo, manifestOf(this.state.projection, t));
+        const m = manifestOf(this.state.projection, t);
+        const before = this.lastWritten.get(taskId);
+        const onDisk = before === undefined ? null : await this.readManifest(taskId);
+        if (before !== undefined && onDisk !== null && onDisk !== before) {
+          if (!this.edited.has(taskId)) {
+            this.edited.add(taskId);
+            this.opts.log(`the manifest of task ${taskId} (${manifestRelPath(taskId)}) was edited since the farm wrote it; the farm leaves it as it is and keeps the task's state in its journal`);
+          }
+          continue;
+        }
+        this.edited.delete(taskId);
+        await writeManifest(this.opts.repo, m);
+        this.lastWritten.set(taskId, stringifyManifest(m));
       } catch (err) {
         this.opts.log(`could not write the manifest of task ${taskId}`, err);
         this.dirty.add(taskId);

@@ -1,11 +1,12 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { unitKey, type ChangeFile, type EvalOutcome, type EventBody, type FarmEvent, type PlanProposal, type ServerConfig, type UnitResult, type UnitSpec } from "@optimus/shared";
+import { unitKey, type ChangeFile, type ChangeVersion, type EvalOutcome, type EventBody, type FarmEvent, type PlanProposal, type ServerConfig, type UnitResult, type UnitSpec } from "@optimus/shared";
 import { withReviewUnits } from "../core/task-commands.js";
 import { writeAdrDraft } from "../planner/adr-draft.js";
 import { checkPlan } from "../planner/plan-check.js";
-import { FarmError } from "../core/errors.js";
+import { FarmError, StaleChangeError } from "../core/errors.js";
+import { assertAction } from "../core/unit-actions.js";
 import type { FarmState } from "../core/farm-state.js";
 import type { SubmissionHandler } from "../core/lease-commands.js";
 import type { UnitRecord } from "../store/projection.js";
@@ -239,16 +240,34 @@ export class PrLoop implements SubmissionHandler {
     return ctx;
   }
 
-  /** A person merges a held change; one touching protected paths needs their token's approver right. */
-  async approve(taskId: string, unitId: string, by: Approver): Promise<void> {
-    const u = this.p.units.get(unitKey(taskId, unitId));
-    if (!u) throw new FarmError("not_found", `unit '${unitId}' of task '${taskId}' not found`);
-    if (u.state !== "awaiting_approval") throw new FarmError("conflict", `unit ${taskId}/${unitId} is ${u.state}, not awaiting approval`);
+  /**
+   * A person merges a held change; one touching protected paths needs their token's approver right.
+   * `seen` is the version the person reviewed: a decision binds to it, never to a newer attempt.
+   */
+  async approve(taskId: string, unitId: string, by: Approver, seen: ChangeVersion): Promise<void> {
+    const u = this.decisionTarget("approve", taskId, unitId, seen);
     const guarded = protectedPathsIn(u.evaluation?.diff.files ?? [], this.d.config.policy);
     if (guarded.length > 0 && !by.approver) throw new FarmError("forbidden", approverNeeded(taskId, unitId, guarded));
-    const approval = { taskId, unitId, attempt: u.attempt, by: { tokenId: by.tokenId, name: by.name, approver: by.approver }, ...(guarded.length ? { protectedPaths: guarded } : {}) };
+    const approval = { taskId, unitId, attempt: u.attempt, head: seen.head, by: { tokenId: by.tokenId, name: by.name, approver: by.approver }, ...(guarded.length ? { protectedPaths: guarded } : {}) };
     await this.d.state.commit([{ type: "unit_approved", data: approval }], by.actor);
     await this.queue(taskId, () => this.merge(taskId, unitId, u.attempt, false, by.actor));
+  }
+
+  /**
+   * The unit a person's decision is about, once the decision is known to fit: the change they saw is
+   * still the evaluated one (else 409 naming the current version, nothing journaled), and the
+   * lifecycle table allows the action in the unit's state. Checked and committed in one turn of the
+   * event loop, so no new attempt can slip in between.
+   */
+  private decisionTarget(action: "approve" | "reject" | "request_changes", taskId: string, unitId: string, seen: ChangeVersion): UnitRecord {
+    const u = this.p.units.get(unitKey(taskId, unitId));
+    if (!u) throw new FarmError("not_found", `unit '${unitId}' of task '${taskId}' not found`);
+    const ev = u.evaluation;
+    if (ev && (ev.attempt !== seen.attempt || ev.commit !== seen.head)) throw new StaleChangeError({ attempt: ev.attempt, head: ev.commit }, seen);
+    assertAction(action, this.p, this.d.config, u);
+    // The table allows these only in states that have an evaluated change of the current attempt.
+    if (!ev || ev.attempt !== u.attempt) throw new FarmError("conflict", `cannot decide on unit ${taskId}/${unitId}: attempt ${u.attempt} has no evaluated change yet`);
+    return u;
   }
 
   /** The hold of a change whose only review came from its author (same token or node). */
@@ -261,6 +280,19 @@ export class PrLoop implements SubmissionHandler {
     };
   }
 
+  /** The hold of a change its reviewer kept sending back until the unit ran out of attempts. */
+  private heldAfterReviews(target: UnitRecord, lastComments: string): EventBody {
+    const ev = target.evaluation!;
+    const risk = assessRisk({ diff: ev.diff, evals: ev.evals, green: ev.green, review: target.review, unreviewed: false }, this.d.config.policy, this.d.config.prloop.eval.length > 0);
+    const times = Math.max(1, target.reviewRequests ?? 0);
+    const last = lastComments.length > 1_000 ? `${lastComments.slice(0, 999)}…` : lastComments;
+    const why = `the reviewer requested changes ${times} time${times === 1 ? "" : "s"}; last: ${last || "(no comments)"}`;
+    return {
+      type: "unit_held",
+      data: { taskId: target.taskId, unitId: target.unitId, attempt: target.attempt, risk: { level: risk.level === "high" ? "high" : "medium", reasons: [why, ...risk.reasons.filter((r) => r !== why)] } },
+    };
+  }
+
   async approveTaskMerge(taskId: string, actor: string): Promise<void> {
     const t = this.p.tasks.get(taskId);
     if (!t) throw new FarmError("not_found", `task '${taskId}' not found`);
@@ -268,23 +300,16 @@ export class PrLoop implements SubmissionHandler {
     await this.queue(taskId, () => this.maybeMergeTask(taskId, actor));
   }
 
-  async reject(taskId: string, unitId: string, reason: string, actor: string): Promise<void> {
-    const u = this.heldOrReviewing(taskId, unitId);
-    await this.d.state.commit([{ type: "unit_rejected", data: { taskId, unitId, attempt: u.attempt, reason } }], actor);
+  /** A person rejects the change they saw: the unit is cancelled with their reason (it may be retried). */
+  async reject(taskId: string, unitId: string, reason: string, actor: string, seen: ChangeVersion): Promise<void> {
+    const u = this.decisionTarget("reject", taskId, unitId, seen);
+    await this.d.state.commit([{ type: "unit_rejected", data: { taskId, unitId, attempt: u.attempt, reason, head: seen.head } }], actor);
   }
 
-  async requestChanges(taskId: string, unitId: string, feedback: string, actor: string): Promise<void> {
-    const u = this.heldOrReviewing(taskId, unitId);
-    await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt: u.attempt, feedback } }], actor);
-  }
-
-  private heldOrReviewing(taskId: string, unitId: string): UnitRecord {
-    const u = this.p.units.get(unitKey(taskId, unitId));
-    if (!u) throw new FarmError("not_found", `unit '${unitId}' of task '${taskId}' not found`);
-    if (u.state !== "awaiting_approval" && u.state !== "reviewing") {
-      throw new FarmError("conflict", `unit ${taskId}/${unitId} is ${u.state}; only a change awaiting approval or in review can be rejected or sent back`);
-    }
-    return u;
+  /** A person sends the change they saw back: one more attempt, with their comments. */
+  async requestChanges(taskId: string, unitId: string, feedback: string, actor: string, seen: ChangeVersion): Promise<void> {
+    const u = this.decisionTarget("request_changes", taskId, unitId, seen);
+    await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt: u.attempt, feedback, head: seen.head } }], actor);
   }
 
   private onCommitted(events: FarmEvent[]): void {
@@ -401,7 +426,13 @@ export class PrLoop implements SubmissionHandler {
     }
     if (u.review?.verdict === "request_changes") {
       const text = [u.review.summary, ...u.review.comments.map((c) => `${c.path}:${c.line}: ${c.body}`)].filter(Boolean).join("\n");
-      await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt, feedback: `review by ${u.review.reviewUnitId}: ${text}` } }], "farm");
+      // A reviewer's "request changes" uses one of the unit's attempts; the last one goes to a person
+      // (never another round, never dead-lettered in silence). A person's request gives one more.
+      if (attempt >= (u.spec.maxAttempts ?? this.d.config.maxAttempts)) {
+        await this.d.state.commit([this.heldAfterReviews(u, text)], "farm");
+        return;
+      }
+      await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt, feedback: `review by ${u.review.reviewUnitId}: ${text}`, reviewUnitId: u.review.reviewUnitId } }], "farm");
       return;
     }
     const input = { diff: u.evaluation.diff, evals: u.evaluation.evals, green: u.evaluation.green, review: u.review, unreviewed };

@@ -73,7 +73,8 @@ export function bwrapArgs(view: SandboxView, exists: (p: string) => boolean = ex
   // Masks last: they cover anything a read-only folder brought along.
   const visible = [...SYSTEM_DIRS, ...readOnly, view.cwd, view.home, ...view.readWrite];
   for (const h of view.hide.map((p) => normalize(p))) {
-    if (!exists(h) || !visible.some((v) => within(h, v))) continue;
+    // Only what a read-only folder brought along; never a folder holding the worktree or HOME itself.
+    if (!exists(h) || !visible.some((v) => within(h, v)) || [view.cwd, view.home, ...view.readWrite].some((w) => within(w, h))) continue;
     if (isDir(h)) args.push("--tmpfs", h);
     else args.push("--ro-bind", "/dev/null", h);
   }

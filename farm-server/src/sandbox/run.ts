@@ -12,6 +12,7 @@ import { BRIDGE_SCRIPT, EGRESS_BRIDGE_PORT } from "../egress/sandbox-bridge.js";
 import { resolveSandbox, type SandboxKind, type SandboxSetting } from "./detect.js";
 import { bwrapArgs, sandboxExecProfile } from "./profile.js";
 import { TailBuffer } from "./tail-buffer.js";
+import { stripTerminalEscapes } from "@optimus/shared";
 
 export interface RunCheckOptions {
   cwd: string;
@@ -173,7 +174,8 @@ function runIn(kind: SandboxKind, command: string, opts: RunCheckOptions, home: 
       settled = true;
       timers.forEach(clearTimeout);
       opts.signal?.removeEventListener("abort", onAbort);
-      resolve({ exitCode: timedOut || opts.signal?.aborted ? null : exitCode, output: output.text(), timedOut, durationMs: Math.round(performance.now() - started), sandbox: kind });
+      // Colour codes and cursor moves are noise to a model and a hazard in a terminal: plain text only.
+      resolve({ exitCode: timedOut || opts.signal?.aborted ? null : exitCode, output: stripTerminalEscapes(output.text(), { multiline: true }), timedOut, durationMs: Math.round(performance.now() - started), sandbox: kind });
     };
     const stop = (why: string): void => {
       output.push(Buffer.from(`\n[optimus: ${why}]\n`));

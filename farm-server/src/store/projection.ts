@@ -42,6 +42,8 @@ export interface UnitRecord extends UnitView {
   author?: { node: string; tokenId?: string; attempt: number };
   /** a human approved this attempt's merge (the merge itself may still be pending after a crash) */
   approvedAttempt?: number;
+  /** how many times its review unit sent the change back (counts against its attempts) */
+  reviewRequests?: number;
   dependents: string[];
 }
 
@@ -209,6 +211,7 @@ export class Projection {
       case "unit_reviewed": {
         const u = this.unit(e.data.taskId, e.data.unitId);
         u.review = { ...e.data.verdict, reviewUnitId: e.data.reviewUnitId, ...(e.data.selfReview ? { selfReview: true as const } : {}) };
+        if (e.data.verdict.verdict === "request_changes" && !e.data.selfReview) u.reviewRequests = (u.reviewRequests ?? 0) + 1;
         u.updatedAt = e.ts;
         touch(u.taskId);
         break;
@@ -240,7 +243,9 @@ export class Projection {
       }
       case "unit_rejected": {
         const u = this.unit(e.data.taskId, e.data.unitId);
-        this.settle(u, "dead", e.ts, `rejected: ${e.data.reason}`);
+        // A person's decision, not a failure: the unit is cancelled (it may be retried), and its
+        // reason says who rejected it and why, so no view reads it as "failed" or "dead".
+        this.settle(u, "cancelled", e.ts, `rejected by ${e.actor}: ${e.data.reason}`);
         for (const r of this.reviewersOf(u)) {
           const ru = this.units.get(r)!;
           if (!isTerminal(ru.state)) this.settle(ru, "cancelled", e.ts, "the change it reviews was rejected");
@@ -376,7 +381,7 @@ export class Projection {
   }
 
   unitView(u: UnitRecord): UnitView {
-    const { dependents: _d, acceptedAttempt: _a, acceptedLeaseId: _l, acceptedWorker: _w, approvedAttempt: _p, author: _au, ...view } = u;
+    const { dependents: _d, acceptedAttempt: _a, acceptedLeaseId: _l, acceptedWorker: _w, approvedAttempt: _p, author: _au, reviewRequests: _rr, ...view } = u;
     return view;
   }
 
@@ -428,6 +433,8 @@ export function taskState(t: { cancelled: boolean }, counts: Partial<Record<Unit
   const active = n("leased") + n("submitted") + n("evaluating") + n("reviewing") + n("awaiting_approval") + n("changes_requested");
   if (active > 0) return "running";
   if (n("dead") > 0 && n("ready") + n("failed") === 0) return "failed";
+  // Units cancelled or rejected one by one, the rest done: nothing of the task runs any more.
+  if (n("cancelled") > 0 && n("cancelled") + n("completed") + n("merged") === total) return "cancelled";
   if (n("completed") + n("merged") + n("dead") + n("cancelled") > 0 && n("ready") > 0) return "running";
   return "open";
 }

@@ -8,6 +8,9 @@ import { safeGitEnv } from "../git/safe-git.js";
  * worktree per unit. The token reaches git only through the environment of the git process
  * (an extra HTTP header), never through arguments or files.
  */
+/** tries of a fetch the farm answered with 503 (busy), with growing waits (about 30 s in all) */
+const FETCH_ATTEMPTS = 6;
+
 export class RepoMirror {
   private readonly gitDir: string;
   private chain: Promise<unknown> = Promise.resolve();
@@ -44,7 +47,16 @@ export class RepoMirror {
   sync(): Promise<void> {
     return this.serial(async () => {
       if (!existsSync(this.gitDir)) await this.git(["init", "-q", "--bare", this.gitDir]);
-      await this.git(["--git-dir", this.gitDir, "fetch", "-q", "--prune", `${this.farmUrl.replace(/\/+$/, "")}/git`, "+refs/heads/*:refs/remotes/farm/*"]);
+      // The farm caps its git processes and answers 503 when they are busy: wait and try again.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.git(["--git-dir", this.gitDir, "fetch", "-q", "--prune", `${this.farmUrl.replace(/\/+$/, "")}/git`, "+refs/heads/*:refs/remotes/farm/*"]);
+          return;
+        } catch (err) {
+          if (attempt >= FETCH_ATTEMPTS || !/error: 503\b|returned error: 503/.test((err as Error).message)) throw err;
+          await new Promise((r) => setTimeout(r, Math.min(8_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2)));
+        }
+      }
     });
   }
 

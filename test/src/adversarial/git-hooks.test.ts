@@ -13,6 +13,7 @@ import { startFarm, type Lease } from "@optimus/farm-server";
 import { ServerConfig } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
+import { seenVersion } from "../helpers/decisions.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
@@ -48,7 +49,7 @@ test("hooks and an fsmonitor planted in the farm's repository never run through 
   await client.tasks.create.mutate({ id: "fix-add", title: "Fix add", units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }] });
   // Unreviewed (no review unit here), so it is held; a person approves it.
   await waitFor(async () => (await client.units.get.query({ taskId: "fix-add", unitId: "fix" })).state === "awaiting_approval", "the change to be held", 60_000);
-  await client.reviews.approve.mutate({ taskId: "fix-add", unitId: "fix" });
+  await client.reviews.approve.mutate(await seenVersion(client, "fix-add", "fix"));
   await waitFor(async () => (await client.tasks.get.query({ taskId: "fix-add" })).task.merge?.commit, "the fix to reach main", 60_000);
   await farm.services.prloop!.idle();
   assert.equal(git(repo, "show", "main:src/add.js"), FIX, "the farm did its git work: worktree, commit, merges, ref updates");

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ServerConfig } from "@optimus/shared";
 import { FarmRepo } from "@optimus/farm-server/dist/prloop/farm-repo.js";
+import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 import { checkChange } from "@optimus/farm-server/dist/prloop/patch-policy.js";
 import { assessRisk } from "@optimus/farm-server/dist/prloop/risk.js";
 import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
@@ -14,7 +15,7 @@ import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
 const limits = { maxFileBytes: 1024 * 1024, maxFilesPerPatch: 200 };
 
 async function judge(repo: string, patch: string, scope: string[]) {
-  const farmRepo = new FarmRepo(repo, `${repo}/.optimus/state/worktrees`);
+  const farmRepo = new FarmRepo(repo, `${stateDirFor(repo)}/worktrees`);
   const base = (await farmRepo.revParse("main"))!;
   const reading = await farmRepo.readPatch(base, patch);
   if (!reading.ok) return { applies: false as const, error: reading.error };

@@ -21,6 +21,7 @@ import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
 import { makeRepo } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 interface Targets {
   readFiles: Record<string, string>;
@@ -69,7 +70,7 @@ test("code run by the farm's evals cannot read the farm's state, secrets, HOME o
   writeFileSync(join(vault, "anthropic", "key"), "sk-ant-VAULT-CANARY\n", { mode: 0o600 });
   t.after(() => rmSync(vault, { recursive: true, force: true }));
   const socket = await hostSocket(t);
-  const state = join(repo, ".optimus", "state");
+  const state = stateDirFor(repo);
   const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port: 0, heartbeatIntervalMs: 500 });
   const farm = await startFarm({ repo, config, log: pino({ level: "silent" }) });
   t.after(() => farm.close());
@@ -83,6 +84,7 @@ test("code run by the farm's evals cannot read the farm's state, secrets, HOME o
   };
 
   // Control: the same attack without the sandbox, where the farm's worktrees are, gets everything.
+  mkdirSync(join(state, "worktrees"), { recursive: true });
   const bare = mkdtempSync(join(state, "worktrees", "control-"));
   writeFileSync(join(bare, "attack.mjs"), attack({ ...targets, writeFiles: { outside: join(bare, "x") } }));
   const control = resultsOf((await runCheck("node attack.mjs", { cwd: bare, timeoutMs: 20_000, sandbox: "none" })).output);
@@ -111,7 +113,7 @@ test("code run by the farm's evals cannot read the farm's state, secrets, HOME o
   // Folders above the worktree exist only as the empty path to it: none of their contents.
   assert.match(results.home!, /^blocked:/);
   assert.equal(results.stateDir, "LISTED:worktrees");
-  assert.equal(results.repoRoot, "LISTED:.optimus");
+  assert.match(results.repoRoot!, /^blocked:/, "the developer's repository is not in the farm's home, nor in the sandbox");
   // The worktree's .git is read-only in the sandbox. The repository sits under /tmp in this test, and
   // the sandbox's /tmp is its own: a write there may "succeed" but never reaches the host (below).
   assert.match(results.gitFile!, /^blocked:/, `write .git: ${results.gitFile}`);
@@ -136,7 +138,7 @@ test("a unit check on a worker cannot read or write the worker's mirror, plant h
   const socket = await hostSocket(t);
   const hook = join(workDir, "mirror.git", "hooks", "post-checkout");
   const targets: Targets = {
-    readFiles: { mirrorConfig: join(workDir, "mirror.git", "config"), farmTokens: join(repo, ".optimus", "state", "tokens.db") },
+    readFiles: { mirrorConfig: join(workDir, "mirror.git", "config"), farmTokens: join(stateDirFor(repo), "tokens.db") },
     listDirs: { workDir, home: process.env.HOME ?? "/root" },
     writeFiles: { hook, gitFile: ".git" },
     socket,

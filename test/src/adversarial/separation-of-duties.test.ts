@@ -12,6 +12,7 @@ import { ServerConfig, type FarmEvent } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
+import { seenVersion } from "../helpers/decisions.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
@@ -84,7 +85,7 @@ test("one worker token with a codegen and a review node cannot approve its own c
 
   // A person can still approve it (an ordinary path: an editor's approval is enough).
   const alice = await tokenFor(farm.url, admin, "editor", "alice");
-  const approved = await httpClientFor(farm.url, alice).reviews.approve.mutate({ taskId: "fix-add", unitId: "fix" });
+  const approved = await httpClientFor(farm.url, alice).reviews.approve.mutate(await seenVersion(client, "fix-add", "fix"));
   assert.equal(approved.state, "merged");
   assert.equal((await client.health.query()).ok, true);
 });
@@ -115,10 +116,11 @@ test("a protected-path change: the admin token gets 403, an editor with the appr
   const journalLength = (await farm.services.state.journal.readAfter(0, 10_000)).length;
 
   const fix = /touches protected paths \(\.github\/workflows\/ci\.yml\); approval needs a token with the approver right: optimus token create --role editor --name <you> --approver/;
-  const byAdmin = await client.reviews.approve.mutate({ taskId: "ci-tweak", unitId: "ci" }).catch((e: unknown) => e);
+  const seen = await seenVersion(client, "ci-tweak", "ci");
+  const byAdmin = await client.reviews.approve.mutate(seen).catch((e: unknown) => e);
   assert.equal(errorCode(byAdmin), "FORBIDDEN");
   assert.match((byAdmin as Error).message, fix);
-  const byEditor = await httpClientFor(farm.url, bob).reviews.approve.mutate({ taskId: "ci-tweak", unitId: "ci" }).catch((e: unknown) => e);
+  const byEditor = await httpClientFor(farm.url, bob).reviews.approve.mutate(seen).catch((e: unknown) => e);
   assert.equal(errorCode(byEditor), "FORBIDDEN");
   assert.match((byEditor as Error).message, fix);
   assert.equal((await client.units.get.query({ taskId: "ci-tweak", unitId: "ci" })).state, "awaiting_approval", "no state change");

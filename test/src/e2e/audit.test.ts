@@ -6,6 +6,7 @@ import { runCli } from "../helpers/cli.js";
 import { httpClientFor } from "../helpers/clients.js";
 import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { makeRepo } from "../helpers/repo.js";
+import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 test("tampering with one journal entry makes `optimus audit verify` fail and name that entry", async (t) => {
   const repo = makeRepo(t);
@@ -21,7 +22,7 @@ test("tampering with one journal entry makes `optimus audit verify` fail and nam
   await farm.stop();
 
   // Someone rewrites history: the second task was "created by" somebody else.
-  const file = join(repo, ".optimus", "state", "journal.db");
+  const file = join(stateDirFor(repo), "journal.db");
   const db = new Database(file);
   const victim = db.prepare("SELECT seq FROM events WHERE type = 'task_created' ORDER BY seq LIMIT 1 OFFSET 1").pluck().get() as number;
   db.prepare("UPDATE events SET actor = 'editor:mallory' WHERE seq = ?").run(victim);

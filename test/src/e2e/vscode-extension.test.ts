@@ -44,8 +44,22 @@ test("the extension's integration suite passes inside a real VS Code against a r
   assert.ok(approvals.every((e) => e.actor === "editor:vscode-test"));
   const requested = events.find((e) => e.type === "changes_requested");
   assert.equal(requested?.actor, "editor:vscode-test");
-  const merged = events.find((e) => e.type === "unit_merged");
-  assert.ok(merged);
-  assert.match(git(h.repo, "show", "main:src/add.js"), /return a \+ b;\n\}\n\/\/ for .* attempt 2\n$/);
-  assert.ok(events.some((e) => e.type === "escalation_requested" && e.actor === "editor:vscode-test"));
+  // The first task's unit merged its attempt 2 (later tests merge other changes into main after it).
+  const first = [...h.farm!.services.state.projection.tasks.values()].find((x) => x.title === "Fix add so it adds")!;
+  const merged = events.find((e) => e.type === "unit_merged" && e.data.taskId === first.taskId);
+  assert.ok(merged && merged.type === "unit_merged");
+  assert.match(git(h.repo, "show", `${merged.data.commit}:src/add.js`), /return a \+ b;\n\}\n\/\/ for .* attempt 2\n$/);
+  // Issue 16: no escalation on a farm without a frontier model; the approval from the outdated editor
+  // was refused (one decision, on attempt 2, naming its head); the click while the farm was down never ran.
+  assert.ok(!events.some((e) => e.type === "escalation_requested"), "nothing was escalated");
+  const tasks = [...h.farm!.services.state.projection.tasks.values()];
+  const taskOf = (title: string) => tasks.find((x) => x.title === title)?.taskId;
+  const stale = taskOf("Fix add, then fix it again");
+  const staleApprovals = events.filter((e) => e.type === "unit_approved" && e.data.taskId === stale);
+  assert.equal(staleApprovals.length, 1);
+  assert.equal((staleApprovals[0]!.data as { attempt: number }).attempt, 2, "attempt 2 was approved, not the attempt-1 editor's");
+  assert.ok((staleApprovals[0]!.data as { head?: string }).head, "the approval names the head commit seen");
+  const offline = taskOf("Fix add while the farm goes away");
+  assert.ok(offline);
+  assert.ok(!events.some((e) => (e.type === "unit_approved" || e.type === "unit_rejected") && e.data.taskId === offline), "the click made while the farm was down was never sent");
 });

@@ -3,6 +3,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { httpClientFor } from "../helpers/clients.js";
 import { extensionFarm } from "../helpers/extension-farm.js";
 import { git } from "../helpers/fixture.js";
 import { ROOT } from "../helpers/paths.js";
@@ -96,5 +97,49 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   const events = await h.farm!.services.state.journal.readAfter(0, 100_000);
   assert.equal(events.find((e) => e.type === "unit_approved")?.actor, "editor:vscode-test");
   await waitFor(() => /return a \+ b/.test(git(h.repo, "show", `optimus/${task.taskId}:src/add.js`)), "the change on the task's integration branch");
+
+  // Issue 16: a three-file change is one multi-file diff, with added / modified shown as such (no
+  // renames), and is approved from that editor's title bar.
+  const api = httpClientFor(h.url, h.editor);
+  const awaitingOnFarm = (taskId: string) => waitFor(() => h.farm?.services.state.projection.units.get(`${taskId}/u1`)?.state === "awaiting_approval", `${taskId}/u1 to await approval`, 60_000);
+  const three = await api.tasks.create.mutate({ title: "Add mul and sub", files: ["src/add.js", "src/mul.js", "src/sub.js"] });
+  await awaitingOnFarm(three.taskId);
+  // With no change editor active, "Open Change" asks which unit's.
+  await wb.runCommand("View: Close All Editors");
+  await wb.runCommand("Optimus: Open Change");
+  await wb.fillQuickInput(`${three.taskId}/u1`);
+  const multi = page.locator(".monaco-component.multiDiffEditor").first();
+  await multi.waitFor({ timeout: 30_000 });
+  const header = (file: string) => page.locator(".multiDiffEntry .header").filter({ hasText: file }).first();
+  for (const f of ["mul.js", "sub.js"]) {
+    await header(f).locator(".status.added").filter({ hasText: "A" }).waitFor({ timeout: 15_000 });
+  }
+  await header("add.js").waitFor({ timeout: 15_000 });
+  assert.equal(await page.locator(".multiDiffEntry .header .status.renamed").count(), 0, "no file shows as renamed");
+  assert.equal(await header("add.js").locator(".status").innerText(), "", "a modified file has no A/D/R badge");
+  await wb.screenshot("multi-file-diff");
+  await page.locator('.editor-actions .action-label[aria-label^="Approve"]').first().click();
+  await notification(new RegExp(`Approved ${three.taskId}/u1 attempt 1`)).first().waitFor({ timeout: 30_000 });
+  await waitFor(() => h.farm?.services.state.projection.units.get(`${three.taskId}/u1`)?.state === "merged", "the three-file change merged");
+  await wb.screenshot("multi-file-approved");
+
+  // A click while the farm is down (the approval notification's own button) fails at once with a
+  // message, and nothing is approved once the farm is back.
+  const offline = await api.tasks.create.mutate({ title: "Fix add while the farm is down", files: ["src/add.js"] });
+  const asked = notification(new RegExp(`${offline.taskId}/u1 attempt 1 needs your approval`)).first();
+  await asked.waitFor({ timeout: 60_000 });
+  await h.stop();
+  await page.locator(".statusbar-item").filter({ hasText: /reconnecting/ }).first().waitFor({ timeout: 20_000 });
+  const clicked = Date.now();
+  await asked.getByRole("button", { name: "Approve" }).click();
+  await notification(/Not connected to the farm: .*nothing was sent/).first().waitFor({ timeout: 5_000 });
+  assert.ok(Date.now() - clicked < 5_000, "the error came at once");
+  await wb.screenshot("approve-while-disconnected");
+  await h.start();
+  await page.locator(".statusbar-item").filter({ hasText: /Optimus: \d+ running/ }).first().waitFor({ timeout: 30_000 });
+  await new Promise((r) => setTimeout(r, 3_000)); // a click kept for the reconnect would have run by now
+  const after = await h.farm!.services.state.journal.readAfter(0, 100_000);
+  assert.ok(!after.some((e) => e.type === "unit_approved" && e.data.taskId === offline.taskId), "no decision was recorded");
+  assert.equal(h.farm!.services.state.projection.units.get(`${offline.taskId}/u1`)?.state, "awaiting_approval");
   finished = true;
 });

@@ -11,6 +11,8 @@ import { newLedger, startWorkers, stopAll } from "./workers.js";
 
 export const BASE = "export function add(a, b) {\n  return a - b;\n}\n";
 export const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
+export const MUL = "export function mul(a, b) {\n  return a * b;\n}\n";
+export const SUB = "export function sub(a, b) {\n  return a - b;\n}\n";
 type Ctx = { base?: { branch: string } };
 
 /**
@@ -18,6 +20,10 @@ type Ctx = { base?: { branch: string } };
  * scripted workers standing in for a model that writes sensible code: the coder fixes `add` (and
  * says which task and attempt it worked for), reporting live progress; the reviewer approves with
  * a line comment. The farm can be stopped and started again on the same port.
+ *
+ * Scripted variations, chosen by the task: files `src/mul.js` → a three-file change (add.js
+ * modified, mul.js and sub.js added); a title containing `[loop]` → a reviewer that requests changes
+ * every time (with a comment naming the attempt it saw).
  */
 export async function extensionFarm(t: { after(fn: () => unknown): void }) {
   const repo = makeFixtureRepo(t, "planner: { enabled: false }\npolicy: { autoMerge: { enabled: false } }\n");
@@ -25,6 +31,7 @@ export async function extensionFarm(t: { after(fn: () => unknown): void }) {
   const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port, heartbeatIntervalMs: 500 });
   const log = pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" });
   let farm: Farm | null = await startFarm({ repo, config, log });
+  const loops = new Map<string, number>();
   const url = farm.url;
   const admin = farm.startup.adminToken!.token;
   const editor = await tokenFor(url, admin, "editor", "vscode-test");
@@ -35,6 +42,11 @@ export async function extensionFarm(t: { after(fn: () => unknown): void }) {
     const c = (lease.context ?? {}) as Ctx;
     if (lease.spec.role === "review") {
       await sleep(300);
+      if (farm?.services.state.projection.tasks.get(lease.taskId)?.title.includes("[loop]")) {
+        const n = (loops.get(lease.taskId) ?? 0) + 1;
+        loops.set(lease.taskId, n);
+        return { outcome: "succeeded", summary: "not yet", review: { verdict: "request_changes", risk: "medium", summary: `still not right (review ${n})`, comments: [{ path: "src/add.js", line: 2, body: `Still not right (review ${n}).` }] } };
+      }
       return { outcome: "succeeded", summary: "looks right", review: { verdict: "approve", risk: "low", summary: "fixes the sign", comments: [{ path: "src/add.js", line: 2, body: "This is the actual fix." }] } };
     }
     for (const [phase, step] of [["reading", "src/add.js"], ["generating", "turn 1"], ["checking", "node test/add.test.js"]] as const) {
@@ -43,7 +55,9 @@ export async function extensionFarm(t: { after(fn: () => unknown): void }) {
     }
     const files: Record<string, string> = lease.spec.files.includes("README.md")
       ? { "README.md": `# fixture\n\n${lease.taskId}\n` }
-      : { "src/add.js": `${FIX}// for ${lease.taskId} attempt ${lease.attempt}\n` };
+      : lease.spec.files.includes("src/mul.js")
+        ? { "src/add.js": `${FIX}// for ${lease.taskId} attempt ${lease.attempt}\n`, "src/mul.js": MUL, "src/sub.js": SUB }
+        : { "src/add.js": `${FIX}// for ${lease.taskId} attempt ${lease.attempt}\n` };
     return { outcome: "succeeded", summary: "fixed add", patch: patchFor(repo, c.base!.branch, files), signals: { model: "scripted", tokens: 360, confidence: 0.9, iterations: 1 } };
   });
   const handle = {

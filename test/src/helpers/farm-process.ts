@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { CLI } from "./paths.js";
+import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -24,7 +25,7 @@ export class FarmProcess {
   log = "";
   exits = 0;
 
-  constructor(readonly repo: string, readonly port: number, readonly extraArgs: string[] = []) {}
+  constructor(readonly repo: string, readonly port: number, readonly extraArgs: string[] = [], readonly extraEnv: Record<string, string> = {}) {}
 
   /** the running farm's process id (to inspect its environment), if it runs */
   get pid(): number | undefined {
@@ -36,12 +37,12 @@ export class FarmProcess {
   }
 
   get adminToken(): string {
-    return readFileSync(join(this.repo, ".optimus", "state", "admin.token"), "utf8").trim();
+    return readFileSync(join(stateDirFor(this.repo), "admin.token"), "utf8").trim();
   }
 
   async start(timeoutMs = 30_000): Promise<void> {
     const child = spawn(process.execPath, [CLI, "farm", "up", "--repo", this.repo, "--port", String(this.port), ...this.extraArgs], {
-      env: { ...process.env, OPTIMUS_LOG_LEVEL: process.env.OPTIMUS_LOG_LEVEL ?? "warn" },
+      env: { ...process.env, OPTIMUS_LOG_LEVEL: process.env.OPTIMUS_LOG_LEVEL ?? "warn", ...this.extraEnv },
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;

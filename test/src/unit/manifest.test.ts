@@ -83,3 +83,15 @@ test("slugs are path-safe and backoff grows and is capped", () => {
   assert.deepEqual([1, 2, 3, 4, 5, 9].map(max), [1000, 2000, 4000, 8000, 8000, 8000]);
   assert.equal(backoffMs(3, 1000, 8000, () => 0), 2000);
 });
+
+test("every problem at once: a bad field and an unknown dependency in one answer, in line order", () => {
+  const r = parseManifestYaml(
+    "apiVersion: optimus/v1\nkind: Task\ntitle: T\nunits:\n  - id: a\n    goal: g\n    priority: high\n  - id: b\n    goal: g\n    dependsOn: [missing]\n",
+    "m.yaml",
+  );
+  assert.equal(r.ok, false);
+  const problems = r.ok ? [] : r.problems.map((p) => `${p.line}:${p.field}: ${p.message}`);
+  assert.equal(problems.length, 2, problems.join("\n"));
+  assert.match(problems[0]!, /^7:units\[0\]\.priority: /);
+  assert.match(problems[1]!, /^10:units\[1\]\.dependsOn\[0\]: unknown unit 'missing'$/);
+});

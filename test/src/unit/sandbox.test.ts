@@ -140,3 +140,9 @@ function processesWith(needle: string): string[] {
       }
     });
 }
+
+test("check output reaches its reader without terminal escapes (colours, cursor moves, titles); lines kept", async () => {
+  const r = await runCheck(`printf '\\033[31mFAIL\\033[0m src/a.test.ts\\n\\033]0;title\\007progress 10%%\\rprogress 100%%\\n\\033[2Kdone\\n'`, opts);
+  assert.equal(r.exitCode, 0, r.output);
+  assert.equal(r.output, "FAIL src/a.test.ts\nprogress 10%\nprogress 100%\ndone\n");
+});

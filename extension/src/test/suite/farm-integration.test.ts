@@ -4,28 +4,7 @@ import type { UnitLiveView } from "@optimus/shared";
 import type { OptimusServices } from "../../services.js";
 import { FarmConnection, FarmConnectionError } from "../../farm/connection.js";
 import { parseChangeUri } from "../../review/change-documents.js";
-
-/** What the harness (test/src/e2e/vscode-extension.test.ts) tells the suite through the environment. */
-const env = (k: string) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} is not set: run this suite through the harness`);
-  return v;
-};
-
-async function until<T>(what: string, fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const control = async (path: string) => {
-  const r = await fetch(`${env("OPTIMUS_TEST_CONTROL_URL")}${path}`, { method: "POST" });
-  assert.equal(r.status, 200, `control ${path}: ${await r.text()}`);
-};
+import { control, env, until } from "./helpers.js";
 
 export function defineFarmIntegrationTests(): void {
   let s: OptimusServices;
@@ -192,13 +171,20 @@ export function defineFarmIntegrationTests(): void {
       await s.connection.api.tasks.cancel.mutate({ taskId: "docs-touch-up", reason: "test" });
     });
 
-    test("escalate and cancel from the tree are recorded on the farm", async () => {
+    test("cancel from the tree is recorded on the farm; Escalate is not offered on a farm without a frontier model", async () => {
       const taskId = await vscode.commands.executeCommand<string>("optimus.send", undefined, undefined, { instruction: "Hold this one", files: ["README.md"] });
-      await until("the held unit", () => s.connection.views.unit(taskId, "u1"));
-      const escalated = await vscode.commands.executeCommand<UnitLiveView>("optimus.unit.escalate", { taskId, unitId: "u1" }, { reason: "local model keeps failing" });
-      assert.equal(escalated?.escalation?.state, "queued");
-      assert.equal(escalated?.escalation?.requestedBy, "editor:vscode-test");
-      await until("the tree to show the escalation", () => /escalation queued/.test(String(s.unitsTree.getTreeItem({ kind: "unit", taskId, unitId: "u1" }).description)));
+      const u = await until("the held unit", () => s.connection.views.unit(taskId, "u1"));
+      assert.equal(s.connection.views.spend.frontierConfigured, false, "the harness's farm has no frontier model");
+      assert.ok(!u.actions.includes("escalate"), `the farm offers no escalate: ${u.actions.join(", ")}`);
+      const item = s.unitsTree.getTreeItem({ kind: "unit", taskId, unitId: "u1" });
+      assert.doesNotMatch(String(item.contextValue), /\bescalatable\b/, "no Escalate button in the tree");
+      assert.match(String(item.contextValue), /\bcancellable\b/);
+      const escalated = await vscode.commands.executeCommand<UnitLiveView | undefined>("optimus.unit.escalate", { taskId, unitId: "u1" }, { reason: "local model keeps failing" });
+      assert.equal(escalated, undefined, "nothing was queued");
+      assert.equal(s.actions.lastMessage?.level, "error");
+      assert.match(s.actions.lastMessage!.text, /could not escalate .*no frontier model is configured/);
+      const onFarm = await s.connection.api.units.get.query({ taskId, unitId: "u1" });
+      assert.equal(onFarm.escalation, undefined, "the farm has no escalation for it");
       const cancelled = await vscode.commands.executeCommand<UnitLiveView>("optimus.unit.cancel", { taskId, unitId: "u1" }, { confirmed: true, reason: "test" });
       assert.equal(cancelled?.state, "cancelled");
     });

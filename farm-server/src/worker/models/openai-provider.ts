@@ -44,7 +44,8 @@ export class OpenAiCompatibleProvider implements ModelProvider {
 
   constructor(private readonly options: OpenAiProviderOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
-    this.name = `${options.model}@${this.displayUrl()}`;
+    // The model's own name (what the fleet view shows), not its server's URL, whose last part is "v1".
+    this.name = options.model;
   }
 
   async generate(messages: ChatMessage[], opts: GenerateOptions = {}): Promise<Generation> {
@@ -177,7 +178,7 @@ export class OpenAiCompatibleProvider implements ModelProvider {
     return new Error(`cannot reach the model server at ${this.displayUrl()} (${why})`);
   }
 
-  /** The base URL without any user:password part, for messages and the provider name. */
+  /** The base URL without any user:password part, for messages. */
   private displayUrl(): string {
     try {
       const u = new URL(this.baseUrl);
