@@ -23,7 +23,9 @@ import { FarmRepo } from "./prloop/farm-repo.js";
 import { PrLoop } from "./prloop/pr-loop.js";
 import { Git } from "./git/safe-git.js";
 import { resolveSandbox } from "./sandbox/index.js";
-import { farmHome, prepareRepoHome, stateDirFor } from "./home/farm-home.js";
+import { farmHome, prepareRepoHome, repoSlot, stateDirFor } from "./home/farm-home.js";
+import { DepsCache } from "./setup/index.js";
+import { randomBytes } from "node:crypto";
 
 export interface FarmOptions {
   repo: string;
@@ -40,21 +42,21 @@ export interface Farm {
   port: number;
   epoch: number;
   services: FarmServices;
-  startup: { replayed: number; imports: ImportReport; adminToken?: IssuedToken };
+  startup: { replayed: number; imports: ImportReport; adminToken?: IssuedToken; staleLock?: { pid?: number; host?: string; since?: string } };
   /** resolves when the farm stopped: by `close()`, or by a fatal journal error (fail-stop) */
   stopped: Promise<{ error?: Error }>;
   close(): Promise<void>;
 }
 
 /** The PR loop, when the farm works on a git repository (without one, accepted results simply complete). */
-function createPrLoop(farmRepo: FarmRepo | null, repo: string, config: ServerConfig, state: FarmState, leases: LeaseCommands, log: Logger, notes: SessionNotes): PrLoop | null {
+function createPrLoop(farmRepo: FarmRepo | null, repo: string, config: ServerConfig, state: FarmState, leases: LeaseCommands, log: Logger, notes: SessionNotes, signal: AbortSignal): PrLoop | null {
   if (!farmRepo) {
     log.warn(`${repo} is not a git repository: changes cannot be evaluated or merged, results complete as they are`);
     return null;
   }
   // The farm's own state (tokens, journal, secrets' caches) is never mounted in an eval's sandbox;
   // `hide` also masks it should an operator put it under a toolchain folder.
-  return new PrLoop({ state, config, repo: farmRepo, patchesDir: join(stateDirOf(repo, config), "patches"), log, hide: [farmHome(), stateDirOf(repo, config)], notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true) });
+  return new PrLoop({ state, config, repo: farmRepo, patchesDir: join(stateDirOf(repo, config), "patches"), log, hide: [farmHome(), stateDirOf(repo, config)], notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true), signal });
 }
 
 /** The farm's state lives in its home, never in the repository (see home/farm-home.ts). */
@@ -73,9 +75,11 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
   const { moved } = prepareRepoHome(repo, stateDirOf(repo, config));
   if (moved) log.warn(`moved the farm's state out of the repository: ${moved.from} → ${moved.to} (the farm keeps its state in its home now)`);
   const lock = acquireStateLock(stateDirOf(repo, config));
+  if (lock.takenOver) log.info({ previous: lock.takenOver }, "took over the lock of a farm that is gone");
   try {
     const farm = await startLocked(opts, log, () => lock.release());
     lock.setUrl(farm.url);
+    if (lock.takenOver) farm.startup.staleLock = lock.takenOver;
     return farm;
   } catch (err) {
     lock.release();
@@ -105,7 +109,10 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   leases.graceLeases();
   const notes = new SessionNotes(state, repo, (msg, err) => log.warn({ err }, msg));
   const farmRepo = (await new Git(repo).isRepo()) ? new FarmRepo(repo, join(stateDirOf(repo, config), "worktrees")) : null;
-  const prloop = createPrLoop(farmRepo, repo, config, state, leases, log, notes);
+  // Aborted when the farm stops: running evals are killed rather than waited for (their units are
+  // evaluated again after the restart).
+  const shutdown = new AbortController();
+  const prloop = createPrLoop(farmRepo, repo, config, state, leases, log, notes, shutdown.signal);
   if (prloop) {
     leases.submissionHandler = prloop;
     tasks.prepare = (taskId, target) => prloop.prepareTask(taskId, target);
@@ -139,10 +146,12 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   }
   // The egress proxy: the only way a unit's check reaches the network, for allowlisted hosts, every
   // attempt journaled. Workers authenticate with their own token (the relay outside the sandbox adds it).
+  const setupAuth = `Bearer farm-setup-${randomBytes(24).toString("base64url")}`; // the farm's own set-ups (never leaves this process but to the proxy)
   const egress = config.egress.enabled
     ? await startEgressProxy({
         host: config.host, port: config.egress.port, allow: config.egress.allow,
         authorize: (h) => {
+          if (h === setupAuth) return "farm:setup";
           const p = tokens.authenticate(/^Bearer (\S+)$/.exec(h ?? "")?.[1]);
           return p && p.role === "worker" ? `worker:${p.name}` : null;
         },
@@ -154,6 +163,8 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     leases.egressPort = egress.port;
     log.info(`egress proxy on ${egress.url} for: ${config.egress.allow.join(", ") || "(nothing allowed)"}`);
   }
+  // Dependencies for evals: installed once per lockfile into the repository's folder in the home, through the egress proxy only.
+  prloop?.useSetup(new DepsCache(join(repoSlot(repo), "deps")), () => (egress ? { proxyUrl: `http://${/^(0\.0\.0\.0|::)$/.test(config.host) ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host}:${egress.port}`, proxyAuthorization: setupAuth } : undefined));
   const services: FarmServices = { config, repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport, prloop, gateway };
   const metrics = createMetrics(state, dispatcher);
   state.onFlush = metrics.observeFlush;
@@ -173,6 +184,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   let closing: Promise<void> | null = null;
   const close = (error?: Error) =>
     (closing ??= (async () => {
+      shutdown.abort();
       dispatcher.stop();
       gateway.stop();
       await egress?.close().catch(() => undefined);

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { GatePolicy, GatewayConfig } from "./gateway.js";
+import { ForgeConfig } from "./forge.js";
 
 /** Which changes may merge on their own (used by the PR loop). */
 export const Policy = z.strictObject({
@@ -35,6 +36,28 @@ export const PrLoopConfig = z.strictObject({
   allowSubmodules: z.boolean().default(false),
 });
 export type PrLoopConfig = z.infer<typeof PrLoopConfig>;
+
+/** A path of the repository a set-up reads or writes: relative, plain, never inside `.git`. */
+const SetupPath = z.string().min(1).max(200).refine((p) => !p.startsWith("/") && !p.split("/").some((s) => s === ".." || s === "." || s === "" || s.toLowerCase() === ".git") && !/[\u0000-\u001f\\]/.test(p), "a plain relative path inside the repository (no '..', '.git' or absolute path)");
+
+/**
+ * How a repository's dependencies are installed for checks and evals (`setup:`): a command run once
+ * per content of its key files, in the sandbox with network only through the egress proxy, its
+ * outputs cached and shown read-only in every worktree. `none`: no set-up. Absent: detected from
+ * the lockfile at the repository's root (package-lock.json: `npm ci`).
+ */
+export const SetupConfig = z.union([
+  z.literal("none"),
+  z.strictObject({
+    command: z.string().min(1).max(4_000),
+    /** files whose content (with the command) names a cache entry: the lockfile */
+    cacheKeyFiles: z.array(SetupPath).min(1).max(20),
+    /** folders the command writes that are kept and shown in every worktree */
+    outputs: z.array(SetupPath).min(1).max(10).default(["node_modules"]),
+    timeoutMs: z.number().int().min(1_000).max(3_600_000).default(900_000),
+  }),
+]);
+export type SetupConfig = z.infer<typeof SetupConfig>;
 
 /**
  * Bounds on what one client can make the farm hold or do at once, so a hostile or broken client
@@ -102,6 +125,10 @@ export const ServerConfig = z.strictObject({
   secrets: z.strictObject({ vaults: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,100}$/), z.record(z.string(), z.unknown())).default({}) }).prefault({}),
   /** per-client bounds of the API, WebSocket and /git endpoints */
   limits: ApiLimits.prefault({}),
+  /** the team's forge (GitHub first): pull requests, check runs, reviews, merges through its API */
+  forge: ForgeConfig.optional(),
+  /** how dependencies are installed for checks and evals (see SetupConfig); absent: detected from the lockfile */
+  setup: SetupConfig.optional(),
   /** the egress proxy offered to unit checks that need packages; nothing else leaves a sandbox */
   egress: z
     .strictObject({

@@ -173,6 +173,8 @@ export interface TaskView {
   counts: Partial<Record<UnitState, number>>;
   /** where the task's integration branch went, or why it waits */
   merge?: { into: string; commit?: string; heldReason?: string };
+  /** the planner's plan was not used and the task became one unit: why (the plan check's reason) */
+  planFallback?: string;
 }
 export interface WorkerView {
   nodeId: string;

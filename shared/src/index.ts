@@ -9,6 +9,7 @@ export * from "./json-schema.js";
 export * from "./backoff.js";
 export * from "./farm-views.js";
 export * from "./gateway.js";
+export * from "./forge.js";
 export * from "./git-names.js";
 export * from "./repo-path.js";
 export * from "./text.js";

@@ -130,9 +130,11 @@ export function taskPresentation(t: TaskView, live = true): Presentation {
   const parts = [`${live ? "" : "last known: "}${done}/${total} done`];
   if (waiting) parts.push(`${waiting} awaiting approval`);
   if (t.merge?.heldReason) parts.push("merge held");
+  if (t.planFallback) parts.push("plan not used");
   const flags = ["task", t.state];
   if (live && (t.state === "open" || t.state === "running")) flags.push("cancellable");
   const tip = [`**${t.title}** (${t.taskId}) — ${t.state}`, t.description ? oneLine(t.description, 400) : "", `Created by ${t.createdBy ?? "unknown"}`];
   if (t.merge) tip.push(t.merge.heldReason ? `Merge into ${t.merge.into} held: ${t.merge.heldReason}` : `Merged into ${t.merge.into}`);
+  if (t.planFallback) tip.push(`Plan not used (the task runs as one unit): ${oneLine(t.planFallback, 400)}`);
   return { label: t.title, description: parts.join(" · "), icon, color: live ? color : "disabledForeground", tooltip: tip.filter(Boolean).join("  \n"), contextValue: flags.join(" ") };
 }

@@ -8,6 +8,8 @@ import { progressLine } from "./progress.js";
 import { startLocalWorkers } from "./local-workers.js";
 import { openModel } from "./worker-command.js";
 import { printable } from "./printable.js";
+import { exitSoon, firstStopSignal, STOP_DEADLINE_MS, within } from "./shutdown.js";
+import { hostname } from "node:os";
 
 export interface FarmUpOptions {
   repo?: string;
@@ -50,6 +52,10 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   }
   progress.done();
   const { startup } = farm;
+  if (startup.staleLock) {
+    const l = startup.staleLock;
+    console.error(`took over the farm lock left by a farm that is gone (pid ${l.pid ?? "?"}${l.host && l.host !== hostname() ? ` on ${printable(l.host)}` : ""}${l.since ? `, started ${l.since}` : ""}): it crashed or was killed; its journal is replayed`);
+  }
   if (startup.adminToken) {
     const file = adminTokenFile(repo, config);
     writeFileSync(file, startup.adminToken.token + "\n", { mode: 0o600 });
@@ -65,17 +71,40 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   console.error(
     `Optimus farm listening on ${farm.url} (repo ${printable(repo)}, epoch ${farm.epoch}, ${p.tasks.size} task(s), ${p.units.size} unit(s), ${startup.replayed} event(s) replayed)`,
   );
-  const stopWorkers = model ? await startLocalWorkers(farm, workerCount, model, (m) => console.error(printable(m, { multiline: true }))) : null;
-  let signalled = false;
-  const stop = (sig: string) => {
-    if (signalled) process.exit(130);
-    signalled = true;
-    console.error(`${sig}: stopping the farm (writing manifests and a snapshot)…`);
-    void (stopWorkers?.() ?? Promise.resolve()).then(() => farm.close());
-  };
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
+  let stopWorkers: (() => Promise<void>) | null = null;
+  // From here on a signal stops the farm cleanly (the local workers first: their checks and model
+  // turns end, their leases are left to the farm), a second one exits at once.
+  const stopSignal = firstStopSignal((m) => console.error(m));
+  if (model) {
+    try {
+      stopWorkers = await startLocalWorkers(farm, workerCount, model, (m) => console.error(printable(m, { multiline: true })));
+    } catch (err) {
+      // Never leave a running farm (and its lock) behind a failed start.
+      await within(STOP_DEADLINE_MS, async () => {
+        await model.close();
+        await farm.close();
+      });
+      throw new CliError(`the local workers could not start: ${(err as Error).message}`);
+    }
+  }
+  const why = await Promise.race([stopSignal, farm.stopped.then(() => null)]);
+  if (why) {
+    console.error(`${why}: stopping the farm (ending running checks and evals, writing manifests and a snapshot; Ctrl-C again to exit at once)…`);
+    const clean = await within(STOP_DEADLINE_MS, async () => {
+      await stopWorkers?.().catch(() => undefined);
+      await farm.close();
+    });
+    if (!clean) {
+      console.error(`the farm did not stop within ${STOP_DEADLINE_MS / 1000} s; exiting anyway (the journal is safe: the next start replays it)`);
+      exitSoon(1);
+      return;
+    }
+  }
   const { error } = await farm.stopped;
-  if (error) throw new CliError(`the farm stopped: ${error.message}`, 70);
+  if (error) {
+    await within(1_000, () => stopWorkers?.() ?? Promise.resolve());
+    throw new CliError(`the farm stopped: ${error.message}`, 70);
+  }
   console.error("farm stopped");
+  exitSoon(0);
 }

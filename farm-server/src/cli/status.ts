@@ -22,6 +22,8 @@ export function renderStatus(tasks: TaskView[], units: Map<string, UnitRow[]>, m
   for (const t of tasks) {
     const done = (t.counts.completed ?? 0) + (t.counts.merged ?? 0);
     lines.push(`${pad(t.taskId, 44)} ${pad(t.state, 18)} ${pad("", 8)} ${pad("", 14)} ${pad(ago(t.createdAt), 5)} ${done}/${t.units.length} done · ${printable(t.title)}`);
+    // The planner's plan was refused: the task runs as one unit, and the user sees why.
+    if (t.planFallback) lines.push(`  ↳ plan not used, one unit instead: ${printable(t.planFallback)}`);
     const us = units.get(t.taskId) ?? [];
     for (const u of us.slice(0, maxUnits)) {
       const detail = u.progress ? `${u.progress.phase}${u.progress.step ? `: ${u.progress.step}` : ""}` : (u.reason ?? u.spec.goal.split("\n")[0]!);

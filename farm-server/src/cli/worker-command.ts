@@ -12,6 +12,7 @@ import { connection, type GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";
 import { z } from "zod";
 import { resolveSandbox } from "../sandbox/index.js";
+import { exitSoon, firstStopSignal, STOP_DEADLINE_MS, within } from "./shutdown.js";
 
 export interface WorkerOptions extends GlobalOptions {
   role: string;
@@ -81,6 +82,8 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
   const model = await openModel(o.model, o.modelName, threads);
   const workDir = resolve(o.workDir ?? join(homedir(), ".optimus", "worker", nodeId));
   const log = (msg: string) => process.stderr.write(`${nodeId}: ${msg}\n`);
+  // Listening from here on: a signal while connecting still stops the worker cleanly.
+  const stopSignal = firstStopSignal(log);
   const mirror = new RepoMirror(url, token, workDir);
   await mirror.cleanup();
   const loop: AgentLoopOptions = { model, mirror, maxIterations, checkTimeoutMs: 300_000, sandbox: sandboxSetting.data, maxTokens: 2_048, log, farm: { url, token } };
@@ -96,18 +99,25 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
     onOutcome: (lease, r) => log(`${lease.taskId}/${lease.unitId}#${lease.attempt}: ${r.accepted ? `accepted${r.duplicate ? " (again)" : ""}` : `not accepted: ${r.error}`}`),
     log,
   });
+  let early: NodeJS.Signals | null;
   try {
-    await agent.start();
+    // A farm that is not up yet is waited for; a signal meanwhile stops the waiting.
+    early = await Promise.race([agent.start().then(() => null), stopSignal]);
   } catch (err) {
     await model.close();
     throw new CliError((err as Error).message);
   }
-  log(`${role.data} worker connected to ${url} with model ${model.name}, ${maxConcurrent} slot(s); waiting for units`);
-  await new Promise<void>((r) => {
-    process.once("SIGINT", r);
-    process.once("SIGTERM", r);
+  if (!early) log(`${role.data} worker connected to ${url} with model ${model.name}, ${maxConcurrent} slot(s); waiting for units`);
+  const sig = early ?? (await stopSignal);
+  // The running units end now: their checks are killed, model turns cut short; their leases expire
+  // on the farm, which hands the units out again.
+  log(`${sig}: stopping (${agent.activeLeases} running unit(s) end now; Ctrl-C again to exit at once)`);
+  const clean = await within(STOP_DEADLINE_MS, async () => {
+    await agent.stop(STOP_DEADLINE_MS - 2_000);
+    // A GGUF model finishes reading the prompt it is on before it can be freed (tokens are cut at
+    // once): not waited for long, the process exit frees it anyway.
+    await within(1_500, () => model.close());
   });
-  log("stopping");
-  await agent.stop();
-  await model.close();
+  log(clean ? "stopped" : `not stopped within ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
+  exitSoon(clean ? 0 : 1);
 }

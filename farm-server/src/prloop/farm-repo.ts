@@ -1,6 +1,6 @@
-import { mkdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
-import { Git } from "../git/safe-git.js";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import { Git, runGit, type GitResult, type RunGitOptions } from "../git/safe-git.js";
 import { readPatchWithGit, type PatchReading } from "./patch-reading.js";
 
 export const integrationBranch = (taskId: string) => `optimus/${taskId}`;
@@ -11,6 +11,21 @@ export const unitTrailer = (taskId: string, unitId: string, attempt: number) => 
 const AUTHOR = ["-c", "user.name=Optimus", "-c", "user.email=optimus@localhost"];
 
 /**
+ * One pooled eval worktree: a folder and an index file of its own beside it (never inside it), on
+ * the repository's objects and refs through GIT_DIR/GIT_WORK_TREE/GIT_INDEX_FILE. It is not a
+ * registered `git worktree` (nothing in the user's `git worktree list`, no branch checked out, no
+ * `.git` in the folder for an eval to read or rewrite); the farm resets it to each unit's commit.
+ */
+export interface EvalTree {
+  slot: number;
+  dir: string;
+  index: string;
+}
+
+/** Configuration for git in a pooled tree: the user's sparse checkout or bare flag must not shape it. */
+const TREE_CONFIG: ReadonlyArray<readonly [string, string]> = [["core.sparseCheckout", "false"], ["core.bare", "false"]];
+
+/**
  * The farm's hands on the repository: integration and unit branches, worktrees it owns under the
  * state folder, and merges. Worktree add/remove and ref updates run one at a time (concurrent
  * `git worktree add` on one repository fails in git 2.39).
@@ -18,10 +33,101 @@ const AUTHOR = ["-c", "user.name=Optimus", "-c", "user.email=optimus@localhost"]
 export class FarmRepo {
   readonly git: Git;
   private chain: Promise<unknown> = Promise.resolve();
+  /** pooled eval trees not in use (slot numbers), and how many exist */
+  private readonly freeTrees: number[] = [];
+  private treeCount = 0;
+  private commonDir: string | null = null;
 
   constructor(readonly root: string, readonly worktreesDir: string) {
     this.git = new Git(root);
     mkdirSync(worktreesDir, { recursive: true });
+  }
+
+  /** Where pooled eval trees live: `<worktrees>/.pool/eval-<n>` (+ `eval-<n>.index`). */
+  get poolDir(): string {
+    return join(this.worktreesDir, ".pool");
+  }
+
+  private async gitDir(): Promise<string> {
+    if (this.commonDir) return this.commonDir;
+    const out = (await this.git.raw(["rev-parse", "--git-common-dir"])).trim();
+    this.commonDir = isAbsolute(out) ? out : resolve(this.root, out);
+    return this.commonDir;
+  }
+
+  /** git in a pooled tree: its own index and work tree, the repository's objects and refs. */
+  private async inTree(t: EvalTree, args: readonly string[], opts: Omit<RunGitOptions, "cwd" | "env" | "config"> = {}): Promise<GitResult> {
+    return runGit(args, { ...opts, cwd: t.dir, config: TREE_CONFIG, env: { GIT_DIR: await this.gitDir(), GIT_WORK_TREE: t.dir, GIT_INDEX_FILE: t.index } });
+  }
+
+  /**
+   * A pooled tree at `commit`, for one evaluation at a time: a free one reset to the commit, or a
+   * new slot. Release it with `releaseTree` (it stays on disk for the next unit).
+   */
+  async acquireTree(commit: string): Promise<EvalTree> {
+    const slot = this.freeTrees.pop() ?? this.treeCount++;
+    const t: EvalTree = { slot, dir: join(this.poolDir, `eval-${slot}`), index: join(this.poolDir, `eval-${slot}.index`) };
+    try {
+      await this.resetTree(t, commit);
+    } catch (err) {
+      this.freeTrees.push(slot);
+      throw err;
+    }
+    return t;
+  }
+
+  releaseTree(t: EvalTree): void {
+    if (!this.freeTrees.includes(t.slot)) this.freeTrees.push(t.slot);
+  }
+
+  /**
+   * Makes a pooled tree exactly `commit`: tracked files rewritten where they differ (read-tree -u
+   * --reset, as `reset --hard` does), everything untracked removed but the cached dependencies' mount
+   * point (`/node_modules` at the root). A tree without its index (a crash, a first use) is rebuilt
+   * from nothing; so is one git cannot reset.
+   */
+  async resetTree(t: EvalTree, commit: string): Promise<void> {
+    mkdirSync(this.poolDir, { recursive: true });
+    const fresh = async () => {
+      rmSync(t.dir, { recursive: true, force: true });
+      rmSync(t.index, { force: true });
+      mkdirSync(t.dir, { recursive: true });
+      await this.inTree(t, ["read-tree", "-u", "--reset", commit]);
+    };
+    if (!existsSync(t.index) || !existsSync(t.dir)) await fresh();
+    else {
+      try {
+        await this.inTree(t, ["read-tree", "-u", "--reset", commit]);
+      } catch {
+        await fresh();
+      }
+    }
+    await this.inTree(t, ["clean", "-ffdxq", "-e", "/node_modules"]);
+    // A `.git` file as a linked worktree has, naming no real git folder: the sandbox mounts it
+    // read-only, so an eval can neither write one that some git would later read nor find a repository.
+    rmSync(join(t.dir, ".git"), { recursive: true, force: true });
+    writeFileSync(join(t.dir, ".git"), "gitdir: /nonexistent/optimus-eval-tree (the farm's git folder is not mounted)\n", { mode: 0o444 });
+  }
+
+  /** Applies a patch file to a pooled tree and its index; returns the problem, or null. */
+  async applyInTree(t: EvalTree, patchFile: string): Promise<string | null> {
+    try {
+      await this.inTree(t, ["apply", "--index", "--binary", patchFile]);
+      return null;
+    } catch (err) {
+      return (err as Error).message.split("\n").slice(0, 3).join(" ");
+    }
+  }
+
+  /**
+   * Commits a pooled tree's index on `base` and points `branch` at the commit (write-tree,
+   * commit-tree, update-ref: the branch is never checked out anywhere).
+   */
+  async commitTree(t: EvalTree, base: string, message: string, branch: string): Promise<string> {
+    const tree = (await this.inTree(t, ["write-tree"])).stdout.trim();
+    const commit = (await this.inTree(t, [...AUTHOR, "commit-tree", tree, "-p", base, "-m", message])).stdout.trim();
+    await this.git.raw(["update-ref", `refs/heads/${branch}`, commit]);
+    return commit;
   }
 
   /** Runs `fn` after every earlier serialized operation. */

@@ -10,7 +10,8 @@ import { assertAction } from "../core/unit-actions.js";
 import type { FarmState } from "../core/farm-state.js";
 import type { SubmissionHandler } from "../core/lease-commands.js";
 import type { UnitRecord } from "../store/projection.js";
-import { runCheck } from "../sandbox/index.js";
+import { runCheck, type EgressOptions, type SandboxBind } from "../sandbox/index.js";
+import { prepareDeps, type DepsCache } from "../setup/index.js";
 import { FarmRepo, integrationBranch, unitBranch, unitTrailer } from "./farm-repo.js";
 import { changeFiles } from "./change-view.js";
 import { checkChange, type ChangeLimits } from "./patch-policy.js";
@@ -44,6 +45,12 @@ export interface PrLoopDeps {
   hide?: string[];
   /** the retry-or-dead decision for a failed attempt (LeaseCommands owns the policy) */
   retryDecision(u: UnitRecord): { next: "retry"; notBefore: number } | { next: "dead" };
+  /** the farm's dependency cache (`<repo's folder in the home>/deps`); without it evals get no set-up */
+  deps?: DepsCache;
+  /** how the farm's own set-ups reach the egress proxy, when it runs one */
+  setupEgress?(): EgressOptions | undefined;
+  /** aborted when the farm stops: running evals are killed, and their unit is evaluated again after the restart */
+  signal?: AbortSignal;
 }
 
 /** What a worker needs beyond the unit's spec: where to start, what to address, what to review. */
@@ -55,6 +62,8 @@ export interface LeaseWorkContext {
   review?: { unitId: string; attempt: number; patch: string; evals: Array<{ name: string; exitCode: number | null; output: string }> };
   /** the farm's egress proxy (its port on the farm's host), when it offers one to checks */
   egress?: { port: number };
+  /** the repository's `setup:` (absent: the worker detects it from the lockfile) */
+  setup?: ServerConfig["setup"];
 }
 
 /**
@@ -217,8 +226,15 @@ export class PrLoop implements SubmissionHandler {
     await Promise.all([...this.taskQueues.values()]);
   }
 
+  /** The farm's dependency cache and how its set-ups reach the egress proxy (wired by the farm once its proxy runs). */
+  useSetup(deps: DepsCache, egress: () => EgressOptions | undefined): void {
+    this.d.deps = deps;
+    this.d.setupEgress = egress;
+  }
+
   contextFor(u: UnitRecord): LeaseWorkContext {
     const ctx: LeaseWorkContext = { base: { branch: integrationBranch(u.taskId) } };
+    if (this.d.config.setup !== undefined) ctx.setup = this.d.config.setup;
     if (u.feedback?.length) ctx.feedback = u.feedback;
     const notes = u.attempt > 1 ? this.d.notesOf?.(u.taskId, u.unitId) : undefined;
     if (notes) ctx.notes = notes;
@@ -373,25 +389,41 @@ export class PrLoop implements SubmissionHandler {
     const patchPath = this.patchFile(u);
     const branch = unitBranch(taskId, unitId, attempt);
     const base = (await this.d.repo.revParse(`refs/heads/${integrationBranch(taskId)}`))!;
-    const wt = await this.d.repo.addWorktree(`${taskId}--${unitId}-${attempt}`, branch, base);
+    // A pooled tree (one per concurrent evaluation, reused): reset to the base, not created anew.
+    const tree = await this.d.repo.acquireTree(base);
+    const wt = tree.dir;
     const ref = { taskId, unitId, attempt };
     try {
       const fail = async (reason: string) => {
         await this.commitIfCurrent(ref, "evaluating", [{ type: "unit_failed", data: { ...ref, reason, feedback: reason, ...this.d.retryDecision(u) } }]);
-        await this.d.repo.removeWorktree(wt, branch);
+        await this.d.repo.deleteBranch(branch);
       };
-      const applied = await this.d.repo.applyIn(wt, patchPath);
+      const applied = await this.d.repo.applyInTree(tree, patchPath);
       if (applied) return await fail(`patch no longer applies: ${applied}`);
       // The merge commit carries the Optimus-Unit trailer (the at-most-once key); the change names its attempt.
-      const commit = await this.d.repo.commitIn(wt, `optimus(${taskId}/${unitId}#${attempt}): ${u.spec.goal.split("\n")[0]!.slice(0, 72)}\n\nOptimus-Attempt: ${taskId}/${unitId}#${attempt}`);
+      const commit = await this.d.repo.commitTree(tree, base, `optimus(${taskId}/${unitId}#${attempt}): ${u.spec.goal.split("\n")[0]!.slice(0, 72)}\n\nOptimus-Attempt: ${taskId}/${unitId}#${attempt}`, branch);
       // The rules again, on the commit itself (what a merge would take), before any eval runs it.
       const reading = await this.d.repo.changeBetween(base, commit);
       const facts = reading.ok ? checkChange(reading.entries, u.spec.files, this.limits) : { ok: false as const, error: reading.error };
       if (!facts.ok) return await fail(`patch refused: ${facts.error}`);
-      const evals = [];
-      for (const e of this.d.config.prloop.eval) {
-        // The eval runs the change's code: in the sandbox, seeing the worktree and toolchains only.
-        const r = await runCheck(e.command, { cwd: wt, timeoutMs: e.timeoutMs, sandbox: this.d.config.sandbox, hide: this.d.hide ?? [] });
+      const evals: EvalOutcome[] = [];
+      let binds: SandboxBind[] = [];
+      if (this.d.config.prloop.eval.length > 0 && this.d.deps) {
+        // The change's dependencies (its own lockfile), installed once per lockfile content and shown
+        // read-only: the evals themselves run offline.
+        const setup = await this.setUp(ref, wt);
+        if (this.d.signal?.aborted) return; // the farm is stopping mid set-up: no verdict, evaluated again on restart
+        if (setup) {
+          evals.push(setup.outcome);
+          binds = setup.binds;
+          // The set-up ran the repository's install scripts here: back to exactly the commit.
+          if (setup.ranInWorktree) await this.d.repo.resetTree(tree, commit);
+        }
+      }
+      for (const e of evals.some((e) => e.exitCode !== 0) ? [] : this.d.config.prloop.eval) {
+        // The eval runs the change's code: in the sandbox, seeing the worktree, toolchains and the cached dependencies (read-only) only.
+        const r = await runCheck(e.command, { cwd: wt, timeoutMs: e.timeoutMs, sandbox: this.d.config.sandbox, hide: this.d.hide ?? [], binds, ...(this.d.signal ? { signal: this.d.signal } : {}) });
+        if (this.d.signal?.aborted) return; // the farm is stopping: no verdict; the unit stays in evaluation and is evaluated again on restart
         if (r.sandboxNote) this.d.log.warn({ taskId, unitId, eval: e.name }, r.sandboxNote);
         evals.push({ name: e.name, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, output: r.output.slice(-8_000) });
       }
@@ -403,10 +435,34 @@ export class PrLoop implements SubmissionHandler {
         ? [evaluated]
         : [evaluated, { type: "unit_failed", data: { ...ref, reason: `evals failed: ${failed.map((e) => e.name).join(", ")}`, feedback, ...this.d.retryDecision(u) } }]);
     } finally {
-      await this.d.repo.removeWorktree(wt);
+      this.d.repo.releaseTree(tree);
     }
     const now = this.current(taskId, unitId, attempt, "evaluating") ?? this.current(taskId, unitId, attempt, "reviewing");
     if (now && (now.state === "evaluating" || this.p.reviewersOf(now).length === 0)) await this.decide(taskId, unitId, attempt);
+  }
+
+  /**
+   * The dependency set-up of an eval tree, as an eval entry (`set-up`: a cache hit or an install,
+   * with its duration; a failure fails the evaluation with its log's tail), or null when the
+   * repository has none. Logged with its duration and whether it was a cache hit.
+   */
+  private async setUp(ref: { taskId: string; unitId: string; attempt: number }, wt: string): Promise<{ outcome: EvalOutcome; binds: SandboxBind[]; ranInWorktree: boolean } | null> {
+    const egress = this.d.setupEgress?.();
+    let prepared;
+    try {
+      prepared = await prepareDeps(this.d.deps!, this.d.config.setup, { worktree: wt, sandbox: this.d.config.sandbox, hide: this.d.hide ?? [], ...(egress ? { egress } : {}), ...(this.d.signal ? { signal: this.d.signal } : {}) });
+    } catch (err) {
+      const output = `the set-up could not run: ${(err as Error).message}`;
+      this.d.log.warn({ ...ref }, output);
+      return { outcome: { name: "set-up", exitCode: null, timedOut: false, durationMs: 0, output }, binds: [], ranInWorktree: true };
+    }
+    if (prepared.kind === "unsupported") this.d.log.warn({ ...ref }, `no dependency set-up: ${prepared.reason}`);
+    if (prepared.kind !== "ready") return null;
+    const o = prepared.outcome;
+    if (o.sandboxNote) this.d.log.warn({ ...ref }, o.sandboxNote);
+    this.d.log.info({ ...ref, hash: o.hash, hit: o.hit, durationMs: o.durationMs, ok: o.ok, log: o.logFile }, o.summary);
+    const output = o.ok ? `${o.summary}\n${o.hit ? "" : o.output.slice(-2_000)}`.trimEnd() : `${o.summary}\n${o.output}`;
+    return { outcome: { name: "set-up", exitCode: o.exitCode, timedOut: false, durationMs: o.durationMs, output: output.slice(-8_000) }, binds: o.binds, ranInWorktree: o.ranInWorktree };
   }
 
   private async commitIfCurrent(ref: { taskId: string; unitId: string; attempt: number }, state: UnitRecord["state"], events: EventBody[]): Promise<boolean> {

@@ -4,4 +4,4 @@
  */
 export { runCheck, OUTPUT_CAP_BYTES, type RunCheckOptions, type CheckResult, type EgressOptions } from "./run.js";
 export { detectSandbox, resolveSandbox, SandboxUnavailableError, type SandboxKind, type SandboxSetting, type SandboxChoice } from "./detect.js";
-export { bwrapArgs, sandboxExecProfile, ETC_ALLOWLIST, type SandboxView } from "./profile.js";
+export { bwrapArgs, sandboxExecProfile, checkBind, ETC_ALLOWLIST, type SandboxView, type SandboxBind } from "./profile.js";

@@ -19,6 +19,27 @@ export interface SandboxView {
   readWrite: string[];
   /** folders masked even where a read-only folder contains them (the farm's home, a worker's token) */
   hide: string[];
+  /**
+   * folders shown at another place inside the worktree (the cached dependencies at
+   * `<worktree>/node_modules`), mounted after the worktree; read-only unless said otherwise
+   */
+  binds?: SandboxBind[];
+}
+
+/** A folder `src` of the host seen at `dest` (inside the worktree) in the sandbox. */
+export interface SandboxBind {
+  src: string;
+  dest: string;
+  readOnly: boolean;
+}
+
+/** Checks a bind: both paths absolute, the destination strictly inside the worktree (never over a system folder). */
+export function checkBind(view: Pick<SandboxView, "cwd">, b: SandboxBind): void {
+  if (!isAbsolute(b.src) || !isAbsolute(b.dest)) throw new Error(`sandbox paths must be absolute: ${b.src} -> ${b.dest}`);
+  const dest = normalize(b.dest);
+  if (dest === normalize(view.cwd) || !within(dest, normalize(view.cwd)) || dest.split(sep).includes(".git")) {
+    throw new Error(`a sandbox bind must land inside the worktree (and not in .git): ${b.dest}`);
+  }
 }
 
 /** Top-level system folders with programs and libraries (symlinks on merged-/usr systems are kept as symlinks). */
@@ -70,6 +91,12 @@ export function bwrapArgs(view: SandboxView, exists: (p: string) => boolean = ex
   // A worktree's `.git` is a file naming its git folder (which is not mounted): read-only, so the
   // command cannot point it anywhere the farm's git would later read.
   if (exists(`${view.cwd}/.git`)) args.push("--ro-bind", `${view.cwd}/.git`, `${view.cwd}/.git`);
+  // Binds whose destination is inside the worktree (cached dependencies): after the worktree, so
+  // they cover it; `--ro-bind` for the cache, so no check or eval can change what the next one sees.
+  for (const b of view.binds ?? []) {
+    checkBind(view, b);
+    args.push(b.readOnly ? "--ro-bind" : "--bind", normalize(b.src), normalize(b.dest));
+  }
   // Masks last: they cover anything a read-only folder brought along.
   const visible = [...SYSTEM_DIRS, ...readOnly, view.cwd, view.home, ...view.readWrite];
   for (const h of view.hide.map((p) => normalize(p))) {
@@ -111,6 +138,10 @@ export function sandboxExecProfile(view: SandboxView & { tmp: string; egressPort
   const ro = ["/usr", "/bin", "/sbin", "/System", "/Library/Developer", "/Library/Frameworks", "/Applications/Xcode.app", "/opt/homebrew", "/usr/local", "/private/etc", "/private/var/db/timezone", "/dev", ...view.readOnly];
   const node = nodeInstallDir();
   if (node) ro.push(node);
+  // Binds cannot be mounted here: the caller links `dest` to `src` (a symlink in the worktree), and
+  // the profile lets the command read (or, for a set-up's own output, write) the real folder.
+  const binds = view.binds ?? [];
+  for (const b of binds) checkBind(view, b);
   const rw = [view.cwd, view.home, view.tmp, ...view.readWrite];
   const lines = [
     "(version 1)",
@@ -129,5 +160,11 @@ export function sandboxExecProfile(view: SandboxView & { tmp: string; egressPort
   ];
   if (view.egressPort !== undefined) lines.push(`(allow network-outbound (remote ip "localhost:${view.egressPort}"))`);
   if (view.hide.length) lines.push(`(deny file-read* file-write* ${view.hide.map((p) => `(subpath ${quote(p)})`).join(" ")})`);
+  // After the masks (the cache may sit in the farm's home): exactly the bound folders, read-only
+  // unless the bind says otherwise (a set-up writing its output), and the link itself never rewritten.
+  for (const b of binds) {
+    lines.push(b.readOnly ? `(allow file-read* (subpath ${quote(b.src)}))` : `(allow file-read* file-write* (subpath ${quote(b.src)}))`);
+    if (b.readOnly) lines.push(`(deny file-write* (subpath ${quote(b.src)}) (literal ${quote(b.dest)}))`);
+  }
   return lines.join("\n") + "\n";
 }

@@ -4,13 +4,13 @@
  * but the egress bridge, and the whole process tree killed on timeout or when the caller aborts.
  */
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, readlink, rm, rmdir, stat, symlink, unlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { startEgressRelay, type EgressRelay } from "../egress/relay.js";
 import { BRIDGE_SCRIPT, EGRESS_BRIDGE_PORT } from "../egress/sandbox-bridge.js";
 import { resolveSandbox, type SandboxKind, type SandboxSetting } from "./detect.js";
-import { bwrapArgs, sandboxExecProfile } from "./profile.js";
+import { bwrapArgs, checkBind, sandboxExecProfile, type SandboxBind } from "./profile.js";
 import { TailBuffer } from "./tail-buffer.js";
 import { stripTerminalEscapes } from "@optimus/shared";
 
@@ -24,6 +24,11 @@ export interface RunCheckOptions {
   readOnly?: string[];
   /** folders that must stay invisible even inside a read-only folder (the farm's home) */
   hide?: string[];
+  /**
+   * host folders seen at another place inside the worktree: the cached dependencies, read-only at
+   * `<worktree>/node_modules` (under bwrap a bind mount; elsewhere a symlink in the worktree)
+   */
+  binds?: SandboxBind[];
   /** ends the command (its whole tree) early: a cancelled or lost lease */
   signal?: AbortSignal;
   /**
@@ -80,6 +85,7 @@ export async function runCheck(command: string, opts: RunCheckOptions): Promise<
   await mkdir(tmp);
   let egress: EgressSetup | undefined;
   try {
+    for (const b of opts.binds ?? []) await placeBind(b, opts.cwd, sandbox.kind);
     if (opts.egress) egress = await setUpEgress(opts.egress, sandbox.kind);
     const result = await runIn(sandbox.kind, command, opts, home, tmp, egress);
     return sandbox.note ? { ...result, sandboxNote: sandbox.note } : result;
@@ -87,6 +93,34 @@ export async function runCheck(command: string, opts: RunCheckOptions): Promise<
     await egress?.close().catch(() => undefined);
     await rm(scratch, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/**
+ * Makes a bind's destination ready in the worktree: an empty folder as bwrap's mount point, or,
+ * where nothing can be mounted (sandbox-exec, none), a symlink to the source. A destination the
+ * repository itself holds (a file, a folder with content) is refused rather than covered silently.
+ */
+async function placeBind(b: SandboxBind, cwd: string, kind: SandboxKind): Promise<void> {
+  checkBind({ cwd }, b);
+  await mkdir(dirname(b.dest), { recursive: true });
+  const st = await lstat(b.dest).catch(() => null);
+  if (kind === "bwrap") {
+    if (st?.isSymbolicLink() && (await readlink(b.dest).catch(() => "")) === b.src) await unlink(b.dest); // left by a non-bwrap run
+    else if (st && !st.isDirectory()) throw new Error(`cannot show the cached dependencies at ${b.dest}: the worktree has a file there`);
+    await mkdir(b.dest, { recursive: true });
+    return;
+  }
+  if (st?.isSymbolicLink()) {
+    if ((await readlink(b.dest)) === b.src) return;
+    await unlink(b.dest);
+  } else if (st?.isDirectory()) {
+    await rmdir(b.dest).catch(() => {
+      throw new Error(`cannot show the cached dependencies at ${b.dest}: the worktree has a folder with content there`);
+    });
+  } else if (st) {
+    throw new Error(`cannot show the cached dependencies at ${b.dest}: the worktree has a file there`);
+  }
+  await symlink(b.src, b.dest, "dir");
 }
 
 interface EgressSetup {
@@ -140,7 +174,7 @@ function bridgedArgv(shellScript: string, socketPath: string): string[] {
 
 function sandboxed(kind: SandboxKind, argv: string[], opts: RunCheckOptions, home: string, tmp: string, egress?: EgressSetup): string[] {
   const view = {
-    cwd: opts.cwd, home, readOnly: opts.readOnly ?? [], hide: opts.hide ?? [],
+    cwd: opts.cwd, home, readOnly: opts.readOnly ?? [], hide: opts.hide ?? [], binds: opts.binds ?? [],
     readWrite: egress?.socketPath !== undefined ? [dirname(egress.socketPath)] : [],
   };
   if (kind === "bwrap") return ["bwrap", ...bwrapArgs(view), "--", ...argv];

@@ -27,6 +27,8 @@ export interface TaskRecord extends TaskHeader {
   merge?: { into: string; commit?: string; heldReason?: string };
   /** ADR drafts the planner wrote for this task (committed with its milestones) */
   adrs?: string[];
+  /** why the planner's plan was not used (the task fell back to one unit) */
+  planFallback?: string;
 }
 
 export interface UnitRecord extends UnitView {
@@ -277,6 +279,7 @@ export class Projection {
         const t = this.tasks.get(e.data.taskId);
         if (!t) break;
         if (e.data.adr) t.adrs = [...(t.adrs ?? []), e.data.adr];
+        if (e.data.fallback) t.planFallback = e.data.fallback;
         for (const k of this.addUnits(t, e.data.units, e.ts)) ready(k);
         touch(t.taskId);
         break;
@@ -376,7 +379,7 @@ export class Projection {
     return {
       taskId: t.taskId, title: t.title, description: t.description, priority: t.priority, createdBy: t.createdBy,
       createdAt: t.createdAt, updatedAt: t.updatedAt, units: t.units.map((k) => k.slice(t.taskId.length + 1)), counts,
-      state: taskState(t, counts), ...(t.merge ? { merge: t.merge } : {}),
+      state: taskState(t, counts), ...(t.merge ? { merge: t.merge } : {}), ...(t.planFallback ? { planFallback: t.planFallback } : {}),
     };
   }
 

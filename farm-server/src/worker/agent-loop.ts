@@ -4,7 +4,8 @@ import type { LeaseWorkContext } from "../prloop/pr-loop.js";
 import { applyEdits, editProposalJsonSchema, parseEditProposal } from "./edits.js";
 import type { ChatMessage, Generation, ModelProvider } from "./models/model-provider.js";
 import type { RepoMirror } from "./repo-mirror.js";
-import { runCheck, type SandboxSetting } from "../sandbox/index.js";
+import { runCheck, type EgressOptions, type SandboxBind, type SandboxSetting } from "../sandbox/index.js";
+import { resolveSetup } from "../setup/index.js";
 import { filesInScope, readWorktreeFile } from "./worktree-files.js";
 import type { LeaseContext } from "./worker-agent.js";
 
@@ -67,6 +68,17 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
   let evidence = "";
   try {
     const spec = lease.spec;
+    const egress: EgressOptions | undefined = work.egress && o.farm ? { proxyUrl: `http://${new URL(o.farm.url).hostname}:${work.egress.port}`, proxyAuthorization: `Bearer ${o.farm.token}` } : undefined;
+    // The repository's dependencies, before the model changes anything: installed once per lockfile
+    // content into the work dir's cache (network only through the egress proxy), read-only to checks.
+    let binds: SandboxBind[] = [];
+    let setupLine = "";
+    if (spec.check) {
+      const deps = await setUpDependencies(lease, ctx, o, dir, work, egress, started);
+      if ("failed" in deps) return { outcome: "failed", summary: deps.failed, evidence: deps.line };
+      binds = deps.binds;
+      setupLine = deps.line;
+    }
     const files = filesInScope(dir, spec.files);
     const messages: ChatMessage[] = [
       { role: "system", content: "You are a careful software engineer working on one small, verifiable unit of a larger task. Answer only with JSON: {\"summary\": string, \"edits\": [{\"kind\": \"replace\", \"path\", \"search\", \"replace\"} | {\"kind\": \"write\", \"path\", \"content\"}], \"done\": boolean}. `search` must match the file exactly once. Change only the files you are given. Use names from the project's glossary." },
@@ -99,11 +111,10 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
       }
       if (!spec.check) break;
       ctx.progress({ phase: "checking", step: spec.check, elapsedMs: Date.now() - started });
-      const egress = work.egress && o.farm ? { proxyUrl: `http://${new URL(o.farm.url).hostname}:${work.egress.port}`, proxyAuthorization: `Bearer ${o.farm.token}` } : undefined;
       // A lease that ends (cancelled, lost, the worker stopping) ends its check too.
-      const check = await runCheck(spec.check, { cwd: dir, timeoutMs: o.checkTimeoutMs, sandbox: o.sandbox ?? "auto", signal: ctx.signal, ...(egress ? { egress } : {}) });
+      const check = await runCheck(spec.check, { cwd: dir, timeoutMs: o.checkTimeoutMs, sandbox: o.sandbox ?? "auto", signal: ctx.signal, binds, ...(egress ? { egress } : {}) });
       if (check.sandboxNote) o.log(check.sandboxNote);
-      evidence = `$ ${spec.check}\n(exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}, sandbox: ${check.sandbox})\n${check.output}`;
+      evidence = `${setupLine}$ ${spec.check}\n(exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}, sandbox: ${check.sandbox})\n${check.output}`;
       if (check.exitCode === 0) {
         checkPassed = true;
         break;
@@ -124,6 +135,37 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
     return { outcome: "succeeded", summary: last.ok ? last.proposal.summary : "change made", patch, evidence, signals: signals(o, gens, checksFailed, gens.length), transcript: transcriptOf(messages) };
   } finally {
     await o.mirror.remove(dir);
+  }
+}
+
+/**
+ * The unit's dependency set-up (see setup/): nothing when the repository has none; otherwise the
+ * cache entry for its lockfile, installed on a miss (progress phase "setting up"), and the binds
+ * that show it read-only in the worktree. The evidence line says whether it was a cache hit.
+ */
+async function setUpDependencies(
+  lease: Lease, ctx: LeaseContext, o: AgentLoopOptions, dir: string, work: LeaseWorkContext, egress: EgressOptions | undefined, started: number,
+): Promise<{ binds: SandboxBind[]; line: string } | { failed: string; line: string }> {
+  const unit = `${lease.taskId}/${lease.unitId}#${lease.attempt}`;
+  const decision = resolveSetup(work.setup, dir);
+  if (decision.kind === "none") return { binds: [], line: "" };
+  if (decision.kind === "unsupported") {
+    o.log(`${unit}: no dependency set-up: ${decision.reason}`);
+    return { binds: [], line: `set-up: none (${decision.reason})\n` };
+  }
+  ctx.progress({ phase: "setting up", step: decision.plan.command, elapsedMs: Date.now() - started });
+  try {
+    const r = await o.mirror.deps.ensure({ plan: decision.plan, worktree: dir, sandbox: o.sandbox ?? "auto", signal: ctx.signal, ...(egress ? { egress } : {}) });
+    if (r.sandboxNote) o.log(r.sandboxNote);
+    o.log(`${unit}: ${r.summary}`);
+    if (!r.ok) return { failed: r.summary, line: `${r.summary}\n${r.output.slice(-4_000)}\n` };
+    // Install scripts ran in the worktree: back to exactly the unit's base before the model starts.
+    if (r.ranInWorktree) await o.mirror.restore(dir);
+    return { binds: r.binds, line: `${r.summary}\n` };
+  } catch (err) {
+    const why = `the dependency set-up could not run: ${(err as Error).message}`;
+    o.log(`${unit}: ${why}`);
+    return { failed: why, line: `${why}\n` };
   }
 }
 

@@ -1,11 +1,13 @@
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { safeGitEnv } from "../git/safe-git.js";
+import { DepsCache } from "../setup/index.js";
 
 /**
- * A worker's copy of the repository, fetched read-only from the farm's git endpoint, with one
- * worktree per unit. The token reaches git only through the environment of the git process
+ * A worker's copy of the repository, fetched read-only from the farm's git endpoint, with a pool
+ * of worktrees (`units/slot-<n>`): one per unit running at once, reset to each unit's base rather
+ * than created and removed. The token reaches git only through the environment of the git process
  * (an extra HTTP header), never through arguments or files.
  */
 /** tries of a fetch the farm answered with 503 (busy), with growing waits (about 30 s in all) */
@@ -14,10 +16,23 @@ const FETCH_ATTEMPTS = 6;
 export class RepoMirror {
   private readonly gitDir: string;
   private chain: Promise<unknown> = Promise.resolve();
+  /** pooled worktrees not in use, and the ones a unit holds */
+  private readonly free: string[] = [];
+  private readonly busy = new Set<string>();
+  private slots = 0;
 
   constructor(private readonly farmUrl: string, private readonly token: string, private readonly workDir: string) {
     mkdirSync(workDir, { recursive: true });
     this.gitDir = join(workDir, "mirror.git");
+    this.deps = new DepsCache(join(workDir, "deps"));
+  }
+
+  /** Puts a unit's worktree back to its commit (after a set-up ran install scripts in it). */
+  restore(dir: string): Promise<void> {
+    return this.serial(async () => {
+      await this.git(["reset", "-q", "--hard"], dir);
+      await this.git(["clean", "-ffdxq", "-e", "/node_modules"], dir);
+    });
   }
 
   private git(args: string[], cwd?: string): Promise<string> {
@@ -35,10 +50,17 @@ export class RepoMirror {
     return run;
   }
 
-  /** Removes unit worktrees a crash left behind (called when the worker starts). */
+  /** the worker's dependency cache (`<work dir>/deps`), shared by its units */
+  readonly deps: DepsCache;
+
+  /**
+   * Sweeps what a crash or an older version left behind (called when the worker starts): per-unit
+   * worktrees are removed; pooled slots stay, to be reset by the next unit that takes them.
+   */
   cleanup(): Promise<void> {
     return this.serial(async () => {
-      rmSync(join(this.workDir, "units"), { recursive: true, force: true });
+      const units = join(this.workDir, "units");
+      if (existsSync(units)) for (const f of readdirSync(units)) if (!/^slot-\d+$/.test(f)) rmSync(join(units, f), { recursive: true, force: true });
       if (existsSync(this.gitDir)) await this.git(["--git-dir", this.gitDir, "worktree", "prune"]).catch(() => undefined);
     });
   }
@@ -60,23 +82,71 @@ export class RepoMirror {
     });
   }
 
-  /** A fresh worktree of `branch` (as the farm has it now) for one unit attempt. */
-  async prepare(name: string, branch: string): Promise<string> {
+  /**
+   * A worktree at `branch` (as the farm has it now) for one unit attempt: a pooled slot no other
+   * unit holds, reset to the branch (`checkout --detach -f`, then `clean -ffdx` keeping only the
+   * dependencies' mount point), or a new slot. `name` is kept for callers; slots are named by number.
+   * Give it back with `remove`.
+   */
+  async prepare(_name: string, branch: string): Promise<string> {
     await this.sync();
     return this.serial(async () => {
-      const dir = join(this.workDir, "units", name);
-      await this.git(["--git-dir", this.gitDir, "worktree", "remove", "--force", dir]).catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
-      await this.git(["--git-dir", this.gitDir, "worktree", "prune"]);
-      mkdirSync(join(this.workDir, "units"), { recursive: true });
-      await this.git(["--git-dir", this.gitDir, "worktree", "add", "-q", "--detach", dir, `refs/remotes/farm/${branch}`]);
+      const dir = this.free.pop() ?? join(this.workDir, "units", `slot-${this.nextSlot()}`);
+      this.busy.add(dir);
+      try {
+        await this.reset(dir, `refs/remotes/farm/${branch}`);
+      } catch (err) {
+        this.busy.delete(dir);
+        throw err;
+      }
       return dir;
     });
   }
 
+  private nextSlot(): number {
+    for (;;) {
+      const dir = join(this.workDir, "units", `slot-${this.slots}`);
+      if (!this.busy.has(dir) && !this.free.includes(dir)) return this.slots++;
+      this.slots++;
+    }
+  }
+
+  /**
+   * Resets a slot to `ref`; a slot that is missing, or whose `.git` file is not the one git wrote (a
+   * check cannot write it, but an unsandboxed run could), is made again with `worktree add`.
+   */
+  private async reset(dir: string, ref: string): Promise<void> {
+    const slot = dir.slice(dir.lastIndexOf("/") + 1);
+    const expected = `gitdir: ${join(this.gitDir, "worktrees", slot)}`;
+    let dotGit = "";
+    try {
+      dotGit = readFileSync(join(dir, ".git"), "utf8").trim();
+    } catch {
+      // not a worktree (yet)
+    }
+    if (dotGit === expected && existsSync(join(this.gitDir, "worktrees", slot))) {
+      try {
+        await this.git(["checkout", "-q", "--detach", "-f", ref], dir);
+        await this.git(["clean", "-ffdxq", "-e", "/node_modules"], dir);
+        return;
+      } catch {
+        // fall through: make it again
+      }
+    }
+    await this.git(["--git-dir", this.gitDir, "worktree", "remove", "--force", dir]).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    await this.git(["--git-dir", this.gitDir, "worktree", "prune"]);
+    mkdirSync(join(this.workDir, "units"), { recursive: true });
+    await this.git(["--git-dir", this.gitDir, "worktree", "add", "-q", "--detach", dir, ref]);
+  }
+
   /** The change made in a worktree, as the patch the farm expects (`git diff --binary`). */
   async patchOf(dir: string): Promise<string> {
-    await this.git(["add", "-A"], dir);
+    // Never the dependencies' mount point (or, where nothing can be mounted, the link to the cache):
+    // an ignore rule of the worker's own, so a repository that does not ignore node_modules is no different.
+    const exclude = join(this.workDir, "add-exclude");
+    if (!existsSync(exclude)) writeFileSync(exclude, "/node_modules\n");
+    await this.git(["-c", `core.excludesFile=${exclude}`, "add", "-A"], dir);
     return this.git(["diff", "--cached", "--binary"], dir);
   }
 
@@ -84,8 +154,16 @@ export class RepoMirror {
     return (await this.git(["ls-files"], dir)).split("\n").filter(Boolean);
   }
 
+  /**
+   * Gives a unit's worktree back to the pool (its files stay until the next unit resets it; the
+   * dependencies' mount point is never touched). A worktree that is not a pooled slot is removed.
+   */
   remove(dir: string): Promise<void> {
     return this.serial(async () => {
+      if (this.busy.delete(dir)) {
+        if (!this.free.includes(dir)) this.free.push(dir);
+        return;
+      }
       await this.git(["--git-dir", this.gitDir, "worktree", "remove", "--force", dir]).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     });

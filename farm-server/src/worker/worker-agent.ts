@@ -31,6 +31,8 @@ export interface WorkerAgentOptions {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** While a lease runs, the farm is asked at least this often whether it still holds (a cancelled unit's check stops within about this long). */
+const LEASE_WATCH_MS = 1_000;
 
 /**
  * A worker's connection to the farm: registers, keeps its lease stream open across reconnects,
@@ -39,12 +41,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class WorkerAgent {
   private readonly client: FarmClient;
   private readonly closeClient: () => void;
-  private readonly active = new Map<string, { lease: Lease; abort: AbortController }>();
+  private readonly active = new Map<string, { lease: Lease; abort: AbortController; done?: Promise<void> }>();
   private readonly seen = new Set<string>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private subscription: { unsubscribe(): void } | null = null;
   private stopped = false;
   private heartbeatMs = 5_000;
+  private lastBeat = 0;
   readonly nodeId: string;
 
   constructor(private readonly opts: WorkerAgentOptions) {
@@ -63,11 +66,23 @@ export class WorkerAgent {
     this.subscribe();
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops taking leases and ends the running ones: their signals abort (checks are killed, model
+   * turns cut short), and their leases are left to expire on the farm, which hands the units out
+   * again. Waits for the running units to wind down, at most `graceMs`.
+   */
+  async stop(graceMs = 3_000): Promise<void> {
     this.stopped = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.subscription?.unsubscribe();
-    for (const a of this.active.values()) a.abort.abort();
+    const running = [...this.active.values()];
+    for (const a of running) a.abort.abort();
+    if (running.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
+      await Promise.race([Promise.all(running.map((a) => a.done)), late]);
+      clearTimeout(timer);
+    }
     this.closeClient();
   }
 
@@ -78,7 +93,12 @@ export class WorkerAgent {
         if (r.heartbeatIntervalMs !== this.heartbeatMs || !this.heartbeatTimer) {
           this.heartbeatMs = r.heartbeatIntervalMs;
           if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-          this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
+          // Beats at the farm's interval; while a lease runs, at least every LEASE_WATCH_MS, so a
+          // cancelled, expired or re-leased unit stops its work (and its check) at once.
+          const tick = Math.min(this.heartbeatMs, LEASE_WATCH_MS);
+          this.heartbeatTimer = setInterval(() => {
+            if (this.active.size > 0 || Date.now() - this.lastBeat >= this.heartbeatMs - tick / 2) void this.heartbeat();
+          }, tick);
         }
         return;
       } catch (err) {
@@ -109,14 +129,15 @@ export class WorkerAgent {
     this.seen.add(lease.leaseId);
     if (this.seen.size > 10_000) this.seen.delete(this.seen.values().next().value!); // oldest first
     const abort = new AbortController();
-    this.active.set(lease.leaseId, { lease, abort });
+    const entry: { lease: Lease; abort: AbortController; done?: Promise<void> } = { lease, abort };
+    this.active.set(lease.leaseId, entry);
     const ref: LeaseRef = { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId };
     const ctx: LeaseContext = {
       signal: abort.signal,
       progress: (p) => void this.client.worker.progress.mutate({ nodeId: this.nodeId, lease: ref, progress: p }).catch(() => undefined),
       escalate: (ask) => this.escalate(ref, ask, abort.signal),
     };
-    void (async () => {
+    entry.done = (async () => {
       let result: UnitResultInput;
       try {
         result = await this.opts.execute(lease, ctx);
@@ -130,7 +151,7 @@ export class WorkerAgent {
       }
       await this.deliver(lease, ref, result);
       this.active.delete(lease.leaseId);
-    })();
+    })().catch(() => undefined);
   }
 
   private async escalate(ref: LeaseRef, ask: EscalationAsk, signal: AbortSignal): Promise<EscalationAnswer> {
@@ -164,18 +185,35 @@ export class WorkerAgent {
   }
 
   private async heartbeat(): Promise<void> {
+    if (this.stopped) return;
+    // Never skipped while an earlier beat is still in flight: on a loaded farm a beat can take longer
+    // than the interval, and waiting for it would let the lease expire (beats are idempotent).
+    this.lastBeat = Date.now();
+    await this.beat();
+  }
+
+  private async beat(): Promise<void> {
     const leases = [...this.active.values()].map(({ lease }) => ({ taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId }));
     try {
       const r = await this.client.worker.heartbeat.mutate({ nodeId: this.nodeId, leases });
       for (const l of r.lost) {
         const a = this.active.get(l.leaseId);
-        if (a) {
+        if (a && !a.abort.signal.aborted) {
           this.opts.log?.(`lease ${l.leaseId} lost: ${l.reason}`);
           a.abort.abort();
         }
       }
-    } catch {
-      // The farm is unreachable; leases outlive a short outage, and the next beat tries again.
+    } catch (err) {
+      // The farm answered no (the token was revoked, the node is no longer ours): nothing this worker
+      // holds can be delivered, so its work stops now.
+      if (isFinalError(err) && !this.stopped) {
+        for (const a of this.active.values()) {
+          if (a.abort.signal.aborted) continue;
+          this.opts.log?.(`lease ${a.lease.leaseId} ended: the farm refused the heartbeat (${(err as Error).message})`);
+          a.abort.abort();
+        }
+      }
+      // Otherwise the farm is unreachable; leases outlive a short outage, and the next beat tries again.
     }
   }
 }

@@ -3,29 +3,21 @@
 // counts only from another token and node than the change's author; protected paths need a person
 // whose token carries the approver right, and the journal names that person.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { test } from "node:test";
-import { pino } from "pino";
-import { createFarmClient, errorCode, startFarm, type Lease } from "@optimus/farm-server";
-import { ServerConfig, type FarmEvent } from "@optimus/shared";
+import { createFarmClient, errorCode, type Lease } from "@optimus/farm-server";
+import type { FarmEvent } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
 import { seenVersion } from "../helpers/decisions.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+import { farmOnRepo } from "../helpers/in-process-farm.js";
 
 const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
 const APPROVE = { verdict: "approve" as const, risk: "low" as const, summary: "looks right", comments: [] };
 
-async function farmOn(t: { after(fn: () => unknown): void }, repo: string) {
-  const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port: 0, heartbeatIntervalMs: 500, planner: { enabled: false } });
-  const farm = await startFarm({ repo, config, log: pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
-  t.after(() => farm.close());
-  const admin = farm.startup.adminToken!.token;
-  return { farm, admin, client: httpClientFor(farm.url, admin) };
-}
+const farmOn = (t: { after(fn: () => unknown): void }, repo: string) => farmOnRepo(t, repo, { planner: { enabled: false } });
 
 /** A worker node driven by hand over the real API: register, watch its lease stream, submit. */
 async function handWorker(t: { after(fn: () => unknown): void }, url: string, token: string, nodeId: string, role: "codegen" | "review") {

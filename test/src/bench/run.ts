@@ -3,8 +3,10 @@
 //   2. raw SQLite with the same pragmas (one row per transaction, and 100 per transaction),
 //   3. create → lease latency over loopback with 50 real worker agents,
 //   4. local-model tokens/s through LlamaProvider against bare node-llama-cpp (same GGUF, threads, context),
-//   5. a unit's worktree in a 20,000-file repository: RepoMirror.prepare/remove (fetch from the real farm,
-//      in-process) against plain `git worktree add/remove`, on the temp directory's disk and on tmpfs,
+//   5. a unit's worktree in a 20,000-file repository: RepoMirror.prepare/remove on a pooled slot (fetch
+//      from the real farm, in-process, then a reset) and the farm's pooled eval tree against plain
+//      `git worktree add/remove`, on the temp directory's disk and on tmpfs; a dependency set-up's
+//      cache miss (`npm ci` in the sandbox through the egress proxy) vs hit,
 //   6. the VS Code extension: bundle size, activation in code-server beside a minimal extension, and
 //      unit state change → tree latency with 1,000 units and 50 editors beside the raw journal stream.
 // Results also go to test-artifacts/bench.json so later runs can be compared.
@@ -21,6 +23,7 @@ import { storeThroughputOnce, type StoreRunOptions, type StoreRunResult } from "
 import { extensionRows, runExtensionBench, TREE } from "./extension-section.js";
 import { admissionRate, gatewayOverhead } from "./gateway-bench.js";
 import { benchWorktreePrep, type WorktreeBenchOptions, type WorktreeBenchResult } from "./worktree-prep.js";
+import { benchSetupCache, type SetupBenchResult } from "./setup-cache.js";
 
 const STORE: StoreRunOptions = { tasks: 20, unitsPerTask: 500, capacity: 64, stallMs: 4_000 };
 const STORE_RUNS = 3;
@@ -130,6 +133,16 @@ async function main(): Promise<number> {
     }
   }
 
+  // 5b. The dependency set-up: cache miss vs hit.
+  let setup: SetupBenchResult | undefined;
+  log("dependency set-up: npm ci in the sandbox (miss) vs cache hit …");
+  try {
+    setup = await benchSetupCache(3);
+    log(`  miss ${fmt(setup.missMs)} ms, hit ${fmt(setup.hitMs, 2)} ms`);
+  } catch (err) {
+    problems.push(`dependency set-up: ${(err as Error).message}`);
+  }
+
   // 6. The editor extension.
   const ext = await runExtensionBench();
   problems.push(...ext.problems);
@@ -203,11 +216,18 @@ async function main(): Promise<number> {
     const parts = Number.isFinite(w.parts.mirrorWorktreeAddMs) ? `worktree add from the mirror ${fmt(w.parts.mirrorWorktreeAddMs)} ms + ` : "";
     rows.push(
       { measure: `${label}: plain git add+remove`, value: fmt(B.totalMs), unit: "ms", note: `median of ${w.runs}: add ${fmt(B.addMs)} + remove ${fmt(B.removeMs)} ms; ${fmt(w.files)} files in ${w.folders} folders (${fmt(w.packBytes / 2 ** 20, 1)} MiB pack)` },
-      { measure: `${label}: RepoMirror prepare+remove`, value: fmt(M.totalMs), unit: "ms", note: `median of ${w.runs}: prepare ${fmt(M.prepareMs)} + remove ${fmt(M.removeMs)} ms; ${fmt(w.ratio, 2)}× plain git${where === "disk" ? " (skewed: each run here follows one more removed worktree than the plain run before it, see the last row)" : ""}` },
-      { measure: `${label}: RepoMirror.prepare`, value: fmt(M.prepareMs), unit: "ms", note: `${prepMet}; = ${parts}no-op fetch from the farm ${fmt(w.parts.noopSyncMs)} ms + prune` },
+      { measure: `${label}: unit worktree ready, reuse (RepoMirror prepare+remove)`, value: fmt(M.totalMs), unit: "ms", note: `median of ${w.runs}: prepare ${fmt(M.prepareMs)} + release ${fmt(M.removeMs)} ms on a pooled slot reset to the unit's base (two bases 20 files apart); ${fmt(w.ratio, 3)}× plain git add+remove; the slot's first creation ${fmt(w.warmup.mirror.prepareMs)} ms` },
+      { measure: `${label}: RepoMirror.prepare (reuse)`, value: fmt(M.prepareMs), unit: "ms", note: `${prepMet}; includes the no-op fetch from the farm ${fmt(w.parts.noopSyncMs)} ms${parts ? `; ${parts.replace(/ \+ $/, "")} (plain)` : ""}` },
+      { measure: `${label}: farm eval tree ready, reuse`, value: fmt(w.farmPool.readyMs), unit: "ms", note: `median of ${w.runs}: FarmRepo.acquireTree (read-tree -u --reset + clean) on a pooled tree; ${fmt(w.farmPool.readyMs / B.addMs, 3)}× plain git worktree add; first use ${fmt(w.farmPool.createMs)} ms` },
       { measure: `${label}: mirror initial clone`, value: fmt(w.initialSyncMs), unit: "ms", note: `first mirror.sync() (init --bare + full fetch over HTTP from the in-process farm), once; repo written in ${fmt(w.createMs)} ms (not counted)` },
     );
   }
+  if (setup) {
+    rows.push(
+      { measure: "dependency set-up, cache miss", value: fmt(setup.missMs), unit: "ms", note: `median of ${setup.runs}: npm ci (1 dependency, loopback registry stand-in) in bwrap through the egress proxy, into a fresh cache; runs ${setup.missRuns.map((m) => fmt(m)).join(", ")} ms` },
+      { measure: "dependency set-up, cache hit", value: fmt(setup.hitMs, 2), unit: "ms", note: `median of ${setup.hitRuns.length}: hash of the lockfile + the entry found; ${fmt(setup.missMs / setup.hitMs)}× faster than a miss; ${setup.tarballs} tarball(s) served in all (one per miss)` },
+    );
+  } else rows.push({ measure: "dependency set-up", value: "FAILED", unit: "ms", note: problems.find((p) => p.startsWith("dependency set-up"))?.slice(0, 200) ?? "" });
   rows.push(...extensionRows(ext));
   if (gw.ok) {
     rows.push(
@@ -245,7 +265,8 @@ async function main(): Promise<number> {
   if (ext.tree?.ok) ratios.push(`state change → tree vs raw journal stream, p50 = ${fmt(ext.tree.tree.p50 / ext.tree.rawEvents.p50, 2)}×, p99 = ${fmt(ext.tree.tree.p99 / ext.tree.rawEvents.p99, 2)}×`);
   if (gw.ok) ratios.push(`gateway call vs direct call to the stand-in, p50 = ${fmt(gw.viaGateway.p50 / gw.direct.p50, 2)}×, p99 = ${fmt(gw.viaGateway.p99 / gw.direct.p99, 2)}×`);
   if (ext.activation) ratios.push(`extension activation vs minimal extension = ${fmt(ext.activation.optimusMs / ext.activation.baselineMs, 2)}×`);
-  for (const [where, w] of Object.entries(worktree)) ratios.push(`RepoMirror prepare+remove vs plain git worktree add+remove (${where}) = ${fmt(w.ratio, 2)}×`);
+  for (const [where, w] of Object.entries(worktree)) ratios.push(`unit worktree ready with reuse (RepoMirror prepare+remove) vs plain git worktree add+remove (${where}) = ${fmt(w.ratio, 3)}×; farm eval tree reuse vs plain add = ${fmt(w.farmPool.readyMs / w.baseline.addMs, 3)}×`);
+  if (setup) ratios.push(`dependency set-up: cache miss ÷ hit = ${fmt(setup.missMs / setup.hitMs)}×`);
 
   const totalMs = msSince(t0);
   const out = [
@@ -272,6 +293,7 @@ async function main(): Promise<number> {
     latency: { options: LATENCY, ...lat },
     llama: llama ? { options: LLAMA, target: LLAMA_TARGET, ...llama, noConfidenceRatio: llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec } : null,
     worktree: { options: WORKTREE, diskRuns: WORKTREE_DISK_RUNS, tmpfs: worktree.tmpfs ?? null, disk: worktree.disk ?? null },
+    setup: setup ?? null,
     gateway: { overhead: gw, admission: adm },
     extension: { treeOptions: TREE, sizes: ext.sizes ?? null, activation: ext.activation ?? null, tree: ext.tree ?? null },
     ratios,

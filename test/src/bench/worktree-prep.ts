@@ -1,8 +1,11 @@
 // Measure: preparing a unit's worktree in a large repository (20,000 files in 200 folders), the way a
 // worker does it — RepoMirror.prepare() (a `git fetch` over HTTP from the real farm, in this process,
-// then `git worktree add` from the worker's bare mirror) and RepoMirror.remove() — against plain
-// `git worktree add --detach` + `git worktree remove --force` on the repository itself, median of 5
-// each, interleaved (A, B, A, B, …) after one warm-up of each so that drift hits both sides alike.
+// then a pooled slot of the worker's bare mirror reset to the unit's base: `checkout --detach -f` +
+// `clean -ffdx`) and RepoMirror.remove() (the slot back to the pool) — and the farm's pooled eval tree
+// (FarmRepo.acquireTree: read-tree -u --reset + clean) against plain `git worktree add --detach` +
+// `git worktree remove --force` on the repository itself, median of 5 each, interleaved (A, B, C, A,
+// …) after one warm-up of each (the warm-up creates the pooled slot) so that drift hits all alike.
+// Units alternate between two bases (main and a branch changing 20 files), as consecutive units do.
 // The repository is written with one `git fast-import` stream and checked out once (not timed).
 // The mirror's initial clone is timed once, separately. To show where prepare's time goes, the
 // no-op fetch (mirror.sync() with nothing new) and (optionally) a bare `git worktree add` from the
@@ -19,6 +22,7 @@ import { basename, join, sep } from "node:path";
 import { pino } from "pino";
 import { startFarm } from "@optimus/farm-server";
 import { RepoMirror } from "@optimus/farm-server/dist/worker/repo-mirror.js";
+import { FarmRepo } from "@optimus/farm-server/dist/prloop/farm-repo.js";
 import { ServerConfig } from "@optimus/shared";
 import { httpClientFor } from "../helpers/clients.js";
 import { median } from "./stats.js";
@@ -52,8 +56,10 @@ export interface WorktreeBenchResult {
   /** the untimed-for-median first run of each side: the plain one is the first worktree made after the
    * repository's checkout, before any worktree was removed (a "fresh disk" reference) */
   warmup: { plain: { addMs: number; removeMs: number }; mirror: { prepareMs: number; removeMs: number } };
-  /** RepoMirror.prepare(name, branch) + remove(dir), per run and median */
+  /** RepoMirror.prepare(name, branch) + remove(dir) on a pooled slot, per run and median */
   mirror: { prepareMs: number; removeMs: number; totalMs: number; runs: Array<{ prepareMs: number; removeMs: number }> };
+  /** the farm's pooled eval tree: FarmRepo.acquireTree(commit) (reset of a used tree) + releaseTree, per run and median; createMs: its first use */
+  farmPool: { readyMs: number; runs: number[]; createMs: number };
   /** mirror total ÷ baseline total (1.0: the worker path costs nothing over plain git) */
   ratio: number;
   /** parts of prepare, timed on their own (medians; mirrorWorktreeAddMs is NaN when not measured) */
@@ -118,7 +124,14 @@ function makeBigRepo(dir: string, files: number, folders: number): void {
     const path = `src/m${String(i % folders).padStart(fw, "0")}/f${String(i).padStart(nw, "0")}.ts`;
     parts.push(`M 100644 inline ${path}\ndata ${Buffer.byteLength(body)}\n${body}\n`);
   }
-  git(["fast-import", "--quiet"], parts.join(""));
+  // A second base, 20 files changed: consecutive units rarely start from the very same commit.
+  const changed = [`commit refs/heads/other\ncommitter Bench <bench@localhost> 1700000001 +0000\ndata 6\nother\nfrom refs/heads/main\n`];
+  for (let i = 0; i < 20; i++) {
+    const n = i * Math.floor(files / 20);
+    const body = `// file ${n}, changed\nexport const value${n} = ${n + 1};\n`;
+    changed.push(`M 100644 inline src/m${String(n % folders).padStart(fw, "0")}/f${String(n).padStart(nw, "0")}.ts\ndata ${Buffer.byteLength(body)}\n${body}\n`);
+  }
+  git(["fast-import", "--quiet"], parts.join("") + changed.join(""));
   git(["reset", "-q", "--hard"]); // the farm's repository has its branch checked out
 }
 
@@ -153,20 +166,32 @@ export async function benchWorktreePrep(opts: WorktreeBenchOptions = {}): Promis
       const [, removeMs] = await timed(() => run(repo, ["worktree", "remove", "--force", dir]));
       return { addMs, removeMs };
     };
-    // b: the worker's path
+    // b: the worker's path (a pooled slot, reset to the unit's base)
     let nMirror = 0;
     const mirrorOnce = async () => {
-      const [dir, prepareMs] = await timed(() => mirror.prepare(`bench-${nMirror++}`, "main"));
+      const [dir, prepareMs] = await timed(() => mirror.prepare(`bench-${nMirror}`, nMirror++ % 2 ? "other" : "main"));
       const [, removeMs] = await timed(() => mirror.remove(dir));
       return { prepareMs, removeMs };
     };
+    // c: the farm's eval tree (pooled, reset to the unit's commit)
+    const farmRepo = new FarmRepo(repo, join(root, "farm-worktrees"));
+    const commits = [(await run(repo, ["rev-parse", "main"])).trim(), (await run(repo, ["rev-parse", "other"])).trim()];
+    let nFarm = 0;
+    const farmOnce = async () => {
+      const [tree, ms] = await timed(() => farmRepo.acquireTree(commits[nFarm++ % 2]!));
+      farmRepo.releaseTree(tree);
+      return ms;
+    };
 
-    const warmup = { plain: await plainOnce(), mirror: await mirrorOnce() }; // page cache, first worktree bookkeeping
+    const warmup = { plain: await plainOnce(), mirror: await mirrorOnce() }; // page cache, first worktree bookkeeping, the slot made
+    const farmCreateMs = await farmOnce();
     const plainRuns: Array<{ addMs: number; removeMs: number }> = [];
     const mirrorRuns: Array<{ prepareMs: number; removeMs: number }> = [];
+    const farmRuns: number[] = [];
     for (let i = 0; i < runs; i++) {
       plainRuns.push(await plainOnce());
       mirrorRuns.push(await mirrorOnce());
+      farmRuns.push(await farmOnce());
     }
 
     // parts of prepare: the no-op fetch, and worktree add from the bare mirror without the fetch
@@ -194,6 +219,7 @@ export async function benchWorktreePrep(opts: WorktreeBenchOptions = {}): Promis
     };
     return {
       files, folders, runs, createMs, packBytes, farmStartMs, baseline, initialSyncMs, warmup, mirror: viaMirror,
+      farmPool: { readyMs: median(farmRuns), runs: farmRuns, createMs: farmCreateMs },
       ratio: viaMirror.totalMs / baseline.totalMs,
       parts: { noopSyncMs: median(syncs), mirrorWorktreeAddMs: median(adds) },
       targetPrepareMs: TARGET_PREPARE_MS,

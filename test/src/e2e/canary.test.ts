@@ -59,12 +59,28 @@ const JOURNAL = (repo: string) => join(stateDirFor(repo), "journal.db");
 
 /** Every file under `dir` whose bytes contain `needle` (symlinks not followed). */
 function filesContaining(dir: string, needle: Buffer, found: string[] = []): string[] {
-  for (const name of readdirSync(dir)) {
+  // git's own temporary files and folders come and go while the farm works: one gone mid-walk
+  // held nothing to find (ENOENT only; any other error fails the sweep).
+  const gone = (err: unknown) => (err as NodeJS.ErrnoException).code === "ENOENT";
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    if (gone(err)) return found;
+    throw err;
+  }
+  for (const name of names) {
     const p = join(dir, name);
-    const st = lstatSync(p);
-    if (st.isSymbolicLink()) continue;
+    const st = lstatSync(p, { throwIfNoEntry: false });
+    if (!st || st.isSymbolicLink()) continue;
     if (st.isDirectory()) filesContaining(p, needle, found);
-    else if (st.isFile() && readFileSync(p).includes(needle)) found.push(p);
+    else if (st.isFile()) {
+      try {
+        if (readFileSync(p).includes(needle)) found.push(p);
+      } catch (err) {
+        if (!gone(err)) throw err;
+      }
+    }
   }
   return found;
 }

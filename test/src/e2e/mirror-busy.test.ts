@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -32,5 +32,5 @@ test("eight workers fetching at once from a farm with one git slot and no queue:
   const failed = results.filter((r) => r.status === "rejected").map((r) => String((r as PromiseRejectedResult).reason));
   assert.deepEqual(failed, [], "every mirror got the repository");
   const wt = await new RepoMirror(farm.url, token, dirs[0]!).prepare("u1", "main");
-  assert.ok(wt.endsWith("u1"));
+  assert.match(readFileSync(join(wt, "src", "add.js"), "utf8"), /export function add/, "a worktree of main from the fetched mirror");
 });

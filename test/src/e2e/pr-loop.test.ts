@@ -3,14 +3,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { pino } from "pino";
-import { errorCode, startFarm, type Lease } from "@optimus/farm-server";
-import { ServerConfig } from "@optimus/shared";
+import { errorCode, type Lease } from "@optimus/farm-server";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+import { farmOnRepo } from "../helpers/in-process-farm.js";
 
 const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
 type Ctx = { base?: { branch: string }; feedback?: string[]; notes?: string; review?: { unitId: string; patch: string; evals: Array<{ name: string; exitCode: number | null }> } };
@@ -28,13 +27,7 @@ function patchWith(repo: string, change: (dir: string) => void): string {
   }
 }
 
-async function farmOn(t: { after(fn: () => unknown): void }, repo: string) {
-  const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port: 0, heartbeatIntervalMs: 500 });
-  const farm = await startFarm({ repo, config, log: pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
-  t.after(() => farm.close());
-  const admin = farm.startup.adminToken!.token;
-  return { farm, admin, client: httpClientFor(farm.url, admin) };
-}
+const farmOn = (t: { after(fn: () => unknown): void }, repo: string) => farmOnRepo(t, repo);
 
 test("a green, approved, low-risk change merges on its own; a protected path waits for `optimus approve`", async (t) => {
   const repo = makeFixtureRepo(t);

@@ -8,9 +8,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { pino } from "pino";
-import { createFarmClient, errorCode, startFarm, type Lease } from "@optimus/farm-server";
-import { availableActions, ServerConfig, type FarmEvent, type ReviewVerdict, type ViewsMessage } from "@optimus/shared";
+import { createFarmClient, errorCode, type Lease } from "@optimus/farm-server";
+import { availableActions, type FarmEvent, type ReviewVerdict, type ViewsMessage } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { seenVersion } from "../helpers/decisions.js";
@@ -19,18 +18,13 @@ import { startOpenAiStandin } from "../helpers/openai-standin.js";
 import { CliProcess } from "../helpers/processes.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+import { farmOnRepo } from "../helpers/in-process-farm.js";
 
 const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
 const FIX2 = "export function add(left, right) {\n  return left + right;\n}\n";
 type Ctx = { base?: { branch: string } };
 
-async function farmOn(t: { after(fn: () => unknown): void }, repo: string) {
-  const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port: 0, heartbeatIntervalMs: 500 });
-  const farm = await startFarm({ repo, config, log: pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
-  t.after(() => farm.close());
-  const admin = farm.startup.adminToken!.token;
-  return { farm, admin, client: httpClientFor(farm.url, admin) };
-}
+const farmOn = (t: { after(fn: () => unknown): void }, repo: string) => farmOnRepo(t, repo);
 
 /** The refusal of a stale decision: 409, the sentence, and the current version in `data.stale`. */
 function assertStale(err: unknown, current: { attempt: number; head: string }, message: RegExp): void {

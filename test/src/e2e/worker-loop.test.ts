@@ -108,6 +108,13 @@ test("the planner: a task sent as text is planned into units by the worker's mod
   const fallback = db.prepare("SELECT json_extract(data, '$.fallback') FROM events WHERE type = 'units_planned' AND json_extract(data, '$.taskId') = ?").pluck().get(other) as string;
   db.close();
   assert.equal(fallback, "unit 'new-module' names nowhere/module.js, which does not exist (nor does its folder)");
+  // The user sees it too: in the task's view (the editor's tree shows it) and under the task in `optimus status`.
+  assert.equal((await admin.tasks.get.query({ taskId: other })).task.planFallback, fallback);
+  const status = await runCli(["status", "--once", "--task", other], { cwd: repo, env });
+  assert.equal(status.code, 0, status.stderr);
+  const lines = status.stdout.split("\n");
+  const row = lines.findIndex((l) => l.startsWith(`${other} `));
+  assert.equal(lines[row + 1], `  ↳ plan not used, one unit instead: ${fallback}`, status.stdout);
 });
 
 test("one machine runs the whole farm: `farm up --workers 2` starts a codegen and a review worker that take a task to main", { timeout: 180_000 }, async (t) => {

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { CLI } from "./paths.js";
 
 /** A long-running `optimus …` process (a worker) whose output is kept for assertions. */
@@ -18,4 +19,17 @@ export class CliProcess {
     this.child.kill(signal);
     await exited;
   }
+}
+
+/** pids whose command line contains `needle` (NUL-separated argv), seen from outside any namespace. */
+export function processesWith(needle: string): string[] {
+  return readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(needle);
+      } catch {
+        return false;
+      }
+    });
 }

@@ -44,3 +44,33 @@ test("the sandbox-exec profile denies by default, allows the same folders, denie
   assert.ok(q.includes('(subpath "/srv/a\\") (allow default) (\\"")'));
   assert.ok(!sandboxExecProfile({ ...view, tmp: "/t" }).includes("network-outbound"));
 });
+
+test("binds: the dependency cache is mounted read-only at <worktree>/node_modules after the worktree (bwrap), readable through its link only (sandbox-exec); a bind outside the worktree is refused", () => {
+  const exists = (p: string) => p !== "/lib32" && p !== "/libx32";
+  const cache = "/srv/farm/repos/r-1/deps/0123abcd/node_modules";
+  const binds = [{ src: cache, dest: `${view.cwd}/node_modules`, readOnly: true }];
+  const args = bwrapArgs({ ...view, binds }, exists);
+  const at = args.findIndex((a, i) => a === "--ro-bind" && args[i + 1] === cache);
+  assert.ok(at > 0, "the cache is bound read-only");
+  assert.equal(args[at + 2], `${view.cwd}/node_modules`, "at the worktree's node_modules");
+  const worktreeBind = args.findIndex((a, i) => a === "--bind" && args[i + 1] === view.cwd);
+  assert.ok(at > worktreeBind, "after the worktree's own bind, so it covers it");
+  assert.equal(args.filter((a) => a === cache).length, 1, "never also mounted at its own path");
+  // A set-up's own output is the one read-write bind.
+  const rw = bwrapArgs({ ...view, binds: [{ ...binds[0]!, readOnly: false }] }, exists);
+  assert.equal(rw[rw.indexOf(cache) - 1], "--bind");
+  for (const dest of ["/usr/lib/node_modules", view.cwd, `${view.cwd}/../other`, `${view.cwd}/.git/hooks`, "relative/node_modules"]) {
+    assert.throws(() => bwrapArgs({ ...view, binds: [{ src: cache, dest, readOnly: true }] }, exists), /inside the worktree|absolute/, dest);
+  }
+
+  const p = sandboxExecProfile({ ...view, binds, tmp: "/private/var/folders/x/T" });
+  const lines = p.trim().split("\n");
+  const hideAt = lines.findIndex((l) => l.startsWith("(deny file-read* file-write* (subpath \"/opt/farm-home\")"));
+  assert.ok(hideAt > 0);
+  assert.equal(lines[hideAt + 1], `(allow file-read* (subpath "${cache}"))`, "readable after the masks (the cache may sit in the farm's home)");
+  assert.equal(lines[hideAt + 2], `(deny file-write* (subpath "${cache}") (literal "${view.cwd}/node_modules"))`, "never writable, nor the link");
+  assert.doesNotMatch(p, new RegExp(`file-write\\* \\(subpath "${cache}"\\)\\)`));
+  const setup = sandboxExecProfile({ ...view, binds: [{ ...binds[0]!, readOnly: false }], tmp: "/t" });
+  assert.ok(setup.includes(`(allow file-read* file-write* (subpath "${cache}"))`), "a set-up writes its own output");
+  assert.throws(() => sandboxExecProfile({ ...view, binds: [{ src: cache, dest: "/usr/local/lib/node_modules", readOnly: true }], tmp: "/t" }), /inside the worktree/);
+});

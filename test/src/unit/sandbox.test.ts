@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { detectSandbox, OUTPUT_CAP_BYTES, runCheck } from "@optimus/farm-server/dist/sandbox/index.js";
 import { ROOT } from "../helpers/paths.js";
+import { processesWith } from "../helpers/processes.js";
 
 const cwd = mkdtempSync(join(tmpdir(), "optimus-sandbox-"));
 let server: Server;
@@ -128,18 +129,6 @@ test("bwrap named explicitly blocks the network; a sandbox that does not work he
   }
 });
 
-/** pids whose command line contains `needle` (NUL-separated argv), seen from outside any namespace. */
-function processesWith(needle: string): string[] {
-  return readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(needle);
-      } catch {
-        return false;
-      }
-    });
-}
 
 test("check output reaches its reader without terminal escapes (colours, cursor moves, titles); lines kept", async () => {
   const r = await runCheck(`printf '\\033[31mFAIL\\033[0m src/a.test.ts\\n\\033]0;title\\007progress 10%%\\rprogress 100%%\\n\\033[2Kdone\\n'`, opts);

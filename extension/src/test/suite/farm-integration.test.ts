@@ -114,6 +114,12 @@ export function defineFarmIntegrationTests(): void {
       await until("attempt 2 to await approval", () => {
         const u = s.connection.views.unit(taskId, "u1");
         return u?.state === "awaiting_approval" && u.attempt === 2;
+      }).catch(async (err: Error) => {
+        // Say what each side believed: the editor's view, the connection, and the farm's own answer.
+        const seen = s.connection.views.unit(taskId, "u1");
+        const farm = await s.connection.api.units.get.query({ taskId, unitId: "u1" }).catch((e: Error) => e.message);
+        const history = await s.connection.api.units.detail.query({ taskId, unitId: "u1" }).then((d) => d.history.map((h) => `${h.type}: ${h.summary}`).join(" | "), (e: Error) => e.message);
+        throw new Error(`${err.message}; the view: ${JSON.stringify({ state: seen?.state, attempt: seen?.attempt })}; connection: ${s.connection.state}; the farm: ${JSON.stringify(typeof farm === "string" ? farm : { state: farm.state, attempt: farm.attempt, reason: farm.reason })}; history: ${history}`);
       });
     });
 
