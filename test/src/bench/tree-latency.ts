@@ -48,7 +48,9 @@ type Presentation = { description: string };
 async function loadPresentation(): Promise<(u: UnitLiveView, now: number) => Presentation> {
   const dir = mkdtempSync(join(tmpdir(), "optimus-bench-presentation-"));
   const out = join(dir, "presentation.mjs");
-  await build({ entryPoints: [join(ROOT, "extension", "src", "model", "unit-presentation.ts")], bundle: true, format: "esm", platform: "node", outfile: out, logLevel: "silent" });
+  await build({ entryPoints: [join(ROOT, "extension", "src", "model", "unit-presentation.ts")], bundle: true, format: "esm", platform: "node", outfile: out, logLevel: "silent",
+    // The model imports shared code whose dependencies are CommonJS (yaml): give the ESM bundle a require.
+    banner: { js: 'import { createRequire as __optimusCreateRequire } from "node:module"; const require = __optimusCreateRequire(import.meta.url);' } });
   const mod = (await import(pathToFileURL(out).href)) as { unitPresentation: (u: UnitLiveView, now: number) => Presentation };
   rmSync(dir, { recursive: true, force: true });
   return mod.unitPresentation;
