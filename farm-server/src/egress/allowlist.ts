@@ -1,7 +1,7 @@
 /**
  * The egress allowlist: which host:port a sandboxed check may reach through the proxy.
  *
- * Patterns: `registry.npmjs.org` (that host exactly), `*.example.com` (any subdomain, never the apex),
+ * Patterns: `registry.example` (that host exactly), `*.example.com` (any subdomain, never the apex),
  * either with an optional `:port` (without one: ports 443 and 80 only). IP literals match only when
  * listed exactly (`127.0.0.1`, `[::1]:8080`). Decisions are made on the requested name, which is then
  * what the proxy connects to: there is no second resolution to disagree with.

@@ -27,6 +27,7 @@ const INSTALL_HINT: Record<string, string> = {
 };
 
 let probed: Promise<{ kind: SandboxKind; why?: string }> | undefined;
+const named = new Map<Exclude<SandboxKind, "none">, Promise<string | undefined>>();
 
 /** The sandbox this platform uses, if it works here (cached). */
 export function detectSandbox(): Promise<{ kind: SandboxKind; why?: string }> {
@@ -73,7 +74,10 @@ export async function resolveSandbox(setting: SandboxSetting | undefined, what =
         "or, only on a machine you trust with this code, set `sandbox: none` (farm: .optimus/config.yaml; worker: --sandbox none)",
     );
   }
-  const why = await probe(setting);
+  // Probed once per process, like `auto`: not a bwrap start before every check.
+  let p = named.get(setting);
+  if (!p) named.set(setting, (p = probe(setting)));
+  const why = await p;
   if (why !== undefined) throw new SandboxUnavailableError(`cannot run ${what}: the ${setting} sandbox does not work here: ${why}`);
   return { kind: setting };
 }

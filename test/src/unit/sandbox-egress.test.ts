@@ -140,8 +140,8 @@ test("direct connections still fail: the target, the proxy itself, and the outsi
 
 test("DNS lookups fail inside the sandbox", async (t) => {
   const script = `const dns = require("dns");
-dns.lookup("registry.npmjs.org", (e, a) => console.log("lookup " + (e ? "FAILED " + e.code : "OK " + a)));
-dns.promises.resolve4("registry.npmjs.org").then((a) => console.log("resolve4 OK " + a), (e) => console.log("resolve4 FAILED " + e.code));`;
+dns.lookup("registry.example", (e, a) => console.log("lookup " + (e ? "FAILED " + e.code : "OK " + a)));
+dns.promises.resolve4("registry.example").then((a) => console.log("resolve4 OK " + a), (e) => console.log("resolve4 FAILED " + e.code));`;
   writeFileSync(join(cwd, "dns.cjs"), script);
   const control = await runCheck("node dns.cjs", { cwd, timeoutMs: 20_000, sandbox: "none" });
   t.diagnostic(`without a sandbox: ${control.output.trim().replace(/\n/g, "; ")}`);
