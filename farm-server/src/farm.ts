@@ -23,11 +23,21 @@ import { FarmRepo } from "./prloop/farm-repo.js";
 import { PrLoop } from "./prloop/pr-loop.js";
 import { Git } from "./git/safe-git.js";
 import { resolveSandbox } from "./sandbox/index.js";
-import { farmHome, prepareRepoHome, repoSlot, stateDirFor } from "./home/farm-home.js";
+import { cloneDirFor, farmHome, filesDirFor, prepareRepoHome, repoSlot, stateDirFor } from "./home/farm-home.js";
+import { OriginClone, parseOrigin, type OriginSpec } from "./delivery/origin.js";
+import { GitDelivery } from "./delivery/git-delivery.js";
+import { TaskMerge } from "./prloop/task-merge.js";
+import { createForgeDelivery } from "./delivery/forge-delivery.js";
+import { manifestSources } from "./files/branch-sources.js";
+import { FarmError } from "./core/errors.js";
 import { DepsCache } from "./setup/index.js";
 import { randomBytes } from "node:crypto";
 
 export interface FarmOptions {
+  /**
+   * The origin: the team's repository (a git URL, or a folder — `--repo` — taken as the origin).
+   * The farm works in its own clone of it, in its home; it never writes into a working tree.
+   */
   repo: string;
   config: ServerConfig;
   log?: Logger;
@@ -48,15 +58,38 @@ export interface Farm {
   close(): Promise<void>;
 }
 
-/** The PR loop, when the farm works on a git repository (without one, accepted results simply complete). */
-function createPrLoop(farmRepo: FarmRepo | null, repo: string, config: ServerConfig, state: FarmState, leases: LeaseCommands, log: Logger, notes: SessionNotes, signal: AbortSignal): PrLoop | null {
-  if (!farmRepo) {
+/** The PR loop on the farm's clone (without a git origin, accepted results simply complete). */
+function createPrLoop(o: { farmRepo: FarmRepo | null; clone: OriginClone | null; repo: string; config: ServerConfig; state: FarmState; leases: LeaseCommands; log: Logger; notes: SessionNotes; signal: AbortSignal; mirror: ManifestMirror }): PrLoop | null {
+  const { farmRepo, clone, repo, config, state, leases, log, notes, signal, mirror } = o;
+  if (!farmRepo || !clone) {
     log.warn(`${repo} is not a git repository: changes cannot be evaluated or merged, results complete as they are`);
     return null;
   }
+  let prloop: PrLoop | null = null;
+  const reevaluate = config.delivery.reevaluateOnMovedTarget && config.prloop.eval.length > 0 && !config.forge;
+  const delivery = new GitDelivery({
+    repo: farmRepo, origin: clone, log, movedTargetRetries: config.delivery.movedTargetRetries, keepBranches: config.delivery.keepBranches,
+    ...(reevaluate ? { evaluate: (taskId: string, commit: string) => prloop!.evaluateMerge(taskId, commit) } : {}),
+  });
+  const taskMerge = new TaskMerge({ state, repo: farmRepo, origin: clone, delivery, log, commitTaskFiles: config.files.mirror ? (taskId, what) => mirror.commitTask(taskId, what) : undefined });
   // The farm's own state (tokens, journal, secrets' caches) is never mounted in an eval's sandbox;
   // `hide` also masks it should an operator put it under a toolchain folder.
-  return new PrLoop({ state, config, repo: farmRepo, patchesDir: join(stateDirOf(repo, config), "patches"), log, hide: [farmHome(), stateDirOf(repo, config)], notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true), signal });
+  return (prloop = new PrLoop({
+    state, config, repo: farmRepo, taskMerge, filesDir: filesDirFor(repo), patchesDir: join(stateDirOf(repo, config), "patches"), log,
+    hide: [farmHome(), stateDirOf(repo, config)], notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true), signal,
+  }));
+}
+
+/** The origin as the farm reads it: a path or URL; a folder that is no git repository has none. */
+async function originOf(repo: string): Promise<OriginSpec | null> {
+  let spec: OriginSpec;
+  try {
+    spec = parseOrigin(repo);
+  } catch (err) {
+    throw new FarmError("invalid", (err as Error).message);
+  }
+  if (spec.local && !(await new Git(spec.url).isRepo())) return null;
+  return spec;
 }
 
 /** The farm's state lives in its home, never in the repository (see home/farm-home.ts). */
@@ -103,25 +136,76 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   });
   await state.commit([{ type: "epoch_started", data: { epoch, pid: process.pid, host: hostname() } }], "farm");
 
-  const runImport = () => importManifests(repo, state, tasks, (d, t) => opts.onProgress?.("importing task manifests", d, t));
-  const imports = await runImport();
-  for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
-  leases.graceLeases();
-  const notes = new SessionNotes(state, repo, (msg, err) => log.warn({ err }, msg));
-  const farmRepo = (await new Git(repo).isRepo()) ? new FarmRepo(repo, join(stateDirOf(repo, config), "worktrees")) : null;
+  // Secrets are read at each call (frontier, origin) through the configured vaults and redacted
+  // wherever the gateway writes text while a value is held.
+  const redactor = new Redactor();
+  const secrets = new SecretResolver(config.secrets, { redactor });
+  const filesDir = filesDirFor(repo);
+  // The farm's own clone of the origin, in its home: fetched now, and before every branch it cuts and every merge.
+  const origin = await originOf(repo);
+  const authRef = config.origin.auth;
+  const clone = origin ? new OriginClone(cloneDirFor(repo), origin, authRef ? () => secrets.resolve(authRef) : undefined) : null;
+  if (clone) {
+    opts.onProgress?.("fetching the origin", 0);
+    try {
+      const { created } = await clone.ensure();
+      if (created) log.info({ origin: origin!.url, clone: clone.dir }, "cloned the origin into the farm's home");
+    } catch (err) {
+      throw new FarmError("unavailable", `the origin ${origin!.url} cannot be fetched: ${(err as Error).message.split("\n")[0]}`);
+    }
+  }
+  const farmRepo = clone ? new FarmRepo(clone.dir, join(stateDirOf(repo, config), "worktrees"), origin!.local ? origin!.url : undefined) : null;
+  const notes = new SessionNotes(state, filesDir, (msg, err) => log.warn({ err }, msg));
+  const mirror = new ManifestMirror(state, {
+    repo: filesDir, commit: config.files.commit, debounceMs: config.files.debounceMs, log: (msg, err) => log.warn({ err }, msg),
+    extraPaths: async (taskId) => [...(await notes.idle(), await notes.filesOf(taskId)), ...(state.projection.tasks.get(taskId)?.adrs ?? [])],
+    ...(farmRepo ? {
+      commitFiles: async (taskId: string, paths: string[], message: string) => {
+        const branch = `optimus/${taskId}`;
+        if (!(await farmRepo.revParse(`refs/heads/${branch}`))) return; // delivered and deleted, or cancelled
+        await farmRepo.commitFiles(branch, filesDir, paths, message);
+      },
+    } : {}),
+  });
   // Aborted when the farm stops: running evals are killed rather than waited for (their units are
   // evaluated again after the restart).
   const shutdown = new AbortController();
-  const prloop = createPrLoop(farmRepo, repo, config, state, leases, log, notes, shutdown.signal);
+  const prloop = createPrLoop({ farmRepo, clone, repo, config, state, leases, log, notes, signal: shutdown.signal, mirror });
   if (prloop) {
     leases.submissionHandler = prloop;
     tasks.prepare = (taskId, target) => prloop.prepareTask(taskId, target);
   }
+  // Delivery through the team's forge (a pull request per task, merges through its API): wired into
+  // the PR loop before it starts; its webhook and polling once the API listens (farmUrl for links).
+  let forgeUrl: string | undefined;
+  const forgeDelivery = config.forge && prloop && farmRepo
+    ? createForgeDelivery({ config: { ...config, forge: config.forge }, secrets, state, tasks, prloop, repo: farmRepo, log, farmUrl: () => forgeUrl })
+    : null;
+  if (forgeDelivery) prloop!.useForge(forgeDelivery);
+  // Task manifests the journal does not know: the farm's files, its branches and the origin's, the
+  // origin's default branch, and (for a local origin) the files in its folder.
+  const runImport = async () => {
+    const sources = [filesDir];
+    let done = () => undefined as void;
+    let delivered: Parameters<typeof importManifests>[4];
+    if (clone) {
+      await clone.fetch().catch((err: Error) => log.warn({ err: err.message }, "could not fetch the origin before reading its manifests"));
+      const s = await manifestSources(clone.dir, join(stateDirOf(repo, config), "import"), await clone.defaultBranch(), (id) => state.projection.tasks.has(id));
+      sources.push(...s.dirs);
+      done = s.done;
+      delivered = s.delivered;
+    }
+    if (!origin || origin.local) sources.push(origin?.url ?? repo);
+    try {
+      return await importManifests(sources, state, tasks, (d, t) => opts.onProgress?.("importing task manifests", d, t), delivered);
+    } finally {
+      done();
+    }
+  };
+  const imports = await runImport();
+  for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
+  leases.graceLeases();
   await leases.resumeSubmitted();
-  // Secrets are read at each frontier call through the configured vaults and redacted wherever the
-  // gateway writes text while a value is held.
-  const redactor = new Redactor();
-  const secrets = new SecretResolver(config.secrets, { redactor });
   const gateway = new Gateway({
     state, config: config.gateway, gate: config.gate, keys: secrets, log, redact: (t) => redactor.redact(t),
     store: new EscalationStore(join(stateDirOf(repo, config), "escalations")),
@@ -135,11 +219,6 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     await state.commit([{ type: "token_created", data: { tokenId: adminToken.tokenId, role: "admin", name: adminToken.name } }], "farm");
   }
 
-  const mirror = new ManifestMirror(state, {
-    repo, commit: config.files.commit, debounceMs: config.files.debounceMs, log: (msg, err) => log.warn({ err }, msg),
-    extraPaths: async (taskId) => [...(await notes.idle(), await notes.filesOf(taskId)), ...(state.projection.tasks.get(taskId)?.adrs ?? [])],
-    ...(farmRepo ? { serial: <T>(fn: () => Promise<T>) => farmRepo.serial(fn) } : {}),
-  });
   if (config.files.mirror) {
     mirror.start();
     notes.start();
@@ -165,7 +244,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   }
   // Dependencies for evals: installed once per lockfile into the repository's folder in the home, through the egress proxy only.
   prloop?.useSetup(new DepsCache(join(repoSlot(repo), "deps")), () => (egress ? { proxyUrl: `http://${/^(0\.0\.0\.0|::)$/.test(config.host) ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host}:${egress.port}`, proxyAuthorization: setupAuth } : undefined));
-  const services: FarmServices = { config, repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport, prloop, gateway };
+  const services: FarmServices = { config, repo, gitDir: clone?.dir ?? repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport, prloop, gateway };
   const metrics = createMetrics(state, dispatcher);
   state.onFlush = metrics.observeFlush;
   dispatcher.start();
@@ -180,10 +259,16 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     tokens.close();
     throw err;
   }
+  if (forgeDelivery) {
+    if (forgeDelivery.webhook) services.forgeWebhook = forgeDelivery.webhook;
+    forgeUrl = api.url;
+    forgeDelivery.start();
+  }
 
   let closing: Promise<void> | null = null;
   const close = (error?: Error) =>
     (closing ??= (async () => {
+      await forgeDelivery?.stop().catch(() => undefined);
       shutdown.abort();
       dispatcher.stop();
       gateway.stop();

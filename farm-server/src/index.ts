@@ -9,3 +9,4 @@ export { SqliteJournal, verifyJournalFile, openFarmDatabase } from "./store/sqli
 export { FencedError, GENESIS_HASH, eventHash, type Journal } from "./store/journal.js";
 export { Projection } from "./store/projection.js";
 export { TokenStore } from "./auth/tokens.js";
+export { cloneDirFor, filesDirFor, repoSlot } from "./home/farm-home.js";

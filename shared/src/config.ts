@@ -127,6 +127,27 @@ export const ServerConfig = z.strictObject({
   limits: ApiLimits.prefault({}),
   /** the team's forge (GitHub first): pull requests, check runs, reviews, merges through its API */
   forge: ForgeConfig.optional(),
+  /** how the farm reaches the origin (its URL comes from `farm up --origin` or `--repo`) */
+  origin: z
+    .strictObject({
+      /** an HTTP `Authorization` value for the origin (e.g. `Basic …` or `Bearer …`), resolved at each fetch and push */
+      auth: z.string().regex(/^secrets-manager:\/\/[^/]+\/[^/]+\/[^/]+$/, "origin.auth must be a secrets-manager://vault/item/field reference, never the secret itself").optional(),
+    })
+    .prefault({}),
+  /** how a finished task reaches its target branch on the origin */
+  delivery: z
+    .strictObject({
+      /** tries when the target branch moves between the farm's fetch and its push */
+      movedTargetRetries: z.number().int().min(0).max(20).default(3),
+      /** keep a task's branches (locally and on the origin) after its merge */
+      keepBranches: z.boolean().default(false),
+      /**
+       * run the eval suite again on a task's merge when the target branch has commits the task's
+       * branch was not evaluated with (without a forge: there the team's required checks decide)
+       */
+      reevaluateOnMovedTarget: z.boolean().default(true),
+    })
+    .prefault({}),
   /** how dependencies are installed for checks and evals (see SetupConfig); absent: detected from the lockfile */
   setup: SetupConfig.optional(),
   /** the egress proxy offered to unit checks that need packages; nothing else leaves a sandbox */

@@ -75,7 +75,12 @@ export interface EventPayloads {
    * approver right; `head`: the change's commit the person saw and approved (absent in older journals)
    */
   unit_approved: { taskId: string; unitId: string; attempt: number; by?: { tokenId: string; name: string; approver: boolean }; protectedPaths?: string[]; head?: string };
-  unit_merged: { taskId: string; unitId: string; attempt: number; commit: string; into: string; auto: boolean; risk: RiskAssessment };
+  /**
+   * `heldForTask`: with a forge, a change the policy would hold is merged into the integration branch
+   * anyway, so the task's pull request shows it; the task's merge then waits for a person's approval
+   * of a version containing it (`task_approved`). The reasons are `risk.reasons`.
+   */
+  unit_merged: { taskId: string; unitId: string; attempt: number; commit: string; into: string; auto: boolean; risk: RiskAssessment; heldForTask?: true };
   /** `head`: the change's commit the person saw (absent in older journals) */
   unit_rejected: { taskId: string; unitId: string; attempt: number; reason: string; head?: string };
   /**
@@ -85,8 +90,19 @@ export interface EventPayloads {
   changes_requested: { taskId: string; unitId: string; attempt: number; feedback: string; head?: string; reviewUnitId?: string };
   /** a planning unit's plan, checked, became these units (or the fallback: one unit for the whole task) */
   units_planned: { taskId: string; planUnitId: string; units: UnitSpec[]; fallback?: string; adr?: string };
+  /** units added to a running task (e.g. to address review comments or a failing check on its pull request), with their first feedback */
+  units_added: { taskId: string; units: UnitSpec[]; reason: string; feedback?: string[] };
   task_merged: { taskId: string; into: string; commit: string };
-  task_merge_held: { taskId: string; into: string; reason: string };
+  task_merge_held: { taskId: string; into: string; reason: string; conflicts?: string[] };
+  /**
+   * A person approved the task's merge as of `head` (a commit of its integration branch they could
+   * see: the pull request's head): it covers the held changes that `head` contains. `by`:
+   * `github:<login>` for a review approval on the forge, else the farm's name of the token;
+   * `forgeEvent`: the forge event it came from (so it is acted on once, also after a restart).
+   */
+  task_approved: { taskId: string; by: string; head: string; forgeEvent?: string };
+  /** the task's pull request on the forge was opened (or found) */
+  task_pull_request: { taskId: string; number: number; url: string; state: "open" | "merged" | "closed" };
   unit_cancelled: { taskId: string; unitId: string; reason?: string };
   /** a human (or the gate) asked for the frontier model on this unit's next attempt; the gateway admits it */
   escalation_requested: { taskId: string; unitId: string; attempt: number; reason?: string };
@@ -165,14 +181,16 @@ export interface TaskView {
   title: string;
   description?: string;
   priority: number;
-  state: "open" | "running" | "completed" | "failed" | "cancelled";
+  state: "open" | "running" | "merging" | "held" | "completed" | "failed" | "cancelled";
   createdBy?: string;
   createdAt: number;
   updatedAt: number;
   units: string[];
   counts: Partial<Record<UnitState, number>>;
   /** where the task's integration branch went, or why it waits */
-  merge?: { into: string; commit?: string; heldReason?: string };
+  merge?: { into: string; commit?: string; heldReason?: string; conflicts?: string[] };
+  /** the task's pull request on the forge, when the farm delivers through one */
+  pullRequest?: { number: number; url: string; state: "open" | "merged" | "closed" };
   /** the planner's plan was not used and the task became one unit: why (the plan check's reason) */
   planFallback?: string;
 }

@@ -6,7 +6,8 @@ import { UnitSpec, UnitStatusMirror } from "./unit.js";
 
 export const MANIFEST_API_VERSION = "optimus/v1";
 
-export const TaskState = z.enum(["open", "running", "completed", "failed", "cancelled"]);
+/** `merging`: every unit is done and the task is on its way to its target; `held`: its merge waits for a person (see merge.heldReason). */
+export const TaskState = z.enum(["open", "running", "merging", "held", "completed", "failed", "cancelled"]);
 export type TaskState = z.infer<typeof TaskState>;
 
 const ManifestUnit = UnitSpec.extend({ status: UnitStatusMirror.optional() });

@@ -125,16 +125,27 @@ export function taskPresentation(t: TaskView, live = true): Presentation {
   const total = t.units.length;
   const done = (t.counts.merged ?? 0) + (t.counts.completed ?? 0);
   const waiting = t.counts.awaiting_approval ?? 0;
-  const icon = t.state === "completed" ? "pass-filled" : t.state === "failed" ? "error" : t.state === "cancelled" ? "circle-slash" : waiting ? "bell-dot" : t.state === "running" ? "loading~spin" : "tasklist";
-  const color = t.state === "completed" ? "charts.green" : t.state === "failed" ? "charts.red" : waiting ? "charts.yellow" : undefined;
+  const held = t.state === "held";
+  const icon = t.state === "completed" ? "pass-filled" : t.state === "failed" ? "error" : t.state === "cancelled" ? "circle-slash" : held ? "warning" : waiting ? "bell-dot" : t.state === "merging" ? "git-merge" : t.state === "running" ? "loading~spin" : "tasklist";
+  const color = t.state === "completed" ? "charts.green" : t.state === "failed" ? "charts.red" : held || waiting ? "charts.yellow" : undefined;
   const parts = [`${live ? "" : "last known: "}${done}/${total} done`];
   if (waiting) parts.push(`${waiting} awaiting approval`);
-  if (t.merge?.heldReason) parts.push("merge held");
+  if (t.merge?.heldReason && !t.merge.commit) parts.push(t.merge.conflicts?.length ? `merge held: conflicts in ${t.merge.conflicts.slice(0, 3).join(", ")}` : "merge held");
+  else if (t.state === "merging") parts.push(`merging into ${t.merge?.into ?? "its target"}`);
+  if (t.pullRequest) parts.push(`PR #${t.pullRequest.number} ${t.pullRequest.state}`);
   if (t.planFallback) parts.push("plan not used");
   const flags = ["task", t.state];
   if (live && (t.state === "open" || t.state === "running")) flags.push("cancellable");
   const tip = [`**${t.title}** (${t.taskId}) — ${t.state}`, t.description ? oneLine(t.description, 400) : "", `Created by ${t.createdBy ?? "unknown"}`];
-  if (t.merge) tip.push(t.merge.heldReason ? `Merge into ${t.merge.into} held: ${t.merge.heldReason}` : `Merged into ${t.merge.into}`);
+  if (t.merge?.commit) tip.push(`Merged into ${t.merge.into} on the origin (${t.merge.commit.slice(0, 10)})`);
+  else if (t.merge?.heldReason) {
+    tip.push(`Merge into ${t.merge.into} held: ${oneLine(t.merge.heldReason, 400)}`);
+    // What the person can do about it, in the same words the CLI uses.
+    tip.push(t.merge.conflicts?.length
+      ? `Resolve the conflicts on \`optimus/${t.taskId}\` and push it, then \`optimus approve ${t.taskId}\`; or cancel the task and send it again.`
+      : `When the cause is fixed, \`optimus approve ${t.taskId}\` tries the merge again.`);
+  }
+  if (t.pullRequest && /^https?:\/\//.test(t.pullRequest.url)) tip.push(`Pull request [#${t.pullRequest.number}](${t.pullRequest.url}) (${t.pullRequest.state})`);
   if (t.planFallback) tip.push(`Plan not used (the task runs as one unit): ${oneLine(t.planFallback, 400)}`);
   return { label: t.title, description: parts.join(" · "), icon, color: live ? color : "disabledForeground", tooltip: tip.filter(Boolean).join("  \n"), contextValue: flags.join(" ") };
 }

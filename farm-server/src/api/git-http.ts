@@ -20,6 +20,8 @@ export interface GitHttpOptions {
   retryAfterSeconds: number;
 }
 
+const WORKER_VIEW: ReadonlyArray<readonly [string, string]> = [["uploadpack.hideRefs", "refs/remotes/origin/optimus/"], ["uploadpack.hideRefs", "refs/remotes/origin/HEAD"]];
+
 export function handleGitHttp(req: IncomingMessage, res: ServerResponse, repo: string, principal: Principal | null, opts: GitHttpOptions): void {
   const url = new URL(req.url ?? "/", "http://farm");
   const deny = (status: number, text: string): void => {
@@ -46,9 +48,12 @@ export function handleGitHttp(req: IncomingMessage, res: ServerResponse, repo: s
       res.setHeader("retry-after", String(opts.retryAfterSeconds));
       return deny(503, "the farm's git endpoint is busy (too many fetches at once); retry in a moment");
     }
+    // Workers see the farm's branches (refs/heads/optimus/*) and the origin's as the farm last
+    // fetched them (refs/remotes/origin/*) — not the origin's copies of the farm's own branches.
+    const env = safeGitEnv(WORKER_VIEW);
     const git = advertise
-      ? spawn("git", ["upload-pack", "--stateless-rpc", "--advertise-refs", repo], { stdio: ["ignore", "pipe", "ignore"], env: safeGitEnv() })
-      : spawn("git", ["upload-pack", "--stateless-rpc", repo], { stdio: ["pipe", "pipe", "ignore"], env: safeGitEnv() });
+      ? spawn("git", ["upload-pack", "--stateless-rpc", "--advertise-refs", repo], { stdio: ["ignore", "pipe", "ignore"], env })
+      : spawn("git", ["upload-pack", "--stateless-rpc", repo], { stdio: ["pipe", "pipe", "ignore"], env });
     // A client that never finishes its request (or stops reading) must not hold the slot for ever.
     const timer = setTimeout(() => git.kill("SIGKILL"), opts.processTimeoutMs);
     git.once("close", () => {

@@ -44,9 +44,12 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
       );
     } else if (path.startsWith("/git/")) {
       const principal = services.tokens.authenticate(bearer(req.headers.authorization));
-      handleGitHttp(req, res, services.repo, principal && !services.tokens.isRevoked(principal.tokenId) ? principal : null, gitOptions);
+      handleGitHttp(req, res, services.gitDir, principal && !services.tokens.isRevoked(principal.tokenId) ? principal : null, gitOptions);
     } else if (path.startsWith("/trpc/")) {
       trpcHandler(req, res);
+    } else if (path === "/forge/webhook" && services.forgeWebhook) {
+      // Authenticated by the delivery's signature (the forge's shared secret), not by a farm token.
+      services.forgeWebhook(req, res);
     } else {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: the farm serves /trpc, /ws, /git, /healthz and /metrics\n");
     }

@@ -101,7 +101,9 @@ const reviewsRouter = router({
     return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
   approveTaskMerge: editorProcedure.input(z.strictObject({ taskId: TaskId })).mutation(async ({ ctx, input }) => {
-    await prloopOf(ctx.services).approveTaskMerge(input.taskId, actorOf(ctx.principal));
+    const p = ctx.principal;
+    // The whole approver: a held change touching protected paths needs the approver right here too.
+    await prloopOf(ctx.services).approveTaskMerge(input.taskId, { actor: actorOf(p), tokenId: p.tokenId, name: p.name, approver: p.approver });
     const t = ctx.services.state.projection.tasks.get(input.taskId)!;
     return ctx.services.state.projection.taskView(t);
   }),

@@ -12,7 +12,10 @@ import type { Gateway } from "../gateway/gateway.js";
 /** Everything the API adapter may call: the domain, never the transport. */
 export interface FarmServices {
   config: ServerConfig;
+  /** the origin (a folder or a git URL) */
   repo: string;
+  /** the git repository workers fetch from (`/git`): the farm's clone */
+  gitDir: string;
   state: FarmState;
   tasks: TaskCommands;
   leases: LeaseCommands;
@@ -24,4 +27,6 @@ export interface FarmServices {
   prloop: PrLoop | null;
   /** the frontier gateway (refuses every call while no apiKey reference is configured) */
   gateway: Gateway;
+  /** the forge's webhook receiver (POST /forge/webhook), when a forge with a webhook secret is configured */
+  forgeWebhook?: (req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse) => void;
 }

@@ -20,7 +20,7 @@ export function describeEvent(e: FarmEvent): string {
     case "unit_reviewed": return `review by ${e.data.reviewUnitId}: ${e.data.verdict.verdict}, risk ${e.data.verdict.risk}${e.data.selfReview ? " (from the change's own author: does not count)" : ""}`;
     case "unit_held": return `held for approval: ${e.data.risk.level} risk (${e.data.risk.reasons.join("; ")})`;
     case "unit_approved": return `attempt ${e.data.attempt}${e.data.head ? ` (${e.data.head.slice(0, 10)})` : ""} approved${e.data.by ? ` by ${e.data.by.name}${e.data.protectedPaths?.length ? " (approver right: protected paths)" : ""}` : ""}`;
-    case "unit_merged": return `merged into ${e.data.into} (${e.data.auto ? "automatically" : "after approval"}) as ${e.data.commit.slice(0, 10)}`;
+    case "unit_merged": return `merged into ${e.data.into} (${e.data.heldForTask ? "into the pull request; the task waits for approval" : e.data.auto ? "automatically" : "after approval"}) as ${e.data.commit.slice(0, 10)}`;
     case "unit_rejected": return `attempt ${e.data.attempt}${e.data.head ? ` (${e.data.head.slice(0, 10)})` : ""} rejected: ${e.data.reason}`;
     case "changes_requested": return `changes requested: ${e.data.feedback.slice(0, 300)}`;
     case "unit_cancelled": return `cancelled${e.data.reason ? `: ${e.data.reason}` : ""}`;

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { TokenRole } from "@optimus/shared";
 import { journalPathOf } from "../farm.js";
 import { verifyJournalFile } from "../store/sqlite-journal.js";
-import { httpClient, loadConfig, resolveRepo, type GlobalOptions } from "./context.js";
+import { findFarmOrigin, httpClient, type GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";
 import { progressLine } from "./progress.js";
 
@@ -33,8 +33,8 @@ export async function revokeToken(tokenId: string, o: GlobalOptions): Promise<vo
 
 /** `optimus audit verify`: walks the hash chain of the journal file; names the first broken entry. */
 export async function auditVerify(o: GlobalOptions & { journal?: string }): Promise<void> {
-  const repo = resolveRepo(o.repo);
-  const file = o.journal ?? journalPathOf(repo, loadConfig(repo));
+  const { origin, config } = findFarmOrigin(o);
+  const file = o.journal ?? journalPathOf(origin, config);
   if (!existsSync(file)) throw new CliError(`no journal at ${file}; pass --journal <file>`);
   const progress = progressLine(process.stderr);
   const r = verifyJournalFile(file, (n) => progress.update(`verified ${n} entries…`));

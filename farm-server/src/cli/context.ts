@@ -10,6 +10,7 @@ import { tokenFromSources, type TokenSources } from "./token-source.js";
 
 export interface GlobalOptions extends TokenSources {
   repo?: string;
+  origin?: string;
   farm?: string;
 }
 
@@ -29,30 +30,35 @@ export function resolveRepo(opt?: string): string {
 
 export const CONFIG_FILE = join(".optimus", "config.yaml");
 
-/** `.optimus/config.yaml` (optional) over the embedded defaults, validated with file and field in errors. */
-export function loadConfig(repo: string, overrides: Partial<ServerConfig> = {}): ServerConfig {
-  const file = join(repo, CONFIG_FILE);
+/**
+ * `.optimus/config.yaml` of a repository folder (optional; `null`: none, e.g. the origin is a URL)
+ * or the file given, over the embedded defaults, validated with file and field in errors.
+ */
+export function loadConfig(repo: string | null, overrides: Partial<ServerConfig> = {}, configFile?: string): ServerConfig {
+  const file = configFile ?? (repo ? join(repo, CONFIG_FILE) : "/nonexistent/optimus-config.yaml");
+  const label = configFile ?? CONFIG_FILE;
+  if (configFile && !existsSync(configFile)) throw new CliError(`the configuration file ${configFile} does not exist`, 2);
   let raw: Record<string, unknown> = {};
   if (existsSync(file)) {
     // Committed with the repository, so read under the same limits as a manifest (size, aliases).
     let text: string;
     try {
-      if (statSync(file).size > MAX_CONFIG_BYTES) throw new CliError(`${CONFIG_FILE}: the file is larger than the limit of ${MAX_CONFIG_BYTES / 1024} KiB; make it smaller`);
+      if (statSync(file).size > MAX_CONFIG_BYTES) throw new CliError(`${label}: the file is larger than the limit of ${MAX_CONFIG_BYTES / 1024} KiB; make it smaller`);
       text = readFileSync(file, "utf8");
     } catch (err) {
       if (err instanceof CliError) throw err;
-      throw new CliError(`${CONFIG_FILE} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); make it a readable file`);
+      throw new CliError(`${label} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); make it a readable file`);
     }
     const read = parseYamlWithLimits(text, { maxBytes: MAX_CONFIG_BYTES, what: "the farm's configuration" });
-    if (!read.ok) throw new CliError(`${CONFIG_FILE}:${read.problems[0]!.line}:${read.problems[0]!.column}: ${read.problems[0]!.message}`);
+    if (!read.ok) throw new CliError(`${label}:${read.problems[0]!.line}:${read.problems[0]!.column}: ${read.problems[0]!.message}`);
     const value = read.value ?? {};
-    if (typeof value !== "object" || Array.isArray(value)) throw new CliError(`${CONFIG_FILE}: must be a mapping of settings (key: value), not a list or a single value`);
+    if (typeof value !== "object" || Array.isArray(value)) throw new CliError(`${label}: must be a mapping of settings (key: value), not a list or a single value`);
     raw = value as Record<string, unknown>;
   }
   const parsed = ServerConfig.safeParse({ ...raw, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) });
   if (!parsed.success) {
     const i = parsed.error.issues[0]!;
-    throw new CliError(`${CONFIG_FILE}: ${formatField(i.path)}: ${i.message}`);
+    throw new CliError(`${label}: ${formatField(i.path)}: ${i.message}`);
   }
   return parsed.data;
 }
@@ -68,14 +74,41 @@ let lastUrl: string | undefined;
 /** The farm URL the last command resolved (for error messages). */
 export const resolvedFarmUrl = () => lastUrl;
 
-export function connection(opts: GlobalOptions): { url: string; token: string } {
+/**
+ * The origins the farm for this command may follow, most specific first: --origin, then the
+ * repository folder (--repo or the work tree here: a farm started with `--repo` on it), then that
+ * checkout's own `origin` remote (a farm following the team's repository this is a clone of).
+ */
+export function candidateOrigins(opts: GlobalOptions): string[] {
+  if (opts.origin) return [opts.origin];
   const repo = resolveRepo(opts.repo);
-  const config = loadConfig(repo);
-  const url = opts.farm || process.env.OPTIMUS_FARM || runningFarmUrl(stateDirOf(repo, config)) || `http://${config.host}:${config.port}`;
+  const out = [repo];
+  try {
+    const url = execFileSync("git", ["-C", repo, "config", "--get", "remote.origin.url"], { stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+    if (url) out.push(/^[a-z][a-z0-9+.-]*:\/\/|^[^/@:]+@[^/:]+:/i.test(url) ? url : resolve(repo, url));
+  } catch {
+    // no origin remote: the folder itself is the only candidate
+  }
+  return out;
+}
+
+/** The origin whose farm this command talks to: the first candidate with a running farm, else with a farm's state, else the first. */
+export function findFarmOrigin(opts: GlobalOptions): { origin: string; config: ServerConfig } {
+  const repo = opts.origin ? null : resolveRepo(opts.repo);
+  const config = repo ? loadConfig(repo) : loadConfig(null);
+  const candidates = candidateOrigins(opts);
+  const running = candidates.find((c) => runningFarmUrl(stateDirOf(c, config)));
+  const known = candidates.find((c) => existsSync(adminTokenFile(c, config)));
+  return { origin: running ?? known ?? candidates[0]!, config };
+}
+
+export function connection(opts: GlobalOptions): { url: string; token: string } {
+  const { origin, config } = findFarmOrigin(opts);
+  const url = opts.farm || process.env.OPTIMUS_FARM || runningFarmUrl(stateDirOf(origin, config)) || `http://${config.host}:${config.port}`;
   lastUrl = url;
   let token = tokenFromSources(opts);
   if (!token) {
-    const f = adminTokenFile(repo, config);
+    const f = adminTokenFile(origin, config);
     if (existsSync(f)) token = readFileSync(f, "utf8").trim();
   }
   if (!token) throw new CliError("no token: pass --token-file <file>, set OPTIMUS_TOKEN or OPTIMUS_TOKEN_FILE, or run this inside the repository of a local farm (`optimus farm up` writes its admin token there)", 2);

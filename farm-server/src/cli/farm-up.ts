@@ -1,9 +1,12 @@
-import { chmodSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { repoSlot } from "../home/farm-home.js";
 import type { ServerConfig } from "@optimus/shared";
 import { startFarm, stateDirOf } from "../farm.js";
 import { adminTokenFile, loadConfig, resolveRepo } from "./context.js";
 import { CliError } from "./errors.js";
 import { FarmError } from "../core/errors.js";
+import { OriginError } from "../delivery/origin.js";
 import { progressLine } from "./progress.js";
 import { startLocalWorkers } from "./local-workers.js";
 import { openModel } from "./worker-command.js";
@@ -13,6 +16,8 @@ import { hostname } from "node:os";
 
 export interface FarmUpOptions {
   repo?: string;
+  origin?: string;
+  config?: string;
   port?: string;
   host?: string;
   heartbeatMs?: string;
@@ -32,9 +37,14 @@ const int = (v: string | undefined, name: string): number | undefined => {
 
 /** `optimus farm up`: runs the farm server in the foreground until Ctrl-C or SIGTERM. */
 export async function farmUp(o: FarmUpOptions): Promise<void> {
-  const repo = resolveRepo(o.repo);
+  // The origin: --origin, else the repository folder (--repo, or the work tree here) taken as the origin.
+  const repo = o.origin ? o.origin.trim() : resolveRepo(o.repo);
   const overrides: Partial<ServerConfig> = { port: int(o.port, "port"), host: o.host, heartbeatIntervalMs: int(o.heartbeatMs, "heartbeat-ms"), maxAttempts: int(o.maxAttempts, "max-attempts") };
-  const config = loadConfig(repo, overrides);
+  // Settings: --config, else the farm's own file for this origin in its home, else the
+  // repository folder's .optimus/config.yaml (a --repo folder, or a local origin's work tree).
+  const homeConfig = join(repoSlot(repo), "config.yaml");
+  const folder = o.repo ? resolveRepo(o.repo) : o.origin ? (/^[a-z][a-z0-9+.-]*:\/\/|^[^/@:]+@[^/:]+:/i.test(repo) ? null : resolve(repo)) : repo;
+  const config = loadConfig(folder, overrides, o.config ?? (existsSync(homeConfig) ? homeConfig : undefined));
   const workerCount = int(o.workers, "workers") ?? 0;
   // The model is opened before the farm starts, so a missing model fails fast with its one line.
   const model = workerCount > 0 ? await openModel(o.workerModel, o.workerModelName, int(o.threads, "threads")) : null;
@@ -46,6 +56,7 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
     progress.done();
     const e = err as NodeJS.ErrnoException;
     if (err instanceof FarmError) throw new CliError(err.message);
+    if (err instanceof OriginError) throw new CliError(err.message, 2);
     if (e.code === "EADDRINUSE") throw new CliError(`port ${config.port} on ${config.host} is in use (is a farm already running?); choose another with --port`);
     if (e.code === "SQLITE_BUSY") throw new CliError(`the journal in ${stateDirOf(repo, config)} is locked by another farm server`);
     throw err;
@@ -69,7 +80,7 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   // One warning per skipped manifest (the farm starts without it); file names and problems come from the repository.
   for (const r of i.rejected) console.error(`skipped ${printable(r.problems[0] ?? r.file)}`);
   console.error(
-    `Optimus farm listening on ${farm.url} (repo ${printable(repo)}, epoch ${farm.epoch}, ${p.tasks.size} task(s), ${p.units.size} unit(s), ${startup.replayed} event(s) replayed)`,
+    `Optimus farm listening on ${farm.url} (origin ${printable(repo)}, epoch ${farm.epoch}, ${p.tasks.size} task(s), ${p.units.size} unit(s), ${startup.replayed} event(s) replayed)`,
   );
   let stopWorkers: (() => Promise<void>) | null = null;
   // From here on a signal stops the farm cleanly (the local workers first: their checks and model

@@ -14,7 +14,8 @@ import { printable } from "./printable.js";
 
 const program = new Command("optimus")
   .description("Optimus: a development orchestrator for an agent farm")
-  .option("--repo <dir>", "the repository the farm works on (default: the git work tree here)")
+  .option("--repo <dir>", "a repository folder: the farm's origin for `farm up` (default: the git work tree here); other commands find its farm")
+  .option("--origin <url|path>", "the team's repository the farm follows (a git URL or path); other commands find the farm following it")
   .option("--home <dir>", "the farm's home: its journal, tokens, worktrees and models, outside every repository (default: $OPTIMUS_HOME or ~/.optimus/farm)")
   .option("--farm <url>", "the farm server's URL (default: $OPTIMUS_FARM, or the local farm's host:port)")
   .option("--token-file <file>", "a file holding the API token (mode 0600; preferred: --token shows in `ps`); default $OPTIMUS_TOKEN_FILE")
@@ -27,11 +28,12 @@ const g = (cmd: Command): GlobalOptions => cmd.optsWithGlobals();
 const farm = program.command("farm").description("run the farm server");
 farm
   .command("up")
-  .description("start the farm server for this repository with embedded defaults (state in the farm's home, SQLite journal, port 7420)")
+  .description("start the farm server for a repository (--origin <url|path>, or --repo / the work tree here as the origin) with embedded defaults: state and its own clone in the farm's home, SQLite journal, port 7420; changes are delivered by push (or pull requests with a forge)")
   .option("--port <n>", "port for HTTP and WebSocket (default 7420)")
   .option("--host <addr>", "address to listen on (default 127.0.0.1)")
   .option("--heartbeat-ms <n>", "worker heartbeat interval; leases expire after 1.5 of them")
   .option("--max-attempts <n>", "attempts before a unit is dead-lettered")
+  .option("--config <file>", "the farm's settings (default: <home>/repos/<repo>/config.yaml if present, else the repository folder's .optimus/config.yaml)")
   .option("--reset-admin-token", "issue a new admin token into the farm's home (when the old one is lost)")
   .option("--workers <n>", "also run N worker agents in this process (half codegen, half review)")
   .option("--worker-model <path|url>", "their model: a .gguf file or an OpenAI-compatible /v1 URL")
@@ -46,6 +48,7 @@ program
   .option("--title <text>", "task title (default: the first line of the instruction)")
   .option("--priority <n>", "higher runs first (default 0)")
   .option("--check <command>", "the command whose success proves the change (run without network)")
+  .option("--target <branch>", "the branch of the origin the change goes into (default: the origin's default branch)")
   .action((text: string, _o, cmd: Command) => send(text, g(cmd)));
 
 const task = program.command("task").description("work with tasks");

@@ -24,6 +24,15 @@ export function renderStatus(tasks: TaskView[], units: Map<string, UnitRow[]>, m
     lines.push(`${pad(t.taskId, 44)} ${pad(t.state, 18)} ${pad("", 8)} ${pad("", 14)} ${pad(ago(t.createdAt), 5)} ${done}/${t.units.length} done · ${printable(t.title)}`);
     // The planner's plan was refused: the task runs as one unit, and the user sees why.
     if (t.planFallback) lines.push(`  ↳ plan not used, one unit instead: ${printable(t.planFallback)}`);
+    // Where the change is: its pull request, its merge, or why it waits and what to do.
+    if (t.pullRequest) lines.push(`  ↳ pull request #${t.pullRequest.number} (${t.pullRequest.state}): ${printable(t.pullRequest.url)}`);
+    if (t.merge?.commit) lines.push(`  ↳ merged into ${printable(t.merge.into)} on the origin as ${t.merge.commit.slice(0, 10)}`);
+    else if (t.merge?.heldReason) {
+      lines.push(`  ↳ merge into ${printable(t.merge.into)} held: ${printable(t.merge.heldReason)}`);
+      lines.push(t.merge.conflicts?.length
+        ? `    resolve the conflicts on optimus/${printable(t.taskId)} (push it), then \`optimus approve ${printable(t.taskId)}\`; or cancel and send the task again`
+        : `    when the cause is fixed: \`optimus approve ${printable(t.taskId)}\` tries the merge again`);
+    }
     const us = units.get(t.taskId) ?? [];
     for (const u of us.slice(0, maxUnits)) {
       const detail = u.progress ? `${u.progress.phase}${u.progress.step ? `: ${u.progress.step}` : ""}` : (u.reason ?? u.spec.goal.split("\n")[0]!);

@@ -6,7 +6,7 @@ import { CliError } from "./errors.js";
 import { printable } from "./printable.js";
 
 /** `optimus send "<text>" [--files …]`: a task from a sentence. */
-export async function send(text: string, o: GlobalOptions & { files?: string[]; priority?: string; title?: string; check?: string }): Promise<void> {
+export async function send(text: string, o: GlobalOptions & { files?: string[]; priority?: string; title?: string; check?: string; target?: string }): Promise<void> {
   if (!text.trim()) throw new CliError("say what to do: optimus send \"<instruction>\"", 2);
   const { client } = httpClient(o);
   const firstLine = text.trim().split("\n")[0]!;
@@ -16,7 +16,8 @@ export async function send(text: string, o: GlobalOptions & { files?: string[]; 
   const description = text.trim() === title ? undefined : text.trim();
   // With a check, the task is one codegen unit proven by that command (planning comes with the planner).
   const units = o.check ? [{ id: "u1", goal: text.trim(), files: o.files ?? [], check: o.check }] : undefined;
-  const task = await client.tasks.create.mutate({ title, description, files: o.files, priority, ...(units ? { units } : {}) });
+  // The target is the origin's default branch unless named: never the branch this checkout has out.
+  const task = await client.tasks.create.mutate({ title, description, files: o.files, priority, ...(o.target ? { targetBranch: o.target } : {}), ...(units ? { units } : {}) });
   console.log(printable(task.taskId));
   console.error(`task ${printable(task.taskId)} created with ${task.units.length} unit(s); watch it with \`optimus status\``);
 }

@@ -87,6 +87,31 @@ export class TaskCommands {
     return this.p.taskView(this.p.tasks.get(taskId)!);
   }
 
+  /**
+   * More units for a task that is not done (merged or cancelled): e.g. a unit that addresses the
+   * review comments or the failing check of its pull request, with those as its first feedback.
+   * Unit ids must be new; dependencies may name the task's existing units.
+   */
+  async addUnits(taskId: string, input: UnitSpecInput[], reason: string, feedback: string[] | undefined, actor: string): Promise<TaskView> {
+    const t = this.p.tasks.get(taskId);
+    if (!t) throw notFound(`task '${taskId}'`);
+    if (t.cancelled || t.merge?.commit) throw new FarmError("conflict", `task '${taskId}' is ${t.cancelled ? "cancelled" : "merged"}; send a new task instead`);
+    const parsed = z.array(UnitSpec).min(1).safeParse(input);
+    if (!parsed.success) {
+      const i = parsed.error.issues[0]!;
+      throw new FarmError("invalid", `units${formatField(i.path).replace(/^(?!\[)/, ".")}: ${i.message}`);
+    }
+    const existing = t.units.map((k) => this.p.units.get(k)!.spec);
+    const taken = new Set(existing.map((u) => u.id));
+    const clash = parsed.data.find((u) => taken.has(u.id));
+    if (clash) throw new FarmError("conflict", `task '${taskId}' already has a unit '${clash.id}'`);
+    const units = this.config.prloop.reviewEveryCodegenUnit ? withReviewUnits(parsed.data) : parsed.data;
+    const problems = checkManifestGraph({ units: [...existing, ...units] });
+    if (problems.length > 0) throw new FarmError("invalid", `${formatField(problems[0]!.path)}: ${problems[0]!.message}`);
+    await this.state.commit([{ type: "units_added", data: { taskId, units, reason, ...(feedback?.length ? { feedback } : {}) } }], actor);
+    return this.p.taskView(this.p.tasks.get(taskId)!);
+  }
+
   async cancel(taskId: string, reason: string | undefined, actor: string): Promise<TaskView> {
     const t = this.p.tasks.get(taskId);
     if (!t) throw notFound(`task '${taskId}'`);

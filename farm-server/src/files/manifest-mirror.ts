@@ -1,26 +1,28 @@
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { stringifyManifest, type FarmEvent, type TaskView } from "@optimus/shared";
 import type { FarmState } from "../core/farm-state.js";
-import { GitMilestones } from "./git-milestones.js";
 import { manifestOf, manifestPath, manifestRelPath, writeManifest } from "./task-files.js";
 
 export interface MirrorOptions {
+  /** the farm's task files folder (in its home): `.optimus/tasks/<id>/manifest.yaml` under it */
   repo: string;
   commit: boolean;
   debounceMs: number;
   log: (msg: string, err?: unknown) => void;
-  /** more files of a task to commit at its milestones (session notes) */
+  /** more files of a task to commit at its milestones (session notes, ADR drafts) */
   extraPaths?: (taskId: string) => Promise<string[]>;
-  /** shared with the PR loop's git operations on the same repository */
-  serial?: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** commits a task's files (paths relative to `repo`) onto its integration branch, and publishes it */
+  commitFiles?: (taskId: string, paths: string[], message: string) => Promise<void>;
 }
 
-const FINAL: ReadonlyArray<TaskView["state"]> = ["completed", "failed", "cancelled"];
+const FINAL: ReadonlyArray<TaskView["state"]> = ["completed", "failed", "cancelled", "held"];
 
 /**
- * Keeps `.optimus/tasks/<id>/manifest.yaml` in step with the journal: each committed change marks
- * its task dirty, dirty tasks are rewritten after a short debounce, and the files are committed to
- * git when a task is created and when it reaches a final state (the milestones).
+ * Keeps `.optimus/tasks/<id>/manifest.yaml` (in the farm's files folder) in step with the journal:
+ * each committed change marks its task dirty, dirty tasks are rewritten after a short debounce, and
+ * the task's files are committed onto its own integration branch when it is created and when it is
+ * about to be delivered (they arrive with its change; nothing is committed on a target branch).
  *
  * A manifest someone edited since the farm last wrote it (open in an editor with local changes) is
  * never overwritten: the farm says so once and keeps the journal as the truth; it writes again once
@@ -35,12 +37,12 @@ export class ManifestMirror {
   private readonly lastWritten = new Map<string, string>();
   /** tasks whose manifest has someone's edits: said once, not written */
   private readonly edited = new Set<string>();
-  private readonly milestones: GitMilestones;
+  private milestones: Promise<unknown> = Promise.resolve();
+  /** per task: what its files said when they were last committed (without timestamps) */
+  private readonly committedKey = new Map<string, string>();
   private readonly listener = (events: FarmEvent[]) => this.onCommitted(events);
 
-  constructor(private readonly state: FarmState, private readonly opts: MirrorOptions) {
-    this.milestones = new GitMilestones(opts.repo, opts.log, opts.serial);
-  }
+  constructor(private readonly state: FarmState, private readonly opts: MirrorOptions) {}
 
   start(): void {
     const ids = [...this.state.projection.tasks.values()].map((t) => {
@@ -56,6 +58,13 @@ export class ManifestMirror {
       }
     })();
     this.state.on("committed", this.listener);
+  }
+
+  /** The session notes' total length: new notes are something new to commit. */
+  private async notesSize(taskId: string): Promise<string> {
+    const paths = (await this.opts.extraPaths?.(taskId)) ?? [];
+    const sizes = await Promise.all(paths.map((p) => stat(join(this.opts.repo, p)).then((s) => s.size, () => 0)));
+    return `|${sizes.join(",")}`;
   }
 
   private async readManifest(taskId: string): Promise<string | null> {
@@ -87,7 +96,34 @@ export class ManifestMirror {
     }
     this.writing = this.writing.then(() => this.writeDirty());
     await this.writing;
-    await this.milestones.idle();
+    await this.milestones;
+  }
+
+  /**
+   * The task's files as they are now, committed onto its integration branch (before its delivery):
+   * its manifest is written first, whatever the debounce.
+   */
+  async commitTask(taskId: string, what = "ready to merge"): Promise<void> {
+    if (!this.state.projection.tasks.has(taskId)) return;
+    this.dirty.add(taskId);
+    await this.flush();
+    await this.commitMilestone(taskId, `optimus: task ${taskId} ${what}`);
+  }
+
+  private commitMilestone(taskId: string, message: string): Promise<void> {
+    const run = this.milestones.then(async () => {
+      if (!this.opts.commit || !this.opts.commitFiles) return;
+      // Only when the task's files say something new: timestamps alone are no reason for a commit
+      // (each one is a new head of the pull request, and the team's CI runs again).
+      const t = this.state.projection.tasks.get(taskId);
+      const key = t ? stringifyManifest(manifestOf(this.state.projection, t)).replace(/^\s*updatedAt: .*$/gm, "") + (await this.notesSize(taskId)) : "";
+      if (key && this.committedKey.get(taskId) === key) return;
+      const paths = [manifestRelPath(taskId), ...((await this.opts.extraPaths?.(taskId)) ?? [])];
+      await this.opts.commitFiles(taskId, paths, message);
+      if (key) this.committedKey.set(taskId, key);
+    });
+    this.milestones = run.catch((err) => this.opts.log(`could not commit the files of task ${taskId}`, err));
+    return run;
   }
 
   stop(): void {
@@ -126,13 +162,9 @@ export class ManifestMirror {
       if (before === undefined) toCommit.push({ taskId, what: "created" });
       else if (before !== now && FINAL.includes(now)) toCommit.push({ taskId, what: now });
     }
-    if (this.opts.commit && toCommit.length > 0) {
-      const msg = toCommit.length === 1
-        ? `optimus: task ${toCommit[0]!.taskId} ${toCommit[0]!.what}`
-        : `optimus: ${toCommit.length} tasks (${toCommit.map((c) => `${c.taskId} ${c.what}`).join(", ").slice(0, 200)})`;
-      const paths = toCommit.map((c) => manifestRelPath(c.taskId));
-      for (const c of toCommit) paths.push(...((await this.opts.extraPaths?.(c.taskId)) ?? []));
-      void this.milestones.commit(paths, msg);
-    }
+    // A failed task's files go onto its branch (a person finds why there). Others are committed when
+    // the branch is published (each unit merged) and before delivery, by the PR loop — not at
+    // creation: creating a task stays free of git commits and pushes.
+    for (const c of toCommit) if (c.what === "failed") void this.commitMilestone(c.taskId, `optimus: task ${c.taskId} failed`).catch(() => undefined);
   }
 }

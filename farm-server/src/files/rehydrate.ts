@@ -18,13 +18,25 @@ export interface ImportReport {
  * farm from starting.
  */
 export async function importManifests(
-  repo: string,
+  sources: string | string[],
   state: FarmState,
   tasks: TaskCommands,
   onProgress?: (done: number, total: number) => void,
+  /** a rebuilt task's merge, when its manifest was read where only a merge could have put it */
+  delivered?: (taskId: string, dir: string) => Promise<{ into: string; commit: string } | null>,
 ): Promise<ImportReport> {
   const report: ImportReport = { imported: [], restored: [], rejected: [] };
-  const scanned = await scanManifests(repo);
+  // Several sources (the farm's files, its branches, the origin's default branch), the first one
+  // that has a task wins: the most recent copy of its manifest.
+  const scanned: Array<Awaited<ReturnType<typeof scanManifests>>[number] & { dir: string }> = [];
+  const seen = new Set<string>();
+  for (const dir of Array.isArray(sources) ? sources : [sources]) {
+    for (const s of await scanManifests(dir)) {
+      if (seen.has(s.taskId)) continue;
+      seen.add(s.taskId);
+      scanned.push({ ...s, dir });
+    }
+  }
   let done = 0;
   for (const s of scanned) {
     onProgress?.(++done, scanned.length);
@@ -46,6 +58,9 @@ export async function importManifests(
         m.createdBy ?? "farm",
       );
       if (m.status?.state === "cancelled") await tasks.cancel(s.taskId, "cancelled before the journal was rebuilt", "farm");
+      // Delivered before the farm lost its state: recorded as merged, never merged again.
+      const merge = m.status?.merge?.commit ? { into: m.status.merge.into, commit: m.status.merge.commit } : hasStatus ? await delivered?.(s.taskId, s.dir) : null;
+      if (merge) await state.commit([{ type: "task_merged", data: { taskId: s.taskId, into: merge.into, commit: merge.commit } }], "farm");
       (hasStatus ? report.restored : report.imported).push(s.taskId);
     } catch (err) {
       report.rejected.push({ file: s.file, problems: [formatDiagnostic({ file: s.file, line: 1, column: 1, field: "(task)", message: (err as Error).message })] });

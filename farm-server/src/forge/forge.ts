@@ -23,6 +23,8 @@ export interface PullRequestRef {
   /** the target branch */
   base: string;
   title: string;
+  /** with `merged`: the commit the merge put on the base branch (found again after a crash) */
+  mergeCommitSha?: string;
 }
 
 /** What the pull request of a task says; `body` is usually `renderPullRequestBody(…)`. */

@@ -72,6 +72,7 @@ type RestPull = {
   html_url: string;
   state: string;
   merged_at: string | null;
+  merge_commit_sha?: string | null;
   title: string;
   head: { ref: string; sha: string };
   base: { ref: string };
@@ -209,6 +210,7 @@ export class GitHubForge implements Forge {
       headSha: pr.head.sha,
       base: pr.base.ref,
       title: pr.title,
+      ...(pr.merged_at && pr.merge_commit_sha ? { mergeCommitSha: pr.merge_commit_sha } : {}),
     };
   }
 

@@ -6,6 +6,9 @@
  *
  *   <home>/repos/<name>-<hash>/state/   one repository's farm state (the hash keeps two folders
  *                                        with the same name apart); repo.json says which repository
+ *   <home>/repos/<name>-<hash>/origin.git  the farm's own bare clone of the origin
+ *   <home>/repos/<name>-<hash>/files/   task files (manifests, session notes, ADR drafts) between
+ *                                        their commits onto the task's integration branch
  *   <home>/models/                      GGUF models, shared by every repository
  */
 import { createHash } from "node:crypto";
@@ -34,12 +37,29 @@ const canonical = (repo: string): string => {
   }
 };
 
-/** The folder of one repository in the home: `repos/<folder name>-<8 hex of its real path>`. */
-export function repoSlot(repo: string, home = farmHome()): string {
-  const path = canonical(repo);
-  const name = basename(path).replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_").slice(0, 60) || "repo";
-  return join(home, "repos", `${name}-${createHash("sha256").update(path).digest("hex").slice(0, 8)}`);
+const REMOTE = /^[a-z][a-z0-9+.-]*:\/\/|^[^/@:]+@[^/:]+:/i;
+
+/**
+ * How the home names a repository: a URL as written (without a trailing slash), a folder (or
+ * `file://` URL) by its real path — so `--repo <path>` and `--origin <path>` find the same farm.
+ */
+export function originIdentity(origin: string): string {
+  if (/^file:\/\//i.test(origin)) return canonical(decodeURIComponent(new URL(origin).pathname));
+  if (REMOTE.test(origin)) return origin.replace(/\/+$/, "");
+  return canonical(origin);
 }
+
+/** The folder of one repository in the home: `repos/<name>-<8 hex of its identity>`. */
+export function repoSlot(repo: string, home = farmHome()): string {
+  const id = originIdentity(repo);
+  const name = basename(id.replace(/\/+$/, "").replace(/^.*:/, "")).replace(/\.git$/, "").replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_").slice(0, 60) || "repo";
+  return join(home, "repos", `${name}-${createHash("sha256").update(id).digest("hex").slice(0, 8)}`);
+}
+
+/** The farm's own bare clone of the origin, in the repository's folder of the home. */
+export const cloneDirFor = (repo: string, home = farmHome()) => join(repoSlot(repo, home), "origin.git");
+/** The farm's working copies of its task files (manifests, session notes, ADR drafts), before they are committed. */
+export const filesDirFor = (repo: string, home = farmHome()) => join(repoSlot(repo, home), "files");
 
 /**
  * The farm's state folder for a repository: `stateDir` from the configuration when set (absolute,
@@ -66,8 +86,8 @@ export function prepareRepoHome(repo: string, stateDir: string, home = farmHome(
   const slot = repoSlot(repo, home);
   mkdirSync(slot, { recursive: true, mode: 0o700 });
   const record = join(slot, "repo.json");
-  if (!existsSync(record)) writeFileSync(record, JSON.stringify({ repo: canonical(repo), createdAt: new Date().toISOString() }, null, 2) + "\n", { mode: 0o600 });
-  const legacy = legacyStateDir(repo);
+  if (!existsSync(record)) writeFileSync(record, JSON.stringify({ repo: originIdentity(repo), createdAt: new Date().toISOString() }, null, 2) + "\n", { mode: 0o600 });
+  const legacy = legacyStateDir(REMOTE.test(repo) ? "/nonexistent" : repo);
   let moved: { from: string; to: string } | undefined;
   if (existsSync(join(legacy, "journal.db")) && !existsSync(join(stateDir, "journal.db")) && canonical(legacy) !== canonical(stateDir)) {
     mkdirSync(join(stateDir, ".."), { recursive: true, mode: 0o700 });

@@ -24,7 +24,7 @@ const MAX_MANIFESTS = 50;
 export async function repositoryBins(repo: FarmRepo, baseRef: string, tree: ReadonlySet<string>): Promise<Set<string>> {
   const bins = new Set<string>();
   try {
-    for (const f of readdirSync(join(repo.root, "node_modules", ".bin"))) bins.add(f);
+    for (const f of readdirSync(join(repo.checkout ?? repo.root, "node_modules", ".bin"))) bins.add(f);
   } catch {
     // no installed dependencies on the farm's checkout
   }
@@ -45,7 +45,7 @@ export async function repositoryBins(repo: FarmRepo, baseRef: string, tree: Read
     if (!/^(?:@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*$/i.test(name)) continue;
     bins.add(name.split("/").pop()!);
     try {
-      const pkg = JSON.parse(readFileSync(join(repo.root, "node_modules", name, "package.json"), "utf8")) as { bin?: unknown };
+      const pkg = JSON.parse(readFileSync(join(repo.checkout ?? repo.root, "node_modules", name, "package.json"), "utf8")) as { bin?: unknown };
       if (typeof pkg.bin === "string") bins.add(name.split("/").pop()!);
       else if (pkg.bin && typeof pkg.bin === "object") for (const b of Object.keys(pkg.bin)) bins.add(b);
     } catch {

@@ -8,7 +8,8 @@ export const integrationBranch = (taskId: string) => `optimus/${taskId}`;
 export const unitBranch = (taskId: string, unitId: string, attempt: number) => `optimus/${taskId}--${unitId}-${attempt}`;
 export const unitTrailer = (taskId: string, unitId: string, attempt: number) => `Optimus-Unit: ${taskId}/${unitId}#${attempt}`;
 
-const AUTHOR = ["-c", "user.name=Optimus", "-c", "user.email=optimus@localhost"];
+/** The farm's commits: an address in the reserved `.invalid` domain (valid as an email, reaches no one). */
+const AUTHOR = ["-c", "user.name=Optimus", "-c", "user.email=optimus@farm.invalid"];
 
 /**
  * One pooled eval worktree: a folder and an index file of its own beside it (never inside it), on
@@ -26,9 +27,9 @@ export interface EvalTree {
 const TREE_CONFIG: ReadonlyArray<readonly [string, string]> = [["core.sparseCheckout", "false"], ["core.bare", "false"]];
 
 /**
- * The farm's hands on the repository: integration and unit branches, worktrees it owns under the
- * state folder, and merges. Worktree add/remove and ref updates run one at a time (concurrent
- * `git worktree add` on one repository fails in git 2.39).
+ * The farm's hands on its own clone of the origin (bare, in its home): integration and unit
+ * branches, pooled eval trees, merges and the commits of its own files — all with plumbing on refs
+ * it owns, never in anybody's working tree. Ref-moving steps run one at a time.
  */
 export class FarmRepo {
   readonly git: Git;
@@ -38,7 +39,12 @@ export class FarmRepo {
   private treeCount = 0;
   private commonDir: string | null = null;
 
-  constructor(readonly root: string, readonly worktreesDir: string) {
+  /**
+   * @param root the farm's clone (a bare repository)
+   * @param checkout a developer's checkout of the same repository on this machine (`--repo`), where
+   * the planner may look up installed tools; never written
+   */
+  constructor(readonly root: string, readonly worktreesDir: string, readonly checkout?: string) {
     this.git = new Git(root);
     mkdirSync(worktreesDir, { recursive: true });
   }
@@ -137,62 +143,80 @@ export class FarmRepo {
     return run;
   }
 
-  async currentBranch(): Promise<string> {
-    return (await this.git.raw(["symbolic-ref", "--short", "-q", "HEAD"]).catch(() => "")).trim() || "main";
-  }
-
   async revParse(ref: string): Promise<string | null> {
     const out = await this.git.raw(["rev-parse", "-q", "--verify", `${ref}^{commit}`]).catch(() => "");
     return out.trim() || null;
   }
 
   /**
-   * Creates `optimus/<task>` from the target branch unless it exists. Outside the serial queue: it
-   * touches no index or worktree, and `update-ref` with an all-zero old value creates the ref only
-   * if nobody else did (so task creation never waits behind a merge or a milestone commit).
+   * Creates `optimus/<task>` at `base` unless it exists. Outside the serial queue: it touches no
+   * index, and `update-ref` with an all-zero old value creates the ref only if nobody else did.
    */
-  async ensureIntegrationBranch(taskId: string, target: string): Promise<void> {
+  async ensureIntegrationBranch(taskId: string, base: string): Promise<void> {
     const name = integrationBranch(taskId);
-    // Always the target's current head: a task starts from what its target holds now.
-    const base = await this.revParse(target);
-    if (!base) throw new Error(`the target branch '${target}' does not exist`);
     await this.git.raw(["update-ref", `refs/heads/${name}`, base, "0".repeat(base.length)]).catch(async (err: Error) => {
       if (!(await this.revParse(`refs/heads/${name}`))) throw err; // it exists already (a restart, a race): fine
     });
   }
 
-  /** A fresh worktree on a new branch at `base`; an older one of the same name (a crash) is replaced. */
-  addWorktree(name: string, branch: string, base: string): Promise<string> {
+  async isAncestor(a: string, b: string): Promise<boolean> {
+    return (await this.git.run(["merge-base", "--is-ancestor", a, b], { okCodes: [1] })).code === 0;
+  }
+
+  /**
+   * The merge of `theirs` into `ours` as a commit object only (no ref moves): merge-tree writes the
+   * tree, commit-tree the commit. A conflict is an answer, with the conflicting files.
+   */
+  async mergeCommit(ours: string, theirs: string, message: string): Promise<{ ok: true; commit: string } | { ok: false; conflicts: string[]; reason: string }> {
+    const res = await this.git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs], { okCodes: [1] }).catch((err: Error) => err);
+    if (res instanceof Error) return { ok: false, conflicts: [], reason: res.message.split("\n").slice(0, 5).join(" ") };
+    const [tree, ...conflicted] = res.stdout.trim().split("\n");
+    if (res.code !== 0) {
+      const files = [...new Set(conflicted.filter(Boolean))];
+      return { ok: false, conflicts: files, reason: `conflicts in ${files.slice(0, 10).join(", ") || "the merge"}${files.length > 10 ? ` and ${files.length - 10} more` : ""}` };
+    }
+    return { ok: true, commit: (await this.git.raw([...AUTHOR, "commit-tree", tree!, "-p", ours, "-p", theirs, "-m", message])).trim() };
+  }
+
+  /**
+   * Commits files of the farm's own (manifests, session notes, ADR drafts), read from `dir` at
+   * their repository-relative `paths`, onto `branch` — through a throwaway index, never a worktree —
+   * and moves the branch only if nobody else did meanwhile. Nothing changed: no commit (null).
+   */
+  commitFiles(branch: string, dir: string, paths: string[], message: string): Promise<string | null> {
     return this.serial(async () => {
-      const dir = join(this.worktreesDir, name);
-      await this.removeNow(dir, branch);
-      await this.git.raw(["worktree", "add", "-q", "-B", branch, dir, base]);
-      return dir;
+      const tip = await this.revParse(`refs/heads/${branch}`);
+      if (!tip) return null;
+      const index = join(this.poolDir, `files-${process.pid}.index`);
+      mkdirSync(this.poolDir, { recursive: true });
+      const env = { GIT_INDEX_FILE: index };
+      try {
+        await this.git.raw(["read-tree", tip], { env });
+        for (const rel of paths) {
+          if (!existsSync(join(dir, rel))) continue;
+          const blob = (await this.git.raw(["hash-object", "-w", "--", join(dir, rel)])).trim();
+          await this.git.raw(["update-index", "--add", "--cacheinfo", `100644,${blob},${rel}`], { env });
+        }
+        const tree = (await this.git.raw(["write-tree"], { env })).trim();
+        if (tree === (await this.git.raw(["rev-parse", `${tip}^{tree}`])).trim()) return null;
+        const commit = (await this.git.raw([...AUTHOR, "commit-tree", tree, "-p", tip, "-m", message])).trim();
+        await this.git.raw(["update-ref", `refs/heads/${branch}`, commit, tip]);
+        return commit;
+      } finally {
+        rmSync(index, { force: true });
+      }
     });
   }
 
-  removeWorktree(dir: string, branchToDelete?: string): Promise<void> {
-    return this.serial(() => this.removeNow(dir, branchToDelete));
+  /** The names of the files in a folder of a branch's tree (empty when there is none). */
+  async namesIn(branch: string, folder: string): Promise<string[]> {
+    const out = await this.git.raw(["ls-tree", "--name-only", `refs/heads/${branch}:${folder}`]).catch(() => "");
+    return out.split("\n").filter(Boolean);
   }
 
-  private async removeNow(dir: string, branch?: string): Promise<void> {
-    await this.git.raw(["worktree", "remove", "--force", dir]).catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
-    await this.git.raw(["worktree", "prune"]).catch(() => undefined);
-    if (branch) await this.git.raw(["branch", "-D", branch]).catch(() => undefined);
-  }
-
-  /** Worktrees under the farm's folder: what a crash may have left behind. */
-  async ownWorktrees(): Promise<string[]> {
-    const out = await this.git.raw(["worktree", "list", "--porcelain"]);
-    return out.split("\n").filter((l) => l.startsWith("worktree ")).map((l) => l.slice(9)).filter((d) => d.startsWith(this.worktreesDir));
-  }
-
-  /** Commits everything staged in a worktree. */
-  async commitIn(dir: string, message: string): Promise<string> {
-    const g = new Git(dir);
-    await g.raw([...AUTHOR, "commit", "-q", "--no-verify", "-m", message]);
-    return (await g.raw(["rev-parse", "HEAD"])).trim();
+  /** The farm's own branches (`optimus/…`), by name. */
+  async ownBranches(): Promise<string[]> {
+    return (await this.git.raw(["for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads/optimus/"])).split("\n").filter(Boolean);
   }
 
   /** The merge commit on `into` that carries this trailer, if the unit was merged already. */
@@ -202,7 +226,7 @@ export class FarmRepo {
   }
 
   /**
-   * Merges `branch` into `into` without checking `into` out anywhere: merge-tree writes the tree,
+   * Merges `branch` into `into` (both the farm's own branches) without checking anything out: merge-tree writes the tree,
    * commit-tree the merge commit, update-ref moves the branch only if nobody else did meanwhile.
    */
   mergeInto(into: string, branch: string, message: string): Promise<{ ok: true; commit: string } | { ok: false; conflict: string }> {
@@ -221,38 +245,6 @@ export class FarmRepo {
     });
   }
 
-  /** The worktree where `branch` is checked out, if any. */
-  async checkedOutAt(branch: string): Promise<string | null> {
-    const out = await this.git.raw(["worktree", "list", "--porcelain"]);
-    let dir: string | null = null;
-    for (const l of out.split("\n")) {
-      if (l.startsWith("worktree ")) dir = l.slice(9);
-      if (l === `branch refs/heads/${branch}`) return dir;
-    }
-    return null;
-  }
-
-  /** Merges in a checked-out worktree (the user's), only when it is clean apart from `.optimus/`. */
-  mergeInWorktree(dir: string, branch: string, message: string): Promise<{ ok: true; commit: string } | { ok: false; reason: string }> {
-    return this.serial(async () => {
-      const g = new Git(dir);
-      const changed = (await g.raw(["status", "--porcelain", "--untracked-files=no"])).split("\n").filter(Boolean).map((l) => l.slice(3));
-      const dirty = changed.filter((p) => !p.startsWith(".optimus/"));
-      if (dirty.length) return { ok: false, reason: `the target branch's worktree ${dir} has uncommitted changes (${dirty.slice(0, 3).join(", ")})` };
-      // The farm's own files (manifests, session notes) change all the time; commit them first so the
-      // merge never trips over them. Nothing of the user's is touched.
-      const own = changed.filter((p) => p.startsWith(".optimus/"));
-      if (own.length) await g.raw([...AUTHOR, "commit", "--no-verify", "--quiet", "--only", "-m", "optimus: bookkeeping before a merge", "--", ...own]);
-      try {
-        await g.raw([...AUTHOR, "merge", "--no-ff", "--no-verify", "-m", message, branch]);
-      } catch (err) {
-        await g.raw(["merge", "--abort"]).catch(() => undefined);
-        return { ok: false, reason: `merge conflict: ${(err as Error).message.split("\n").map((l) => l.trim()).filter(Boolean).slice(0, 4).join(" ")}` };
-      }
-      return { ok: true, commit: (await g.raw(["rev-parse", "HEAD"])).trim() };
-    });
-  }
-
   /**
    * What a patch changes, as git reads it: applied to a throwaway index read from `base` (no
    * worktree, no ref moves), then listed with modes and object ids. A patch git cannot apply is the
@@ -265,16 +257,6 @@ export class FarmRepo {
   /** What a commit changed against `base`, as git reads the two trees (modes, types, sizes). */
   changeBetween(base: string, commit: string): Promise<PatchReading> {
     return readPatchWithGit(this.root, base, null, commit);
-  }
-
-  /** Applies a patch file to a worktree and stages it; returns the problem, or null. */
-  async applyIn(dir: string, patchFile: string): Promise<string | null> {
-    try {
-      await new Git(dir).raw(["apply", "--index", "--binary", patchFile]);
-      return null;
-    } catch (err) {
-      return (err as Error).message.split("\n").slice(0, 3).join(" ");
-    }
   }
 
   deleteBranch(branch: string): Promise<void> {

@@ -10,9 +10,11 @@ import { assertAction } from "../core/unit-actions.js";
 import type { FarmState } from "../core/farm-state.js";
 import type { SubmissionHandler } from "../core/lease-commands.js";
 import type { UnitRecord } from "../store/projection.js";
-import { runCheck, type EgressOptions, type SandboxBind } from "../sandbox/index.js";
-import { prepareDeps, type DepsCache } from "../setup/index.js";
+import type { EgressOptions } from "../sandbox/index.js";
+import type { DepsCache } from "../setup/index.js";
+import { failedEvals, runEvalSuite, type EvalSuiteDeps } from "./eval-suite.js";
 import { FarmRepo, integrationBranch, unitBranch, unitTrailer } from "./farm-repo.js";
+import type { ForgeChannel, TaskMerge } from "./task-merge.js";
 import { changeFiles } from "./change-view.js";
 import { checkChange, type ChangeLimits } from "./patch-policy.js";
 import { assessRisk, mayAutoMerge } from "./risk.js";
@@ -33,10 +35,16 @@ export interface ChangeView {
   risk?: UnitRecord["risk"];
 }
 
+type UnitHeld = Extract<EventBody, { type: "unit_held" }>;
+
 export interface PrLoopDeps {
   state: FarmState;
   config: ServerConfig;
   repo: FarmRepo;
+  /** the way of finished tasks to the origin */
+  taskMerge: TaskMerge;
+  /** where the farm's task files live before they are committed (ADR drafts are written there) */
+  filesDir: string;
   patchesDir: string;
   log: Logger;
   /** earlier attempts' notes for a unit, if any */
@@ -76,8 +84,10 @@ export interface LeaseWorkContext {
 export class PrLoop implements SubmissionHandler {
   private readonly taskQueues = new Map<string, Promise<unknown>>();
   /** checked plans between validate and accept, by lease id */
-  private readonly plans = new Map<string, { units: UnitSpec[]; plan: PlanProposal } | { fallback: string }>();
+  private readonly plans = new Map<string, { units: UnitSpec[]; plan: PlanProposal; adrNames: string[] } | { fallback: string }>();
   private readonly listener = (events: FarmEvent[]) => this.onCommitted(events);
+  /** set when the farm delivers through a forge (see `hold`) */
+  private forge: ForgeChannel | undefined;
 
   constructor(private readonly d: PrLoopDeps) {
     mkdirSync(d.patchesDir, { recursive: true });
@@ -100,7 +110,9 @@ export class PrLoop implements SubmissionHandler {
       const check = result.plan
         ? await checkPlan(result.plan, this.d.repo, integrationBranch(u.taskId), taken)
         : { ok: false as const, reason: "the worker returned no plan" };
-      this.plans.set(u.leaseId!, check.ok ? { units: check.units, plan: result.plan! } : { fallback: check.reason });
+      // ADR numbers continue those on the task's branch (its tree, read by git: nothing is checked out).
+      const adrNames = check.ok && result.plan?.decision?.needed ? await this.d.repo.namesIn(integrationBranch(u.taskId), "docs/adr") : [];
+      this.plans.set(u.leaseId!, check.ok ? { units: check.units, plan: result.plan!, adrNames } : { fallback: check.reason });
       return;
     }
     if (u.spec.role === "review") {
@@ -192,7 +204,7 @@ export class PrLoop implements SubmissionHandler {
     if ("units" in checked) {
       units = checked.units;
       const d = checked.plan.decision;
-      if (d?.needed && d.title) adr = writeAdrDraft(this.d.repo.root, u.taskId, d);
+      if (d?.needed && d.title) adr = writeAdrDraft(this.d.filesDir, u.taskId, d, checked.adrNames);
     } else {
       units = [{ id: "u1", goal: u.spec.goal, role: "codegen", files: u.spec.files, dependsOn: [], priority: u.spec.priority, complexity: u.spec.complexity, kind: "change" }];
     }
@@ -207,7 +219,7 @@ export class PrLoop implements SubmissionHandler {
   /** Picks up whatever a crash interrupted; removes worktrees nobody owns any more. */
   async start(): Promise<void> {
     this.d.state.on("committed", this.listener);
-    for (const dir of await this.d.repo.ownWorktrees()) await this.d.repo.removeWorktree(dir);
+    await this.d.taskMerge.sweep().catch((err: Error) => this.d.log.warn({ err: err.message }, "could not sweep stray branches"));
     for (const u of this.p.units.values()) {
       if (u.state === "evaluating") this.later(u.taskId, () => this.evaluate(u.taskId, u.unitId, u.attempt));
       else if (u.state === "reviewing" && u.review) this.later(u.taskId, () => this.decide(u.taskId, u.unitId, u.attempt));
@@ -287,7 +299,7 @@ export class PrLoop implements SubmissionHandler {
   }
 
   /** The hold of a change whose only review came from its author (same token or node). */
-  private heldForSelfReview(target: UnitRecord): EventBody {
+  private heldForSelfReview(target: UnitRecord): UnitHeld {
     const ev = target.evaluation!;
     const risk = assessRisk({ diff: ev.diff, evals: ev.evals, green: ev.green, unreviewed: false }, this.d.config.policy, this.d.config.prloop.eval.length > 0);
     return {
@@ -297,7 +309,7 @@ export class PrLoop implements SubmissionHandler {
   }
 
   /** The hold of a change its reviewer kept sending back until the unit ran out of attempts. */
-  private heldAfterReviews(target: UnitRecord, lastComments: string): EventBody {
+  private heldAfterReviews(target: UnitRecord, lastComments: string): UnitHeld {
     const ev = target.evaluation!;
     const risk = assessRisk({ diff: ev.diff, evals: ev.evals, green: ev.green, review: target.review, unreviewed: false }, this.d.config.policy, this.d.config.prloop.eval.length > 0);
     const times = Math.max(1, target.reviewRequests ?? 0);
@@ -309,11 +321,35 @@ export class PrLoop implements SubmissionHandler {
     };
   }
 
-  async approveTaskMerge(taskId: string, actor: string): Promise<void> {
-    const t = this.p.tasks.get(taskId);
-    if (!t) throw new FarmError("not_found", `task '${taskId}' not found`);
-    if (!t.merge?.heldReason) throw new FarmError("conflict", `task ${taskId} has no merge waiting for approval`);
-    await this.queue(taskId, () => this.maybeMergeTask(taskId, actor));
+  /** Delivery through the forge from now on (pull requests; merges through its API; held changes approved on the pull request). */
+  useForge(channel: ForgeChannel): void {
+    this.forge = channel;
+    this.d.taskMerge.useForge(channel);
+  }
+
+  /** Tries the merge of every task whose merge is held (e.g. the forge's checks went green). */
+  retryHeldMerges(): void {
+    for (const t of this.p.tasks.values()) if (t.merge?.heldReason && !t.merge.commit && !t.cancelled) this.later(t.taskId, () => this.maybeMergeTask(t.taskId));
+  }
+
+  /** The task's integration branch, pushed to the origin (after the farm committed its files on it). */
+  publish(taskId: string): Promise<void> {
+    return this.d.taskMerge.publish(taskId);
+  }
+
+  /**
+   * A person asks for a held task's merge; refused with the reason when it still cannot merge. With
+   * a forge it approves the changes waiting in the pull request: those touching protected paths need
+   * the approver right (a bare actor name is taken to have none).
+   */
+  async approveTaskMerge(taskId: string, by: string | Approver): Promise<void> {
+    const who = typeof by === "string" ? { actor: by, approver: false } : by;
+    const guard = (changes: { unitId: string }[]) => {
+      const files = changes.flatMap((c) => this.p.units.get(unitKey(taskId, c.unitId))?.evaluation?.diff.files ?? []);
+      const guarded = [...new Set(protectedPathsIn(files, this.d.config.policy))];
+      if (guarded.length > 0 && !who.approver) throw new FarmError("forbidden", approverNeeded(taskId, changes.map((c) => c.unitId).join(","), guarded));
+    };
+    await this.d.taskMerge.approve(taskId, who.actor, (fn) => this.queue(taskId, fn), guard);
   }
 
   /** A person rejects the change they saw: the unit is cancelled with their reason (it may be retried). */
@@ -333,6 +369,8 @@ export class PrLoop implements SubmissionHandler {
       // A task merges once its last unit is done, whichever unit finished last: a review unit's
       // completion may land after the merge of the change it reviewed (they commit separately).
       if (e.type === "unit_rejected" || e.type === "unit_completed") this.later(e.data.taskId, () => this.maybeMergeTask(e.data.taskId));
+      // A cancelled task leaves no branches behind (unless the configuration keeps them).
+      if (e.type === "task_cancelled") this.later(e.data.taskId, () => this.d.taskMerge.cancelled(e.data.taskId));
       // A review unit that died leaves its change to a human rather than stuck in review.
       if ((e.type === "unit_failed" || e.type === "lease_expired") && e.data.next === "dead") {
         const r = this.p.units.get(unitKey(e.data.taskId, e.data.unitId));
@@ -347,11 +385,9 @@ export class PrLoop implements SubmissionHandler {
     }
   }
 
-  /** Before a task is recorded: its integration branch exists, cut from its target branch. */
-  async prepareTask(taskId: string, targetBranch: string | undefined): Promise<string> {
-    const target = targetBranch ?? (await this.d.repo.currentBranch());
-    await this.d.repo.ensureIntegrationBranch(taskId, target);
-    return target;
+  /** Before a task is recorded: its integration branch exists, cut from the origin's target branch. */
+  prepareTask(taskId: string, targetBranch: string | undefined): Promise<string> {
+    return this.d.taskMerge.prepareTask(taskId, targetBranch);
   }
 
   private async ensureBranch(taskId: string): Promise<void> {
@@ -406,28 +442,10 @@ export class PrLoop implements SubmissionHandler {
       const reading = await this.d.repo.changeBetween(base, commit);
       const facts = reading.ok ? checkChange(reading.entries, u.spec.files, this.limits) : { ok: false as const, error: reading.error };
       if (!facts.ok) return await fail(`patch refused: ${facts.error}`);
-      const evals: EvalOutcome[] = [];
-      let binds: SandboxBind[] = [];
-      if (this.d.config.prloop.eval.length > 0 && this.d.deps) {
-        // The change's dependencies (its own lockfile), installed once per lockfile content and shown
-        // read-only: the evals themselves run offline.
-        const setup = await this.setUp(ref, wt);
-        if (this.d.signal?.aborted) return; // the farm is stopping mid set-up: no verdict, evaluated again on restart
-        if (setup) {
-          evals.push(setup.outcome);
-          binds = setup.binds;
-          // The set-up ran the repository's install scripts here: back to exactly the commit.
-          if (setup.ranInWorktree) await this.d.repo.resetTree(tree, commit);
-        }
-      }
-      for (const e of evals.some((e) => e.exitCode !== 0) ? [] : this.d.config.prloop.eval) {
-        // The eval runs the change's code: in the sandbox, seeing the worktree, toolchains and the cached dependencies (read-only) only.
-        const r = await runCheck(e.command, { cwd: wt, timeoutMs: e.timeoutMs, sandbox: this.d.config.sandbox, hide: this.d.hide ?? [], binds, ...(this.d.signal ? { signal: this.d.signal } : {}) });
-        if (this.d.signal?.aborted) return; // the farm is stopping: no verdict; the unit stays in evaluation and is evaluated again on restart
-        if (r.sandboxNote) this.d.log.warn({ taskId, unitId, eval: e.name }, r.sandboxNote);
-        evals.push({ name: e.name, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, output: r.output.slice(-8_000) });
-      }
-      const green = evals.every((e) => e.exitCode === 0);
+      const run = await runEvalSuite(this.suiteDeps, tree, commit, ref);
+      // The farm is stopping mid set-up or mid eval: no verdict; the unit stays in evaluation and is evaluated again on restart.
+      if (run.stopped) return;
+      const { evals, green } = run;
       const evaluated: EventBody = { type: "unit_evaluated", data: { ...ref, green, evals, diff: facts.facts, branch, commit } };
       const failed = evals.filter((e) => e.exitCode !== 0);
       const feedback = failed.map((e) => `eval '${e.name}' ${e.timedOut ? "timed out" : `exited ${e.exitCode}`}:\n${e.output.slice(-3_000)}`).join("\n\n");
@@ -441,28 +459,24 @@ export class PrLoop implements SubmissionHandler {
     if (now && (now.state === "evaluating" || this.p.reviewersOf(now).length === 0)) await this.decide(taskId, unitId, attempt);
   }
 
+  private get suiteDeps(): EvalSuiteDeps {
+    return { repo: this.d.repo, config: this.d.config, log: this.d.log, hide: this.d.hide ?? [], ...(this.d.deps ? { deps: this.d.deps } : {}), ...(this.d.setupEgress ? { setupEgress: this.d.setupEgress } : {}), ...(this.d.signal ? { signal: this.d.signal } : {}) };
+  }
+
   /**
-   * The dependency set-up of an eval tree, as an eval entry (`set-up`: a cache hit or an install,
-   * with its duration; a failure fails the evaluation with its log's tail), or null when the
-   * repository has none. Logged with its duration and whether it was a cache hit.
+   * The eval suite on a task's merge commit (the target moved since the task's branch was cut):
+   * null when green, else why not. The farm stopping meanwhile is a failure of this try (the merge
+   * is tried again after the restart).
    */
-  private async setUp(ref: { taskId: string; unitId: string; attempt: number }, wt: string): Promise<{ outcome: EvalOutcome; binds: SandboxBind[]; ranInWorktree: boolean } | null> {
-    const egress = this.d.setupEgress?.();
-    let prepared;
+  async evaluateMerge(taskId: string, commit: string): Promise<string | null> {
+    const tree = await this.d.repo.acquireTree(commit);
     try {
-      prepared = await prepareDeps(this.d.deps!, this.d.config.setup, { worktree: wt, sandbox: this.d.config.sandbox, hide: this.d.hide ?? [], ...(egress ? { egress } : {}), ...(this.d.signal ? { signal: this.d.signal } : {}) });
-    } catch (err) {
-      const output = `the set-up could not run: ${(err as Error).message}`;
-      this.d.log.warn({ ...ref }, output);
-      return { outcome: { name: "set-up", exitCode: null, timedOut: false, durationMs: 0, output }, binds: [], ranInWorktree: true };
+      const run = await runEvalSuite(this.suiteDeps, tree, commit, { taskId, merge: commit });
+      if (run.stopped) return "the farm stopped while the evals ran";
+      return run.green ? null : failedEvals(run);
+    } finally {
+      this.d.repo.releaseTree(tree);
     }
-    if (prepared.kind === "unsupported") this.d.log.warn({ ...ref }, `no dependency set-up: ${prepared.reason}`);
-    if (prepared.kind !== "ready") return null;
-    const o = prepared.outcome;
-    if (o.sandboxNote) this.d.log.warn({ ...ref }, o.sandboxNote);
-    this.d.log.info({ ...ref, hash: o.hash, hit: o.hit, durationMs: o.durationMs, ok: o.ok, log: o.logFile }, o.summary);
-    const output = o.ok ? `${o.summary}\n${o.hit ? "" : o.output.slice(-2_000)}`.trimEnd() : `${o.summary}\n${o.output}`;
-    return { outcome: { name: "set-up", exitCode: o.exitCode, timedOut: false, durationMs: o.durationMs, output: output.slice(-8_000) }, binds: o.binds, ranInWorktree: o.ranInWorktree };
   }
 
   private async commitIfCurrent(ref: { taskId: string; unitId: string; attempt: number }, state: UnitRecord["state"], events: EventBody[]): Promise<boolean> {
@@ -477,7 +491,7 @@ export class PrLoop implements SubmissionHandler {
     const unreviewed = this.p.reviewersOf(u).length === 0;
     if (!unreviewed && !u.review) return; // its reviewer has not spoken yet
     if (u.review?.selfReview) {
-      await this.d.state.commit([this.heldForSelfReview(u)], "farm");
+      await this.hold(this.heldForSelfReview(u));
       return;
     }
     if (u.review?.verdict === "request_changes") {
@@ -485,7 +499,7 @@ export class PrLoop implements SubmissionHandler {
       // A reviewer's "request changes" uses one of the unit's attempts; the last one goes to a person
       // (never another round, never dead-lettered in silence). A person's request gives one more.
       if (attempt >= (u.spec.maxAttempts ?? this.d.config.maxAttempts)) {
-        await this.d.state.commit([this.heldAfterReviews(u, text)], "farm");
+        await this.hold(this.heldAfterReviews(u, text));
         return;
       }
       await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt, feedback: `review by ${u.review.reviewUnitId}: ${text}`, reviewUnitId: u.review.reviewUnitId } }], "farm");
@@ -495,10 +509,25 @@ export class PrLoop implements SubmissionHandler {
     const risk = assessRisk(input, this.d.config.policy, this.d.config.prloop.eval.length > 0);
     const verdict = mayAutoMerge(risk, input, this.d.config.policy);
     if (verdict.auto) await this.merge(taskId, unitId, attempt, true, "farm", risk);
-    else await this.d.state.commit([{ type: "unit_held", data: { taskId, unitId, attempt, risk: { level: risk.level, reasons: verdict.why } } }], "farm");
+    else await this.hold({ type: "unit_held", data: { taskId, unitId, attempt, risk: { level: risk.level, reasons: verdict.why } } });
   }
 
-  private async merge(taskId: string, unitId: string, attempt: number, auto: boolean, actor: string, risk = this.p.units.get(unitKey(taskId, unitId))?.risk): Promise<void> {
+  /**
+   * A change the policy holds. Without a forge it waits as a unit for a person (`unit_held`). With
+   * one, a person approves on the pull request, and may only approve what it shows: the change is
+   * merged into the integration branch (not automatically, its reasons kept) and the task's merge
+   * waits for an approval of a version containing it (TaskMerge).
+   */
+  private async hold(held: UnitHeld): Promise<void> {
+    if (!this.forge) {
+      await this.d.state.commit([held], "farm");
+      return;
+    }
+    const { taskId, unitId, attempt, risk } = held.data;
+    await this.merge(taskId, unitId, attempt, false, "farm", risk, true);
+  }
+
+  private async merge(taskId: string, unitId: string, attempt: number, auto: boolean, actor: string, risk = this.p.units.get(unitKey(taskId, unitId))?.risk, heldForTask = false): Promise<void> {
     const u = this.p.units.get(unitKey(taskId, unitId));
     if (!u || u.attempt !== attempt || u.state === "merged" || !u.evaluation) return;
     const into = integrationBranch(taskId);
@@ -507,34 +536,23 @@ export class PrLoop implements SubmissionHandler {
     // At most once per unit attempt: a merge that landed before a crash is found by its trailer.
     let commit = await this.d.repo.findMerge(into, trailer);
     if (!commit) {
-      const res = await this.d.repo.mergeInto(into, u.evaluation.branch, `Merge ${taskId}/${unitId} attempt ${attempt}${auto ? " (auto)" : ` (approved by ${actor})`}\n\n${trailer}`);
+      const how = auto ? " (auto)" : heldForTask ? " (held: the task waits for approval)" : ` (approved by ${actor})`;
+      const res = await this.d.repo.mergeInto(into, u.evaluation.branch, `Merge ${taskId}/${unitId} attempt ${attempt}${how}\n\n${trailer}`);
       if (!res.ok) {
         await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt, feedback: `the change no longer merges into ${into} (${res.conflict}); redo it on the current branch` } }], "farm");
         return;
       }
       commit = res.commit;
     }
-    await this.d.state.commit([{ type: "unit_merged", data: { taskId, unitId, attempt, commit, into, auto, risk: r } }], actor);
+    await this.d.state.commit([{ type: "unit_merged", data: { taskId, unitId, attempt, commit, into, auto, risk: r, ...(heldForTask ? { heldForTask: true as const } : {}) } }], actor);
     await this.d.repo.deleteBranch(u.evaluation.branch);
     // The change now lives in git; its patch file was only needed until the merge.
     rmSync(this.patchFile(u, attempt), { force: true });
+    await this.d.taskMerge.publish(taskId);
     await this.maybeMergeTask(taskId);
   }
 
-  /** Once every unit is done, the integration branch goes into the target branch. */
-  private async maybeMergeTask(taskId: string, actor = "farm"): Promise<void> {
-    const t = this.p.tasks.get(taskId);
-    if (!t || t.cancelled || t.merge?.commit) return;
-    const units = t.units.map((k) => this.p.units.get(k)!);
-    if (!units.every((u) => u.state === "merged" || u.state === "completed") || !units.some((u) => u.state === "merged")) return;
-    const into = t.targetBranch ?? (await this.d.repo.currentBranch());
-    const branch = integrationBranch(taskId);
-    const message = `Merge task ${taskId}: ${t.title.slice(0, 60)}\n\nOptimus-Task: ${taskId}`;
-    const at = await this.d.repo.checkedOutAt(into);
-    const res = at ? await this.d.repo.mergeInWorktree(at, branch, message) : await this.d.repo.mergeInto(into, branch, message);
-    if (res.ok) await this.d.state.commit([{ type: "task_merged", data: { taskId, into, commit: res.commit } }], actor);
-    else if (t.merge?.heldReason !== ("reason" in res ? res.reason : res.conflict)) {
-      await this.d.state.commit([{ type: "task_merge_held", data: { taskId, into, reason: "reason" in res ? res.reason : res.conflict } }], actor);
-    }
+  private maybeMergeTask(taskId: string, actor = "farm"): Promise<void> {
+    return this.d.taskMerge.maybeMergeTask(taskId, actor);
   }
 }

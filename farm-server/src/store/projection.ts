@@ -24,7 +24,12 @@ export interface TaskRecord extends TaskHeader {
   cancelled: boolean;
   units: string[]; // unit keys, in manifest order
   order: number; // creation order, for FIFO among equal priorities
-  merge?: { into: string; commit?: string; heldReason?: string };
+  merge?: { into: string; commit?: string; heldReason?: string; conflicts?: string[] };
+  pullRequest?: TaskView["pullRequest"];
+  /** changes merged into the integration branch that the task's merge waits on a person's approval for (with a forge) */
+  heldChanges?: { unitId: string; attempt: number; commit: string; reasons: string[] }[];
+  /** people's approvals of the task's merge, each as of the head they saw */
+  approvals?: { by: string; head: string; at: number; forgeEvent?: string }[];
   /** ADR drafts the planner wrote for this task (committed with its milestones) */
   adrs?: string[];
   /** why the planner's plan was not used (the task fell back to one unit) */
@@ -240,6 +245,8 @@ export class Projection {
         u.feedback = undefined;
         this.settle(u, "merged", e.ts);
         for (const k of u.dependents) if (this.promote(k)) ready(k);
+        const t = this.tasks.get(u.taskId);
+        if (e.data.heldForTask && t) t.heldChanges = [...(t.heldChanges ?? []), { unitId: u.unitId, attempt: e.data.attempt, commit: e.data.commit, reasons: e.data.risk.reasons }];
         touch(u.taskId);
         break;
       }
@@ -275,6 +282,17 @@ export class Projection {
         touch(u.taskId);
         break;
       }
+      case "units_added": {
+        const t = this.tasks.get(e.data.taskId);
+        if (!t) break;
+        for (const k of this.addUnits(t, e.data.units, e.ts)) {
+          const u = this.units.get(k)!;
+          if (e.data.feedback?.length) u.feedback = [...e.data.feedback];
+          ready(k);
+        }
+        touch(t.taskId);
+        break;
+      }
       case "units_planned": {
         const t = this.tasks.get(e.data.taskId);
         if (!t) break;
@@ -288,7 +306,22 @@ export class Projection {
       case "task_merge_held": {
         const t = this.tasks.get(e.data.taskId);
         if (!t) break;
-        t.merge = e.type === "task_merged" ? { into: e.data.into, commit: e.data.commit } : { into: e.data.into, heldReason: e.data.reason };
+        t.merge = e.type === "task_merged" ? { into: e.data.into, commit: e.data.commit } : { into: e.data.into, heldReason: e.data.reason, ...(e.data.conflicts?.length ? { conflicts: e.data.conflicts } : {}) };
+        if (e.type === "task_merged" && t.pullRequest) t.pullRequest = { ...t.pullRequest, state: "merged" };
+        touch(t.taskId);
+        break;
+      }
+      case "task_approved": {
+        const t = this.tasks.get(e.data.taskId);
+        if (!t) break;
+        t.approvals = [...(t.approvals ?? []), { by: e.data.by, head: e.data.head, at: e.ts, ...(e.data.forgeEvent ? { forgeEvent: e.data.forgeEvent } : {}) }];
+        touch(t.taskId);
+        break;
+      }
+      case "task_pull_request": {
+        const t = this.tasks.get(e.data.taskId);
+        if (!t) break;
+        t.pullRequest = { number: e.data.number, url: e.data.url, state: e.data.state };
         touch(t.taskId);
         break;
       }
@@ -379,7 +412,7 @@ export class Projection {
     return {
       taskId: t.taskId, title: t.title, description: t.description, priority: t.priority, createdBy: t.createdBy,
       createdAt: t.createdAt, updatedAt: t.updatedAt, units: t.units.map((k) => k.slice(t.taskId.length + 1)), counts,
-      state: taskState(t, counts), ...(t.merge ? { merge: t.merge } : {}), ...(t.planFallback ? { planFallback: t.planFallback } : {}),
+      state: taskState(t, counts), ...(t.merge ? { merge: t.merge } : {}), ...(t.pullRequest ? { pullRequest: t.pullRequest } : {}), ...(t.planFallback ? { planFallback: t.planFallback } : {}),
     };
   }
 
@@ -428,11 +461,12 @@ export class Projection {
   }
 }
 
-export function taskState(t: { cancelled: boolean }, counts: Partial<Record<UnitState, number>>): TaskView["state"] {
+export function taskState(t: { cancelled: boolean; merge?: TaskRecord["merge"] }, counts: Partial<Record<UnitState, number>>): TaskView["state"] {
   if (t.cancelled) return "cancelled";
   const n = (s: UnitState) => counts[s] ?? 0;
   const total = Object.values(counts).reduce((a, b) => a + (b ?? 0), 0);
-  if (n("completed") + n("merged") === total) return "completed";
+  // Done only once its change is on the target branch (a task without a change is done at once).
+  if (n("completed") + n("merged") === total) return n("merged") === 0 || t.merge?.commit ? "completed" : t.merge?.heldReason ? "held" : "merging";
   const active = n("leased") + n("submitted") + n("evaluating") + n("reviewing") + n("awaiting_approval") + n("changes_requested");
   if (active > 0) return "running";
   if (n("dead") > 0 && n("ready") + n("failed") === 0) return "failed";

@@ -72,7 +72,7 @@ export class RepoMirror {
       // The farm caps its git processes and answers 503 when they are busy: wait and try again.
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.git(["--git-dir", this.gitDir, "fetch", "-q", "--prune", `${this.farmUrl.replace(/\/+$/, "")}/git`, "+refs/heads/*:refs/remotes/farm/*"]);
+          await this.git(["--git-dir", this.gitDir, "fetch", "-q", "--prune", `${this.farmUrl.replace(/\/+$/, "")}/git`, "+refs/heads/*:refs/remotes/farm/*", "+refs/remotes/origin/*:refs/remotes/farm/*"]);
           return;
         } catch (err) {
           if (attempt >= FETCH_ATTEMPTS || !/error: 503\b|returned error: 503/.test((err as Error).message)) throw err;

@@ -46,10 +46,12 @@ test("one worker token with a codegen and a review node cannot approve its own c
   const coder = await handWorker(t, farm.url, mallory, "mallory-coder", "codegen");
   const reviewer = await handWorker(t, farm.url, mallory, "mallory-reviewer", "review");
 
+  // Made before the lease (the task's branch starts at main): this hand worker sends no heartbeats.
+  const patch = patchFor(repo, "main", { "src/add.js": FIX });
   await client.tasks.create.mutate({ id: "fix-add", title: "Fix add", units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }] });
   const lease = await waitFor(() => coder.leases[0], "the codegen lease");
-  const base = (lease.context as { base: { branch: string } }).base.branch;
-  await coder.submit(lease, { outcome: "succeeded", summary: "fixed", patch: patchFor(repo, base, { "src/add.js": FIX }) });
+  assert.equal((lease.context as { base: { branch: string } }).base.branch, "optimus/fix-add");
+  await coder.submit(lease, { outcome: "succeeded", summary: "fixed", patch });
   await waitFor(async () => (await client.units.get.query({ taskId: "fix-add", unitId: "fix" })).state === "reviewing", "the change to be evaluated and wait for review");
 
   // The dispatcher does not hand the review to the author's token: it waits for another reviewer.

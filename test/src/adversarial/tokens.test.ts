@@ -217,6 +217,6 @@ test("a /git flood over the cap gets 503 with Retry-After; the farm stays alive 
     const r = await fetch(`${farm.url}/git/info/refs?service=git-upload-pack`, { headers: { authorization: `Bearer ${worker}` } });
     return r.status === 200 ? r.text() : null;
   }, "a fetch to be served again", 10_000);
-  assert.match(after, /refs\/heads\/main/);
+  assert.match(after, /refs\/remotes\/origin\/main/, "the farm's view of the origin is served");
   assert.equal((await httpClientFor(farm.url, admin).health.query()).ok, true);
 });

@@ -7,6 +7,7 @@
 //      from the real farm, in-process, then a reset) and the farm's pooled eval tree against plain
 //      `git worktree add/remove`, on the temp directory's disk and on tmpfs; a dependency set-up's
 //      cache miss (`npm ci` in the sandbox through the egress proxy) vs hit,
+//   5c. delivery: the last unit approved → the task's merge on the origin (smart HTTP and folder) vs the same by hand,
 //   6. the VS Code extension: bundle size, activation in code-server beside a minimal extension, and
 //      unit state change → tree latency with 1,000 units and 50 editors beside the raw journal stream.
 // Results also go to test-artifacts/bench.json so later runs can be compared.
@@ -24,6 +25,7 @@ import { extensionRows, runExtensionBench, TREE } from "./extension-section.js";
 import { admissionRate, gatewayOverhead } from "./gateway-bench.js";
 import { benchWorktreePrep, type WorktreeBenchOptions, type WorktreeBenchResult } from "./worktree-prep.js";
 import { benchSetupCache, type SetupBenchResult } from "./setup-cache.js";
+import { benchDelivery, type DeliveryBenchResult } from "./delivery.js";
 
 const STORE: StoreRunOptions = { tasks: 20, unitsPerTask: 500, capacity: 64, stallMs: 4_000 };
 const STORE_RUNS = 3;
@@ -143,6 +145,16 @@ async function main(): Promise<number> {
     problems.push(`dependency set-up: ${(err as Error).message}`);
   }
 
+  // 5c. Delivery: last unit green and approved → the origin's target branch updated, vs by hand.
+  let delivery: DeliveryBenchResult | undefined;
+  log("delivery: approval → merge on the origin (smart HTTP, folder) vs fetch+merge+push by hand …");
+  try {
+    delivery = await benchDelivery(5);
+    log(`  smart HTTP ${fmt(delivery.http.farmMs)} ms (by hand ${fmt(delivery.http.byHandMs)} ms); folder ${fmt(delivery.folder.farmMs)} ms (by hand ${fmt(delivery.folder.byHandMs)} ms)`);
+  } catch (err) {
+    problems.push(`delivery: ${(err as Error).message}`);
+  }
+
   // 6. The editor extension.
   const ext = await runExtensionBench();
   problems.push(...ext.problems);
@@ -177,6 +189,13 @@ async function main(): Promise<number> {
   );
   if (rawAtFarmBatch) {
     rows.push({ measure: `raw SQLite, ${rawAtFarmBatch.batch} rows/txn (farm's batch)`, value: fmt(rawAtFarmBatch.rowsPerSec), unit: "rows/s", note: `${fmt(rawAtFarmBatch.msPerTxn, 2)} ms per commit: the disk's ceiling at the farm's batch size` });
+  }
+  if (delivery) {
+    const d = delivery;
+    rows.push(
+      { measure: "delivery to origin, smart HTTP", value: fmt(d.http.farmMs), unit: "ms", note: `median of ${d.runs}: approval of the last unit → task_merged (merge into the task's branch, push it, fetch, merge onto main's tip, atomic push, ls-remote check); by hand (fetch, merge --no-ff, push) ${fmt(d.http.byHandMs)} ms = ${fmt(d.http.farmMs / d.http.byHandMs, 1)}×` },
+      { measure: "delivery to origin, bare folder", value: fmt(d.folder.farmMs), unit: "ms", note: `median of ${d.runs}; by hand ${fmt(d.folder.byHandMs)} ms = ${fmt(d.folder.farmMs / d.folder.byHandMs, 1)}×` },
+    );
   }
   if (lat.createToLease.n > 0) {
     const L = lat.createToLease;

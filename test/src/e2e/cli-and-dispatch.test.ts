@@ -10,7 +10,7 @@ import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { gitLog, makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
-import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
+import { filesDirFor, stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 test("a task sent from the CLI is journaled, written as a manifest, committed, and leased by role, capacity and dependency", async (t) => {
   const repo = makeRepo(t);
@@ -37,14 +37,17 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
   assert.equal(verify.code, 0, verify.stderr);
   assert.match(verify.stdout, /audit chain intact: \d+ entries verified/);
 
-  // Written to .optimus/tasks/<id>/manifest.yaml and committed as a milestone.
-  const file = join(repo, ".optimus", "tasks", taskId, "manifest.yaml");
+  // Written to .optimus/tasks/<id>/manifest.yaml in the farm's home and committed on the task's own
+  // branch (pushed to the origin): no bookkeeping commit on main, nothing in the repository's folder.
+  const file = join(filesDirFor(repo), ".optimus", "tasks", taskId, "manifest.yaml");
   await waitFor(() => existsSync(file), "the manifest file");
   const parsed = parseManifestYaml(readFileSync(file, "utf8"), file);
   assert.ok(parsed.ok);
   assert.deepEqual(parsed.manifest.units[0]!.files, ["src/parser.ts", "src/lexer.ts"]);
   assert.equal(parsed.manifest.units[0]!.status?.state, "ready");
-  await waitFor(() => gitLog(repo).includes(`optimus: task ${taskId} created`), "the milestone commit");
+  // (committed onto the task's branch when the branch is published: see the resident-farm tests)
+  assert.doesNotMatch(gitLog(repo).join("\n"), /^optimus: /m, "no bookkeeping commit on main");
+  assert.equal(existsSync(join(repo, ".optimus", "tasks")), false, "no task files in the repository's folder");
   // The farm's state is in its home, not in the repository (nothing to keep out of git there).
   assert.equal(existsSync(join(repo, ".optimus", "state")), false, "no farm state in the repository");
   assert.ok(existsSync(join(stateDirFor(repo), "journal.db")), "the journal is in the farm's home");
@@ -96,11 +99,12 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
   assert.equal(ledger.accepted.length, 6);
   assert.equal(ledger.rejected.length, 0);
 
-  // Fleet view and the manifest mirror reflect the outcome; the final state is committed too.
+  // Fleet view and the manifest mirror reflect the outcome.
   const fleet = await admin.fleet.workers.query();
   assert.deepEqual(fleet.map((w) => [w.nodeId, w.role, w.connected]).sort(), [["worker-01", "codegen", true], ["worker-02", "review", true]]);
-  await waitFor(() => gitLog(repo).some((m) => /^optimus: .*\bdag completed/.test(m)), "the completion milestone commit");
-  const dag = parseManifestYaml(readFileSync(join(repo, ".optimus", "tasks", "dag", "manifest.yaml"), "utf8"));
+  const dagFile = join(filesDirFor(repo), ".optimus", "tasks", "dag", "manifest.yaml");
+  await waitFor(() => /state: completed\n\s+updatedAt: [^\n]+\n(?![\s\S]*state: (ready|leased))/.test(readFileSync(dagFile, "utf8")), "the manifest mirror to show the task completed");
+  const dag = parseManifestYaml(readFileSync(dagFile, "utf8"));
   assert.ok(dag.ok);
   assert.deepEqual(dag.manifest.units.map((u) => u.status?.state), ["completed", "completed", "completed", "completed", "completed"]);
   assert.equal(dag.manifest.status?.state, "completed");

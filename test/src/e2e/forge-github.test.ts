@@ -28,14 +28,9 @@ import {
 import { SecretResolver } from "@optimus/farm-server/dist/secrets/index.js";
 import { GitHubStandin } from "../helpers/github-standin.js";
 import { waitFor } from "../helpers/wait.js";
+import { GITHUB } from "../helpers/team-fixture.js";
 
-const FARM_TOKEN = "ghs_farmInstallationToken0000000000000001";
-const CI_TOKEN = "ghs_teamCiInstallationToken000000000000001";
-const ALICE_TOKEN = "ghp_aliceWriteAccessToken00000000000000001";
-const MALLORY_TOKEN = "ghp_malloryReadOnlyToken000000000000000001";
-const HOOK_SECRET = "webhook-secret-for-the-farm-0001";
-const FARM_APP = { id: 901, slug: "optimus-farm", name: "Optimus farm" };
-const CI_APP = { id: 902, slug: "team-ci", name: "Team CI" };
+const { FARM_TOKEN, CI_TOKEN, ALICE_TOKEN, MALLORY_TOKEN, HOOK_SECRET, FARM_APP, CI_APP } = GITHUB;
 
 // ---- a real bare git repository, written with plumbing (as the farm's push would leave it) ----
 

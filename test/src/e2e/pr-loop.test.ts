@@ -139,15 +139,7 @@ test("hostile or broken patches are refused with a clear error and change nothin
   const { farm, admin, client } = await farmOn(t, repo);
   const token = await tokenFor(farm.url, admin, "worker", "pool");
   await client.tasks.create.mutate({ id: "fix-add", title: "Fix add", units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }] });
-  const { createFarmClient } = await import("@optimus/farm-server");
-  const w = createFarmClient({ url: farm.url, token, transport: "ws" });
-  t.after(() => w.close());
-  await w.client.worker.register.mutate({ nodeId: "evil", role: "codegen" });
-  const leases: Lease[] = [];
-  const sub = w.client.worker.leases.subscribe({ nodeId: "evil" }, { onData: (env) => leases.push(env.data as Lease) });
-  t.after(() => sub.unsubscribe());
-  const lease = await waitFor(() => leases[0], "a lease");
-  const ref = { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId };
+  // Made before the lease is taken: this worker sends no heartbeats, so its lease must not wait on them.
   const good = patchFor(repo, "main", { "src/add.js": FIX });
   const outOfScope = patchFor(repo, "main", { "README.md": "# pwned\n" });
   const bigBinary = patchFor(repo, "main", { "src/add.js": FIX }) + patchFor(repo, "main", { "src/blob.bin": "\0".repeat(10) }).replace(/^diff --git a\/src\/blob.bin b\/src\/blob.bin/m, "diff --git a/src/add.js b/src/add.js");
@@ -158,6 +150,15 @@ test("hostile or broken patches are refused with a clear error and change nothin
     symlinkSync("/etc/passwd", join(dir, "src/add.js"));
   });
   const bigBlob = patchWith(repo, (dir) => writeFileSync(join(dir, "src/add.js"), Buffer.alloc(2 * 1024 * 1024, 0)));
+  const { createFarmClient } = await import("@optimus/farm-server");
+  const w = createFarmClient({ url: farm.url, token, transport: "ws" });
+  t.after(() => w.close());
+  await w.client.worker.register.mutate({ nodeId: "evil", role: "codegen" });
+  const leases: Lease[] = [];
+  const sub = w.client.worker.leases.subscribe({ nodeId: "evil" }, { onData: (env) => leases.push(env.data as Lease) });
+  t.after(() => sub.unsubscribe());
+  const lease = await waitFor(() => leases[0], "a lease");
+  const ref = { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId };
   const cases: Array<[string, string, RegExp]> = [
     ["dot-dot", good.replaceAll("src/add.js", "../outside.js"), /\.\.\/outside\.js: does not exist in index/],
     [".git", good.replaceAll("src/add.js", ".git/hooks/pre-commit"), /\.git\/hooks\/pre-commit: does not exist in index/],
@@ -170,6 +171,8 @@ test("hostile or broken patches are refused with a clear error and change nothin
   ];
   void bigBinary;
   for (const [name, patch, message] of cases) {
+    // A worker heartbeats while it works: each refusal below must be about the patch, not a lapsed lease.
+    await w.client.worker.heartbeat.mutate({ nodeId: "evil", leases: [ref] });
     const err = await w.client.worker.submit.mutate({ nodeId: "evil", lease: ref, result: { outcome: "succeeded", summary: name, patch } }).catch((e: unknown) => e);
     assert.equal(errorCode(err), "BAD_REQUEST", `${name}: ${String(err)}`);
     assert.match((err as Error).message, message, name);

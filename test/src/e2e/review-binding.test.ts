@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { createFarmClient, errorCode, type Lease } from "@optimus/farm-server";
+import { createFarmClient, errorCode, filesDirFor, type Lease } from "@optimus/farm-server";
 import { availableActions, type FarmEvent, type ReviewVerdict, type ViewsMessage } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
@@ -97,8 +97,8 @@ test("a decision binds to the attempt and commit the person saw: a stale one is 
   const second = await heldAt("fix-add", "fix", 2);
   const current = { attempt: 2, head: second.evaluation!.commit };
   assert.notEqual(current.head, aliceSaw.head);
-  // The manifest is open in someone's editor with local edits: the farm must not rewrite it.
-  const manifest = join(repo, ".optimus", "tasks", "fix-add", "manifest.yaml");
+  // The manifest (the farm's copy in its home) is open in someone's editor with local edits: the farm must not rewrite it.
+  const manifest = join(filesDirFor(repo), ".optimus", "tasks", "fix-add", "manifest.yaml");
   await waitFor(() => {
     try {
       return /state: awaiting_approval\n\s+attempt: 2\n/.test(readFileSync(manifest, "utf8"));

@@ -6,6 +6,7 @@ import { test } from "node:test";
 import { httpClientFor } from "../helpers/clients.js";
 import { extensionFarm } from "../helpers/extension-farm.js";
 import { git } from "../helpers/fixture.js";
+import { cloneDirFor } from "@optimus/farm-server";
 import { ROOT } from "../helpers/paths.js";
 import { waitFor } from "../helpers/wait.js";
 import { openWorkbench, treeRow } from "../helpers/vscode/index.js";
@@ -96,7 +97,9 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   assert.equal(u.state, "merged");
   const events = await h.farm!.services.state.journal.readAfter(0, 100_000);
   assert.equal(events.find((e) => e.type === "unit_approved")?.actor, "editor:vscode-test");
-  await waitFor(() => /return a \+ b/.test(git(h.repo, "show", `optimus/${task.taskId}:src/add.js`)), "the change on the task's integration branch");
+  // The unit's merge into the task's branch (in the farm's clone; the branch itself may already be
+  // delivered and deleted) has the change.
+  assert.match(git(cloneDirFor(h.repo), "show", `${u.mergedCommit}:src/add.js`), /return a \+ b/, "the change on the task's integration branch");
 
   // Issue 16: a three-file change is one multi-file diff, with added / modified shown as such (no
   // renames), and is approved from that editor's title bar.

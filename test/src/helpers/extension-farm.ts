@@ -4,7 +4,7 @@ import { pino } from "pino";
 import { startFarm, type Farm, type Lease } from "@optimus/farm-server";
 import { ServerConfig } from "@optimus/shared";
 import { tokenFor } from "./clients.js";
-import { makeFixtureRepo, patchFor } from "./fixture.js";
+import { makeFixtureRepo, patchForAsync } from "./fixture.js";
 import { freePort } from "./farm-process.js";
 import { sleep } from "./wait.js";
 import { newLedger, startWorkers, stopAll } from "./workers.js";
@@ -58,7 +58,7 @@ export async function extensionFarm(t: { after(fn: () => unknown): void }) {
       : lease.spec.files.includes("src/mul.js")
         ? { "src/add.js": `${FIX}// for ${lease.taskId} attempt ${lease.attempt}\n`, "src/mul.js": MUL, "src/sub.js": SUB }
         : { "src/add.js": `${FIX}// for ${lease.taskId} attempt ${lease.attempt}\n` };
-    return { outcome: "succeeded", summary: "fixed add", patch: patchFor(repo, c.base!.branch, files), signals: { model: "scripted", tokens: 360, confidence: 0.9, iterations: 1 } };
+    return { outcome: "succeeded", summary: "fixed add", patch: await patchForAsync(repo, c.base!.branch, files), signals: { model: "scripted", tokens: 360, confidence: 0.9, iterations: 1 } };
   });
   const handle = {
     repo, url, editor, admin,

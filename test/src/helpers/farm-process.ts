@@ -41,7 +41,9 @@ export class FarmProcess {
   }
 
   async start(timeoutMs = 30_000): Promise<void> {
-    const child = spawn(process.execPath, [CLI, "farm", "up", "--repo", this.repo, "--port", String(this.port), ...this.extraArgs], {
+    // A URL is the team's origin (`--origin`); a folder is taken as the origin (`--repo`).
+    const where = /^[a-z]+:\/\//i.test(this.repo) ? ["--origin", this.repo] : ["--repo", this.repo];
+    const child = spawn(process.execPath, [CLI, "farm", "up", ...where, "--port", String(this.port), ...this.extraArgs], {
       env: { ...process.env, OPTIMUS_LOG_LEVEL: process.env.OPTIMUS_LOG_LEVEL ?? "warn", ...this.extraEnv },
       stdio: ["ignore", "pipe", "pipe"],
     });

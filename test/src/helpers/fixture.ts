@@ -1,9 +1,12 @@
-import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import { promisify } from "node:util";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cloneDirFor } from "@optimus/farm-server";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { makeRepo, writeFarmConfig } from "./repo.js";
 
+const run = promisify(execFile);
 const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.name=Test", "-c", "user.email=test@localhost", ...args], { cwd, stdio: "pipe" }).toString();
 
 /**
@@ -29,9 +32,16 @@ export function makeFixtureRepo(t: { after(fn: () => void): void }, config = "")
   return repo;
 }
 
-/** The `git diff --binary` a worker would send for these file contents, made against `ref` of the repo. */
+/**
+ * The `git diff --binary` a worker would send for these file contents, made against `ref` of the
+ * repo — or, for a branch only the farm has (a task's `optimus/<id>` before it is pushed), of the
+ * farm's own clone in its home, which is what a worker fetches.
+ */
 export function patchFor(repo: string, ref: string, changes: Record<string, string | null>): string {
   const dir = mkdtempSync(join(tmpdir(), "optimus-patch-"));
+  const has = (r: string) => { try { git(r, "rev-parse", "-q", "--verify", `${ref}^{commit}`); return true; } catch { return false; } };
+  const clone = cloneDirFor(repo);
+  if (!has(repo) && existsSync(clone) && has(clone)) repo = clone;
   try {
     git(repo, "worktree", "add", "-q", "--detach", dir, ref);
     for (const [p, c] of Object.entries(changes)) {
@@ -45,6 +55,37 @@ export function patchFor(repo: string, ref: string, changes: Record<string, stri
     return git(dir, "diff", "--cached", "--binary");
   } finally {
     git(repo, "worktree", "remove", "--force", dir);
+  }
+}
+
+/**
+ * The same patch as `patchFor`, made without a worktree and without blocking the event loop (a
+ * throwaway index: read-tree, hash-object, update-index, diff-index): for scripted workers that run
+ * in the same process as a farm, whose heartbeats and leases must keep going meanwhile.
+ */
+export async function patchForAsync(repo: string, ref: string, changes: Record<string, string | null>): Promise<string> {
+  const has = async (r: string) => run("git", ["rev-parse", "-q", "--verify", `${ref}^{commit}`], { cwd: r }).then(() => true, () => false);
+  const clone = cloneDirFor(repo);
+  if (!(await has(repo)) && existsSync(clone) && (await has(clone))) repo = clone;
+  const dir = mkdtempSync(join(tmpdir(), "optimus-patch-"));
+  const env = { ...process.env, GIT_INDEX_FILE: join(dir, "index") };
+  const g = async (args: string[], input?: string) => {
+    const child = run("git", args, { cwd: repo, env, maxBuffer: 64 * 1024 * 1024 });
+    if (input !== undefined) child.child.stdin!.end(input);
+    return (await child).stdout;
+  };
+  try {
+    await g(["read-tree", ref]);
+    for (const [p, c] of Object.entries(changes)) {
+      if (c === null) await g(["update-index", "--force-remove", "--", p]);
+      else {
+        const blob = (await g(["hash-object", "-w", "--stdin"], c)).trim();
+        await g(["update-index", "--add", "--cacheinfo", `100644,${blob},${p}`]);
+      }
+    }
+    return await g(["diff-index", "--cached", "-p", "--binary", ref]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -25,6 +25,11 @@ export function makeRepo(t?: { after(fn: () => void): void }, name = "optimus-te
   const git = (...args: string[]) => execFileSync("git", args, { cwd: dir, stdio: "pipe" });
   git("init", "-q", "-b", "main");
   git("-c", "user.name=Test", "-c", "user.email=test@localhost", "commit", "-q", "--allow-empty", "-m", "initial");
+  // The farm treats this folder as its origin and delivers by push. git refuses a push to the
+  // branch a non-bare repository has checked out; this origin's owner (the test) lets git update
+  // it and its files, as a server-side checkout would. (A developer's checkout never says so: the
+  // farm's push there is refused and the task held — see the resident-farm tests.)
+  git("config", "receive.denyCurrentBranch", "updateInstead");
   // Removed when the test process exits: after-hooks run in the order they were added, so a farm
   // using this repository may still be stopping when the test's own hooks run.
   if (t && !process.env.OPTIMUS_KEEP_TEST_REPOS) removeAtExit(dir);

@@ -1,0 +1,193 @@
+import type { Logger } from "pino";
+import type { FarmState } from "../core/farm-state.js";
+import type { TaskRecord } from "../store/projection.js";
+import { FarmError } from "../core/errors.js";
+import type { Delivery, GitDelivery } from "../delivery/git-delivery.js";
+import type { OriginClone } from "../delivery/origin.js";
+import { integrationBranch, type FarmRepo } from "./farm-repo.js";
+
+/**
+ * Delivery through a forge (a pull request per task): given, the task's final merge goes through
+ * the forge's API instead of a push to the target branch. Implemented by delivery/forge-delivery.ts.
+ */
+export interface ForgeChannel {
+  /** after the task's integration branch was pushed: open or update its pull request; report new evals and reviews */
+  published(taskId: string): Promise<void>;
+  /** merges the task's pull request (its branch is pushed, its files committed): merged, or held with why */
+  deliver(taskId: string, into: string): Promise<Delivery>;
+}
+
+/** how old the farm's view of the origin may be when it cuts a task's branch (task creation stays cheap) */
+const FRESH_MS = 2_000;
+
+/** A change merged into a task's integration branch that waits for a person's approval of the task. */
+export type HeldChange = NonNullable<TaskRecord["heldChanges"]>[number];
+
+/** Why a task waits (its merge is held): the held changes' reasons, and what a person can do. */
+export function waitingReason(taskId: string, waiting: HeldChange[]): string {
+  const reasons = [...new Set(waiting.flatMap((c) => c.reasons))];
+  return `waiting for approval: ${reasons.join("; ") || `changes of ${waiting.map((c) => c.unitId).join(", ")}`} (approve the pull request with a review, or run \`optimus approve ${taskId}\`)`;
+}
+
+/** The held changes of a task that no approval covers: none was given as of a head containing them. */
+export async function unapprovedChanges(t: TaskRecord | undefined, repo: Pick<FarmRepo, "isAncestor">): Promise<HeldChange[]> {
+  const out: HeldChange[] = [];
+  for (const c of t?.heldChanges ?? []) {
+    let covered = false;
+    for (const a of t?.approvals ?? []) if (a.head === c.commit || (await repo.isAncestor(c.commit, a.head).catch(() => false))) covered = true;
+    if (!covered) out.push(c);
+  }
+  return out;
+}
+
+export interface TaskMergeDeps {
+  state: FarmState;
+  repo: FarmRepo;
+  origin: OriginClone;
+  delivery: GitDelivery;
+  log: Logger;
+  /** commits the task's own files (manifest, session notes, ADR drafts) onto its integration branch */
+  commitTaskFiles?(taskId: string, what?: string): Promise<void>;
+  /** the forge, when the farm delivers through pull requests (set once the forge is wired) */
+  forge?: ForgeChannel;
+}
+
+/**
+ * A task's way from its integration branch to its target branch on the origin: the branch is cut
+ * from the origin's target as fetched now; once every unit is done, the task's files are committed
+ * on it and it is delivered (GitDelivery); a failure holds the task with the reason.
+ */
+export class TaskMerge {
+  constructor(private readonly d: TaskMergeDeps) {}
+
+  useForge(channel: ForgeChannel): void {
+    this.d.forge = channel;
+  }
+
+  private get p() {
+    return this.d.state.projection;
+  }
+
+  /**
+   * Before a task is recorded: its integration branch exists, cut from the origin's target branch
+   * (the origin's default branch when none is named) as fetched at most a moment ago, so it starts
+   * from what the team's repository holds, never from whatever a developer has checked out. (The
+   * merge fetches again: an older base only means a merge that brings more in, never a lost commit.)
+   */
+  async prepareTask(taskId: string, targetBranch: string | undefined): Promise<string> {
+    const { repo, origin } = this.d;
+    const existing = await repo.revParse(`refs/heads/${integrationBranch(taskId)}`);
+    if (existing && targetBranch) return targetBranch;
+    await origin.fetchIfOlder(FRESH_MS);
+    const target = targetBranch ?? (await origin.defaultBranch());
+    if (existing) return target;
+    // A task the farm knew before it lost its home: its branch is on the origin.
+    const base = (await origin.tracked(integrationBranch(taskId))) ?? (await origin.tracked(target));
+    if (!base) throw new FarmError("invalid", `the target branch '${target}' does not exist on the origin`);
+    await repo.ensureIntegrationBranch(taskId, base);
+    return target;
+  }
+
+  /** Once every unit is done, the integration branch goes into the target branch on the origin. */
+  async maybeMergeTask(taskId: string, actor = "farm"): Promise<void> {
+    const t = this.p.tasks.get(taskId);
+    if (!t || t.cancelled || t.merge?.commit) return;
+    const units = t.units.map((k) => this.p.units.get(k)!);
+    if (!units.every((u) => u.state === "merged" || u.state === "completed") || !units.some((u) => u.state === "merged")) return;
+    const into = t.targetBranch ?? (await this.d.origin.defaultBranch());
+    // With a forge, held changes are in the pull request: the task waits until a person approved a
+    // version containing them (nothing is asked of the origin or the forge meanwhile).
+    const waiting = this.d.forge ? await this.unapproved(taskId) : [];
+    let res: Delivery;
+    if (waiting.length > 0) res = { ok: false, into, reason: waitingReason(taskId, waiting) };
+    else {
+      // The task's files arrive with its change (no bookkeeping commits on the target branch).
+      await this.d.commitTaskFiles?.(taskId);
+      const message = `Merge task ${taskId}: ${t.title.slice(0, 60)}\n\nOptimus-Task: ${taskId}`;
+      try {
+        if (this.d.forge) {
+          const why = await this.d.delivery.pushBranch(taskId);
+          res = why ? { ok: false, into, reason: `the task's branch could not be pushed: ${why}` } : await this.d.forge.deliver(taskId, into);
+        } else res = await this.d.delivery.deliver(taskId, into, message);
+      } catch (err) {
+        // The origin could not be reached (network, auth): nothing moved; held until it can be.
+        res = { ok: false as const, into, reason: `the origin could not be reached: ${(err as Error).message.split("\n")[0]}` };
+      }
+    }
+    if (res.ok) {
+      await this.d.state.commit([{ type: "task_merged", data: { taskId, into, commit: res.commit } }], actor);
+      // (with a forge, `res.commit` is what the forge reports its base branch holds)
+      this.d.log.info({ taskId, into, commit: res.commit, retries: res.retries, already: res.already }, `task merged into ${into} on the origin`);
+      await this.d.delivery.cleanUp(taskId).catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not delete the task's branches"));
+    } else if (t.merge?.heldReason !== res.reason) {
+      await this.d.state.commit([{ type: "task_merge_held", data: { taskId, into, reason: res.reason, ...(res.conflicts?.length ? { conflicts: res.conflicts } : {}) } }], actor);
+    }
+  }
+
+  /**
+   * A person asks for a held task's merge: tried again now; still impossible (a conflict, a refusal
+   * of the origin), the request is refused with the reason — never reported as merged.
+   * With a forge, held changes waiting for approval are approved as of the branch's head, pushed
+   * first so the approval covers what the pull request shows; `guard` refuses a person who may not
+   * approve them (protected paths).
+   */
+  async approve(taskId: string, actor: string, run: (fn: () => Promise<void>) => Promise<void>, guard?: (changes: HeldChange[]) => void): Promise<void> {
+    const t = this.p.tasks.get(taskId);
+    if (!t) throw new FarmError("not_found", `task '${taskId}' not found`);
+    if (t.merge?.commit) throw new FarmError("conflict", `task ${taskId} is merged already (into ${t.merge.into} as ${t.merge.commit.slice(0, 10)})`);
+    if (!t.merge?.heldReason) throw new FarmError("conflict", `task ${taskId} has no merge waiting for approval`);
+    let approved = false;
+    await run(async () => {
+      const waiting = this.d.forge ? await this.unapproved(taskId) : [];
+      if (waiting.length > 0) {
+        guard?.(waiting);
+        const why = await this.d.delivery.pushBranch(taskId);
+        const head = await this.d.repo.revParse(`refs/heads/${integrationBranch(taskId)}`);
+        if (why || !head) throw new FarmError("conflict", `task ${taskId} cannot be approved: its branch could not be pushed to the pull request: ${why ?? "the branch is missing"}`);
+        await this.d.state.commit([{ type: "task_approved", data: { taskId, by: actor, head } }], actor);
+        approved = true;
+      }
+      await this.maybeMergeTask(taskId, actor);
+    });
+    const after = this.p.tasks.get(taskId)!;
+    // An approval taken is not refused: the forge merges once it allows (the task says why it waits).
+    if (!after.merge?.commit && !approved) throw new FarmError("conflict", `task ${taskId} cannot be merged: ${after.merge?.heldReason ?? "it is not ready"}`);
+  }
+
+  /**
+   * The changes merged for the pull request to show whose approval is missing: no approval of the
+   * task was given as of a head that contains them (a person never approves what they could not see).
+   */
+  unapproved(taskId: string): Promise<HeldChange[]> {
+    return unapprovedChanges(this.p.tasks.get(taskId), this.d.repo);
+  }
+
+  /** The integration branch after a unit merged into it: on the origin too (best effort; the final delivery pushes it again). */
+  async publish(taskId: string): Promise<void> {
+    // The task's files (manifest, notes) ride along with each publication of its branch.
+    await this.d.commitTaskFiles?.(taskId, "files").catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not commit the task's files"));
+    const why = await this.d.delivery.pushBranch(taskId).catch((err: Error) => err.message);
+    if (why) return this.d.log.warn({ taskId }, `could not push ${integrationBranch(taskId)}: ${why}`);
+    await this.d.forge?.published(taskId).catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not update the task's pull request"));
+  }
+
+  /** A cancelled task: its branches go, locally and on the origin. */
+  async cancelled(taskId: string): Promise<void> {
+    await this.d.delivery.cleanUp(taskId).catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not delete the cancelled task's branches"));
+  }
+
+  /** At start: the farm's branches of tasks that are merged, cancelled or unknown are deleted (strays of a crash). */
+  async sweep(): Promise<void> {
+    const gone = new Set<string>();
+    for (const b of await this.d.repo.ownBranches()) {
+      const taskId = b.slice("optimus/".length).split("--")[0]!;
+      const t = this.p.tasks.get(taskId);
+      if (!t || t.cancelled || t.merge?.commit) gone.add(taskId);
+    }
+    for (const taskId of gone) {
+      const t = this.p.tasks.get(taskId);
+      if (!t) continue; // not the farm's knowledge to delete (a rebuild may still need it)
+      await this.d.delivery.cleanUp(taskId).catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not delete a stray branch"));
+    }
+  }
+}

@@ -1,0 +1,115 @@
+// Measure: the way of a finished task to the origin — from the moment its last unit is green and
+// approved (the approval call) to the farm's journal saying `task_merged`, which it writes only
+// after the origin's target branch was seen to contain the merge (ls-remote) — on a bare origin
+// behind git's own smart HTTP (Basic auth) and on a bare origin folder. Beside it, in the same run,
+// the same delivery done by hand with git in a clone: fetch, merge --no-ff of a branch, push.
+// Median of RUNS each, interleaved farm/by hand so that drift hits both alike.
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { pino } from "pino";
+import { cloneDirFor, startFarm, type Farm, type Lease } from "@optimus/farm-server";
+import { ServerConfig, type FarmEvent } from "@optimus/shared";
+import { httpClientFor, tokenFor } from "../helpers/clients.js";
+import { seenVersion } from "../helpers/decisions.js";
+import { patchForAsync } from "../helpers/fixture.js";
+import { GitHttpOrigin } from "../helpers/git-http-origin.js";
+import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+import { median, msSince } from "./stats.js";
+
+const run = promisify(execFile);
+
+export interface DeliveryBenchResult {
+  runs: number;
+  http: { farmMs: number; byHandMs: number };
+  folder: { farmMs: number; byHandMs: number };
+}
+
+const BASIC = `Basic ${Buffer.from("farm:pw").toString("base64")}`;
+
+/** One origin, one farm on it, `runs` tasks delivered and `runs` deliveries by hand. */
+async function measure(originUrl: string, runs: number, gitEnv: Record<string, string>): Promise<{ farmMs: number[]; byHandMs: number[] }> {
+  process.env.OPTIMUS_SECRET_BENCH_ORIGIN_AUTH = BASIC;
+  const config = ServerConfig.parse({
+    port: 0, heartbeatIntervalMs: 1_000, planner: { enabled: false }, sandbox: "auto",
+    prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "files", command: "test -f README.md", timeoutMs: 30_000 }] },
+    origin: { auth: "secrets-manager://env/bench origin/auth" }, secrets: { vaults: { env: { provider: "env", prefix: "OPTIMUS_SECRET_" } } },
+  });
+  const farm: Farm = await startFarm({ repo: originUrl, config, log: pino({ level: "silent" }) });
+  const admin = farm.startup.adminToken!.token;
+  const client = httpClientFor(farm.url, admin);
+  const agents = await startWorkers(farm.url, await tokenFor(farm.url, admin, "worker", "bench"), [{ nodeId: "bench-coder", role: "codegen", max: 1 }], newLedger(), async (lease: Lease) =>
+    ({ outcome: "succeeded", summary: "done", patch: await patchForAsync(cloneDirFor(originUrl), (lease.context as { base: { branch: string } }).base.branch, { [`notes/${lease.taskId}.md`]: "notes\n" }) }));
+  const dir = mkdtempSync(join(tmpdir(), "optimus-bench-hand-"));
+  const git = (...args: string[]) => run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd: dir, env: { ...process.env, ...gitEnv } });
+  await run("git", ["clone", "-q", originUrl, dir], { env: { ...process.env, ...gitEnv } });
+  const farmMs: number[] = [];
+  const byHandMs: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      // The farm: a one-unit task, held (no review), approved; timed from the approval to task_merged.
+      const taskId = `bench-${i}`;
+      await client.tasks.create.mutate({ id: taskId, title: taskId, units: [{ id: "u1", goal: "notes", files: [`notes/${taskId}.md`] }] });
+      await until(async () => (await client.units.get.query({ taskId, unitId: "u1" })).state === "awaiting_approval");
+      const seen = await seenVersion(client, taskId, "u1");
+      const merged = new Promise<void>((resolve) => {
+        const on = (events: FarmEvent[]) => {
+          if (events.some((e) => e.type === "task_merged" && e.data.taskId === taskId)) {
+            farm.services.state.off("committed", on);
+            resolve();
+          }
+        };
+        farm.services.state.on("committed", on);
+      });
+      const t0 = process.hrtime.bigint();
+      await client.reviews.approve.mutate(seen);
+      await merged;
+      farmMs.push(msSince(t0));
+      // By hand: a branch with one commit, then what the farm does — fetch, merge --no-ff onto the
+      // fetched tip, push (the branch and the target).
+      await git("fetch", "-q", "origin");
+      await git("checkout", "-q", "-B", `hand-${i}`, "origin/main");
+      await git("commit", "-q", "--allow-empty", "-m", `hand ${i}`);
+      const h0 = process.hrtime.bigint();
+      await git("fetch", "-q", "origin");
+      await git("checkout", "-q", "-B", "main", "origin/main");
+      await git("merge", "-q", "--no-ff", "-m", `merge hand ${i}`, `hand-${i}`);
+      await git("push", "-q", "--atomic", "origin", `hand-${i}`, "main");
+      byHandMs.push(msSince(h0));
+    }
+  } finally {
+    await stopAll(agents);
+    await farm.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { farmMs, byHandMs };
+}
+
+async function until(ok: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error("timed out waiting for the unit to be held");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function benchDelivery(runs = 5): Promise<DeliveryBenchResult> {
+  const origin = new GitHttpOrigin({ farm: "pw" });
+  await origin.start();
+  try {
+    origin.create("team", { "README.md": "# team\n" });
+    const folder = origin.create("plain", { "README.md": "# plain\n" });
+    const header = { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: ${BASIC}` };
+    const http = await measure(origin.url("team"), runs, header);
+    const local = await measure(folder, runs, {});
+    return {
+      runs,
+      http: { farmMs: median(http.farmMs), byHandMs: median(http.byHandMs) },
+      folder: { farmMs: median(local.farmMs), byHandMs: median(local.byHandMs) },
+    };
+  } finally {
+    await origin.close();
+  }
+}
