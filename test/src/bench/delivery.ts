@@ -3,9 +3,6 @@
 // after the origin's target branch was seen to contain the merge (ls-remote) — on a bare origin
 // behind git's own smart HTTP (Basic auth) and on a bare origin folder. Beside it, in the same run,
 // the same delivery done by hand with git in a clone: fetch, merge --no-ff of a branch, push.
-// And through the GitHub stand-in (validated against GitHub's OpenAPI, the real @octokit/rest): from
-// the approval of the held task to the merge through the API (push, pull request update, merge
-// readiness, merge, the base branch checked). By hand there: the same fetch+merge+push.
 // Median of RUNS each, interleaved farm/by hand so that drift hits both alike.
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -19,8 +16,6 @@ import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { seenVersion } from "../helpers/decisions.js";
 import { patchForAsync } from "../helpers/fixture.js";
 import { GitHttpOrigin } from "../helpers/git-http-origin.js";
-import { GitHubStandin } from "../helpers/github-standin.js";
-import { GITHUB } from "../helpers/team-fixture.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 import { median, msSince } from "./stats.js";
 
@@ -30,21 +25,17 @@ export interface DeliveryBenchResult {
   runs: number;
   http: { farmMs: number; byHandMs: number };
   folder: { farmMs: number; byHandMs: number };
-  /** through the GitHub stand-in: approval of the held task → merged through the API (its base branch moved) */
-  github?: { farmMs: number; byHandMs: number };
 }
 
 const BASIC = `Basic ${Buffer.from("farm:pw").toString("base64")}`;
 
 /** One origin, one farm on it, `runs` tasks delivered and `runs` deliveries by hand. */
-async function measure(originUrl: string, runs: number, gitEnv: Record<string, string>, forge?: { baseUrl: string; token: string }): Promise<{ farmMs: number[]; byHandMs: number[] }> {
+async function measure(originUrl: string, runs: number, gitEnv: Record<string, string>): Promise<{ farmMs: number[]; byHandMs: number[] }> {
   process.env.OPTIMUS_SECRET_BENCH_ORIGIN_AUTH = BASIC;
-  if (forge) process.env.OPTIMUS_SECRET_BENCH_GITHUB_TOKEN = forge.token;
   const config = ServerConfig.parse({
     port: 0, heartbeatIntervalMs: 1_000, planner: { enabled: false }, sandbox: "auto",
     prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "files", command: "test -f README.md", timeoutMs: 30_000 }] },
     origin: { auth: "secrets-manager://env/bench origin/auth" }, secrets: { vaults: { env: { provider: "env", prefix: "OPTIMUS_SECRET_" } } },
-    ...(forge ? { forge: { kind: "github", repo: "acme/bench", token: "secrets-manager://env/bench github/token", baseUrl: forge.baseUrl, pollIntervalMs: 60_000 } } : {}),
   });
   const farm: Farm = await startFarm({ repo: originUrl, config, log: pino({ level: "silent" }) });
   const admin = farm.startup.adminToken!.token;
@@ -61,11 +52,8 @@ async function measure(originUrl: string, runs: number, gitEnv: Record<string, s
       // The farm: a one-unit task, held (no review), approved; timed from the approval to task_merged.
       const taskId = `bench-${i}`;
       await client.tasks.create.mutate({ id: taskId, title: taskId, units: [{ id: "u1", goal: "notes", files: [`notes/${taskId}.md`] }] });
-      // Without a forge the unit waits for approval; with one it is in the pull request and the task waits.
-      await until(async () => forge
-        ? (await client.tasks.get.query({ taskId })).task.state === "held"
-        : (await client.units.get.query({ taskId, unitId: "u1" })).state === "awaiting_approval");
-      const seen = forge ? null : await seenVersion(client, taskId, "u1");
+      await until(async () => (await client.units.get.query({ taskId, unitId: "u1" })).state === "awaiting_approval");
+      const seen = await seenVersion(client, taskId, "u1");
       const merged = new Promise<void>((resolve) => {
         const on = (events: FarmEvent[]) => {
           if (events.some((e) => e.type === "task_merged" && e.data.taskId === taskId)) {
@@ -76,8 +64,7 @@ async function measure(originUrl: string, runs: number, gitEnv: Record<string, s
         farm.services.state.on("committed", on);
       });
       const t0 = process.hrtime.bigint();
-      if (seen) await client.reviews.approve.mutate(seen);
-      else await client.reviews.approveTaskMerge.mutate({ taskId });
+      await client.reviews.approve.mutate(seen);
       await merged;
       farmMs.push(msSince(t0));
       // By hand: a branch with one commit, then what the farm does — fetch, merge --no-ff onto the
@@ -117,27 +104,10 @@ export async function benchDelivery(runs = 5): Promise<DeliveryBenchResult> {
     const header = { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: ${BASIC}` };
     const http = await measure(origin.url("team"), runs, header);
     const local = await measure(folder, runs, {});
-    // GitHub: the stand-in (validated against GitHub's OpenAPI) serving the bare repository the farm pushes to.
-    const gh = await new GitHubStandin({
-      repoDir: origin.create("bench", { "README.md": "# bench\n" }),
-      users: [
-        { login: "acme", type: "Organization", permission: "none" },
-        { login: "optimus-farm[bot]", type: "Bot", permission: "write", app: GITHUB.FARM_APP, token: GITHUB.FARM_TOKEN },
-      ],
-    }).start();
-    let github: DeliveryBenchResult["github"];
-    try {
-      const viaForge = await measure(origin.url("bench"), runs, header, { baseUrl: gh.url, token: GITHUB.FARM_TOKEN });
-      github = { farmMs: median(viaForge.farmMs), byHandMs: median(viaForge.byHandMs) };
-      gh.assertNoViolations();
-    } finally {
-      await gh.stop();
-    }
     return {
       runs,
       http: { farmMs: median(http.farmMs), byHandMs: median(http.byHandMs) },
       folder: { farmMs: median(local.farmMs), byHandMs: median(local.byHandMs) },
-      github,
     };
   } finally {
     await origin.close();

@@ -150,7 +150,7 @@ async function main(): Promise<number> {
   log("delivery: approval → merge on the origin (smart HTTP, folder) vs fetch+merge+push by hand …");
   try {
     delivery = await benchDelivery(5);
-    log(`  smart HTTP ${fmt(delivery.http.farmMs)} ms (by hand ${fmt(delivery.http.byHandMs)} ms); folder ${fmt(delivery.folder.farmMs)} ms (by hand ${fmt(delivery.folder.byHandMs)} ms)${delivery.github ? `; GitHub stand-in ${fmt(delivery.github.farmMs)} ms` : ""}`);
+    log(`  smart HTTP ${fmt(delivery.http.farmMs)} ms (by hand ${fmt(delivery.http.byHandMs)} ms); folder ${fmt(delivery.folder.farmMs)} ms (by hand ${fmt(delivery.folder.byHandMs)} ms)`);
   } catch (err) {
     problems.push(`delivery: ${(err as Error).message}`);
   }
@@ -196,7 +196,6 @@ async function main(): Promise<number> {
       { measure: "delivery to origin, smart HTTP", value: fmt(d.http.farmMs), unit: "ms", note: `median of ${d.runs}: approval of the last unit → task_merged (merge into the task's branch, push it, fetch, merge onto main's tip, atomic push, ls-remote check); by hand (fetch, merge --no-ff, push) ${fmt(d.http.byHandMs)} ms = ${fmt(d.http.farmMs / d.http.byHandMs, 1)}×` },
       { measure: "delivery to origin, bare folder", value: fmt(d.folder.farmMs), unit: "ms", note: `median of ${d.runs}; by hand ${fmt(d.folder.byHandMs)} ms = ${fmt(d.folder.farmMs / d.folder.byHandMs, 1)}×` },
     );
-    if (d.github) rows.push({ measure: "delivery through GitHub (stand-in)", value: fmt(d.github.farmMs), unit: "ms", note: `median of ${d.runs}: approval of the held task → merged through the API (push, PR update, readiness, merge; Octokit's write spacing included); by hand (git only) ${fmt(d.github.byHandMs)} ms = ${fmt(d.github.farmMs / d.github.byHandMs, 1)}×` });
   }
   if (lat.createToLease.n > 0) {
     const L = lat.createToLease;
