@@ -29,15 +29,29 @@ export interface GitDeliveryOptions {
 }
 
 export class GitDelivery {
+  /** per branch, the head the origin confirmed last (forgotten when a delivery through it fails) */
+  private readonly pushed = new Map<string, string>();
+
   constructor(private readonly o: GitDeliveryOptions) {}
 
+  /** The origin may no longer hold what was pushed (a delivery failed): the next push is done again. */
+  forgetPush(taskId: string): void {
+    this.pushed.delete(integrationBranch(taskId));
+  }
+
   /** Pushes the task's integration branch (fast-forward only). Returns why it could not, or null. */
-  async pushBranch(taskId: string): Promise<string | null> {
+  async pushBranch(taskId: string, opts: { unlessPushed?: boolean } = {}): Promise<string | null> {
     const branch = integrationBranch(taskId);
     const head = await this.o.repo.revParse(`refs/heads/${branch}`);
     if (!head) return `the farm has no branch ${branch}`;
+    // The same head pushed a moment ago (an approval pushes, then the delivery would again): once is enough.
+    if (opts.unlessPushed && this.pushed.get(branch) === head) return null;
+    this.pushed.delete(branch);
     const r = await this.o.origin.push([`${head}:refs/heads/${branch}`]);
-    if (r.ok) return null;
+    if (r.ok) {
+      this.pushed.set(branch, head);
+      return null;
+    }
     return r.moved ? `the origin's ${branch} has commits the farm does not have (someone pushed to it); the farm does not overwrite them` : r.reason;
   }
 
@@ -96,6 +110,7 @@ export class GitDelivery {
   async cleanUp(taskId: string): Promise<void> {
     if (this.o.keepBranches) return;
     const branch = integrationBranch(taskId);
+    this.pushed.delete(branch);
     const head = await this.o.repo.revParse(`refs/heads/${branch}`);
     const mine = (await this.o.repo.ownBranches()).filter((b) => b === branch || b.startsWith(`${branch}--`));
     for (const b of mine) await this.o.repo.deleteBranch(b);

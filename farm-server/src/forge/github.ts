@@ -60,7 +60,7 @@ export interface GitHubForgeOptions {
   minNotifyingWriteIntervalMs?: number;
   /** retries of a 5xx / network failure; default 3 */
   serverErrorRetries?: number;
-  /** how long to wait for the forge to compute mergeability; default 10 polls, 500 ms apart */
+  /** how long to wait for the forge to compute mergeability; default 12 polls, 100 ms apart doubling up to 500 ms */
   mergeabilityPolls?: { tries: number; delayMs: number };
   /** the prefix of the farm's check runs; default "optimus" */
   checkPrefix?: string;
@@ -155,7 +155,7 @@ export class GitHubForge implements Forge {
     this.name = m[2]!;
     this.log = opts.log ?? silentLog;
     this.mergeMethod = opts.mergeMethod ?? "merge";
-    this.polls = opts.mergeabilityPolls ?? { tries: 10, delayMs: 500 };
+    this.polls = opts.mergeabilityPolls ?? { tries: 12, delayMs: 500 };
     this.prefix = opts.checkPrefix ?? "optimus";
     const capMs = opts.maxRetryAfterMs ?? 120_000;
     const maxRetries = opts.maxRateLimitRetries ?? 3;
@@ -331,9 +331,10 @@ export class GitHubForge implements Forge {
 
   async mergeReadiness(pullNumber: number): Promise<MergeReadiness> {
     let pr = (await this.call("get pull request", () => this.octokit.rest.pulls.get({ ...this.ctx, pull_number: pullNumber }))).data;
-    // GitHub computes mergeability in the background: null until it has.
+    // GitHub computes mergeability in the background: null until it has (usually well under a
+    // second), so asked again soon, then less often.
     for (let i = 1; pr.state === "open" && pr.mergeable === null && i < this.polls.tries; i++) {
-      await sleep(this.polls.delayMs);
+      await sleep(Math.min(this.polls.delayMs, 100 * 2 ** (i - 1)));
       pr = (await this.call("get pull request", () => this.octokit.rest.pulls.get({ ...this.ctx, pull_number: pullNumber }))).data;
     }
     const required = await this.requiredChecks(pr.base.ref);

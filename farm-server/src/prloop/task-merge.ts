@@ -106,7 +106,7 @@ export class TaskMerge {
       const message = `Merge task ${taskId}: ${t.title.slice(0, 60)}\n\nOptimus-Task: ${taskId}`;
       try {
         if (this.d.forge) {
-          const why = await this.d.delivery.pushBranch(taskId);
+          const why = await this.d.delivery.pushBranch(taskId, { unlessPushed: true });
           res = why ? { ok: false, into, reason: `the task's branch could not be pushed: ${why}` } : await this.d.forge.deliver(taskId, into);
         } else res = await this.d.delivery.deliver(taskId, into, message);
       } catch (err) {
@@ -114,6 +114,7 @@ export class TaskMerge {
         res = { ok: false as const, into, reason: `the origin could not be reached: ${(err as Error).message.split("\n")[0]}` };
       }
     }
+    if (!res.ok) this.d.delivery.forgetPush(taskId);
     if (res.ok) {
       await this.d.state.commit([{ type: "task_merged", data: { taskId, into, commit: res.commit } }], actor);
       // (with a forge, `res.commit` is what the forge reports its base branch holds)

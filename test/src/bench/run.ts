@@ -8,6 +8,7 @@
 //      `git worktree add/remove`, on the temp directory's disk and on tmpfs; a dependency set-up's
 //      cache miss (`npm ci` in the sandbox through the egress proxy) vs hit,
 //   5c. delivery: the last unit approved → the task's merge on the origin (smart HTTP and folder) vs the same by hand,
+//   5d. delivery through the GitHub stand-in: a person's approval of the held pull request → merged through the API,
 //   6. the VS Code extension: bundle size, activation in code-server beside a minimal extension, and
 //      unit state change → tree latency with 1,000 units and 50 editors beside the raw journal stream.
 // Results also go to test-artifacts/bench.json so later runs can be compared.
@@ -26,6 +27,7 @@ import { admissionRate, gatewayOverhead } from "./gateway-bench.js";
 import { benchWorktreePrep, type WorktreeBenchOptions, type WorktreeBenchResult } from "./worktree-prep.js";
 import { benchSetupCache, type SetupBenchResult } from "./setup-cache.js";
 import { benchDelivery, type DeliveryBenchResult } from "./delivery.js";
+import { benchForgeDelivery, type ForgeDeliveryBenchResult } from "./delivery-forge.js";
 
 const STORE: StoreRunOptions = { tasks: 20, unitsPerTask: 500, capacity: 64, stallMs: 4_000 };
 const STORE_RUNS = 3;
@@ -155,6 +157,16 @@ async function main(): Promise<number> {
     problems.push(`delivery: ${(err as Error).message}`);
   }
 
+  // 5d. Delivery through the forge (GitHub stand-in): approval of the held pull request → merged through the API.
+  let forgeDelivery: ForgeDeliveryBenchResult | undefined;
+  log("delivery through the GitHub stand-in: approval → pull request merged through the API vs fetch+merge+push by hand …");
+  try {
+    forgeDelivery = await benchForgeDelivery(5);
+    log(`  ${fmt(forgeDelivery.farmMs)} ms (by hand ${fmt(forgeDelivery.byHandMs)} ms), ${fmt(forgeDelivery.apiCalls)} API calls`);
+  } catch (err) {
+    problems.push(`delivery through the GitHub stand-in: ${(err as Error).message}`);
+  }
+
   // 6. The editor extension.
   const ext = await runExtensionBench();
   problems.push(...ext.problems);
@@ -196,6 +208,10 @@ async function main(): Promise<number> {
       { measure: "delivery to origin, smart HTTP", value: fmt(d.http.farmMs), unit: "ms", note: `median of ${d.runs}: approval of the last unit → task_merged (merge into the task's branch, push it, fetch, merge onto main's tip, atomic push, ls-remote check); by hand (fetch, merge --no-ff, push) ${fmt(d.http.byHandMs)} ms = ${fmt(d.http.farmMs / d.http.byHandMs, 1)}×` },
       { measure: "delivery to origin, bare folder", value: fmt(d.folder.farmMs), unit: "ms", note: `median of ${d.runs}; by hand ${fmt(d.folder.byHandMs)} ms = ${fmt(d.folder.farmMs / d.folder.byHandMs, 1)}×` },
     );
+  }
+  if (forgeDelivery) {
+    const f = forgeDelivery;
+    rows.push({ measure: "delivery through GitHub stand-in", value: fmt(f.farmMs), unit: "ms", note: `median of ${f.runs}: a person's approval of the held task → task_merged (the branch pushed once, ${fmt(f.apiCalls)} API calls: pull request read until mergeability is computed, required checks, merge, base branch read); by hand (fetch, merge --no-ff, push; no API) ${fmt(f.byHandMs)} ms = ${fmt(f.farmMs / f.byHandMs, 1)}×` });
   }
   if (lat.createToLease.n > 0) {
     const L = lat.createToLease;
@@ -313,6 +329,8 @@ async function main(): Promise<number> {
     llama: llama ? { options: LLAMA, target: LLAMA_TARGET, ...llama, noConfidenceRatio: llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec } : null,
     worktree: { options: WORKTREE, diskRuns: WORKTREE_DISK_RUNS, tmpfs: worktree.tmpfs ?? null, disk: worktree.disk ?? null },
     setup: setup ?? null,
+    delivery: delivery ?? null,
+    forgeDelivery: forgeDelivery ?? null,
     gateway: { overhead: gw, admission: adm },
     extension: { treeOptions: TREE, sizes: ext.sizes ?? null, activation: ext.activation ?? null, tree: ext.tree ?? null },
     ratios,

@@ -1,0 +1,124 @@
+// Measure: delivery through the GitHub stand-in (every request and response validated against
+// GitHub's OpenAPI description, driven by the farm's real @octokit/rest), its repository the bare
+// origin behind git's own smart HTTP that the farm pushes to. Timed from a person's approval of the
+// held task (its change already in the pull request) to the journal's `task_merged`: the branch
+// pushed, the pull request's merge readiness asked, the merge through the API. Beside it, in the
+// same run, the same merge by hand in a clone: fetch, merge --no-ff, push. Interleaved, median of RUNS.
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { pino } from "pino";
+import { cloneDirFor, startFarm, type Lease } from "@optimus/farm-server";
+import { ServerConfig, type FarmEvent } from "@optimus/shared";
+import { httpClientFor, tokenFor } from "../helpers/clients.js";
+import { patchForAsync } from "../helpers/fixture.js";
+import { GitHttpOrigin } from "../helpers/git-http-origin.js";
+import { GitHubStandin } from "../helpers/github-standin.js";
+import { GITHUB } from "../helpers/team-fixture.js";
+import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+import { median, msSince } from "./stats.js";
+
+const run = promisify(execFile);
+
+export interface ForgeDeliveryBenchResult {
+  runs: number;
+  farmMs: number;
+  byHandMs: number;
+  /** GitHub API calls the farm made per delivery (median), from the stand-in's request log */
+  apiCalls: number;
+}
+
+export async function benchForgeDelivery(runs = 5): Promise<ForgeDeliveryBenchResult> {
+  const origin = new GitHttpOrigin({ farm: "pw" });
+  await origin.start();
+  const basic = `Basic ${Buffer.from("farm:pw").toString("base64")}`;
+  const gh = await new GitHubStandin({
+    repoDir: origin.create("bench", { "README.md": "# bench\n" }),
+    name: "bench",
+    users: [
+      { login: "acme", type: "Organization", permission: "none" },
+      { login: "optimus-farm[bot]", type: "Bot", permission: "write", app: GITHUB.FARM_APP, token: GITHUB.FARM_TOKEN },
+    ],
+  }).start();
+  process.env.OPTIMUS_SECRET_BENCH_ORIGIN_AUTH = basic;
+  process.env.OPTIMUS_SECRET_BENCH_GITHUB_TOKEN = GITHUB.FARM_TOKEN;
+  const config = ServerConfig.parse({
+    port: 0, heartbeatIntervalMs: 1_000, planner: { enabled: false }, sandbox: "auto",
+    prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "files", command: "test -f README.md", timeoutMs: 30_000 }] },
+    origin: { auth: "secrets-manager://env/bench origin/auth" }, secrets: { vaults: { env: { provider: "env", prefix: "OPTIMUS_SECRET_" } } },
+    // Polling is the webhook's fallback; a long interval keeps it out of the measured path.
+    forge: { kind: "github", repo: "acme/bench", token: "secrets-manager://env/bench github/token", baseUrl: gh.url, pollIntervalMs: 600_000 },
+  });
+  const originUrl = origin.url("bench");
+  const farm = await startFarm({ repo: originUrl, config, log: pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
+  const admin = farm.startup.adminToken!.token;
+  const client = httpClientFor(farm.url, admin);
+  const agents = await startWorkers(farm.url, await tokenFor(farm.url, admin, "worker", "bench"), [{ nodeId: "bench-coder", role: "codegen", max: 1 }], newLedger(), async (lease: Lease) =>
+    ({ outcome: "succeeded", summary: "done", patch: await patchForAsync(cloneDirFor(originUrl), (lease.context as { base: { branch: string } }).base.branch, { [`notes/${lease.taskId}.md`]: "notes\n" }) }));
+  const dir = mkdtempSync(join(tmpdir(), "optimus-bench-hand-"));
+  const gitEnv = { ...process.env, GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: ${basic}` };
+  const git = (...args: string[]) => run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd: dir, env: gitEnv });
+  await run("git", ["clone", "-q", originUrl, dir], { env: gitEnv });
+  const farmMs: number[] = [];
+  const byHandMs: number[] = [];
+  const apiCalls: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      // The farm: a one-unit task with no review unit, so its green change goes into the pull
+      // request and the task waits for a person's approval; timed from that approval.
+      const taskId = `bench-${i}`;
+      await client.tasks.create.mutate({ id: taskId, title: taskId, units: [{ id: "u1", goal: "notes", files: [`notes/${taskId}.md`] }] });
+      await until(async () => (await client.tasks.get.query({ taskId })).task.state === "held", taskId);
+      // A person approves a pull request seconds to hours after it opened; GitHub asks writes that
+      // notify people (opening it, merging it) to be 3 s apart, which the farm honours. Approving
+      // sooner would time that spacing, not the delivery, so the approval comes once it has passed.
+      const opened = gh.pulls.find((p) => p.head === `optimus/${taskId}`)!.createdAt;
+      await new Promise((r) => setTimeout(r, Math.max(0, opened + 3_100 - Date.now())));
+      const merged = new Promise<void>((resolve) => {
+        const on = (events: FarmEvent[]) => {
+          if (events.some((e) => e.type === "task_merged" && e.data.taskId === taskId)) {
+            farm.services.state.off("committed", on);
+            resolve();
+          }
+        };
+        farm.services.state.on("committed", on);
+      });
+      const calls0 = gh.requests.length;
+      const w0 = Date.now();
+      const t0 = process.hrtime.bigint();
+      await client.reviews.approveTaskMerge.mutate({ taskId });
+      await merged;
+      farmMs.push(msSince(t0));
+      apiCalls.push(gh.requests.length - calls0);
+      if (process.env.BENCH_TRACE) for (const r of gh.requests.slice(calls0)) console.error(`  +${(r.at - w0).toFixed(0)}ms ${r.method} ${r.path} ${r.status}`);
+      // By hand: a branch with one commit, then fetch, merge --no-ff onto the fetched tip, push both.
+      await git("fetch", "-q", "origin");
+      await git("checkout", "-q", "-B", `hand-${i}`, "origin/main");
+      await git("commit", "-q", "--allow-empty", "-m", `hand ${i}`);
+      const h0 = process.hrtime.bigint();
+      await git("fetch", "-q", "origin");
+      await git("checkout", "-q", "-B", "main", "origin/main");
+      await git("merge", "-q", "--no-ff", "-m", `merge hand ${i}`, `hand-${i}`);
+      await git("push", "-q", "--atomic", "origin", `hand-${i}`, "main");
+      byHandMs.push(msSince(h0));
+    }
+    gh.assertNoViolations();
+  } finally {
+    await stopAll(agents);
+    await farm.close();
+    await gh.stop();
+    await origin.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { runs, farmMs: median(farmMs), byHandMs: median(byHandMs), apiCalls: median(apiCalls) };
+}
+
+async function until(ok: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what} to be held`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
