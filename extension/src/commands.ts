@@ -31,6 +31,14 @@ export function registerCommands(s: OptimusServices): vscode.Disposable[] {
     reg("optimus.filter.mine", () => setFilter("mine")),
     reg("optimus.filter.needsMe", () => setFilter("needsMe")),
     reg("optimus.showDashboard", () => s.dashboard.show()),
+    reg("optimus.tasks.showMore", async () => {
+      try {
+        return await s.connection.loadMoreHistory();
+      } catch (err) {
+        void vscode.window.showErrorMessage(`Optimus: could not load older tasks: ${describeFarmError(err, s.connection.url ?? "the farm").message}`);
+        return 0;
+      }
+    }),
     reg("optimus.unit.openChange", async (arg?: unknown) => {
       if (!s.connection.connected) {
         void vscode.window.showErrorMessage(`Optimus: could not open the change: ${s.connection.notConnectedReason()}`);

@@ -27,6 +27,7 @@ import { cloneDirFor, farmHome, filesDirFor, prepareRepoHome, repoSlot, stateDir
 import { OriginClone, parseOrigin, type OriginSpec } from "./delivery/origin.js";
 import { GitDelivery } from "./delivery/git-delivery.js";
 import { TaskMerge } from "./prloop/task-merge.js";
+import { BranchCutter } from "./prloop/branch-cutter.js";
 import { createForgeDelivery } from "./delivery/forge-delivery.js";
 import { manifestSources } from "./files/branch-sources.js";
 import { FarmError } from "./core/errors.js";
@@ -171,9 +172,16 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   // evaluated again after the restart).
   const shutdown = new AbortController();
   const prloop = createPrLoop({ farmRepo, clone, repo, config, state, leases, log, notes, signal: shutdown.signal, mirror });
-  if (prloop) {
+  // Tasks' branches are cut off the hot path (creating a task runs no git); their units wait for them.
+  const live = (taskId: string) => {
+    const t = state.projection.tasks.get(taskId);
+    return !!t && !t.cancelled && !t.merge?.commit;
+  };
+  const cutter = prloop && clone ? new BranchCutter({ gitDir: clone.dir, origin: clone, log, live, onReady: (ids) => dispatcher.release(ids) }) : null;
+  if (prloop && cutter) {
     leases.submissionHandler = prloop;
-    tasks.prepare = (taskId, target) => prloop.prepareTask(taskId, target);
+    dispatcher.gate = cutter;
+    tasks.branches = { resolveTarget: (target) => cutter.resolveTarget(target), cut: (taskId, target) => cutter.add(taskId, target) };
   }
   // Delivery through the team's forge (a pull request per task, merges through its API): wired into
   // the PR loop before it starts; its webhook and polling once the API listens (farmUrl for links).
@@ -187,23 +195,35 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   const runImport = async () => {
     const sources = [filesDir];
     let done = () => undefined as void;
+    let record = () => undefined as void;
     let delivered: Parameters<typeof importManifests>[4];
     if (clone) {
       await clone.fetch().catch((err: Error) => log.warn({ err: err.message }, "could not fetch the origin before reading its manifests"));
-      const s = await manifestSources(clone.dir, join(stateDirOf(repo, config), "import"), await clone.defaultBranch(), (id) => state.projection.tasks.has(id));
+      const branch = await clone.defaultBranch();
+      const ref = `refs/heads/${branch}`;
+      const since = state.projection.imported?.ref === ref ? state.projection.imported.commit : undefined;
+      const s = await manifestSources(clone.dir, join(stateDirOf(repo, config), "import"), branch, (id) => state.projection.tasks.has(id), since);
       sources.push(...s.dirs);
-      done = s.done;
       delivered = s.delivered;
+      done = s.done;
+      // Recorded once the import is through, so a start that stopped midway reads them again.
+      record = () => {
+        if (s.defaultTip && s.defaultTip !== since) void state.commit([{ type: "manifests_imported", data: { ref, commit: s.defaultTip } }], "farm").catch(() => undefined);
+      };
     }
     if (!origin || origin.local) sources.push(origin?.url ?? repo);
     try {
-      return await importManifests(sources, state, tasks, (d, t) => opts.onProgress?.("importing task manifests", d, t), delivered);
+      const report = await importManifests(sources, state, tasks, (d, t) => opts.onProgress?.("importing task manifests", d, t), delivered);
+      record();
+      return report;
     } finally {
       done();
     }
   };
   const imports = await runImport();
   for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
+  // Live tasks whose branch is missing (created just before a crash, or the home was rebuilt): cut now.
+  if (cutter) for (const t of state.projection.tasks.values()) if (live(t.taskId)) cutter.add(t.taskId, t.targetBranch ?? clone!.knownDefaultBranch);
   leases.graceLeases();
   await leases.resumeSubmitted();
   const gateway = new Gateway({
@@ -254,6 +274,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     api = await startApiServer(services, metrics.registry);
   } catch (err) {
     dispatcher.stop();
+    cutter?.stop();
     prloop?.stop();
     await journal.close();
     tokens.close();
@@ -271,6 +292,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
       await forgeDelivery?.stop().catch(() => undefined);
       shutdown.abort();
       dispatcher.stop();
+      cutter?.stop();
       gateway.stop();
       await egress?.close().catch(() => undefined);
       await api.close().catch(() => undefined);

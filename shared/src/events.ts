@@ -128,6 +128,8 @@ export interface EventPayloads {
   worker_registered: WorkerRegistration & { tokenId?: string };
   token_created: { tokenId: string; role: string; name: string; approver?: boolean };
   token_revoked: { tokenId: string };
+  /** the task manifests on the origin's default branch were imported as of `commit`: the next start reads only what changed since */
+  manifests_imported: { ref: string; commit: string };
 }
 export type EventType = keyof EventPayloads;
 
@@ -242,10 +244,24 @@ export type UnitLiveView = UnitView & { progress?: UnitProgressView; actions: Un
  * ages (offline for, running for, last seen) on the farm's clock rather than its own.
  */
 export type ViewsMessage =
-  | { kind: "snapshot"; epoch: number; seq: number; serverTime: number; tasks: TaskView[]; units: UnitLiveView[]; workers: WorkerView[]; spend: SpendSummary }
+  /** `history`: finished tasks older than those sent, fetched on demand (`views.history`) — absent from older farms */
+  | { kind: "snapshot"; epoch: number; seq: number; serverTime: number; tasks: TaskView[]; units: UnitLiveView[]; workers: WorkerView[]; spend: SpendSummary; history?: HistoryCursor }
   | { kind: "delta"; epoch: number; seq: number; serverTime: number; tasks: TaskView[]; units: UnitLiveView[]; spend?: SpendSummary }
   | { kind: "progress"; epoch: number; seq: number; serverTime: number; units: Array<{ taskId: string; unitId: string; progress: UnitProgressView | null }> }
   | { kind: "fleet"; epoch: number; seq: number; serverTime: number; workers: WorkerView[] };
+
+/** Finished tasks a client has not been sent yet: how many, and where the next page starts. */
+export interface HistoryCursor {
+  more: number;
+  /** pass as `before` to `views.history` for the next page (absent when `more` is 0) */
+  before?: number;
+}
+
+/** A page of finished tasks (newest first) with their units, from `views.history`. */
+export interface HistoryPage extends HistoryCursor {
+  tasks: TaskView[];
+  units: UnitLiveView[];
+}
 
 /** Frontier spend as the editor shows it (the gateway's ledger; zero while nothing escalated). */
 export interface SpendSummary {

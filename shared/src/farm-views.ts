@@ -1,4 +1,4 @@
-import type { SpendSummary, TaskView, UnitLiveView, ViewsMessage, WorkerView } from "./events.js";
+import type { HistoryCursor, HistoryPage, SpendSummary, TaskView, UnitLiveView, ViewsMessage, WorkerView } from "./events.js";
 import { unitKey } from "./ids.js";
 
 /** What one `views.stream` message changed in a client's copy of the farm. */
@@ -29,6 +29,8 @@ export class FarmViews {
   receivedAt = 0;
   /** unit ids per task, in manifest order (as TaskView lists them) */
   private readonly byTask = new Map<string, string[]>();
+  /** finished tasks the farm has not sent (the first message holds live work and a page of history) */
+  history: HistoryCursor = { more: 0 };
 
   apply(m: ViewsMessage): ViewsChange {
     const change: ViewsChange = { reset: false, tasks: new Set(), units: new Set(), fleet: false, nowAwaitingApproval: [] };
@@ -44,6 +46,7 @@ export class FarmViews {
       for (const u of m.units) this.units.set(unitKey(u.taskId, u.unitId), u);
       this.workers = m.workers;
       this.spend = m.spend;
+      this.history = m.history ?? { more: 0 };
       this.epoch = m.epoch;
       this.seq = m.seq;
       change.reset = true;
@@ -85,6 +88,24 @@ export class FarmViews {
       this.workers = m.workers;
       change.fleet = true;
     }
+    return change;
+  }
+
+  /** An older page of finished tasks, asked for with `history.before` (the tree's "show more"). */
+  addHistory(page: HistoryPage): ViewsChange {
+    const change: ViewsChange = { reset: false, tasks: new Set(), units: new Set(), fleet: false, nowAwaitingApproval: [] };
+    for (const t of page.tasks) {
+      if (this.tasks.has(t.taskId)) continue; // a delta brought a newer view meanwhile
+      this.putTask(t);
+      change.tasks.add(t.taskId);
+    }
+    for (const u of page.units) {
+      const k = unitKey(u.taskId, u.unitId);
+      if (this.units.has(k) || !change.tasks.has(u.taskId)) continue;
+      this.units.set(k, u);
+      change.units.add(k);
+    }
+    this.history = { more: page.more, ...(page.before !== undefined ? { before: page.before } : {}) };
     return change;
   }
 

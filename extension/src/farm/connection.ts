@@ -142,6 +142,16 @@ export class FarmConnection implements vscode.Disposable {
     return me;
   }
 
+  /** The next page of older finished tasks (the tree's "show more"): merged into the views. */
+  async loadMoreHistory(): Promise<number> {
+    const before = this.views.history.before;
+    if (!this.http || before === undefined || this.views.history.more === 0) return 0;
+    const page = await this.http.views.history.query({ before });
+    const change = this.views.addHistory(page);
+    this.viewsEmitter.fire(change);
+    return change.tasks.size;
+  }
+
   disconnect(): void {
     this.subscription?.unsubscribe();
     this.subscription = null;

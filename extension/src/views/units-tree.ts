@@ -4,7 +4,10 @@ import type { UnitsFilter } from "../constants.js";
 import type { FarmConnection } from "../farm/connection.js";
 import { taskPresentation, unitPresentation, type Presentation } from "../model/unit-presentation.js";
 
-export type UnitsNode = { kind: "task"; taskId: string } | { kind: "unit"; taskId: string; unitId: string };
+export type UnitsNode = { kind: "task"; taskId: string } | { kind: "unit"; taskId: string; unitId: string } | { kind: "more" };
+
+/** The last root node while the farm holds older finished tasks than the tree was sent. */
+const MORE: UnitsNode = { kind: "more" };
 
 /**
  * Tasks → units, from the connection's live model. Only what changed is refreshed (a task node and
@@ -31,7 +34,7 @@ export class UnitsTreeProvider implements vscode.TreeDataProvider<UnitsNode>, vs
   }
 
   private node(n: UnitsNode): UnitsNode {
-    const key = n.kind === "task" ? n.taskId : unitKey(n.taskId, n.unitId);
+    const key = n.kind === "task" ? n.taskId : n.kind === "unit" ? unitKey(n.taskId, n.unitId) : "more";
     let cached = this.nodes.get(key);
     if (!cached) this.nodes.set(key, (cached = n));
     return cached;
@@ -89,7 +92,9 @@ export class UnitsTreeProvider implements vscode.TreeDataProvider<UnitsNode>, vs
     if (!element) {
       const tasks = [...v.tasks.values()].filter((t) => this.visibleTask(t.taskId)).sort((a, b) => b.createdAt - a.createdAt);
       this.shownTasks = new Set(tasks.map((t) => t.taskId));
-      return tasks.map((t) => this.taskNode(t.taskId));
+      const nodes = tasks.map((t) => this.taskNode(t.taskId));
+      // Older finished tasks are fetched on demand (the first message holds live work and recent history).
+      return v.history.more > 0 && this.filter !== "needsMe" ? [...nodes, MORE] : nodes;
     }
     if (element.kind === "task") {
       return v.unitsOf(element.taskId).filter((u) => this.filter !== "needsMe" || v.needsHuman(u)).map((u) => this.node({ kind: "unit", taskId: u.taskId, unitId: u.unitId }));
@@ -105,6 +110,14 @@ export class UnitsTreeProvider implements vscode.TreeDataProvider<UnitsNode>, vs
     const v = this.connection.views;
     let p: Presentation;
     let item: vscode.TreeItem;
+    if (element.kind === "more") {
+      item = new vscode.TreeItem(`Show older tasks… (${v.history.more} more finished)`, vscode.TreeItemCollapsibleState.None);
+      item.id = "more";
+      item.iconPath = new vscode.ThemeIcon("history");
+      item.command = { command: "optimus.tasks.showMore", title: "Show Older Tasks" };
+      item.contextValue = "more";
+      return item;
+    }
     if (element.kind === "task") {
       const t = v.tasks.get(element.taskId);
       if (!t) return new vscode.TreeItem(element.taskId);

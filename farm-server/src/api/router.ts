@@ -9,7 +9,7 @@ import { AsyncQueue } from "./async-queue.js";
 import type { FarmServices } from "./services.js";
 import { eventsAfter } from "./event-stream.js";
 import { unitDetail } from "./unit-detail.js";
-import { fleetView, unitLive, unitLiveOf } from "./views.js";
+import { fleetView, historyPage, HISTORY_PAGE, unitLive, unitLiveOf } from "./views.js";
 import { viewsCursor, viewsStream } from "./views-stream.js";
 import { adminProcedure, editorProcedure, publicProcedure, router, workerProcedure } from "./trpc.js";
 
@@ -181,6 +181,8 @@ const viewsRouter = router({
   stream: editorProcedure.input(z.strictObject({ lastEventId: z.string().max(40).nullish() }).optional()).subscription(async function* ({ ctx, input, signal }) {
     for await (const m of viewsStream(ctx.services, input?.lastEventId, signal)) yield tracked(viewsCursor(m.epoch, m.seq), m);
   }),
+  /** Older finished tasks with their units, newest first: `before` from the snapshot's (or the last page's) `history`. */
+  history: editorProcedure.input(z.strictObject({ before: z.number().int().min(0), limit: z.number().int().min(1).max(500).default(HISTORY_PAGE) })).query(({ ctx, input }) => historyPage(ctx.services, input.before, input.limit)),
 });
 
 const eventsRouter = router({

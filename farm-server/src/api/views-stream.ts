@@ -1,7 +1,7 @@
 import { on } from "node:events";
 import { unitKey, type FarmEvent, type UnitLiveView, type ViewsMessage } from "@optimus/shared";
 import type { FarmServices } from "./services.js";
-import { fleetView, spendSummary, taskViewOf, unitLive } from "./views.js";
+import { fleetView, liveAndRecent, spendSummary, taskViewOf, unitLive } from "./views.js";
 
 /** Beyond this many events to catch up on, a fresh snapshot is cheaper than a delta. */
 const MAX_CATCH_UP_EVENTS = 20_000;
@@ -43,13 +43,13 @@ function delta(s: FarmServices, seq: number, tasks: Set<string>, units: Set<stri
   };
 }
 
+/** Live work and a page of recent history (older finished tasks are fetched on demand: `views.history`). */
 function snapshot(s: FarmServices): ViewsMessage {
-  const p = s.state.projection;
+  const { tasks, history } = liveAndRecent(s);
   return {
     kind: "snapshot", epoch: s.state.epoch, seq: s.state.journal.lastCommittedSeq(), serverTime: Date.now(),
-    tasks: [...p.tasks.keys()].map((t) => taskViewOf(s, t)!).sort((a, b) => a.createdAt - b.createdAt),
-    units: [...p.units.keys()].map((k) => unitLive(s, k)!),
-    workers: fleetView(s), spend: spendSummary(s),
+    tasks, units: tasks.flatMap((t) => t.units.map((id) => unitLive(s, unitKey(t.taskId, id))!)),
+    workers: fleetView(s), spend: spendSummary(s), history,
   };
 }
 

@@ -1,4 +1,4 @@
-import { unitKey, type SpendSummary, type TaskView, type UnitLiveView, type WorkerView } from "@optimus/shared";
+import { unitKey, type HistoryCursor, type HistoryPage, type SpendSummary, type TaskView, type UnitLiveView, type WorkerView } from "@optimus/shared";
 import { frontierConfigured, unitActions } from "../core/unit-actions.js";
 import { utcDay } from "../gateway/ledger.js";
 import { protectedPathsIn } from "../prloop/separation.js";
@@ -51,4 +51,45 @@ export function spendSummary(s: FarmServices): SpendSummary {
     todayUsd: r.byDay[today] ?? 0, dailyBudgetUsd: s.config.gateway.apiKey ? s.config.gateway.budgets.perDayUsd : undefined, days, paused: s.state.projection.ledger.paused,
     frontierConfigured: frontierConfigured(s.config), gate: { ...s.config.gate },
   };
+}
+
+/** How many finished tasks the first views message carries (the rest come a page at a time). */
+export const HISTORY_PAGE = 50;
+const FINISHED = new Set<TaskView["state"]>(["completed", "cancelled", "failed"]);
+
+/**
+ * The tasks a client is sent first: every one still in flight, and the `HISTORY_PAGE` most recent
+ * finished ones; how many older finished tasks remain is in `history`. So the first message is
+ * bounded by live work, not by everything the farm ever did.
+ */
+export function liveAndRecent(s: FarmServices): { tasks: TaskView[]; history: HistoryCursor } {
+  const live: TaskView[] = [];
+  const finished: TaskView[] = [];
+  for (const t of s.state.projection.tasks.values()) {
+    const v = s.state.projection.taskView(t);
+    (FINISHED.has(v.state) ? finished : live).push(v);
+  }
+  const page = newestFirst(s, finished, undefined, HISTORY_PAGE);
+  return { tasks: [...live, ...page.tasks].sort((a, b) => a.createdAt - b.createdAt), history: { more: page.more, ...(page.before !== undefined ? { before: page.before } : {}) } };
+}
+
+/** Finished tasks created before `before` (a task's creation order), newest first, `limit` of them. */
+function newestFirst(s: FarmServices, finished: TaskView[], before: number | undefined, limit: number): { tasks: TaskView[]; more: number; before?: number } {
+  const order = (v: TaskView) => s.state.projection.tasks.get(v.taskId)!.order;
+  const older = (before === undefined ? finished : finished.filter((v) => order(v) < before)).sort((a, b) => order(b) - order(a));
+  const tasks = older.slice(0, limit);
+  const more = older.length - tasks.length;
+  return { tasks, more, ...(more > 0 ? { before: order(tasks[tasks.length - 1]!) } : {}) };
+}
+
+/** A page of older finished tasks with their units (the editor's "show more"). */
+export function historyPage(s: FarmServices, before: number, limit: number): HistoryPage {
+  const finished: TaskView[] = [];
+  for (const t of s.state.projection.tasks.values()) {
+    if (t.order >= before) continue;
+    const v = s.state.projection.taskView(t);
+    if (FINISHED.has(v.state)) finished.push(v);
+  }
+  const page = newestFirst(s, finished, before, limit);
+  return { ...page, units: page.tasks.flatMap((t) => t.units.map((id) => unitLive(s, unitKey(t.taskId, id))!).filter(Boolean)) };
 }

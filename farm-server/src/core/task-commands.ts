@@ -35,10 +35,11 @@ const TaskFields = CreateTaskInput.pick({ id: true, title: true, description: tr
 /** Commands on tasks and their units: create, cancel, retry. */
 export class TaskCommands {
   /**
-   * Runs before a task is recorded (the PR loop creates its integration branch, so no worker is
-   * ever leased a unit whose base does not exist yet); returns the target branch it resolved.
+   * The tasks' integration branches (with a git origin): `resolveTarget` checks the target branch
+   * before a task is recorded (from memory: no git process), `cut` asks for the task's branch,
+   * which is cut off the hot path while the task's units wait for it.
    */
-  prepare: ((taskId: string, targetBranch: string | undefined) => Promise<string | undefined>) | null = null;
+  branches: { resolveTarget(targetBranch: string | undefined): Promise<string>; cut(taskId: string, targetBranch: string): void } | null = null;
 
   constructor(private readonly state: FarmState, private readonly config: ServerConfig) {}
 
@@ -72,8 +73,10 @@ export class TaskCommands {
     const units = this.config.prloop.reviewEveryCodegenUnit ? withReviewUnits(parsed.data) : parsed.data;
     const problems = checkManifestGraph({ units });
     if (problems.length > 0) throw new FarmError("invalid", `${formatField(problems[0]!.path)}: ${problems[0]!.message}`);
-    const targetBranch = this.prepare ? await this.prepare(taskId, input.targetBranch) : input.targetBranch;
+    const targetBranch = this.branches ? await this.branches.resolveTarget(input.targetBranch) : input.targetBranch;
     if (this.p.tasks.has(taskId)) throw new FarmError("conflict", `task '${taskId}' already exists`);
+    // Asked before the task is recorded, so that its units are held back from the first dispatch on.
+    if (this.branches && targetBranch) this.branches.cut(taskId, targetBranch);
     await this.state.commit(
       [{
         type: "task_created",

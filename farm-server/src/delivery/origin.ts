@@ -83,6 +83,9 @@ export class OriginClone {
   private running: Promise<void> | null = null;
   private next: Promise<void> | null = null;
   private fetchedAt = 0;
+  /** the origin's branches as last fetched (name → commit), read once per fetch: task creation asks no git */
+  private branches = new Map<string, string>();
+  private defaultName = "main";
 
   /**
    * @param authHeader resolved at each network call (a secret is never kept): an HTTP
@@ -121,6 +124,7 @@ export class OriginClone {
     await this.fetch();
     // The origin's default branch, as it says now (once per start: it rarely changes).
     await this.net(["remote", "set-head", "origin", "--auto"], [1, 128]).catch(() => undefined);
+    this.defaultName = await this.defaultBranch();
     return { created: !exists };
   }
 
@@ -147,12 +151,33 @@ export class OriginClone {
   private startFetch(): Promise<void> {
     const run = (async () => {
       await this.net(["fetch", "-q", "--prune", "--no-tags", "origin", "+refs/heads/*:refs/remotes/origin/*"]);
+      await this.readBranches();
       this.fetchedAt = Date.now();
     })().finally(() => {
       if (this.running === run) this.running = null;
     });
     this.running = run;
     return run;
+  }
+
+  private async readBranches(): Promise<void> {
+    const out = (await this.git(["for-each-ref", "--format=%(objectname) %(refname)", "refs/remotes/origin/"])).stdout;
+    const next = new Map<string, string>();
+    for (const line of out.split("\n")) {
+      const m = /^([0-9a-f]+) refs\/remotes\/origin\/(.+)$/.exec(line);
+      if (m && m[2] !== "HEAD") next.set(m[2]!, m[1]!);
+    }
+    this.branches = next;
+  }
+
+  /** A branch of the origin as last fetched, from memory (no git process), or undefined. */
+  knownBranch(branch: string): string | undefined {
+    return this.branches.get(branch);
+  }
+
+  /** The origin's default branch as read at the start, from memory. */
+  get knownDefaultBranch(): string {
+    return this.defaultName;
   }
 
   /** The origin's default branch (its HEAD), else `main`. */

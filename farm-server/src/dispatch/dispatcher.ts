@@ -36,6 +36,11 @@ export interface DispatcherOptions {
   onLeased?: (lease: Lease) => void;
 }
 
+/** Tasks whose units may not be leased yet (their integration branch is still being cut). */
+export interface LeaseGate {
+  blocked(taskId: string): boolean;
+}
+
 /**
  * Matches ready units to connected workers: for each unit in priority order, the least-busy
  * connected worker of its role with free capacity (`maxConcurrentTasks`). A lease is pushed to the
@@ -44,6 +49,9 @@ export interface DispatcherOptions {
 export class Dispatcher {
   private readonly queues = new Map<UnitRole, ReadyQueue>();
   private readonly delayed = new Set<string>();
+  /** units held back by the gate, by task, until `release(task)` */
+  private readonly parked = new Map<string, Set<string>>();
+  gate: LeaseGate | null = null;
   private readonly conns = new Map<string, Connection>();
   private scheduled = false;
   private delayTimer: NodeJS.Timeout | null = null;
@@ -110,6 +118,17 @@ export class Dispatcher {
     return this.conns.get(nodeId)?.lastSeenAt;
   }
 
+  /** The gate lets these tasks' units through now. */
+  release(taskIds: Iterable<string>): void {
+    for (const taskId of taskIds) {
+      const keys = this.parked.get(taskId);
+      if (!keys) continue;
+      this.parked.delete(taskId);
+      for (const k of keys) this.enqueue(k);
+    }
+    this.schedule();
+  }
+
   /** Capacity may have freed up (a submission, an expiry): look again soon. */
   schedule(): void {
     if (this.scheduled || this.stopped) return;
@@ -147,6 +166,12 @@ export class Dispatcher {
         const key = q.pop()!;
         const u = p.units.get(key);
         if (!u || u.state !== "ready") continue; // stale entry: leased, cancelled or queued twice
+        if (this.gate?.blocked(u.taskId)) {
+          let keys = this.parked.get(u.taskId);
+          if (!keys) this.parked.set(u.taskId, (keys = new Set()));
+          keys.add(key);
+          continue;
+        }
         if (u.notBefore !== undefined && u.notBefore > now) {
           this.delay(key, u);
           continue;

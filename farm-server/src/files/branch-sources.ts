@@ -12,8 +12,10 @@ import { TASKS_DIR } from "./task-files.js";
  * Only tasks the journal does not know are extracted from their own branch (`known` says which),
  * so a start with an intact journal reads one tree, not one per task.
  */
-export async function manifestSources(clone: string, scratch: string, defaultBranch: string, known: (taskId: string) => boolean): Promise<{
+export async function manifestSources(clone: string, scratch: string, defaultBranch: string, known: (taskId: string) => boolean, since?: string): Promise<{
   dirs: string[];
+  /** the default branch's commit read (to pass as `since` next time), or null when it has none */
+  defaultTip: string | null;
   /** for a task read from the default branch: the merge that delivered it (its manifest got there only with it) */
   delivered: (taskId: string, dir: string) => Promise<{ into: string; commit: string } | null>;
   done: () => void;
@@ -30,7 +32,19 @@ export async function manifestSources(clone: string, scratch: string, defaultBra
     taken.add(taskId);
     pick.push({ ref, taskId });
   }
-  pick.push({ ref: `refs/remotes/origin/${defaultBranch}` });
+  // The default branch: only what changed in its tasks folder since the commit imported last.
+  const defaultRef = `refs/remotes/origin/${defaultBranch}`;
+  const tasksPath = TASKS_DIR.split("\\").join("/");
+  const defaultTip = (await runGit(["rev-parse", "-q", "--verify", `${defaultRef}^{commit}`], { cwd: clone, okCodes: [1, 128] })).stdout.trim() || null;
+  let only: string[] | undefined; // manifests to write out of the default branch (undefined: all)
+  if (defaultTip && since && since !== defaultTip) {
+    const diff = await runGit(["diff-tree", "-r", "--name-only", "--no-renames", "-z", since, defaultTip, "--", `${tasksPath}/`], { cwd: clone }).catch(() => null);
+    if (diff) {
+      const ids = new Set(diff.stdout.split("\0").filter(Boolean).map((p) => p.slice(tasksPath.length + 1).split("/")[0]!).filter((id) => id && !known(id)));
+      only = [...ids].map((id) => `${id}/manifest.yaml`);
+    } // (an unknown `since`: the branch was rewritten, everything is read)
+  }
+  if (defaultTip && since !== defaultTip && (only === undefined || only.length > 0)) pick.push({ ref: defaultRef });
   const dirs: string[] = [];
   let defaultDir = "";
   for (const { ref, taskId } of pick) {
@@ -43,11 +57,12 @@ export async function manifestSources(clone: string, scratch: string, defaultBra
     const ok = await runGit(args, { cwd: dir, config: [["core.bare", "false"]], env: { GIT_INDEX_FILE: index, GIT_DIR: clone, GIT_WORK_TREE: dir } }).then(() => true, () => false);
     if (!ok) continue;
     // The clone is bare: checkout-index needs a work tree, so `dir` is made one for this command.
-    await runGit(["checkout-index", "-a", `--prefix=${TASKS_DIR.split("\\").join("/")}/`], { cwd: dir, config: [["core.bare", "false"]], env: { GIT_INDEX_FILE: index, GIT_DIR: clone, GIT_WORK_TREE: dir } })
+    const partial = !taskId && only !== undefined;
+    await runGit(["checkout-index", ...(partial ? ["--stdin", "-z"] : ["-a"]), `--prefix=${tasksPath}/`], { cwd: dir, config: [["core.bare", "false"]], env: { GIT_INDEX_FILE: index, GIT_DIR: clone, GIT_WORK_TREE: dir }, ...(partial ? { input: only!.map((p) => `${p}\0`).join(""), okCodes: [1] } : {}) })
       .catch(() => undefined); // nothing usable: the reader finds no manifests there
     rmSync(index, { force: true });
     dirs.push(dir);
-    if (ref === `refs/remotes/origin/${defaultBranch}`) defaultDir = dir;
+    if (ref === defaultRef) defaultDir = dir;
   }
   const delivered = async (taskId: string, dir: string) => {
     if (!defaultDir || dir !== defaultDir) return null;
@@ -55,5 +70,5 @@ export async function manifestSources(clone: string, scratch: string, defaultBra
     const commit = out?.stdout.trim();
     return commit ? { into: defaultBranch, commit } : null;
   };
-  return { dirs, delivered, done: () => rmSync(scratch, { recursive: true, force: true }) };
+  return { dirs, defaultTip, delivered, done: () => rmSync(scratch, { recursive: true, force: true }) };
 }

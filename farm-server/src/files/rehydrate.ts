@@ -4,6 +4,8 @@ import type { FarmState } from "../core/farm-state.js";
 import { scanManifests } from "./task-files.js";
 
 export interface ImportReport {
+  /** manifests read and parsed (a start with nothing new reads none) */
+  read: number;
   imported: string[];
   restored: string[];
   /** skipped manifests, each problem as `file:line:col: field: message` */
@@ -25,13 +27,14 @@ export async function importManifests(
   /** a rebuilt task's merge, when its manifest was read where only a merge could have put it */
   delivered?: (taskId: string, dir: string) => Promise<{ into: string; commit: string } | null>,
 ): Promise<ImportReport> {
-  const report: ImportReport = { imported: [], restored: [], rejected: [] };
+  const report: ImportReport = { read: 0, imported: [], restored: [], rejected: [] };
   // Several sources (the farm's files, its branches, the origin's default branch), the first one
   // that has a task wins: the most recent copy of its manifest.
   const scanned: Array<Awaited<ReturnType<typeof scanManifests>>[number] & { dir: string }> = [];
   const seen = new Set<string>();
   for (const dir of Array.isArray(sources) ? sources : [sources]) {
-    for (const s of await scanManifests(dir)) {
+    for (const s of await scanManifests(dir, (taskId) => seen.has(taskId) || state.projection.tasks.has(taskId))) {
+      report.read++;
       if (seen.has(s.taskId)) continue;
       seen.add(s.taskId);
       scanned.push({ ...s, dir });

@@ -72,6 +72,8 @@ export class Projection {
   /** derived index: the unit keys each worker holds a lease on (not snapshotted, rebuilt) */
   workerLeases = new Map<string, Set<string>>();
   lastSeq = 0;
+  /** the commit of the origin's default branch whose task manifests were imported last */
+  imported?: { ref: string; commit: string };
   /** frontier reservations and spend (the gateway's ledger) */
   ledger = new Ledger();
   private taskOrder = 0;
@@ -330,6 +332,9 @@ export class Projection {
         this.workers.set(e.data.nodeId, { ...e.data, tokenId: e.data.tokenId ?? prev?.tokenId, registeredAt: e.ts });
         break;
       }
+      case "manifests_imported":
+        this.imported = { ref: e.data.ref, commit: e.data.commit };
+        break;
       case "token_revoked":
         this.revokedTokens.add(e.data.tokenId);
         break;
@@ -443,12 +448,14 @@ export class Projection {
     return {
       lastSeq: this.lastSeq, taskOrder: this.taskOrder, tasks: [...this.tasks.values()], units: [...this.units.values()],
       workers: [...this.workers.values()], revokedTokens: [...this.revokedTokens], ledger: this.ledger.toSnapshot(),
+      ...(this.imported ? { imported: this.imported } : {}),
     };
   }
 
   static fromSnapshot(s: unknown): Projection {
-    const o = s as { lastSeq: number; taskOrder: number; tasks: TaskRecord[]; units: UnitRecord[]; workers: WorkerRecord[]; revokedTokens: string[]; ledger?: unknown };
+    const o = s as { lastSeq: number; taskOrder: number; tasks: TaskRecord[]; units: UnitRecord[]; workers: WorkerRecord[]; revokedTokens: string[]; ledger?: unknown; imported?: Projection["imported"] };
     const p = new Projection();
+    if (o.imported) p.imported = o.imported;
     p.lastSeq = o.lastSeq;
     p.taskOrder = o.taskOrder;
     for (const t of o.tasks) p.tasks.set(t.taskId, t);

@@ -130,7 +130,8 @@ test("bad input gets one clear error and changes nothing", async (t) => {
     const db = new Database(join(stateDirFor(repo), "journal.db"), { readonly: true });
     const types = db.prepare("SELECT DISTINCT type FROM events ORDER BY type").pluck().all();
     db.close();
-    assert.deepEqual(types, ["epoch_started", "token_created", "worker_registered"]);
+    // What the start wrote (its epoch, the admin token, the origin commit whose manifests it read) and the worker's registration.
+    assert.deepEqual(types, ["epoch_started", "manifests_imported", "token_created", "worker_registered"]);
   });
 
   await t.test("unreachable farm, bad config, busy port: one line each", async () => {

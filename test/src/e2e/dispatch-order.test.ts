@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { test } from "node:test";
+import { cloneDirFor } from "@optimus/farm-server";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { startTestFarm } from "../helpers/in-process-farm.js";
 import { sleep, waitFor } from "../helpers/wait.js";
@@ -13,6 +15,8 @@ test("higher priority runs first, and work spreads to the least-busy worker", as
   await admin.tasks.create.mutate({ id: "low", title: "low", priority: 0, units: [{ id: "a", goal: "g" }, { id: "b", goal: "g", priority: 5 }] });
   await admin.tasks.create.mutate({ id: "high", title: "high", priority: 10, units: [{ id: "a", goal: "g" }] });
   await admin.tasks.create.mutate({ id: "urgent", title: "urgent", priority: 20, units: [{ id: "a", goal: "g", priority: -3 }, { id: "b", goal: "g" }] });
+  // Leasable once their branches are cut (off the hot path, just after each task is recorded).
+  await waitFor(() => ["low", "high", "urgent"].every((id) => spawnSync("git", ["rev-parse", "-q", "--verify", `refs/heads/optimus/${id}`], { cwd: cloneDirFor(farm.repo) }).status === 0), "the tasks' branches");
   const ledger = newLedger();
   const solo = await startWorkers(farm.url, token, [{ nodeId: "solo", role: "codegen", max: 1 }], ledger);
   await waitFor(() => ledger.accepted.length === 5, "all five units");

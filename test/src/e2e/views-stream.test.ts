@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
-import { createFarmClient, errorCode } from "@optimus/farm-server";
-import { FarmViews, type ViewsMessage } from "@optimus/shared";
+import { pino } from "pino";
+import { createFarmClient, errorCode, startFarm } from "@optimus/farm-server";
+import { FarmViews, ServerConfig, type ViewsMessage } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { startTestFarm } from "../helpers/in-process-farm.js";
 import { waitFor } from "../helpers/wait.js";
@@ -90,4 +94,47 @@ test("views.stream: live worker progress and fleet changes; worker tokens may no
   await waitFor(() => denied.errors.length >= 1, "the refusal");
   assert.equal(errorCode(denied.errors[0]), "FORBIDDEN");
   denied.close();
+});
+
+test("the first views message holds live work and one page of history, whatever the history; older finished tasks come a page at a time", { timeout: 120_000 }, async (t) => {
+  // A farm on a folder without git (units complete as they are): 1,000 finished tasks of 10 units each.
+  const dir = mkdtempSync(join(tmpdir(), "optimus-history-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const farm = await startFarm({ repo: dir, config: ServerConfig.parse({ port: 0, planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false }, files: { mirror: false } }), log: pino({ level: "silent" }) });
+  t.after(() => farm.close());
+  const units = Array.from({ length: 10 }, (_, i) => ({ id: `u${i}`, goal: `part ${i} of a task that was done long ago` }));
+  for (let i = 0; i < 1_000; i++) {
+    await farm.services.tasks.create({ id: `old-${String(i).padStart(4, "0")}`, title: `Old task ${i}`, units, source: "api" }, "test");
+    await farm.services.tasks.cancel(`old-${String(i).padStart(4, "0")}`, "done with", "test");
+  }
+  await farm.services.tasks.create({ id: "live", title: "Live", units: [{ id: "a", goal: "a" }], source: "api" }, "test");
+  const editor = await tokenFor(farm.url, farm.startup.adminToken!.token, "editor", "ed");
+
+  const live = follow(farm.url, editor, null);
+  t.after(live.close);
+  await waitFor(() => live.got.length >= 1, "the snapshot");
+  const snap = live.got[0]!.data as Extract<ViewsMessage, { kind: "snapshot" }>;
+  const bytes = Buffer.byteLength(JSON.stringify(snap));
+  assert.ok(bytes < 200_000, `the first message is ${bytes} bytes with 10,000 finished units`);
+  assert.ok(snap.tasks.some((x) => x.taskId === "live"), "live work is always in it");
+  assert.equal(snap.tasks.length, 51);
+  assert.deepEqual(snap.tasks.filter((x) => x.taskId !== "live").map((x) => x.taskId).sort().slice(0, 2), ["old-0950", "old-0951"], "the most recent finished tasks");
+  assert.equal(snap.history?.more, 950);
+
+  // "Show more", page by page: every finished task exactly once, newest first, with its units.
+  const model = new FarmViews();
+  model.apply(snap);
+  const client = httpClientFor(farm.url, editor);
+  let pages = 0;
+  while (model.history.more > 0) {
+    const page = await client.views.history.query({ before: model.history.before!, limit: 200 });
+    assert.ok(page.tasks.length <= 200);
+    model.addHistory(page);
+    pages++;
+  }
+  assert.equal(pages, 5);
+  assert.equal(model.tasks.size, 1_001);
+  assert.equal(model.unitsOf("old-0000").length, 10);
+  assert.equal(model.unit("old-0000", "u9")?.state, "cancelled");
+  await assert.rejects(httpClientFor(farm.url, "not-a-token").views.history.query({ before: 10 }), /UNAUTHORIZED|401|token/i);
 });

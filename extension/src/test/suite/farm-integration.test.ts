@@ -73,7 +73,7 @@ export function defineFarmIntegrationTests(): void {
       });
       assert.ok(seen.has("leased") || seen.has("evaluating") || seen.has("reviewing"), `the tree saw the unit working (saw ${[...seen].join(", ")})`);
       const children = s.unitsTree.getChildren({ kind: "task", taskId });
-      assert.deepEqual(children.map((n) => (n.kind === "unit" ? n.unitId : n.taskId)), ["u1", "u1-review"], "the task's units are its children in the tree");
+      assert.deepEqual(children.map((n) => (n.kind === "unit" ? n.unitId : n.kind)), ["u1", "u1-review"], "the task's units are its children in the tree");
       const item = s.unitsTree.getTreeItem({ kind: "unit", taskId, unitId: "u1" });
       assert.match(String(item.contextValue), /\bapprovable\b/);
       assert.match(String(item.description), /awaiting approval/);

@@ -1,0 +1,134 @@
+/**
+ * Cuts tasks' integration branches off the hot path: a task is recorded at once (its target checked
+ * against the origin's branches held in memory, so creating it runs no git), and its branch is cut
+ * here, in batches — one fetch if the last is older than FRESH_MS, one ref listing and one
+ * `update-ref --stdin` transaction for every task waiting. Until its branch exists a task's units are
+ * not leased (`blocked`): a worker never gets a lease whose base does not exist.
+ */
+import type { Logger } from "pino";
+import { FarmError } from "../core/errors.js";
+import type { OriginClone } from "../delivery/origin.js";
+import { runGit } from "../git/safe-git.js";
+import { integrationBranch } from "./farm-repo.js";
+
+/** How old a fetch of the origin may be when a task's branch is cut from it. */
+export const FRESH_MS = 2_000;
+const MAX_BACKOFF_MS = 30_000;
+
+export interface BranchCutterOptions {
+  /** the farm's clone (bare): branches are cut in it */
+  gitDir: string;
+  origin: OriginClone;
+  log: Logger;
+  /** the branches of these tasks exist now: their units may be leased */
+  onReady: (taskIds: string[]) => void;
+  /** whether the task still wants its branch (not cancelled, not merged) */
+  live: (taskId: string) => boolean;
+}
+
+export class BranchCutter {
+  /** task → the target branch its branch is cut from */
+  private readonly pending = new Map<string, string>();
+  private draining: Promise<void> | null = null;
+  private backoffMs = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(private readonly o: BranchCutterOptions) {}
+
+  /**
+   * The target a new task's branch is cut from: the one named (it must exist on the origin) or the
+   * origin's default branch. Answered from memory; only a branch the farm has not seen yet costs a fetch.
+   */
+  async resolveTarget(target: string | undefined): Promise<string> {
+    const { origin } = this.o;
+    if (!target) return origin.knownDefaultBranch;
+    if (origin.knownBranch(target)) return target;
+    await origin.fetch();
+    if (!origin.knownBranch(target)) throw new FarmError("invalid", `the target branch '${target}' does not exist on the origin`);
+    return target;
+  }
+
+  /** Whether a task still waits for its branch (its units are not leased meanwhile). */
+  blocked(taskId: string): boolean {
+    return this.pending.has(taskId);
+  }
+
+  /** Cut this task's branch (soon, with the others waiting). */
+  add(taskId: string, target: string): void {
+    this.pending.set(taskId, target);
+    this.kick();
+  }
+
+  /** Resolves once every branch asked for so far is cut (or the cutter stopped). */
+  async idle(): Promise<void> {
+    while (this.draining && !this.stopped) await this.draining;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private kick(): void {
+    if (this.draining || this.timer || this.stopped) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = null;
+      if (this.pending.size > 0 && !this.stopped) {
+        // Failed (the origin unreachable): tried again later, less often each time.
+        this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(500, this.backoffMs * 2));
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          this.kick();
+        }, this.backoffMs);
+        this.timer.unref();
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending.size > 0 && !this.stopped) {
+      const batch = [...this.pending];
+      try {
+        await this.o.origin.fetchIfOlder(FRESH_MS);
+        // The farm's branches and the origin's as the clone holds them now (its own pushes included): one git call.
+        const refs = new Map<string, string>();
+        for (const line of (await runGit(["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/optimus/", "refs/remotes/origin/"], { cwd: this.o.gitDir })).stdout.split("\n")) {
+          const [sha, ref] = line.split(" ");
+          if (sha && ref) refs.set(ref, sha);
+        }
+        const originBranch = (name: string) => refs.get(`refs/remotes/origin/${name}`);
+        const lines: string[] = [];
+        const cut: string[] = [];
+        const missing: string[] = [];
+        for (const [taskId, target] of batch) {
+          if (!this.o.live(taskId)) {
+            this.pending.delete(taskId);
+            continue;
+          }
+          const ref = `refs/heads/${integrationBranch(taskId)}`;
+          // A task the farm knew before it lost its home: its branch is on the origin.
+          const base = refs.has(ref) ? "exists" : originBranch(integrationBranch(taskId)) ?? originBranch(target);
+          if (!base) {
+            missing.push(`${taskId} (its target '${target}' is gone from the origin)`);
+            continue;
+          }
+          if (base !== "exists") lines.push(`create ${ref} ${base}\n`); // else: a restart, or an earlier batch
+          cut.push(taskId);
+        }
+        if (lines.length > 0) await runGit(["update-ref", "--stdin"], { cwd: this.o.gitDir, input: lines.join("") });
+        for (const taskId of cut) this.pending.delete(taskId);
+        if (cut.length > 0) this.o.onReady(cut);
+        if (missing.length > 0) {
+          // Waits (tried again later) rather than fails: the branch may come back, or a person cancels the task.
+          this.o.log.warn({ tasks: missing }, "cannot cut the tasks' branches: their target branch is gone from the origin");
+          return;
+        }
+        this.backoffMs = 0;
+      } catch (err) {
+        this.o.log.warn({ tasks: batch.map(([t]) => t), err: (err as Error).message.split("\n")[0] }, "could not cut the tasks' branches yet; trying again");
+        return;
+      }
+    }
+  }
+}
