@@ -9,6 +9,7 @@
 //      cache miss (`npm ci` in the sandbox through the egress proxy) vs hit,
 //   5c. delivery: the last unit approved → the task's merge on the origin (smart HTTP and folder) vs the same by hand,
 //   5d. delivery through the GitHub stand-in: a person's approval of the held pull request → merged through the API,
+//   5e. restarts with 1k and 10k units of history: the first start (imports every manifest) vs restarts (read none),
 //   6. the VS Code extension: bundle size, activation in code-server beside a minimal extension, and
 //      unit state change → tree latency with 1,000 units and 50 editors beside the raw journal stream.
 // Results also go to test-artifacts/bench.json so later runs can be compared.
@@ -28,6 +29,7 @@ import { benchWorktreePrep, type WorktreeBenchOptions, type WorktreeBenchResult 
 import { benchSetupCache, type SetupBenchResult } from "./setup-cache.js";
 import { benchDelivery, type DeliveryBenchResult } from "./delivery.js";
 import { benchForgeDelivery, type ForgeDeliveryBenchResult } from "./delivery-forge.js";
+import { benchRestart, type RestartBenchResult } from "./restart.js";
 
 const STORE: StoreRunOptions = { tasks: 20, unitsPerTask: 500, capacity: 64, stallMs: 4_000 };
 const STORE_RUNS = 3;
@@ -167,6 +169,19 @@ async function main(): Promise<number> {
     problems.push(`delivery through the GitHub stand-in: ${(err as Error).message}`);
   }
 
+  // 5e. Restarts with history: the first start reads every manifest; restarts read none.
+  const restarts: RestartBenchResult[] = [];
+  for (const n of [500, 5_000]) {
+    log(`restart with ${n * 2} units of history: first start (imports all) vs restarts …`);
+    try {
+      const r = await benchRestart(n);
+      restarts.push(r);
+      log(`  first ${fmt(r.firstStartMs)} ms, restart ${fmt(r.restartMs)} ms (read ${r.restartRead})`);
+    } catch (err) {
+      problems.push(`restart with ${n * 2} units: ${(err as Error).message}`);
+    }
+  }
+
   // 6. The editor extension.
   const ext = await runExtensionBench();
   problems.push(...ext.problems);
@@ -208,6 +223,9 @@ async function main(): Promise<number> {
       { measure: "delivery to origin, smart HTTP", value: fmt(d.http.farmMs), unit: "ms", note: `median of ${d.runs}: approval of the last unit → task_merged (merge into the task's branch, push it, fetch, merge onto main's tip, atomic push, ls-remote check); by hand (fetch, merge --no-ff, push) ${fmt(d.http.byHandMs)} ms = ${fmt(d.http.farmMs / d.http.byHandMs, 1)}×` },
       { measure: "delivery to origin, bare folder", value: fmt(d.folder.farmMs), unit: "ms", note: `median of ${d.runs}; by hand ${fmt(d.folder.byHandMs)} ms = ${fmt(d.folder.farmMs / d.folder.byHandMs, 1)}×` },
     );
+  }
+  for (const r of restarts) {
+    rows.push({ measure: `restart to serving, ${fmt(r.units)} units of history`, value: fmt(r.restartMs), unit: "ms", note: `median of 3 restarts, ${r.restartRead} manifests read; the first start, which imports all ${fmt(r.tasks)} manifests, ${fmt(r.firstStartMs)} ms = ${fmt(r.firstStartMs / r.restartMs, 1)}×` });
   }
   if (forgeDelivery) {
     const f = forgeDelivery;
@@ -331,6 +349,7 @@ async function main(): Promise<number> {
     setup: setup ?? null,
     delivery: delivery ?? null,
     forgeDelivery: forgeDelivery ?? null,
+    restarts,
     gateway: { overhead: gw, admission: adm },
     extension: { treeOptions: TREE, sizes: ext.sizes ?? null, activation: ext.activation ?? null, tree: ext.tree ?? null },
     ratios,
