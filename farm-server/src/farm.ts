@@ -60,8 +60,8 @@ export interface Farm {
 }
 
 /** The PR loop on the farm's clone (without a git origin, accepted results simply complete). */
-function createPrLoop(o: { farmRepo: FarmRepo | null; clone: OriginClone | null; repo: string; config: ServerConfig; state: FarmState; leases: LeaseCommands; log: Logger; notes: SessionNotes; signal: AbortSignal; mirror: ManifestMirror }): PrLoop | null {
-  const { farmRepo, clone, repo, config, state, leases, log, notes, signal, mirror } = o;
+function createPrLoop(o: { farmRepo: FarmRepo | null; clone: OriginClone | null; cutter: BranchCutter | null; repo: string; config: ServerConfig; state: FarmState; leases: LeaseCommands; log: Logger; notes: SessionNotes; signal: AbortSignal; mirror: ManifestMirror }): PrLoop | null {
+  const { farmRepo, clone, cutter, repo, config, state, leases, log, notes, signal, mirror } = o;
   if (!farmRepo || !clone) {
     log.warn(`${repo} is not a git repository: changes cannot be evaluated or merged, results complete as they are`);
     return null;
@@ -76,7 +76,7 @@ function createPrLoop(o: { farmRepo: FarmRepo | null; clone: OriginClone | null;
   // The farm's own state (tokens, journal, secrets' caches) is never mounted in an eval's sandbox;
   // `hide` also masks it should an operator put it under a toolchain folder.
   return (prloop = new PrLoop({
-    state, config, repo: farmRepo, taskMerge, filesDir: filesDirFor(repo), patchesDir: join(stateDirOf(repo, config), "patches"), log,
+    state, config, repo: farmRepo, taskMerge, ...(cutter ? { branches: cutter } : {}), filesDir: filesDirFor(repo), patchesDir: join(stateDirOf(repo, config), "patches"), log,
     hide: [farmHome(), stateDirOf(repo, config)], notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true), signal,
   }));
 }
@@ -171,13 +171,13 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   // Aborted when the farm stops: running evals are killed rather than waited for (their units are
   // evaluated again after the restart).
   const shutdown = new AbortController();
-  const prloop = createPrLoop({ farmRepo, clone, repo, config, state, leases, log, notes, signal: shutdown.signal, mirror });
   // Tasks' branches are cut off the hot path (creating a task runs no git); their units wait for them.
   const live = (taskId: string) => {
     const t = state.projection.tasks.get(taskId);
     return !!t && !t.cancelled && !t.merge?.commit;
   };
-  const cutter = prloop && clone ? new BranchCutter({ gitDir: clone.dir, origin: clone, log, live, onReady: (ids) => dispatcher.release(ids) }) : null;
+  const cutter = clone ? new BranchCutter({ gitDir: clone.dir, origin: clone, log, live, onReady: (ids) => dispatcher.release(ids) }) : null;
+  const prloop = createPrLoop({ farmRepo, clone, cutter, repo, config, state, leases, log, notes, signal: shutdown.signal, mirror });
   if (prloop && cutter) {
     leases.submissionHandler = prloop;
     dispatcher.gate = cutter;

@@ -45,12 +45,7 @@ function delta(s: FarmServices, seq: number, tasks: Set<string>, units: Set<stri
 
 /** Live work and a page of recent history (older finished tasks are fetched on demand: `views.history`). */
 function snapshot(s: FarmServices): ViewsMessage {
-  const { tasks, history } = liveAndRecent(s);
-  return {
-    kind: "snapshot", epoch: s.state.epoch, seq: s.state.journal.lastCommittedSeq(), serverTime: Date.now(),
-    tasks, units: tasks.flatMap((t) => t.units.map((id) => unitLive(s, unitKey(t.taskId, id))!)),
-    workers: fleetView(s), spend: spendSummary(s), history,
-  };
+  return { kind: "snapshot", epoch: s.state.epoch, seq: s.state.journal.lastCommittedSeq(), serverTime: Date.now(), ...liveAndRecent(s), workers: fleetView(s), spend: spendSummary(s) };
 }
 
 /**

@@ -57,39 +57,42 @@ export function spendSummary(s: FarmServices): SpendSummary {
 export const HISTORY_PAGE = 50;
 const FINISHED = new Set<TaskView["state"]>(["completed", "cancelled", "failed"]);
 
-/**
- * The tasks a client is sent first: every one still in flight, and the `HISTORY_PAGE` most recent
- * finished ones; how many older finished tasks remain is in `history`. So the first message is
- * bounded by live work, not by everything the farm ever did.
- */
-export function liveAndRecent(s: FarmServices): { tasks: TaskView[]; history: HistoryCursor } {
+/** Tasks in flight, and finished ones created before `before` (all when absent), newest first. */
+function split(s: FarmServices, before = Infinity): { live: TaskView[]; finished: Array<{ order: number; view: TaskView }> } {
   const live: TaskView[] = [];
-  const finished: TaskView[] = [];
+  const finished: Array<{ order: number; view: TaskView }> = [];
   for (const t of s.state.projection.tasks.values()) {
-    const v = s.state.projection.taskView(t);
-    (FINISHED.has(v.state) ? finished : live).push(v);
+    if (t.order >= before) continue; // (a page of history needs no newer task)
+    const view = s.state.projection.taskView(t);
+    if (FINISHED.has(view.state)) finished.push({ order: t.order, view });
+    else live.push(view);
   }
-  const page = newestFirst(s, finished, undefined, HISTORY_PAGE);
-  return { tasks: [...live, ...page.tasks].sort((a, b) => a.createdAt - b.createdAt), history: { more: page.more, ...(page.before !== undefined ? { before: page.before } : {}) } };
+  return { live, finished: finished.sort((a, b) => b.order - a.order) };
 }
 
-/** Finished tasks created before `before` (a task's creation order), newest first, `limit` of them. */
-function newestFirst(s: FarmServices, finished: TaskView[], before: number | undefined, limit: number): { tasks: TaskView[]; more: number; before?: number } {
-  const order = (v: TaskView) => s.state.projection.tasks.get(v.taskId)!.order;
-  const older = (before === undefined ? finished : finished.filter((v) => order(v) < before)).sort((a, b) => order(b) - order(a));
-  const tasks = older.slice(0, limit);
-  const more = older.length - tasks.length;
-  return { tasks, more, ...(more > 0 ? { before: order(tasks[tasks.length - 1]!) } : {}) };
+/** The first `limit` of them, and where the rest start. */
+function firstPage(finished: Array<{ order: number; view: TaskView }>, limit: number): { tasks: TaskView[]; history: HistoryCursor } {
+  const page = finished.slice(0, limit);
+  const more = finished.length - page.length;
+  return { tasks: page.map((f) => f.view), history: { more, ...(more > 0 ? { before: page[page.length - 1]!.order } : {}) } };
 }
 
-/** A page of older finished tasks with their units (the editor's "show more"). */
+const unitsOf = (s: FarmServices, tasks: TaskView[]): UnitLiveView[] => tasks.flatMap((t) => t.units.map((id) => unitLive(s, unitKey(t.taskId, id))!));
+
+/**
+ * What a client is sent first: every task still in flight, and the `HISTORY_PAGE` most recent
+ * finished ones, with their units; how many older finished tasks remain is in `history`. So the
+ * first message is bounded by live work, not by everything the farm ever did.
+ */
+export function liveAndRecent(s: FarmServices): { tasks: TaskView[]; units: UnitLiveView[]; history: HistoryCursor } {
+  const { live, finished } = split(s);
+  const { tasks: recent, history } = firstPage(finished, HISTORY_PAGE);
+  const tasks = [...live, ...recent].sort((a, b) => a.createdAt - b.createdAt);
+  return { tasks, units: unitsOf(s, tasks), history };
+}
+
+/** A page of older finished tasks with their units, newest first (the editor's "show more"). */
 export function historyPage(s: FarmServices, before: number, limit: number): HistoryPage {
-  const finished: TaskView[] = [];
-  for (const t of s.state.projection.tasks.values()) {
-    if (t.order >= before) continue;
-    const v = s.state.projection.taskView(t);
-    if (FINISHED.has(v.state)) finished.push(v);
-  }
-  const page = newestFirst(s, finished, before, limit);
-  return { ...page, units: page.tasks.flatMap((t) => t.units.map((id) => unitLive(s, unitKey(t.taskId, id))!).filter(Boolean)) };
+  const { tasks, history } = firstPage(split(s, before).finished, limit);
+  return { tasks, units: unitsOf(s, tasks), ...history };
 }

@@ -20,7 +20,7 @@ export interface BranchCutterOptions {
   gitDir: string;
   origin: OriginClone;
   log: Logger;
-  /** the branches of these tasks exist now: their units may be leased */
+  /** these tasks wait no more (their branch exists, or they were cancelled): their units may be dispatched */
   onReady: (taskIds: string[]) => void;
   /** whether the task still wants its branch (not cancelled, not merged) */
   live: (taskId: string) => boolean;
@@ -29,6 +29,7 @@ export interface BranchCutterOptions {
 export class BranchCutter {
   /** task → the target branch its branch is cut from */
   private readonly pending = new Map<string, string>();
+  private readonly waiters = new Map<string, Array<() => void>>();
   private draining: Promise<void> | null = null;
   private backoffMs = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -57,17 +58,39 @@ export class BranchCutter {
   /** Cut this task's branch (soon, with the others waiting). */
   add(taskId: string, target: string): void {
     this.pending.set(taskId, target);
+    // A new task does not wait out the backoff of another one whose target is gone.
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
     this.kick();
   }
 
-  /** Resolves once every branch asked for so far is cut (or the cutter stopped). */
-  async idle(): Promise<void> {
-    while (this.draining && !this.stopped) await this.draining;
+  /** Resolves once the task's branch is cut (at once when it is not waiting), or the task no longer wants it. */
+  whenCut(taskId: string): Promise<void> {
+    if (!this.pending.has(taskId) || this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const list = this.waiters.get(taskId);
+      if (list) list.push(resolve);
+      else this.waiters.set(taskId, [resolve]);
+    });
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    for (const list of this.waiters.values()) for (const resolve of list) resolve();
+    this.waiters.clear();
+  }
+
+  /** These tasks wait no more (cut, or dropped): their units may go on. */
+  private settled(taskIds: string[]): void {
+    for (const taskId of taskIds) {
+      this.pending.delete(taskId);
+      for (const resolve of this.waiters.get(taskId) ?? []) resolve();
+      this.waiters.delete(taskId);
+    }
+    if (taskIds.length > 0) this.o.onReady(taskIds);
   }
 
   private kick(): void {
@@ -101,9 +124,10 @@ export class BranchCutter {
         const lines: string[] = [];
         const cut: string[] = [];
         const missing: string[] = [];
+        const dropped: string[] = [];
         for (const [taskId, target] of batch) {
           if (!this.o.live(taskId)) {
-            this.pending.delete(taskId);
+            dropped.push(taskId); // cancelled or merged meanwhile: its parked units are let go (they are stale)
             continue;
           }
           const ref = `refs/heads/${integrationBranch(taskId)}`;
@@ -117,8 +141,7 @@ export class BranchCutter {
           cut.push(taskId);
         }
         if (lines.length > 0) await runGit(["update-ref", "--stdin"], { cwd: this.o.gitDir, input: lines.join("") });
-        for (const taskId of cut) this.pending.delete(taskId);
-        if (cut.length > 0) this.o.onReady(cut);
+        this.settled([...cut, ...dropped]);
         if (missing.length > 0) {
           // Waits (tried again later) rather than fails: the branch may come back, or a person cancels the task.
           this.o.log.warn({ tasks: missing }, "cannot cut the tasks' branches: their target branch is gone from the origin");

@@ -43,6 +43,8 @@ export interface PrLoopDeps {
   repo: FarmRepo;
   /** the way of finished tasks to the origin */
   taskMerge: TaskMerge;
+  /** where tasks' integration branches are cut (an evaluation waits for its task's) */
+  branches?: { whenCut(taskId: string): Promise<void> };
   /** where the farm's task files live before they are committed (ADR drafts are written there) */
   filesDir: string;
   patchesDir: string;
@@ -385,15 +387,9 @@ export class PrLoop implements SubmissionHandler {
     }
   }
 
-  /** Before a task is recorded: its integration branch exists, cut from the origin's target branch. */
-  prepareTask(taskId: string, targetBranch: string | undefined): Promise<string> {
-    return this.d.taskMerge.prepareTask(taskId, targetBranch);
-  }
-
-  private async ensureBranch(taskId: string): Promise<void> {
-    const t = this.p.tasks.get(taskId);
-    if (!t) return;
-    await this.prepareTask(taskId, t.targetBranch);
+  /** The task's integration branch exists (cut off the hot path by the branch cutter; after a restart it may still be on its way). */
+  private ensureBranch(taskId: string): Promise<void> {
+    return this.d.branches?.whenCut(taskId) ?? Promise.resolve();
   }
 
   /** Runs steps of one task in order (merges into its integration branch must not interleave). */
@@ -424,7 +420,13 @@ export class PrLoop implements SubmissionHandler {
     await this.ensureBranch(taskId);
     const patchPath = this.patchFile(u);
     const branch = unitBranch(taskId, unitId, attempt);
-    const base = (await this.d.repo.revParse(`refs/heads/${integrationBranch(taskId)}`))!;
+    const base = await this.d.repo.revParse(`refs/heads/${integrationBranch(taskId)}`);
+    if (!base) {
+      // Only a task that is over (merged, its branch deleted) or a home changed by hand gets here.
+      const reason = `the task's branch ${integrationBranch(taskId)} is missing from the farm's clone`;
+      await this.commitIfCurrent({ taskId, unitId, attempt }, "evaluating", [{ type: "unit_failed", data: { taskId, unitId, attempt, reason, feedback: reason, ...this.d.retryDecision(u) } }]);
+      return;
+    }
     // A pooled tree (one per concurrent evaluation, reused): reset to the base, not created anew.
     const tree = await this.d.repo.acquireTree(base);
     const wt = tree.dir;

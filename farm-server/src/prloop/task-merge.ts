@@ -17,9 +17,6 @@ export interface ForgeChannel {
   deliver(taskId: string, into: string): Promise<Delivery>;
 }
 
-/** how old the farm's view of the origin may be when it cuts a task's branch (task creation stays cheap) */
-const FRESH_MS = 2_000;
-
 /** A change merged into a task's integration branch that waits for a person's approval of the task. */
 export type HeldChange = NonNullable<TaskRecord["heldChanges"]>[number];
 
@@ -53,9 +50,9 @@ export interface TaskMergeDeps {
 }
 
 /**
- * A task's way from its integration branch to its target branch on the origin: the branch is cut
- * from the origin's target as fetched now; once every unit is done, the task's files are committed
- * on it and it is delivered (GitDelivery); a failure holds the task with the reason.
+ * A task's way from its integration branch (cut by the BranchCutter) to its target branch on the
+ * origin: once every unit is done, the task's files are committed on it and it is delivered
+ * (GitDelivery, or the forge); a failure holds the task with the reason.
  */
 export class TaskMerge {
   constructor(private readonly d: TaskMergeDeps) {}
@@ -66,26 +63,6 @@ export class TaskMerge {
 
   private get p() {
     return this.d.state.projection;
-  }
-
-  /**
-   * Before a task is recorded: its integration branch exists, cut from the origin's target branch
-   * (the origin's default branch when none is named) as fetched at most a moment ago, so it starts
-   * from what the team's repository holds, never from whatever a developer has checked out. (The
-   * merge fetches again: an older base only means a merge that brings more in, never a lost commit.)
-   */
-  async prepareTask(taskId: string, targetBranch: string | undefined): Promise<string> {
-    const { repo, origin } = this.d;
-    const existing = await repo.revParse(`refs/heads/${integrationBranch(taskId)}`);
-    if (existing && targetBranch) return targetBranch;
-    await origin.fetchIfOlder(FRESH_MS);
-    const target = targetBranch ?? (await origin.defaultBranch());
-    if (existing) return target;
-    // A task the farm knew before it lost its home: its branch is on the origin.
-    const base = (await origin.tracked(integrationBranch(taskId))) ?? (await origin.tracked(target));
-    if (!base) throw new FarmError("invalid", `the target branch '${target}' does not exist on the origin`);
-    await repo.ensureIntegrationBranch(taskId, base);
-    return target;
   }
 
   /** Once every unit is done, the integration branch goes into the target branch on the origin. */

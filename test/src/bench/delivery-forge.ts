@@ -11,13 +11,14 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { pino } from "pino";
 import { cloneDirFor, startFarm, type Lease } from "@optimus/farm-server";
-import { ServerConfig, type FarmEvent } from "@optimus/shared";
+import { ServerConfig } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { patchForAsync } from "../helpers/fixture.js";
 import { GitHttpOrigin } from "../helpers/git-http-origin.js";
 import { GitHubStandin } from "../helpers/github-standin.js";
 import { GITHUB } from "../helpers/team-fixture.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+import { deliverByHand, mergedOnce } from "./delivery-common.js";
 import { median, msSince } from "./stats.js";
 
 const run = promisify(execFile);
@@ -76,15 +77,7 @@ export async function benchForgeDelivery(runs = 5): Promise<ForgeDeliveryBenchRe
       // sooner would time that spacing, not the delivery, so the approval comes once it has passed.
       const opened = gh.pulls.find((p) => p.head === `optimus/${taskId}`)!.createdAt;
       await new Promise((r) => setTimeout(r, Math.max(0, opened + 3_100 - Date.now())));
-      const merged = new Promise<void>((resolve) => {
-        const on = (events: FarmEvent[]) => {
-          if (events.some((e) => e.type === "task_merged" && e.data.taskId === taskId)) {
-            farm.services.state.off("committed", on);
-            resolve();
-          }
-        };
-        farm.services.state.on("committed", on);
-      });
+      const merged = mergedOnce(farm, taskId);
       const calls0 = gh.requests.length;
       const w0 = Date.now();
       const t0 = process.hrtime.bigint();
@@ -92,17 +85,9 @@ export async function benchForgeDelivery(runs = 5): Promise<ForgeDeliveryBenchRe
       await merged;
       farmMs.push(msSince(t0));
       apiCalls.push(gh.requests.length - calls0);
+      // BENCH_TRACE=1: each API call of the delivery with its time after the approval.
       if (process.env.BENCH_TRACE) for (const r of gh.requests.slice(calls0)) console.error(`  +${(r.at - w0).toFixed(0)}ms ${r.method} ${r.path} ${r.status}`);
-      // By hand: a branch with one commit, then fetch, merge --no-ff onto the fetched tip, push both.
-      await git("fetch", "-q", "origin");
-      await git("checkout", "-q", "-B", `hand-${i}`, "origin/main");
-      await git("commit", "-q", "--allow-empty", "-m", `hand ${i}`);
-      const h0 = process.hrtime.bigint();
-      await git("fetch", "-q", "origin");
-      await git("checkout", "-q", "-B", "main", "origin/main");
-      await git("merge", "-q", "--no-ff", "-m", `merge hand ${i}`, `hand-${i}`);
-      await git("push", "-q", "--atomic", "origin", `hand-${i}`, "main");
-      byHandMs.push(msSince(h0));
+      byHandMs.push(await deliverByHand(git, i));
     }
     gh.assertNoViolations();
   } finally {

@@ -11,12 +11,13 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { pino } from "pino";
 import { cloneDirFor, startFarm, type Farm, type Lease } from "@optimus/farm-server";
-import { ServerConfig, type FarmEvent } from "@optimus/shared";
+import { ServerConfig } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { seenVersion } from "../helpers/decisions.js";
 import { patchForAsync } from "../helpers/fixture.js";
 import { GitHttpOrigin } from "../helpers/git-http-origin.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
+import { deliverByHand, mergedOnce } from "./delivery-common.js";
 import { median, msSince } from "./stats.js";
 
 const run = promisify(execFile);
@@ -54,30 +55,12 @@ async function measure(originUrl: string, runs: number, gitEnv: Record<string, s
       await client.tasks.create.mutate({ id: taskId, title: taskId, units: [{ id: "u1", goal: "notes", files: [`notes/${taskId}.md`] }] });
       await until(async () => (await client.units.get.query({ taskId, unitId: "u1" })).state === "awaiting_approval");
       const seen = await seenVersion(client, taskId, "u1");
-      const merged = new Promise<void>((resolve) => {
-        const on = (events: FarmEvent[]) => {
-          if (events.some((e) => e.type === "task_merged" && e.data.taskId === taskId)) {
-            farm.services.state.off("committed", on);
-            resolve();
-          }
-        };
-        farm.services.state.on("committed", on);
-      });
+      const merged = mergedOnce(farm, taskId);
       const t0 = process.hrtime.bigint();
       await client.reviews.approve.mutate(seen);
       await merged;
       farmMs.push(msSince(t0));
-      // By hand: a branch with one commit, then what the farm does — fetch, merge --no-ff onto the
-      // fetched tip, push (the branch and the target).
-      await git("fetch", "-q", "origin");
-      await git("checkout", "-q", "-B", `hand-${i}`, "origin/main");
-      await git("commit", "-q", "--allow-empty", "-m", `hand ${i}`);
-      const h0 = process.hrtime.bigint();
-      await git("fetch", "-q", "origin");
-      await git("checkout", "-q", "-B", "main", "origin/main");
-      await git("merge", "-q", "--no-ff", "-m", `merge hand ${i}`, `hand-${i}`);
-      await git("push", "-q", "--atomic", "origin", `hand-${i}`, "main");
-      byHandMs.push(msSince(h0));
+      byHandMs.push(await deliverByHand(git, i));
     }
   } finally {
     await stopAll(agents);
