@@ -16,6 +16,7 @@ import { TaskCommands } from "./core/task-commands.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { ManifestMirror } from "./files/manifest-mirror.js";
 import { SessionNotes } from "./files/session-notes.js";
+import { HistoryArchiver } from "./core/history-archiver.js";
 import { importManifests, type ImportReport } from "./files/rehydrate.js";
 import { SqliteJournal } from "./store/sqlite-journal.js";
 import { acquireStateLock } from "./store/state-lock.js";
@@ -269,6 +270,9 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   state.onFlush = metrics.observeFlush;
   dispatcher.start();
   await prloop?.start();
+  // Finished tasks leave the hot state after their retention (archived in the journal).
+  const archiver = new HistoryArchiver(state, { ...config.history, log: (msg, err) => log.warn({ err }, msg) });
+  archiver.start();
   let api: ApiServer;
   try {
     api = await startApiServer(services, metrics.registry);
@@ -276,6 +280,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     dispatcher.stop();
     cutter?.stop();
     prloop?.stop();
+    await archiver.stop();
     await journal.close();
     tokens.close();
     throw err;
@@ -294,6 +299,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
       dispatcher.stop();
       cutter?.stop();
       gateway.stop();
+      await archiver.stop();
       await egress?.close().catch(() => undefined);
       await api.close().catch(() => undefined);
       prloop?.stop();

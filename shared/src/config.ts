@@ -106,6 +106,18 @@ export const ServerConfig = z.strictObject({
     .default({ baseMs: 2_000, maxMs: 60_000 }),
   maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(16 * 1024 * 1024),
   snapshotEvery: z.number().int().min(10).default(20_000),
+  /**
+   * Finished tasks (completed, cancelled, failed) leave the in-memory state this long after their
+   * last change; they are archived in the journal and still answered on demand (`task show`, the
+   * editor's older tasks). Memory and snapshots then follow live work, not history.
+   */
+  history: z
+    .strictObject({
+      retentionMs: z.number().int().min(0).default(24 * 3_600_000),
+      /** how often finished tasks are looked for */
+      sweepEveryMs: z.number().int().min(50).default(60_000),
+    })
+    .default({ retentionMs: 24 * 3_600_000, sweepEveryMs: 60_000 }),
   files: z
     .strictObject({
       mirror: z.boolean().default(true),

@@ -130,6 +130,20 @@ export interface EventPayloads {
   token_revoked: { tokenId: string };
   /** the task manifests on the origin's default branch were imported as of `commit`: the next start reads only what changed since */
   manifests_imported: { ref: string; commit: string };
+  /**
+   * A finished task left the farm's hot state after its retention: its last views, kept here so
+   * `task show` and the editor still answer for it (the journal's index finds them by id and order).
+   */
+  task_archived: ArchivedTask;
+}
+
+/** A finished task as it was when it left the hot state: its views, and its place in creation order. */
+export interface ArchivedTask {
+  taskId: string;
+  /** creation order among all tasks (history pages go by it) */
+  order: number;
+  task: TaskView;
+  units: UnitView[];
 }
 export type EventType = keyof EventPayloads;
 

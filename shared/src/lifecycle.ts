@@ -99,3 +99,9 @@ export function actionRefusal(action: UnitAction, c: ActionContext): string | nu
 export function availableActions(c: ActionContext): UnitAction[] {
   return UnitAction.options.filter((a) => actionRefusal(a, c) === null);
 }
+
+/**
+ * Task states in which nothing more happens by itself (a failed task waits only for a person's
+ * retry): the editor's history holds these, and they leave the farm's hot state after retention.
+ */
+export const FINISHED_TASK_STATES: ReadonlySet<string> = new Set(["completed", "cancelled", "failed"]);

@@ -9,7 +9,7 @@ import { AsyncQueue } from "./async-queue.js";
 import type { FarmServices } from "./services.js";
 import { eventsAfter } from "./event-stream.js";
 import { unitDetail } from "./unit-detail.js";
-import { fleetView, historyPage, HISTORY_PAGE, unitLive, unitLiveOf } from "./views.js";
+import { fleetView, historyPage, HISTORY_PAGE, taskWithUnits, unitLive, unitLiveOf } from "./views.js";
 import { viewsCursor, viewsStream } from "./views-stream.js";
 import { adminProcedure, editorProcedure, publicProcedure, router, workerProcedure } from "./trpc.js";
 
@@ -33,11 +33,11 @@ const tasksRouter = router({
       .filter((t) => !input?.state || t.state === input.state)
       .sort((a, b) => a.createdAt - b.createdAt);
   }),
-  get: editorProcedure.input(z.strictObject({ taskId: TaskId })).query(({ ctx, input }) => {
-    const p = ctx.services.state.projection;
-    const t = p.tasks.get(input.taskId);
-    if (!t) throw new FarmError("not_found", `task '${input.taskId}' not found`);
-    return { task: p.taskView(t), units: t.units.map((k) => unitLive(ctx.services, k)!) };
+  /** A task and its units, live or archived (finished tasks leave the hot state after their retention). */
+  get: editorProcedure.input(z.strictObject({ taskId: TaskId })).query(async ({ ctx, input }) => {
+    const found = await taskWithUnits(ctx.services, input.taskId);
+    if (!found) throw new FarmError("not_found", `task '${input.taskId}' not found`);
+    return found;
   }),
   cancel: editorProcedure.input(z.strictObject({ taskId: TaskId, reason: z.string().max(500).optional() })).mutation(({ ctx, input }) =>
     ctx.services.tasks.cancel(input.taskId, input.reason, actorOf(ctx.principal)),

@@ -1,7 +1,7 @@
-import { unitKey, type FarmEvent, type UnitDetail } from "@optimus/shared";
+import type { FarmEvent, UnitDetail } from "@optimus/shared";
 import { FarmError } from "../core/errors.js";
 import type { FarmServices } from "./services.js";
-import { taskViewOf, unitLiveOf } from "./views.js";
+import { taskWithUnits } from "./views.js";
 
 const HISTORY_LIMIT = 300;
 
@@ -35,12 +35,11 @@ export function describeEvent(e: FarmEvent): string {
 }
 
 export async function unitDetail(s: FarmServices, taskId: string, unitId: string): Promise<UnitDetail> {
-  const task = taskViewOf(s, taskId);
-  if (!task) throw new FarmError("not_found", `task '${taskId}' not found`);
-  if (!s.state.projection.units.has(unitKey(taskId, unitId))) {
-    throw new FarmError("not_found", `unit ${taskId}/${unitId} not found`);
-  }
-  const unit = unitLiveOf(s, taskId, unitId);
+  const found = await taskWithUnits(s, taskId);
+  if (!found) throw new FarmError("not_found", `task '${taskId}' not found`);
+  const { task } = found;
+  const unit = found.units.find((u) => u.unitId === unitId);
+  if (!unit) throw new FarmError("not_found", `unit ${taskId}/${unitId} not found`);
   const events = await s.state.journal.readForTask(taskId, unitId, HISTORY_LIMIT);
   // The newest attempt that kept a transcript (a failed attempt's may be the one worth reading).
   let transcript: UnitDetail["transcript"] = [];

@@ -44,8 +44,11 @@ function delta(s: FarmServices, seq: number, tasks: Set<string>, units: Set<stri
 }
 
 /** Live work and a page of recent history (older finished tasks are fetched on demand: `views.history`). */
-function snapshot(s: FarmServices): ViewsMessage {
-  return { kind: "snapshot", epoch: s.state.epoch, seq: s.state.journal.lastCommittedSeq(), serverTime: Date.now(), ...liveAndRecent(s), workers: fleetView(s), spend: spendSummary(s) };
+async function snapshot(s: FarmServices): Promise<ViewsMessage> {
+  // Where it stands is read in the same turn as the live work (liveAndRecent reads it before it awaits).
+  const at = { epoch: s.state.epoch, seq: s.state.journal.lastCommittedSeq() };
+  const views = await liveAndRecent(s);
+  return { kind: "snapshot", ...at, serverTime: Date.now(), ...views, workers: fleetView(s), spend: spendSummary(s) };
 }
 
 /**
@@ -84,7 +87,7 @@ export async function* viewsStream(s: FarmServices, lastEventId: string | null |
       // What was running meanwhile: its progress now.
       for (const k of s.leases.progress.keys()) progressKeys.add(k);
     } else {
-      const snap = snapshot(s);
+      const snap = await snapshot(s);
       sent = snap.seq;
       yield snap;
     }

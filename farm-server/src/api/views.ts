@@ -1,4 +1,4 @@
-import { unitKey, type HistoryCursor, type HistoryPage, type SpendSummary, type TaskView, type UnitLiveView, type WorkerView } from "@optimus/shared";
+import { FINISHED_TASK_STATES, unitKey, type HistoryCursor, type HistoryPage, type SpendSummary, type TaskView, type UnitLiveView, type UnitView, type WorkerView } from "@optimus/shared";
 import { frontierConfigured, unitActions } from "../core/unit-actions.js";
 import { utcDay } from "../gateway/ledger.js";
 import { protectedPathsIn } from "../prloop/separation.js";
@@ -55,44 +55,80 @@ export function spendSummary(s: FarmServices): SpendSummary {
 
 /** How many finished tasks the first views message carries (the rest come a page at a time). */
 export const HISTORY_PAGE = 50;
-const FINISHED = new Set<TaskView["state"]>(["completed", "cancelled", "failed"]);
 
-/** Tasks in flight, and finished ones created before `before` (all when absent), newest first. */
+/** Tasks in flight, and hot finished ones created before `before` (all when absent), newest first. */
 function split(s: FarmServices, before = Infinity): { live: TaskView[]; finished: Array<{ order: number; view: TaskView }> } {
   const live: TaskView[] = [];
   const finished: Array<{ order: number; view: TaskView }> = [];
   for (const t of s.state.projection.tasks.values()) {
     if (t.order >= before) continue; // (a page of history needs no newer task)
     const view = s.state.projection.taskView(t);
-    if (FINISHED.has(view.state)) finished.push({ order: t.order, view });
+    if (FINISHED_TASK_STATES.has(view.state)) finished.push({ order: t.order, view });
     else live.push(view);
   }
   return { live, finished: finished.sort((a, b) => b.order - a.order) };
 }
 
-/** The first `limit` of them, and where the rest start. */
-function firstPage(finished: Array<{ order: number; view: TaskView }>, limit: number): { tasks: TaskView[]; history: HistoryCursor } {
-  const page = finished.slice(0, limit);
-  const more = finished.length - page.length;
-  return { tasks: page.map((f) => f.view), history: { more, ...(more > 0 ? { before: page[page.length - 1]!.order } : {}) } };
+/** A finished task's views, hot (from the projection) or archived (from the journal). */
+interface Finished {
+  order: number;
+  task: TaskView;
+  units: UnitLiveView[];
+}
+
+/** An archived unit as clients see it: its last view; nothing can be done with it any more. */
+const archivedUnit = (u: UnitView): UnitLiveView => ({ ...u, actions: [] });
+
+/**
+ * The `limit` newest finished tasks created before `before`, hot and archived together (a task
+ * archived meanwhile may be in both: the hot copy wins), and where the rest start.
+ */
+async function finishedPage(s: FarmServices, hot: Array<{ order: number; view: TaskView }>, before: number, limit: number): Promise<{ tasks: TaskView[]; units: UnitLiveView[]; history: HistoryCursor }> {
+  // The hot part is read before the journal is asked: a task archived meanwhile is then in both.
+  const hotPage: Finished[] = hot.slice(0, limit).map((f) => ({ order: f.order, task: f.view, units: unitsOf(s, [f.view]) }));
+  const cold = await s.state.journal.archivedPage(before, limit);
+  const seen = new Set(hot.map((f) => f.view.taskId));
+  const coldOnly = cold.tasks.filter((a) => !seen.has(a.taskId));
+  const all: Finished[] = [
+    ...hotPage,
+    ...coldOnly.map((a) => ({ order: a.order, task: a.task, units: a.units.map(archivedUnit) })),
+  ].sort((a, b) => b.order - a.order);
+  const page = all.slice(0, limit);
+  const total = hot.length + cold.total - (cold.tasks.length - coldOnly.length);
+  const more = Math.max(0, total - page.length);
+  return {
+    tasks: page.map((f) => f.task), units: page.flatMap((f) => f.units),
+    history: { more, ...(more > 0 ? { before: page[page.length - 1]!.order } : {}) },
+  };
 }
 
 const unitsOf = (s: FarmServices, tasks: TaskView[]): UnitLiveView[] => tasks.flatMap((t) => t.units.map((id) => unitLive(s, unitKey(t.taskId, id))!));
 
 /**
  * What a client is sent first: every task still in flight, and the `HISTORY_PAGE` most recent
- * finished ones, with their units; how many older finished tasks remain is in `history`. So the
- * first message is bounded by live work, not by everything the farm ever did.
+ * finished ones (hot or archived), with their units; how many older finished tasks remain is in
+ * `history`. So the first message is bounded by live work, not by everything the farm ever did.
  */
-export function liveAndRecent(s: FarmServices): { tasks: TaskView[]; units: UnitLiveView[]; history: HistoryCursor } {
+export async function liveAndRecent(s: FarmServices): Promise<{ tasks: TaskView[]; units: UnitLiveView[]; history: HistoryCursor }> {
   const { live, finished } = split(s);
-  const { tasks: recent, history } = firstPage(finished, HISTORY_PAGE);
-  const tasks = [...live, ...recent].sort((a, b) => a.createdAt - b.createdAt);
-  return { tasks, units: unitsOf(s, tasks), history };
+  const liveUnits = unitsOf(s, live);
+  const recent = await finishedPage(s, finished, Number.MAX_SAFE_INTEGER, HISTORY_PAGE);
+  const tasks = [...live, ...recent.tasks].sort((a, b) => a.createdAt - b.createdAt);
+  return { tasks, units: [...liveUnits, ...recent.units], history: recent.history };
 }
 
 /** A page of older finished tasks with their units, newest first (the editor's "show more"). */
-export function historyPage(s: FarmServices, before: number, limit: number): HistoryPage {
-  const { tasks, history } = firstPage(split(s, before).finished, limit);
-  return { tasks, units: unitsOf(s, tasks), ...history };
+export async function historyPage(s: FarmServices, before: number, limit: number): Promise<HistoryPage> {
+  const { tasks, units, history } = await finishedPage(s, split(s, before).finished, before, limit);
+  return { tasks, units, ...history };
+}
+
+/** A task with its units, hot or archived (`archived` then): what `task show` and the editor ask for. */
+export async function taskWithUnits(s: FarmServices, taskId: string): Promise<{ task: TaskView; units: UnitLiveView[]; archived: boolean } | undefined> {
+  const p = s.state.projection;
+  const t = p.tasks.get(taskId);
+  if (t) return { task: p.taskView(t), units: t.units.map((k) => unitLive(s, k)!), archived: false };
+  const a = await s.state.journal.archivedTask(taskId);
+  // Hot again meanwhile is impossible (archived is final), but the projection is asked first above.
+  return a ? { task: a.task, units: a.units.map(archivedUnit), archived: true } : undefined;
 }

@@ -8,7 +8,7 @@ import { modelPull } from "./model-commands.js";
 import { workerCommand } from "./worker-command.js";
 import { spendReport } from "./spend-commands.js";
 import { status } from "./status.js";
-import { approve, cancelTask, importTask, reject, requestChanges, retryUnit, scanTasks, send } from "./task-commands.js";
+import { approve, cancelTask, importTask, reject, requestChanges, retryUnit, scanTasks, send, showTask } from "./task-commands.js";
 import { resolvedFarmUrl, type GlobalOptions } from "./context.js";
 import { printable } from "./printable.js";
 
@@ -54,6 +54,7 @@ program
 const task = program.command("task").description("work with tasks");
 task.command("import <manifest>").description("create a task from a manifest YAML file").action((file: string, _o, cmd: Command) => importTask(file, g(cmd)));
 task.command("scan").description("import every new manifest under .optimus/tasks/").action((_o, cmd: Command) => scanTasks(g(cmd)));
+task.command("show <taskId>").option("--json", "print the task and its units as JSON").description("show a task and all its units, also once it is finished and archived").action((id: string, _o, cmd: Command) => showTask(id, g(cmd) as never));
 task.command("cancel <taskId>").option("--reason <text>").description("cancel a task and its unfinished units").action((id: string, _o, cmd: Command) => cancelTask(id, g(cmd)));
 
 const PIN = "decide only on this attempt (default: the change's current attempt, printed first); the farm refuses if the change moved on";

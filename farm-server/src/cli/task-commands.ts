@@ -4,6 +4,7 @@ import type { FarmClient } from "../client/farm-client.js";
 import { httpClient, type GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";
 import { printable } from "./printable.js";
+import { renderStatus } from "./status.js";
 
 /** `optimus send "<text>" [--files …]`: a task from a sentence. */
 export async function send(text: string, o: GlobalOptions & { files?: string[]; priority?: string; title?: string; check?: string; target?: string }): Promise<void> {
@@ -52,6 +53,18 @@ export async function scanTasks(o: GlobalOptions): Promise<void> {
   // One warning per skipped manifest; its file and the problem come from the repository, so no escapes.
   for (const x of r.rejected) console.error(`skipped ${printable(x.problems[0] ?? x.file)}`);
   if (r.rejected.length) process.exitCode = 1;
+}
+
+/** `optimus task show <id>`: a task and every unit, live or archived (finished tasks leave the live state after their retention). */
+export async function showTask(taskId: string, o: GlobalOptions & { json?: boolean }): Promise<void> {
+  const { client } = httpClient(o);
+  const r = await client.tasks.get.query({ taskId });
+  if (o.json) {
+    console.log(JSON.stringify(r, null, 2));
+    return;
+  }
+  process.stdout.write(renderStatus([r.task], new Map([[r.task.taskId, r.units]]), Number.POSITIVE_INFINITY));
+  if (r.archived) console.log("archived: finished, kept in the farm's journal and no longer in its live state");
 }
 
 export async function cancelTask(taskId: string, o: GlobalOptions & { reason?: string }): Promise<void> {

@@ -57,6 +57,8 @@ export class TaskCommands {
     }
     const taskId = input.id ?? this.newTaskId(input.title);
     if (this.p.tasks.has(taskId)) throw new FarmError("conflict", `task '${taskId}' already exists`);
+    // An archived task keeps its id (its branch, its files and its history answer to it).
+    if (input.id && (await this.state.journal.isArchived(taskId))) throw new FarmError("conflict", `task '${taskId}' already exists (finished and archived; see 'optimus task show ${taskId}')`);
     // A task given as text is planned by a worker's model (a `plan` unit), or, with the planner off,
     // becomes one codegen unit with the text as its goal.
     const text = [input.title, input.description].filter(Boolean).join("\n\n");

@@ -78,7 +78,8 @@ export class ManifestMirror {
   private onCommitted(events: FarmEvent[]): void {
     for (const e of events) {
       const taskId = (e.data as { taskId?: string }).taskId;
-      if (taskId && this.state.projection.tasks.has(taskId)) this.dirty.add(taskId);
+      if (e.type === "task_archived") this.forget(e.data.taskId);
+      else if (taskId && this.state.projection.tasks.has(taskId)) this.dirty.add(taskId);
     }
     if (this.dirty.size > 0 && !this.timer) {
       this.timer = setTimeout(() => {
@@ -86,6 +87,15 @@ export class ManifestMirror {
         this.writing = this.writing.then(() => this.writeDirty());
       }, this.opts.debounceMs);
     }
+  }
+
+  /** An archived task is written no more: what was kept about it goes (memory follows live work). */
+  private forget(taskId: string): void {
+    this.dirty.delete(taskId);
+    this.lastState.delete(taskId);
+    this.lastWritten.delete(taskId);
+    this.edited.delete(taskId);
+    this.committedKey.delete(taskId);
   }
 
   /** Writes every dirty task now (used on shutdown and by tests). */

@@ -33,7 +33,7 @@ export async function importManifests(
   const scanned: Array<Awaited<ReturnType<typeof scanManifests>>[number] & { dir: string }> = [];
   const seen = new Set<string>();
   for (const dir of Array.isArray(sources) ? sources : [sources]) {
-    for (const s of await scanManifests(dir, (taskId) => seen.has(taskId) || state.projection.tasks.has(taskId))) {
+    for (const s of await scanManifests(dir, (taskId) => seen.has(taskId) || state.projection.tasks.has(taskId) || state.journal.isArchived(taskId))) {
       report.read++;
       if (seen.has(s.taskId)) continue;
       seen.add(s.taskId);

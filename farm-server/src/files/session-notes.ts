@@ -4,12 +4,15 @@ import { join } from "node:path";
 import type { FarmEvent } from "@optimus/shared";
 import type { FarmState } from "../core/farm-state.js";
 
-export const SESSIONS_DIR = join(".optimus", "sessions");
+/** repository-relative, with forward slashes (it is a path in git trees too) */
+export const SESSIONS_DIR = ".optimus/sessions";
 
 /**
- * `.optimus/sessions/<date>-<task>-<unit>.md`: what each attempt of a unit did and why it ended as it
- * did, written from the journal as it happens. A later attempt (after a restart too) gets these
- * notes in its lease, and they are committed with the task's milestones.
+ * `.optimus/sessions/<task>/<unit>.md`: what each attempt of a unit did and why it ended as it did,
+ * written from the journal as it happens. A later attempt (after a restart too) gets these notes in
+ * its lease, and they are committed with the task's milestones. One folder per task, so finding a
+ * task's notes reads that folder only, whatever the farm's history (one folder of every unit's
+ * notes grew to 100,000 files and was read at every milestone).
  */
 export class SessionNotes {
   private chain: Promise<unknown> = Promise.resolve();
@@ -35,25 +38,30 @@ export class SessionNotes {
   }
 
   relPath(taskId: string, unitId: string): string {
+    return `${SESSIONS_DIR}/${taskId}/${unitId}.md`;
+  }
+
+  /** Where notes were written before they had a folder per task (read still, never written). */
+  private legacyPath(taskId: string, unitId: string): string {
     const t = this.state.projection.tasks.get(taskId);
     const date = new Date(t?.createdAt ?? Date.now()).toISOString().slice(0, 10);
-    return `.optimus/sessions/${date}-${taskId}-${unitId}.md`;
+    return join(this.repo, SESSIONS_DIR, `${date}-${taskId}-${unitId}.md`);
   }
 
   /** The notes so far (the end of them), for the next attempt's lease. */
   read(taskId: string, unitId: string, maxChars = 6_000): string | undefined {
     const rel = this.relPath(taskId, unitId);
-    const file = join(this.repo, rel);
-    const text = (existsSync(file) ? readFileSync(file, "utf8") : "") + (this.pending.get(rel) ?? []).join("");
+    const file = [join(this.repo, rel), this.legacyPath(taskId, unitId)].find((f) => existsSync(f));
+    const text = (file ? readFileSync(file, "utf8") : "") + (this.pending.get(rel) ?? []).join("");
     if (!text) return undefined;
     return text.length > maxChars ? `…${text.slice(-maxChars)}` : text;
   }
 
   /** Session files of a task, repository-relative (for milestone commits). */
   async filesOf(taskId: string): Promise<string[]> {
-    const dir = join(this.repo, SESSIONS_DIR);
+    const dir = join(this.repo, SESSIONS_DIR, taskId);
     if (!existsSync(dir)) return [];
-    return (await readdir(dir)).filter((f) => f.includes(`-${taskId}-`) && f.endsWith(".md")).map((f) => `.optimus/sessions/${f}`);
+    return (await readdir(dir)).filter((f) => f.endsWith(".md")).sort().map((f) => `${SESSIONS_DIR}/${taskId}/${f}`);
   }
 
   private onCommitted(events: FarmEvent[]): void {
@@ -68,7 +76,7 @@ export class SessionNotes {
       this.pending.set(rel, queued);
       this.chain = this.chain.then(async () => {
         const file = join(this.repo, rel);
-        await mkdir(join(this.repo, SESSIONS_DIR), { recursive: true });
+        await mkdir(join(this.repo, SESSIONS_DIR, taskId), { recursive: true });
         const head = existsSync(file) ? "" : `# Session notes: ${taskId}/${unitId}\n\n**Goal:** ${u?.spec.goal ?? "?"}\n${u?.spec.check ? `\n**Check:** \`${u.spec.check}\`\n` : ""}`;
         await appendFile(file, head + text);
       }).catch((err) => this.log(`could not write session notes ${rel}`, err)).finally(() => {

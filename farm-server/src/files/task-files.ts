@@ -71,7 +71,7 @@ export interface ScannedManifest {
  * leads outside the repository, in a folder whose name is no task id) is one problem of its own,
  * and the others are still read.
  */
-export async function scanManifests(repo: string, skip: (taskId: string) => boolean = () => false): Promise<ScannedManifest[]> {
+export async function scanManifests(repo: string, skip: (taskId: string) => boolean | Promise<boolean> = () => false): Promise<ScannedManifest[]> {
   let entries: Array<{ name: string; link: boolean }>;
   try {
     if (await outsideRepoProblem(repo, TASKS_DIR)) return []; // .optimus/tasks itself leads elsewhere: nothing of this repository
@@ -85,7 +85,7 @@ export async function scanManifests(repo: string, skip: (taskId: string) => bool
   const out: ScannedManifest[] = [];
   for (const { name: taskId, link } of entries) {
     // A task the farm knows already is not read at all (a restart reads nothing of its history).
-    if (skip(taskId)) continue;
+    if (await skip(taskId)) continue;
     const rel = manifestRelPath(taskId);
     const problem = (field: string, message: string): ScannedManifest => ({ taskId, file: rel, problems: [{ file: rel, line: 1, column: 1, field, message }] });
     try {

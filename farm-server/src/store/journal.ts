@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { EventBody, FarmEvent } from "@optimus/shared";
+import type { ArchivedTask, EventBody, FarmEvent } from "@optimus/shared";
 
 export const GENESIS_HASH = "0".repeat(64);
 
@@ -54,6 +54,12 @@ export interface Journal {
   /** The newest `limit` events about one task (optionally one unit), oldest first: a unit's history. */
   readForTask(taskId: string, unitId: string | undefined, limit: number): Promise<FarmEvent[]>;
   lastCommittedSeq(): number;
+  /** Whether a task of this id was archived (its id stays taken). */
+  isArchived(taskId: string): Promise<boolean>;
+  /** An archived task's last views (from its `task_archived` event), or null. */
+  archivedTask(taskId: string): Promise<ArchivedTask | null>;
+  /** Archived tasks created before `before` (task order), newest first, and how many there are in all. */
+  archivedPage(before: number, limit: number): Promise<{ tasks: ArchivedTask[]; total: number }>;
   saveSnapshot(s: Snapshot): Promise<void>;
   loadSnapshot(): Promise<Snapshot | null>;
   verify(): Promise<VerifyResult>;

@@ -3,6 +3,7 @@ import {
   isDone,
   isTerminal,
   unitKey,
+  type EventPayloads,
   type FarmEvent,
   type TaskHeader,
   type TaskView,
@@ -76,6 +77,8 @@ export class Projection {
   imported?: { ref: string; commit: string };
   /** frontier reservations and spend (the gateway's ledger) */
   ledger = new Ledger();
+  /** how many finished tasks left for the archive (they are in the journal, not here) */
+  archived = 0;
   private taskOrder = 0;
 
   apply(e: FarmEvent, touched?: Touched): void {
@@ -332,6 +335,19 @@ export class Projection {
         this.workers.set(e.data.nodeId, { ...e.data, tokenId: e.data.tokenId ?? prev?.tokenId, registeredAt: e.ts });
         break;
       }
+      case "task_archived": {
+        // Cold from now on: its views live in this event (the journal answers for it).
+        const t = this.tasks.get(e.data.taskId);
+        if (!t) break;
+        for (const k of t.units) {
+          const u = this.units.get(k);
+          if (u?.worker) this.workerLeases.get(u.worker)?.delete(k);
+          this.units.delete(k);
+        }
+        this.tasks.delete(t.taskId);
+        this.archived++;
+        break;
+      }
       case "manifests_imported":
         this.imported = { ref: e.data.ref, commit: e.data.commit };
         break;
@@ -421,6 +437,11 @@ export class Projection {
     };
   }
 
+  /** A finished task's views as they go to the archive (`task_archived`). */
+  archiveOf(t: TaskRecord): EventPayloads["task_archived"] {
+    return { taskId: t.taskId, order: t.order, task: this.taskView(t), units: t.units.map((k) => this.unitView(this.units.get(k)!)) };
+  }
+
   unitView(u: UnitRecord): UnitView {
     const { dependents: _d, acceptedAttempt: _a, acceptedLeaseId: _l, acceptedWorker: _w, approvedAttempt: _p, author: _au, reviewRequests: _rr, ...view } = u;
     return view;
@@ -448,14 +469,15 @@ export class Projection {
     return {
       lastSeq: this.lastSeq, taskOrder: this.taskOrder, tasks: [...this.tasks.values()], units: [...this.units.values()],
       workers: [...this.workers.values()], revokedTokens: [...this.revokedTokens], ledger: this.ledger.toSnapshot(),
-      ...(this.imported ? { imported: this.imported } : {}),
+      ...(this.imported ? { imported: this.imported } : {}), archived: this.archived,
     };
   }
 
   static fromSnapshot(s: unknown): Projection {
-    const o = s as { lastSeq: number; taskOrder: number; tasks: TaskRecord[]; units: UnitRecord[]; workers: WorkerRecord[]; revokedTokens: string[]; ledger?: unknown; imported?: Projection["imported"] };
+    const o = s as { lastSeq: number; taskOrder: number; tasks: TaskRecord[]; units: UnitRecord[]; workers: WorkerRecord[]; revokedTokens: string[]; ledger?: unknown; imported?: Projection["imported"]; archived?: number };
     const p = new Projection();
     if (o.imported) p.imported = o.imported;
+    p.archived = o.archived ?? 0;
     p.lastSeq = o.lastSeq;
     p.taskOrder = o.taskOrder;
     for (const t of o.tasks) p.tasks.set(t.taskId, t);

@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import type { EventBody, FarmEvent } from "@optimus/shared";
+import type { ArchivedTask, EventBody, FarmEvent } from "@optimus/shared";
 import { eventHash, FencedError, GENESIS_HASH, type Journal, type Snapshot, type VerifyResult } from "./journal.js";
 
 interface Row {
@@ -26,6 +26,10 @@ export function openFarmDatabase(file: string): Database.Database {
       type TEXT NOT NULL, data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS leader (id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL, pid INTEGER, since INTEGER);
     CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, state TEXT NOT NULL, created_at INTEGER NOT NULL);
+    -- Archived tasks are found by id and paged by creation order without reading the rest of the
+    -- journal: partial indexes over their own events only (queries repeat these exact expressions).
+    CREATE INDEX IF NOT EXISTS events_archived_task ON events (json_extract(data, '$.taskId')) WHERE type = 'task_archived';
+    CREATE INDEX IF NOT EXISTS events_archived_order ON events (json_extract(data, '$.order')) WHERE type = 'task_archived';
   `);
   return db;
 }
@@ -117,6 +121,24 @@ export class SqliteJournal implements Journal {
       )
       .all(this.committedSeq, taskId, unitId ?? null, unitId ?? null, unitId ?? null, limit) as Row[];
     return rows.reverse().map(toEvent);
+  }
+
+  async isArchived(taskId: string): Promise<boolean> {
+    return this.db.prepare("SELECT 1 FROM events WHERE type = 'task_archived' AND json_extract(data, '$.taskId') = ?").pluck().get(taskId) !== undefined;
+  }
+
+  async archivedTask(taskId: string): Promise<ArchivedTask | null> {
+    const data = this.db.prepare("SELECT data FROM events WHERE type = 'task_archived' AND json_extract(data, '$.taskId') = ?").pluck().get(taskId) as string | undefined;
+    return data ? (JSON.parse(data) as ArchivedTask) : null;
+  }
+
+  async archivedPage(before: number, limit: number): Promise<{ tasks: ArchivedTask[]; total: number }> {
+    const rows = this.db
+      .prepare("SELECT data FROM events WHERE type = 'task_archived' AND json_extract(data, '$.order') < ? ORDER BY json_extract(data, '$.order') DESC LIMIT ?")
+      .pluck()
+      .all(before, limit) as string[];
+    const total = this.db.prepare("SELECT count(*) FROM events WHERE type = 'task_archived' AND json_extract(data, '$.order') < ?").pluck().get(before) as number;
+    return { tasks: rows.map((d) => JSON.parse(d) as ArchivedTask), total };
   }
 
   async saveSnapshot(s: Snapshot): Promise<void> {

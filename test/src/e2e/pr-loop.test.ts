@@ -121,8 +121,9 @@ test("request changes: the comment reaches the next attempt; failing evals send 
   assert.equal(attempts[0]!.notes, undefined);
   assert.match(attempts[2]!.notes!, /## Attempt 1[\s\S]*evals red \(tests: exit 1\)[\s\S]*## Attempt 2[\s\S]*review by fix-review: \*\*request_changes\*\*/);
   await farm.services.prloop!.idle();
-  const notesFile = readdirSync(join(repo, ".optimus", "sessions")).find((f) => f.endsWith("-fix-add-fix.md"))!;
-  const notes = readFileSync(join(repo, ".optimus", "sessions", notesFile), "utf8");
+  // One folder per task: its units' notes, nothing of other tasks.
+  assert.deepEqual(readdirSync(join(repo, ".optimus", "sessions", "fix-add")).sort(), ["fix-review.md", "fix.md"]);
+  const notes = readFileSync(join(repo, ".optimus", "sessions", "fix-add", "fix.md"), "utf8");
   assert.match(notes, /^# Session notes: fix-add\/fix\n\n\*\*Goal:\*\* make add add/);
   assert.match(notes, /## Attempt 3[\s\S]*\*\*merged\*\* into optimus\/fix-add/);
   assert.match(git(repo, "show", "main:src/add.js"), /left \+ right/);

@@ -51,7 +51,7 @@ test("end to end: CLI task → codegen worker (scripted local model) fixes a fai
   // The attempt's session notes (model, tokens, the check's output, the decision) arrived on main
   // with the task's merge (committed on its branch); no bookkeeping commit of their own on main.
   assert.doesNotMatch(git(repo, "log", "--first-parent", "--format=%s", "main"), /^optimus: /m);
-  const notes = git(repo, "show", `main:.optimus/sessions/${new Date().toISOString().slice(0, 10)}-${taskId}-u1.md`);
+  const notes = git(repo, "show", `main:.optimus/sessions/${taskId}/u1.md`);
   assert.match(notes, /codegen-1 reported \*\*succeeded\*\* \(model local, \d+ tokens, [\s\S]*2 iteration\(s\), 1 failed check\(s\)\)/);
   assert.match(notes, /add works/);
   assert.match(notes, /\*\*merged\*\* into optimus\//);
