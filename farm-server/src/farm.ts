@@ -1,4 +1,4 @@
-import { hostname } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import { effectiveLeaseTtl, type ServerConfig } from "@optimus/shared";
@@ -156,7 +156,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
       throw new FarmError("unavailable", `the origin ${origin!.url} cannot be fetched: ${(err as Error).message.split("\n")[0]}`);
     }
   }
-  const farmRepo = clone ? new FarmRepo(clone.dir, join(stateDirOf(repo, config), "worktrees"), origin!.local ? origin!.url : undefined) : null;
+  const farmRepo = clone ? new FarmRepo(clone.dir, join(stateDirOf(repo, config), "worktrees"), origin!.local ? origin!.url : undefined, config.prloop.evalSlots ?? Math.max(2, availableParallelism())) : null;
   const notes = new SessionNotes(state, filesDir, (msg, err) => log.warn({ err }, msg));
   const mirror = new ManifestMirror(state, {
     repo: filesDir, commit: config.files.commit, debounceMs: config.files.debounceMs, log: (msg, err) => log.warn({ err }, msg),
@@ -266,7 +266,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   // Dependencies for evals: installed once per lockfile into the repository's folder in the home, through the egress proxy only.
   prloop?.useSetup(new DepsCache(join(repoSlot(repo), "deps")), () => (egress ? { proxyUrl: `http://${/^(0\.0\.0\.0|::)$/.test(config.host) ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host}:${egress.port}`, proxyAuthorization: setupAuth } : undefined));
   const services: FarmServices = { config, repo, gitDir: clone?.dir ?? repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport, prloop, gateway };
-  const metrics = createMetrics(state, dispatcher);
+  const metrics = createMetrics(state, dispatcher, farmRepo ? () => farmRepo.evalLoad : undefined);
   state.onFlush = metrics.observeFlush;
   dispatcher.start();
   await prloop?.start();

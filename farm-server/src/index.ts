@@ -10,3 +10,4 @@ export { FencedError, GENESIS_HASH, eventHash, type Journal } from "./store/jour
 export { Projection } from "./store/projection.js";
 export { TokenStore } from "./auth/tokens.js";
 export { cloneDirFor, filesDirFor, repoSlot } from "./home/farm-home.js";
+export { RefSession } from "./git/ref-session.js";

@@ -34,6 +34,11 @@ export const PrLoopConfig = z.strictObject({
   /** a change may create symbolic links / submodules (gitlinks): off, since either can point outside the tree */
   allowSymlinks: z.boolean().default(false),
   allowSubmodules: z.boolean().default(false),
+  /**
+   * How many evaluations the farm runs at once (different tasks side by side; one task's steps stay
+   * in order). Default: the machine's cores, at least 2. Each slot keeps one reusable worktree.
+   */
+  evalSlots: z.number().int().min(1).max(64).optional(),
 });
 export type PrLoopConfig = z.infer<typeof PrLoopConfig>;
 

@@ -211,6 +211,13 @@ export class OriginClone {
     if (r.code === 0) {
       // Each ref's line is the origin's own report (receive-pack's status) that it now holds the value.
       const updated = new Set(r.stdout.split("\n").filter((l) => /^[ *=]\t/.test(l)).map((l) => l.split("\t")[1]!.split(":")[1]));
+      // What the farm pushed is what the origin holds now (git moved the tracking refs too): known
+      // in memory at once, so a task cut next starts from the farm's own latest merge.
+      for (const spec of refspecs) {
+        const [src, dst] = spec.split(":");
+        const name = dst?.startsWith("refs/heads/") ? dst.slice("refs/heads/".length) : undefined;
+        if (name && /^[0-9a-f]{40,64}$/.test(src ?? "") && updated.has(dst)) this.branches.set(name, src!);
+      }
       return { ok: true, confirmed: refspecs.every((spec) => updated.has(spec.split(":")[1])) };
     }
     const lines = `${r.stdout}\n${r.stderr}`.split("\n");

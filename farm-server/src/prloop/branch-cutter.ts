@@ -1,13 +1,18 @@
 /**
  * Cuts tasks' integration branches off the hot path: a task is recorded at once (its target checked
  * against the origin's branches held in memory, so creating it runs no git), and its branch is cut
- * here, in batches — one fetch if the last is older than FRESH_MS, one ref listing and one
- * `update-ref --stdin` transaction for every task waiting. Until its branch exists a task's units are
- * not leased (`blocked`): a worker never gets a lease whose base does not exist.
+ * here, in batches: one `update-ref --stdin` transaction for every task waiting (in one git process
+ * kept for them all: `RefSession`), from the target's
+ * tip as the farm knows it (the last fetch, plus its own pushes). A fetch older than FRESH_MS is
+ * renewed beside it, not before it: the branch is a starting point, and a task's merge is evaluated
+ * again on the target's tip whenever the target moved. The farm's own branches are listed once (at
+ * the start, and after a failed batch); after that the cutter knows which it made. Until its branch
+ * exists a task's units are not leased (`blocked`): a worker never gets a lease whose base does not exist.
  */
 import type { Logger } from "pino";
 import { FarmError } from "../core/errors.js";
 import type { OriginClone } from "../delivery/origin.js";
+import { RefSession } from "../git/ref-session.js";
 import { runGit } from "../git/safe-git.js";
 import { integrationBranch } from "./farm-repo.js";
 
@@ -34,8 +39,14 @@ export class BranchCutter {
   private backoffMs = 0;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** the farm's branches (`optimus/…`) known to exist; null: list them again before the next batch */
+  private own: Set<string> | null = null;
+  /** one git process for every batch's ref transaction */
+  private readonly refs: RefSession;
 
-  constructor(private readonly o: BranchCutterOptions) {}
+  constructor(private readonly o: BranchCutterOptions) {
+    this.refs = new RefSession(o.gitDir);
+  }
 
   /**
    * The target a new task's branch is cut from: the one named (it must exist on the origin) or the
@@ -78,6 +89,7 @@ export class BranchCutter {
 
   stop(): void {
     this.stopped = true;
+    this.refs.close();
     if (this.timer) clearTimeout(this.timer);
     for (const list of this.waiters.values()) for (const resolve of list) resolve();
     this.waiters.clear();
@@ -110,17 +122,16 @@ export class BranchCutter {
   }
 
   private async drain(): Promise<void> {
+    // Not in the caller's turn: a task asks for its branch just before it is recorded (so its units
+    // are held back from the first dispatch), and every task created in this turn joins the batch.
+    await new Promise((r) => setImmediate(r));
     while (this.pending.size > 0 && !this.stopped) {
       const batch = [...this.pending];
       try {
-        await this.o.origin.fetchIfOlder(FRESH_MS);
-        // The farm's branches and the origin's as the clone holds them now (its own pushes included): one git call.
-        const refs = new Map<string, string>();
-        for (const line of (await runGit(["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/optimus/", "refs/remotes/origin/"], { cwd: this.o.gitDir })).stdout.split("\n")) {
-          const [sha, ref] = line.split(" ");
-          if (sha && ref) refs.set(ref, sha);
-        }
-        const originBranch = (name: string) => refs.get(`refs/remotes/origin/${name}`);
+        // Renewed beside this batch (the next one cuts from it), never waited for here.
+        void this.o.origin.fetchIfOlder(FRESH_MS).catch(() => undefined);
+        const own = (this.own ??= await this.listOwn());
+        const originBranch = (name: string) => this.o.origin.knownBranch(name);
         const lines: string[] = [];
         const cut: string[] = [];
         const missing: string[] = [];
@@ -132,15 +143,16 @@ export class BranchCutter {
           }
           const ref = `refs/heads/${integrationBranch(taskId)}`;
           // A task the farm knew before it lost its home: its branch is on the origin.
-          const base = refs.has(ref) ? "exists" : originBranch(integrationBranch(taskId)) ?? originBranch(target);
+          const base = own.has(ref) ? "exists" : originBranch(integrationBranch(taskId)) ?? originBranch(target);
           if (!base) {
             missing.push(`${taskId} (its target '${target}' is gone from the origin)`);
             continue;
           }
-          if (base !== "exists") lines.push(`create ${ref} ${base}\n`); // else: a restart, or an earlier batch
+          if (base !== "exists") lines.push(`create ${ref} ${base}`); // else: a restart, or an earlier batch
           cut.push(taskId);
         }
-        if (lines.length > 0) await runGit(["update-ref", "--stdin"], { cwd: this.o.gitDir, input: lines.join("") });
+        if (lines.length > 0) await this.refs.apply(lines);
+        for (const l of lines) own.add(l.split(" ")[1]!);
         this.settled([...cut, ...dropped]);
         if (missing.length > 0) {
           // Waits (tried again later) rather than fails: the branch may come back, or a person cancels the task.
@@ -149,9 +161,16 @@ export class BranchCutter {
         }
         this.backoffMs = 0;
       } catch (err) {
+        this.own = null; // (a branch may exist that the cutter did not make: listed again)
         this.o.log.warn({ tasks: batch.map(([t]) => t), err: (err as Error).message.split("\n")[0] }, "could not cut the tasks' branches yet; trying again");
         return;
       }
     }
+  }
+
+  /** The farm's branches as its clone holds them now: one git call. */
+  private async listOwn(): Promise<Set<string>> {
+    const out = (await runGit(["for-each-ref", "--format=%(refname)", "refs/heads/optimus/"], { cwd: this.o.gitDir })).stdout;
+    return new Set(out.split("\n").filter(Boolean));
   }
 }

@@ -33,18 +33,22 @@ const TREE_CONFIG: ReadonlyArray<readonly [string, string]> = [["core.sparseChec
  */
 export class FarmRepo {
   readonly git: Git;
-  private chain: Promise<unknown> = Promise.resolve();
+  /** ref-moving steps in order, per branch they move (different tasks' steps run side by side) */
+  private readonly chains = new Map<string, Promise<unknown>>();
   /** pooled eval trees not in use (slot numbers), and how many exist */
   private readonly freeTrees: number[] = [];
   private treeCount = 0;
+  /** evaluations waiting for a slot, first come first served */
+  private readonly slotWaiters: Array<(slot: number) => void> = [];
   private commonDir: string | null = null;
+  private filesIndexes = 0;
 
   /**
    * @param root the farm's clone (a bare repository)
    * @param checkout a developer's checkout of the same repository on this machine (`--repo`), where
    * the planner may look up installed tools; never written
    */
-  constructor(readonly root: string, readonly worktreesDir: string, readonly checkout?: string) {
+  constructor(readonly root: string, readonly worktreesDir: string, readonly checkout?: string, readonly evalSlots = Number.POSITIVE_INFINITY) {
     this.git = new Git(root);
     mkdirSync(worktreesDir, { recursive: true });
   }
@@ -67,23 +71,32 @@ export class FarmRepo {
   }
 
   /**
-   * A pooled tree at `commit`, for one evaluation at a time: a free one reset to the commit, or a
-   * new slot. Release it with `releaseTree` (it stays on disk for the next unit).
+   * A pooled tree at `commit`, for one evaluation at a time: a free one reset to the commit, a new
+   * slot while there are fewer than `evalSlots`, else the next one released (evaluations of
+   * different tasks run side by side up to that many; the rest wait their turn). Release it with
+   * `releaseTree` (it stays on disk for the next unit).
    */
   async acquireTree(commit: string): Promise<EvalTree> {
-    const slot = this.freeTrees.pop() ?? this.treeCount++;
+    const slot = this.freeTrees.pop() ?? (this.treeCount < this.evalSlots ? this.treeCount++ : await new Promise<number>((r) => this.slotWaiters.push(r)));
     const t: EvalTree = { slot, dir: join(this.poolDir, `eval-${slot}`), index: join(this.poolDir, `eval-${slot}.index`) };
     try {
       await this.resetTree(t, commit);
     } catch (err) {
-      this.freeTrees.push(slot);
+      this.releaseTree(t);
       throw err;
     }
     return t;
   }
 
   releaseTree(t: EvalTree): void {
-    if (!this.freeTrees.includes(t.slot)) this.freeTrees.push(t.slot);
+    const next = this.slotWaiters.shift();
+    if (next) next(t.slot);
+    else if (!this.freeTrees.includes(t.slot)) this.freeTrees.push(t.slot);
+  }
+
+  /** Evaluations running and waiting for a slot (metrics, benches). */
+  get evalLoad(): { running: number; waiting: number } {
+    return { running: this.treeCount - this.freeTrees.length, waiting: this.slotWaiters.length };
   }
 
   /**
@@ -136,10 +149,16 @@ export class FarmRepo {
     return commit;
   }
 
-  /** Runs `fn` after every earlier serialized operation. */
-  serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn);
-    this.chain = run.catch(() => undefined);
+  /**
+   * Runs `fn` after every earlier step that moves the same branch. Steps on different branches
+   * (different tasks) do not wait for each other: each moves its ref with `update-ref <new> <old>`,
+   * which fails rather than lose a concurrent move, and git's object writes are safe side by side.
+   */
+  serial<T>(branch: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.chains.get(branch) ?? Promise.resolve()).then(fn);
+    const tail = run.catch(() => undefined);
+    this.chains.set(branch, tail);
+    void tail.then(() => this.chains.get(branch) === tail && this.chains.delete(branch));
     return run;
   }
 
@@ -184,10 +203,11 @@ export class FarmRepo {
    * and moves the branch only if nobody else did meanwhile. Nothing changed: no commit (null).
    */
   commitFiles(branch: string, dir: string, paths: string[], message: string): Promise<string | null> {
-    return this.serial(async () => {
+    return this.serial(branch, async () => {
       const tip = await this.revParse(`refs/heads/${branch}`);
       if (!tip) return null;
-      const index = join(this.poolDir, `files-${process.pid}.index`);
+      // An index of its own: commits of other tasks' files run at the same time.
+      const index = join(this.poolDir, `files-${process.pid}-${++this.filesIndexes}.index`);
       mkdirSync(this.poolDir, { recursive: true });
       const env = { GIT_INDEX_FILE: index };
       try {
@@ -230,7 +250,7 @@ export class FarmRepo {
    * commit-tree the merge commit, update-ref moves the branch only if nobody else did meanwhile.
    */
   mergeInto(into: string, branch: string, message: string): Promise<{ ok: true; commit: string } | { ok: false; conflict: string }> {
-    return this.serial(async () => {
+    return this.serial(into, async () => {
       const ours = await this.revParse(`refs/heads/${into}`);
       const theirs = await this.revParse(`refs/heads/${branch}`);
       if (!ours || !theirs) throw new Error(`cannot merge ${branch} into ${into}: a branch is missing`);
@@ -260,7 +280,8 @@ export class FarmRepo {
   }
 
   deleteBranch(branch: string): Promise<void> {
-    return this.serial(async () => {
+    // Deletions one at a time: deleting a packed ref rewrites packed-refs under one lock file.
+    return this.serial(":deletions", async () => {
       await this.git.raw(["branch", "-D", branch]).catch(() => undefined);
     });
   }

@@ -10,6 +10,8 @@
 //   5c. delivery: the last unit approved → the task's merge on the origin (smart HTTP and folder) vs the same by hand,
 //   5d. delivery through the GitHub stand-in: a person's approval of the held pull request → merged through the API,
 //   5e. restarts with 1k and 10k units of history: the first start (imports every manifest) vs restarts (read none),
+//   5f. one-unit tasks created, leased and completed over the API (the farm on a git repository, 10 workers), one by
+//       one and bulk, beside pg-boss and graphile-worker doing the same jobs on this machine's PostgreSQL,
 //   6. the VS Code extension: bundle size, activation in code-server beside a minimal extension, and
 //      unit state change → tree latency with 1,000 units and 50 editors beside the raw journal stream.
 // Results also go to test-artifacts/bench.json so later runs can be compared.
@@ -30,6 +32,8 @@ import { benchSetupCache, type SetupBenchResult } from "./setup-cache.js";
 import { benchDelivery, type DeliveryBenchResult } from "./delivery.js";
 import { benchForgeDelivery, type ForgeDeliveryBenchResult } from "./delivery-forge.js";
 import { benchRestart, type RestartBenchResult } from "./restart.js";
+import { apiThroughput, type ApiThroughputResult } from "./api-throughput.js";
+import { queueBaselines, type QueueBaselineResult } from "./queue-baselines.js";
 
 const STORE: StoreRunOptions = { tasks: 20, unitsPerTask: 500, capacity: 64, stallMs: 4_000 };
 const STORE_RUNS = 3;
@@ -182,6 +186,20 @@ async function main(): Promise<number> {
     }
   }
 
+  // 5f. Throughput over the API beside two PostgreSQL job queues, same jobs, same workers, same modes.
+  const QUEUE = { jobs: 2_000, workers: 10 };
+  log(`throughput: ${QUEUE.jobs} one-unit tasks over the API, ${QUEUE.workers} workers, one by one and bulk …`);
+  const api: ApiThroughputResult[] = await apiThroughput({ tasks: QUEUE.jobs, workers: QUEUE.workers, timeoutMs: 180_000 });
+  for (const r of api) if (!r.ok) problems.push(`API throughput (${r.mode}): ${r.error}`);
+  log("the same jobs through pg-boss and graphile-worker on the local PostgreSQL …");
+  let queues: QueueBaselineResult[] = [];
+  try {
+    queues = await queueBaselines(QUEUE, log);
+    for (const q of queues) if (!q.ok) problems.push(`${q.queue} (${q.mode}): ${q.error}`);
+  } catch (err) {
+    problems.push(`queue baselines: ${(err as Error).message} (is PostgreSQL running?)`);
+  }
+
   // 6. The editor extension.
   const ext = await runExtensionBench();
   problems.push(...ext.problems);
@@ -223,6 +241,19 @@ async function main(): Promise<number> {
       { measure: "delivery to origin, smart HTTP", value: fmt(d.http.farmMs), unit: "ms", note: `median of ${d.runs}: approval of the last unit → task_merged (merge into the task's branch, push it, fetch, merge onto main's tip, atomic push, ls-remote check); by hand (fetch, merge --no-ff, push) ${fmt(d.http.byHandMs)} ms = ${fmt(d.http.farmMs / d.http.byHandMs, 1)}×` },
       { measure: "delivery to origin, bare folder", value: fmt(d.folder.farmMs), unit: "ms", note: `median of ${d.runs}; by hand ${fmt(d.folder.byHandMs)} ms = ${fmt(d.folder.farmMs / d.folder.byHandMs, 1)}×` },
     );
+  }
+  for (const r of api) {
+    const base = queues.filter((q) => q.mode === r.mode && q.ok);
+    const vs = base.map((q) => `${q.queue} ${fmt(q.jobsPerSec)}/s (p50 ${fmt(q.startLatencyP50)} ms)`).join(", ");
+    const best = Math.max(...base.map((q) => q.jobsPerSec));
+    rows.push({
+      measure: `one-unit tasks over the API, ${r.mode}, ${QUEUE.workers} workers`,
+      value: r.ok ? fmt(r.unitsPerSec) : "FAILED",
+      unit: "units/s",
+      note: r.ok
+        ? `${fmt(r.tasks)} tasks on a git repository (each branch cut), create → start p50 ${fmt(r.startLatencyP50)} ms p99 ${fmt(r.startLatencyP99)} ms; same run: ${vs || "no baseline"}${base.length ? `; ${fmt(r.unitsPerSec / best, 2)}× the faster` : ""}`
+        : (r.error ?? "").slice(0, 200),
+    });
   }
   for (const r of restarts) {
     rows.push({ measure: `restart to serving, ${fmt(r.units)} units of history`, value: fmt(r.restartMs), unit: "ms", note: `median of 3 restarts, ${r.restartRead} manifests read; the first start, which imports all ${fmt(r.tasks)} manifests, ${fmt(r.firstStartMs)} ms = ${fmt(r.firstStartMs / r.restartMs, 1)}×` });
@@ -350,6 +381,7 @@ async function main(): Promise<number> {
     delivery: delivery ?? null,
     forgeDelivery: forgeDelivery ?? null,
     restarts,
+    throughput: { api, queues },
     gateway: { overhead: gw, admission: adm },
     extension: { treeOptions: TREE, sizes: ext.sizes ?? null, activation: ext.activation ?? null, tree: ext.tree ?? null },
     ratios,

@@ -1,0 +1,101 @@
+// Measure: one-unit tasks created, leased and completed over the API — the farm as its own process
+// (`optimus farm up` on a git repository, so every task's branch is cut), N real WorkerAgents over
+// WebSocket, tasks created over HTTP — in the two modes the queue baselines use (queue-baselines.ts):
+// one by one (each create awaited while the workers drain), and bulk (all created, then drained).
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { WorkerAgent } from "@optimus/farm-server";
+import { httpClientFor, tokenFor } from "../helpers/clients.js";
+import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { makeRepo } from "../helpers/repo.js";
+import { percentile, withTimeout } from "./stats.js";
+
+export interface ApiThroughputOptions {
+  tasks: number;
+  workers: number;
+  /** give up on a run after this long */
+  timeoutMs: number;
+}
+
+export interface ApiThroughputResult {
+  mode: "one-by-one" | "bulk";
+  ok: boolean;
+  error?: string;
+  tasks: number;
+  wallMs: number;
+  unitsPerSec: number;
+  /** create call → the worker starts the unit, ms */
+  startLatencyP50: number;
+  startLatencyP99: number;
+}
+
+async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): Promise<ApiThroughputResult> {
+  const repo = makeRepo(undefined, "optimus-bench-api-");
+  // Like for like with a job queue: one unit per task, no review unit, no planner.
+  mkdirSync(join(repo, ".optimus"), { recursive: true });
+  writeFileSync(join(repo, ".optimus", "config.yaml"), "prloop:\n  reviewEveryCodegenUnit: false\nplanner:\n  enabled: false\nfiles:\n  commit: false\n");
+  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "2000"], process.env.BENCH_FARM_PROFILE ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_FARM_PROFILE}` } : {});
+  const agents: WorkerAgent[] = [];
+  const createdAt = new Map<string, number>();
+  const startLatency: number[] = [];
+  let done = 0;
+  let allDone!: () => void;
+  const finished = new Promise<void>((r) => (allDone = r));
+  try {
+    await farm.start();
+    const token = await tokenFor(farm.url, farm.adminToken, "worker", "bench");
+    const admin = httpClientFor(farm.url, farm.adminToken);
+    const startWorkers = () =>
+      Promise.all(Array.from({ length: o.workers }, async (_, i) => {
+        const agent = new WorkerAgent({
+          farmUrl: farm.url, token,
+          registration: { nodeId: `api-${i}`, role: "codegen", maxConcurrentTasks: 1, model: { primary: "bench" } },
+          execute: async (lease) => {
+            const at = createdAt.get(lease.taskId);
+            if (at !== undefined) startLatency.push(performance.now() - at);
+            return { outcome: "succeeded", summary: "" };
+          },
+          onOutcome: (_l, out) => {
+            if (out.accepted && ++done === o.tasks) allDone();
+          },
+        });
+        agents.push(agent);
+        await agent.start();
+      }));
+    const create = async (i: number) => {
+      const id = `api-${i}`;
+      createdAt.set(id, performance.now());
+      await admin.tasks.create.mutate({ id, title: `task ${i}`, units: [{ id: "u1", goal: `unit ${i}` }] });
+    };
+    let t0: number;
+    if (mode === "one-by-one") {
+      await startWorkers();
+      t0 = performance.now();
+      for (let i = 0; i < o.tasks; i++) await create(i);
+    } else {
+      // Ten at a time, as a script sending a batch would; then the workers drain the queue.
+      for (let i = 0; i < o.tasks; i += 10) await Promise.all(Array.from({ length: Math.min(10, o.tasks - i) }, (_, j) => create(i + j)));
+      startLatency.length = 0;
+      createdAt.clear();
+      t0 = performance.now();
+      await startWorkers();
+    }
+    await withTimeout(finished, o.timeoutMs, () => `${mode}: ${done}/${o.tasks} units completed`);
+    const wallMs = performance.now() - t0;
+    return { mode, ok: true, tasks: o.tasks, wallMs, unitsPerSec: (o.tasks / wallMs) * 1000, startLatencyP50: percentile(startLatency, 50), startLatencyP99: percentile(startLatency, 99) };
+  } catch (err) {
+    return { mode, ok: false, error: (err as Error).message, tasks: o.tasks, wallMs: NaN, unitsPerSec: NaN, startLatencyP50: NaN, startLatencyP99: NaN };
+  } finally {
+    await Promise.all(agents.map((a) => a.stop()));
+    await farm.stop();
+    rmSync(repo, { recursive: true, force: true });
+  }
+}
+
+export async function apiThroughput(o: ApiThroughputOptions): Promise<ApiThroughputResult[]> {
+  return [await run("one-by-one", o), await run("bulk", o)];
+}
+
+if (process.argv[1]?.endsWith("api-throughput.js")) {
+  console.log(JSON.stringify(await apiThroughput({ tasks: Number(process.env.TASKS ?? 1000), workers: 10, timeoutMs: 120_000 }), null, 1));
+}
