@@ -20,18 +20,18 @@ import { HistoryArchiver } from "./core/history-archiver.js";
 import { importManifests, type ImportReport } from "./files/rehydrate.js";
 import { SqliteJournal } from "./store/sqlite-journal.js";
 import { acquireStateLock } from "./store/state-lock.js";
-import { FarmRepo } from "./prloop/farm-repo.js";
+import { FarmRepo } from "./git/farm-repo.js";
 import { PrLoop } from "./prloop/pr-loop.js";
 import { Git } from "./git/safe-git.js";
 import { resolveSandbox } from "./sandbox/index.js";
-import { cloneDirFor, farmHome, filesDirFor, prepareRepoHome, repoSlot, stateDirFor } from "./home/farm-home.js";
+import { cloneDirFor, farmHome, filesDirFor, prepareRepoHome, journalPathOf, repoSlot, stateDirFor, stateDirOf } from "./home/farm-home.js";
 import { OriginClone, parseOrigin, type OriginSpec } from "./delivery/origin.js";
 import { GitDelivery } from "./delivery/git-delivery.js";
 import { TaskMerge } from "./prloop/task-merge.js";
 import { BranchCutter } from "./prloop/branch-cutter.js";
 import { createForgeDelivery } from "./delivery/forge-delivery.js";
 import { manifestSources } from "./files/branch-sources.js";
-import { FarmError } from "./core/errors.js";
+import { FarmError } from "./errors/farm-error.js";
 import { DepsCache } from "./setup/index.js";
 import { randomBytes } from "node:crypto";
 
@@ -54,7 +54,7 @@ export interface Farm {
   port: number;
   epoch: number;
   services: FarmServices;
-  startup: { replayed: number; imports: ImportReport; adminToken?: IssuedToken; staleLock?: { pid?: number; host?: string; since?: string } };
+  startup: { replayed: number; snapshotDiscarded: boolean; imports: ImportReport; adminToken?: IssuedToken; staleLock?: { pid?: number; host?: string; since?: string } };
   /** resolves when the farm stopped: by `close()`, or by a fatal journal error (fail-stop) */
   stopped: Promise<{ error?: Error }>;
   close(): Promise<void>;
@@ -95,8 +95,8 @@ async function originOf(repo: string): Promise<OriginSpec | null> {
 }
 
 /** The farm's state lives in its home, never in the repository (see home/farm-home.ts). */
-export const stateDirOf = (repo: string, config: ServerConfig) => stateDirFor(repo, config.stateDir);
-export const journalPathOf = (repo: string, config: ServerConfig) => join(stateDirOf(repo, config), "journal.db");
+// (where they always were for callers; they live with the rest of the home's layout)
+export { journalPathOf, stateDirOf };
 
 /** Starts a farm server on a repository: journal, projection, dispatcher, file mirror and API. */
 export async function startFarm(opts: FarmOptions): Promise<Farm> {
@@ -127,7 +127,8 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   const journal = new SqliteJournal(journalPathOf(repo, config));
   const tokens = new TokenStore(join(stateDirOf(repo, config), "tokens.db"));
   const state = new FarmState(journal, config.snapshotEvery);
-  const { epoch, replayed } = await state.load((n) => opts.onProgress?.("replaying journal", n));
+  const { epoch, replayed, snapshotDiscarded } = await state.load((n) => opts.onProgress?.("replaying journal", n));
+  if (snapshotDiscarded) log.info("the saved snapshot is of another format (another version of Optimus): replayed the journal instead");
   const tasks = new TaskCommands(state, config);
   const leases = new LeaseCommands(state, config);
   let resolveStopped!: (v: { error?: Error }) => void;
@@ -198,13 +199,15 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     let done = () => undefined as void;
     let record = () => undefined as void;
     let delivered: Parameters<typeof importManifests>[4];
+    let branches = 0;
     if (clone) {
       await clone.fetch().catch((err: Error) => log.warn({ err: err.message }, "could not fetch the origin before reading its manifests"));
       const branch = await clone.defaultBranch();
       const ref = `refs/heads/${branch}`;
       const since = state.projection.imported?.ref === ref ? state.projection.imported.commit : undefined;
-      const s = await manifestSources(clone.dir, join(stateDirOf(repo, config), "import"), branch, (id) => state.projection.tasks.has(id), since);
+      const s = await manifestSources(clone.dir, join(stateDirOf(repo, config), "import"), branch, (id) => state.projection.tasks.has(id) || state.journal.isArchived(id), since);
       sources.push(...s.dirs);
+      branches = s.branches;
       delivered = s.delivered;
       done = s.done;
       // Recorded once the import is through, so a start that stopped midway reads them again.
@@ -216,7 +219,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     try {
       const report = await importManifests(sources, state, tasks, (d, t) => opts.onProgress?.("importing task manifests", d, t), delivered);
       record();
-      return report;
+      return { ...report, branches };
     } finally {
       done();
     }
@@ -323,7 +326,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   });
   return {
     url: api.url, port: api.port, epoch, services, stopped,
-    startup: { replayed, imports, ...(adminToken ? { adminToken } : {}) },
+    startup: { replayed, snapshotDiscarded, imports, ...(adminToken ? { adminToken } : {}) },
     close: () => close(),
   };
 }

@@ -17,3 +17,5 @@ export * from "./yaml-limits.js";
 export * from "./task-input.js";
 export * from "./lifecycle.js";
 export * from "./terminal-text.js";
+export * from "./edits.js";
+export * from "./protocol.js";

@@ -28,3 +28,21 @@ export const RepoPath = z.string().superRefine((p, ctx) => {
   const problem = repoPathProblem(p);
   if (problem) ctx.addIssue({ code: "custom", message: problem, input: p });
 });
+
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * The same rule for a path a change (a patch, a plan) touches, as git reads it: worded as a refusal
+ * of the change rather than a hint to a person writing a unit's `files`.
+ */
+export function unsafePathReason(path: string): string | null {
+  if (path.length === 0 || path.length > 1024) return "an empty or overlong path";
+  if (CONTROL.test(path)) return `a path with control characters (${JSON.stringify(path).slice(0, 200)})`;
+  if (path.startsWith("/") || /^[A-Za-z]:/.test(path) || path.includes("\\")) return `an absolute or non-POSIX path (${path})`;
+  const segments = path.split("/");
+  if (segments.some((seg) => seg === ".." || seg === "." || seg === "")) return `a path that leaves or bends the tree (${path})`;
+  // Case-insensitive: on macOS and Windows `.GIT` is `.git` (git's protectHFS/protectNTFS refuse it too).
+  if (segments.some((seg) => seg.toLowerCase().replace(/[. ]+$/, "") === ".git")) return `git's own files (${path})`;
+  return null;
+}
+

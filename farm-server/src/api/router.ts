@@ -2,7 +2,7 @@ import { tracked } from "@trpc/server";
 import { ChangeVersion, CreateTaskInput, EscalationCall, TaskId, TokenRole, UnitId, UnitProgress, UnitResult, UnitState, WorkerRegistration, unitKey, NodeId, type WorkerView } from "@optimus/shared";
 import { z } from "zod";
 import { actorOf } from "../auth/tokens.js";
-import { FarmError } from "../core/errors.js";
+import { FarmError } from "../errors/farm-error.js";
 import { frontierConfigured } from "../core/unit-actions.js";
 import type { Lease } from "../core/lease-commands.js";
 import { AsyncQueue } from "./async-queue.js";

@@ -2,7 +2,7 @@ import { initTRPC, TRPCError } from "@trpc/server";
 import type { TokenRole } from "@optimus/shared";
 import { z } from "zod";
 import type { Principal } from "../auth/tokens.js";
-import { FarmError, StaleChangeError } from "../core/errors.js";
+import { FarmError, StaleChangeError } from "../errors/farm-error.js";
 import type { FarmServices } from "./services.js";
 import type { SocketSession } from "./socket-guard.js";
 

@@ -1,5 +1,5 @@
 import type { FarmEvent, UnitDetail } from "@optimus/shared";
-import { FarmError } from "../core/errors.js";
+import { FarmError } from "../errors/farm-error.js";
 import type { FarmServices } from "./services.js";
 import { taskWithUnits } from "./views.js";
 

@@ -1,6 +1,6 @@
 import { FINISHED_TASK_STATES, unitKey, type HistoryCursor, type HistoryPage, type SpendSummary, type TaskView, type UnitLiveView, type UnitView, type WorkerView } from "@optimus/shared";
 import { frontierConfigured, unitActions } from "../core/unit-actions.js";
-import { utcDay } from "../gateway/ledger.js";
+import { utcDay } from "../store/ledger.js";
 import { protectedPathsIn } from "../prloop/separation.js";
 import type { FarmServices } from "./services.js";
 

@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { EventEmitter } from "node:events";
 import Database from "better-sqlite3";
 import type { TokenRole } from "@optimus/shared";
+import { migrate, TOKEN_MIGRATIONS } from "../store/migrations.js";
 
 export interface Principal {
   tokenId: string;
@@ -35,12 +36,7 @@ export class TokenStore {
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = FULL");
     db.pragma("busy_timeout = 5000");
-    db.exec(`CREATE TABLE IF NOT EXISTS tokens (
-      id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash BLOB NOT NULL,
-      created_at INTEGER NOT NULL, revoked_at INTEGER)`);
-    // Added later: token databases from before the approver right get the column, unset.
-    const columns = db.prepare("PRAGMA table_info(tokens)").all() as Array<{ name: string }>;
-    if (!columns.some((c) => c.name === "approver")) db.exec("ALTER TABLE tokens ADD COLUMN approver INTEGER NOT NULL DEFAULT 0");
+    migrate(db, `the token database ${file}`, TOKEN_MIGRATIONS);
     for (const id of db.prepare("SELECT id FROM tokens WHERE revoked_at IS NOT NULL").pluck().all() as string[]) this.revoked.add(id);
   }
 

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { TokenRole } from "@optimus/shared";
-import { journalPathOf } from "../farm.js";
+import { journalPathOf } from "../home/farm-home.js";
 import { verifyJournalFile } from "../store/sqlite-journal.js";
 import { findFarmOrigin, httpClient, type GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { MAX_CONFIG_BYTES, ServerConfig, formatField, parseYamlWithLimits } from "@optimus/shared";
 import { createFarmClient, type FarmClient } from "../client/farm-client.js";
-import { stateDirOf } from "../farm.js";
+import { stateDirOf } from "../home/farm-home.js";
 import { runningFarmUrl } from "../store/state-lock.js";
 import { CliError } from "./errors.js";
 import { tokenFromSources, type TokenSources } from "./token-source.js";

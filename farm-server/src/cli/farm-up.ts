@@ -5,7 +5,7 @@ import type { ServerConfig } from "@optimus/shared";
 import { startFarm, stateDirOf } from "../farm.js";
 import { adminTokenFile, loadConfig, resolveRepo } from "./context.js";
 import { CliError } from "./errors.js";
-import { FarmError } from "../core/errors.js";
+import { FarmError } from "../errors/farm-error.js";
 import { OriginError } from "../delivery/origin.js";
 import { progressLine } from "./progress.js";
 import { startLocalWorkers } from "./local-workers.js";

@@ -2,7 +2,7 @@ import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { IssuedToken } from "../auth/tokens.js";
 import type { Farm } from "../farm.js";
-import { stateDirOf } from "../farm.js";
+import { stateDirOf } from "../home/farm-home.js";
 import { runPlan, runReview, type AgentLoopOptions } from "../worker/agent-loop.js";
 import { runCodegenWithEscalation } from "../worker/escalation.js";
 import type { ChatMessage, GenerateOptions, Generation, ModelProvider } from "../worker/models/model-provider.js";

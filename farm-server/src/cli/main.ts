@@ -1,17 +1,12 @@
 #!/usr/bin/env node
 import { resolve } from "node:path";
 import { Command, CommanderError } from "commander";
-import { auditVerify, createToken, listTokens, revokeToken } from "./admin-commands.js";
 import { describeError } from "./errors.js";
-import { farmUp } from "./farm-up.js";
-import { modelPull } from "./model-commands.js";
-import { workerCommand } from "./worker-command.js";
-import { spendReport } from "./spend-commands.js";
-import { status } from "./status.js";
-import { approve, cancelTask, importTask, reject, requestChanges, retryUnit, scanTasks, send, showTask } from "./task-commands.js";
 import { resolvedFarmUrl, type GlobalOptions } from "./context.js";
 import { printable } from "./printable.js";
 
+// Each command's module is loaded when that command runs: `optimus worker` never loads the farm,
+// and `--help` loads no command at all.
 const program = new Command("optimus")
   .description("Optimus: a development orchestrator for an agent farm")
   .option("--repo <dir>", "a repository folder: the farm's origin for `farm up` (default: the git work tree here); other commands find its farm")
@@ -39,7 +34,7 @@ farm
   .option("--worker-model <path|url>", "their model: a .gguf file or an OpenAI-compatible /v1 URL")
   .option("--worker-model-name <name>", "the model's name on an OpenAI-compatible server")
   .option("--threads <n>", "CPU threads for a GGUF worker model")
-  .action((_o, cmd: Command) => farmUp(g(cmd)));
+  .action((_o, cmd: Command) => import("./farm-up.js").then((m) => m.farmUp(g(cmd))));
 
 program
   .command("send <instruction>")
@@ -49,33 +44,33 @@ program
   .option("--priority <n>", "higher runs first (default 0)")
   .option("--check <command>", "the command whose success proves the change (run without network)")
   .option("--target <branch>", "the branch of the origin the change goes into (default: the origin's default branch)")
-  .action((text: string, _o, cmd: Command) => send(text, g(cmd)));
+  .action((text: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.send(text, g(cmd))));
 
 const task = program.command("task").description("work with tasks");
-task.command("import <manifest>").description("create a task from a manifest YAML file").action((file: string, _o, cmd: Command) => importTask(file, g(cmd)));
-task.command("scan").description("import every new manifest under .optimus/tasks/").action((_o, cmd: Command) => scanTasks(g(cmd)));
-task.command("show <taskId>").option("--json", "print the task and its units as JSON").description("show a task and all its units, also once it is finished and archived").action((id: string, _o, cmd: Command) => showTask(id, g(cmd) as never));
-task.command("cancel <taskId>").option("--reason <text>").description("cancel a task and its unfinished units").action((id: string, _o, cmd: Command) => cancelTask(id, g(cmd)));
+task.command("import <manifest>").description("create a task from a manifest YAML file").action((file: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.importTask(file, g(cmd))));
+task.command("scan").description("import every new manifest under .optimus/tasks/").action((_o, cmd: Command) => import("./task-commands.js").then((m) => m.scanTasks(g(cmd))));
+task.command("show <taskId>").option("--json", "print the task and its units as JSON").description("show a task and all its units, also once it is finished and archived").action((id: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.showTask(id, g(cmd) as never)));
+task.command("cancel <taskId>").option("--reason <text>").description("cancel a task and its unfinished units").action((id: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.cancelTask(id, g(cmd))));
 
 const PIN = "decide only on this attempt (default: the change's current attempt, printed first); the farm refuses if the change moved on";
-program.command("approve <ref>").option("--attempt <n>", PIN).description("merge a change held for approval (<task>/<unit>), or a task's held merge (<task>)").action((ref: string, _o, cmd: Command) => approve(ref, g(cmd)));
-program.command("reject <task/unit>").requiredOption("--reason <text>", "why (recorded)").option("--attempt <n>", PIN).description("reject a held change; the unit is cancelled with your reason (it can be retried)").action((ref: string, _o, cmd: Command) => reject(ref, g(cmd) as never));
+program.command("approve <ref>").option("--attempt <n>", PIN).description("merge a change held for approval (<task>/<unit>), or a task's held merge (<task>)").action((ref: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.approve(ref, g(cmd))));
+program.command("reject <task/unit>").requiredOption("--reason <text>", "why (recorded)").option("--attempt <n>", PIN).description("reject a held change; the unit is cancelled with your reason (it can be retried)").action((ref: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.reject(ref, g(cmd) as never)));
 program
   .command("request-changes <task/unit>")
   .requiredOption("--comment <text...>", "what to change; 'path:line: text' places it on a line")
   .option("--attempt <n>", PIN)
   .description("send a change back; the comments reach the worker's next attempt")
-  .action((ref: string, _o, cmd: Command) => requestChanges(ref, g(cmd) as never));
+  .action((ref: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.requestChanges(ref, g(cmd) as never)));
 
 const unit = program.command("unit").description("work with units");
-unit.command("retry <task/unit>").description("run a dead, failed or cancelled unit again").action((ref: string, _o, cmd: Command) => retryUnit(ref, g(cmd)));
+unit.command("retry <task/unit>").description("run a dead, failed or cancelled unit again").action((ref: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.retryUnit(ref, g(cmd))));
 
 program
   .command("status")
   .description("a live table of tasks and units (printed once when not on a terminal)")
   .option("--once", "print once and exit")
   .option("--task <id>", "only this task")
-  .action((_o, cmd: Command) => status(g(cmd)));
+  .action((_o, cmd: Command) => import("./status.js").then((m) => m.status(g(cmd))));
 
 program
   .command("worker")
@@ -89,24 +84,24 @@ program
   .option("--work-dir <dir>", "where the repository mirror and unit worktrees live (default ~/.optimus/worker/<node-id>)")
   .option("--max-iterations <n>", "model turns per attempt before asking for escalation (default 4)")
   .option("--sandbox <kind>", "where unit checks run: auto (bubblewrap on Linux, sandbox-exec on macOS; refuse without one), bwrap, sandbox-exec, or none (unsandboxed, warned on every run)", "auto")
-  .action((_o, cmd: Command) => workerCommand(g(cmd) as never));
+  .action((_o, cmd: Command) => import("./worker-command.js").then((m) => m.workerCommand(g(cmd) as never)));
 
 const model = program.command("model").description("local models");
 model
   .command("pull <uri>")
   .option("--dir <dir>", "where to put it (default: the models folder of the farm's home, ~/.optimus/farm/models)")
   .description("download a GGUF model (hf:user/repo/file.gguf or https://…) with a progress bar")
-  .action((uri: string, _o, cmd: Command) => modelPull(uri, g(cmd)));
+  .action((uri: string, _o, cmd: Command) => import("./model-commands.js").then((m) => m.modelPull(uri, g(cmd))));
 
 const token = program.command("token").description("manage API tokens (admin)");
-token.command("create").requiredOption("--role <role>", "admin, editor or worker").option("--name <name>", "who or what holds it").option("--approver", "editor tokens: may approve changes to protected paths (give it to a person, by name)").description("create a token; printed once").action((_o, cmd: Command) => createToken(g(cmd) as never));
-token.command("list").description("list tokens (never their secrets)").action((_o, cmd: Command) => listTokens(g(cmd)));
-token.command("revoke <tokenId>").description("revoke a token").action((id: string, _o, cmd: Command) => revokeToken(id, g(cmd)));
+token.command("create").requiredOption("--role <role>", "admin, editor or worker").option("--name <name>", "who or what holds it").option("--approver", "editor tokens: may approve changes to protected paths (give it to a person, by name)").description("create a token; printed once").action((_o, cmd: Command) => import("./admin-commands.js").then((m) => m.createToken(g(cmd) as never)));
+token.command("list").description("list tokens (never their secrets)").action((_o, cmd: Command) => import("./admin-commands.js").then((m) => m.listTokens(g(cmd))));
+token.command("revoke <tokenId>").description("revoke a token").action((id: string, _o, cmd: Command) => import("./admin-commands.js").then((m) => m.revokeToken(id, g(cmd))));
 
-program.command("spend").option("--json", "the whole ledger as JSON").option("--resume", "admin: let escalations be admitted again after a provider spend cap paused them").description("frontier spend: totals, budgets, per day, task, unit, worker and model").action((_o, cmd: Command) => spendReport(g(cmd) as never));
+program.command("spend").option("--json", "the whole ledger as JSON").option("--resume", "admin: let escalations be admitted again after a provider spend cap paused them").description("frontier spend: totals, budgets, per day, task, unit, worker and model").action((_o, cmd: Command) => import("./spend-commands.js").then((m) => m.spendReport(g(cmd) as never)));
 
 const audit = program.command("audit").description("the tamper-evident audit log");
-audit.command("verify").option("--journal <file>", "journal file (default: the repository's farm journal)").description("check the hash chain; names the first broken entry").action((_o, cmd: Command) => auditVerify(g(cmd)));
+audit.command("verify").option("--journal <file>", "journal file (default: the repository's farm journal)").description("check the hash chain; names the first broken entry").action((_o, cmd: Command) => import("./admin-commands.js").then((m) => m.auditVerify(g(cmd))));
 
 // --home is read wherever the home is needed (farm, CLI finding the local farm, model pull): one place.
 program.hook("preAction", (cmd) => {

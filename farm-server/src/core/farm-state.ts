@@ -37,10 +37,12 @@ export class FarmState extends EventEmitter<FarmStateEvents> {
   }
 
   /** Opens the journal, restores the last snapshot and replays the rest. */
-  async load(onProgress?: (done: number) => void): Promise<{ epoch: number; replayed: number }> {
+  async load(onProgress?: (done: number) => void): Promise<{ epoch: number; replayed: number; snapshotDiscarded: boolean }> {
     const { epoch } = await this.journal.open();
     const snap = await this.journal.loadSnapshot();
-    if (snap) this.projection = Projection.fromSnapshot(snap.state);
+    // A snapshot of another format (an older or newer version wrote it) is not trusted: replayed instead.
+    const restored = snap ? Projection.fromSnapshot(snap.state) : null;
+    if (restored) this.projection = restored;
     let replayed = 0;
     for (;;) {
       const page = await this.journal.readAfter(this.projection.lastSeq, 5_000);
@@ -49,7 +51,7 @@ export class FarmState extends EventEmitter<FarmStateEvents> {
       replayed += page.length;
       onProgress?.(replayed);
     }
-    return { epoch, replayed };
+    return { epoch, replayed, snapshotDiscarded: !!snap && !restored };
   }
 
   get epoch(): number {

@@ -11,7 +11,7 @@ import {
   type UnitResult,
   type WorkerRegistration,
 } from "@optimus/shared";
-import { FarmError, notFound } from "./errors.js";
+import { FarmError, notFound } from "../errors/farm-error.js";
 import type { FarmState } from "./farm-state.js";
 import type { UnitRecord } from "../store/projection.js";
 
@@ -20,18 +20,9 @@ import type { UnitRecord } from "../store/projection.js";
  * random part, so even an attempt number reused after the journal was rebuilt from files cannot
  * make a zombie's report look current.
  */
-export interface LeaseRef {
-  taskId: string;
-  unitId: string;
-  attempt: number;
-  leaseId: string;
-}
-
-export interface Lease extends LeaseRef {
-  expiresAt: number;
-  context?: unknown;
-  spec: UnitRecord["spec"];
-}
+// The lease is a wire contract (shared/src/protocol.ts): the farm builds it, the worker parses it.
+import type { Lease, LeaseRef, LeaseWorkContext } from "@optimus/shared";
+export type { Lease, LeaseRef };
 
 /**
  * What happens to an accepted, successful submission. The default completes the unit; the PR
@@ -44,7 +35,7 @@ export interface SubmissionHandler {
   accept(u: UnitRecord, result: UnitResult): EventBody[];
   resume(u: UnitRecord): EventBody[];
   /** what the worker needs beyond the spec (base branch, feedback, the change to review) */
-  contextFor?(u: UnitRecord): unknown;
+  contextFor?(u: UnitRecord): LeaseWorkContext | undefined;
 }
 const complete = (u: UnitRecord): EventBody[] => [{ type: "unit_completed", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt } }];
 export const completeOnSubmit: SubmissionHandler = { accept: complete, resume: complete };
@@ -114,7 +105,7 @@ export class LeaseCommands {
 
   toLease(u: UnitRecord): Lease {
     const base = this.submissionHandler.contextFor?.(u);
-    const context = this.egressPort !== undefined ? { ...(base as object | undefined), egress: { port: this.egressPort } } : base;
+    const context: LeaseWorkContext | undefined = this.egressPort !== undefined ? { ...base, egress: { port: this.egressPort } } : base;
     return { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, leaseId: u.leaseId!, expiresAt: u.leaseExpiresAt!, spec: u.spec, ...(context ? { context } : {}) };
   }
 

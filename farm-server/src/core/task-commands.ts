@@ -14,7 +14,7 @@ import {
   type UnitView,
 } from "@optimus/shared";
 import { z } from "zod";
-import { FarmError, notFound } from "./errors.js";
+import { FarmError, notFound } from "../errors/farm-error.js";
 import { assertAction } from "./unit-actions.js";
 import type { FarmState } from "./farm-state.js";
 
@@ -121,8 +121,11 @@ export class TaskCommands {
     const t = this.p.tasks.get(taskId);
     if (!t) throw notFound(`task '${taskId}'`);
     if (t.cancelled) return this.p.taskView(t);
-    await this.state.commit([{ type: "task_cancelled", data: { taskId, reason } }], actor);
-    return this.p.taskView(t);
+    const durable = this.state.commit([{ type: "task_cancelled", data: { taskId, reason } }], actor);
+    // Its view as of the cancel: once finished it may be archived (out of the projection) before this resumes.
+    const view = this.p.taskView(t);
+    await durable;
+    return view;
   }
 
   async retryUnit(taskId: string, unitId: string, actor: string): Promise<UnitView> {

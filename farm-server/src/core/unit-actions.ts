@@ -1,6 +1,6 @@
 import { actionRefusal, availableActions, type ActionContext, type ServerConfig, type UnitAction } from "@optimus/shared";
 import type { Projection, UnitRecord } from "../store/projection.js";
-import { FarmError } from "./errors.js";
+import { FarmError } from "../errors/farm-error.js";
 
 /** The farm has a frontier model: the gateway has an API key and the gate lets units use it. */
 export const frontierConfigured = (c: ServerConfig): boolean => c.gateway.apiKey !== undefined && c.gate.enabled;

@@ -7,9 +7,8 @@ import type { Logger } from "pino";
 import type { ForgeConfig, ServerConfig } from "@optimus/shared";
 import type { FarmState } from "../core/farm-state.js";
 import type { TaskCommands } from "../core/task-commands.js";
-import type { PrLoop } from "../prloop/pr-loop.js";
-import type { FarmRepo } from "../prloop/farm-repo.js";
-import type { ForgeChannel } from "../prloop/task-merge.js";
+import type { FarmRepo } from "../git/farm-repo.js";
+import type { ForgeChannel } from "./held-changes.js";
 import type { SecretResolver } from "../secrets/index.js";
 import type { Forge } from "../forge/index.js";
 
@@ -18,7 +17,8 @@ export interface ForgeDeliveryDeps {
   secrets: Pick<SecretResolver, "resolve">;
   state: FarmState;
   tasks: TaskCommands;
-  prloop: PrLoop;
+  /** the PR loop, as delivery needs it: held merges tried again when a forge event may have freed them */
+  prloop: { retryHeldMerges(): void; idle(): Promise<void> };
   repo: FarmRepo;
   log: Logger;
   /** the farm's URL, for links back from the pull request (known once the API listens) */

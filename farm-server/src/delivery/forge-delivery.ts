@@ -22,8 +22,8 @@ import {
   type LineComment,
   type PullRequestRef,
 } from "../forge/index.js";
-import { integrationBranch } from "../prloop/farm-repo.js";
-import { unapprovedChanges } from "../prloop/task-merge.js";
+import { integrationBranch } from "../git/farm-repo.js";
+import { unapprovedChanges } from "./held-changes.js";
 import type { TaskRecord, UnitRecord } from "../store/projection.js";
 import type { ForgeDeliveryDeps, ForgeDeliveryHandle } from "./forge-contract.js";
 import type { Delivery } from "./git-delivery.js";

@@ -5,7 +5,7 @@
  * merge is reported only once the origin's target contains it.
  */
 import type { Logger } from "pino";
-import { integrationBranch, type FarmRepo } from "../prloop/farm-repo.js";
+import { integrationBranch, type FarmRepo } from "../git/farm-repo.js";
 import type { OriginClone } from "./origin.js";
 
 export type Delivery =

@@ -12,8 +12,10 @@ import { TASKS_DIR } from "./task-files.js";
  * Only tasks the journal does not know are extracted from their own branch (`known` says which),
  * so a start with an intact journal reads one tree, not one per task.
  */
-export async function manifestSources(clone: string, scratch: string, defaultBranch: string, known: (taskId: string) => boolean, since?: string): Promise<{
+export async function manifestSources(clone: string, scratch: string, defaultBranch: string, known: (taskId: string) => boolean | Promise<boolean>, since?: string): Promise<{
   dirs: string[];
+  /** task branches written out (their tasks unknown to the journal, hot or archived) */
+  branches: number;
   /** the default branch's commit read (to pass as `since` next time), or null when it has none */
   defaultTip: string | null;
   /** for a task read from the default branch: the merge that delivered it (its manifest got there only with it) */
@@ -28,7 +30,7 @@ export async function manifestSources(clone: string, scratch: string, defaultBra
   const taken = new Set<string>();
   for (const ref of refs) {
     const taskId = ref.replace(/^refs\/(heads|remotes\/origin)\/optimus\//, "");
-    if (taskId.includes("--") || taskId.includes("/") || known(taskId) || taken.has(taskId)) continue; // unit branches; known tasks
+    if (taskId.includes("--") || taskId.includes("/") || taken.has(taskId) || (await known(taskId))) continue; // unit branches; known tasks
     taken.add(taskId);
     pick.push({ ref, taskId });
   }
@@ -40,8 +42,10 @@ export async function manifestSources(clone: string, scratch: string, defaultBra
   if (defaultTip && since && since !== defaultTip) {
     const diff = await runGit(["diff-tree", "-r", "--name-only", "--no-renames", "-z", since, defaultTip, "--", `${tasksPath}/`], { cwd: clone }).catch(() => null);
     if (diff) {
-      const ids = new Set(diff.stdout.split("\0").filter(Boolean).map((p) => p.slice(tasksPath.length + 1).split("/")[0]!).filter((id) => id && !known(id)));
-      only = [...ids].map((id) => `${id}/manifest.yaml`);
+      const changed = new Set(diff.stdout.split("\0").filter(Boolean).map((p) => p.slice(tasksPath.length + 1).split("/")[0]!).filter(Boolean));
+      const ids: string[] = [];
+      for (const id of changed) if (!(await known(id))) ids.push(id);
+      only = ids.map((id) => `${id}/manifest.yaml`);
     } // (an unknown `since`: the branch was rewritten, everything is read)
   }
   if (defaultTip && since !== defaultTip && (only === undefined || only.length > 0)) pick.push({ ref: defaultRef });
@@ -70,5 +74,5 @@ export async function manifestSources(clone: string, scratch: string, defaultBra
     const commit = out?.stdout.trim();
     return commit ? { into: defaultBranch, commit } : null;
   };
-  return { dirs, defaultTip, delivered, done: () => rmSync(scratch, { recursive: true, force: true }) };
+  return { dirs, branches: pick.filter((p) => p.taskId).length, defaultTip, delivered, done: () => rmSync(scratch, { recursive: true, force: true }) };
 }

@@ -147,6 +147,8 @@ export class ManifestMirror {
     for (const taskId of ids) {
       const t = this.state.projection.tasks.get(taskId);
       if (!t) continue;
+      // Read now: after an await the task may have been archived (its units out of the projection).
+      const now = this.state.projection.taskView(t).state;
       try {
         const m = manifestOf(this.state.projection, t);
         const before = this.lastWritten.get(taskId);
@@ -166,7 +168,7 @@ export class ManifestMirror {
         this.dirty.add(taskId);
         continue;
       }
-      const now = this.state.projection.taskView(t).state;
+      if (!this.state.projection.tasks.has(taskId)) continue; // archived meanwhile: nothing more to keep about it
       const before = this.lastState.get(taskId);
       this.lastState.set(taskId, now);
       if (before === undefined) toCommit.push({ taskId, what: "created" });

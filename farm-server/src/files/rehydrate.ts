@@ -6,6 +6,8 @@ import { scanManifests } from "./task-files.js";
 export interface ImportReport {
   /** manifests read and parsed (a start with nothing new reads none) */
   read: number;
+  /** the farm's task branches whose files were written out to be read (tasks the journal does not know) */
+  branches?: number;
   imported: string[];
   restored: string[];
   /** skipped manifests, each problem as `file:line:col: field: message` */

@@ -1,5 +1,5 @@
 import type { GatewayConfig } from "@optimus/shared";
-import { utcDay, type Ledger } from "./ledger.js";
+import { utcDay, type Ledger } from "../store/ledger.js";
 import type { RateLimits } from "./token-bucket.js";
 
 /** Worst-case USD of a call: every input token counted, and every one of `max_tokens` generated. */

@@ -1,5 +1,5 @@
 import Anthropic from "@anthropic-ai/sdk";
-import { editProposalJsonSchema } from "../worker/edits.js";
+import { editProposalJsonSchema } from "@optimus/shared";
 
 /** The tool through which the frontier model answers in the workers' edit protocol. */
 export const EDIT_TOOL = {

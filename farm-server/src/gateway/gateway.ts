@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { backoffMs, unitKey, type EscalationAnswer, type EscalationCall, type EscalationView, type GatePolicy, type GatewayConfig } from "@optimus/shared";
-import { FarmError } from "../core/errors.js";
+import { FarmError } from "../errors/farm-error.js";
 import { SecretError } from "../secrets/index.js";
 import type { FarmState } from "../core/farm-state.js";
 import { admit, costUsd, inputTokensUpperBound, neverFits, worstCaseUsd } from "./admission.js";

@@ -114,3 +114,7 @@ export function slotRepo(slot: string): string | undefined {
     return undefined;
   }
 }
+
+/** The farm's state folder for a repository under its configuration (journal, tokens, worktrees). */
+export const stateDirOf = (repo: string, config: { stateDir?: string }) => stateDirFor(repo, config.stateDir);
+export const journalPathOf = (repo: string, config: { stateDir?: string }) => join(stateDirOf(repo, config), "journal.db");

@@ -1,9 +1,7 @@
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { findCycle, Slug, type PlanProposal, type UnitSpec } from "@optimus/shared";
-import type { FarmRepo } from "../prloop/farm-repo.js";
-import { unsafePathReason } from "../prloop/patch-policy.js";
+import { findCycle, Slug, unsafePathReason, type PlanProposal, type UnitSpec } from "@optimus/shared";
 
 export type PlanCheck = { ok: true; units: UnitSpec[] } | { ok: false; reason: string };
 
@@ -21,7 +19,14 @@ const MAX_MANIFESTS = 50;
  * repository's set-up before a check runs; a bin is known by its package's `bin` field when
  * installed, else by the package's name).
  */
-export async function repositoryBins(repo: FarmRepo, baseRef: string, tree: ReadonlySet<string>): Promise<Set<string>> {
+/** What the check reads of the farm's repository (its clone, and a developer's checkout for installed tools). */
+export interface PlanRepo {
+  root: string;
+  checkout?: string;
+  git: { raw(args: string[]): Promise<string> };
+}
+
+export async function repositoryBins(repo: PlanRepo, baseRef: string, tree: ReadonlySet<string>): Promise<Set<string>> {
   const bins = new Set<string>();
   try {
     for (const f of readdirSync(join(repo.checkout ?? repo.root, "node_modules", ".bin"))) bins.add(f);
@@ -88,7 +93,7 @@ async function checkCommandProblem(check: string, tree: ReadonlySet<string>, bin
  * command is on PATH, a file in the repository, or a bin its package.json provides). Any failure
  * makes the farm fall back to one unit, and the reason is shown with the task.
  */
-export async function checkPlan(plan: PlanProposal, repo: FarmRepo, baseRef: string, taken: ReadonlySet<string>): Promise<PlanCheck> {
+export async function checkPlan(plan: PlanProposal, repo: PlanRepo, baseRef: string, taken: ReadonlySet<string>): Promise<PlanCheck> {
   const tree = new Set((await repo.git.raw(["ls-tree", "-r", "--name-only", baseRef])).split("\n").filter(Boolean));
   const dirs = new Set<string>([""]);
   for (const f of tree) for (let i = f.indexOf("/"); i > 0; i = f.indexOf("/", i + 1)) dirs.add(f.slice(0, i));

@@ -10,11 +10,11 @@
  * exists a task's units are not leased (`blocked`): a worker never gets a lease whose base does not exist.
  */
 import type { Logger } from "pino";
-import { FarmError } from "../core/errors.js";
+import { FarmError } from "../errors/farm-error.js";
 import type { OriginClone } from "../delivery/origin.js";
 import { RefSession } from "../git/ref-session.js";
 import { runGit } from "../git/safe-git.js";
-import { integrationBranch } from "./farm-repo.js";
+import { integrationBranch } from "../git/farm-repo.js";
 
 /** How old a fetch of the origin may be when a task's branch is cut from it. */
 export const FRESH_MS = 2_000;

@@ -1,5 +1,5 @@
 import type { ChangeFile } from "@optimus/shared";
-import type { FarmRepo } from "./farm-repo.js";
+import type { FarmRepo } from "../git/farm-repo.js";
 
 /** Files bigger than this are listed but their content is not sent to the editor. */
 const MAX_FILE_BYTES = 1_000_000;

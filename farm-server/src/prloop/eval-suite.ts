@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { EvalOutcome, ServerConfig } from "@optimus/shared";
 import { runCheck, type EgressOptions, type SandboxBind } from "../sandbox/index.js";
 import { prepareDeps, type DepsCache } from "../setup/index.js";
-import type { EvalTree, FarmRepo } from "./farm-repo.js";
+import type { EvalTree, FarmRepo } from "../git/farm-repo.js";
 
 export interface EvalSuiteDeps {
   repo: FarmRepo;

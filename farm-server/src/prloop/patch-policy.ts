@@ -3,29 +3,17 @@
  * (`patch-reading.ts`): every path plain and inside the tree, in the unit's scope, no symlinks or
  * submodules unless allowed, sizes within limits; files made executable are named for the risk score.
  */
-import type { DiffStat, PrLoopConfig } from "@optimus/shared";
-import type { ChangedEntry } from "./patch-reading.js";
+import { unsafePathReason, type DiffStat, type PrLoopConfig } from "@optimus/shared";
+
+// (the path rule is shared with the planner's check of a plan: shared/src/repo-path.ts)
+export { unsafePathReason };
+import type { ChangedEntry } from "../git/patch-reading.js";
 
 export type ChangeCheck = { ok: true; facts: DiffStat } | { ok: false; error: string };
 
 const SYMLINK = "120000";
 const GITLINK = "160000";
 const EXECUTABLE = "100755";
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
-/** A repository-relative path a change may touch: plain, inside the tree, never git's own files. */
-export function unsafePathReason(path: string): string | null {
-  if (path.length === 0 || path.length > 1024) return "an empty or overlong path";
-  if (CONTROL.test(path)) return `a path with control characters (${JSON.stringify(path).slice(0, 200)})`;
-  if (path.startsWith("/") || /^[A-Za-z]:/.test(path) || path.includes("\\")) return `an absolute or non-POSIX path (${path})`;
-  const segments = path.split("/");
-  if (segments.some((seg) => seg === ".." || seg === "." || seg === "")) return `a path that leaves or bends the tree (${path})`;
-  // Case-insensitive: on macOS and Windows `.GIT` is `.git` (git's protectHFS/protectNTFS refuse it too).
-  if (segments.some((seg) => seg.toLowerCase().replace(/[. ]+$/, "") === ".git")) return `git's own files (${path})`;
-  return null;
-}
-
 /** True when `path` is one of the unit's files or inside one of its folders (`dir/`). Empty scope: anything. */
 export function inScope(path: string, scope: readonly string[]): boolean {
   if (scope.length === 0) return true;

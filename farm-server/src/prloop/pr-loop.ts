@@ -1,11 +1,11 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { unitKey, type ChangeFile, type ChangeVersion, type EvalOutcome, type EventBody, type FarmEvent, type PlanProposal, type ServerConfig, type UnitResult, type UnitSpec } from "@optimus/shared";
+import { unitKey, type ChangeFile, type ChangeVersion, type EvalOutcome, type EventBody, type FarmEvent, type LeaseWorkContext, type PlanProposal, type ServerConfig, type UnitResult, type UnitSpec } from "@optimus/shared";
 import { withReviewUnits } from "../core/task-commands.js";
 import { writeAdrDraft } from "../planner/adr-draft.js";
 import { checkPlan } from "../planner/plan-check.js";
-import { FarmError, StaleChangeError } from "../core/errors.js";
+import { FarmError, StaleChangeError } from "../errors/farm-error.js";
 import { assertAction } from "../core/unit-actions.js";
 import type { FarmState } from "../core/farm-state.js";
 import type { SubmissionHandler } from "../core/lease-commands.js";
@@ -13,7 +13,7 @@ import type { UnitRecord } from "../store/projection.js";
 import type { EgressOptions } from "../sandbox/index.js";
 import type { DepsCache } from "../setup/index.js";
 import { failedEvals, runEvalSuite, type EvalSuiteDeps } from "./eval-suite.js";
-import { FarmRepo, integrationBranch, unitBranch, unitTrailer } from "./farm-repo.js";
+import { FarmRepo, integrationBranch, unitBranch, unitTrailer } from "../git/farm-repo.js";
 import type { ForgeChannel, TaskMerge } from "./task-merge.js";
 import { changeFiles } from "./change-view.js";
 import { checkChange, type ChangeLimits } from "./patch-policy.js";
@@ -64,17 +64,8 @@ export interface PrLoopDeps {
 }
 
 /** What a worker needs beyond the unit's spec: where to start, what to address, what to review. */
-export interface LeaseWorkContext {
-  base?: { branch: string };
-  feedback?: string[];
-  /** the unit's session notes so far (earlier attempts) */
-  notes?: string;
-  review?: { unitId: string; attempt: number; patch: string; evals: Array<{ name: string; exitCode: number | null; output: string }> };
-  /** the farm's egress proxy (its port on the farm's host), when it offers one to checks */
-  egress?: { port: number };
-  /** the repository's `setup:` (absent: the worker detects it from the lockfile) */
-  setup?: ServerConfig["setup"];
-}
+// (what a lease carries beyond the spec is a wire contract: shared/src/protocol.ts)
+export type { LeaseWorkContext };
 
 /**
  * The PR loop: a codegen unit's patch is checked (paths, scope, size, applies), applied on its own

@@ -1,4 +1,4 @@
-import { Ledger } from "../gateway/ledger.js";
+import { Ledger } from "./ledger.js";
 import {
   isDone,
   isTerminal,
@@ -55,6 +55,13 @@ export interface UnitRecord extends UnitView {
   dependents: string[];
 }
 
+/**
+ * The shape of a saved projection. A snapshot of another format is not read but discarded, and the
+ * journal replayed from its start (always correct, only slower). 2: the archive count; snapshots
+ * before formats were numbered have none and are replayed.
+ */
+export const SNAPSHOT_FORMAT = 2;
+
 /** Where a state change touched the projection, for the dispatcher and the file mirror. */
 export interface Touched {
   tasks: Set<string>;
@@ -95,7 +102,7 @@ export class Projection {
         const d = e.data;
         this.tasks.set(d.taskId, {
           taskId: d.taskId, title: d.title, description: d.description, priority: d.priority, targetBranch: d.targetBranch,
-          createdBy: d.createdBy ?? e.actor, createdAt: e.ts, updatedAt: e.ts, cancelled: false, units: [], order: this.taskOrder++,
+          createdBy: d.createdBy, createdAt: e.ts, updatedAt: e.ts, cancelled: false, units: [], order: this.taskOrder++,
         });
         for (const k of this.addUnits(this.tasks.get(d.taskId)!, d.units, e.ts, d.restored)) ready(k);
         touch(d.taskId);
@@ -467,13 +474,16 @@ export class Projection {
 
   toSnapshot(): unknown {
     return {
+      format: SNAPSHOT_FORMAT,
       lastSeq: this.lastSeq, taskOrder: this.taskOrder, tasks: [...this.tasks.values()], units: [...this.units.values()],
       workers: [...this.workers.values()], revokedTokens: [...this.revokedTokens], ledger: this.ledger.toSnapshot(),
       ...(this.imported ? { imported: this.imported } : {}), archived: this.archived,
     };
   }
 
-  static fromSnapshot(s: unknown): Projection {
+  /** The projection a snapshot holds, or null when its format is not this version's (the journal is then replayed). */
+  static fromSnapshot(s: unknown): Projection | null {
+    if ((s as { format?: unknown } | null)?.format !== SNAPSHOT_FORMAT) return null;
     const o = s as { lastSeq: number; taskOrder: number; tasks: TaskRecord[]; units: UnitRecord[]; workers: WorkerRecord[]; revokedTokens: string[]; ledger?: unknown; imported?: Projection["imported"]; archived?: number };
     const p = new Projection();
     if (o.imported) p.imported = o.imported;

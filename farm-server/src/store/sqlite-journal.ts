@@ -1,6 +1,8 @@
 import Database from "better-sqlite3";
 import type { ArchivedTask, EventBody, FarmEvent } from "@optimus/shared";
+import { EVENT_FORMAT, upcast } from "./event-format.js";
 import { eventHash, FencedError, GENESIS_HASH, type Journal, type Snapshot, type VerifyResult } from "./journal.js";
+import { JOURNAL_MIGRATIONS, migrate } from "./migrations.js";
 
 interface Row {
   seq: number;
@@ -11,6 +13,8 @@ interface Row {
   data: string;
   prev_hash: string;
   hash: string;
+  /** the event's format (EVENT_FORMAT when written by this version) */
+  v: number;
 }
 
 /** Opens a farm database with the settings every part of it relies on. */
@@ -20,22 +24,13 @@ export function openFarmDatabase(file: string): Database.Database {
   // FULL: a commit is on disk (WAL fsynced) before the farm acknowledges it.
   db.pragma("synchronous = FULL");
   db.pragma("busy_timeout = 5000");
-  db.exec(`
-    CREATE TABLE IF NOT EXISTS events (
-      seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, epoch INTEGER NOT NULL, actor TEXT NOT NULL,
-      type TEXT NOT NULL, data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
-    CREATE TABLE IF NOT EXISTS leader (id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL, pid INTEGER, since INTEGER);
-    CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, state TEXT NOT NULL, created_at INTEGER NOT NULL);
-    -- Archived tasks are found by id and paged by creation order without reading the rest of the
-    -- journal: partial indexes over their own events only (queries repeat these exact expressions).
-    CREATE INDEX IF NOT EXISTS events_archived_task ON events (json_extract(data, '$.taskId')) WHERE type = 'task_archived';
-    CREATE INDEX IF NOT EXISTS events_archived_order ON events (json_extract(data, '$.order')) WHERE type = 'task_archived';
-  `);
+  migrate(db, `the journal ${file}`, JOURNAL_MIGRATIONS);
   return db;
 }
 
+/** A stored event as this version reads it (older formats upcast). */
 const toEvent = (r: Row): FarmEvent =>
-  ({ seq: r.seq, ts: r.ts, epoch: r.epoch, actor: r.actor, type: r.type, data: JSON.parse(r.data), prevHash: r.prev_hash, hash: r.hash }) as FarmEvent;
+  ({ seq: r.seq, ts: r.ts, epoch: r.epoch, actor: r.actor, type: r.type, data: upcast(r.type, r.v ?? 1, JSON.parse(r.data) as Record<string, unknown>, r.actor), prevHash: r.prev_hash, hash: r.hash }) as FarmEvent;
 
 /** The embedded journal: SQLite in WAL mode with synchronous commits. */
 export class SqliteJournal implements Journal {
@@ -51,7 +46,7 @@ export class SqliteJournal implements Journal {
   constructor(file: string, db?: Database.Database) {
     this.db = db ?? openFarmDatabase(file);
     this.insert = this.db.prepare(
-      "INSERT INTO events (seq, ts, epoch, actor, type, data, prev_hash, hash) VALUES (@seq, @ts, @epoch, @actor, @type, @data, @prev_hash, @hash)",
+      "INSERT INTO events (seq, ts, epoch, actor, type, data, prev_hash, hash, v) VALUES (@seq, @ts, @epoch, @actor, @type, @data, @prev_hash, @hash, @v)",
     );
     this.readEpoch = this.db.prepare("SELECT epoch FROM leader WHERE id = 1").pluck();
   }
@@ -81,7 +76,7 @@ export class SqliteJournal implements Journal {
     const data = JSON.stringify(body.data);
     const head = { seq, ts, epoch: this._epoch, actor, type: body.type };
     const hash = eventHash(this.lastHash, head, data);
-    const row: Row = { ...head, data, prev_hash: this.lastHash, hash };
+    const row: Row = { ...head, data, prev_hash: this.lastHash, hash, v: EVENT_FORMAT };
     this.lastHash = hash;
     this.staged.push(row);
     return { ...body, ...head, prevHash: row.prev_hash, hash } as FarmEvent;

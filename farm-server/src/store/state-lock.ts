@@ -1,7 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { FarmError } from "../core/errors.js";
+import { FarmError } from "../errors/farm-error.js";
 
 /** Whether a process of this host is alive (EPERM: it is, under another user). */
 export const alive = (pid: number): boolean => {

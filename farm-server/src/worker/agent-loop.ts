@@ -1,6 +1,4 @@
-import { PlanProposal, ReviewVerdict, type UnitResultInput } from "@optimus/shared";
-import type { Lease } from "../core/lease-commands.js";
-import type { LeaseWorkContext } from "../prloop/pr-loop.js";
+import { PlanProposal, ReviewVerdict, type Lease, type LeaseWorkContext, type UnitResultInput } from "@optimus/shared";
 import { applyEdits, editProposalJsonSchema, parseEditProposal } from "./edits.js";
 import type { ChatMessage, Generation, ModelProvider } from "./models/model-provider.js";
 import type { RepoMirror } from "./repo-mirror.js";
@@ -59,7 +57,7 @@ const minConfidence = (gens: Generation[]) => {
 
 /** A codegen attempt: propose edits, apply them, run the unit's check (no network), feed failures back. */
 export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOptions): Promise<UnitResultInput> {
-  const work = (lease.context ?? {}) as LeaseWorkContext;
+  const work = lease.context ?? {};
   const started = Date.now();
   const dir = await o.mirror.prepare(`${lease.taskId}--${lease.unitId}-${lease.attempt}`, work.base?.branch ?? "main");
   const gens: Generation[] = [];
@@ -208,7 +206,7 @@ function signals(o: AgentLoopOptions, gens: Generation[], checksFailed: number, 
 
 /** A review: read the change and its eval results, return a verdict with line comments. */
 export async function runReview(lease: Lease, ctx: LeaseContext, o: AgentLoopOptions): Promise<UnitResultInput> {
-  const work = (lease.context ?? {}) as LeaseWorkContext;
+  const work = lease.context ?? {};
   if (!work.review) return { outcome: "succeeded", summary: "nothing to review" };
   const messages: ChatMessage[] = [
     { role: "system", content: "You review one change for correctness, clarity and fit with the project's conventions and glossary. Answer only with JSON: {\"verdict\": \"approve\"|\"request_changes\", \"risk\": \"low\"|\"medium\"|\"high\", \"summary\": string, \"comments\": [{\"path\", \"line\", \"body\"}]}." },
@@ -251,7 +249,7 @@ const planJsonSchema = {
 
 /** The planner: turns a task's text into bounded units (the farm checks the plan, or falls back to one unit). */
 export async function runPlan(lease: Lease, ctx: LeaseContext, o: AgentLoopOptions): Promise<UnitResultInput> {
-  const work = (lease.context ?? {}) as LeaseWorkContext;
+  const work = lease.context ?? {};
   const dir = await o.mirror.prepare(`${lease.taskId}--${lease.unitId}-${lease.attempt}`, work.base?.branch ?? "main");
   try {
     const listing = await o.mirror.listFiles(dir);

@@ -1,5 +1,4 @@
-import type { UnitResultInput } from "@optimus/shared";
-import type { Lease } from "../core/lease-commands.js";
+import type { Lease, UnitResultInput } from "@optimus/shared";
 import { runCodegen, type AgentLoopOptions } from "./agent-loop.js";
 import { FrontierProvider, needsEscalation } from "./models/frontier-provider.js";
 import type { LeaseContext } from "./worker-agent.js";
@@ -17,7 +16,7 @@ export async function runCodegenWithEscalation(lease: Lease, ctx: LeaseContext, 
   ctx.progress({ phase: "escalating", step: "waiting for the gateway" });
   try {
     // The frontier starts from the same base, told what the local model tried and how it failed.
-    const work = (lease.context ?? {}) as { feedback?: string[] };
+    const work = lease.context ?? {};
     const told = `The local model tried this unit and failed (${local.summary}).${local.evidence ? ` Its last check:\n${local.evidence.slice(-3_000)}` : ""}`;
     const withHistory: Lease = { ...lease, context: { ...work, feedback: [...(work.feedback ?? []), told] } };
     const r = await runCodegen(withHistory, ctx, { ...loop, model: frontier, maxIterations: Math.min(loop.maxIterations, 2) });

@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { EscalationAnswer, EscalationCallInput, UnitProgress, UnitResultInput, WorkerRegistrationInput } from "@optimus/shared";
-import type { Lease, LeaseRef } from "../core/lease-commands.js";
+import { parseLease, type EscalationAnswer, type EscalationCallInput, type Lease, type LeaseRef, type UnitProgress, type UnitResultInput, type WorkerRegistrationInput } from "@optimus/shared";
 import { createFarmClient, errorCode, isFinalError, type FarmClient } from "../client/farm-client.js";
 
 /** What a worker asks the frontier through the farm's gateway (the farm fills in the lease). */
@@ -112,7 +111,7 @@ export class WorkerAgent {
     this.subscription = this.client.worker.leases.subscribe(
       { nodeId: this.nodeId },
       {
-        onData: (env) => this.onLease(env.data as Lease),
+        onData: (env) => this.received(env.data),
         onError: (err) => {
           // The stream ended with an answer (e.g. the farm lost its journal and no longer knows us):
           // register again and reopen it.
@@ -122,6 +121,22 @@ export class WorkerAgent {
         },
       },
     );
+  }
+
+  /**
+   * A lease as it came over the wire: checked against the contract first. One this worker cannot
+   * read (the farm is another version) is not worked on: the farm hears why, and the unit goes to
+   * its next attempt (maybe on another worker) instead of being worked on a guess.
+   */
+  private received(raw: unknown): void {
+    const parsed = parseLease(raw);
+    if (parsed.ok) return this.onLease(parsed.lease);
+    this.opts.log?.(`${this.nodeId}: ${parsed.error}`);
+    const r = raw as Partial<LeaseRef> | null;
+    if (!r || typeof r.taskId !== "string" || typeof r.unitId !== "string" || typeof r.attempt !== "number" || typeof r.leaseId !== "string" || this.seen.has(r.leaseId)) return;
+    this.seen.add(r.leaseId);
+    const ref: LeaseRef = { taskId: r.taskId, unitId: r.unitId, attempt: r.attempt, leaseId: r.leaseId };
+    void this.client.worker.submit.mutate({ nodeId: this.nodeId, lease: ref, result: { outcome: "failed", summary: `worker error: ${parsed.error}` } }).catch(() => undefined);
   }
 
   private onLease(lease: Lease): void {

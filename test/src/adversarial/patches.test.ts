@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ServerConfig } from "@optimus/shared";
-import { FarmRepo } from "@optimus/farm-server/dist/prloop/farm-repo.js";
+import { FarmRepo } from "@optimus/farm-server/dist/git/farm-repo.js";
 import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 import { checkChange } from "@optimus/farm-server/dist/prloop/patch-policy.js";
 import { assessRisk } from "@optimus/farm-server/dist/prloop/risk.js";

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import Anthropic from "@anthropic-ai/sdk";
 import { WorkerAgent } from "@optimus/farm-server";
 import { admit, worstCaseUsd } from "@optimus/farm-server/dist/gateway/admission.js";
-import { Ledger } from "@optimus/farm-server/dist/gateway/ledger.js";
+import { Ledger } from "@optimus/farm-server/dist/store/ledger.js";
 import { RateLimits } from "@optimus/farm-server/dist/gateway/token-bucket.js";
 import { GatewayConfig, type FarmEvent } from "@optimus/shared";
 import { startAnthropicStandin } from "../helpers/anthropic-standin.js";

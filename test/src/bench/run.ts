@@ -12,6 +12,8 @@
 //   5e. restarts with 1k and 10k units of history: the first start (imports every manifest) vs restarts (read none),
 //   5f. one-unit tasks created, leased and completed over the API (the farm on a git repository, 10 workers), one by
 //       one and bulk, beside pg-boss and graphile-worker doing the same jobs on this machine's PostgreSQL,
+//   5g. histories of 1k, 10k and 100k finished units: start, memory, first editor message and stop, hot (kept in
+//       memory, as before archiving) beside archived,
 //   6. the VS Code extension: bundle size, activation in code-server beside a minimal extension, and
 //      unit state change → tree latency with 1,000 units and 50 editors beside the raw journal stream.
 // Results also go to test-artifacts/bench.json so later runs can be compared.
@@ -34,6 +36,7 @@ import { benchForgeDelivery, type ForgeDeliveryBenchResult } from "./delivery-fo
 import { benchRestart, type RestartBenchResult } from "./restart.js";
 import { apiThroughput, type ApiThroughputResult } from "./api-throughput.js";
 import { queueBaselines, type QueueBaselineResult } from "./queue-baselines.js";
+import { benchHistory, type HistoryBenchResult } from "./history.js";
 
 const STORE: StoreRunOptions = { tasks: 20, unitsPerTask: 500, capacity: 64, stallMs: 4_000 };
 const STORE_RUNS = 3;
@@ -200,6 +203,17 @@ async function main(): Promise<number> {
     problems.push(`queue baselines: ${(err as Error).message} (is PostgreSQL running?)`);
   }
 
+  // 5g. History sizes: the same history hot and archived.
+  const histories: HistoryBenchResult[] = [];
+  for (const n of [1_000, 10_000, 100_000]) {
+    log(`history of ${fmt(n)} finished units: hot, then archived …`);
+    try {
+      histories.push(await benchHistory(n, log));
+    } catch (err) {
+      problems.push(`history of ${n} units: ${(err as Error).message}`);
+    }
+  }
+
   // 6. The editor extension.
   const ext = await runExtensionBench();
   problems.push(...ext.problems);
@@ -254,6 +268,15 @@ async function main(): Promise<number> {
         ? `${fmt(r.tasks)} tasks on a git repository (each branch cut), create → start p50 ${fmt(r.startLatencyP50)} ms p99 ${fmt(r.startLatencyP99)} ms; same run: ${vs || "no baseline"}${base.length ? `; ${fmt(r.unitsPerSec / best, 2)}× the faster` : ""}`
         : (r.error ?? "").slice(0, 200),
     });
+  }
+  for (const h of histories) {
+    const u = fmt(h.units);
+    rows.push(
+      { measure: `restart to serving, ${u} finished units`, value: fmt(h.archived.startMs), unit: "ms", note: `archived; kept in memory (the baseline) ${fmt(h.hot.startMs)} ms` },
+      { measure: `farm memory (RSS), ${u} finished units`, value: fmt(h.archived.rssMB), unit: "MB", note: `archived; kept in memory ${fmt(h.hot.rssMB)} MB` },
+      { measure: `first editor message, ${u} finished units`, value: fmt(h.archived.firstViewsBytes / 1024), unit: "KB", note: `archived; kept in memory ${fmt(h.hot.firstViewsBytes / 1024)} KB` },
+      { measure: `farm stop, ${u} finished units`, value: fmt(h.archived.stopMs), unit: "ms", note: `archived; kept in memory ${fmt(h.hot.stopMs)} ms; archiving them all took ${fmt(h.archiveMs)} ms` },
+    );
   }
   for (const r of restarts) {
     rows.push({ measure: `restart to serving, ${fmt(r.units)} units of history`, value: fmt(r.restartMs), unit: "ms", note: `median of 3 restarts, ${r.restartRead} manifests read; the first start, which imports all ${fmt(r.tasks)} manifests, ${fmt(r.firstStartMs)} ms = ${fmt(r.firstStartMs / r.restartMs, 1)}×` });
@@ -382,6 +405,7 @@ async function main(): Promise<number> {
     forgeDelivery: forgeDelivery ?? null,
     restarts,
     throughput: { api, queues },
+    histories,
     gateway: { overhead: gw, admission: adm },
     extension: { treeOptions: TREE, sizes: ext.sizes ?? null, activation: ext.activation ?? null, tree: ext.tree ?? null },
     ratios,

@@ -22,7 +22,7 @@ import { basename, join, sep } from "node:path";
 import { pino } from "pino";
 import { startFarm } from "@optimus/farm-server";
 import { RepoMirror } from "@optimus/farm-server/dist/worker/repo-mirror.js";
-import { FarmRepo } from "@optimus/farm-server/dist/prloop/farm-repo.js";
+import { FarmRepo } from "@optimus/farm-server/dist/git/farm-repo.js";
 import { ServerConfig } from "@optimus/shared";
 import { httpClientFor } from "../helpers/clients.js";
 import { median } from "./stats.js";

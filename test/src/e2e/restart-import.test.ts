@@ -9,10 +9,12 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { pino } from "pino";
-import { startFarm } from "@optimus/farm-server";
+import { cloneDirFor, startFarm } from "@optimus/farm-server";
+import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 import { ServerConfig } from "@optimus/shared";
 import { farmOnRepo } from "../helpers/in-process-farm.js";
 import { makeRepo } from "../helpers/repo.js";
+import { waitFor } from "../helpers/wait.js";
 
 /** A person commits a hand-written task manifest on the origin's main. */
 function commitManifest(repo: string, taskId: string): void {
@@ -53,4 +55,24 @@ test("a restart with an unchanged history reads no manifest; one committed since
 
   const fourth = await restart();
   assert.equal(fourth.farm.startup.imports.read, 0);
+  assert.equal(fourth.farm.startup.imports.branches, 0);
+  await fourth.farm.close();
+
+  // Finished without a merge (its unit needed no change, or it was cancelled), then archived: its
+  // branch stays in the farm's clone, and a restart still treats the task as known — it neither
+  // extracts the branch nor reads its manifest.
+  const archiving = await startFarm({ repo, config: ServerConfig.parse({ port: 0, ...config, prloop: { reviewEveryCodegenUnit: false }, history: { retentionMs: 0, sweepEveryMs: 50 } }), log: pino({ level: "silent" }) });
+  t.after(() => archiving.close());
+  // (a restart issues no admin token: the worker's comes from the farm's token store, as `token create` would)
+  const agents = await startWorkers(archiving.url, archiving.services.tokens.create("worker", "w").token, [{ nodeId: "w", role: "codegen", max: 4 }], newLedger(), async () => ({ outcome: "succeeded", summary: "nothing to change" }));
+  t.after(() => stopAll(agents));
+  // Every task (the 32 above) is worked on and needs no change.
+  await waitFor(() => archiving.services.state.projection.tasks.size === 0, "every finished task to be archived", 60_000);
+  assert.equal(archiving.services.state.projection.archived, 32);
+  assert.ok(execFileSync("git", ["for-each-ref", "refs/heads/optimus/t-1"], { cwd: cloneDirFor(repo) }).toString().includes("optimus/t-1"), "the branch of a task finished without a merge is still there");
+  await stopAll(agents);
+  await archiving.close();
+  const fifth = await restart();
+  assert.deepEqual([fifth.farm.startup.imports.read, fifth.farm.startup.imports.branches, fifth.farm.startup.imports.imported], [0, 0, []]);
+  assert.equal(fifth.farm.services.state.projection.tasks.size, 0, "archived tasks stay cold");
 });

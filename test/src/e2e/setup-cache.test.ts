@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { startEgressProxy } from "@optimus/farm-server/dist/egress/egress-proxy.js";
-import { FarmRepo } from "@optimus/farm-server/dist/prloop/farm-repo.js";
+import { FarmRepo } from "@optimus/farm-server/dist/git/farm-repo.js";
 import { runCheck } from "@optimus/farm-server/dist/sandbox/index.js";
 import { DepsCache, resolveSetup, type SetupPlan } from "@optimus/farm-server/dist/setup/index.js";
 import { RepoMirror } from "@optimus/farm-server/dist/worker/repo-mirror.js";

@@ -9,9 +9,13 @@ import { ROOT } from "../helpers/paths.js";
 import { runExtensionSuite } from "../helpers/vscode/index.js";
 
 /** The harness's loopback control endpoint: the suite in VS Code asks it to stop and start the farm. */
-async function controlServer(h: { stop(): Promise<void>; start(): Promise<void> }): Promise<{ url: string; server: Server }> {
+async function controlServer(h: { stop(): Promise<void>; start(): Promise<void>; finished(n: number): Promise<void> }): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
-    const act = req.method === "POST" && req.url === "/farm/stop" ? h.stop() : req.method === "POST" && req.url === "/farm/start" ? h.start() : null;
+    const act = req.method !== "POST" ? null
+      : req.url === "/farm/stop" ? h.stop()
+      : req.url === "/farm/start" ? h.start()
+      : req.url === "/farm/finished" ? h.finished(60)
+      : null;
     if (!act) return void res.writeHead(404).end("unknown control");
     act.then(() => res.writeHead(200).end("ok"), (err) => res.writeHead(500).end(String(err)));
   });
@@ -21,7 +25,15 @@ async function controlServer(h: { stop(): Promise<void>; start(): Promise<void> 
 
 test("the extension's integration suite passes inside a real VS Code against a real farm", async (t) => {
   const h = await extensionFarm(t);
-  const ctl = await controlServer(h);
+  // A history longer than the editor's first page: tasks recorded and cancelled on the farm.
+  const finished = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const taskId = `old-${String(i).padStart(3, "0")}`;
+      await h.farm!.services.tasks.create({ id: taskId, title: `Old task ${i}`, units: [{ id: "u1", goal: "done long ago" }], source: "api" }, "test");
+      await h.farm!.services.tasks.cancel(taskId, "history for the tree", "test");
+    }
+  };
+  const ctl = await controlServer({ stop: () => h.stop(), start: () => h.start(), finished });
   t.after(() => ctl.server.close());
   await runExtensionSuite({
     extensionDevelopmentPath: join(ROOT, "extension"),

@@ -89,7 +89,7 @@ test("snapshot plus the journal's tail folds to the same state as a full replay"
   const full = new Projection();
   for (const e of await j.readAfter(0, 1000)) full.apply(e);
   const snap = (await j.loadSnapshot())!;
-  const resumed = Projection.fromSnapshot(snap.state);
+  const resumed = Projection.fromSnapshot(snap.state)!;
   for (const e of await j.readAfter(snap.seq, 1000)) resumed.apply(e);
   // Compared as the JSON they are stored as (a snapshot has no `undefined` fields).
   const json = (p: Projection) => JSON.parse(JSON.stringify(p.toSnapshot()));

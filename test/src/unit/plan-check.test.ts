@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { PlanProposal } from "@optimus/shared";
 import { checkPlan } from "@optimus/farm-server/dist/planner/plan-check.js";
-import { FarmRepo } from "@optimus/farm-server/dist/prloop/farm-repo.js";
+import { FarmRepo } from "@optimus/farm-server/dist/git/farm-repo.js";
 import { git } from "../helpers/fixture.js";
 import { makeRepo } from "../helpers/repo.js";
 

@@ -225,5 +225,29 @@ export function defineFarmIntegrationTests(): void {
         sub.dispose();
       }
     });
+
+    test("a long history: the tree shows a page of finished tasks and 'Show older tasks…' loads the rest", async () => {
+      await control("/farm/finished");
+      // A new epoch sends a fresh first message: live work and one page of history.
+      const epoch = s.connection.views.epoch;
+      await control("/farm/stop");
+      await control("/farm/start");
+      await until("the editor to reconnect", () => s.connection.state === "connected" && s.connection.views.epoch > epoch, 30_000);
+      const more = await until("the tree to offer older tasks", () => s.unitsTree.getChildren().find((n) => n.kind === "more"));
+      const item = s.unitsTree.getTreeItem(more);
+      const m = /^Show older tasks… \((\d+) more finished\)$/.exec(String(item.label));
+      assert.ok(m, `the node reads ${String(item.label)}`);
+      const older = Number(m[1]);
+      assert.ok(older >= 10, `${older} older tasks`);
+      assert.ok(!s.connection.views.tasks.has("old-000"), "the oldest is not in the first message");
+      const shown = s.connection.views.tasks.size;
+      assert.equal(item.command?.command, "optimus.tasks.showMore");
+      const loaded = await vscode.commands.executeCommand<number>(item.command!.command);
+      assert.equal(loaded, older);
+      assert.equal(s.connection.views.tasks.size, shown + older);
+      assert.ok(s.unitsTree.getChildren().some((n) => n.kind === "task" && n.taskId === "old-000"), "the oldest is in the tree now");
+      assert.deepEqual(s.unitsTree.getChildren({ kind: "task", taskId: "old-000" }).map((n) => (n.kind === "unit" ? [n.unitId, s.connection.views.unit("old-000", n.unitId)?.state] : n.kind)), [["u1", "cancelled"], ["u1-review", "cancelled"]], "with its units");
+      assert.ok(!s.unitsTree.getChildren().some((n) => n.kind === "more"), "nothing older is left to show");
+    });
   });
 }

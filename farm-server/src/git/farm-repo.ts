@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { Git, runGit, type GitResult, type RunGitOptions } from "../git/safe-git.js";
+import { Git, runGit, type GitResult, type RunGitOptions } from "./safe-git.js";
 import { readPatchWithGit, type PatchReading } from "./patch-reading.js";
 
 export const integrationBranch = (taskId: string) => `optimus/${taskId}`;

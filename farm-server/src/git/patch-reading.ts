@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GitError, runGit } from "../git/safe-git.js";
+import { GitError, runGit } from "./safe-git.js";
 
 export interface ChangedEntry {
   path: string;
