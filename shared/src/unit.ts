@@ -13,6 +13,11 @@ export type UnitRole = z.infer<typeof UnitRole>;
  * result needs no merge (a review, or any unit while no PR loop is configured); `merged` is reached
  * through the PR loop.
  */
+/**
+ * Where a unit is in its lifecycle. Every state is entered by some event (see the projection);
+ * "changes requested" and "failed" are what happened to an attempt (its reason, its feedback), the
+ * unit itself is then `ready` for its next attempt or `dead`.
+ */
 export const UnitState = z.enum([
   "planned",
   "ready",
@@ -21,8 +26,6 @@ export const UnitState = z.enum([
   "evaluating",
   "reviewing",
   "awaiting_approval",
-  "changes_requested",
-  "failed",
   "completed",
   "merged",
   "dead",

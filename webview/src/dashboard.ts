@@ -15,7 +15,7 @@ interface State {
 }
 
 /** Unit states in lifecycle order (shared/src/unit.ts); states the page doesn't know follow, sorted. */
-const STATE_ORDER = ["planned", "ready", "leased", "submitted", "evaluating", "reviewing", "awaiting_approval", "changes_requested", "failed", "completed", "merged", "dead", "cancelled"];
+const STATE_ORDER = ["planned", "ready", "leased", "submitted", "evaluating", "reviewing", "awaiting_approval", "completed", "merged", "dead", "cancelled"];
 
 let state: State = {};
 let error: string | undefined;

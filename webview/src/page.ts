@@ -118,7 +118,6 @@ export function stateTone(state: string): "good" | "bad" | "warn" | "active" | "
     case "dead":
       return "bad";
     case "awaiting_approval":
-    case "changes_requested":
       return "warn";
     case "leased":
     case "submitted":

@@ -1,4 +1,4 @@
-import { availableActions, STATE_LABELS, type TaskView, type UnitAction, type UnitLiveView } from "@optimus/shared";
+import { availableActions, STATE_LABELS, type TaskView, type UnitAction, type UnitLiveView, type UnitState } from "@optimus/shared";
 
 /** How a unit or task looks in the tree: computed from the model, free of any vscode type. */
 export interface Presentation {
@@ -12,7 +12,8 @@ export interface Presentation {
   contextValue: string;
 }
 
-const ICONS: Record<string, [string, string?]> = {
+/** Keyed by every state of the lifecycle table: a new state does not compile without its icon. */
+const ICONS: Readonly<Record<UnitState, [string, string?]>> = {
   planned: ["circle-outline", "disabledForeground"],
   ready: ["clock", "charts.blue"],
   leased: ["sync~spin", "charts.blue"],
@@ -20,8 +21,6 @@ const ICONS: Record<string, [string, string?]> = {
   evaluating: ["beaker", "charts.purple"],
   reviewing: ["eye", "charts.purple"],
   awaiting_approval: ["bell-dot", "charts.yellow"],
-  changes_requested: ["comment-discussion", "charts.orange"],
-  failed: ["warning", "charts.orange"],
   completed: ["pass", "charts.green"],
   merged: ["git-merge", "charts.green"],
   dead: ["error", "charts.red"],

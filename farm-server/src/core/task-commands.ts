@@ -145,7 +145,7 @@ export class TaskCommands {
     // The table refuses it without a frontier model: a request nobody can answer would wait for ever.
     assertAction("escalate", this.p, this.config, u);
     const events: EventBody[] = [{ type: "escalation_requested", data: { taskId, unitId, attempt: u.attempt, reason } }];
-    if (u.state === "dead" || u.state === "failed") events.push({ type: "unit_retried", data: { taskId, unitId } });
+    if (u.state === "dead") events.push({ type: "unit_retried", data: { taskId, unitId } });
     await this.state.commit(events, actor);
     return this.p.unitView(u);
   }

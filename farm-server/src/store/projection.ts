@@ -506,9 +506,9 @@ export function taskState(t: { cancelled: boolean; merge?: TaskRecord["merge"] }
   const total = Object.values(counts).reduce((a, b) => a + (b ?? 0), 0);
   // Done only once its change is on the target branch (a task without a change is done at once).
   if (n("completed") + n("merged") === total) return n("merged") === 0 || t.merge?.commit ? "completed" : t.merge?.heldReason ? "held" : "merging";
-  const active = n("leased") + n("submitted") + n("evaluating") + n("reviewing") + n("awaiting_approval") + n("changes_requested");
+  const active = n("leased") + n("submitted") + n("evaluating") + n("reviewing") + n("awaiting_approval");
   if (active > 0) return "running";
-  if (n("dead") > 0 && n("ready") + n("failed") === 0) return "failed";
+  if (n("dead") > 0 && n("ready") === 0) return "failed";
   // Units cancelled or rejected one by one, the rest done: nothing of the task runs any more.
   if (n("cancelled") > 0 && n("cancelled") + n("completed") + n("merged") === total) return "cancelled";
   if (n("completed") + n("merged") + n("dead") + n("cancelled") > 0 && n("ready") > 0) return "running";

@@ -316,7 +316,7 @@ test("unit detail page: shows the unit, its evals, transcript and review, posts 
     // Worker-supplied text is rendered as text, never as markup.
     const hostile = unitModel({
       title: XSS,
-      state: "failed",
+      state: "dead",
       instruction: `${XSS}</pre><script>alert(2)</script>`,
       evals: [{ name: XSS, exitCode: null, timedOut: true, durationMs: 60_000, output: `</pre>${XSS}` }],
       review: { verdict: XSS, risk: XSS, summary: XSS, comments: [{ path: XSS, body: XSS }] },
@@ -371,7 +371,7 @@ function dashboardModel(): DashboardModel {
     spend,
     dailyBudgetUsd: 5,
     todayUsd: 1.3,
-    unitCounts: { ready: 4, leased: 4, awaiting_approval: 1, merged: 12, failed: 1 },
+    unitCounts: { ready: 4, leased: 4, awaiting_approval: 1, merged: 12, dead: 1 },
     load: Array.from({ length: 24 }, (_, i) => ({ at: now - (23 - i) * 300_000, active: [1, 2, 4, 6, 7, 5, 4][i % 7]!, capacity: i < 12 ? 8 : 10 })),
   };
 }
@@ -401,7 +401,7 @@ test("dashboard page: one bar per spend day, one row per worker, refresh posts r
     assert.equal(await page.evaluate(() => (globalThis as Win).document.querySelectorAll("img").length), 0, "no element was created from model text");
     assert.deepEqual(
       (await page.locator("li.unit-count").allTextContents()).map((t) => t.replace(/\s+/g, " ").trim()),
-      ["4 ready", "4 leased", "1 awaiting approval", "1 failed", "12 merged"],
+      ["4 ready", "4 leased", "1 awaiting approval", "12 merged", "1 dead"],
     );
     await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
     await page.setViewportSize({ width: 420, height: 900 });

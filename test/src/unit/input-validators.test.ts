@@ -178,7 +178,7 @@ test("the CLI prints text from the farm without escape sequences or control char
   const now = Date.now();
   const out = renderStatus(
     [{ taskId: "t", title: "\u001b[2J\u001b[Hfake\u0000 title", state: "running", units: ["u"], counts: {}, createdAt: now } as never],
-    new Map([["t", [{ unitId: "u", state: "failed", attempt: 1, worker: "w\u001b[5m", updatedAt: now, reason: "\u001b]0;x\u0007boom\nsecond line", spec: { goal: "g" } } as never]]]),
+    new Map([["t", [{ unitId: "u", state: "dead", attempt: 1, worker: "w\u001b[5m", updatedAt: now, reason: "\u001b]0;x\u0007boom\nsecond line", spec: { goal: "g" } } as never]]]),
   );
   assert.doesNotMatch(out, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, JSON.stringify(out));
   assert.match(out, /fake title/);
