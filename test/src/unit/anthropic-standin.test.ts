@@ -265,7 +265,10 @@ test("hang never answers (the SDK times out or aborts); drop is a connection err
   assert.ok(timedOut instanceof Anthropic.APIConnectionTimeoutError, String(timedOut));
   const ctrl = new AbortController();
   const pending = client.messages.create(ask, { signal: ctrl.signal });
-  setTimeout(() => ctrl.abort(), 50);
+  // Aborted once the stand-in took its scripted hang (a fixed 50 ms could abort it before it was sent on a
+  // loaded machine: the next call then met this one's scripted hang and waited for ever).
+  while (s.requests[1]?.entry !== "hang") await new Promise((r) => setTimeout(r, 5));
+  ctrl.abort();
   assert.ok((await rejection(pending)) instanceof Anthropic.APIUserAbortError);
   const dropped = await rejection(client.messages.create(ask));
   assert.ok(dropped instanceof Anthropic.APIConnectionError, String(dropped));
