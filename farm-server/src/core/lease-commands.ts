@@ -182,8 +182,20 @@ export class LeaseCommands {
   }
 
   /** Ends every lease whose heartbeat is overdue; the unit is offered again at once (the worker failed, not the unit). */
+  /** when the expiry scan last ran: a long gap means the farm itself was not running (paused, stalled) */
+  private lastScanAt = 0;
+
   async expireLeases(): Promise<number> {
     const now = this.now();
+    const gap = this.lastScanAt ? now - this.lastScanAt : 0;
+    this.lastScanAt = now;
+    // The farm was stopped or stalled for half a lease or more (scans run every quarter of one):
+    // the workers' heartbeats of that time wait unread in its sockets. Judged now, healthy workers
+    // would lose their leases in the very millisecond the farm resumes; they get a lease's time instead.
+    if (gap > this.ttl / 2) {
+      this.graceLeases();
+      return 0;
+    }
     const bodies: EventBody[] = [];
     for (const u of this.p.leasedUnits()) {
       if ((u.leaseExpiresAt ?? 0) > now) continue;
