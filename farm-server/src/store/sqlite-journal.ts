@@ -118,12 +118,19 @@ export class SqliteJournal implements Journal {
     return rows.reverse().map(toEvent);
   }
 
+  /** an archived task's event data by id (one statement, prepared once: restarts ask it per manifest) */
+  private archived?: Database.Statement<[string], string>;
+  private archivedData(taskId: string): string | undefined {
+    this.archived ??= this.db.prepare<[string], string>("SELECT data FROM events WHERE type = 'task_archived' AND json_extract(data, '$.taskId') = ?").pluck();
+    return this.archived.get(taskId);
+  }
+
   async isArchived(taskId: string): Promise<boolean> {
-    return this.db.prepare("SELECT 1 FROM events WHERE type = 'task_archived' AND json_extract(data, '$.taskId') = ?").pluck().get(taskId) !== undefined;
+    return this.archivedData(taskId) !== undefined;
   }
 
   async archivedTask(taskId: string): Promise<ArchivedTask | null> {
-    const data = this.db.prepare("SELECT data FROM events WHERE type = 'task_archived' AND json_extract(data, '$.taskId') = ?").pluck().get(taskId) as string | undefined;
+    const data = this.archivedData(taskId);
     return data ? (JSON.parse(data) as ArchivedTask) : null;
   }
 

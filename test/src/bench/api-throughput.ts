@@ -34,7 +34,7 @@ async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): 
   // Like for like with a job queue: one unit per task, no review unit, no planner.
   mkdirSync(join(repo, ".optimus"), { recursive: true });
   writeFileSync(join(repo, ".optimus", "config.yaml"), "prloop:\n  reviewEveryCodegenUnit: false\nplanner:\n  enabled: false\nfiles:\n  commit: false\n");
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "2000"], process.env.BENCH_FARM_PROFILE ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_FARM_PROFILE}` } : {});
+  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "2000"]);
   const agents: WorkerAgent[] = [];
   const createdAt = new Map<string, number>();
   const startLatency: number[] = [];
