@@ -3,7 +3,8 @@
 # eval and unit check runs in), and for the extension's tests in a real VS Code
 # Debian's Chromium (the UI driver's browser), ripgrep and libkrb5-dev (code-server's native modules),
 # and code-server 4.100.3 (VS Code 1.100.3, the last release on Node 20) from npm into a cache folder.
-# Idempotent: each step is skipped when its result is already there. See ../shared/notes/vscode-e2e.md.
+# Idempotent: each step is skipped when its result is already there. The tests find them through
+# test/src/helpers/vscode/code-server.ts (whose CODE_SERVER_VERSION must match the one here).
 set -euo pipefail
 CODE_SERVER_VERSION=4.100.3
 CACHE="${OPTIMUS_VSCODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/optimus-vscode-test}"

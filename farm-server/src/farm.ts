@@ -24,7 +24,7 @@ import { FarmRepo } from "./git/farm-repo.js";
 import { PrLoop } from "./prloop/pr-loop.js";
 import { Git } from "./git/safe-git.js";
 import { resolveSandbox } from "./sandbox/index.js";
-import { cloneDirFor, farmHome, filesDirFor, prepareRepoHome, journalPathOf, repoSlot, stateDirFor, stateDirOf } from "./home/farm-home.js";
+import { cloneDirFor, farmHome, filesDirFor, prepareRepoHome, journalPathOf, repoSlot, stateDirOf } from "./home/farm-home.js";
 import { OriginClone, parseOrigin, type OriginSpec } from "./delivery/origin.js";
 import { GitDelivery } from "./delivery/git-delivery.js";
 import { TaskMerge } from "./prloop/task-merge.js";

@@ -4,7 +4,7 @@ import { NodeId, TaskId, UnitId } from "./ids.js";
 
 /**
  * The gate: when a unit may use the frontier model. Anything else stays local and never reaches the
- * frontier (ARCHITECTURE.md, "Gate, gateway, budget").
+ * frontier (docs/adr/0009-gateway-budgets-secrets-egress.md).
  */
 export const GatePolicy = z.strictObject({
   /** false: the whole farm is local-only */

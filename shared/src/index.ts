@@ -16,6 +16,7 @@ export * from "./text.js";
 export * from "./yaml-limits.js";
 export * from "./task-input.js";
 export * from "./lifecycle.js";
+export { lifecycleDoc } from "./lifecycle-doc.js";
 export * from "./terminal-text.js";
 export * from "./edits.js";
 export * from "./protocol.js";

@@ -91,10 +91,52 @@ export function actionRefusal(action: UnitAction, c: ActionContext): string | nu
   return null;
 }
 
+/**
+ * Whether a person's escalation still waits for the unit's current or next attempt: asked during
+ * attempt N (or after it, while the unit waits for N+1), it covers attempts N and N+1; once N+1 is
+ * over a person may ask again. The farm's guard and the editor's badge both read it here.
+ */
+export function escalationQueued(u: { attempt: number; escalation?: { state: string; attempt: number } }): boolean {
+  return u.escalation?.state === "queued" && u.escalation.attempt >= u.attempt - 1;
+}
+
 /** Every action possible now, in table order. */
 export function availableActions(c: ActionContext): UnitAction[] {
   return UnitAction.options.filter((a) => actionRefusal(a, c) === null);
 }
+
+/**
+ * Every move of a unit's state, and the events that make it: the projection moves a unit only along
+ * these (a move outside them is a bug it reports), and docs/lifecycle.md is drawn from them.
+ * `planned → ready` happens when the unit's dependencies are done (its reviewed change evaluated, for
+ * a review unit), as part of whichever event did that.
+ */
+/** A review unit whose change went back for another attempt reviews that attempt afresh. */
+const REVIEW_AGAIN = "changes_requested (a review unit: its change went back)";
+
+export const UNIT_TRANSITIONS: Readonly<Record<UnitState, Readonly<Partial<Record<UnitState, readonly string[]>>>>> = {
+  planned: { ready: ["dependencies done"], completed: ["unit_completed (nothing to review)"], cancelled: ["unit_cancelled", "task_cancelled", "unit_rejected"] },
+  ready: { leased: ["unit_leased"], planned: [REVIEW_AGAIN], cancelled: ["unit_cancelled", "task_cancelled", "unit_rejected"] },
+  leased: {
+    planned: [REVIEW_AGAIN], submitted: ["unit_submitted"], ready: ["lease_expired", "unit_failed"], dead: ["lease_expired", "unit_failed"], cancelled: ["unit_cancelled", "task_cancelled"],
+  },
+  submitted: { evaluating: ["unit_evaluating"], completed: ["unit_completed"], ready: ["unit_failed"], dead: ["unit_failed"], cancelled: ["unit_cancelled", "task_cancelled"] },
+  evaluating: {
+    reviewing: ["unit_evaluated (green, with a review unit)"], ready: ["unit_failed", "changes_requested"], dead: ["unit_failed"],
+    awaiting_approval: ["unit_held"], merged: ["unit_merged"], cancelled: ["unit_cancelled", "task_cancelled"],
+  },
+  reviewing: {
+    awaiting_approval: ["unit_held"], merged: ["unit_merged"], ready: ["changes_requested"], cancelled: ["unit_cancelled", "task_cancelled", "unit_rejected"],
+  },
+  awaiting_approval: { merged: ["unit_merged"], ready: ["changes_requested"], cancelled: ["unit_cancelled", "task_cancelled", "unit_rejected"] },
+  completed: { planned: [REVIEW_AGAIN] },
+  merged: {},
+  dead: { planned: ["unit_retried"] },
+  cancelled: { planned: ["unit_retried"] },
+};
+
+/** Whether the lifecycle lets a unit move from one state to another (staying put is always allowed). */
+export const mayMove = (from: UnitState, to: UnitState): boolean => from === to || UNIT_TRANSITIONS[from][to] !== undefined;
 
 /**
  * Task states in which nothing more happens by itself (a failed task waits only for a person's

@@ -7,8 +7,9 @@ export const UnitRole = z.enum(["codegen", "review"]);
 export type UnitRole = z.infer<typeof UnitRole>;
 
 /**
- * The unit lifecycle (ARCHITECTURE.md). With the PR loop: leased → submitted → evaluating (the farm
- * applies the patch and runs the eval suite) → reviewing (its review unit runs) → merged, or
+ * The unit lifecycle (what each state allows is one table: lifecycle.ts). With the PR loop:
+ * leased → submitted → evaluating (the farm applies the patch and runs the eval suite) → reviewing
+ * (its review unit runs) → merged, or
  * awaiting_approval (held for a human), or back to ready with the reviewer's or a human's feedback. `completed` is the terminal state of a unit whose accepted
  * result needs no merge (a review, or any unit while no PR loop is configured); `merged` is reached
  * through the PR loop.

@@ -3,7 +3,8 @@
 // It takes the arguments VS Code would get (--extensionDevelopmentPath, --extensionTestsPath,
 // --user-data-dir, --extensions-dir, --disable-extensions, a workspace folder, …), runs the same extension
 // tests in code-server (a real VS Code server with a real Node extension host) driven by headless Chromium,
-// and exits with the suite's code (0 = every test passed). See shared/notes/vscode-e2e.md.
+// and exits with the suite's code (0 = every test passed). scripts/install-vscode-test-deps.sh installs
+// code-server and Chromium; ADR 0008 says why code-server rather than desktop VS Code.
 //
 // Environment:
 //   OPTIMUS_CODE_SERVER            path of the code-server executable (default: the cache folder that
@@ -197,7 +198,7 @@ async function main() {
   const payload = devPaths.map((p) => ["extensionDevelopmentPath", remote(p)]);
   if (testsPath) payload.push(["extensionTestsPath", remote(resolve(testsPath))]);
   if (flags.has("disable-extensions")) payload.push(["disableExtensions", "true"]);
-  let query = "";
+  let query;
   const ws = positional[0] ? resolve(positional[0]) : null;
   if (ws && existsSync(ws) && statSync(ws).isFile()) {
     query = ws.endsWith(".code-workspace") ? `workspace=${encodeURIComponent(ws)}` : `folder=${encodeURIComponent(dirname(ws))}`;
@@ -228,7 +229,8 @@ async function main() {
   return result.code;
 }
 
-// Harmless workbench noise on a machine without internet access (see shared/notes/vscode-e2e.md).
+// Harmless workbench noise on a machine without internet access: the extension gallery (open-vsx),
+// the signing module only Microsoft's builds carry (vsda), telemetry lookups, connection chatter.
 const NOISE = [/open-vsx\.org/, /\bvsda\b/, /ENOTFOUND .*(telemetry|microsoft|visualstudio)/, /^Creating a socket|^Resolv(ing|ed) connection token/];
 
 main().then(

@@ -15,7 +15,6 @@ export interface VsCodeApi<S> {
 
 declare global {
   // Provided by VS Code's webview host script; absent when a page is opened in a plain browser.
-  // eslint-disable-next-line no-var
   var acquireVsCodeApi: (<S = unknown>() => VsCodeApi<S>) | undefined;
 }
 

@@ -1,4 +1,4 @@
-import { availableActions, STATE_LABELS, type TaskView, type UnitAction, type UnitLiveView, type UnitState } from "@optimus/shared";
+import { availableActions, escalationQueued, STATE_LABELS, type TaskView, type UnitAction, type UnitLiveView, type UnitState } from "@optimus/shared";
 
 /** How a unit or task looks in the tree: computed from the model, free of any vscode type. */
 export interface Presentation {
@@ -49,7 +49,7 @@ export interface ViewContext {
  */
 export function offeredActions(u: UnitLiveView, c: ViewContext): UnitAction[] {
   if (!c.live) return [];
-  const farm = (u as Partial<UnitLiveView>).actions ?? availableActions({ state: u.state, role: u.spec.role, frontierConfigured: c.frontierConfigured === true, escalationQueued: u.escalation?.state === "queued" && u.escalation.attempt >= u.attempt - 1 });
+  const farm = (u as Partial<UnitLiveView>).actions ?? availableActions({ state: u.state, role: u.spec.role, frontierConfigured: c.frontierConfigured === true, escalationQueued: escalationQueued(u) });
   return farm.filter((a) => !(a === "approve" && u.needsApprover && !c.approver));
 }
 
@@ -80,9 +80,9 @@ export function unitPresentation(u: UnitLiveView, c: ViewContext): Presentation 
   const now = c.now;
   let [icon, color] = ICONS[u.state] ?? ["circle-outline"];
   let status = stateLabel(u.state);
-  if (u.escalation?.state === "queued" && u.escalation.attempt >= u.attempt - 1 && u.state !== "merged") {
+  if (escalationQueued(u) && u.state !== "merged") {
     [icon, color] = ["sparkle", "charts.purple"];
-    status = `escalation queued${u.escalation.position ? ` #${u.escalation.position}` : ""} · ${status}`;
+    status = `escalation queued${u.escalation?.position ? ` #${u.escalation.position}` : ""} · ${status}`;
   } else if (u.escalation?.state === "escalated") {
     status = `escalated · ${status}`;
   }

@@ -7,6 +7,8 @@ import type { Dispatcher } from "../dispatch/dispatcher.js";
 export function createMetrics(state: FarmState, dispatcher: Dispatcher, evals?: () => { running: number; waiting: number }): { registry: Registry; observeFlush: (s: number) => void } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "optimus_process_" });
+  // A move the lifecycle table does not allow is a bug in the farm: counted, so an alert can find it.
+  new Gauge({ name: "optimus_lifecycle_violations", help: "Unit state moves the lifecycle table does not allow (a farm bug; see the log)", registers: [registry], collect() { this.set(state.projection.lifecycleViolations.length); } });
   new Gauge({
     name: "optimus_units",
     help: "Units by lifecycle state",

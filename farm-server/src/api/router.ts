@@ -1,5 +1,5 @@
 import { tracked } from "@trpc/server";
-import { ChangeVersion, CreateTaskInput, EscalationCall, TaskId, TokenRole, UnitId, UnitProgress, UnitResult, UnitState, WorkerRegistration, unitKey, NodeId, type WorkerView } from "@optimus/shared";
+import { ChangeVersion, CreateTaskInput, EscalationCall, TaskId, TokenRole, UnitId, UnitProgress, UnitResult, UnitState, WorkerRegistration, NodeId, type WorkerView } from "@optimus/shared";
 import { z } from "zod";
 import { actorOf } from "../auth/tokens.js";
 import { FarmError } from "../errors/farm-error.js";

@@ -46,9 +46,9 @@ export interface LiveProgress extends UnitProgress {
 }
 
 /**
- * The worker side of the unit lifecycle: leases, heartbeats, progress and results. The attempt
- * number is the fencing token: a report is accepted only from the worker that holds the lease of
- * that very attempt.
+ * The worker side of the unit lifecycle: leases, heartbeats, progress and results. The lease id
+ * (`<task>/<unit>#<attempt>.<nonce><n>`) is the fencing token: a report is accepted only from the
+ * worker that holds that very lease.
  */
 export class LeaseCommands {
   readonly ttl: number;

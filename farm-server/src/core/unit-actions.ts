@@ -1,4 +1,4 @@
-import { actionRefusal, availableActions, type ActionContext, type ServerConfig, type UnitAction } from "@optimus/shared";
+import { actionRefusal, availableActions, escalationQueued, type ActionContext, type ServerConfig, type UnitAction } from "@optimus/shared";
 import type { Projection, UnitRecord } from "../store/projection.js";
 import { FarmError } from "../errors/farm-error.js";
 
@@ -11,7 +11,7 @@ export function actionContextOf(p: Projection, config: ServerConfig, u: UnitReco
     state: u.state,
     role: u.spec.role,
     frontierConfigured: frontierConfigured(config),
-    escalationQueued: u.escalation?.state === "queued" && u.escalation.attempt >= u.attempt,
+    escalationQueued: escalationQueued(u),
     taskCancelled: p.tasks.get(u.taskId)?.cancelled ?? false,
   };
 }

@@ -123,6 +123,8 @@ function resolvedTokenAuth(getToken: () => Promise<string>) {
     }
   };
   const auth = async () => ({ type: "token", tokenType: "oauth", token: await read() });
+  // Octokit's auth-strategy hook contract (request, route, parameters); its types live in a package the farm does not depend on.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   auth.hook = async (request: any, route: any, parameters?: any) => {
     const endpoint = request.endpoint.merge(route, parameters);
     endpoint.headers.authorization = `token ${await read()}`;

@@ -95,12 +95,8 @@ export class GitHubWebhookReceiver {
     if (!/^sha256=[0-9a-f]{64}$/.test(delivery.signature)) throw new WebhookRejected(401, "x-hub-signature-256 is not a sha256 signature");
     const secret = await this.opts.secret();
     const webhooks = new Webhooks({ secret });
-    let ok = false;
-    try {
-      ok = await webhooks.verify(delivery.payload, delivery.signature);
-    } catch {
-      ok = false;
-    }
+    // A malformed signature makes verify throw: the same refusal as a wrong one.
+    const ok = await webhooks.verify(delivery.payload, delivery.signature).catch(() => false);
     if (!ok) throw new WebhookRejected(401, "the signature does not match the payload and the webhook secret");
     try {
       return { payload: JSON.parse(delivery.payload), webhooks };

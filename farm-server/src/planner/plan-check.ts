@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { findCycle, Slug, unsafePathReason, type PlanProposal, type UnitSpec } from "@optimus/shared";
+import { findCycle, repoPathProblem, shownPath, Slug, type PlanProposal, type UnitSpec } from "@optimus/shared";
 
 export type PlanCheck = { ok: true; units: UnitSpec[] } | { ok: false; reason: string };
 
@@ -108,8 +108,8 @@ export async function checkPlan(plan: PlanProposal, repo: PlanRepo, baseRef: str
   for (const u of plan.units) {
     for (const d of u.dependsOn) if (!ids.has(d)) return { ok: false, reason: `unit '${u.id}' depends on unknown unit '${d}'` };
     for (const f of u.files) {
-      const why = unsafePathReason(f.replace(/\/$/, ""));
-      if (why) return { ok: false, reason: `unit '${u.id}' names ${why}` };
+      const why = repoPathProblem(f);
+      if (why) return { ok: false, reason: `unit '${u.id}' names ${shownPath(f)}: the path ${why}` };
       const parent = f.replace(/\/$/, "").split("/").slice(0, -1).join("/");
       if (!tree.has(f) && !dirs.has(f.replace(/\/$/, "")) && !dirs.has(parent)) return { ok: false, reason: `unit '${u.id}' names ${f}, which does not exist (nor does its folder)` };
     }

@@ -3,10 +3,8 @@
  * (`patch-reading.ts`): every path plain and inside the tree, in the unit's scope, no symlinks or
  * submodules unless allowed, sizes within limits; files made executable are named for the risk score.
  */
-import { unsafePathReason, type DiffStat, type PrLoopConfig } from "@optimus/shared";
-
-// (the path rule is shared with the planner's check of a plan: shared/src/repo-path.ts)
-export { unsafePathReason };
+// (the path rule is the one every path meets: shared/src/repo-path.ts)
+import { repoPathProblem, shownPath, type DiffStat, type PrLoopConfig } from "@optimus/shared";
 import type { ChangedEntry } from "../git/patch-reading.js";
 
 export type ChangeCheck = { ok: true; facts: DiffStat } | { ok: false; error: string };
@@ -30,8 +28,8 @@ export function checkChange(entries: readonly ChangedEntry[], scope: readonly st
   let removed = 0;
   const executables: string[] = [];
   for (const e of entries) {
-    const why = unsafePathReason(e.path);
-    if (why) return { ok: false, error: `the patch touches ${why}` };
+    const why = repoPathProblem(e.path);
+    if (why) return { ok: false, error: `the patch touches ${shownPath(e.path)}: the path ${why}` };
     if (!inScope(e.path, scope)) return { ok: false, error: `the patch touches ${e.path}, which is outside the unit's files (${scope.join(", ")})` };
     if ((e.newMode === SYMLINK || (e.oldMode === SYMLINK && e.status !== "D")) && !limits.allowSymlinks) {
       return { ok: false, error: `the patch makes ${e.path} a symbolic link, which is not allowed` };

@@ -1,6 +1,5 @@
 import type { Logger } from "pino";
 import type { FarmState } from "../core/farm-state.js";
-import type { TaskRecord } from "../store/projection.js";
 import { FarmError } from "../errors/farm-error.js";
 import type { Delivery, GitDelivery } from "../delivery/git-delivery.js";
 import { unapprovedChanges, waitingReason, type ForgeChannel, type HeldChange } from "../delivery/held-changes.js";

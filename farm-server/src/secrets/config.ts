@@ -15,7 +15,7 @@ export interface SecretsConfig {
   vaults: Record<string, VaultConfig>;
 }
 
-/** The server config's shape (shared/config.ts): provider settings are checked here, not there. */
+/** The server config's shape (shared/src/config.ts): provider settings are checked here, not there. */
 export interface RawSecretsConfig {
   vaults: Record<string, Record<string, unknown>>;
 }

@@ -21,7 +21,10 @@ export interface AgentLoopOptions {
   farm?: { url: string; token: string };
 }
 
-/** A review verdict as a JSON Schema the grammar can follow (line numbers as strings: see llm.md). */
+/**
+ * A review verdict as a JSON Schema the grammar can follow. Line numbers are bounded strings: a
+ * grammar lets numbers run wild (so does the edit format's, shared/src/edits.ts).
+ */
 const reviewJsonSchema = {
   type: "object",
   properties: {

@@ -4,8 +4,8 @@
  * all-or-nothing, so a half-good answer never leaves a half-edited worktree behind.
  */
 import { lstat, mkdir, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
-import { isAbsolute, join, relative, sep, win32 } from "node:path";
-import type { Edit, EditProposal } from "@optimus/shared";
+import { isAbsolute, join, relative, sep } from "node:path";
+import { repoPathProblem, type Edit, type EditProposal } from "@optimus/shared";
 
 // The format and its parser are a wire contract: they live in shared (re-exported for this folder's callers).
 export { EditProposalSchema, EditSchema, editProposalJsonSchema, parseEditProposal, type Edit, type EditProposal, type ParseResult } from "@optimus/shared";
@@ -70,14 +70,11 @@ function countOccurrences(text: string, search: string): number {
   return count;
 }
 
-/** Lexical checks, before touching the file system. Returns why the path is refused, or undefined. */
+/** Lexical checks (the farm's one path rule, and a file, not a folder), before touching the file system. Returns why the path is refused, or undefined. */
 function checkPath(p: string, scope: string[]): string | undefined {
-  if (p.includes("\0")) return "the path contains a NUL byte";
-  if (isAbsolute(p) || win32.isAbsolute(p)) return "the path must be relative to the repository, not absolute";
-  if (p.includes("\\")) return "the path must use '/' separators";
-  const segments = p.split("/");
-  if (segments.includes("..")) return "the path must not contain '..' segments";
-  if (segments.some((s) => s === "" || s === ".")) return "the path must be normalized (no empty or '.' segments, no trailing '/')";
+  const problem = repoPathProblem(p);
+  if (problem) return `the path ${problem}`;
+  if (p.endsWith("/")) return "the path names a folder (it ends in '/'); an edit writes one file";
   return checkPlace(p, scope);
 }
 

@@ -101,7 +101,7 @@ export class WorkerAgent {
         }
         return;
       } catch (err) {
-        if (isFinalError(err)) throw new Error(`the farm refused to register ${this.nodeId}: ${(err as Error).message}`);
+        if (isFinalError(err)) throw new Error(`the farm refused to register ${this.nodeId}: ${(err as Error).message}`, { cause: err });
         await sleep(Math.min(2_000, 100 * 2 ** i));
       }
     }

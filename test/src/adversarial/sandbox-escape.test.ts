@@ -17,7 +17,7 @@ import { runCheck } from "@optimus/farm-server/dist/sandbox/index.js";
 import { RepoMirror } from "@optimus/farm-server/dist/worker/repo-mirror.js";
 import { ServerConfig } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
+import { makeFixtureRepo, patchFor } from "../helpers/fixture.js";
 import { makeRepo } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";

@@ -27,6 +27,14 @@ async function handWorker(t: { after(fn: () => unknown): void }, url: string, to
   const leases: Lease[] = [];
   let sub = client.worker.leases.subscribe({ nodeId }, { onData: (env) => leases.push(env.data as Lease) });
   t.after(() => sub.unsubscribe());
+  // Heartbeats as a real worker sends them: on a loaded machine a submission (the farm reads the
+  // patch with git) can outlast a lease's time, and the attempt would be lost for that, not for the
+  // rule under test.
+  const beat = setInterval(() => {
+    const held = leases.map((l) => ({ taskId: l.taskId, unitId: l.unitId, attempt: l.attempt, leaseId: l.leaseId }));
+    client.worker.heartbeat.mutate({ nodeId, leases: held.slice(-100) }).catch(() => undefined);
+  }, 200);
+  t.after(() => clearInterval(beat));
   return {
     client, leases,
     /** reopens the lease stream (what a worker does after a reconnect: it is handed what it holds) */
@@ -46,7 +54,7 @@ test("one worker token with a codegen and a review node cannot approve its own c
   const coder = await handWorker(t, farm.url, mallory, "mallory-coder", "codegen");
   const reviewer = await handWorker(t, farm.url, mallory, "mallory-reviewer", "review");
 
-  // Made before the lease (the task's branch starts at main): this hand worker sends no heartbeats.
+  // Made before the lease (the task's branch starts at main), so the lease is not held while git works.
   const patch = patchFor(repo, "main", { "src/add.js": FIX });
   await client.tasks.create.mutate({ id: "fix-add", title: "Fix add", units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }] });
   const lease = await waitFor(() => coder.leases[0], "the codegen lease");

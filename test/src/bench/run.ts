@@ -25,7 +25,7 @@ import { ROOT } from "../helpers/paths.js";
 import { leaseLatency, type LatencyResult } from "./lease-latency.js";
 import { benchLlamaTokens, type LlamaBenchOptions, type LlamaBenchResult } from "./llama-tokens.js";
 import { sqliteBaseline, type BaselineResult } from "./sqlite-baseline.js";
-import { fmt, median, msSince, table, type Row } from "./stats.js";
+import { fmt, msSince, table, type Row } from "./stats.js";
 import { storeThroughputOnce, type StoreRunOptions, type StoreRunResult } from "./store-throughput.js";
 import { extensionRows, runExtensionBench, TREE } from "./extension-section.js";
 import { admissionRate, gatewayOverhead } from "./gateway-bench.js";

@@ -10,7 +10,7 @@ import { msSince, withTimeout } from "./stats.js";
 export interface StoreRunOptions {
   tasks: number;
   unitsPerTask: number;
-  /** fake workers attached to the dispatcher (the brief's setup: one) */
+  /** fake workers attached to the dispatcher (default one; `npm run bench` measures one and four) */
   workers?: number;
   /** maxConcurrentTasks of each fake worker (the schema allows at most 64) */
   capacity: number;

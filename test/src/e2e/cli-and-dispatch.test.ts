@@ -5,7 +5,7 @@ import { test } from "node:test";
 import Database from "better-sqlite3";
 import { parseManifestYaml } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
-import { httpClientFor, tokenFor } from "../helpers/clients.js";
+import { httpClientFor } from "../helpers/clients.js";
 import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { gitLog, makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
@@ -116,7 +116,7 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
   const st = await runCli(["status"], { cwd: repo, env: { OPTIMUS_FARM: "", OPTIMUS_TOKEN: "" } });
   assert.equal(st.code, 0, st.stderr);
   assert.match(st.stdout, /dag\s+completed/);
-  assert.match(st.stdout, /\n  b\s+completed\s+1\s+worker-02/);
+  assert.match(st.stdout, /\n {2}b\s+completed\s+1\s+worker-02/);
 
   // Health and metrics on the same port.
   const health = (await (await fetch(`${farm.url}/healthz`)).json()) as { ok: boolean };

@@ -44,7 +44,6 @@ test("killed mid-push and mid-merge, the farm restarts from its home and the ori
   t.after(() => farm.kill9());
   await farm.start();
   const admin = farm.adminToken;
-  const client = httpClientFor(farm.url, admin);
   const token = await tokenFor(farm.url, admin, "worker", "coders");
   const agents = await startWorkers(farm.url, token, [{ nodeId: "coder", role: "codegen", max: 1 }], newLedger(), async (lease) =>
     ({ outcome: "succeeded", summary: "notes", patch: await patchForAsync(cloneDirFor(url), (lease.context as { base: { branch: string } }).base.branch, { [`notes/${lease.taskId}.md`]: `notes of ${lease.taskId}\n` }) }));

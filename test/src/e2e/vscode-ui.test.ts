@@ -18,7 +18,7 @@ function packageExtension(): string {
   try {
     execFileSync("npm", ["run", "package", "-w", "extension"], { cwd: ROOT, stdio: "pipe" });
   } catch (err) {
-    throw new Error(`npm run package failed:\n${String((err as { stderr?: Buffer }).stderr ?? err).slice(-2_000)}`);
+    throw new Error(`npm run package failed:\n${String((err as { stderr?: Buffer }).stderr ?? err).slice(-2_000)}`, { cause: err });
   }
   const vsix = join(ROOT, "extension", "dist", "optimus.vsix");
   assert.ok(existsSync(vsix) && statSync(vsix).size > 10_000, "npm run package built a .vsix");

@@ -21,7 +21,7 @@ test("end to end: CLI task → codegen worker (scripted local model) fixes a fai
   const model = await startOpenAiStandin({
     script: Array.from({ length: 12 }, () => (req: StandinRequest) => {
       if (isReview(req)) {
-        assert.match(req.messages[1]!.content, /\+  return a \+ b;/);
+        assert.match(req.messages[1]!.content, /\+ {2}return a \+ b;/);
         return JSON.stringify({ verdict: "approve", risk: "low", summary: "adds now", comments: [] });
       }
       const failedBefore = req.messages.some((m) => m.role === "user" && m.content.startsWith("The check failed"));
@@ -57,7 +57,7 @@ test("end to end: CLI task → codegen worker (scripted local model) fixes a fai
   assert.match(notes, /\*\*merged\*\* into optimus\//);
   // The task's outcome is in its manifest (the farm's copy in its home; the copy that went with the
   // change says it was on its way), and the agent's transcript is kept for the editor.
-  assert.match(git(repo, "show", `main:.optimus/tasks/${taskId}/manifest.yaml`), /status:\n  state: merging\n/);
+  assert.match(git(repo, "show", `main:.optimus/tasks/${taskId}/manifest.yaml`), /status:\n {2}state: merging\n/);
   const manifestFile = join(filesDirFor(repo), ".optimus", "tasks", taskId, "manifest.yaml");
   const manifest = await waitFor(() => { const m = readFileSync(manifestFile, "utf8"); return m.includes("  merge:\n") ? m : null; }, "the outcome in the manifest");
   assert.doesNotMatch(manifest, /[&*]a1/, "plain YAML, no anchors");

@@ -53,11 +53,18 @@ function vocab(chatml: boolean, size: number): Vocab {
   const add = (t: string, score: number, type: number) => {
     if (seen.has(t)) return;
     seen.add(t);
-    v.tokens.push(t), v.scores.push(score), v.types.push(type);
+    v.tokens.push(t);
+    v.scores.push(score);
+    v.types.push(type);
   };
   // ids 0..2 are fixed by the metadata below (unknown/bos/eos ids)
-  add("<unk>", 0, UNKNOWN), add("<s>", 0, CONTROL), add("</s>", 0, CONTROL);
-  if (chatml) add("<|im_start|>", 0, CONTROL), add("<|im_end|>", 0, CONTROL); // llama.cpp treats <|im_end|> as end-of-turn
+  add("<unk>", 0, UNKNOWN);
+  add("<s>", 0, CONTROL);
+  add("</s>", 0, CONTROL);
+  if (chatml) {
+    add("<|im_start|>", 0, CONTROL);
+    add("<|im_end|>", 0, CONTROL); // llama.cpp treats <|im_end|> as end-of-turn
+  }
   // byte fallback: any UTF-8 byte not covered by a piece is encoded as <0xNN>
   for (let b = 0; b < 256; b++) add(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`, 0, BYTE);
   add("▁", -1, NORMAL);
@@ -72,12 +79,12 @@ function vocab(chatml: boolean, size: number): Vocab {
 class Out {
   parts: Buffer[] = [];
   size = 0;
-  push(b: Buffer) { this.parts.push(b), (this.size += b.length); }
+  push(b: Buffer) { this.parts.push(b); this.size += b.length; }
   u32(n: number) { const b = Buffer.alloc(4); b.writeUInt32LE(n); this.push(b); }
   i32(n: number) { const b = Buffer.alloc(4); b.writeInt32LE(n); this.push(b); }
   u64(n: number) { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(n)); this.push(b); }
   f32(n: number) { const b = Buffer.alloc(4); b.writeFloatLE(n); this.push(b); }
-  str(s: string) { const b = Buffer.from(s, "utf8"); this.u64(b.length), this.push(b); }
+  str(s: string) { const b = Buffer.from(s, "utf8"); this.u64(b.length); this.push(b); }
   pad() { const n = (ALIGN - (this.size % ALIGN)) % ALIGN; if (n) this.push(Buffer.alloc(n)); }
 }
 
@@ -93,9 +100,11 @@ function writeScalar(o: Out, t: T, v: number | boolean | string) {
 }
 
 function writeKv(o: Out, key: string, val: Value) {
-  o.str(key), o.u32(val.t);
+  o.str(key);
+  o.u32(val.t);
   if (val.t !== T.ARRAY) return writeScalar(o, val.t, val.v);
-  o.u32(val.of), o.u64(val.v.length);
+  o.u32(val.of);
+  o.u64(val.v.length);
   for (const x of val.v) writeScalar(o, val.of, x);
 }
 
@@ -154,7 +163,10 @@ export function writeTinyGguf(file: string, opts: TinyGgufOptions = {}): void {
   }
 
   const o = new Out();
-  o.push(Buffer.from("GGUF", "ascii")), o.u32(3), o.u64(tensors.length), o.u64(kv.length);
+  o.push(Buffer.from("GGUF", "ascii"));
+  o.u32(3);
+  o.u64(tensors.length);
+  o.u64(kv.length);
   for (const [k, v] of kv) writeKv(o, k, v);
 
   // tensor infos carry offsets relative to the (aligned) start of the data section
@@ -168,9 +180,11 @@ export function writeTinyGguf(file: string, opts: TinyGgufOptions = {}): void {
     const scale = 1.7 / Math.sqrt(t.dims[0]!);
     for (let i = 0; i < n; i++) f[i] = t.norm ? 1 : (rand() * 2 - 1) * scale * (t.name === "output.weight" ? 4 : 1);
     data.pad();
-    o.str(t.name), o.u32(t.dims.length);
+    o.str(t.name);
+    o.u32(t.dims.length);
     for (const d of t.dims) o.u64(d);
-    o.u32(GGML_F32), o.u64(data.size);
+    o.u32(GGML_F32);
+    o.u64(data.size);
     data.push(Buffer.from(f.buffer, f.byteOffset, f.byteLength)); // host order: every platform llama.cpp ships for is LE
   }
   o.pad();

@@ -136,6 +136,7 @@ export class GitHttpOrigin {
     const cgi = spawn("git", ["http-backend"], { env, stdio: ["pipe", "pipe", "pipe"] });
     cgi.stdin.on("error", () => undefined); // http-backend may exit before reading the whole body (its answer says why)
     cgi.stdin.end(body);
+    // eslint-disable-next-line no-useless-assignment -- lets a large push body be collected while git answers
     body = Buffer.alloc(0);
     const out: Buffer[] = [];
     for await (const c of cgi.stdout) out.push(c as Buffer);

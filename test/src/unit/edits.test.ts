@@ -65,8 +65,12 @@ for (const [path, why] of [
   [".git/config", /\.git/],
   ["src/.git/hooks/pre-commit", /\.git/],
   ["a/../../x", /'\.\.'/],
-  ["./src/a.ts", /normalized/],
-  ["src//a.ts", /normalized/],
+  ["./src/a.ts", /'\.' parts/],
+  ["src//a.ts", /empty or '\.' parts/],
+  ["src/", /names a folder/],
+  ["src/.GIT./hooks/pre-commit", /\.git/],
+  ["src/git~1/config", /\.git/],
+  ["src/a\u0000b", /control characters \(found U\+0000/],
   ["src\\a.ts", /'\/'/],
 ] as const) {
   test(`hostile path ${JSON.stringify(path)} is refused and nothing changes`, async () => {

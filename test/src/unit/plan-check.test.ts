@@ -5,22 +5,12 @@ import { test } from "node:test";
 import { PlanProposal } from "@optimus/shared";
 import { checkPlan } from "@optimus/farm-server/dist/planner/plan-check.js";
 import { FarmRepo } from "@optimus/farm-server/dist/git/farm-repo.js";
-import { git } from "../helpers/fixture.js";
-import { makeRepo } from "../helpers/repo.js";
+import { planRepoWith } from "../helpers/plan-repo.js";
 
 // Plan checks accept the commands the repository itself provides (issue 11, item 5): its
 // package.json dependencies' bins and its node_modules/.bin, and `npx <bin>` only for those.
 
-function repoWith(t: { after(fn: () => void): void }, files: Record<string, string>): FarmRepo {
-  const dir = makeRepo(t, "optimus-plan-check-");
-  for (const [p, c] of Object.entries(files)) {
-    mkdirSync(join(dir, p, ".."), { recursive: true });
-    writeFileSync(join(dir, p), c);
-  }
-  git(dir, "add", "-A");
-  git(dir, "commit", "-q", "-m", "files");
-  return new FarmRepo(dir, join(dir, "..", "unused-worktrees"));
-}
+const repoWith = (t: { after(fn: () => void): void }, files: Record<string, string>) => planRepoWith(t, files, "optimus-plan-check-");
 
 const planWith = (check: string) =>
   PlanProposal.parse({ units: [{ id: "u-x", goal: "g", files: ["src/x.ts"], check, dependsOn: [], complexity: "small" }], decision: { needed: false, title: "", context: "", decision: "", consequences: "" } });

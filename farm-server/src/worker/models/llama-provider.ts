@@ -107,7 +107,7 @@ export class LlamaProvider implements ModelProvider {
       // loaded in ~0.3 s; never a CUDA probe, a source download or a cmake build at run time.
       llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, logger });
     } catch (e) {
-      throw new Error(`node-llama-cpp has no usable prebuilt binary for ${process.platform}-${process.arch} (${errText(e)}): reinstall with \`npm ci\` so the optional @node-llama-cpp/* package is present`);
+      throw new Error(`node-llama-cpp has no usable prebuilt binary for ${process.platform}-${process.arch} (${errText(e)}): reinstall with \`npm ci\` so the optional @node-llama-cpp/* package is present`, { cause: e });
     }
     const threads = opts.threads ?? defaultLlamaThreads(llama.cpuMathCores);
     llama.maxThreads = threads; // the Llama-wide cap (default max(cores, 4)); the context's count is a hint under it
@@ -116,7 +116,7 @@ export class LlamaProvider implements ModelProvider {
       try {
         model = await llama.loadModel({ modelPath });
       } catch (e) {
-        throw new Error(`could not load the model at ${modelPath} (${captured[0] ?? errText(e)}): is it a complete GGUF file? ${pullHint}`);
+        throw new Error(`could not load the model at ${modelPath} (${captured[0] ?? errText(e)}): is it a complete GGUF file? ${pullHint}`, { cause: e });
       }
       const contextSize = opts.contextSize ?? Math.min(model.trainContextSize || DEFAULT_CONTEXT, DEFAULT_CONTEXT);
       const context = await model.createContext({ contextSize, threads, sequences: 1 }).catch((e: unknown) => {
@@ -277,7 +277,10 @@ function summarize(confs: number[]): Confidence {
   const real = confs.filter((c) => c < 1);
   if (real.length === 0) return { mean: 1, min: 1, tokens: 0 };
   let sum = 0, min = 1;
-  for (const c of real) (sum += c), (min = Math.min(min, c));
+  for (const c of real) {
+    sum += c;
+    min = Math.min(min, c);
+  }
   return { mean: sum / real.length, min, tokens: real.length };
 }
 

@@ -57,9 +57,9 @@ async function checkReachable(origin: string, timeoutMs: number, signal?: AbortS
     const res = await fetch(origin, { method: "HEAD", redirect: "manual", signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
     await res.body?.cancel();
   } catch (e) {
-    if (signal?.aborted) throw new Error("model download cancelled");
+    if (signal?.aborted) throw new Error("model download cancelled", { cause: e });
     const why = timeout.aborted ? `no answer in ${Math.round(timeoutMs / 1000)} s` : firstLine(e);
-    throw new Error(`cannot reach ${new URL(origin).host} (${why}): check the network connection or proxy, then retry`);
+    throw new Error(`cannot reach ${new URL(origin).host} (${why}): check the network connection or proxy, then retry`, { cause: e });
   }
 }
 
@@ -112,15 +112,19 @@ export async function pullModel(
         signal: ctl.signal,
         deleteTempFileOnCancel: false, // keep partial data so a retry resumes
         onProgress: ({ downloadedSize, totalSize }) => {
-          if (downloadedSize > lastBytes) (lastBytes = downloadedSize), arm(); // progress events also come while retrying
+          // progress events also come while retrying
+          if (downloadedSize > lastBytes) {
+            lastBytes = downloadedSize;
+            arm();
+          }
           onProgress?.({ downloadedBytes: downloadedSize, totalBytes: totalSize });
         },
       }),
     ]);
   } catch (e) {
-    if (signal?.aborted) throw new Error("model download cancelled");
+    if (signal?.aborted) throw new Error("model download cancelled", { cause: e });
     if (e instanceof Error && e.message.startsWith(`download of ${uri} stalled`)) throw e;
-    throw new Error(`could not download ${uri}: ${firstLine(e)}`);
+    throw new Error(`could not download ${uri}: ${firstLine(e)}`, { cause: e });
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);

@@ -68,7 +68,7 @@ export class OpenAiCompatibleProvider implements ModelProvider {
       const reason = opts.signal?.aborted ? "abort" : acc.finish === "length" ? "length" : "stop";
       return this.result(acc, reason, started);
     } catch (err) {
-      if (timedOut) throw new Error(`the model server at ${this.displayUrl()} did not finish within ${timeoutMs} ms`);
+      if (timedOut) throw new Error(`the model server at ${this.displayUrl()} did not finish within ${timeoutMs} ms`, { cause: err });
       if (opts.signal?.aborted) return this.result(acc, "abort", started);
       throw this.scrub(err);
     } finally {

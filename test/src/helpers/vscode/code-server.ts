@@ -8,7 +8,7 @@ import { sleep } from "../wait.js";
 export const CODE_SERVER_VERSION = "4.100.3";
 export const INSTALL_HINT = "run scripts/install-vscode-test-deps.sh (installs code-server and Chromium)";
 export const CHROMIUM = process.env.OPTIMUS_CHROMIUM || "/usr/bin/chromium";
-/** Chromium flags that work headless as root on these machines (see shared/notes/vscode-e2e.md). */
+/** Chromium flags that work headless as root in a container: no sandbox (Chromium's refuses root), no GPU, no QUIC, nothing fetched in the background. */
 export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 /** Settings that keep the workbench quiet and deterministic; written into each fresh user-data-dir. */

@@ -62,7 +62,7 @@ export async function runExtensionSuite(opts: ExtensionSuiteOptions): Promise<vo
     });
   } catch (err) {
     const tail = output.split("\n").filter((l) => l.trim() !== "").slice(-40).join("\n");
-    throw new Error(`extension suite ${opts.extensionTestsPath} failed in code-server: ${(err as Error).message}\n--- last output ---\n${tail}`);
+    throw new Error(`extension suite ${opts.extensionTestsPath} failed in code-server: ${(err as Error).message}\n--- last output ---\n${tail}`, { cause: err });
   } finally {
     for (const r of restore) r();
     profile.remove();
