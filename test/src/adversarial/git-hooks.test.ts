@@ -8,13 +8,12 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { pino } from "pino";
-import { startFarm, type Lease } from "@optimus/farm-server";
-import { ServerConfig } from "@optimus/shared";
+import type { Lease } from "@optimus/farm-server";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
 import { seenVersion } from "../helpers/decisions.js";
 import { waitFor } from "../helpers/wait.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
 const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
@@ -38,10 +37,7 @@ test("hooks and an fsmonitor planted in the farm's repository never run through 
   assert.match(readFileSync(marker, "utf8"), /pre-commit/, "plain git runs the planted hooks");
   rmSync(marker);
 
-  const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port: 0, heartbeatIntervalMs: 500 });
-  const farm = await startFarm({ repo, config, log: pino({ level: "silent" }) });
-  t.after(() => farm.close());
-  const admin = farm.startup.adminToken!.token;
+  const { server: farm, adminToken: admin } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } });
   const token = await tokenFor(farm.url, admin, "worker", "coder");
   const agents = await startWorkers(farm.url, token, [{ nodeId: "coder", role: "codegen", max: 1 }], newLedger(), async (_lease: Lease) => ({ outcome: "succeeded", summary: "fix", patch }));
   t.after(() => stopAll(agents));

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { errorCode } from "@optimus/farm-server";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 
 // Hostile input from a repository, an editor or a worker: each gets one clear error (a skipped
@@ -38,15 +38,8 @@ const commitAll = (repo: string) =>
   execFileSync("git", ["-c", "user.name=Test", "-c", "user.email=test@localhost", "add", "-A"], { cwd: repo }) &&
   execFileSync("git", ["-c", "user.name=Test", "-c", "user.email=test@localhost", "commit", "-q", "-m", "manifests"], { cwd: repo });
 
-async function startFarm(t: { after(fn: () => Promise<void> | void): void }, repo: string): Promise<FarmProcess> {
-  const farm = new FarmProcess(repo, await freePort());
-  await farm.start();
-  t.after(() => farm.stop());
-  return farm;
-}
-
-const taskIds = async (farm: FarmProcess) => (await httpClientFor(farm.url, farm.adminToken).tasks.list.query()).map((x) => x.taskId).sort();
-const alive = async (farm: FarmProcess) => assert.equal((await fetch(`${farm.url}/healthz`)).status, 200, "the farm is still up");
+const taskIds = async (farm: ProcessTestFarm) => (await httpClientFor(farm.url, farm.adminToken).tasks.list.query()).map((x) => x.taskId).sort();
+const alive = async (farm: ProcessTestFarm) => assert.equal((await fetch(`${farm.url}/healthz`)).status, 200, "the farm is still up");
 const count = (text: string, needle: string) => text.split(needle).length - 1;
 
 test("a committed alias-bomb manifest is skipped with one warning; the farm starts and imports the good one; task scan likewise", async (t) => {
@@ -55,7 +48,7 @@ test("a committed alias-bomb manifest is skipped with one warning; the farm star
   writeIn(repo, manifest("good"), GOOD("good one"));
   writeIn(repo, manifest("bomb"), ALIAS_BOMB);
   commitAll(repo);
-  const farm = await startFarm(t, repo);
+  const farm = await startTestFarm(t, { mode: "process", repo });
   assert.deepEqual(await taskIds(farm), ["good"]);
   assert.equal(count(farm.log, `skipped ${manifest("bomb")}`), 1, farm.log);
   assert.match(farm.log, /skipped \.optimus\/tasks\/bomb\/manifest\.yaml:\d+:\d+: .*alias/i);
@@ -94,7 +87,7 @@ test("oversized, unreadable and out-of-repository manifests are skipped one by o
     writeIn(repo, manifest("secret"), GOOD("secret"));
     chmodSync(join(repo, manifest("secret")), 0o000);
   }
-  const farm = await startFarm(t, repo);
+  const farm = await startTestFarm(t, { mode: "process", repo });
   assert.deepEqual(await taskIds(farm), ["good"]);
   const expect: Array<[string, RegExp]> = [
     ["huge", /larger than the limit of 256 KiB/],
@@ -114,7 +107,7 @@ test("oversized, unreadable and out-of-repository manifests are skipped one by o
 test("hostile input at the API, the CLI and in manifests: a clear error each, no state change, the farm alive", async (t) => {
   const repo = makeRepo(t);
   writeFarmConfig(repo);
-  const farm = await startFarm(t, repo);
+  const farm = await startTestFarm(t, { mode: "process", repo });
   const admin = httpClientFor(farm.url, farm.adminToken);
   const env = { OPTIMUS_FARM: farm.url };
   const cli = (...args: string[]) => runCli(args, { cwd: repo, env });

@@ -11,14 +11,13 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { pino } from "pino";
-import { startFarm, type Lease } from "@optimus/farm-server";
+import type { Lease } from "@optimus/farm-server";
 import { runCheck } from "@optimus/farm-server/dist/sandbox/index.js";
 import { RepoMirror } from "@optimus/farm-server/dist/worker/repo-mirror.js";
-import { ServerConfig } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { makeFixtureRepo, patchFor } from "../helpers/fixture.js";
 import { makeRepo } from "../helpers/repo.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
@@ -71,11 +70,8 @@ test("code run by the farm's evals cannot read the farm's state, secrets, HOME o
   t.after(() => rmSync(vault, { recursive: true, force: true }));
   const socket = await hostSocket(t);
   const state = stateDirFor(repo);
-  const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port: 0, heartbeatIntervalMs: 500 });
-  const farm = await startFarm({ repo, config, log: pino({ level: "silent" }) });
-  t.after(() => farm.close());
-  const admin = farm.startup.adminToken!.token;
-  writeFileSync(join(state, "admin.token"), admin + "\n", { mode: 0o600 }); // as `optimus farm up` does
+  const farm = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } }); // its admin token in the state, as `optimus farm up` writes it
+  const admin = farm.adminToken;
   const targets: Targets = {
     readFiles: { adminToken: join(state, "admin.token"), tokensDb: join(state, "tokens.db"), journal: join(state, "journal.db"), vault: join(vault, "anthropic", "key"), otherRepo: join(other, "secret.txt"), shadow: "/etc/shadow" },
     listDirs: { stateDir: state, home: process.env.HOME ?? "/root", repoRoot: repo },
@@ -128,10 +124,8 @@ test("code run by the farm's evals cannot read the farm's state, secrets, HOME o
 
 test("a unit check on a worker cannot read or write the worker's mirror, plant hooks its next fetch would run, or see its token", { timeout: 120_000 }, async (t) => {
   const repo = makeFixtureRepo(t);
-  const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port: 0 });
-  const farm = await startFarm({ repo, config, log: pino({ level: "silent" }) });
-  t.after(() => farm.close());
-  const token = await tokenFor(farm.url, farm.startup.adminToken!.token, "worker", "w1");
+  const farm = await startTestFarm(t, { repo });
+  const token = await tokenFor(farm.url, farm.adminToken, "worker", "w1");
   const workDir = mkdtempSync(join(tmpdir(), "optimus-worker-"));
   t.after(() => rmSync(workDir, { recursive: true, force: true }));
   const mirror = new RepoMirror(farm.url, token, workDir);

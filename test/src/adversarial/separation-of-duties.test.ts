@@ -12,12 +12,10 @@ import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
 import { seenVersion } from "../helpers/decisions.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
-import { farmOnRepo } from "../helpers/in-process-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 
 const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
 const APPROVE = { verdict: "approve" as const, risk: "low" as const, summary: "looks right", comments: [] };
-
-const farmOn = (t: { after(fn: () => unknown): void }, repo: string) => farmOnRepo(t, repo, { planner: { enabled: false } });
 
 /** A worker node driven by hand over the real API: register, watch its lease stream, submit. */
 async function handWorker(t: { after(fn: () => unknown): void }, url: string, token: string, nodeId: string, role: "codegen" | "review") {
@@ -49,7 +47,7 @@ async function handWorker(t: { after(fn: () => unknown): void }, url: string, to
 
 test("one worker token with a codegen and a review node cannot approve its own change: it is held for a person", async (t) => {
   const repo = makeFixtureRepo(t);
-  const { farm, admin, client } = await farmOn(t, repo);
+  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500, planner: { enabled: false } } });
   const mallory = await tokenFor(farm.url, admin, "worker", "mallory");
   const coder = await handWorker(t, farm.url, mallory, "mallory-coder", "codegen");
   const reviewer = await handWorker(t, farm.url, mallory, "mallory-reviewer", "review");
@@ -94,7 +92,7 @@ test("one worker token with a codegen and a review node cannot approve its own c
 
 test("a protected-path change: the admin token gets 403, an editor with the approver right merges it, and the journal names her", async (t) => {
   const repo = makeFixtureRepo(t);
-  const { farm, admin, client } = await farmOn(t, repo);
+  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500, planner: { enabled: false } } });
   // Separate tokens for writers and reviewers, as a fleet should have.
   const coderToken = await tokenFor(farm.url, admin, "worker", "coders");
   const reviewerToken = await tokenFor(farm.url, admin, "worker", "reviewers");

@@ -8,11 +8,11 @@ import { test } from "node:test";
 import { pino } from "pino";
 // `ws` comes with the farm server (Node 20 has no global WebSocket client).
 import WebSocket from "ws";
-import { createFarmClient, errorCode, startFarm, wsUrlOf, type Lease } from "@optimus/farm-server";
-import { ServerConfig, type FarmEvent, type ServerConfigInput } from "@optimus/shared";
+import { createFarmClient, errorCode, wsUrlOf, type Lease } from "@optimus/farm-server";
+import type { FarmEvent, ServerConfigInput } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { makeFixtureRepo } from "../helpers/fixture.js";
-import { startTestFarm } from "../helpers/in-process-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
@@ -22,9 +22,8 @@ const tokenIdOf = (token: string) => token.split("_")[1]!;
 async function farmWithLog(t: { after(fn: () => unknown): void }, repo: string, config: ServerConfigInput) {
   const lines: Array<Record<string, unknown>> = [];
   const sink = new Writable({ write(chunk, _e, cb) { for (const l of String(chunk).split("\n")) if (l.trim()) lines.push(JSON.parse(l)); cb(); } });
-  const farm = await startFarm({ repo, config: ServerConfig.parse({ port: 0, planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false }, ...config }), log: pino({ level: "info" }, sink) });
-  t.after(() => farm.close());
-  return { farm, lines, admin: farm.startup.adminToken!.token };
+  const farm = await startTestFarm(t, { repo, config: { planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false }, ...config }, log: pino({ level: "info" }, sink) });
+  return { farm, lines, admin: farm.adminToken };
 }
 
 /** A raw WebSocket (no tRPC client: it neither reconnects nor reads unless told to). */
@@ -70,7 +69,7 @@ test("revoking an editor token closes its open views.stream within a second", as
 
 test("a revoked worker's lease stream gets no new lease; its leased unit is re-leased to another worker", async (t) => {
   // Leases live 30 s here: only the revocation can end this one in time.
-  const farm = await startTestFarm(t, { heartbeatIntervalMs: 20_000, leaseTtlMs: 30_000 });
+  const farm = await startTestFarm(t, { config: { heartbeatIntervalMs: 20_000, leaseTtlMs: 30_000 } });
   const admin = httpClientFor(farm.url, farm.adminToken);
   const rogueToken = await tokenFor(farm.url, farm.adminToken, "worker", "rogue");
   const rogue = createFarmClient({ url: farm.url, token: rogueToken, transport: "ws" });
@@ -94,7 +93,7 @@ test("a revoked worker's lease stream gets no new lease; its leased unit is re-l
   await waitFor(() => ledger.accepted.length === 2, "the healthy worker to finish both units", 5_000);
   assert.deepEqual(rogueLeases.map((l) => `${l.taskId}/${l.unitId}#${l.attempt}`), ["first/u1#1"], "the revoked stream got nothing new");
   assert.deepEqual(ledger.started.map((s) => `${s.key}#${s.attempt}`).sort(), ["first/u1#2", "second/u2#1"]);
-  const events: FarmEvent[] = await farm.services.state.journal.readAfter(0, 10_000);
+  const events: FarmEvent[] = await farm.server.services.state.journal.readAfter(0, 10_000);
   const expired = events.filter((e) => e.type === "lease_expired");
   assert.equal(expired.length, 1, "the rogue lease ended once, journaled like an expired lease");
   assert.deepEqual([(expired[0]!.data as { worker: string }).worker, (expired[0]!.data as { unitId: string }).unitId], ["rogue-1", "u1"]);
@@ -146,7 +145,7 @@ test("the 21st subscription on one socket is refused; the 20 before it keep work
 });
 
 test("a WebSocket that never presents a valid token is closed after the limit", async (t) => {
-  const farm = await startTestFarm(t, { limits: { unauthenticatedSocketMs: 1_000 } });
+  const farm = await startTestFarm(t, { config: { limits: { unauthenticatedSocketMs: 1_000 } } });
   const editor = await tokenFor(farm.url, farm.adminToken, "editor", "ok");
   const started = Date.now();
   const silent = await rawSocket(farm.url);

@@ -2,11 +2,10 @@
 // (`optimus farm up` on a git repository, so every task's branch is cut), N real WorkerAgents over
 // WebSocket, tasks created over HTTP — in the two modes the queue baselines use (queue-baselines.ts):
 // one by one (each create awaited while the workers drain), and bulk (all created, then drained).
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { WorkerAgent } from "@optimus/farm-server";
-import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { tokenFor } from "../helpers/clients.js";
+import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
 import { makeRepo } from "../helpers/repo.js";
 import { percentile, withTimeout } from "./stats.js";
 
@@ -31,10 +30,7 @@ export interface ApiThroughputResult {
 
 async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): Promise<ApiThroughputResult> {
   const repo = makeRepo(undefined, "optimus-bench-api-");
-  // Like for like with a job queue: one unit per task, no review unit, no planner.
-  mkdirSync(join(repo, ".optimus"), { recursive: true });
-  writeFileSync(join(repo, ".optimus", "config.yaml"), "prloop:\n  reviewEveryCodegenUnit: false\nplanner:\n  enabled: false\nfiles:\n  commit: false\n");
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "2000"]);
+  let farm: ProcessTestFarm | undefined;
   const agents: WorkerAgent[] = [];
   const createdAt = new Map<string, number>();
   const startLatency: number[] = [];
@@ -42,13 +38,15 @@ async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): 
   let allDone!: () => void;
   const finished = new Promise<void>((r) => (allDone = r));
   try {
-    await farm.start();
-    const token = await tokenFor(farm.url, farm.adminToken, "worker", "bench");
-    const admin = httpClientFor(farm.url, farm.adminToken);
+    // Like for like with a job queue: one unit per task, no review unit, no planner.
+    farm = await startTestFarm(undefined, { mode: "process", repo, config: { prloop: { reviewEveryCodegenUnit: false }, planner: { enabled: false }, files: { commit: false } }, args: ["--heartbeat-ms", "2000"] });
+    const { url } = farm;
+    const token = await tokenFor(url, farm.adminToken, "worker", "bench");
+    const admin = farm.client;
     const startWorkers = () =>
       Promise.all(Array.from({ length: o.workers }, async (_, i) => {
         const agent = new WorkerAgent({
-          farmUrl: farm.url, token,
+          farmUrl: url, token,
           registration: { nodeId: `api-${i}`, role: "codegen", maxConcurrentTasks: 1, model: { primary: "bench" } },
           execute: async (lease) => {
             const at = createdAt.get(lease.taskId);
@@ -87,7 +85,7 @@ async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): 
     return { mode, ok: false, error: (err as Error).message, tasks: o.tasks, wallMs: NaN, unitsPerSec: NaN, startLatencyP50: NaN, startLatencyP99: NaN };
   } finally {
     await Promise.all(agents.map((a) => a.stop()));
-    await farm.stop();
+    await farm?.stop();
     rmSync(repo, { recursive: true, force: true });
   }
 }

@@ -9,16 +9,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { pino } from "pino";
-import { cloneDirFor, startFarm, type Lease } from "@optimus/farm-server";
-import { ServerConfig } from "@optimus/shared";
-import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { patchForAsync } from "../helpers/fixture.js";
 import { GitHttpOrigin } from "../helpers/git-http-origin.js";
 import { GitHubStandin } from "../helpers/github-standin.js";
 import { GITHUB } from "../helpers/team-fixture.js";
-import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
-import { deliverByHand, mergedOnce } from "./delivery-common.js";
+import { deliverByHand, deliveryFarm, mergedOnce } from "./delivery-common.js";
 import { median, msSince } from "./stats.js";
 
 const run = promisify(execFile);
@@ -45,19 +39,11 @@ export async function benchForgeDelivery(runs = 5): Promise<ForgeDeliveryBenchRe
   }).start();
   process.env.OPTIMUS_SECRET_BENCH_ORIGIN_AUTH = basic;
   process.env.OPTIMUS_SECRET_BENCH_GITHUB_TOKEN = GITHUB.FARM_TOKEN;
-  const config = ServerConfig.parse({
-    port: 0, heartbeatIntervalMs: 1_000, planner: { enabled: false }, sandbox: "auto",
-    prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "files", command: "test -f README.md", timeoutMs: 30_000 }] },
-    origin: { auth: "secrets-manager://env/bench origin/auth" }, secrets: { vaults: { env: { provider: "env", prefix: "OPTIMUS_SECRET_" } } },
+  const originUrl = origin.url("bench");
+  const { server: farm, client, stop } = await deliveryFarm(originUrl, {
     // Polling is the webhook's fallback; a long interval keeps it out of the measured path.
     forge: { kind: "github", repo: "acme/bench", token: "secrets-manager://env/bench github/token", baseUrl: gh.url, pollIntervalMs: 600_000 },
   });
-  const originUrl = origin.url("bench");
-  const farm = await startFarm({ repo: originUrl, config, log: pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
-  const admin = farm.startup.adminToken!.token;
-  const client = httpClientFor(farm.url, admin);
-  const agents = await startWorkers(farm.url, await tokenFor(farm.url, admin, "worker", "bench"), [{ nodeId: "bench-coder", role: "codegen", max: 1 }], newLedger(), async (lease: Lease) =>
-    ({ outcome: "succeeded", summary: "done", patch: await patchForAsync(cloneDirFor(originUrl), (lease.context as { base: { branch: string } }).base.branch, { [`notes/${lease.taskId}.md`]: "notes\n" }) }));
   const dir = mkdtempSync(join(tmpdir(), "optimus-bench-hand-"));
   const gitEnv = { ...process.env, GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: ${basic}` };
   const git = (...args: string[]) => run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd: dir, env: gitEnv });
@@ -91,8 +77,7 @@ export async function benchForgeDelivery(runs = 5): Promise<ForgeDeliveryBenchRe
     }
     gh.assertNoViolations();
   } finally {
-    await stopAll(agents);
-    await farm.close();
+    await stop();
     await gh.stop();
     await origin.close();
     rmSync(dir, { recursive: true, force: true });

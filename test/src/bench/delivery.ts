@@ -9,15 +9,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { pino } from "pino";
-import { cloneDirFor, startFarm, type Farm, type Lease } from "@optimus/farm-server";
-import { ServerConfig } from "@optimus/shared";
-import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { seenVersion } from "../helpers/decisions.js";
-import { patchForAsync } from "../helpers/fixture.js";
 import { GitHttpOrigin } from "../helpers/git-http-origin.js";
-import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
-import { deliverByHand, mergedOnce } from "./delivery-common.js";
+import { deliverByHand, deliveryFarm, mergedOnce } from "./delivery-common.js";
 import { median, msSince } from "./stats.js";
 
 const run = promisify(execFile);
@@ -33,16 +27,7 @@ const BASIC = `Basic ${Buffer.from("farm:pw").toString("base64")}`;
 /** One origin, one farm on it, `runs` tasks delivered and `runs` deliveries by hand. */
 async function measure(originUrl: string, runs: number, gitEnv: Record<string, string>): Promise<{ farmMs: number[]; byHandMs: number[] }> {
   process.env.OPTIMUS_SECRET_BENCH_ORIGIN_AUTH = BASIC;
-  const config = ServerConfig.parse({
-    port: 0, heartbeatIntervalMs: 1_000, planner: { enabled: false }, sandbox: "auto",
-    prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "files", command: "test -f README.md", timeoutMs: 30_000 }] },
-    origin: { auth: "secrets-manager://env/bench origin/auth" }, secrets: { vaults: { env: { provider: "env", prefix: "OPTIMUS_SECRET_" } } },
-  });
-  const farm: Farm = await startFarm({ repo: originUrl, config, log: pino({ level: "silent" }) });
-  const admin = farm.startup.adminToken!.token;
-  const client = httpClientFor(farm.url, admin);
-  const agents = await startWorkers(farm.url, await tokenFor(farm.url, admin, "worker", "bench"), [{ nodeId: "bench-coder", role: "codegen", max: 1 }], newLedger(), async (lease: Lease) =>
-    ({ outcome: "succeeded", summary: "done", patch: await patchForAsync(cloneDirFor(originUrl), (lease.context as { base: { branch: string } }).base.branch, { [`notes/${lease.taskId}.md`]: "notes\n" }) }));
+  const { server: farm, client, stop } = await deliveryFarm(originUrl);
   const dir = mkdtempSync(join(tmpdir(), "optimus-bench-hand-"));
   const git = (...args: string[]) => run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd: dir, env: { ...process.env, ...gitEnv } });
   await run("git", ["clone", "-q", originUrl, dir], { env: { ...process.env, ...gitEnv } });
@@ -63,8 +48,7 @@ async function measure(originUrl: string, runs: number, gitEnv: Record<string, s
       byHandMs.push(await deliverByHand(git, i));
     }
   } finally {
-    await stopAll(agents);
-    await farm.close();
+    await stop();
     rmSync(dir, { recursive: true, force: true });
   }
   return { farmMs, byHandMs };

@@ -14,9 +14,9 @@ import { Ledger } from "@optimus/farm-server/dist/store/ledger.js";
 import { RateLimits } from "@optimus/farm-server/dist/gateway/token-bucket.js";
 import { GatewayConfig, type FarmEvent } from "@optimus/shared";
 import { startAnthropicStandin } from "../helpers/anthropic-standin.js";
-import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
-import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
+import { tokenFor } from "../helpers/clients.js";
+import { makeRepo } from "../helpers/repo.js";
+import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
 import { waitFor } from "../helpers/wait.js";
 import { mean, percentile } from "./stats.js";
 
@@ -32,18 +32,22 @@ export async function gatewayOverhead(calls: number): Promise<GatewayOverhead> {
   writeFileSync(join(vault, "anthropic", "key"), standin.apiKey, { mode: 0o600 });
   chmodSync(vault, 0o700);
   const repo = makeRepo(undefined, "optimus-bench-gateway-");
-  writeFarmConfig(repo, [
-    "prloop: { reviewEveryCodegenUnit: false }", "planner: { enabled: false }",
-    `secrets: { vaults: { dev: { provider: file, dir: ${JSON.stringify(vault)} } } }`,
-    `gateway: { apiKey: "secrets-manager://dev/anthropic/key", baseUrl: ${JSON.stringify(standin.url)}, model: claude-sonnet-5-5, limits: { perWorker: { requestsPerMin: 100000, inputTokensPerMin: 100000000, outputTokensPerMin: 100000000 }, fleet: { requestsPerMin: 100000, inputTokensPerMin: 100000000, outputTokensPerMin: 100000000 } }, budgets: { perTaskUsd: 1000, perDayUsd: 1000 } }`,
-    "",
-  ].join("\n"));
-  const farm = new FarmProcess(repo, await freePort());
+  let farm: ProcessTestFarm | undefined;
   let agent: WorkerAgent | undefined;
   try {
-    await farm.start();
-    const admin = httpClientFor(farm.url, farm.adminToken);
-    const token = await tokenFor(farm.url, farm.adminToken, "worker", "bench");
+    const limit = { requestsPerMin: 100000, inputTokensPerMin: 100000000, outputTokensPerMin: 100000000 };
+    farm = await startTestFarm(undefined, {
+      mode: "process",
+      repo,
+      config: {
+        prloop: { reviewEveryCodegenUnit: false }, planner: { enabled: false },
+        secrets: { vaults: { dev: { provider: "file", dir: vault } } },
+        gateway: { apiKey: "secrets-manager://dev/anthropic/key", baseUrl: standin.url, model: "claude-sonnet-5-5", limits: { perWorker: limit, fleet: limit }, budgets: { perTaskUsd: 1000, perDayUsd: 1000 } },
+      },
+    });
+    const { url } = farm;
+    const admin = farm.client;
+    const token = await tokenFor(url, farm.adminToken, "worker", "bench");
     const messages = [{ role: "user" as const, content: "Say ok." }];
     const direct: number[] = [];
     const sdk = new Anthropic({ apiKey: standin.apiKey, baseURL: standin.url, maxRetries: 0 });
@@ -56,7 +60,7 @@ export async function gatewayOverhead(calls: number): Promise<GatewayOverhead> {
     let done!: () => void;
     const finished = new Promise<void>((r) => (done = r));
     agent = new WorkerAgent({
-      farmUrl: farm.url, token, registration: { nodeId: "bench", role: "codegen", maxConcurrentTasks: 1, model: { primary: "bench" } },
+      farmUrl: url, token, registration: { nodeId: "bench", role: "codegen", maxConcurrentTasks: 1, model: { primary: "bench" } },
       execute: async (_lease, ctx) => {
         for (let i = 0; i < calls + 10; i++) {
           const t0 = performance.now();
@@ -75,7 +79,7 @@ export async function gatewayOverhead(calls: number): Promise<GatewayOverhead> {
     return { ok: false, error: (err as Error).message, direct: dist([]), viaGateway: dist([]) };
   } finally {
     await agent?.stop();
-    await farm.stop();
+    await farm?.stop();
     await standin.close();
     rmSync(repo, { recursive: true, force: true });
     rmSync(vault, { recursive: true, force: true });

@@ -2,15 +2,14 @@
 // time to serving, resident memory, the editor's first views message and the stop — first with the
 // history hot (retention 365 days: how every farm behaved before finished tasks were archived),
 // then after the archiver moved every finished task out of the in-memory state (retention 0).
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
-import { ServerConfig, type FarmEvent, type UnitSpecInput } from "@optimus/shared";
-import { createFarmClient, journalPathOf, startFarm, stateDirOf, type Lease } from "@optimus/farm-server";
+import type { FarmEvent, ServerConfigInput, UnitSpecInput } from "@optimus/shared";
+import { createFarmClient, journalPathOf, type Lease } from "@optimus/farm-server";
 import { tokenFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
 import { makeRepo } from "../helpers/repo.js";
+import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { msSince, withTimeout } from "./stats.js";
 
@@ -23,19 +22,13 @@ const UNIT_GOAL = "Benchmark unit: do nothing useful, quickly. ".repeat(2).trim(
 /** a large history replays for a while before the banner; a slow start is a figure, not a failure */
 const START_TIMEOUT_MS = 600_000;
 
-/** Everything but the port (FarmProcess passes --port, which wins over the file). */
-const settings = (retentionMs: number, sweepEveryMs: number) => ({
+/** The farm's settings with a history retention (the test farm gives them to `farm up` as its config file). */
+const settings = (retentionMs: number, sweepEveryMs: number): ServerConfigInput => ({
   files: { mirror: false, commit: false, debounceMs: 0 },
   prloop: { reviewEveryCodegenUnit: false },
   planner: { enabled: false },
   history: { retentionMs, sweepEveryMs },
 });
-
-/** `farm up --repo` reads `<repo>/.optimus/config.yaml`; JSON flow mappings are YAML. */
-function writeConfig(repo: string, s: ReturnType<typeof settings>): void {
-  mkdirSync(join(repo, ".optimus"), { recursive: true });
-  writeFileSync(join(repo, ".optimus", "config.yaml"), Object.entries(s).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("\n") + "\n");
-}
 
 /** Resident memory of a process, from the kernel (not the heap: SQLite's cache and native memory count too). */
 function rssMB(pid: number): number {
@@ -55,7 +48,7 @@ function metric(text: string, name: string): number | undefined {
 }
 
 /** Bytes of the first `views.stream` message an editor gets (a fresh editor: no cursor). */
-async function firstViewsBytes(fp: FarmProcess): Promise<number> {
+async function firstViewsBytes(fp: ProcessTestFarm): Promise<number> {
   const token = await tokenFor(fp.url, fp.adminToken, "editor", "bench");
   const ws = createFarmClient({ url: fp.url, token, transport: "ws" });
   try {
@@ -81,21 +74,22 @@ const timed = async (f: () => Promise<void>): Promise<number> => {
 };
 
 /** RSS once the farm has been idle ~2 s after its start (the start's garbage collected or not, as an operator sees it). */
-async function idleRss(fp: FarmProcess): Promise<number> {
+async function idleRss(fp: ProcessTestFarm): Promise<number> {
   await sleep(2_000);
   return rssMB(fp.pid!);
 }
 
 /** Stops a farm (SIGTERM, waits for the exit); a stop that hit a deadline is said, since the figure is then a cap. */
-async function stopMs(fp: FarmProcess, log: (m: string) => void): Promise<number> {
+async function stopMs(fp: ProcessTestFarm, log: (m: string) => void): Promise<number> {
   const ms = await timed(() => fp.stop());
   if (/did not stop within/.test(fp.log)) log(`  the farm did not stop cleanly: ${fp.log.split("\n").filter((l) => /did not stop/.test(l)).join(" / ")}`);
   return ms;
 }
 
 /** A farm process's whole round: start, idle RSS, the first views message, stop. */
-async function figures(fp: FarmProcess, log: (m: string) => void): Promise<Figures> {
-  const startMs = await timed(() => fp.start(START_TIMEOUT_MS));
+async function figures(start: () => Promise<ProcessTestFarm>, log: (m: string) => void): Promise<Figures> {
+  let fp!: ProcessTestFarm;
+  const startMs = await timed(async () => void (fp = await start()));
   const rss = await idleRss(fp);
   const bytes = await firstViewsBytes(fp);
   const f = { startMs, rssMB: rss, firstViewsBytes: bytes, stopMs: await stopMs(fp, log) };
@@ -105,12 +99,9 @@ async function figures(fp: FarmProcess, log: (m: string) => void): Promise<Figur
 
 /** Drives `tasks` tasks of 10 units to completed through the in-process core, as store-throughput.ts does. */
 async function buildHistory(repo: string, tasks: number, log: (m: string) => void): Promise<void> {
-  const config = ServerConfig.parse({ port: 0, ...settings(365 * DAY, 60_000) });
-  const farm = await startFarm({ repo, config, log: pino({ level: "silent" }) });
-  const { state, tasks: cmds, leases, dispatcher } = farm.services;
-  // `farm up` writes the first admin token to this file; this farm issued it, so the processes
-  // that follow (which issue none: tokens exist) find it where FarmProcess looks.
-  writeFileSync(join(stateDirOf(repo, config), "admin.token"), farm.startup.adminToken!.token + "\n", { mode: 0o600 });
+  // Its first admin token goes where `farm up` writes it: the processes that follow issue none (tokens exist).
+  const farm = await startTestFarm(undefined, { repo, config: settings(365 * DAY, 60_000) });
+  const { state, tasks: cmds, leases, dispatcher } = farm.server.services;
   const total = tasks * UNITS_PER_TASK;
   let completed = 0;
   let lastProgress = Date.now();
@@ -143,12 +134,12 @@ async function buildHistory(repo: string, tasks: number, log: (m: string) => voi
     if (unfinished > 0) throw new Error(`${unfinished} of ${tasks} tasks are not completed after all their units completed`);
   } finally {
     detach();
-    await farm.close();
+    await farm.stop();
   }
 }
 
 const journalMB = (repo: string): string => {
-  const j = journalPathOf(repo, ServerConfig.parse({}));
+  const j = journalPathOf(repo, {});
   const size = (f: string) => (existsSync(f) ? statSync(f).size : 0);
   return ((size(j) + size(`${j}-wal`)) / 2 ** 20).toFixed(1);
 };
@@ -157,32 +148,29 @@ export async function benchHistory(units: number, log: (msg: string) => void): P
   const tasks = Math.ceil(units / UNITS_PER_TASK);
   const repo = makeRepo(undefined, "optimus-bench-history-");
   // The farm's home (journal, tokens, clone) for this repository: read by the in-process farm, by this
-  // process's FarmProcess (its admin token file) and, inherited and passed explicitly, by `farm up`.
+  // process's test farm (its admin token file) and, inherited and passed explicitly, by `farm up`.
   const home = mkdtempSync(join(tmpdir(), "optimus-bench-history-home-"));
   const prevHome = process.env.OPTIMUS_HOME;
   process.env.OPTIMUS_HOME = home;
   const env = { OPTIMUS_HOME: home };
-  const running: FarmProcess[] = [];
-  const proc = async () => {
-    const fp = new FarmProcess(repo, await freePort(), [], env);
+  const running: ProcessTestFarm[] = [];
+  const proc = (s: ServerConfigInput) => async () => {
+    const fp = await startTestFarm(undefined, { mode: "process", repo, config: s, env, startTimeoutMs: START_TIMEOUT_MS });
     running.push(fp);
     return fp;
   };
   try {
     log(`history bench: ${tasks} tasks × ${UNITS_PER_TASK} units`);
-    writeConfig(repo, settings(365 * DAY, 60_000));
     const buildMs = await timed(() => buildHistory(repo, tasks, log));
     log(`  built in ${buildMs.toFixed(0)} ms; journal ${journalMB(repo)} MB`);
 
     log("hot (retention 365 days):");
-    const hot = await figures(await proc(), log);
+    const hot = await figures(proc(settings(365 * DAY, 60_000)), log);
 
     // Retention 0: the archiver's sweep at start finds every task due and archives it in batches.
-    writeConfig(repo, settings(0, 1_000));
     log("archiving (retention 0):");
-    const fp = await proc();
     const t0 = process.hrtime.bigint();
-    await fp.start(START_TIMEOUT_MS);
+    const fp = await proc(settings(0, 1_000))();
     const startedMs = msSince(t0);
     await waitFor(async () => metric(await (await fetch(`${fp.url}/metrics`)).text(), "optimus_units") === 0, "every unit archived (optimus_units = 0)", 30 * 60_000, 100);
     const archiveMs = msSince(t0);
@@ -191,7 +179,7 @@ export async function benchHistory(units: number, log: (msg: string) => void): P
     log(`  start ${startedMs.toFixed(0)} ms, archived ${archiveMs.toFixed(0)} ms after spawn, RSS ${rss.toFixed(1)} MB, stop ${stop.toFixed(0)} ms; journal ${journalMB(repo)} MB`);
 
     log("restart with all history archived:");
-    const archived = await figures(await proc(), log);
+    const archived = await figures(proc(settings(0, 1_000)), log);
     return { units: tasks * UNITS_PER_TASK, tasks, buildMs, hot, archived, archiveMs };
   } finally {
     for (const fp of running) await fp.stop().catch(() => undefined);

@@ -2,8 +2,8 @@
 // (`optimus farm up`) and 50 real WorkerAgents (tRPC over WebSocket) in this process.
 import { rmSync } from "node:fs";
 import { WorkerAgent } from "@optimus/farm-server";
-import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { tokenFor } from "../helpers/clients.js";
+import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
 import { makeRepo } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
 import { mean, percentile, withTimeout } from "./stats.js";
@@ -66,7 +66,7 @@ interface Waiter {
 
 export async function leaseLatency(o: LatencyOptions): Promise<LatencyResult> {
   const repo = makeRepo(undefined, "optimus-bench-latency-");
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", String(o.heartbeatMs)]);
+  let farm: ProcessTestFarm | undefined;
   const agents: WorkerAgent[] = [];
   const toLease: number[] = [];
   const ack: number[] = [];
@@ -76,13 +76,14 @@ export async function leaseLatency(o: LatencyOptions): Promise<LatencyResult> {
   let before = "";
   let after = "";
   try {
-    await farm.start();
-    const workerToken = await tokenFor(farm.url, farm.adminToken, "worker", "bench-workers");
+    farm = await startTestFarm(undefined, { mode: "process", repo, args: ["--heartbeat-ms", String(o.heartbeatMs)] });
+    const { url } = farm;
+    const workerToken = await tokenFor(url, farm.adminToken, "worker", "bench-workers");
     const waiters = new Map<string, Waiter>(); // by unit goal, unique per sample (known before the create returns)
     const start = async (i: number) => {
       const nodeId = `bench-${i}`;
       const agent = new WorkerAgent({
-        farmUrl: farm.url,
+        farmUrl: url,
         token: workerToken,
         registration: { nodeId, role: "codegen", maxConcurrentTasks: 1, model: { primary: "bench" } },
         execute: async (lease) => {
@@ -99,9 +100,9 @@ export async function leaseLatency(o: LatencyOptions): Promise<LatencyResult> {
       await agent.start();
     };
     for (let i = 0; i < o.workers; i += 10) await Promise.all(Array.from({ length: Math.min(10, o.workers - i) }, (_, j) => start(i + j)));
-    await waitFor(async () => metric(await scrape(farm.url), "optimus_workers_connected") >= o.workers, `${o.workers} lease streams open`, 15_000, 50);
+    await waitFor(async () => metric(await scrape(url), "optimus_workers_connected") >= o.workers, `${o.workers} lease streams open`, 15_000, 50);
 
-    const admin = httpClientFor(farm.url, farm.adminToken);
+    const admin = farm.client;
     const one = async (i: number, record: boolean) => {
       const goal = `latency sample ${i}`;
       const w: Waiter = {};
@@ -119,16 +120,16 @@ export async function leaseLatency(o: LatencyOptions): Promise<LatencyResult> {
       used.add(l.nodeId);
     };
     for (let i = 0; i < o.warmup; i++) await one(i, false);
-    before = await scrape(farm.url);
+    before = await scrape(url);
     const end = performance.now() + o.budgetMs;
     for (let i = 0; i < o.samples && performance.now() < end; i++) await one(o.warmup + i, true);
-    after = await scrape(farm.url);
+    after = await scrape(url);
     if (toLease.length < o.samples) error = `time budget of ${o.budgetMs} ms ran out after ${toLease.length}/${o.samples} samples`;
   } catch (err) {
     error = (err as Error).message;
   } finally {
     await Promise.all(agents.map((a) => a.stop()));
-    await farm.stop();
+    await farm?.stop();
     rmSync(repo, { recursive: true, force: true });
   }
   const d = (name: string) => (after && before ? metric(after, name) - metric(before, name) : NaN);

@@ -6,9 +6,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
-import { startFarm } from "@optimus/farm-server";
-import { ServerConfig } from "@optimus/shared";
+import { startTestFarm, type InProcessTestFarm } from "../helpers/test-farm.js";
 import { median } from "./stats.js";
 
 export interface RestartBenchResult {
@@ -32,13 +30,14 @@ export async function benchRestart(tasks: number, restarts = 3): Promise<Restart
     }
     git("add", "-f", "-A");
     git("commit", "-q", "-m", "task manifests");
-    const config = ServerConfig.parse({ port: 0, planner: { enabled: false } });
+    let farm: InProcessTestFarm | undefined;
     const start = async () => {
       const t0 = performance.now();
-      const farm = await startFarm({ repo, config, log: pino({ level: "silent" }) });
+      if (farm) await farm.start();
+      else farm = await startTestFarm(undefined, { repo, config: { planner: { enabled: false } } });
       const ms = performance.now() - t0;
-      const read = farm.startup.imports.read;
-      await farm.close();
+      const read = farm.server.startup.imports.read;
+      await farm.stop();
       return { ms, read };
     };
     const first = await start();

@@ -1,10 +1,10 @@
 // Measure 1: units enqueued + leased + completed per second through the real farm core, in-process,
 // with the real durable journal (SQLite WAL, synchronous=FULL, group commit).
 import { rmSync } from "node:fs";
-import { pino } from "pino";
-import { ServerConfig, type FarmEvent, type UnitSpecInput } from "@optimus/shared";
-import { startFarm, type Farm, type Lease } from "@optimus/farm-server";
+import type { FarmEvent, UnitSpecInput } from "@optimus/shared";
+import type { Lease } from "@optimus/farm-server";
 import { makeRepo } from "../helpers/repo.js";
+import { startTestFarm, type InProcessTestFarm } from "../helpers/test-farm.js";
 import { msSince, withTimeout } from "./stats.js";
 
 export interface StoreRunOptions {
@@ -50,15 +50,17 @@ const UNIT_GOAL = "Benchmark unit: do nothing useful, quickly. ".repeat(2).trim(
 /** One run on a fresh repository and journal. */
 export async function storeThroughputOnce(o: StoreRunOptions): Promise<StoreRunResult> {
   const repo = makeRepo(undefined, "optimus-bench-store-");
-  const config = ServerConfig.parse({
-    port: 0,
-    files: { mirror: false, commit: false, debounceMs: 0 },
-    // The store is measured with exactly the units it is given (no automatic review units).
-    prloop: { reviewEveryCodegenUnit: false },
-    ...(o.snapshotEvery !== undefined ? { snapshotEvery: o.snapshotEvery } : {}),
+  const farm = await startTestFarm(undefined, {
+    repo,
+    config: {
+      files: { mirror: false, commit: false, debounceMs: 0 },
+      // The store is measured with exactly the units it is given (no automatic review units).
+      prloop: { reviewEveryCodegenUnit: false },
+      ...(o.snapshotEvery !== undefined ? { snapshotEvery: o.snapshotEvery } : {}),
+    },
   });
-  const farm = await startFarm({ repo, config, log: pino({ level: "silent" }) });
-  const { state, tasks, leases, dispatcher } = farm.services;
+  const config = farm.settings();
+  const { state, tasks, leases, dispatcher } = farm.server.services;
   const total = o.tasks * o.unitsPerTask;
 
   // Instrumentation (observers only; the farm's own behaviour is unchanged).
@@ -192,8 +194,8 @@ export async function storeThroughputOnce(o: StoreRunOptions): Promise<StoreRunR
 }
 
 /** Closes a farm; a farm whose flush pipeline is wedged never settles, so don't wait for it forever. */
-async function closeFarm(farm: Farm, healthy: boolean): Promise<void> {
-  await withTimeout(farm.close(), healthy ? 15_000 : 1_000, () => "farm.close()").catch(() => {
+async function closeFarm(farm: InProcessTestFarm, healthy: boolean): Promise<void> {
+  await withTimeout(farm.stop(), healthy ? 15_000 : 1_000, () => "farm.close()").catch(() => {
     // Wedged: the API server is closed by now; the journal is left to process exit.
   });
 }

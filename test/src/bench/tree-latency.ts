@@ -11,8 +11,8 @@ import { pathToFileURL } from "node:url";
 import { build } from "esbuild";
 import { createFarmClient } from "@optimus/farm-server";
 import { FarmViews, type FarmEvent, type UnitLiveView, type ViewsMessage } from "@optimus/shared";
-import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { tokenFor } from "../helpers/clients.js";
+import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
 import { ROOT } from "../helpers/paths.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
@@ -60,12 +60,13 @@ export async function treeLatency(o: TreeLatencyOptions): Promise<TreeLatencyRes
   const present = await loadPresentation();
   const repo = makeRepo(undefined, "optimus-bench-tree-");
   writeFarmConfig(repo);
-  const farm = new FarmProcess(repo, await freePort());
+  let farm: ProcessTestFarm | undefined;
   const closers: Array<() => void> = [];
   try {
-    await farm.start();
-    const admin = httpClientFor(farm.url, farm.adminToken);
-    const editorToken = await tokenFor(farm.url, farm.adminToken, "editor", "bench");
+    farm = await startTestFarm(undefined, { mode: "process", repo });
+    const { url } = farm;
+    const admin = farm.client;
+    const editorToken = await tokenFor(url, farm.adminToken, "editor", "bench");
     for (let t = 0; t < o.tasks; t++) {
       await admin.tasks.create.mutate({ id: `t${t}`, title: `Task ${t}`, units: Array.from({ length: o.unitsPerTask }, (_, i) => ({ id: `u${i}`, goal: `unit ${i}` })) });
     }
@@ -80,7 +81,7 @@ export async function treeLatency(o: TreeLatencyOptions): Promise<TreeLatencyRes
     let rawSeen = 0;
     for (let c = 0; c < o.clients; c++) {
       const views = new FarmViews();
-      const ws = createFarmClient({ url: farm.url, token: editorToken, transport: "ws" });
+      const ws = createFarmClient({ url: url, token: editorToken, transport: "ws" });
       const t0 = performance.now();
       const sub = ws.client.views.stream.subscribe({ lastEventId: null }, {
         onData: (env) => {
@@ -98,7 +99,7 @@ export async function treeLatency(o: TreeLatencyOptions): Promise<TreeLatencyRes
       closers.push(() => (sub.unsubscribe(), ws.close()));
     }
     for (let c = 0; c < o.clients; c++) {
-      const ws = createFarmClient({ url: farm.url, token: editorToken, transport: "ws" });
+      const ws = createFarmClient({ url: url, token: editorToken, transport: "ws" });
       let started = false;
       const sub = ws.client.events.stream.subscribe({}, {
         onData: (env) => {
@@ -129,7 +130,7 @@ export async function treeLatency(o: TreeLatencyOptions): Promise<TreeLatencyRes
     return { ok: false, error: (err as Error).message, units: o.tasks * o.unitsPerTask, clients: o.clients, tree: dist([]), rawEvents: dist([]), snapshotMs: NaN };
   } finally {
     for (const c of closers) c();
-    await farm.stop();
+    await farm?.stop();
     rmSync(repo, { recursive: true, force: true });
   }
 }

@@ -19,12 +19,9 @@ import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join, sep } from "node:path";
-import { pino } from "pino";
-import { startFarm } from "@optimus/farm-server";
 import { RepoMirror } from "@optimus/farm-server/dist/worker/repo-mirror.js";
 import { FarmRepo } from "@optimus/farm-server/dist/git/farm-repo.js";
-import { ServerConfig } from "@optimus/shared";
-import { httpClientFor } from "../helpers/clients.js";
+import { startTestFarm, type InProcessTestFarm } from "../helpers/test-farm.js";
 import { median } from "./stats.js";
 
 export interface WorktreeBenchOptions {
@@ -141,7 +138,7 @@ export async function benchWorktreePrep(opts: WorktreeBenchOptions = {}): Promis
   const repo = join(root, "repo");
   const workDir = join(root, "worker");
   mkdirSync(repo);
-  let farm: Awaited<ReturnType<typeof startFarm>> | undefined;
+  let farm: InProcessTestFarm | undefined;
   try {
     let t0 = performance.now();
     makeBigRepo(repo, files, folders);
@@ -149,10 +146,9 @@ export async function benchWorktreePrep(opts: WorktreeBenchOptions = {}): Promis
     const packBytes = Number(/size-pack: (\d+)/.exec(execFileSync("git", ["count-objects", "-v"], { cwd: repo }).toString())?.[1] ?? NaN) * 1024;
 
     t0 = performance.now();
-    farm = await startFarm({ repo, config: ServerConfig.parse({ port: 0, files: { mirror: false, commit: false, debounceMs: 0 } }), log: pino({ level: "silent" }) });
+    farm = await startTestFarm(undefined, { repo, config: { files: { mirror: false, commit: false, debounceMs: 0 } } });
     const farmStartMs = performance.now() - t0;
-    const adminToken = farm.startup.adminToken!.token;
-    const { token } = await httpClientFor(farm.url, adminToken).admin.createToken.mutate({ role: "worker", name: "bench" });
+    const { token } = await farm.client.admin.createToken.mutate({ role: "worker", name: "bench" });
     const mirror = new RepoMirror(farm.url, token, workDir);
     const [, initialSyncMs] = await timed(() => mirror.sync());
 
@@ -226,7 +222,7 @@ export async function benchWorktreePrep(opts: WorktreeBenchOptions = {}): Promis
       fs: fileSystemOf(root),
     };
   } finally {
-    await farm?.close();
+    await farm?.stop();
     rmSync(root, { recursive: true, force: true });
   }
 }

@@ -4,15 +4,13 @@ import { test } from "node:test";
 import Database from "better-sqlite3";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { makeRepo } from "../helpers/repo.js";
 import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 test("tampering with one journal entry makes `optimus audit verify` fail and name that entry", async (t) => {
   const repo = makeRepo(t);
-  const farm = new FarmProcess(repo, await freePort());
-  await farm.start();
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo });
   const env = { OPTIMUS_FARM: farm.url };
   for (const text of ["Add a cache", "Remove dead code", "Fix the flaky test"]) assert.equal((await runCli(["send", text], { cwd: repo, env })).code, 0);
   const ok = await runCli(["audit", "verify"], { cwd: repo });

@@ -6,7 +6,8 @@ import Database from "better-sqlite3";
 import { errorCode } from "@optimus/farm-server";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { freePort } from "../helpers/ports.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { makeRepo } from "../helpers/repo.js";
 import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
@@ -14,9 +15,7 @@ test("bad input gets one clear error and changes nothing", async (t) => {
   const repo = makeRepo(t);
   mkdirSync(join(repo, ".optimus"), { recursive: true });
   writeFileSync(join(repo, ".optimus", "config.yaml"), "maxBodyBytes: 65536\n");
-  const farm = new FarmProcess(repo, await freePort());
-  await farm.start();
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo });
   const env = { OPTIMUS_FARM: farm.url };
   const cli = (...args: string[]) => runCli(args, { cwd: repo, env });
   const write = (name: string, text: string) => {

@@ -8,10 +8,10 @@ import { join } from "node:path";
 import { test } from "node:test";
 import Database from "better-sqlite3";
 import { startAnthropicStandin } from "../helpers/anthropic-standin.js";
-import { freePort } from "../helpers/farm-process.js";
+import { freePort } from "../helpers/ports.js";
 import { git, makeFixtureRepo } from "../helpers/fixture.js";
 import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
-import { farmWithCliWorkers } from "../helpers/cli-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { keyVault } from "../helpers/key-vault.js";
 import { repoSlot, stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
@@ -132,7 +132,8 @@ test("canary secrets: units that try to print, commit, post and resolve their wa
   });
   t.after(() => local.close());
 
-  const { farm, workers, workDir, admin, untilMerged } = await farmWithCliWorkers(t, repo, local.url, { maxIterations: 2 });
+  const farm = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "1000"], workers: { model: local.url, maxIterations: 2 } });
+  const { workers, workDir, client: admin, untilMerged } = farm;
 
   // First the escalating unit (the key is used), then the attack on the fixed main, so its evals are green.
   await admin.tasks.create.mutate({ id: "fix", title: "Fix add", units: [{ id: "u1", goal: "Make add add", files: ["src/add.js"], check: "node test/add.test.js", complexity: "large" }] });

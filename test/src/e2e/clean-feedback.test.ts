@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { runCli } from "../helpers/cli.js";
-import { farmWithCliWorkers } from "../helpers/cli-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { makeFixtureRepo } from "../helpers/fixture.js";
 import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
 import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
@@ -22,7 +22,7 @@ test("a check's coloured failure reaches the model and the transcript as plain t
     }),
   });
   t.after(() => model.close());
-  const { env, untilMerged } = await farmWithCliWorkers(t, repo, model.url);
+  const { env, untilMerged } = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "1000"], workers: { model: model.url } });
   // The check colours its verdict and moves the cursor, as test runners do on a terminal.
   const check = "node test/add.test.js 2>/dev/null || { printf '\\033[1;31mFAILED\\033[0m \\033[2K\\033[1Gadd is wrong\\n'; exit 1; }";
   const taskId = (await runCli(["send", "Make add add", "--files", "src/add.js", "--check", check], { cwd: repo, env })).stdout.trim();

@@ -6,7 +6,7 @@ import Database from "better-sqlite3";
 import { parseManifestYaml } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { gitLog, makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
@@ -15,9 +15,7 @@ import { filesDirFor, stateDirFor } from "@optimus/farm-server/dist/home/farm-ho
 test("a task sent from the CLI is journaled, written as a manifest, committed, and leased by role, capacity and dependency", async (t) => {
   const repo = makeRepo(t);
   writeFarmConfig(repo);
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "300"]);
-  await farm.start();
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "300"] });
   const env = { OPTIMUS_FARM: farm.url };
 
   // 1. `optimus send` from the repository: the CLI finds the local farm's admin token by itself.

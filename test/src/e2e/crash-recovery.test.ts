@@ -5,7 +5,7 @@ import Database from "better-sqlite3";
 import { isTerminal } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
@@ -17,9 +17,7 @@ const MIN_KILLS = 20;
 test(`kill -9 of the farm at random points (≥${MIN_KILLS} times) loses no unit and completes none twice`, { timeout: 600_000 }, async (t) => {
   const repo = makeRepo(t);
   writeFarmConfig(repo);
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "400", "--max-attempts", "50"]);
-  await farm.start();
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "400", "--max-attempts", "50"] });
   const workerToken = await tokenFor(farm.url, farm.adminToken, "worker", "chaos-pool");
   const ledger = newLedger();
   // 10 workers: 7 codegen and 3 review, two slots each.

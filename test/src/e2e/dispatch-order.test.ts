@@ -3,12 +3,12 @@ import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { cloneDirFor } from "@optimus/farm-server";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { startTestFarm } from "../helpers/in-process-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
 test("higher priority runs first, and work spreads to the least-busy worker", async (t) => {
-  const farm = await startTestFarm(t, { heartbeatIntervalMs: 1000 });
+  const farm = await startTestFarm(t, { config: { heartbeatIntervalMs: 1000 } });
   const admin = httpClientFor(farm.url, farm.adminToken);
   const token = await tokenFor(farm.url, farm.adminToken, "worker", "pool");
   // Queue first, then connect: the order the single slot is filled in is the priority order.
@@ -37,7 +37,7 @@ test("higher priority runs first, and work spreads to the least-busy worker", as
   for (const s of ledger2.started) perWorker.set(s.worker, (perWorker.get(s.worker) ?? 0) + 1);
   assert.deepEqual([...perWorker.values()], [2, 2, 2], JSON.stringify([...perWorker]));
   // In the journal's order, the first three leases went to three different workers (least busy first).
-  const leased = (await farm.services.state.journal.readAfter(0, 10_000))
+  const leased = (await farm.server.services.state.journal.readAfter(0, 10_000))
     .filter((e) => e.type === "unit_leased" && (e.data as { taskId: string }).taskId === "spread")
     .map((e) => (e.data as { worker: string }).worker);
   assert.equal(new Set(leased.slice(0, 3)).size, 3, leased.join(","));

@@ -4,7 +4,7 @@ import { startAnthropicStandin } from "../helpers/anthropic-standin.js";
 import { runCli } from "../helpers/cli.js";
 import { git, makeFixtureRepo } from "../helpers/fixture.js";
 import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
-import { farmWithCliWorkers } from "../helpers/cli-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { keyVault } from "../helpers/key-vault.js";
 
 const isReview = (r: StandinRequest) => r.messages[0]!.content.startsWith("You review");
@@ -28,7 +28,7 @@ test("end to end: the local model fails twice, the worker escalates through the 
   });
   t.after(() => local.close());
 
-  const { env, admin, untilMerged } = await farmWithCliWorkers(t, repo, local.url, { maxIterations: 2 });
+  const { env, client: admin, untilMerged } = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "1000"], workers: { model: local.url, maxIterations: 2 } });
 
   const sent = await runCli(["send", "Make add return the sum of its arguments", "--files", "src/add.js", "--check", "node test/add.test.js"], { cwd: repo, env });
   assert.equal(sent.code, 0, sent.stderr);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { tokenFor } from "../helpers/clients.js";
 import { makeFixtureRepo, patchFor } from "../helpers/fixture.js";
-import { farmOnRepo } from "../helpers/in-process-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
@@ -17,9 +17,13 @@ async function gauge(url: string, name: string): Promise<number> {
 test("evaluations of different tasks run side by side, never more than the configured eval slots; the rest wait their turn", { timeout: 240_000 }, async (t) => {
   const repo = makeFixtureRepo(t);
   // Each evaluation takes a second and a half: long enough to see them overlap on a busy machine.
-  const { farm, admin, client } = await farmOnRepo(t, repo, {
-    prloop: { reviewEveryCodegenUnit: false, evalSlots: 2, eval: [{ name: "slow", command: "sleep 1.5", timeoutMs: 60_000 }] },
-    planner: { enabled: false },
+  const { server: farm, adminToken: admin, client } = await startTestFarm(t, {
+    repo,
+    config: {
+      heartbeatIntervalMs: 500,
+      prloop: { reviewEveryCodegenUnit: false, evalSlots: 2, eval: [{ name: "slow", command: "sleep 1.5", timeoutMs: 60_000 }] },
+      planner: { enabled: false },
+    },
   });
   const token = await tokenFor(farm.url, admin, "worker", "pool");
   const agents = await startWorkers(farm.url, token, [1, 2, 3].map((i) => ({ nodeId: `coder-${i}`, role: "codegen" as const, max: 2 })), newLedger(), async (lease) => {

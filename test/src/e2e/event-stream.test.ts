@@ -5,16 +5,14 @@ import Database from "better-sqlite3";
 import { createFarmClient } from "@optimus/farm-server";
 import type { FarmEvent } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { makeRepo } from "../helpers/repo.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
 test("the event stream resumes across reconnects and farm restarts with no gap and no duplicate", async (t) => {
   const repo = makeRepo(t);
-  const farm = new FarmProcess(repo, await freePort());
-  await farm.start();
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo });
   const editorToken = await tokenFor(farm.url, farm.adminToken, "editor", "alice");
   const received: FarmEvent[] = [];
   const states: string[] = [];
@@ -54,9 +52,7 @@ test("the event stream resumes across reconnects and farm restarts with no gap a
 
 test("a subscription can start from a given event id and can follow one task", async (t) => {
   const repo = makeRepo(t);
-  const farm = new FarmProcess(repo, await freePort());
-  await farm.start();
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo });
   const c = httpClientFor(farm.url, farm.adminToken);
   const a = await c.tasks.create.mutate({ id: "aaa", title: "a" });
   await c.tasks.create.mutate({ id: "bbb", title: "b" });

@@ -9,12 +9,10 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { test } from "node:test";
 import { pino } from "pino";
-import { startFarm } from "@optimus/farm-server";
 import { repoSlot, stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
-import { ServerConfig } from "@optimus/shared";
 import { httpClientFor } from "../helpers/clients.js";
 import { runCli } from "../helpers/cli.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 
 test("`farm up --home`: the state is in the home (0700), none in the repository; the CLI in the checkout finds the farm", { timeout: 60_000 }, async (t) => {
@@ -23,9 +21,7 @@ test("`farm up --home`: the state is in the home (0700), none in the repository;
   const home = mkdtempSync(join(tmpdir(), "optimus-home-"));
   t.after(() => rmSync(home, { recursive: true, force: true }));
   // --home alone chooses it (the run's OPTIMUS_HOME is cleared for this farm).
-  const farm = new FarmProcess(repo, await freePort(), ["--home", home], { OPTIMUS_HOME: "" });
-  await farm.start();
-  t.after(() => farm.stop());
+  await startTestFarm(t, { mode: "process", repo, args: ["--home", home], env: { OPTIMUS_HOME: "" } });
   const state = stateDirFor(repo, undefined, home);
   assert.ok(existsSync(join(state, "journal.db")), `the journal is in ${state}`);
   assert.ok(existsSync(join(state, "admin.token")));
@@ -43,18 +39,17 @@ test("`farm up --home`: the state is in the home (0700), none in the repository;
 test("a farm that finds its state in the repository (.optimus/state) moves it into the home once, says so, and carries on", { timeout: 60_000 }, async (t) => {
   const repo = makeRepo(t);
   const legacy = join(repo, ".optimus", "state");
-  const base = { port: 0, prloop: { reviewEveryCodegenUnit: false }, planner: { enabled: false } };
+  const base = { prloop: { reviewEveryCodegenUnit: false }, planner: { enabled: false } };
   // A farm of before the home: its state folder inside the repository.
-  const old = await startFarm({ repo, config: ServerConfig.parse({ ...base, stateDir: legacy }), log: pino({ level: "silent" }) });
-  await httpClientFor(old.url, old.startup.adminToken!.token).tasks.create.mutate({ id: "kept", title: "Kept across the move", units: [{ id: "u1", goal: "stay" }] });
-  const admin = old.startup.adminToken!.token;
-  await old.close();
+  const old = await startTestFarm(t, { repo, config: { ...base, stateDir: legacy } });
+  await old.client.tasks.create.mutate({ id: "kept", title: "Kept across the move", units: [{ id: "u1", goal: "stay" }] });
+  const admin = old.adminToken;
+  await old.stop();
   assert.ok(existsSync(join(legacy, "journal.db")));
 
   const lines: string[] = [];
   const sink = new Writable({ write: (chunk: Buffer, _e, cb) => { lines.push(chunk.toString()); cb(); } });
-  const farm = await startFarm({ repo, config: ServerConfig.parse(base), log: pino({ level: "warn" }, sink) });
-  t.after(() => farm.close());
+  const farm = (await startTestFarm(t, { repo, config: base, log: pino({ level: "warn" }, sink) })).server;
   assert.match(lines.join(""), /moved the farm's state out of the repository: .*\.optimus\/state → .*\/repos\/.*\/state/);
   assert.equal(existsSync(legacy), false, "the old folder is gone");
   assert.ok(existsSync(join(stateDirFor(repo), "journal.db")));

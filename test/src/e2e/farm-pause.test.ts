@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { makeRepo } from "../helpers/repo.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
@@ -9,9 +9,7 @@ import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 test("a farm paused past the lease time (SIGSTOP) does not take their leases from healthy workers when it resumes", { timeout: 120_000 }, async (t) => {
   const repo = makeRepo(t);
   // Leases of 600 ms (heartbeats every 400 ms); the farm is then stopped for 2.5 s.
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "400"]);
-  await farm.start();
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "400"] });
   const admin = httpClientFor(farm.url, farm.adminToken);
   const token = await tokenFor(farm.url, farm.adminToken, "worker", "w");
   let release!: () => void;

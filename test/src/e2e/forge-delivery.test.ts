@@ -1,5 +1,5 @@
 /**
- * Delivery through a forge (issue 10, item 5), end to end with real parts: the farm (startFarm) with
+ * Delivery through a forge (issue 10, item 5), end to end with real parts: the farm (in process) with
  * scripted workers, its origin served by git's own smart HTTP (the farm pushes there), and the GitHub
  * stand-in reading that same repository — every request and response validated against GitHub's
  * OpenAPI description, driven by the farm's real @octokit/rest. The team's CI is a GitHub App that
@@ -12,9 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { Octokit } from "@octokit/rest";
-import { pino } from "pino";
-import { cloneDirFor, startFarm, type Farm } from "@optimus/farm-server";
-import { ServerConfig, type FarmEvent, type ReviewVerdict, type TaskView } from "@optimus/shared";
+import { cloneDirFor, type Farm } from "@optimus/farm-server";
+import type { FarmEvent, ReviewVerdict, TaskView } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { patchFor } from "../helpers/fixture.js";
@@ -23,6 +22,7 @@ import { GitHubStandin } from "../helpers/github-standin.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 import { FIX, GITHUB, teamFiles } from "../helpers/team-fixture.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 
 const FARM_PASS = "farm-push-secret-0001";
 const { FARM_TOKEN, CI_TOKEN, ALICE_TOKEN, MALLORY_TOKEN, HOOK_SECRET, CI_APP } = GITHUB;
@@ -80,21 +80,21 @@ async function world(t: { after(fn: () => unknown): void }, script: Script = {})
     mkdirSync(join(vault, item), { recursive: true, mode: 0o700 });
     writeFileSync(join(vault, item, field), value, { mode: 0o600 });
   }
-  const config = ServerConfig.parse({
-    port: 0, heartbeatIntervalMs: 500, planner: { enabled: false },
-    prloop: { reviewEveryCodegenUnit: true, eval: [{ name: "tests", command: "node test/add.test.js", timeoutMs: 30_000 }] },
-    origin: { auth: "secrets-manager://dev/origin/auth" }, secrets: { vaults: { dev: { provider: "file", dir: vault } } },
-    forge: { kind: "github", repo: "acme/widgets", token: "secrets-manager://dev/github/token", baseUrl: gh.url, webhookSecret: "secrets-manager://dev/github/webhook", pollIntervalMs: 1000, maxRetryAfterMs: 5000 },
-  });
   const url = origin.url("widgets");
-  const farm = await startFarm({ repo: url, config, log: pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
-  cleanups.push(() => farm.close());
+  const { server: farm, adminToken: admin } = await startTestFarm({ after: (fn) => void cleanups.push(fn) }, {
+    repo: url,
+    config: {
+      heartbeatIntervalMs: 500, planner: { enabled: false },
+      prloop: { reviewEveryCodegenUnit: true, eval: [{ name: "tests", command: "node test/add.test.js", timeoutMs: 30_000 }] },
+      origin: { auth: "secrets-manager://dev/origin/auth" }, secrets: { vaults: { dev: { provider: "file", dir: vault } } },
+      forge: { kind: "github", repo: "acme/widgets", token: "secrets-manager://dev/github/token", baseUrl: gh.url, webhookSecret: "secrets-manager://dev/github/webhook", pollIntervalMs: 1000, maxRetryAfterMs: 5000 },
+    },
+  });
   const journal: FarmEvent[] = [];
   farm.services.state.on("committed", (events: FarmEvent[]) => void journal.push(...events));
   // The hook sends what the farm acts on (a failing check arrives as check_run and check_suite; the
   // suite's payload carries the farm's commit author, validated as an email by GitHub's description).
   gh.addWebhook(`${farm.url}/forge/webhook`, HOOK_SECRET, ["pull_request", "pull_request_review", "pull_request_review_comment", "check_run", "check_suite"]);
-  const admin = farm.startup.adminToken!.token;
 
   const leases: World["leases"] = [];
   const coder = await tokenFor(farm.url, admin, "worker", "coders");

@@ -6,7 +6,7 @@ import { WorkerAgent } from "@optimus/farm-server";
 import type { EscalationAnswer } from "@optimus/shared";
 import { startAnthropicStandin } from "../helpers/anthropic-standin.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { keyVault } from "../helpers/key-vault.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { sleep, waitFor } from "../helpers/wait.js";
@@ -31,9 +31,7 @@ test("1,000 concurrent escalations from 50 workers, farm killed with SIGKILL mid
     `gateway: { apiKey: "secrets-manager://dev/anthropic/key", baseUrl: ${JSON.stringify(frontier.url)}, prices: ${JSON.stringify(PRICES)}, budgets: ${JSON.stringify(BUDGET)}, limits: { perWorker: { requestsPerMin: 10000, inputTokensPerMin: 10000000, outputTokensPerMin: 10000000 }, fleet: { requestsPerMin: 100000, inputTokensPerMin: 100000000, outputTokensPerMin: 100000000 } } }`,
     "",
   ].join("\n"));
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "1000"]);
-  await farm.start();
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "1000"] });
   const adminToken = farm.adminToken;
   const admin = httpClientFor(farm.url, adminToken);
   const workerToken = await tokenFor(farm.url, adminToken, "worker", "pool");

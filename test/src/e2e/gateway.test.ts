@@ -5,7 +5,7 @@ import { errorCode, type Lease, type LeaseContext } from "@optimus/farm-server";
 import type { EscalationAnswer, FarmEvent, ServerConfigInput } from "@optimus/shared";
 import { startAnthropicStandin, type AnthropicStandin } from "../helpers/anthropic-standin.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { startTestFarm } from "../helpers/in-process-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
@@ -21,14 +21,16 @@ async function gatewayFarm(t: { after(fn: () => unknown): void }, standin: Anthr
   process.env[`${varName}_ANTHROPIC_KEY`] = standin.apiKey;
   t.after(() => delete process.env[`${varName}_ANTHROPIC_KEY`]);
   const farm = await startTestFarm(t, {
-    heartbeatIntervalMs: 500,
-    secrets: { vaults: { dev: { provider: "env", prefix: `${varName}_` } } },
-    gateway: {
-      apiKey: "secrets-manager://dev/anthropic/key", baseUrl: standin.url, model: "claude-sonnet-5-5", prices: PRICES,
-      retry: { maxAttempts: 4, maxRetryAfterMs: 400, overloadBaseMs: 20 },
-      ...(extra.gateway ?? {}),
+    config: {
+      heartbeatIntervalMs: 500,
+      secrets: { vaults: { dev: { provider: "env", prefix: `${varName}_` } } },
+      gateway: {
+        apiKey: "secrets-manager://dev/anthropic/key", baseUrl: standin.url, model: "claude-sonnet-5-5", prices: PRICES,
+        retry: { maxAttempts: 4, maxRetryAfterMs: 400, overloadBaseMs: 20 },
+        ...(extra.gateway ?? {}),
+      },
+      ...(extra.gate ? { gate: extra.gate } : {}),
     },
-    ...(extra.gate ? { gate: extra.gate } : {}),
   });
   const admin = httpClientFor(farm.url, farm.adminToken);
   const workerToken = await tokenFor(farm.url, farm.adminToken, "worker", "w");
@@ -41,7 +43,7 @@ async function gatewayFarm(t: { after(fn: () => unknown): void }, standin: Anthr
     await stopAll(agents);
   });
   const leaseOn = async (unitId: string) => waitFor(() => held.get(unitId), `a lease on ${unitId}`);
-  const events = async (): Promise<FarmEvent[]> => farm.services.state.journal.readAfter(0, 1_000_000);
+  const events = async (): Promise<FarmEvent[]> => farm.server.services.state.journal.readAfter(0, 1_000_000);
   return { farm, admin, leaseOn, events };
 }
 

@@ -3,22 +3,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { pino } from "pino";
-import { createFarmClient, startFarm, type Farm } from "@optimus/farm-server";
-import { FarmViews, ServerConfig, type ServerConfigInput, type ViewsMessage } from "@optimus/shared";
+import { createFarmClient } from "@optimus/farm-server";
+import { FarmViews, type ServerConfigInput, type ViewsMessage } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
-/** A farm on a folder without git (a unit is done when its worker says so). */
-async function farmIn(dir: string, config: ServerConfigInput): Promise<Farm> {
-  return startFarm({
-    repo: dir,
-    config: ServerConfig.parse({ port: 0, heartbeatIntervalMs: 500, planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false }, files: { mirror: false }, ...config }),
-    log: pino({ level: "silent" }),
-  });
-}
+/** Settings of a farm on a folder without git (a unit is done when its worker says so). */
+const FOLDER: ServerConfigInput = { heartbeatIntervalMs: 500, planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false }, files: { mirror: false } };
 
 async function firstViews(url: string, token: string): Promise<Extract<ViewsMessage, { kind: "snapshot" }>> {
   const ws = createFarmClient({ url, token, transport: "ws" });
@@ -38,9 +32,8 @@ test("a finished task leaves the farm's live state after its retention; task sho
   const dir = mkdtempSync(join(tmpdir(), "optimus-archive-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const history = { retentionMs: 1_500, sweepEveryMs: 100 };
-  let farm = await farmIn(dir, { history });
-  const admin = farm.startup.adminToken!.token;
-  t.after(() => farm.close());
+  const farm = await startTestFarm(t, { repo: dir, config: { ...FOLDER, history } });
+  const admin = farm.adminToken;
   const client = httpClientFor(farm.url, admin);
 
   await client.tasks.create.mutate({ id: "done-task", title: "Done soon", units: [{ id: "u1", goal: "one" }, { id: "u2", goal: "two", dependsOn: ["u1"] }] });
@@ -53,11 +46,11 @@ test("a finished task leaves the farm's live state after its retention; task sho
   await waitFor(async () => (await client.tasks.get.query({ taskId: "done-task" })).task.state === "completed", "the task completes");
   // Within its retention it is live: listed, and in the projection.
   assert.ok((await client.tasks.list.query()).some((x) => x.taskId === "done-task"));
-  assert.ok(farm.services.state.projection.tasks.has("done-task"));
+  assert.ok(farm.server.services.state.projection.tasks.has("done-task"));
 
-  await waitFor(() => !farm.services.state.projection.tasks.has("done-task"), "the finished task leaves the live state", 10_000);
-  assert.ok(!farm.services.state.projection.units.has("done-task/u1"), "its units leave with it");
-  assert.ok(farm.services.state.projection.tasks.has("waiting"), "live work stays");
+  await waitFor(() => !farm.server.services.state.projection.tasks.has("done-task"), "the finished task leaves the live state", 10_000);
+  assert.ok(!farm.server.services.state.projection.units.has("done-task/u1"), "its units leave with it");
+  assert.ok(farm.server.services.state.projection.tasks.has("waiting"), "live work stays");
   assert.deepEqual((await client.tasks.list.query()).map((x) => x.taskId), ["waiting"]);
 
   // `task show`, as a person types it.
@@ -89,11 +82,11 @@ test("a finished task leaves the farm's live state after its retention; task sho
 
   // A restart starts from the snapshot, which holds live work only; the archive still answers.
   await stopAll(agents);
-  await farm.close();
-  farm = await farmIn(dir, { history });
-  const snapshot = (await farm.services.state.journal.loadSnapshot())?.state as { tasks: Array<{ taskId: string }> } | undefined;
+  await farm.stop();
+  await farm.start();
+  const snapshot = (await farm.server.services.state.journal.loadSnapshot())?.state as { tasks: Array<{ taskId: string }> } | undefined;
   assert.deepEqual(snapshot?.tasks.map((x) => x.taskId), ["waiting"], "the snapshot holds the hot state");
-  assert.ok(!farm.services.state.projection.tasks.has("done-task"));
+  assert.ok(!farm.server.services.state.projection.tasks.has("done-task"));
   const again = await runCli(["task", "show", "done-task"], { cwd: dir, env: { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: admin } });
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stdout, /^done-task\s+completed/m);
@@ -102,9 +95,8 @@ test("a finished task leaves the farm's live state after its retention; task sho
 test("older tasks page through live and archived history alike: each finished task once, newest first", { timeout: 120_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "optimus-archive-pages-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const farm = await farmIn(dir, {});
-  t.after(() => farm.close());
-  const { state, tasks } = farm.services;
+  const farm = await startTestFarm(t, { repo: dir, config: FOLDER });
+  const { state, tasks } = farm.server.services;
   const id = (i: number) => `t-${String(i).padStart(3, "0")}`;
   for (let i = 0; i < 120; i++) {
     await tasks.create({ id: id(i), title: `Task ${i}`, units: [{ id: "a", goal: "a" }, { id: "b", goal: "b" }], source: "api" }, "test");
@@ -116,7 +108,7 @@ test("older tasks page through live and archived history alike: each finished ta
   await state.commit(archived, "farm");
   assert.equal(state.projection.tasks.size, 80);
 
-  const editor = await tokenFor(farm.url, farm.startup.adminToken!.token, "editor", "ed");
+  const editor = await tokenFor(farm.url, farm.adminToken, "editor", "ed");
   const snap = await firstViews(farm.url, editor);
   assert.deepEqual(snap.tasks.map((x) => x.taskId), Array.from({ length: 50 }, (_, k) => id(70 + k)), "the 50 newest, archived or not");
   assert.equal(snap.history?.more, 70);

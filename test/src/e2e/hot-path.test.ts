@@ -13,7 +13,7 @@ import { test } from "node:test";
 import { cloneDirFor, type Lease } from "@optimus/farm-server";
 import { tokenFor } from "../helpers/clients.js";
 import { patchForAsync } from "../helpers/fixture.js";
-import { farmOnRepo } from "../helpers/in-process-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { makeRepo } from "../helpers/repo.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
@@ -38,7 +38,7 @@ function blockableGit(t: { after(fn: () => unknown): void }): { realGit: string;
 test("creating a task does not wait for git: recorded and answered while git is blocked, leased on its branch once git returns", { timeout: 60_000 }, async (t) => {
   const repo = makeRepo(t);
   const git = blockableGit(t);
-  const { farm, admin, client } = await farmOnRepo(t, repo, { planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false } });
+  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500, planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false } } });
   const leases: Lease[] = [];
   const agents = await startWorkers(farm.url, await tokenFor(farm.url, admin, "worker", "coders"), [{ nodeId: "coder", role: "codegen", max: 1 }], newLedger(), async (lease) => {
     leases.push(lease);
@@ -74,7 +74,7 @@ test("creating a task does not wait for git: recorded and answered while git is 
 
 test("a target branch the origin does not have is refused at once, with its name; nothing is recorded", { timeout: 60_000 }, async (t) => {
   const repo = makeRepo(t);
-  const { farm, client } = await farmOnRepo(t, repo, { planner: { enabled: false } });
+  const { server: farm, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500, planner: { enabled: false } } });
   await assert.rejects(client.tasks.create.mutate({ id: "t-nowhere", title: "x", targetBranch: "release/9", units: [{ id: "u1", goal: "x" }] }), /the target branch 'release\/9' does not exist on the origin/);
   await assert.rejects(client.tasks.get.query({ taskId: "t-nowhere" }), /not found/);
   // A branch pushed to the origin after the farm's last fetch: found (the farm fetches once for it).

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { createFarmClient, errorCode, type Lease } from "@optimus/farm-server";
 import type { FarmEvent } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { startTestFarm } from "../helpers/in-process-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
@@ -21,7 +21,7 @@ async function manualWorker(url: string, token: string, nodeId: string) {
 
 test("a worker that stops heartbeating loses its lease within two heartbeat intervals; its late submission is rejected and recorded", async (t) => {
   const H = 400;
-  const farm = await startTestFarm(t, { heartbeatIntervalMs: H });
+  const farm = await startTestFarm(t, { config: { heartbeatIntervalMs: H } });
   const admin = httpClientFor(farm.url, farm.adminToken);
   const token = await tokenFor(farm.url, farm.adminToken, "worker", "pool");
   const silent = await manualWorker(farm.url, token, "silent-1");
@@ -51,7 +51,7 @@ test("a worker that stops heartbeating loses its lease within two heartbeat inte
   assert.match((late as Error).message, /^lease lost: silent-1 no longer holds unit job\/u1 attempt 1: that lease expired; the unit is now completed at attempt 2$/);
   const hb2 = await silent.client.worker.heartbeat.mutate({ nodeId: "silent-1", leases: [ref] });
   assert.equal(hb2.lost.length, 1);
-  const events = await journal(farm);
+  const events = await journal(farm.server);
   const rejected = events.filter((e) => e.type === "report_rejected");
   assert.equal(rejected.length, 1);
   assert.deepEqual([rejected[0]!.actor, (rejected[0]!.data as { worker: string }).worker], ["worker:silent-1", "silent-1"]);
@@ -62,7 +62,7 @@ test("a worker that stops heartbeating loses its lease within two heartbeat inte
 });
 
 test("failures retry with exponential backoff, dead-letter after the last attempt, and a human can retry", async (t) => {
-  const farm = await startTestFarm(t, { heartbeatIntervalMs: 1000, maxAttempts: 3, retryBackoff: { baseMs: 150, maxMs: 5000 } });
+  const farm = await startTestFarm(t, { config: { heartbeatIntervalMs: 1000, maxAttempts: 3, retryBackoff: { baseMs: 150, maxMs: 5000 } } });
   const admin = httpClientFor(farm.url, farm.adminToken);
   const token = await tokenFor(farm.url, farm.adminToken, "worker", "pool");
   let failUntil = 3;
@@ -80,7 +80,7 @@ test("failures retry with exponential backoff, dead-letter after the last attemp
   assert.equal((await admin.tasks.get.query({ taskId: "flaky" })).task.state, "failed");
   assert.equal((await admin.units.get.query({ taskId: "flaky", unitId: "u2" })).state, "planned", "its dependent waits");
 
-  const events = await journal(farm);
+  const events = await journal(farm.server);
   const fails = events.filter((e) => e.type === "unit_failed").map((e) => e.data as { next: string; notBefore?: number; attempt: number });
   const leases = events.filter((e) => e.type === "unit_leased");
   assert.deepEqual(fails.map((f) => f.next), ["retry", "retry", "dead"]);
@@ -94,12 +94,12 @@ test("failures retry with exponential backoff, dead-letter after the last attemp
   await assert.rejects(admin.units.retry.mutate({ taskId: "flaky", unitId: "u2" }), /cannot retry unit flaky\/u2: it is planned, where retry does not apply$/);
   await admin.units.retry.mutate({ taskId: "flaky", unitId: "u1" });
   await waitFor(async () => (await admin.tasks.get.query({ taskId: "flaky" })).task.state === "completed", "the retried task to complete");
-  const retried = (await journal(farm)).find((e) => e.type === "unit_retried")!;
+  const retried = (await journal(farm.server)).find((e) => e.type === "unit_retried")!;
   assert.equal(retried.actor, "admin:admin");
 });
 
 test("cancelling a task ends its units and tells the worker holding a lease to stop", async (t) => {
-  const farm = await startTestFarm(t, { heartbeatIntervalMs: 200 });
+  const farm = await startTestFarm(t, { config: { heartbeatIntervalMs: 200 } });
   const admin = httpClientFor(farm.url, farm.adminToken);
   const token = await tokenFor(farm.url, farm.adminToken, "worker", "pool");
   let aborted = false;

@@ -21,9 +21,9 @@ import { errorCode, type FarmClient } from "@optimus/farm-server";
 import { UnitAction, UnitState, type UnitLiveView } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { makeFixtureRepo, patchFor } from "../helpers/fixture.js";
-import { farmOnRepo } from "../helpers/in-process-farm.js";
 import { ROOT } from "../helpers/paths.js";
 import { writeFarmConfig } from "../helpers/repo.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
@@ -57,11 +57,12 @@ test("every state × action: the tree offers exactly what the farm accepts, and 
   const vaultVar = `OPTIMUS_TEST_SECRET_${randomBytes(4).toString("hex").toUpperCase()}`;
   process.env[`${vaultVar}_ANTHROPIC_KEY`] = "sk-ant-never-used";
   t.after(() => delete process.env[`${vaultVar}_ANTHROPIC_KEY`]);
-  const { farm, admin } = await farmOnRepo(t, repo, {
+  const { server: farm, adminToken: admin } = await startTestFarm(t, { repo, config: {
+    heartbeatIntervalMs: 500,
     maxAttempts: 1,
     secrets: { vaults: { dev: { provider: "env", prefix: `${vaultVar}_` } } },
     gateway: { apiKey: "secrets-manager://dev/anthropic/key", baseUrl: "http://127.0.0.1:9" },
-  });
+  } });
   // A person whose token may approve anything (protected paths too), so the tree hides nothing from them.
   const person: FarmClient = httpClientFor(farm.url, (await httpClientFor(farm.url, admin).admin.createToken.mutate({ role: "editor", name: "walker", approver: true })).token);
 

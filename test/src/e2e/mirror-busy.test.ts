@@ -8,19 +8,15 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { pino } from "pino";
-import { startFarm } from "@optimus/farm-server";
 import { RepoMirror } from "@optimus/farm-server/dist/worker/repo-mirror.js";
-import { ServerConfig } from "@optimus/shared";
 import { tokenFor } from "../helpers/clients.js";
 import { makeFixtureRepo } from "../helpers/fixture.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 
 test("eight workers fetching at once from a farm with one git slot and no queue: every fetch succeeds after waiting", { timeout: 120_000 }, async (t) => {
   const repo = makeFixtureRepo(t);
-  const config = ServerConfig.parse({ port: 0, limits: { maxGitProcesses: 1, maxGitQueue: 0 } });
-  const farm = await startFarm({ repo, config, log: pino({ level: "silent" }) });
-  t.after(() => farm.close());
-  const token = await tokenFor(farm.url, farm.startup.adminToken!.token, "worker", "w");
+  const farm = await startTestFarm(t, { repo, config: { limits: { maxGitProcesses: 1, maxGitQueue: 0 } } });
+  const token = await tokenFor(farm.url, farm.adminToken, "worker", "w");
   const dirs = Array.from({ length: 8 }, () => mkdtempSync(join(tmpdir(), "optimus-mirror-")));
   t.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
   // Control: plain fetches at once, without the mirror's waits, meet 503s (so the waits are real).

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { git, makeFixtureRepo } from "../helpers/fixture.js";
 import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
 import { CliProcess } from "../helpers/processes.js";
@@ -23,9 +23,7 @@ async function setup(t: { after(fn: () => unknown): void }, evalCommand: string,
   writeFarmConfig(repo, `prloop:\n  eval:\n    - { name: tests, command: "${evalCommand}", timeoutMs: 60000 }\n`);
   const model = await startOpenAiStandin({ script: Array.from({ length: 20 }, () => reply), chunkDelayMs });
   t.after(() => model.close());
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "500"]);
-  await farm.start();
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "500"] });
   const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
   // Coders and reviewers hold different tokens: a review counts only from another token than the author's.
   const tokens: Record<string, string> = {};

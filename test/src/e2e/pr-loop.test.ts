@@ -9,7 +9,7 @@ import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { git, makeFixtureRepo, patchFor } from "../helpers/fixture.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
-import { farmOnRepo } from "../helpers/in-process-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 
 const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
 type Ctx = { base?: { branch: string }; feedback?: string[]; notes?: string; review?: { unitId: string; patch: string; evals: Array<{ name: string; exitCode: number | null }> } };
@@ -27,11 +27,9 @@ function patchWith(repo: string, change: (dir: string) => void): string {
   }
 }
 
-const farmOn = (t: { after(fn: () => unknown): void }, repo: string) => farmOnRepo(t, repo);
-
 test("a green, approved, low-risk change merges on its own; a protected path waits for `optimus approve`", async (t) => {
   const repo = makeFixtureRepo(t);
-  const { farm, admin, client } = await farmOn(t, repo);
+  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } });
   const token = await tokenFor(farm.url, admin, "worker", "pool");
   // A review counts only from another token than the author's: reviewers have their own.
   const reviewerToken = await tokenFor(farm.url, admin, "worker", "reviewers");
@@ -93,7 +91,7 @@ test("a green, approved, low-risk change merges on its own; a protected path wai
 
 test("request changes: the comment reaches the next attempt; failing evals send the output back", async (t) => {
   const repo = makeFixtureRepo(t);
-  const { farm, admin, client } = await farmOn(t, repo);
+  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } });
   const token = await tokenFor(farm.url, admin, "worker", "pool");
   const reviewerToken = await tokenFor(farm.url, admin, "worker", "reviewers");
   const attempts: Ctx[] = [];
@@ -137,7 +135,7 @@ test("request changes: the comment reaches the next attempt; failing evals send 
 
 test("hostile or broken patches are refused with a clear error and change nothing", async (t) => {
   const repo = makeFixtureRepo(t);
-  const { farm, admin, client } = await farmOn(t, repo);
+  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } });
   const token = await tokenFor(farm.url, admin, "worker", "pool");
   await client.tasks.create.mutate({ id: "fix-add", title: "Fix add", units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }] });
   // Made before the lease is taken: this worker sends no heartbeats, so its lease must not wait on them.

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { makeRepo } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
@@ -27,9 +27,7 @@ test("with the journal deleted, a restart rebuilds the same tasks and units from
   const repo = makeRepo(t);
   mkdirSync(join(repo, ".optimus"), { recursive: true });
   writeFileSync(join(repo, ".optimus", "config.yaml"), "retryBackoff: { baseMs: 20, maxMs: 100 }\nmaxAttempts: 2\nheartbeatIntervalMs: 300\nprloop: { reviewEveryCodegenUnit: false }\nplanner: { enabled: false }\n");
-  const farm = new FarmProcess(repo, await freePort());
-  await farm.start();
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo });
   const admin = httpClientFor(farm.url, farm.adminToken);
 
   // Only a codegen worker runs, so review units stay ready and what depends on them stays planned.

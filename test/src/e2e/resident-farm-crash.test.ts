@@ -12,7 +12,7 @@ import { test } from "node:test";
 import { cloneDirFor } from "@optimus/farm-server";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { seenVersion } from "../helpers/decisions.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { patchForAsync } from "../helpers/fixture.js";
 import { GitHttpOrigin } from "../helpers/git-http-origin.js";
 import { waitFor } from "../helpers/wait.js";
@@ -32,17 +32,17 @@ test("killed mid-push and mid-merge, the farm restarts from its home and the ori
   mkdirSync(join(dir, "vault", "origin"), { recursive: true, mode: 0o700 });
   writeFileSync(join(dir, "vault", "origin", "auth"), BASIC, { mode: 0o600 });
   chmodSync(join(dir, "vault"), 0o700);
-  const config = join(dir, "farm.yaml");
-  writeFileSync(config, [
-    "planner: { enabled: false }",
-    "prloop: { reviewEveryCodegenUnit: false, eval: [{ name: files, command: \"test -f README.md\", timeoutMs: 30000 }] }",
-    "origin: { auth: secrets-manager://dev/origin/auth }",
-    `secrets: { vaults: { dev: { provider: file, dir: ${JSON.stringify(join(dir, "vault"))} } } }`,
-    "heartbeatIntervalMs: 500",
-  ].join("\n") + "\n");
-  const farm = new FarmProcess(url, await freePort(), ["--config", config]);
-  t.after(() => farm.kill9());
-  await farm.start();
+  const farm = await startTestFarm(t, {
+    mode: "process",
+    repo: url,
+    config: {
+      planner: { enabled: false },
+      prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "files", command: "test -f README.md", timeoutMs: 30_000 }] },
+      origin: { auth: "secrets-manager://dev/origin/auth" },
+      secrets: { vaults: { dev: { provider: "file", dir: join(dir, "vault") } } },
+      heartbeatIntervalMs: 500,
+    },
+  });
   const admin = farm.adminToken;
   const token = await tokenFor(farm.url, admin, "worker", "coders");
   const agents = await startWorkers(farm.url, token, [{ nodeId: "coder", role: "codegen", max: 1 }], newLedger(), async (lease) =>

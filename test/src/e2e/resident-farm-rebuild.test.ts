@@ -6,13 +6,12 @@
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { test } from "node:test";
-import { pino } from "pino";
-import { cloneDirFor, repoSlot, startFarm, type Farm } from "@optimus/farm-server";
-import { ServerConfig } from "@optimus/shared";
+import { cloneDirFor, repoSlot } from "@optimus/farm-server";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { seenVersion } from "../helpers/decisions.js";
 import { patchForAsync } from "../helpers/fixture.js";
 import { GitHttpOrigin } from "../helpers/git-http-origin.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
@@ -22,18 +21,15 @@ test("with the farm's home deleted, a restart rebuilds merged and running tasks 
   t.after(() => origin.close());
   origin.create("team", { "README.md": "# team\n" });
   const url = origin.url("team");
-  const config = ServerConfig.parse({
-    port: 0, heartbeatIntervalMs: 500, planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "files", command: "test -f README.md", timeoutMs: 30_000 }] },
-    origin: { auth: "secrets-manager://env/ORIGIN_AUTH/value" }, secrets: { vaults: { env: { provider: "env" } } },
-  });
   process.env.OPTIMUS_SECRET_ORIGIN_AUTH_VALUE = `Basic ${Buffer.from("farm:pw").toString("base64")}`;
-  const start = async (): Promise<Farm> => {
-    const f = await startFarm({ repo: url, config, log: pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
-    t.after(() => f.close());
-    return f;
-  };
-  let farm = await start();
-  let admin = farm.startup.adminToken!.token;
+  const farm = await startTestFarm(t, {
+    repo: url,
+    config: {
+      heartbeatIntervalMs: 500, planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "files", command: "test -f README.md", timeoutMs: 30_000 }] },
+      origin: { auth: "secrets-manager://env/ORIGIN_AUTH/value" }, secrets: { vaults: { env: { provider: "env" } } },
+    },
+  });
+  let admin = farm.adminToken;
   let client = httpClientFor(farm.url, admin);
   const agents = await startWorkers(farm.url, await tokenFor(farm.url, admin, "worker", "coders"), [{ nodeId: "coder", role: "codegen", max: 1 }], newLedger(), async (lease) =>
     ({ outcome: "succeeded", summary: "done", patch: await patchForAsync(cloneDirFor(url), (lease.context as { base: { branch: string } }).base.branch, { [`${lease.taskId}/${lease.unitId}.md`]: `${lease.unitId}\n` }) }));
@@ -49,13 +45,13 @@ test("with the farm's home deleted, a restart rebuilds merged and running tasks 
   await approveWhenHeld("half", "u1");
   await waitFor(async () => (await client.units.get.query({ taskId: "half", unitId: "u2" })).state === "awaiting_approval", "half/u2 held", 60_000);
   await stopAll(agents);
-  await farm.close();
+  await farm.stop();
 
   // The whole home of this repository goes: journal, tokens, files, the farm's clone.
   rmSync(repoSlot(url), { recursive: true, force: true });
-  farm = await start();
-  assert.deepEqual(farm.startup.imports.restored.sort(), ["done", "half"]);
-  admin = farm.startup.adminToken!.token;
+  await farm.start();
+  assert.deepEqual(farm.server.startup.imports.restored.sort(), ["done", "half"]);
+  admin = farm.adminToken; // a new one: the tokens went with the home
   client = httpClientFor(farm.url, admin);
   const half = await client.tasks.get.query({ taskId: "half" });
   assert.equal(half.units.find((u) => u.unitId === "u1")!.state, "merged", "restored from the manifest on the origin's optimus/half");

@@ -11,9 +11,8 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { pino } from "pino";
-import { cloneDirFor, filesDirFor, startFarm, type Farm } from "@optimus/farm-server";
-import { ServerConfig, type ServerConfigInput } from "@optimus/shared";
+import { cloneDirFor, filesDirFor, type Farm } from "@optimus/farm-server";
+import type { ServerConfigInput } from "@optimus/shared";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { seenVersion } from "../helpers/decisions.js";
@@ -22,6 +21,7 @@ import { GitHttpOrigin } from "../helpers/git-http-origin.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 import { FIX, teamFiles } from "../helpers/team-fixture.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 
 const execFileAsync = promisify(execFile);
 const FARM_PASS = "farm-push-secret-0001";
@@ -74,17 +74,15 @@ function vaultWith(t: { after(fn: () => unknown): void }, item: string, field: s
   return dir;
 }
 
-async function farmOn(t: { after(fn: () => unknown): void }, url: string, extra: ServerConfigInput = {}): Promise<{ farm: Farm; admin: string }> {
+/** Settings of a farm that pushes to the team's origin with the farm's password, read from a vault. */
+function residentConfig(t: { after(fn: () => unknown): void }, extra: ServerConfigInput = {}): ServerConfigInput {
   const vault = vaultWith(t, "origin", "auth", BASIC("farm", FARM_PASS));
-  const config = ServerConfig.parse({
-    port: 0, heartbeatIntervalMs: 500, planner: { enabled: false },
+  return {
+    heartbeatIntervalMs: 500, planner: { enabled: false },
     prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "tests", command: "node test/add.test.js", timeoutMs: 30_000 }] },
     origin: { auth: "secrets-manager://dev/origin/auth" }, secrets: { vaults: { dev: { provider: "file", dir: vault } } },
     ...extra,
-  });
-  const farm = await startFarm({ repo: url, config, log: pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
-  t.after(() => farm.close());
-  return { farm, admin: farm.startup.adminToken!.token };
+  };
 }
 
 /** Workers that fix `src/add.js` (with `content`) from the task's branch, as a worker fetches it from the farm. */
@@ -104,7 +102,7 @@ test("a task sent from a developer's clone merges on the origin by exactly its m
   const dev = await devClone(t, url);
   const before = lookOf(dev);
   const mainBefore = origin.git("team", ["rev-parse", "main"]).trim();
-  const { farm, admin } = await farmOn(t, url, { prloop: { reviewEveryCodegenUnit: true, eval: [{ name: "tests", command: "node test/add.test.js", timeoutMs: 30_000 }] } });
+  const { server: farm, adminToken: admin } = await startTestFarm(t, { repo: url, config: residentConfig(t, { prloop: { reviewEveryCodegenUnit: true, eval: [{ name: "tests", command: "node test/add.test.js", timeoutMs: 30_000 }] } }) });
   assert.equal(origin.refused.filter((r) => r.why === "bad credentials").length, 0, "the farm authenticates with the secret it resolved");
   await fixers(t, farm, admin, url, () => ({ "src/add.js": FIX }), true);
 
@@ -147,7 +145,7 @@ test("someone pushes to main during a task: the farm merges on the new tip; a co
   const origin = await teamOrigin(t);
   const url = origin.url("team");
   const alice = await devClone(t, url);
-  const { farm, admin } = await farmOn(t, url);
+  const { server: farm, adminToken: admin } = await startTestFarm(t, { repo: url, config: residentConfig(t) });
   const MUL = "export const mul = (a, b) => a * b;\n";
   const MINE = "export function add(a, b) {\n  return a + b + 0;\n}\n";
   await fixers(t, farm, admin, url, (taskId): Record<string, string> => (taskId === "t-race" ? { "src/mul.js": MUL } : taskId === "t-conflict" ? { "src/add.js": MINE } : { "src/add.js": FIX }));
@@ -229,7 +227,7 @@ test("the target moved with commits the change was never evaluated with: the mer
   const origin = await teamOrigin(t);
   const url = origin.url("team");
   const alice = await devClone(t, url);
-  const { farm, admin } = await farmOn(t, url, { prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "tests", command: "for f in test/*.test.js; do node \"$f\" || exit 1; done", timeoutMs: 30_000 }] } });
+  const { server: farm, adminToken: admin } = await startTestFarm(t, { repo: url, config: residentConfig(t, { prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "tests", command: "for f in test/*.test.js; do node \"$f\" || exit 1; done", timeoutMs: 30_000 }] } }) });
   await fixers(t, farm, admin, url);
   const client = httpClientFor(farm.url, admin);
   await client.tasks.create.mutate({ id: "t-semantic", title: "Fix add", units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }] });

@@ -8,11 +8,9 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { pino } from "pino";
-import { cloneDirFor, startFarm } from "@optimus/farm-server";
+import { cloneDirFor } from "@optimus/farm-server";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
-import { ServerConfig } from "@optimus/shared";
-import { farmOnRepo } from "../helpers/in-process-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { makeRepo } from "../helpers/repo.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -28,51 +26,48 @@ test("a restart with an unchanged history reads no manifest; one committed since
   const repo = makeRepo(t);
   for (let i = 1; i <= 30; i++) commitManifest(repo, `t-${i}`);
   const config = { planner: { enabled: false }, files: { debounceMs: 50 } };
+  const farm = await startTestFarm(t, { repo, config });
   const restart = async () => {
-    const farm = await startFarm({ repo, config: ServerConfig.parse({ port: 0, ...config }), log: pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
-    t.after(() => farm.close());
-    return { farm };
+    await farm.stop();
+    await farm.start();
+    return farm.server;
   };
 
-  const first = await farmOnRepo(t, repo, config);
-  assert.equal(first.farm.startup.imports.imported.length, 30, "the first start imports every committed manifest");
+  const first = farm.server;
+  assert.equal(first.startup.imports.imported.length, 30, "the first start imports every committed manifest");
   // A task sent to the farm as well: the farm writes its manifest into its own files.
-  await first.client.tasks.create.mutate({ id: "t-sent", title: "Sent", units: [{ id: "u1", goal: "x" }] });
-  await first.farm.close();
+  await farm.client.tasks.create.mutate({ id: "t-sent", title: "Sent", units: [{ id: "u1", goal: "x" }] });
 
   const second = await restart();
-  assert.deepEqual([second.farm.startup.imports.read, second.farm.startup.imports.imported, second.farm.startup.imports.restored], [0, [], []], "nothing changed: no manifest read");
-  assert.equal(second.farm.services.state.projection.tasks.size, 31);
-  await second.farm.close();
+  assert.deepEqual([second.startup.imports.read, second.startup.imports.imported, second.startup.imports.restored], [0, [], []], "nothing changed: no manifest read");
+  assert.equal(second.services.state.projection.tasks.size, 31);
 
   commitManifest(repo, "t-new");
   const third = await restart();
-  assert.deepEqual(third.farm.startup.imports.imported, ["t-new"]);
+  assert.deepEqual(third.startup.imports.imported, ["t-new"]);
   // Read once from the default branch (and once more from the origin's folder, which is read as files too).
-  assert.ok(third.farm.startup.imports.read >= 1 && third.farm.startup.imports.read <= 2, `read ${third.farm.startup.imports.read}`);
-  assert.equal(third.farm.services.state.projection.tasks.size, 32);
-  await third.farm.close();
+  assert.ok(third.startup.imports.read >= 1 && third.startup.imports.read <= 2, `read ${third.startup.imports.read}`);
+  assert.equal(third.services.state.projection.tasks.size, 32);
 
   const fourth = await restart();
-  assert.equal(fourth.farm.startup.imports.read, 0);
-  assert.equal(fourth.farm.startup.imports.branches, 0);
-  await fourth.farm.close();
+  assert.equal(fourth.startup.imports.read, 0);
+  assert.equal(fourth.startup.imports.branches, 0);
+  await farm.stop();
 
   // Finished without a merge (its unit needed no change, or it was cancelled), then archived: its
   // branch stays in the farm's clone, and a restart still treats the task as known — it neither
   // extracts the branch nor reads its manifest.
-  const archiving = await startFarm({ repo, config: ServerConfig.parse({ port: 0, ...config, prloop: { reviewEveryCodegenUnit: false }, history: { retentionMs: 0, sweepEveryMs: 50 } }), log: pino({ level: "silent" }) });
-  t.after(() => archiving.close());
+  const archiving = await startTestFarm(t, { repo, config: { ...config, prloop: { reviewEveryCodegenUnit: false }, history: { retentionMs: 0, sweepEveryMs: 50 } } });
   // (a restart issues no admin token: the worker's comes from the farm's token store, as `token create` would)
-  const agents = await startWorkers(archiving.url, archiving.services.tokens.create("worker", "w").token, [{ nodeId: "w", role: "codegen", max: 4 }], newLedger(), async () => ({ outcome: "succeeded", summary: "nothing to change" }));
+  const agents = await startWorkers(archiving.url, archiving.server.services.tokens.create("worker", "w").token, [{ nodeId: "w", role: "codegen", max: 4 }], newLedger(), async () => ({ outcome: "succeeded", summary: "nothing to change" }));
   t.after(() => stopAll(agents));
   // Every task (the 32 above) is worked on and needs no change.
-  await waitFor(() => archiving.services.state.projection.tasks.size === 0, "every finished task to be archived", 60_000);
-  assert.equal(archiving.services.state.projection.archived, 32);
+  await waitFor(() => archiving.server.services.state.projection.tasks.size === 0, "every finished task to be archived", 60_000);
+  assert.equal(archiving.server.services.state.projection.archived, 32);
   assert.ok(execFileSync("git", ["for-each-ref", "refs/heads/optimus/t-1"], { cwd: cloneDirFor(repo) }).toString().includes("optimus/t-1"), "the branch of a task finished without a merge is still there");
   await stopAll(agents);
-  await archiving.close();
+  await archiving.stop();
   const fifth = await restart();
-  assert.deepEqual([fifth.farm.startup.imports.read, fifth.farm.startup.imports.branches, fifth.farm.startup.imports.imported], [0, 0, []]);
-  assert.equal(fifth.farm.services.state.projection.tasks.size, 0, "archived tasks stay cold");
+  assert.deepEqual([fifth.startup.imports.read, fifth.startup.imports.branches, fifth.startup.imports.imported], [0, 0, []]);
+  assert.equal(fifth.services.state.projection.tasks.size, 0, "archived tasks stay cold");
 });

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { git, makeFixtureRepo } from "../helpers/fixture.js";
 import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
 import { waitFor } from "../helpers/wait.js";
@@ -23,8 +23,7 @@ test("`farm up --workers 2` stopped and started three times, then SIGKILLed and 
   const repo = makeFixtureRepo(t);
   const model = await startOpenAiStandin({ script: Array.from({ length: 20 }, () => reply) });
   t.after(() => model.close());
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "1000", "--workers", "2", "--worker-model", model.url]);
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "1000", "--workers", "2", "--worker-model", model.url] });
   const tokenList = async () => {
     const r = await runCli(["token", "list"], { cwd: repo, env: { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken } });
     assert.equal(r.code, 0, r.stderr);
@@ -32,7 +31,7 @@ test("`farm up --workers 2` stopped and started three times, then SIGKILLed and 
   };
   let first: string[] | undefined;
   for (let i = 1; i <= 3; i++) {
-    await farm.start();
+    await farm.start(); // nothing the first time: it runs already
     await waitFor(() => joined(farm.log) === i, `the local workers to join (start ${i})`, 30_000);
     const workers = await tokenList();
     t.diagnostic(`start ${i}: ${workers.join(" | ")}`);

@@ -18,13 +18,11 @@ import { startOpenAiStandin } from "../helpers/openai-standin.js";
 import { CliProcess } from "../helpers/processes.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
-import { farmOnRepo } from "../helpers/in-process-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 
 const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
 const FIX2 = "export function add(left, right) {\n  return left + right;\n}\n";
 type Ctx = { base?: { branch: string } };
-
-const farmOn = (t: { after(fn: () => unknown): void }, repo: string) => farmOnRepo(t, repo);
 
 /** The refusal of a stale decision: 409, the sentence, and the current version in `data.stale`. */
 function assertStale(err: unknown, current: { attempt: number; head: string }, message: RegExp): void {
@@ -60,7 +58,7 @@ async function viewsSnapshot(url: string, token: string): Promise<Extract<ViewsM
 
 test("a decision binds to the attempt and commit the person saw: a stale one is refused (409) and journals nothing", { timeout: 120_000 }, async (t) => {
   const repo = makeFixtureRepo(t);
-  const { farm, admin, client } = await farmOn(t, repo);
+  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } });
   const coder = await tokenFor(farm.url, admin, "worker", "coders");
   const reviewerToken = await tokenFor(farm.url, admin, "worker", "reviewers");
   // The reviewer approves but rates the change medium risk: the farm holds it for a person.
@@ -172,7 +170,7 @@ test("a decision binds to the attempt and commit the person saw: a stale one is 
 
 test("a reviewer that keeps requesting changes: the unit is held for a person at its attempt limit; the CLI decides on a named attempt", { timeout: 120_000 }, async (t) => {
   const repo = makeFixtureRepo(t);
-  const { farm, admin, client } = await farmOn(t, repo);
+  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } });
   const coder = await tokenFor(farm.url, admin, "worker", "coders");
   const reviewerToken = await tokenFor(farm.url, admin, "worker", "reviewers");
   let reviews = 0;
@@ -231,7 +229,7 @@ test("a reviewer that keeps requesting changes: the unit is held for a person at
 
 test("a person's request for changes on a held loop gives one more attempt; the next verdict holds it again", { timeout: 120_000 }, async (t) => {
   const repo = makeFixtureRepo(t);
-  const { farm, admin, client } = await farmOn(t, repo);
+  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } });
   const coder = await tokenFor(farm.url, admin, "worker", "coders");
   const reviewerToken = await tokenFor(farm.url, admin, "worker", "reviewers");
   let reviews = 0;
@@ -264,7 +262,7 @@ test("a person's request for changes on a held loop gives one more attempt; the 
 
 test("a worker on an OpenAI-compatible server shows its model's name, not the URL's last part", { timeout: 60_000 }, async (t) => {
   const repo = makeFixtureRepo(t);
-  const { farm, admin, client } = await farmOn(t, repo);
+  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } });
   const model = await startOpenAiStandin({ script: [] });
   t.after(() => model.close());
   assert.match(model.url, /\/v1$/);

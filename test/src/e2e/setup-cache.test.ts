@@ -16,17 +16,14 @@ import { FarmRepo } from "@optimus/farm-server/dist/git/farm-repo.js";
 import { runCheck } from "@optimus/farm-server/dist/sandbox/index.js";
 import { DepsCache, resolveSetup, type SetupPlan } from "@optimus/farm-server/dist/setup/index.js";
 import { RepoMirror } from "@optimus/farm-server/dist/worker/repo-mirror.js";
-import { startFarm } from "@optimus/farm-server";
 import { repoSlot } from "@optimus/farm-server/dist/home/farm-home.js";
-import { ServerConfig } from "@optimus/shared";
-import { pino } from "pino";
 import { runCli } from "../helpers/cli.js";
-import { farmWithCliWorkers } from "../helpers/cli-farm.js";
 import { git } from "../helpers/fixture.js";
 import { tokenFor } from "../helpers/clients.js";
 import { isolatedNpmEnv, packPackage, startNpmRegistryStandin, type NpmRegistryStandin } from "../helpers/npm-registry-standin.js";
 import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { sleep } from "../helpers/wait.js";
 
 /** tiny-dep: a library and a test runner (`tiny-test <files…>`), the way vitest is both. */
@@ -96,7 +93,7 @@ test("end to end: the worker's check and the farm's eval run the project's test 
     }),
   });
   t.after(() => model.close());
-  const { env, workers, untilMerged, workDir } = await farmWithCliWorkers(t, repo, model.url);
+  const { env, workers, untilMerged, workDir } = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "1000"], workers: { model: model.url } });
   const codegen = workers[0]!;
 
   // Unit 1: the worker installs (a cache miss), its check runs `npx tiny-test` from the cached
@@ -267,9 +264,8 @@ test("pooled worktrees: reset between units (a file a unit left is gone, its edi
   assert.equal(readFileSync(join(t3.dir, "src", "a.js"), "utf8"), "one\n");
 
   // The worker's slots, fetched from a real farm.
-  const farm = await startFarm({ repo, config: ServerConfig.parse({ port: 0, files: { mirror: false, commit: false, debounceMs: 0 } }), log: pino({ level: "silent" }) });
-  t.after(() => farm.close());
-  const token = await tokenFor(farm.url, farm.startup.adminToken!.token, "worker", "w1");
+  const farm = await startTestFarm(t, { repo, config: { files: { mirror: false, commit: false, debounceMs: 0 } } });
+  const token = await tokenFor(farm.url, farm.adminToken, "worker", "w1");
   const workDir = mkdtempSync(join(tmpdir(), "optimus-pool-worker-"));
   t.after(() => rmSync(workDir, { recursive: true, force: true }));
   const mirror = new RepoMirror(farm.url, token, workDir);

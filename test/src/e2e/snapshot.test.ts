@@ -1,19 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { pino } from "pino";
-import { startFarm } from "@optimus/farm-server";
-import { ServerConfig } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { makeRepo } from "../helpers/repo.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
 test("periodic snapshots never stall the farm, and a restart from a snapshot has the same state", async (t) => {
   const repo = makeRepo(t);
-  const config = ServerConfig.parse({ port: 0, snapshotEvery: 10, heartbeatIntervalMs: 500, prloop: { reviewEveryCodegenUnit: false } });
-  const log = pino({ level: "silent" });
-  let farm = await startFarm({ repo, config, log });
-  const admin = farm.startup.adminToken!.token;
+  const farm = await startTestFarm(t, { repo, config: { snapshotEvery: 10, heartbeatIntervalMs: 500, prloop: { reviewEveryCodegenUnit: false } } });
+  const admin = farm.adminToken;
   const token = await tokenFor(farm.url, admin, "worker", "w");
   const ledger = newLedger();
   const agents = await startWorkers(farm.url, token, [{ nodeId: "w1", role: "codegen", max: 4 }], ledger);
@@ -22,14 +18,13 @@ test("periodic snapshots never stall the farm, and a restart from a snapshot has
   await waitFor(async () => (await httpClientFor(farm.url, admin).tasks.list.query()).every((x) => x.state === "completed"), "all 30 tasks", 30_000);
   await stopAll(agents);
   const before = JSON.stringify((await httpClientFor(farm.url, admin).units.list.query()).map((u) => [u.taskId, u.unitId, u.state, u.attempt]));
-  const seq = farm.services.state.journal.lastCommittedSeq();
-  await farm.close();
+  const seq = farm.server.services.state.journal.lastCommittedSeq();
+  await farm.stop();
 
-  farm = await startFarm({ repo, config, log });
-  t.after(() => farm.close());
-  const snap = await farm.services.state.journal.loadSnapshot();
+  await farm.start();
+  const snap = await farm.server.services.state.journal.loadSnapshot();
   assert.ok(snap && snap.seq >= seq - 10, `a recent snapshot was saved (at ${snap?.seq}, journal at ${seq})`);
-  assert.ok(farm.startup.replayed <= 10, `only the tail after the snapshot is replayed (${farm.startup.replayed} events)`);
+  assert.ok(farm.server.startup.replayed <= 10, `only the tail after the snapshot is replayed (${farm.server.startup.replayed} events)`);
   const after = JSON.stringify((await httpClientFor(farm.url, admin).units.list.query()).map((u) => [u.taskId, u.unitId, u.state, u.attempt]));
   assert.equal(after, before);
 });

@@ -3,11 +3,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { pino } from "pino";
-import { createFarmClient, errorCode, startFarm } from "@optimus/farm-server";
-import { FarmViews, ServerConfig, type ViewsMessage } from "@optimus/shared";
+import { createFarmClient, errorCode } from "@optimus/farm-server";
+import { FarmViews, type ViewsMessage } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
-import { startTestFarm } from "../helpers/in-process-farm.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { waitFor } from "../helpers/wait.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
@@ -33,7 +32,7 @@ test("views.stream: snapshot, then deltas per commit; resuming from a cursor sen
   await waitFor(() => live.got.length >= 1, "the snapshot");
   const snap = live.got[0]!;
   assert.equal(snap.data.kind, "snapshot");
-  assert.equal(snap.id, `${farm.epoch}:${snap.data.seq}`, "the tracked id is epoch:seq");
+  assert.equal(snap.id, `${farm.server.epoch}:${snap.data.seq}`, "the tracked id is epoch:seq");
   const model = new FarmViews();
   model.apply(snap.data);
   assert.deepEqual(model.unitsOf("first").map((u) => [u.unitId, u.state]), [["a", "ready"], ["b", "planned"]]);
@@ -57,7 +56,7 @@ test("views.stream: snapshot, then deltas per commit; resuming from a cursor sen
   assert.equal((catchUp as Extract<ViewsMessage, { kind: "delta" }>).tasks.map((x) => x.taskId).sort().join(), "first,second");
 
   // A cursor from another farm run, or garbage, gets a fresh snapshot.
-  for (const cursor of [`${farm.epoch + 7}:1`, "not-a-cursor", `${farm.epoch}:999999999`]) {
+  for (const cursor of [`${farm.server.epoch + 7}:1`, "not-a-cursor", `${farm.server.epoch}:999999999`]) {
     const other = follow(farm.url, editor, cursor);
     await waitFor(() => other.got.length >= 1, `the answer to ${cursor}`);
     assert.equal(other.got[0]!.data.kind, "snapshot", cursor);
@@ -100,15 +99,14 @@ test("the first views message holds live work and one page of history, whatever 
   // A farm on a folder without git (units complete as they are): 1,000 finished tasks of 10 units each.
   const dir = mkdtempSync(join(tmpdir(), "optimus-history-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const farm = await startFarm({ repo: dir, config: ServerConfig.parse({ port: 0, planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false }, files: { mirror: false } }), log: pino({ level: "silent" }) });
-  t.after(() => farm.close());
+  const farm = await startTestFarm(t, { repo: dir, config: { planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false }, files: { mirror: false } } });
   const units = Array.from({ length: 10 }, (_, i) => ({ id: `u${i}`, goal: `part ${i} of a task that was done long ago` }));
   for (let i = 0; i < 1_000; i++) {
-    await farm.services.tasks.create({ id: `old-${String(i).padStart(4, "0")}`, title: `Old task ${i}`, units, source: "api" }, "test");
-    await farm.services.tasks.cancel(`old-${String(i).padStart(4, "0")}`, "done with", "test");
+    await farm.server.services.tasks.create({ id: `old-${String(i).padStart(4, "0")}`, title: `Old task ${i}`, units, source: "api" }, "test");
+    await farm.server.services.tasks.cancel(`old-${String(i).padStart(4, "0")}`, "done with", "test");
   }
-  await farm.services.tasks.create({ id: "live", title: "Live", units: [{ id: "a", goal: "a" }], source: "api" }, "test");
-  const editor = await tokenFor(farm.url, farm.startup.adminToken!.token, "editor", "ed");
+  await farm.server.services.tasks.create({ id: "live", title: "Live", units: [{ id: "a", goal: "a" }], source: "api" }, "test");
+  const editor = await tokenFor(farm.url, farm.adminToken, "editor", "ed");
 
   const live = follow(farm.url, editor, null);
   t.after(live.close);

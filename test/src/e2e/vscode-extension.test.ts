@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { BASE, extensionFarm, FIX } from "../helpers/extension-farm.js";
 import { git } from "../helpers/fixture.js";
-import { freePort } from "../helpers/farm-process.js";
+import { freePort } from "../helpers/ports.js";
 import { ROOT } from "../helpers/paths.js";
 import { runExtensionSuite } from "../helpers/vscode/index.js";
 
@@ -29,8 +29,8 @@ test("the extension's integration suite passes inside a real VS Code against a r
   const finished = async (n: number) => {
     for (let i = 0; i < n; i++) {
       const taskId = `old-${String(i).padStart(3, "0")}`;
-      await h.farm!.services.tasks.create({ id: taskId, title: `Old task ${i}`, units: [{ id: "u1", goal: "done long ago" }], source: "api" }, "test");
-      await h.farm!.services.tasks.cancel(taskId, "history for the tree", "test");
+      await h.server.services.tasks.create({ id: taskId, title: `Old task ${i}`, units: [{ id: "u1", goal: "done long ago" }], source: "api" }, "test");
+      await h.server.services.tasks.cancel(taskId, "history for the tree", "test");
     }
   };
   const ctl = await controlServer({ stop: () => h.stop(), start: () => h.start(), finished });
@@ -50,21 +50,21 @@ test("the extension's integration suite passes inside a real VS Code against a r
     },
   });
   // What the suite did is on the farm and in git, with the user's identity.
-  const events = await h.farm!.services.state.journal.readAfter(0, 100_000);
+  const events = await h.server.services.state.journal.readAfter(0, 100_000);
   const approvals = events.filter((e) => e.type === "unit_approved");
   assert.ok(approvals.length >= 1);
   assert.ok(approvals.every((e) => e.actor === "editor:vscode-test"));
   const requested = events.find((e) => e.type === "changes_requested");
   assert.equal(requested?.actor, "editor:vscode-test");
   // The first task's unit merged its attempt 2 (later tests merge other changes into main after it).
-  const first = [...h.farm!.services.state.projection.tasks.values()].find((x) => x.title === "Fix add so it adds")!;
+  const first = [...h.server.services.state.projection.tasks.values()].find((x) => x.title === "Fix add so it adds")!;
   const merged = events.find((e) => e.type === "unit_merged" && e.data.taskId === first.taskId);
   assert.ok(merged && merged.type === "unit_merged");
   assert.match(git(h.repo, "show", `${merged.data.commit}:src/add.js`), /return a \+ b;\n\}\n\/\/ for .* attempt 2\n$/);
   // Issue 16: no escalation on a farm without a frontier model; the approval from the outdated editor
   // was refused (one decision, on attempt 2, naming its head); the click while the farm was down never ran.
   assert.ok(!events.some((e) => e.type === "escalation_requested"), "nothing was escalated");
-  const tasks = [...h.farm!.services.state.projection.tasks.values()];
+  const tasks = [...h.server.services.state.projection.tasks.values()];
   const taskOf = (title: string) => tasks.find((x) => x.title === title)?.taskId;
   const stale = taskOf("Fix add, then fix it again");
   const staleApprovals = events.filter((e) => e.type === "unit_approved" && e.data.taskId === stale);

@@ -92,10 +92,10 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   await wb.screenshot("merged");
 
   // The farm and git agree with what the tree shows.
-  const task = [...h.farm!.services.state.projection.tasks.values()].find((x) => x.title === "Fix add so it adds")!;
-  const u = h.farm!.services.state.projection.units.get(`${task.taskId}/u1`)!;
+  const task = [...h.server.services.state.projection.tasks.values()].find((x) => x.title === "Fix add so it adds")!;
+  const u = h.server.services.state.projection.units.get(`${task.taskId}/u1`)!;
   assert.equal(u.state, "merged");
-  const events = await h.farm!.services.state.journal.readAfter(0, 100_000);
+  const events = await h.server.services.state.journal.readAfter(0, 100_000);
   assert.equal(events.find((e) => e.type === "unit_approved")?.actor, "editor:vscode-test");
   // The unit's merge into the task's branch (in the farm's clone; the branch itself may already be
   // delivered and deleted) has the change.
@@ -104,7 +104,7 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   // Issue 16: a three-file change is one multi-file diff, with added / modified shown as such (no
   // renames), and is approved from that editor's title bar.
   const api = httpClientFor(h.url, h.editor);
-  const awaitingOnFarm = (taskId: string) => waitFor(() => h.farm?.services.state.projection.units.get(`${taskId}/u1`)?.state === "awaiting_approval", `${taskId}/u1 to await approval`, 60_000);
+  const awaitingOnFarm = (taskId: string) => waitFor(() => h.server.services.state.projection.units.get(`${taskId}/u1`)?.state === "awaiting_approval", `${taskId}/u1 to await approval`, 60_000);
   const three = await api.tasks.create.mutate({ title: "Add mul and sub", files: ["src/add.js", "src/mul.js", "src/sub.js"] });
   await awaitingOnFarm(three.taskId);
   // With no change editor active, "Open Change" asks which unit's.
@@ -123,7 +123,7 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   await wb.screenshot("multi-file-diff");
   await page.locator('.editor-actions .action-label[aria-label^="Approve"]').first().click();
   await notification(new RegExp(`Approved ${three.taskId}/u1 attempt 1`)).first().waitFor({ timeout: 30_000 });
-  await waitFor(() => h.farm?.services.state.projection.units.get(`${three.taskId}/u1`)?.state === "merged", "the three-file change merged");
+  await waitFor(() => h.server.services.state.projection.units.get(`${three.taskId}/u1`)?.state === "merged", "the three-file change merged");
   await wb.screenshot("multi-file-approved");
 
   // A click while the farm is down (the approval notification's own button) fails at once with a
@@ -141,8 +141,8 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   await h.start();
   await page.locator(".statusbar-item").filter({ hasText: /Optimus: \d+ running/ }).first().waitFor({ timeout: 30_000 });
   await new Promise((r) => setTimeout(r, 3_000)); // a click kept for the reconnect would have run by now
-  const after = await h.farm!.services.state.journal.readAfter(0, 100_000);
+  const after = await h.server.services.state.journal.readAfter(0, 100_000);
   assert.ok(!after.some((e) => e.type === "unit_approved" && e.data.taskId === offline.taskId), "no decision was recorded");
-  assert.equal(h.farm!.services.state.projection.units.get(`${offline.taskId}/u1`)?.state, "awaiting_approval");
+  assert.equal(h.server.services.state.projection.units.get(`${offline.taskId}/u1`)?.state, "awaiting_approval");
   finished = true;
 });

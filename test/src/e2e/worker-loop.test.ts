@@ -4,10 +4,9 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { runCli } from "../helpers/cli.js";
 import { httpClientFor } from "../helpers/clients.js";
-import { FarmProcess, freePort } from "../helpers/farm-process.js";
+import { startTestFarm } from "../helpers/test-farm.js";
 import { git, makeFixtureRepo } from "../helpers/fixture.js";
 import { startOpenAiStandin, type StandinRequest } from "../helpers/openai-standin.js";
-import { farmWithCliWorkers } from "../helpers/cli-farm.js";
 import { waitFor } from "../helpers/wait.js";
 import { filesDirFor, stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 
@@ -29,7 +28,7 @@ test("end to end: CLI task → codegen worker (scripted local model) fixes a fai
     }),
   });
   t.after(() => model.close());
-  const { env, workers, untilMerged } = await farmWithCliWorkers(t, repo, model.url);
+  const { env, workers, untilMerged } = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "1000"], workers: { model: model.url } });
 
   const sent = await runCli(["send", "Make add return the sum of its arguments", "--files", "src/add.js", "--check", "node test/add.test.js"], { cwd: repo, env });
   assert.equal(sent.code, 0, sent.stderr);
@@ -84,7 +83,7 @@ test("the planner: a task sent as text is planned into units by the worker's mod
     }),
   });
   t.after(() => model.close());
-  const { env, admin, untilMerged } = await farmWithCliWorkers(t, repo, model.url);
+  const { env, client: admin, untilMerged } = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "1000"], workers: { model: model.url } });
 
   const taskId = (await runCli(["send", "Make add return the sum, keep its tests green", "--files", "src/add.js"], { cwd: repo, env })).stdout.trim();
   const done = await untilMerged(taskId, "the planned task to be merged");
@@ -125,9 +124,7 @@ test("one machine runs the whole farm: `farm up --workers 2` starts a codegen an
       isReview(req) ? JSON.stringify({ verdict: "approve", risk: "low", summary: "ok", comments: [] }) : proposal("a + b")),
   });
   t.after(() => model.close());
-  const farm = new FarmProcess(repo, await freePort(), ["--heartbeat-ms", "1000", "--workers", "2", "--worker-model", model.url]);
-  await farm.start();
-  t.after(() => farm.stop());
+  const farm = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "1000", "--workers", "2", "--worker-model", model.url] });
   await waitFor(() => /2 local worker\(s\) joined \(1 codegen, 1 review\)/.test(farm.log), "the local workers to join");
   const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
   const taskId = (await runCli(["send", "Make add add", "--files", "src/add.js", "--check", "node test/add.test.js"], { cwd: repo, env })).stdout.trim();

@@ -1,11 +1,7 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { pino } from "pino";
-import { startFarm, type Farm, type Lease } from "@optimus/farm-server";
-import { ServerConfig } from "@optimus/shared";
+import type { Lease } from "@optimus/farm-server";
 import { tokenFor } from "./clients.js";
 import { makeFixtureRepo, patchForAsync } from "./fixture.js";
-import { freePort } from "./farm-process.js";
+import { startTestFarm } from "./test-farm.js";
 import { sleep } from "./wait.js";
 import { newLedger, startWorkers, stopAll } from "./workers.js";
 
@@ -27,13 +23,9 @@ type Ctx = { base?: { branch: string } };
  */
 export async function extensionFarm(t: { after(fn: () => unknown): void }) {
   const repo = makeFixtureRepo(t, "planner: { enabled: false }\npolicy: { autoMerge: { enabled: false } }\n");
-  const port = await freePort();
-  const config = ServerConfig.parse({ ...(await import("yaml")).parse(readFileSync(join(repo, ".optimus", "config.yaml"), "utf8")), port, heartbeatIntervalMs: 500 });
-  const log = pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" });
-  let farm: Farm | null = await startFarm({ repo, config, log });
+  const farm = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } });
   const loops = new Map<string, number>();
-  const url = farm.url;
-  const admin = farm.startup.adminToken!.token;
+  const { url, adminToken: admin } = farm;
   const editor = await tokenFor(url, admin, "editor", "vscode-test");
   const workerToken = await tokenFor(url, admin, "worker", "pool");
   // Reviewers hold another token than the coders: a review counts only from another token than the author's.
@@ -42,7 +34,7 @@ export async function extensionFarm(t: { after(fn: () => unknown): void }) {
     const c = (lease.context ?? {}) as Ctx;
     if (lease.spec.role === "review") {
       await sleep(300);
-      if (farm?.services.state.projection.tasks.get(lease.taskId)?.title.includes("[loop]")) {
+      if (farm.running && farm.server.services.state.projection.tasks.get(lease.taskId)?.title.includes("[loop]")) {
         const n = (loops.get(lease.taskId) ?? 0) + 1;
         loops.set(lease.taskId, n);
         return { outcome: "succeeded", summary: "not yet", review: { verdict: "request_changes", risk: "medium", summary: `still not right (review ${n})`, comments: [{ path: "src/add.js", line: 2, body: `Still not right (review ${n}).` }] } };
@@ -60,23 +52,6 @@ export async function extensionFarm(t: { after(fn: () => unknown): void }) {
         : { "src/add.js": `${FIX}// for ${lease.taskId} attempt ${lease.attempt}\n` };
     return { outcome: "succeeded", summary: "fixed add", patch: await patchForAsync(repo, c.base!.branch, files), signals: { model: "scripted", tokens: 360, confidence: 0.9, iterations: 1 } };
   });
-  const handle = {
-    repo, url, editor, admin,
-    get farm() {
-      return farm;
-    },
-    async stop() {
-      await farm?.close();
-      farm = null;
-    },
-    async start() {
-      farm ??= await startFarm({ repo, config, log });
-    },
-  };
-  t.after(async () => {
-    await stopAll(agents);
-    await handle.stop();
-  });
-  return handle;
+  t.after(() => stopAll(agents));
+  return Object.assign(farm, { editor });
 }
-

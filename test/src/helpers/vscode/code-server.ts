@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "../farm-process.js";
+import { freePort } from "../ports.js";
 import { sleep } from "../wait.js";
 
 export const CODE_SERVER_VERSION = "4.100.3";
