@@ -37,7 +37,8 @@ module.exports = {
     },
     {
       name: "worker-on-its-side",
-      comment: "The worker runs on other machines: it uses shared contracts, the client and the sandbox, never farm internals (not even their types).",
+      comment:
+        "The worker runs on other machines: it uses shared contracts, the client and the sandbox, never farm internals (not even their types).",
       severity: "error",
       from: { path: `${FARM}worker/` },
       to: { path: `${FARM}(?!(${WORKER_MAY_USE.join("|")})/)` },

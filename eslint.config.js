@@ -11,7 +11,10 @@ export default tseslint.config(
   {
     rules: {
       // `_`-prefixed names are deliberately unused (destructuring a field away, a required parameter).
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_", caughtErrors: "none" }],
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_", caughtErrors: "none" },
+      ],
       // Node's globals are type-checked by TypeScript already.
       "no-undef": "off",
       // The farm's input rules look for control characters on purpose (paths, names, terminal text).

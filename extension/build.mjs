@@ -8,10 +8,23 @@ import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const production = process.argv.includes("--production") || process.env.CI === "true";
-const common = { bundle: true, platform: "node", format: "cjs", target: "node20", sourcemap: production ? false : "linked", logLevel: "warning", external: ["vscode", "bufferutil", "utf-8-validate"] };
+const common = {
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  target: "node20",
+  sourcemap: production ? false : "linked",
+  logLevel: "warning",
+  external: ["vscode", "bufferutil", "utf-8-validate"],
+};
 
 await build({ ...common, entryPoints: [join(here, "src/extension.ts")], outfile: join(here, "dist/extension.js"), minify: production });
-await build({ ...common, entryPoints: [join(here, "src/test/suite/index.ts")], outfile: join(here, "dist/test/suite.js"), external: [...common.external, "mocha"] });
+await build({
+  ...common,
+  entryPoints: [join(here, "src/test/suite/index.ts")],
+  outfile: join(here, "dist/test/suite.js"),
+  external: [...common.external, "mocha"],
+});
 await build({ ...common, entryPoints: [join(here, "src/test/bench-activation.ts")], outfile: join(here, "dist/test/bench-activation.js") });
 
 const webviewDist = join(here, "../webview/dist");

@@ -28,7 +28,10 @@ console.error(`running ${files.length} test file(s): ${files.map((f) => relative
 // ~/.optimus/farm), removed at the end.
 const ownHome = !process.env.OPTIMUS_HOME;
 const home = process.env.OPTIMUS_HOME ?? mkdtempSync(join(tmpdir(), "optimus-test-home-"));
-const child = spawn(process.execPath, ["--test", "--test-concurrency=1", "--test-timeout=900000", "--test-reporter=spec", ...files], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, OPTIMUS_HOME: home, OPTIMUS_STRICT_LIFECYCLE: "1" } });
+const child = spawn(process.execPath, ["--test", "--test-concurrency=1", "--test-timeout=900000", "--test-reporter=spec", ...files], {
+  stdio: ["ignore", "pipe", "inherit"],
+  env: { ...process.env, OPTIMUS_HOME: home, OPTIMUS_STRICT_LIFECYCLE: "1" },
+});
 let tail = "";
 child.stdout.on("data", (b) => {
   process.stdout.write(b);

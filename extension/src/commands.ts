@@ -36,7 +36,9 @@ export function registerCommands(s: OptimusServices): vscode.Disposable[] {
       try {
         return await s.connection.loadMoreHistory();
       } catch (err) {
-        void vscode.window.showErrorMessage(`Optimus: could not load older tasks: ${describeFarmError(err, s.connection.url ?? "the farm").message}`);
+        void vscode.window.showErrorMessage(
+          `Optimus: could not load older tasks: ${describeFarmError(err, s.connection.url ?? "the farm").message}`,
+        );
         return 0;
       }
     }),
@@ -76,7 +78,9 @@ export async function openUnitChange(s: OptimusServices, ref: UnitRef) {
     s.comments.showReviewerComments(ref, change);
     return change;
   } catch (err) {
-    void vscode.window.showErrorMessage(`Optimus: could not open the change of ${ref.taskId}/${ref.unitId}: ${describeFarmError(err, s.connection.url ?? "the farm").message}`);
+    void vscode.window.showErrorMessage(
+      `Optimus: could not open the change of ${ref.taskId}/${ref.unitId}: ${describeFarmError(err, s.connection.url ?? "the farm").message}`,
+    );
     return undefined;
   }
 }

@@ -36,7 +36,14 @@ export function activate(context: vscode.ExtensionContext): OptimusServices {
   const comments = new ReviewComments(connection);
   const connect = new ConnectController(connection, credentials);
   const s: OptimusServices = {
-    connection, credentials, connect, changes, comments, unitsTree, unitsView, fleetTree,
+    connection,
+    credentials,
+    connect,
+    changes,
+    comments,
+    unitsTree,
+    unitsView,
+    fleetTree,
     send: new SendController(connection, reveal),
     changeTabs: new ChangeTabs(connection, changes),
     actions: new UnitActions(connection, comments, changes, (ref) => openUnitChange(s, ref)),
@@ -54,13 +61,28 @@ export function activate(context: vscode.ExtensionContext): OptimusServices {
   };
   // Disconnected: the views say that what they show is the last thing the farm said.
   const staleNote = () => {
-    const note = connection.connected ? undefined : connection.state === "connecting" ? "Reconnecting to the farm: showing the last known state; actions are off until it answers." : "Not connected to the farm: showing the last known state.";
+    const note = connection.connected
+      ? undefined
+      : connection.state === "connecting"
+        ? "Reconnecting to the farm: showing the last known state; actions are off until it answers."
+        : "Not connected to the farm: showing the last known state.";
     unitsView.message = note && connection.views.tasks.size ? note : undefined;
     fleetView.message = note && connection.views.workers.length ? note : undefined;
   };
   context.subscriptions.push(
     connection.onDidChangeState(staleNote),
-    connection, unitsTree, unitsView, fleetTree, fleetView, comments, s.changeTabs, s.manifests, s.statusBar, s.unitPanels, s.dashboard, s.notifier,
+    connection,
+    unitsTree,
+    unitsView,
+    fleetTree,
+    fleetView,
+    comments,
+    s.changeTabs,
+    s.manifests,
+    s.statusBar,
+    s.unitPanels,
+    s.dashboard,
+    s.notifier,
     vscode.workspace.registerTextDocumentContentProvider(CHANGE_SCHEME, changes),
     connection.onDidChangeViews(badge),
     connection.onDidFail((e) => void connect.explain(e)),

@@ -54,14 +54,32 @@ export interface Farm {
   port: number;
   epoch: number;
   services: FarmServices;
-  startup: { replayed: number; snapshotDiscarded: boolean; imports: ImportReport; adminToken?: IssuedToken; staleLock?: { pid?: number; host?: string; since?: string } };
+  startup: {
+    replayed: number;
+    snapshotDiscarded: boolean;
+    imports: ImportReport;
+    adminToken?: IssuedToken;
+    staleLock?: { pid?: number; host?: string; since?: string };
+  };
   /** resolves when the farm stopped: by `close()`, or by a fatal journal error (fail-stop) */
   stopped: Promise<{ error?: Error }>;
   close(): Promise<void>;
 }
 
 /** The PR loop on the farm's clone (without a git origin, accepted results simply complete). */
-function createPrLoop(o: { farmRepo: FarmRepo | null; clone: OriginClone | null; cutter: BranchCutter | null; repo: string; config: ServerConfig; state: FarmState; leases: LeaseCommands; log: Logger; notes: SessionNotes; signal: AbortSignal; mirror: ManifestMirror }): PrLoop | null {
+function createPrLoop(o: {
+  farmRepo: FarmRepo | null;
+  clone: OriginClone | null;
+  cutter: BranchCutter | null;
+  repo: string;
+  config: ServerConfig;
+  state: FarmState;
+  leases: LeaseCommands;
+  log: Logger;
+  notes: SessionNotes;
+  signal: AbortSignal;
+  mirror: ManifestMirror;
+}): PrLoop | null {
   const { farmRepo, clone, cutter, repo, config, state, leases, log, notes, signal, mirror } = o;
   if (!farmRepo || !clone) {
     log.warn(`${repo} is not a git repository: changes cannot be evaluated or merged, results complete as they are`);
@@ -70,15 +88,36 @@ function createPrLoop(o: { farmRepo: FarmRepo | null; clone: OriginClone | null;
   let prloop: PrLoop | null = null;
   const reevaluate = config.delivery.reevaluateOnMovedTarget && config.prloop.eval.length > 0 && !config.forge;
   const delivery = new GitDelivery({
-    repo: farmRepo, origin: clone, log, movedTargetRetries: config.delivery.movedTargetRetries, keepBranches: config.delivery.keepBranches,
+    repo: farmRepo,
+    origin: clone,
+    log,
+    movedTargetRetries: config.delivery.movedTargetRetries,
+    keepBranches: config.delivery.keepBranches,
     ...(reevaluate ? { evaluate: (taskId: string, commit: string) => prloop!.evaluateMerge(taskId, commit) } : {}),
   });
-  const taskMerge = new TaskMerge({ state, repo: farmRepo, origin: clone, delivery, log, commitTaskFiles: config.files.mirror ? (taskId, what) => mirror.commitTask(taskId, what) : undefined });
+  const taskMerge = new TaskMerge({
+    state,
+    repo: farmRepo,
+    origin: clone,
+    delivery,
+    log,
+    commitTaskFiles: config.files.mirror ? (taskId, what) => mirror.commitTask(taskId, what) : undefined,
+  });
   // The farm's own state (tokens, journal, secrets' caches) is never mounted in an eval's sandbox;
   // `hide` also masks it should an operator put it under a toolchain folder.
   return (prloop = new PrLoop({
-    state, config, repo: farmRepo, taskMerge, ...(cutter ? { branches: cutter } : {}), filesDir: filesDirFor(repo), patchesDir: join(stateDirOf(repo, config), "patches"), log,
-    hide: [farmHome(), stateDirOf(repo, config)], notesOf: (t, u) => notes.read(t, u), retryDecision: (u) => leases.retryDecision(u, true), signal,
+    state,
+    config,
+    repo: farmRepo,
+    taskMerge,
+    ...(cutter ? { branches: cutter } : {}),
+    filesDir: filesDirFor(repo),
+    patchesDir: join(stateDirOf(repo, config), "patches"),
+    log,
+    hide: [farmHome(), stateDirOf(repo, config)],
+    notesOf: (t, u) => notes.read(t, u),
+    retryDecision: (u) => leases.retryDecision(u, true),
+    signal,
   }));
 }
 
@@ -108,7 +147,8 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
     if (sandbox.note) log.warn(sandbox.note);
   }
   const { moved } = prepareRepoHome(repo, stateDirOf(repo, config));
-  if (moved) log.warn(`moved the farm's state out of the repository: ${moved.from} → ${moved.to} (the farm keeps its state in its home now)`);
+  if (moved)
+    log.warn(`moved the farm's state out of the repository: ${moved.from} → ${moved.to} (the farm keeps its state in its home now)`);
   const lock = acquireStateLock(stateDirOf(repo, config));
   if (lock.takenOver) log.info({ previous: lock.takenOver }, "took over the lock of a farm that is gone");
   try {
@@ -157,18 +197,33 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
       throw new FarmError("unavailable", `the origin ${origin!.url} cannot be fetched: ${(err as Error).message.split("\n")[0]}`);
     }
   }
-  const farmRepo = clone ? new FarmRepo(clone.dir, join(stateDirOf(repo, config), "worktrees"), origin!.local ? origin!.url : undefined, config.prloop.evalSlots ?? Math.max(2, availableParallelism())) : null;
+  const farmRepo = clone
+    ? new FarmRepo(
+        clone.dir,
+        join(stateDirOf(repo, config), "worktrees"),
+        origin!.local ? origin!.url : undefined,
+        config.prloop.evalSlots ?? Math.max(2, availableParallelism()),
+      )
+    : null;
   const notes = new SessionNotes(state, filesDir, (msg, err) => log.warn({ err }, msg));
   const mirror = new ManifestMirror(state, {
-    repo: filesDir, commit: config.files.commit, debounceMs: config.files.debounceMs, log: (msg, err) => log.warn({ err }, msg),
-    extraPaths: async (taskId) => [...(await notes.idle(), await notes.filesOf(taskId)), ...(state.projection.tasks.get(taskId)?.adrs ?? [])],
-    ...(farmRepo ? {
-      commitFiles: async (taskId: string, paths: string[], message: string) => {
-        const branch = `optimus/${taskId}`;
-        if (!(await farmRepo.revParse(`refs/heads/${branch}`))) return; // delivered and deleted, or cancelled
-        await farmRepo.commitFiles(branch, filesDir, paths, message);
-      },
-    } : {}),
+    repo: filesDir,
+    commit: config.files.commit,
+    debounceMs: config.files.debounceMs,
+    log: (msg, err) => log.warn({ err }, msg),
+    extraPaths: async (taskId) => [
+      ...(await notes.idle(), await notes.filesOf(taskId)),
+      ...(state.projection.tasks.get(taskId)?.adrs ?? []),
+    ],
+    ...(farmRepo
+      ? {
+          commitFiles: async (taskId: string, paths: string[], message: string) => {
+            const branch = `optimus/${taskId}`;
+            if (!(await farmRepo.revParse(`refs/heads/${branch}`))) return; // delivered and deleted, or cancelled
+            await farmRepo.commitFiles(branch, filesDir, paths, message);
+          },
+        }
+      : {}),
   });
   // Aborted when the farm stops: running evals are killed rather than waited for (their units are
   // evaluated again after the restart).
@@ -178,7 +233,9 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     const t = state.projection.tasks.get(taskId);
     return !!t && !t.cancelled && !t.merge?.commit;
   };
-  const cutter = clone ? new BranchCutter({ gitDir: clone.dir, origin: clone, log, live, onReady: (ids) => dispatcher.release(ids) }) : null;
+  const cutter = clone
+    ? new BranchCutter({ gitDir: clone.dir, origin: clone, log, live, onReady: (ids) => dispatcher.release(ids) })
+    : null;
   const prloop = createPrLoop({ farmRepo, clone, cutter, repo, config, state, leases, log, notes, signal: shutdown.signal, mirror });
   if (prloop && cutter) {
     leases.submissionHandler = prloop;
@@ -188,9 +245,19 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   // Delivery through the team's forge (a pull request per task, merges through its API): wired into
   // the PR loop before it starts; its webhook and polling once the API listens (farmUrl for links).
   let forgeUrl: string | undefined;
-  const forgeDelivery = config.forge && prloop && farmRepo
-    ? createForgeDelivery({ config: { ...config, forge: config.forge }, secrets, state, tasks, prloop, repo: farmRepo, log, farmUrl: () => forgeUrl })
-    : null;
+  const forgeDelivery =
+    config.forge && prloop && farmRepo
+      ? createForgeDelivery({
+          config: { ...config, forge: config.forge },
+          secrets,
+          state,
+          tasks,
+          prloop,
+          repo: farmRepo,
+          log,
+          farmUrl: () => forgeUrl,
+        })
+      : null;
   if (forgeDelivery) prloop!.useForge(forgeDelivery);
   // Task manifests the journal does not know: the farm's files, its branches and the origin's, the
   // origin's default branch, and (for a local origin) the files in its folder.
@@ -205,14 +272,21 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
       const branch = await clone.defaultBranch();
       const ref = `refs/heads/${branch}`;
       const since = state.projection.imported?.ref === ref ? state.projection.imported.commit : undefined;
-      const s = await manifestSources(clone.dir, join(stateDirOf(repo, config), "import"), branch, (id) => state.projection.tasks.has(id) || state.journal.isArchived(id), since);
+      const s = await manifestSources(
+        clone.dir,
+        join(stateDirOf(repo, config), "import"),
+        branch,
+        (id) => state.projection.tasks.has(id) || state.journal.isArchived(id),
+        since,
+      );
       sources.push(...s.dirs);
       branches = s.branches;
       delivered = s.delivered;
       done = s.done;
       // Recorded once the import is through, so a start that stopped midway reads them again.
       record = () => {
-        if (s.defaultTip && s.defaultTip !== since) void state.commit([{ type: "manifests_imported", data: { ref, commit: s.defaultTip } }], "farm").catch(() => undefined);
+        if (s.defaultTip && s.defaultTip !== since)
+          void state.commit([{ type: "manifests_imported", data: { ref, commit: s.defaultTip } }], "farm").catch(() => undefined);
       };
     }
     if (!origin || origin.local) sources.push(origin?.url ?? repo);
@@ -227,11 +301,17 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   const imports = await runImport();
   for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
   // Live tasks whose branch is missing (created just before a crash, or the home was rebuilt): cut now.
-  if (cutter) for (const t of state.projection.tasks.values()) if (live(t.taskId)) cutter.add(t.taskId, t.targetBranch ?? clone!.knownDefaultBranch);
+  if (cutter)
+    for (const t of state.projection.tasks.values()) if (live(t.taskId)) cutter.add(t.taskId, t.targetBranch ?? clone!.knownDefaultBranch);
   leases.graceLeases();
   await leases.resumeSubmitted();
   const gateway = new Gateway({
-    state, config: config.gateway, gate: config.gate, keys: secrets, log, redact: (t) => redactor.redact(t),
+    state,
+    config: config.gateway,
+    gate: config.gate,
+    keys: secrets,
+    log,
+    redact: (t) => redactor.redact(t),
     store: new EscalationStore(join(stateDirOf(repo, config), "escalations")),
     assertLease: (nodeId, ref) => leases.assertHolds(nodeId, ref),
   });
@@ -252,13 +332,33 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   const setupAuth = `Bearer farm-setup-${randomBytes(24).toString("base64url")}`; // the farm's own set-ups (never leaves this process but to the proxy)
   const egress = config.egress.enabled
     ? await startEgressProxy({
-        host: config.host, port: config.egress.port, allow: config.egress.allow,
+        host: config.host,
+        port: config.egress.port,
+        allow: config.egress.allow,
         authorize: (h) => {
           if (h === setupAuth) return "farm:setup";
           const p = tokens.authenticate(/^Bearer (\S+)$/.exec(h ?? "")?.[1]);
           return p && p.role === "worker" ? `worker:${p.name}` : null;
         },
-        audit: (d) => void state.commit([{ type: "egress_decision", data: { principal: d.principal, host: d.host.slice(0, 253), port: d.port, method: d.method, allowed: d.allowed, reason: d.reason.slice(0, 300) } }], d.principal ?? "unknown").catch(() => undefined),
+        audit: (d) =>
+          void state
+            .commit(
+              [
+                {
+                  type: "egress_decision",
+                  data: {
+                    principal: d.principal,
+                    host: d.host.slice(0, 253),
+                    port: d.port,
+                    method: d.method,
+                    allowed: d.allowed,
+                    reason: d.reason.slice(0, 300),
+                  },
+                },
+              ],
+              d.principal ?? "unknown",
+            )
+            .catch(() => undefined),
         log,
       })
     : null;
@@ -267,8 +367,28 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     log.info(`egress proxy on ${egress.url} for: ${config.egress.allow.join(", ") || "(nothing allowed)"}`);
   }
   // Dependencies for evals: installed once per lockfile into the repository's folder in the home, through the egress proxy only.
-  prloop?.useSetup(new DepsCache(join(repoSlot(repo), "deps")), () => (egress ? { proxyUrl: `http://${/^(0\.0\.0\.0|::)$/.test(config.host) ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host}:${egress.port}`, proxyAuthorization: setupAuth } : undefined));
-  const services: FarmServices = { config, repo, gitDir: clone?.dir ?? repo, state, tasks, leases, dispatcher, tokens, log, importManifests: runImport, prloop, gateway };
+  prloop?.useSetup(new DepsCache(join(repoSlot(repo), "deps")), () =>
+    egress
+      ? {
+          proxyUrl: `http://${/^(0\.0\.0\.0|::)$/.test(config.host) ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host}:${egress.port}`,
+          proxyAuthorization: setupAuth,
+        }
+      : undefined,
+  );
+  const services: FarmServices = {
+    config,
+    repo,
+    gitDir: clone?.dir ?? repo,
+    state,
+    tasks,
+    leases,
+    dispatcher,
+    tokens,
+    log,
+    importManifests: runImport,
+    prloop,
+    gateway,
+  };
   const metrics = createMetrics(state, dispatcher, farmRepo ? () => farmRepo.evalLoad : undefined);
   state.onFlush = metrics.observeFlush;
   dispatcher.start();
@@ -325,7 +445,11 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     void close(err);
   });
   return {
-    url: api.url, port: api.port, epoch, services, stopped,
+    url: api.url,
+    port: api.port,
+    epoch,
+    services,
+    stopped,
     startup: { replayed, snapshotDiscarded, imports, ...(adminToken ? { adminToken } : {}) },
     close: () => close(),
   };

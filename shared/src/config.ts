@@ -28,8 +28,18 @@ export const PrLoopConfig = z.strictObject({
   eval: z.array(EvalCommand).max(20).default([]),
   /** add a review unit after every codegen unit */
   reviewEveryCodegenUnit: z.boolean().default(true),
-  maxPatchBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
-  maxFileBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  maxPatchBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(4 * 1024 * 1024),
+  maxFileBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
   maxFilesPerPatch: z.number().int().min(1).max(10_000).default(200),
   /** a change may create symbolic links / submodules (gitlinks): off, since either can point outside the tree */
   allowSymlinks: z.boolean().default(false),
@@ -43,7 +53,17 @@ export const PrLoopConfig = z.strictObject({
 export type PrLoopConfig = z.infer<typeof PrLoopConfig>;
 
 /** A path of the repository a set-up reads or writes: relative, plain, never inside `.git`. */
-const SetupPath = z.string().min(1).max(200).refine((p) => !p.startsWith("/") && !p.split("/").some((s) => s === ".." || s === "." || s === "" || s.toLowerCase() === ".git") && !/[\u0000-\u001f\\]/.test(p), "a plain relative path inside the repository (no '..', '.git' or absolute path)");
+const SetupPath = z
+  .string()
+  .min(1)
+  .max(200)
+  .refine(
+    (p) =>
+      !p.startsWith("/") &&
+      !p.split("/").some((s) => s === ".." || s === "." || s === "" || s.toLowerCase() === ".git") &&
+      !/[\u0000-\u001f\\]/.test(p),
+    "a plain relative path inside the repository (no '..', '.git' or absolute path)",
+  );
 
 /**
  * How a repository's dependencies are installed for checks and evals (`setup:`): a command run once
@@ -83,7 +103,12 @@ export const ApiLimits = z.strictObject({
   /** a git process serving one request is killed after this long (a client that never finishes its request) */
   gitProcessTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(120_000),
   /** bytes the farm buffers for one WebSocket that is not reading; past it the socket is cut off */
-  maxBufferedBytesPerSocket: z.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(8 * 1024 * 1024),
+  maxBufferedBytesPerSocket: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(1024 * 1024 * 1024)
+    .default(8 * 1024 * 1024),
 });
 export type ApiLimits = z.infer<typeof ApiLimits>;
 
@@ -109,7 +134,12 @@ export const ServerConfig = z.strictObject({
   retryBackoff: z
     .strictObject({ baseMs: z.number().int().min(0).default(2_000), maxMs: z.number().int().min(0).default(60_000) })
     .default({ baseMs: 2_000, maxMs: 60_000 }),
-  maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(16 * 1024 * 1024),
+  maxBodyBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(16 * 1024 * 1024),
   snapshotEvery: z.number().int().min(10).default(20_000),
   /**
    * Finished tasks (completed, cancelled, failed) leave the in-memory state this long after their
@@ -118,7 +148,11 @@ export const ServerConfig = z.strictObject({
    */
   history: z
     .strictObject({
-      retentionMs: z.number().int().min(0).default(24 * 3_600_000),
+      retentionMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(24 * 3_600_000),
       /** how often finished tasks are looked for */
       sweepEveryMs: z.number().int().min(50).default(60_000),
     })
@@ -130,16 +164,29 @@ export const ServerConfig = z.strictObject({
       debounceMs: z.number().int().min(0).default(100),
     })
     .default({ mirror: true, commit: true, debounceMs: 100 }),
-  prloop: PrLoopConfig.default({ eval: [], reviewEveryCodegenUnit: true, maxPatchBytes: 4 * 1024 * 1024, maxFileBytes: 1024 * 1024, maxFilesPerPatch: 200, allowSymlinks: false, allowSubmodules: false }),
+  prloop: PrLoopConfig.default({
+    eval: [],
+    reviewEveryCodegenUnit: true,
+    maxPatchBytes: 4 * 1024 * 1024,
+    maxFileBytes: 1024 * 1024,
+    maxFilesPerPatch: 200,
+    allowSymlinks: false,
+    allowSubmodules: false,
+  }),
   /** a task sent as text is planned into units by a worker's local model (else it is one unit) */
   planner: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
-  policy: Policy.default({ protectedPaths: [".optimus/**", ".github/**", "**/*.lock"], autoMerge: { enabled: true, maxChangedLines: 200, maxFiles: 10 } }),
+  policy: Policy.default({
+    protectedPaths: [".optimus/**", ".github/**", "**/*.lock"],
+    autoMerge: { enabled: true, maxChangedLines: 200, maxFiles: 10 },
+  }),
   /** when a unit may use the frontier model */
   gate: GatePolicy.prefault({}),
   /** the frontier gateway (off without an apiKey reference) */
   gateway: GatewayConfig.prefault({}),
   /** where `secrets-manager://vault/…` references are read: vault name → provider settings */
-  secrets: z.strictObject({ vaults: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,100}$/), z.record(z.string(), z.unknown())).default({}) }).prefault({}),
+  secrets: z
+    .strictObject({ vaults: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,100}$/), z.record(z.string(), z.unknown())).default({}) })
+    .prefault({}),
   /** per-client bounds of the API, WebSocket and /git endpoints */
   limits: ApiLimits.prefault({}),
   /** the team's forge (GitHub first): pull requests, check runs, reviews, merges through its API */
@@ -148,7 +195,13 @@ export const ServerConfig = z.strictObject({
   origin: z
     .strictObject({
       /** an HTTP `Authorization` value for the origin (e.g. `Basic …` or `Bearer …`), resolved at each fetch and push */
-      auth: z.string().regex(/^secrets-manager:\/\/[^/]+\/[^/]+\/[^/]+$/, "origin.auth must be a secrets-manager://vault/item/field reference, never the secret itself").optional(),
+      auth: z
+        .string()
+        .regex(
+          /^secrets-manager:\/\/[^/]+\/[^/]+\/[^/]+$/,
+          "origin.auth must be a secrets-manager://vault/item/field reference, never the secret itself",
+        )
+        .optional(),
     })
     .prefault({}),
   /** how a finished task reaches its target branch on the origin */

@@ -73,7 +73,10 @@ export function parseEditProposal(text: string): ParseResult {
     value = JSON.parse(body);
   } catch (err) {
     if (endsEarly(body)) {
-      return { ok: false, error: `the answer is truncated JSON: it ends early after ${body.length} characters (the model ran out of tokens; ask for smaller edits or raise the limit)` };
+      return {
+        ok: false,
+        error: `the answer is truncated JSON: it ends early after ${body.length} characters (the model ran out of tokens; ask for smaller edits or raise the limit)`,
+      };
     }
     return { ok: false, error: `the answer is not valid JSON: ${(err as Error).message}` };
   }

@@ -52,7 +52,13 @@ export interface EventPayloads {
   /** `cause` absent: no heartbeat in time; `token_revoked`: an admin revoked the worker's token */
   lease_expired: { taskId: string; unitId: string; attempt: number; worker: string; cause?: "token_revoked" } & RetryDecision;
   unit_submitted: {
-    taskId: string; unitId: string; attempt: number; leaseId?: string; worker: string; outcome: "succeeded" | "failed"; summary: string;
+    taskId: string;
+    unitId: string;
+    attempt: number;
+    leaseId?: string;
+    worker: string;
+    outcome: "succeeded" | "failed";
+    summary: string;
     /** the submitting worker's token (with `worker`, the node: who authored the change; absent in older journals) */
     tokenId?: string;
     /** the end of the worker's check output, and what it used: for session notes and the escalation gate */
@@ -65,7 +71,14 @@ export interface EventPayloads {
   /** the farm took a successful submission's patch and is applying and evaluating it */
   unit_evaluating: { taskId: string; unitId: string; attempt: number };
   unit_evaluated: {
-    taskId: string; unitId: string; attempt: number; green: boolean; evals: EvalOutcome[]; diff: DiffStat; branch: string; commit: string;
+    taskId: string;
+    unitId: string;
+    attempt: number;
+    green: boolean;
+    evals: EvalOutcome[];
+    diff: DiffStat;
+    branch: string;
+    commit: string;
   };
   /** `selfReview`: the verdict came from the change's own author (its token or node), so it does not count */
   unit_reviewed: { taskId: string; unitId: string; attempt: number; reviewUnitId: string; verdict: ReviewVerdict; selfReview?: true };
@@ -74,13 +87,29 @@ export interface EventPayloads {
    * `by`: the person whose token approved (absent in older journals); `protectedPaths`: what needed the
    * approver right; `head`: the change's commit the person saw and approved (absent in older journals)
    */
-  unit_approved: { taskId: string; unitId: string; attempt: number; by?: { tokenId: string; name: string; approver: boolean }; protectedPaths?: string[]; head?: string };
+  unit_approved: {
+    taskId: string;
+    unitId: string;
+    attempt: number;
+    by?: { tokenId: string; name: string; approver: boolean };
+    protectedPaths?: string[];
+    head?: string;
+  };
   /**
    * `heldForTask`: with a forge, a change the policy would hold is merged into the integration branch
    * anyway, so the task's pull request shows it; the task's merge then waits for a person's approval
    * of a version containing it (`task_approved`). The reasons are `risk.reasons`.
    */
-  unit_merged: { taskId: string; unitId: string; attempt: number; commit: string; into: string; auto: boolean; risk: RiskAssessment; heldForTask?: true };
+  unit_merged: {
+    taskId: string;
+    unitId: string;
+    attempt: number;
+    commit: string;
+    into: string;
+    auto: boolean;
+    risk: RiskAssessment;
+    heldForTask?: true;
+  };
   /** `head`: the change's commit the person saw (absent in older journals) */
   unit_rejected: { taskId: string; unitId: string; attempt: number; reason: string; head?: string };
   /**
@@ -108,15 +137,41 @@ export interface EventPayloads {
   escalation_requested: { taskId: string; unitId: string; attempt: number; reason?: string };
   /** a worker asked for the frontier and the gate let it through: it waits for admission under the limits */
   escalation_queued: {
-    requestId: string; taskId: string; unitId: string; attempt: number; worker: string; priority: number; model: string;
-    maxTokens: number; inputTokensMax: number; reservedUsd: number; gate: string; signals: Record<string, number | string | boolean>;
+    requestId: string;
+    taskId: string;
+    unitId: string;
+    attempt: number;
+    worker: string;
+    priority: number;
+    model: string;
+    maxTokens: number;
+    inputTokensMax: number;
+    reservedUsd: number;
+    gate: string;
+    signals: Record<string, number | string | boolean>;
   };
   /** the gate kept the unit local: the frontier was not asked */
-  escalation_denied: { requestId: string; taskId: string; unitId: string; attempt: number; worker: string; reason: string; signals: Record<string, number | string | boolean> };
+  escalation_denied: {
+    requestId: string;
+    taskId: string;
+    unitId: string;
+    attempt: number;
+    worker: string;
+    reason: string;
+    signals: Record<string, number | string | boolean>;
+  };
   /** capacity was reserved (worst case) and the call may fire; journaled before it does */
   escalation_admitted: { requestId: string; reservedUsd: number };
   /** the call ended: real usage replaces the reservation. `unknown`: the farm restarted mid-call and charges the reservation */
-  escalation_settled: { requestId: string; inputTokens: number; outputTokens: number; costUsd: number; outcome: "answered" | "failed" | "unknown"; errorClass?: string; message?: string };
+  escalation_settled: {
+    requestId: string;
+    inputTokens: number;
+    outputTokens: number;
+    costUsd: number;
+    outcome: "answered" | "failed" | "unknown";
+    errorClass?: string;
+    message?: string;
+  };
   /** the request ended without a call being charged (refused before generation, or never admitted) */
   escalation_failed: { requestId: string; errorClass: string; message: string };
   /** the provider said the spend cap is reached: nothing is admitted until a person resumes */
@@ -259,9 +314,25 @@ export type UnitLiveView = UnitView & { progress?: UnitProgressView; actions: Un
  */
 export type ViewsMessage =
   /** `history`: finished tasks older than those sent, fetched on demand (`views.history`) — absent from older farms */
-  | { kind: "snapshot"; epoch: number; seq: number; serverTime: number; tasks: TaskView[]; units: UnitLiveView[]; workers: WorkerView[]; spend: SpendSummary; history?: HistoryCursor }
+  | {
+      kind: "snapshot";
+      epoch: number;
+      seq: number;
+      serverTime: number;
+      tasks: TaskView[];
+      units: UnitLiveView[];
+      workers: WorkerView[];
+      spend: SpendSummary;
+      history?: HistoryCursor;
+    }
   | { kind: "delta"; epoch: number; seq: number; serverTime: number; tasks: TaskView[]; units: UnitLiveView[]; spend?: SpendSummary }
-  | { kind: "progress"; epoch: number; seq: number; serverTime: number; units: Array<{ taskId: string; unitId: string; progress: UnitProgressView | null }> }
+  | {
+      kind: "progress";
+      epoch: number;
+      seq: number;
+      serverTime: number;
+      units: Array<{ taskId: string; unitId: string; progress: UnitProgressView | null }>;
+    }
   | { kind: "fleet"; epoch: number; seq: number; serverTime: number; workers: WorkerView[] };
 
 /** Finished tasks a client has not been sent yet: how many, and where the next page starts. */

@@ -68,7 +68,8 @@ export class FarmViews {
         const k = unitKey(u.taskId, u.unitId);
         const before = this.units.get(k);
         if (before && before.updatedAt > u.updatedAt) continue;
-        if (u.state === "awaiting_approval" && (before?.state !== "awaiting_approval" || before.attempt !== u.attempt)) change.nowAwaitingApproval.push(u);
+        if (u.state === "awaiting_approval" && (before?.state !== "awaiting_approval" || before.attempt !== u.attempt))
+          change.nowAwaitingApproval.push(u);
         this.units.set(k, u);
         change.units.add(k);
         change.tasks.add(u.taskId);
@@ -124,7 +125,9 @@ export class FarmViews {
 
   /** A task's units in manifest order. */
   unitsOf(taskId: string): UnitLiveView[] {
-    return (this.byTask.get(taskId) ?? []).map((id) => this.units.get(unitKey(taskId, id))).filter((u): u is UnitLiveView => u !== undefined);
+    return (this.byTask.get(taskId) ?? [])
+      .map((id) => this.units.get(unitKey(taskId, id)))
+      .filter((u): u is UnitLiveView => u !== undefined);
   }
 
   unit(taskId: string, unitId: string): UnitLiveView | undefined {
@@ -139,6 +142,10 @@ export class FarmViews {
 
   /** Units a person has to act on: held for approval, or dead with nothing left to try. */
   needsHuman(u: UnitLiveView): boolean {
-    return u.state === "awaiting_approval" || u.state === "dead" || (this.tasks.get(u.taskId)?.merge?.heldReason !== undefined && u.state === "merged");
+    return (
+      u.state === "awaiting_approval" ||
+      u.state === "dead" ||
+      (this.tasks.get(u.taskId)?.merge?.heldReason !== undefined && u.state === "merged")
+    );
   }
 }

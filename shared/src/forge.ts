@@ -1,7 +1,12 @@
 import { z } from "zod";
 
 const secretRef = (what: string) =>
-  z.string().regex(/^secrets-manager:\/\/[^/]+\/[^/]+\/[^/]+$/, `${what} must be a secrets-manager://vault/item/field reference, never the secret itself`);
+  z
+    .string()
+    .regex(
+      /^secrets-manager:\/\/[^/]+\/[^/]+\/[^/]+$/,
+      `${what} must be a secrets-manager://vault/item/field reference, never the secret itself`,
+    );
 
 /**
  * The team's forge, where the farm opens a pull request per task, reports evals as check runs,

@@ -28,7 +28,10 @@ export type BucketLimits = z.infer<typeof Bucket>;
 /** The frontier gateway: the only place that calls the frontier API. Off until `apiKey` is set. */
 export const GatewayConfig = z.strictObject({
   /** a `secrets-manager://vault/item/field` reference, resolved at each call; never the key itself */
-  apiKey: z.string().regex(/^secrets-manager:\/\//, "must be a secrets-manager://vault/item/field reference, not a key").optional(),
+  apiKey: z
+    .string()
+    .regex(/^secrets-manager:\/\//, "must be a secrets-manager://vault/item/field reference, not a key")
+    .optional(),
   baseUrl: z.string().url().optional(),
   model: z.string().min(1).max(200).default("claude-sonnet-5-5"),
   /** USD per million tokens, for reservations and the ledger */
@@ -72,12 +75,17 @@ export const EscalationCall = z.strictObject({
   leaseId: z.string().min(1).max(300),
   nodeId: NodeId,
   system: z.string().max(200_000).default(""),
-  messages: z.array(z.strictObject({ role: z.enum(["user", "assistant"]), content: z.string().min(1).max(400_000) })).min(1).max(100),
+  messages: z
+    .array(z.strictObject({ role: z.enum(["user", "assistant"]), content: z.string().min(1).max(400_000) }))
+    .min(1)
+    .max(100),
   maxTokens: z.number().int().min(1).max(128_000),
   /** ask for the answer through the edit tool (the worker's edit protocol) */
   editTool: z.boolean().default(true),
   /** what made the worker ask: the gate checks these against the unit's journaled history too */
-  signals: z.strictObject({ confidence: z.number().min(0).max(1).optional(), checksFailed: z.number().int().min(0).optional() }).default({}),
+  signals: z
+    .strictObject({ confidence: z.number().min(0).max(1).optional(), checksFailed: z.number().int().min(0).optional() })
+    .default({}),
 });
 export type EscalationCall = z.infer<typeof EscalationCall>;
 export type EscalationCallInput = z.input<typeof EscalationCall>;

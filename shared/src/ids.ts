@@ -18,7 +18,10 @@ export const Slug = z
  * A task id may not contain "--": it separates task from unit in the farm's branch and file names
  * (`optimus/<task>--<unit>-<n>`), so task `a--b` with unit `c` and task `a` with unit `b--c` would share one.
  */
-export const TaskId = Slug.refine((s) => !s.includes("--"), "must not contain '--' (it separates task and unit in the farm's branch names)");
+export const TaskId = Slug.refine(
+  (s) => !s.includes("--"),
+  "must not contain '--' (it separates task and unit in the farm's branch names)",
+);
 export const UnitId = Slug;
 export const NodeId = z
   .string()

@@ -82,10 +82,12 @@ export interface ActionContext {
 
 /** Why `action` is not possible now, in one sentence; null when it is. */
 export function actionRefusal(action: UnitAction, c: ActionContext): string | null {
-  if (!ACTIONS_BY_STATE[c.state].includes(action)) return `it is ${STATE_LABELS[c.state]}, where ${action.replace("_", " ")} does not apply`;
+  if (!ACTIONS_BY_STATE[c.state].includes(action))
+    return `it is ${STATE_LABELS[c.state]}, where ${action.replace("_", " ")} does not apply`;
   if ((action === "retry" || action === "escalate") && c.taskCancelled) return "its task is cancelled";
   if (action === "escalate") {
-    if (!c.frontierConfigured) return "no frontier model is configured on this farm (set gateway.apiKey, with gate.enabled, in its .optimus/config.yaml)";
+    if (!c.frontierConfigured)
+      return "no frontier model is configured on this farm (set gateway.apiKey, with gate.enabled, in its .optimus/config.yaml)";
     if (c.escalationQueued) return "an escalation is already queued for it";
   }
   return null;
@@ -115,20 +117,45 @@ export function availableActions(c: ActionContext): UnitAction[] {
 const REVIEW_AGAIN = "changes_requested (a review unit: its change went back)";
 
 export const UNIT_TRANSITIONS: Readonly<Record<UnitState, Readonly<Partial<Record<UnitState, readonly string[]>>>>> = {
-  planned: { ready: ["dependencies done"], completed: ["unit_completed (nothing to review)"], cancelled: ["unit_cancelled", "task_cancelled", "unit_rejected"] },
+  planned: {
+    ready: ["dependencies done"],
+    completed: ["unit_completed (nothing to review)"],
+    cancelled: ["unit_cancelled", "task_cancelled", "unit_rejected"],
+  },
   ready: { leased: ["unit_leased"], planned: [REVIEW_AGAIN], cancelled: ["unit_cancelled", "task_cancelled", "unit_rejected"] },
   leased: {
-    planned: [REVIEW_AGAIN], submitted: ["unit_submitted"], ready: ["lease_expired", "unit_failed"], dead: ["lease_expired", "unit_failed"], cancelled: ["unit_cancelled", "task_cancelled"],
+    planned: [REVIEW_AGAIN],
+    submitted: ["unit_submitted"],
+    ready: ["lease_expired", "unit_failed"],
+    dead: ["lease_expired", "unit_failed"],
+    cancelled: ["unit_cancelled", "task_cancelled"],
   },
-  submitted: { evaluating: ["unit_evaluating"], completed: ["unit_completed"], ready: ["unit_failed"], dead: ["unit_failed"], cancelled: ["unit_cancelled", "task_cancelled"] },
+  submitted: {
+    evaluating: ["unit_evaluating"],
+    completed: ["unit_completed"],
+    ready: ["unit_failed"],
+    dead: ["unit_failed"],
+    cancelled: ["unit_cancelled", "task_cancelled"],
+  },
   evaluating: {
-    reviewing: ["unit_evaluated (green, with a review unit)"], ready: ["unit_failed", "changes_requested"], dead: ["unit_failed"],
-    awaiting_approval: ["unit_held"], merged: ["unit_merged"], cancelled: ["unit_cancelled", "task_cancelled"],
+    reviewing: ["unit_evaluated (green, with a review unit)"],
+    ready: ["unit_failed", "changes_requested"],
+    dead: ["unit_failed"],
+    awaiting_approval: ["unit_held"],
+    merged: ["unit_merged"],
+    cancelled: ["unit_cancelled", "task_cancelled"],
   },
   reviewing: {
-    awaiting_approval: ["unit_held"], merged: ["unit_merged"], ready: ["changes_requested"], cancelled: ["unit_cancelled", "task_cancelled", "unit_rejected"],
+    awaiting_approval: ["unit_held"],
+    merged: ["unit_merged"],
+    ready: ["changes_requested"],
+    cancelled: ["unit_cancelled", "task_cancelled", "unit_rejected"],
   },
-  awaiting_approval: { merged: ["unit_merged"], ready: ["changes_requested"], cancelled: ["unit_cancelled", "task_cancelled", "unit_rejected"] },
+  awaiting_approval: {
+    merged: ["unit_merged"],
+    ready: ["changes_requested"],
+    cancelled: ["unit_cancelled", "task_cancelled", "unit_rejected"],
+  },
   completed: { planned: [REVIEW_AGAIN] },
   merged: {},
   dead: { planned: ["unit_retried"] },

@@ -12,9 +12,7 @@ export interface ManifestDiagnostic {
   message: string;
 }
 
-export type ParsedManifest =
-  | { ok: true; manifest: TaskManifest }
-  | { ok: false; problems: ManifestDiagnostic[] };
+export type ParsedManifest = { ok: true; manifest: TaskManifest } | { ok: false; problems: ManifestDiagnostic[] };
 
 export const formatField = (path: readonly PropertyKey[]): string =>
   path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${String(p)}` : String(p)), "") || "(top level)";
@@ -47,7 +45,11 @@ function nodeAt(root: Node | null | undefined, path: readonly PropertyKey[]): { 
  */
 export function parseManifestYaml(text: string, file = "manifest.yaml"): ParsedManifest {
   const read = parseYamlWithLimits(text, { maxBytes: MAX_MANIFEST_BYTES, what: "a task manifest" });
-  if (!read.ok) return { ok: false, problems: read.problems.map((p) => ({ file, line: p.line, column: p.column, field: "(syntax)", message: p.message })) };
+  if (!read.ok)
+    return {
+      ok: false,
+      problems: read.problems.map((p) => ({ file, line: p.line, column: p.column, field: "(syntax)", message: p.message })),
+    };
   const { doc, lineCounter: lc } = read;
   const place = (offset: number | undefined) => {
     const p = lc.linePos(offset ?? 0);
@@ -82,7 +84,8 @@ function lenientUnits(value: unknown): Array<{ id: string; dependsOn: string[]; 
     const deps = r.dependsOn ?? [];
     if (typeof r.id !== "string" || !Array.isArray(deps) || !deps.every((d) => typeof d === "string")) return null;
     out.push({
-      id: r.id, dependsOn: deps as string[],
+      id: r.id,
+      dependsOn: deps as string[],
       ...(typeof r.reviews === "string" ? { reviews: r.reviews } : {}),
       role: typeof r.role === "string" ? r.role : "codegen",
     });

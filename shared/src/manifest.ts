@@ -58,7 +58,11 @@ export function findCycle(units: ReadonlyArray<{ id: string; dependsOn: readonly
     state.set(id, 2);
     return null;
   };
-  for (const u of units) if (!state.has(u.id)) { const c = visit(u.id); if (c) return c; }
+  for (const u of units)
+    if (!state.has(u.id)) {
+      const c = visit(u.id);
+      if (c) return c;
+    }
   return null;
 }
 
@@ -69,11 +73,14 @@ export interface ManifestProblem {
 }
 
 /** Checks a parsed manifest beyond its shape: unique ids, known dependencies, no cycles. */
-export function checkManifestGraph(m: { units: ReadonlyArray<{ id: string; dependsOn: readonly string[]; reviews?: string; role?: string }> }): ManifestProblem[] {
+export function checkManifestGraph(m: {
+  units: ReadonlyArray<{ id: string; dependsOn: readonly string[]; reviews?: string; role?: string }>;
+}): ManifestProblem[] {
   const problems: ManifestProblem[] = [];
   const seen = new Map<string, number>();
   m.units.forEach((u, i) => {
-    if (seen.has(u.id)) problems.push({ path: ["units", i, "id"], message: `duplicate unit id '${u.id}' (also unit ${seen.get(u.id)! + 1})` });
+    if (seen.has(u.id))
+      problems.push({ path: ["units", i, "id"], message: `duplicate unit id '${u.id}' (also unit ${seen.get(u.id)! + 1})` });
     else seen.set(u.id, i);
   });
   m.units.forEach((u, i) => {
@@ -87,7 +94,8 @@ export function checkManifestGraph(m: { units: ReadonlyArray<{ id: string; depen
     const target = m.units.find((x) => x.id === u.reviews);
     if (!target) problems.push({ path: ["units", i, "reviews"], message: `unknown unit '${u.reviews}'` });
     else if (u.role !== "review") problems.push({ path: ["units", i, "role"], message: "only a review unit can review another unit" });
-    else if (target.role === "review") problems.push({ path: ["units", i, "reviews"], message: `'${u.reviews}' is a review unit; review a codegen unit` });
+    else if (target.role === "review")
+      problems.push({ path: ["units", i, "reviews"], message: `'${u.reviews}' is a review unit; review a codegen unit` });
   });
   if (problems.length === 0) {
     const cycle = findCycle(m.units);

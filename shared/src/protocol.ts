@@ -53,5 +53,8 @@ export function parseLease(raw: unknown): { ok: true; lease: Lease } | { ok: fal
   const r = Lease.safeParse(raw);
   if (r.success) return { ok: true, lease: r.data };
   const i = r.error.issues[0]!;
-  return { ok: false, error: `the farm sent a lease this worker cannot read (${i.path.join(".") || "(lease)"}: ${i.message}): are the farm and this worker the same version of Optimus?` };
+  return {
+    ok: false,
+    error: `the farm sent a lease this worker cannot read (${i.path.join(".") || "(lease)"}: ${i.message}): are the farm and this worker the same version of Optimus?`,
+  };
 }

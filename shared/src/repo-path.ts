@@ -17,7 +17,11 @@ const codePoint = (c: string) => `U+${c.codePointAt(0)!.toString(16).toUpperCase
  * (`.git::$INDEX_ALLOCATION`) and 8.3 short name (`git~1`).
  */
 function namesGitFolder(segment: string): boolean {
-  const s = segment.replace(HFS_IGNORED, "").toLowerCase().replace(/:.*$/s, "").replace(/[. ]+$/, "");
+  const s = segment
+    .replace(HFS_IGNORED, "")
+    .toLowerCase()
+    .replace(/:.*$/s, "")
+    .replace(/[. ]+$/, "");
   return s === ".git" || s === "git~1";
 }
 
@@ -39,13 +43,17 @@ export function repoPathProblem(p: string): string | undefined {
   if (p.length === 0) return "must not be empty; name a file like src/app.ts";
   if (p.length > MAX_REPO_PATH_LENGTH) return `must be at most ${MAX_REPO_PATH_LENGTH} characters (it has ${p.length})`;
   const control = CONTROL.exec(p);
-  if (control) return `must not contain control characters (found ${codePoint(control[0])} at position ${control.index + 1}); name the file by its plain path`;
+  if (control)
+    return `must not contain control characters (found ${codePoint(control[0])} at position ${control.index + 1}); name the file by its plain path`;
   if (p.includes("\\")) return "must use '/' between folders, not '\\' (write src/app.ts)";
-  if (p.startsWith("/") || /^[A-Za-z]:/.test(p)) return "must be relative to the repository root (like src/app.ts), not an absolute path; only files inside the repository can be named";
+  if (p.startsWith("/") || /^[A-Za-z]:/.test(p))
+    return "must be relative to the repository root (like src/app.ts), not an absolute path; only files inside the repository can be named";
   const segments = (p.endsWith("/") ? p.slice(0, -1) : p).split("/");
   if (segments.includes("..")) return "must not contain '..'; name the file by its path inside the repository (like src/app.ts)";
-  if (segments.some((s) => s === "" || s === ".")) return "must be a plain path inside the repository without empty or '.' parts (write src/app.ts, not ./src//app.ts)";
-  if (segments.some(namesGitFolder)) return "must not point into .git (nor a name file systems take for it, such as .GIT, .git. or git~1); a change touches the work tree, never git's own files";
+  if (segments.some((s) => s === "" || s === "."))
+    return "must be a plain path inside the repository without empty or '.' parts (write src/app.ts, not ./src//app.ts)";
+  if (segments.some(namesGitFolder))
+    return "must not point into .git (nor a name file systems take for it, such as .GIT, .git. or git~1); a change touches the work tree, never git's own files";
   return undefined;
 }
 

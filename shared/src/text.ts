@@ -14,13 +14,17 @@ const describe = (c: string) => `U+${c.codePointAt(0)!.toString(16).toUpperCase(
 /** Why a one-line text (a title, a name) is refused, or undefined. */
 export function singleLineTextProblem(s: string): string | undefined {
   const m = CONTROL.exec(s);
-  return m ? `must not contain control characters (found ${describe(m[0])} at position ${m.index + 1}); use plain text on one line` : undefined;
+  return m
+    ? `must not contain control characters (found ${describe(m[0])} at position ${m.index + 1}); use plain text on one line`
+    : undefined;
 }
 
 /** Why a multi-line text (a goal, a description) is refused, or undefined. */
 export function multiLineTextProblem(s: string): string | undefined {
   const m = CONTROL_IN_MULTILINE.exec(s);
-  return m ? `must not contain control characters other than newlines and tabs (found ${describe(m[0])} at position ${m.index + 1}); remove it` : undefined;
+  return m
+    ? `must not contain control characters other than newlines and tabs (found ${describe(m[0])} at position ${m.index + 1}); remove it`
+    : undefined;
 }
 
 const refineWith = (problem: (s: string) => string | undefined) => (s: string, ctx: z.core.$RefinementCtx<string>) => {

@@ -35,7 +35,13 @@ export const ReviewVerdict = z.strictObject({
   risk: z.enum(["low", "medium", "high"]),
   summary: z.string().max(10_000),
   comments: z
-    .array(z.strictObject({ path: z.string().min(1).max(1024), line: z.number().int().min(1).max(10_000_000), body: z.string().min(1).max(10_000) }))
+    .array(
+      z.strictObject({
+        path: z.string().min(1).max(1024),
+        line: z.number().int().min(1).max(10_000_000),
+        body: z.string().min(1).max(10_000),
+      }),
+    )
     .max(200)
     .default([]),
 });
@@ -57,7 +63,13 @@ export const PlanProposal = z.strictObject({
     .min(1)
     .max(50),
   decision: z
-    .strictObject({ needed: z.boolean(), title: singleLineText(0, 200).default(""), context: z.string().max(10_000).default(""), decision: z.string().max(10_000).default(""), consequences: z.string().max(10_000).default("") })
+    .strictObject({
+      needed: z.boolean(),
+      title: singleLineText(0, 200).default(""),
+      context: z.string().max(10_000).default(""),
+      decision: z.string().max(10_000).default(""),
+      consequences: z.string().max(10_000).default(""),
+    })
     .optional(),
 });
 export type PlanProposal = z.infer<typeof PlanProposal>;
@@ -67,10 +79,19 @@ export const UnitResult = z.strictObject({
   outcome: z.enum(["succeeded", "failed"]),
   summary: z.string().max(20_000).default(""),
   /** `git diff --binary` of the change, if any (validated by the PR loop). */
-  patch: z.string().max(8 * 1024 * 1024).optional(),
-  evidence: z.string().max(1024 * 1024).optional(),
+  patch: z
+    .string()
+    .max(8 * 1024 * 1024)
+    .optional(),
+  evidence: z
+    .string()
+    .max(1024 * 1024)
+    .optional(),
   /** the agent's conversation with its model, for review in the editor */
-  transcript: z.array(z.strictObject({ role: z.enum(["system", "user", "assistant"]), content: z.string().max(200_000) })).max(200).optional(),
+  transcript: z
+    .array(z.strictObject({ role: z.enum(["system", "user", "assistant"]), content: z.string().max(200_000) }))
+    .max(200)
+    .optional(),
   /** a review unit's verdict */
   review: ReviewVerdict.optional(),
   /** a planning unit's plan */

@@ -22,8 +22,7 @@ export interface YamlProblem {
 }
 
 export type LimitedYaml =
-  | { ok: true; doc: Document.Parsed; value: unknown; lineCounter: LineCounter }
-  | { ok: false; problems: YamlProblem[] };
+  { ok: true; doc: Document.Parsed; value: unknown; lineCounter: LineCounter } | { ok: false; problems: YamlProblem[] };
 
 const kib = (bytes: number) => `${Math.ceil(bytes / 1024)} KiB`;
 
@@ -55,9 +54,13 @@ export function parseYamlWithLimits(text: string, opts: { maxBytes: number; what
   try {
     doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: opts.uniqueKeys ?? true });
   } catch (err) {
-    return { ok: false, problems: [{ line: 1, column: 1, message: `the YAML could not be parsed (${(err as Error).message}); simplify its structure` }] };
+    return {
+      ok: false,
+      problems: [{ line: 1, column: 1, message: `the YAML could not be parsed (${(err as Error).message}); simplify its structure` }],
+    };
   }
-  if (doc.errors.length > 0) return { ok: false, problems: doc.errors.map((e) => ({ ...at(e.pos[0]), message: e.message.split("\n")[0]! })) };
+  if (doc.errors.length > 0)
+    return { ok: false, problems: doc.errors.map((e) => ({ ...at(e.pos[0]), message: e.message.split("\n")[0]! })) };
   try {
     return { ok: true, doc, value: doc.toJS({ maxAliasCount: MAX_YAML_ALIAS_COUNT }), lineCounter };
   } catch (err) {
@@ -71,9 +74,17 @@ export function parseYamlWithLimits(text: string, opts: { maxBytes: number; what
       });
       return {
         ok: false,
-        problems: [{ ...at(first), message: `its YAML aliases expand to more than ${MAX_YAML_ALIAS_COUNT} copies (an alias bomb); write the values out instead of repeating *aliases` }],
+        problems: [
+          {
+            ...at(first),
+            message: `its YAML aliases expand to more than ${MAX_YAML_ALIAS_COUNT} copies (an alias bomb); write the values out instead of repeating *aliases`,
+          },
+        ],
       };
     }
-    return { ok: false, problems: [{ line: 1, column: 1, message: `the YAML could not be read (${(err as Error).message.split("\n")[0]}); simplify it` }] };
+    return {
+      ok: false,
+      problems: [{ line: 1, column: 1, message: `the YAML could not be read (${(err as Error).message.split("\n")[0]}); simplify it` }],
+    };
   }
 }

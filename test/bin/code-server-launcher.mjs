@@ -22,12 +22,35 @@ import { format } from "node:util";
 
 // The harness's own constants (compiled with the tests, which always build before they run), so the
 // launcher and the workbench driver install, find and start the same things.
-import { CHROMIUM, CHROMIUM_ARGS, CODE_SERVER_VERSION, INSTALL_HINT, QUIET_SETTINGS, codeServerPath } from "../dist/helpers/vscode/code-server.js";
+import {
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  CODE_SERVER_VERSION,
+  INSTALL_HINT,
+  QUIET_SETTINGS,
+  codeServerPath,
+} from "../dist/helpers/vscode/code-server.js";
 
 const TAG = "[code-server-launcher]";
 
 // VS Code flags that take a value; `--flag value` is read as a pair only for these (others are switches).
-const VALUE_FLAGS = new Set(["extensionDevelopmentPath", "extensionTestsPath", "user-data-dir", "extensions-dir", "locale", "log", "profile", "folder-uri", "file-uri", "crash-reporter-directory", "sync", "enable-proposed-api", "disable-extension", "inspect-extensions", "inspect-brk-extensions"]);
+const VALUE_FLAGS = new Set([
+  "extensionDevelopmentPath",
+  "extensionTestsPath",
+  "user-data-dir",
+  "extensions-dir",
+  "locale",
+  "log",
+  "profile",
+  "folder-uri",
+  "file-uri",
+  "crash-reporter-directory",
+  "sync",
+  "enable-proposed-api",
+  "disable-extension",
+  "inspect-extensions",
+  "inspect-brk-extensions",
+]);
 
 /** Parses VS Code's command line: `--x=y`, `--x y` (value flags), `--switch`, and positional paths. */
 function parseArgs(argv) {
@@ -115,7 +138,12 @@ async function main() {
       process.exit(code);
     });
   };
-  for (const [sig, num] of [["SIGINT", 2], ["SIGTERM", 15], ["SIGHUP", 1]]) process.on(sig, () => shutdown(128 + num, sig));
+  for (const [sig, num] of [
+    ["SIGINT", 2],
+    ["SIGTERM", 15],
+    ["SIGHUP", 1],
+  ])
+    process.on(sig, () => shutdown(128 + num, sig));
   // If whoever started us dies without telling us (SIGKILL), do not outlive it.
   const parent = process.ppid;
   setInterval(() => {
@@ -125,17 +153,41 @@ async function main() {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   // HOME and TMPDIR of its own: code-server writes ~/.config, and its IPC and git sockets go to TMPDIR.
-  const serverEnv = { ...process.env, HOME: home, TMPDIR: join(home, "tmp"), XDG_CONFIG_HOME: join(home, ".config"), XDG_DATA_HOME: join(home, ".local", "share"), XDG_CACHE_HOME: join(home, ".cache") };
+  const serverEnv = {
+    ...process.env,
+    HOME: home,
+    TMPDIR: join(home, "tmp"),
+    XDG_CONFIG_HOME: join(home, ".config"),
+    XDG_DATA_HOME: join(home, ".local", "share"),
+    XDG_CACHE_HOME: join(home, ".cache"),
+  };
   delete serverEnv.NODE_TEST_CONTEXT; // set by `node --test`; must not leak into the extension host's Node
   delete serverEnv.NODE_OPTIONS;
   delete serverEnv.ELECTRON_RUN_AS_NODE;
   delete serverEnv.VSCODE_IPC_HOOK_CLI;
-  server = spawn(bin, ["--auth", "none", "--bind-addr", `127.0.0.1:${port}`, "--user-data-dir", userDataDir, "--extensions-dir", extensionsDir, "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override"], {
-    env: serverEnv,
-    cwd: home,
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  server = spawn(
+    bin,
+    [
+      "--auth",
+      "none",
+      "--bind-addr",
+      `127.0.0.1:${port}`,
+      "--user-data-dir",
+      userDataDir,
+      "--extensions-dir",
+      extensionsDir,
+      "--disable-telemetry",
+      "--disable-update-check",
+      "--disable-workspace-trust",
+      "--disable-getting-started-override",
+    ],
+    {
+      env: serverEnv,
+      cwd: home,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let serverExited = null;
   server.on("exit", (code, signal) => (serverExited = `code-server exited (${code ?? signal})`));
   const onServerOutput = (b) => {
@@ -173,7 +225,12 @@ async function main() {
   }
   // "": a fresh profile folder that playwright removes itself once the browser is dead (also on exit).
   // TMPDIR: Chromium's own temporary folders go into our scratch folder too.
-  context = await chromium.launchPersistentContext("", { executablePath: CHROMIUM, args: CHROMIUM_ARGS, env: { ...process.env, TMPDIR: join(home, "tmp") }, viewport: { width: 1400, height: 900 } });
+  context = await chromium.launchPersistentContext("", {
+    executablePath: CHROMIUM,
+    args: CHROMIUM_ARGS,
+    env: { ...process.env, TMPDIR: join(home, "tmp") },
+    viewport: { width: 1400, height: 900 },
+  });
   const page = context.pages()[0] ?? (await context.newPage());
 
   let settle;
@@ -192,7 +249,10 @@ async function main() {
   page.on("crash", () => settle({ code: 1, reason: "the workbench page crashed" }));
   page.on("close", () => settle({ code: 1, reason: "the workbench page closed" }));
   server.on("exit", () => settle({ code: 1, reason: `${serverExited}:\n${serverLog}` }));
-  const timer = setTimeout(() => settle({ code: 1, reason: `the suite did not finish within ${timeoutMs} ms (OPTIMUS_VSCODE_TEST_TIMEOUT_MS)`, timedOut: true }), timeoutMs);
+  const timer = setTimeout(
+    () => settle({ code: 1, reason: `the suite did not finish within ${timeoutMs} ms (OPTIMUS_VSCODE_TEST_TIMEOUT_MS)`, timedOut: true }),
+    timeoutMs,
+  );
 
   const remote = (p) => `vscode-remote://127.0.0.1:${port}${p}`;
   const payload = devPaths.map((p) => ["extensionDevelopmentPath", remote(p)]);
@@ -206,7 +266,9 @@ async function main() {
   else query = "ew=true";
   const url = `${origin}/?${query}&payload=${encodeURIComponent(JSON.stringify(payload))}`;
   console.log(`${TAG} code-server ${CODE_SERVER_VERSION} at ${origin}; running ${testsPath ?? "(no tests)"}`);
-  await page.goto(url, { waitUntil: "domcontentloaded" }).catch((err) => settle({ code: 1, reason: `cannot open the workbench: ${err.message}` }));
+  await page
+    .goto(url, { waitUntil: "domcontentloaded" })
+    .catch((err) => settle({ code: 1, reason: `cannot open the workbench: ${err.message}` }));
 
   const result = await done;
   clearTimeout(timer);
@@ -219,7 +281,8 @@ async function main() {
       await page.screenshot({ path: shot, timeout: 10_000 });
       console.error(`${TAG} screenshot: ${shot}`);
       writeFileSync(join(artifacts, `vscode-suite-${stamp}-code-server.log`), serverLog);
-      if (Array.isArray(result.logs)) writeFileSync(join(artifacts, `vscode-suite-${stamp}-workbench-logs.json`), JSON.stringify(result.logs, null, 1));
+      if (Array.isArray(result.logs))
+        writeFileSync(join(artifacts, `vscode-suite-${stamp}-workbench-logs.json`), JSON.stringify(result.logs, null, 1));
     } catch (err) {
       console.error(`${TAG} could not save artifacts: ${err.message}`);
     }
@@ -231,7 +294,12 @@ async function main() {
 
 // Harmless workbench noise on a machine without internet access: the extension gallery (open-vsx),
 // the signing module only Microsoft's builds carry (vsda), telemetry lookups, connection chatter.
-const NOISE = [/open-vsx\.org/, /\bvsda\b/, /ENOTFOUND .*(telemetry|microsoft|visualstudio)/, /^Creating a socket|^Resolv(ing|ed) connection token/];
+const NOISE = [
+  /open-vsx\.org/,
+  /\bvsda\b/,
+  /ENOTFOUND .*(telemetry|microsoft|visualstudio)/,
+  /^Creating a socket|^Resolv(ing|ed) connection token/,
+];
 
 main().then(
   (code) => process.exit(code),

@@ -15,7 +15,19 @@ interface State {
 }
 
 /** Unit states in lifecycle order (shared/src/unit.ts); states the page doesn't know follow, sorted. */
-const STATE_ORDER = ["planned", "ready", "leased", "submitted", "evaluating", "reviewing", "awaiting_approval", "completed", "merged", "dead", "cancelled"];
+const STATE_ORDER = [
+  "planned",
+  "ready",
+  "leased",
+  "submitted",
+  "evaluating",
+  "reviewing",
+  "awaiting_approval",
+  "completed",
+  "merged",
+  "dead",
+  "cancelled",
+];
 
 let state: State = {};
 let error: string | undefined;
@@ -65,8 +77,14 @@ function view(): TemplateResult {
     <vscode-button class="refresh" @click=${refresh}>Refresh</vscode-button>
   </div>`;
   if (!m) {
-    return html`${banner}<header class="head"><h1 class="title">Optimus farm</h1>${toolbar}</header>
-      <div class="loading"><vscode-progress-ring aria-label="Loading dashboard"></vscode-progress-ring><span>Waiting for the farm…</span></div>`;
+    return html`${banner}
+      <header class="head">
+        <h1 class="title">Optimus farm</h1>
+        ${toolbar}
+      </header>
+      <div class="loading">
+        <vscode-progress-ring aria-label="Loading dashboard"></vscode-progress-ring><span>Waiting for the farm…</span>
+      </div>`;
   }
   return html`${banner}
     <header class="head">
@@ -74,18 +92,17 @@ function view(): TemplateResult {
       ${connection(m)} ${toolbar}
     </header>
     <div class="grid">
-      ${card("Today's spend", todaySpend(m))}
-      ${card("Connected workers", workerSummary(m))}
-      ${card("Fleet load now", loadNow(m))}
-      ${card("Spend per day", spendChart(m), "wide")}
-      ${card("Fleet load over time", loadChart(m), "wide")}
-      ${card("Workers", workerTable(m), "wide workers-card")}
-      ${card("Units per state", unitCounts(m), "wide")}
+      ${card("Today's spend", todaySpend(m))} ${card("Connected workers", workerSummary(m))} ${card("Fleet load now", loadNow(m))}
+      ${card("Spend per day", spendChart(m), "wide")} ${card("Fleet load over time", loadChart(m), "wide")}
+      ${card("Workers", workerTable(m), "wide workers-card")} ${card("Units per state", unitCounts(m), "wide")}
     </div>`;
 }
 
 function card(title: string, body: unknown, cls = ""): TemplateResult {
-  return html`<section class=${`card ${cls}`}><h2>${title}</h2>${body}</section>`;
+  return html`<section class=${`card ${cls}`}>
+    <h2>${title}</h2>
+    ${body}
+  </section>`;
 }
 
 function connection(m: DashboardModel): TemplateResult {
@@ -100,12 +117,15 @@ function connection(m: DashboardModel): TemplateResult {
 function todaySpend(m: DashboardModel): TemplateResult {
   const budget = m.dailyBudgetUsd;
   if (budget === undefined || !(budget > 0)) {
-    return html`<p class="big today">${fmtUsd(m.todayUsd)}</p><p class="hint">No daily budget configured</p>`;
+    return html`<p class="big today">${fmtUsd(m.todayUsd)}</p>
+      <p class="hint">No daily budget configured</p>`;
   }
   const pct = Math.round((m.todayUsd / budget) * 100);
   return html`<p class="big today">${fmtUsd(m.todayUsd)} <span class="of">of ${fmtUsd(budget)}</span></p>
     ${meter(m.todayUsd, budget, "Today's spend against the daily budget")}
-    <p class=${`hint ${m.todayUsd > budget ? "tone-text-bad" : ""}`}>${pct}% of the daily budget${m.todayUsd > budget ? " — over budget" : ""}</p>`;
+    <p class=${`hint ${m.todayUsd > budget ? "tone-text-bad" : ""}`}>
+      ${pct}% of the daily budget${m.todayUsd > budget ? " — over budget" : ""}
+    </p>`;
 }
 
 function workerSummary(m: DashboardModel): TemplateResult {
@@ -119,7 +139,8 @@ function loadNow(m: DashboardModel): TemplateResult {
   const active = workers.reduce((n, w) => n + w.active, 0);
   const capacity = workers.reduce((n, w) => n + w.capacity, 0);
   if (capacity === 0) return empty("No capacity connected");
-  return html`<p class="big">${active} <span class="of">of ${capacity} leases</span></p>${meter(active, capacity, "Fleet load", "warn")}`;
+  return html`<p class="big">${active} <span class="of">of ${capacity} leases</span></p>
+    ${meter(active, capacity, "Fleet load", "warn")}`;
 }
 
 // Chart geometry, in SVG user units. The width follows the page's (see the ResizeObserver at the
@@ -171,7 +192,12 @@ function spendChart(m: DashboardModel): TemplateResult {
   const every = Math.ceil(days.length / Math.max(1, Math.floor(plotW / 48)));
   const y = (v: number) => PAD.top + plotH - (Math.max(0, v) / top) * plotH;
   const budgetY = budget !== undefined ? y(budget) : undefined;
-  return html`<svg class="chart spend-chart" viewBox=${`0 0 ${W} ${H}`} role="img" aria-label=${`Spend per day over ${days.length} day(s)${budget !== undefined ? `, daily budget ${fmtUsd(budget)}` : ""}`}>
+  return html`<svg
+      class="chart spend-chart"
+      viewBox=${`0 0 ${W} ${H}`}
+      role="img"
+      aria-label=${`Spend per day over ${days.length} day(s)${budget !== undefined ? `, daily budget ${fmtUsd(budget)}` : ""}`}
+    >
       ${yAxis(top, (v) => fmtUsd(v))}
       ${days.map((d, i) => {
         const x = PAD.left + i * slot + (slot - barW) / 2;
@@ -184,12 +210,17 @@ function spendChart(m: DashboardModel): TemplateResult {
           ${i % every === 0 || i === days.length - 1 ? svg`<text class="axis-label" x=${(x + barW / 2).toFixed(1)} y=${H - 8} text-anchor="middle">${shortDay(d.day)}</text>` : nothing}
         </g>`;
       })}
-      ${budgetY !== undefined
-        ? svg`<line class="budget" x1=${PAD.left} x2=${W - PAD.right} y1=${budgetY.toFixed(1)} y2=${budgetY.toFixed(1)}><title>${`Daily budget ${fmtUsd(budget ?? 0)}`}</title></line>
+      ${
+        budgetY !== undefined
+          ? svg`<line class="budget" x1=${PAD.left} x2=${W - PAD.right} y1=${budgetY.toFixed(1)} y2=${budgetY.toFixed(1)}><title>${`Daily budget ${fmtUsd(budget ?? 0)}`}</title></line>
           <text class="budget-label" x=${W - PAD.right} y=${(budgetY - 4).toFixed(1)} text-anchor="end">${`budget ${fmtUsd(budget ?? 0)}`}</text>`
-        : nothing}
+          : nothing
+      }
     </svg>
-    <p class="legend"><span class="swatch bar-swatch"></span> spend ${budget !== undefined ? html`<span class="swatch over-swatch"></span> over budget <span class="swatch budget-swatch"></span> daily budget` : nothing}</p>`;
+    <p class="legend">
+      <span class="swatch bar-swatch"></span> spend
+      ${budget !== undefined ? html`<span class="swatch over-swatch"></span> over budget <span class="swatch budget-swatch"></span> daily budget` : nothing}
+    </p>`;
 }
 
 /** "2026-11-25" → "11-25"; anything else is shown as given. */
@@ -207,9 +238,15 @@ function loadChart(m: DashboardModel): TemplateResult {
   const span = t1 - t0 || 1;
   const x = (at: number) => PAD.left + (samples.length === 1 ? plotW / 2 : ((at - t0) / span) * plotW);
   const y = (v: number) => PAD.top + plotH - (Math.max(0, v) / top) * plotH;
-  const points = (pick: (s: (typeof samples)[number]) => number) => samples.map((s) => `${x(s.at).toFixed(1)},${y(pick(s)).toFixed(1)}`).join(" ");
+  const points = (pick: (s: (typeof samples)[number]) => number) =>
+    samples.map((s) => `${x(s.at).toFixed(1)},${y(pick(s)).toFixed(1)}`).join(" ");
   const last = samples[samples.length - 1]!;
-  return html`<svg class="chart load-chart" viewBox=${`0 0 ${W} ${H}`} role="img" aria-label=${`Fleet load over time: now ${last.active} of ${last.capacity} leases`}>
+  return html`<svg
+      class="chart load-chart"
+      viewBox=${`0 0 ${W} ${H}`}
+      role="img"
+      aria-label=${`Fleet load over time: now ${last.active} of ${last.capacity} leases`}
+    >
       ${yAxis(top, (v) => fmtInt(v))}
       <polyline class="capacity-line" points=${points((s) => s.capacity)}></polyline>
       <polyline class="load-line" points=${points((s) => s.active)}></polyline>
@@ -232,27 +269,42 @@ function workerTable(m: DashboardModel): TemplateResult {
   // Ages on the farm's clock (the model's `now`), not this machine's.
   const now = typeof m.now === "number" ? m.now : Date.now();
   const live = m.connection === "connected";
-  return html`<div class="table-scroll"><table class="grid-table workers">
-    <thead>
-      <tr><th scope="col">Node</th><th scope="col">Role</th><th scope="col">Model</th><th scope="col">Health</th><th scope="col">Load</th></tr>
-    </thead>
-    <tbody>
-      ${workers.map(
-        (w) => html`<tr class="worker" data-node=${w.nodeId}>
-          <td class="node">${w.nodeId}</td>
-          <td class="role">${w.role}</td>
-          <td class="model">${w.model}</td>
-          <td class="health">
-            <vscode-badge class=${`tone-${!live ? "neutral" : w.connected ? "good" : "bad"}`}>${w.health ?? (w.connected ? "connected" : "disconnected")}</vscode-badge>
-            <span class="hint" title=${fmtTime(w.lastSeenAt)}>seen ${fmtAgo(w.lastSeenAt, now)}</span>
-          </td>
-          <td class="load">
-            <span class="load-cell">${meter(w.active, w.capacity, `Load of ${w.nodeId}`, "warn")}<span class="load-text">${w.active}/${w.capacity}</span></span>
-          </td>
-        </tr>`,
-      )}
-    </tbody>
-  </table></div>`;
+  return html`<div class="table-scroll">
+    <table class="grid-table workers">
+      <thead>
+        <tr>
+          <th scope="col">Node</th>
+          <th scope="col">Role</th>
+          <th scope="col">Model</th>
+          <th scope="col">Health</th>
+          <th scope="col">Load</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${workers.map(
+          (w) =>
+            html`<tr class="worker" data-node=${w.nodeId}>
+              <td class="node">${w.nodeId}</td>
+              <td class="role">${w.role}</td>
+              <td class="model">${w.model}</td>
+              <td class="health">
+                <vscode-badge class=${`tone-${!live ? "neutral" : w.connected ? "good" : "bad"}`}
+                  >${w.health ?? (w.connected ? "connected" : "disconnected")}</vscode-badge
+                >
+                <span class="hint" title=${fmtTime(w.lastSeenAt)}>seen ${fmtAgo(w.lastSeenAt, now)}</span>
+              </td>
+              <td class="load">
+                <span class="load-cell"
+                  >${meter(w.active, w.capacity, `Load of ${w.nodeId}`, "warn")}<span class="load-text"
+                    >${w.active}/${w.capacity}</span
+                  ></span
+                >
+              </td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </div>`;
 }
 
 function unitCounts(m: DashboardModel): TemplateResult {
@@ -266,9 +318,11 @@ function unitCounts(m: DashboardModel): TemplateResult {
   const total = counts.reduce((n, [, c]) => n + c, 0);
   return html`<ul class="unit-counts">
       ${counts.map(
-        ([s, n]) => html`<li class="unit-count" data-state=${s}>
-          <vscode-badge class=${`tone-${stateTone(s)}`}>${n}</vscode-badge> <span class="state-name">${m.stateLabels?.[s] ?? s.replaceAll("_", " ")}</span>
-        </li>`,
+        ([s, n]) =>
+          html`<li class="unit-count" data-state=${s}>
+            <vscode-badge class=${`tone-${stateTone(s)}`}>${n}</vscode-badge>
+            <span class="state-name">${m.stateLabels?.[s] ?? s.replaceAll("_", " ")}</span>
+          </li>`,
       )}
     </ul>
     <p class="hint">${total} unit(s) in all</p>`;

@@ -128,7 +128,12 @@ export function stateTone(state: string): "good" | "bad" | "warn" | "active" | "
   }
 }
 
-const usdFormat = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const usdFormat = new Intl.NumberFormat("en-US", {
+  style: "currency",
+  currency: "USD",
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 2,
+});
 const intFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 
 export const fmtUsd = (usd: number): string => (Number.isFinite(usd) ? usdFormat.format(usd) : "—");
@@ -167,7 +172,16 @@ export function fmtAgo(at: number, now = Date.now()): string {
 export function meter(value: number, max: number, label: string, full: "warn" | "bad" = "bad"): TemplateResult {
   const ratio = max > 0 ? Math.min(1, Math.max(0, value / max)) : 0;
   const t = ratio >= 1 ? full : ratio >= 0.8 ? "warn" : "good";
-  return html`<svg class="meter" viewBox="0 0 100 8" preserveAspectRatio="none" role="meter" aria-label=${label} aria-valuemin="0" aria-valuemax=${max} aria-valuenow=${value}>
+  return html`<svg
+    class="meter"
+    viewBox="0 0 100 8"
+    preserveAspectRatio="none"
+    role="meter"
+    aria-label=${label}
+    aria-valuemin="0"
+    aria-valuemax=${max}
+    aria-valuenow=${value}
+  >
     <rect class="meter-track" x="0" y="0" width="100" height="8" rx="2"></rect>
     ${ratio > 0 ? svg`<rect class=${`meter-fill tone-${t}`} x="0" y="0" width=${(ratio * 100).toFixed(2)} height="8" rx="2"></rect>` : nothing}
   </svg>`;

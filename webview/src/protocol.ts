@@ -73,7 +73,16 @@ export interface DashboardModel {
   /** the farm's clock when the model was made: ages ("seen 5s ago") are measured on it */
   now: number;
   /** `health`: what the Fleet view says ("healthy", "busy", "offline 2m 05s", "unknown (…)") */
-  workers: { nodeId: string; role: string; model: string; connected: boolean; active: number; capacity: number; lastSeenAt: number; health: string }[];
+  workers: {
+    nodeId: string;
+    role: string;
+    model: string;
+    connected: boolean;
+    active: number;
+    capacity: number;
+    lastSeenAt: number;
+    health: string;
+  }[];
   /** spend per day, oldest first; budget is the daily ceiling when one is configured */
   spend: { day: string; usd: number }[];
   dailyBudgetUsd?: number;
@@ -88,9 +97,7 @@ export interface DashboardModel {
 
 /** host → page */
 export type HostMessage =
-  | { type: "unitDetail"; model: UnitDetailModel }
-  | { type: "dashboard"; model: DashboardModel }
-  | { type: "error"; message: string };
+  { type: "unitDetail"; model: UnitDetailModel } | { type: "dashboard"; model: DashboardModel } | { type: "error"; message: string };
 
 /** page → host */
 export type PageMessage =

@@ -70,14 +70,14 @@ function view(): TemplateResult {
   });
   const m = state.model;
   if (!m) {
-    return html`${banner}<div class="loading"><vscode-progress-ring aria-label="Loading unit"></vscode-progress-ring><span>Waiting for the unit…</span></div>`;
+    return html`${banner}
+      <div class="loading"><vscode-progress-ring aria-label="Loading unit"></vscode-progress-ring><span>Waiting for the unit…</span></div>`;
   }
   const evals = list(m.evals);
   const transcript = list(m.transcript);
   const history = list(m.history);
   const escalations = list(m.escalations);
-  return html`${banner}
-    ${header(m)}
+  return html`${banner} ${header(m)}
     <vscode-tabs class="tabs" selected-index=${clampTab(state.tab)} @vsc-tabs-select=${onTab}>
       <vscode-tab-header slot="header" data-tab="overview">Overview</vscode-tab-header>
       <vscode-tab-panel data-tab="overview">${overview(m)}</vscode-tab-panel>
@@ -98,7 +98,8 @@ function onTab(event: CustomEvent<{ selectedIndex: number }>): void {
   save();
 }
 
-const count = (n: number): TemplateResult | typeof nothing => (n > 0 ? html`<vscode-badge slot="content-after" variant="counter">${n}</vscode-badge>` : nothing);
+const count = (n: number): TemplateResult | typeof nothing =>
+  n > 0 ? html`<vscode-badge slot="content-after" variant="counter">${n}</vscode-badge>` : nothing;
 
 /** Model arrays come from the host; tolerate a missing one rather than blank the page. */
 function list<T>(xs: T[] | undefined): T[] {
@@ -111,20 +112,30 @@ function header(m: UnitDetailModel): TemplateResult {
     <div class="crumbs"><span class="task-id">${m.taskId}</span><span class="sep">/</span><span class="unit-id">${m.unitId}</span></div>
     <h1 class="title">${m.title}</h1>
     <div class="meta">
-      <vscode-badge class=${`state tone-${m.live === false ? "neutral" : stateTone(m.state)}`} data-state=${m.state}>${m.live === false ? "last known: " : ""}${m.stateLabel ?? m.state.replaceAll("_", " ")}</vscode-badge>
+      <vscode-badge class=${`state tone-${m.live === false ? "neutral" : stateTone(m.state)}`} data-state=${m.state}
+        >${m.live === false ? "last known: " : ""}${m.stateLabel ?? m.state.replaceAll("_", " ")}</vscode-badge
+      >
       ${ACTIVE_STATES.has(m.state) && m.live !== false ? html`<vscode-progress-ring class="busy" aria-label="Working"></vscode-progress-ring>` : nothing}
       <span class="fact"><span class="label">Worker</span> <span class="worker">${m.worker ?? "unassigned"}</span></span>
-      <span class="fact"><span class="label">Attempt</span> <span class="attempt">${m.attempt}</span>${m.change && m.change.attempt !== m.attempt ? html` <span class="hint">(change shown: attempt ${m.change.attempt})</span>` : nothing}</span>
+      <span class="fact"
+        ><span class="label">Attempt</span>
+        <span class="attempt">${m.attempt}</span
+        >${m.change && m.change.attempt !== m.attempt ? html` <span class="hint">(change shown: attempt ${m.change.attempt})</span>` : nothing}</span
+      >
       <span class="fact"><span class="label">Role</span> <span class="role">${m.role}</span></span>
     </div>
-    ${actions.length
-      ? html`<div class="actions" role="toolbar" aria-label="Unit actions">
-          ${actions.map(
-            (a) =>
-              html`<vscode-button ?secondary=${!PRIMARY.includes(a)} data-action=${a} @click=${() => act(m, a)}>${ACTION_LABELS[a]}</vscode-button>`,
-          )}
-        </div>`
-      : nothing}
+    ${
+      actions.length
+        ? html`<div class="actions" role="toolbar" aria-label="Unit actions">
+            ${actions.map(
+              (a) =>
+                html`<vscode-button ?secondary=${!PRIMARY.includes(a)} data-action=${a} @click=${() => act(m, a)}
+                  >${ACTION_LABELS[a]}</vscode-button
+                >`,
+            )}
+          </div>`
+        : nothing
+    }
   </header>`;
 }
 
@@ -134,25 +145,43 @@ function act(m: UnitDetailModel, action: UnitAction): void {
 }
 
 function section(title: string, body: unknown, cls = ""): TemplateResult {
-  return html`<section class=${`card ${cls}`}><h2>${title}</h2>${body}</section>`;
+  return html`<section class=${`card ${cls}`}>
+    <h2>${title}</h2>
+    ${body}
+  </section>`;
 }
 
 function overview(m: UnitDetailModel): TemplateResult {
   const files = list(m.files);
   return html`<div class="grid">
     ${section("Instruction", m.instruction ? html`<pre class="text instruction">${m.instruction}</pre>` : empty("No instruction"), "wide")}
-    ${section("Files", files.length ? html`<ul class="files">${files.map((f) => html`<li><code>${f}</code></li>`)}</ul>` : empty("No files named"))}
+    ${section(
+      "Files",
+      files.length
+        ? html`<ul class="files">
+            ${files.map((f) => html`<li><code>${f}</code></li>`)}
+          </ul>`
+        : empty("No files named"),
+    )}
     ${section("Check", m.check ? html`<pre class="text check">${m.check}</pre>` : empty("No check command"))}
-    ${section("Progress", progress(m))}
-    ${section("Signals", signals(m))}
-    ${section("Cost", html`<p class="big cost">${fmtUsd(m.costUsd)}</p><p class="hint">${m.costUsd > 0 ? "spent at the frontier after escalation" : "never escalated"}</p>`)}
-    ${section("Risk", risk(m))}
-    ${section("Review", review(m), "wide")}
+    ${section("Progress", progress(m))} ${section("Signals", signals(m))}
+    ${section(
+      "Cost",
+      html`<p class="big cost">${fmtUsd(m.costUsd)}</p>
+        <p class="hint">${m.costUsd > 0 ? "spent at the frontier after escalation" : "never escalated"}</p>`,
+    )}
+    ${section("Risk", risk(m))} ${section("Review", review(m), "wide")}
   </div>`;
 }
 
 function dl(rows: [string, unknown][]): TemplateResult {
-  return html`<dl class="facts">${rows.map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>`;
+  return html`<dl class="facts">
+    ${rows.map(
+      ([k, v]) =>
+        html`<dt>${k}</dt>
+          <dd>${v}</dd>`,
+    )}
+  </dl>`;
 }
 
 function progress(m: UnitDetailModel): TemplateResult {
@@ -194,7 +223,13 @@ function risk(m: UnitDetailModel): TemplateResult {
   if (!r) return empty("No risk assessment");
   const reasons = list(r.reasons);
   return html`<p><vscode-badge class=${`risk tone-${riskTone(r.level)}`}>${r.level}</vscode-badge></p>
-    ${reasons.length ? html`<ul class="reasons">${reasons.map((x) => html`<li>${x}</li>`)}</ul>` : empty("No reasons given")}`;
+    ${
+      reasons.length
+        ? html`<ul class="reasons">
+            ${reasons.map((x) => html`<li>${x}</li>`)}
+          </ul>`
+        : empty("No reasons given")
+    }`;
 }
 
 function verdictTone(verdict: string): string {
@@ -211,17 +246,19 @@ function review(m: UnitDetailModel): TemplateResult {
       <span class="label">risk</span> <span class="review-risk">${r.risk}</span>
     </p>
     ${r.summary ? html`<p class="summary">${r.summary}</p>` : nothing}
-    ${comments.length
-      ? html`<ul class="comments">
-          ${comments.map(
-            (c) =>
-              html`<li class="comment">
-                ${c.path ? html`<code class="where">${c.path}${c.line !== undefined ? `:${c.line}` : ""}</code>` : nothing}
-                <div class="body">${c.body}</div>
-              </li>`,
-          )}
-        </ul>`
-      : empty("No comments")}`;
+    ${
+      comments.length
+        ? html`<ul class="comments">
+            ${comments.map(
+              (c) =>
+                html`<li class="comment">
+                  ${c.path ? html`<code class="where">${c.path}${c.line !== undefined ? `:${c.line}` : ""}</code>` : nothing}
+                  <div class="body">${c.body}</div>
+                </li>`,
+            )}
+          </ul>`
+        : empty("No comments")
+    }`;
 }
 
 function exitText(e: EvalRow): string {
@@ -243,33 +280,47 @@ function evalsSection(evals: EvalRow[]): TemplateResult {
   // A native table: each eval's output opens in a row spanning the table (vscode-table has no colspan).
   return section(
     "Evals",
-    html`<div class="table-scroll"><table class="grid-table evals">
-      <thead>
-        <tr><th scope="col">Name</th><th scope="col">Exit code</th><th scope="col">Duration</th><th scope="col"><span class="visually-hidden">Output</span></th></tr>
-      </thead>
-      <tbody>
-        ${evals.map((e, i) => {
-          const ok = !e.timedOut && e.exitCode === 0;
-          const isOpen = open.has(e.name);
-          const id = `eval-output-${i}`;
-          return html`<tr class=${`eval ${ok ? "pass" : "fail"}`}>
-              <td class="name">${e.name}</td>
-              <td class=${`exit tone-text-${ok ? "good" : "bad"}`}>${exitText(e)}</td>
-              <td class="duration">${fmtDuration(e.durationMs)}</td>
-              <td class="toggle">
-                <vscode-button secondary class="output-toggle" aria-expanded=${isOpen ? "true" : "false"} aria-controls=${id} @click=${() => toggle(e.name)}
-                  >${isOpen ? "Hide output" : "Show output"}</vscode-button
-                >
-              </td>
-            </tr>
-            ${isOpen
-              ? html`<tr class="eval-output-row" id=${id}>
-                  <td colspan="4">${e.output ? html`<pre class="output">${e.output}</pre>` : empty("No output")}</td>
-                </tr>`
-              : nothing}`;
-        })}
-      </tbody>
-    </table></div>`,
+    html`<div class="table-scroll">
+      <table class="grid-table evals">
+        <thead>
+          <tr>
+            <th scope="col">Name</th>
+            <th scope="col">Exit code</th>
+            <th scope="col">Duration</th>
+            <th scope="col"><span class="visually-hidden">Output</span></th>
+          </tr>
+        </thead>
+        <tbody>
+          ${evals.map((e, i) => {
+            const ok = !e.timedOut && e.exitCode === 0;
+            const isOpen = open.has(e.name);
+            const id = `eval-output-${i}`;
+            return html`<tr class=${`eval ${ok ? "pass" : "fail"}`}>
+                <td class="name">${e.name}</td>
+                <td class=${`exit tone-text-${ok ? "good" : "bad"}`}>${exitText(e)}</td>
+                <td class="duration">${fmtDuration(e.durationMs)}</td>
+                <td class="toggle">
+                  <vscode-button
+                    secondary
+                    class="output-toggle"
+                    aria-expanded=${isOpen ? "true" : "false"}
+                    aria-controls=${id}
+                    @click=${() => toggle(e.name)}
+                    >${isOpen ? "Hide output" : "Show output"}</vscode-button
+                  >
+                </td>
+              </tr>
+              ${
+                isOpen
+                  ? html`<tr class="eval-output-row" id=${id}>
+                      <td colspan="4">${e.output ? html`<pre class="output">${e.output}</pre>` : empty("No output")}</td>
+                    </tr>`
+                  : nothing
+              }`;
+          })}
+        </tbody>
+      </table>
+    </div>`,
   );
 }
 
@@ -283,12 +334,13 @@ function transcriptSection(steps: UnitDetailModel["transcript"]): TemplateResult
     "Transcript",
     html`<ol class="transcript">
       ${steps.map(
-        (s, i) => html`<li class="step">
-          <vscode-collapsible heading=${`${i + 1}. ${s.title}`} description=${s.at !== undefined ? fmtTime(s.at) : ""}>
-            <vscode-badge slot="decorations" class="kind">${s.kind}</vscode-badge>
-            ${s.text ? html`<pre class="text step-text">${s.text}</pre>` : empty("No text")}
-          </vscode-collapsible>
-        </li>`,
+        (s, i) =>
+          html`<li class="step">
+            <vscode-collapsible heading=${`${i + 1}. ${s.title}`} description=${s.at !== undefined ? fmtTime(s.at) : ""}>
+              <vscode-badge slot="decorations" class="kind">${s.kind}</vscode-badge>
+              ${s.text ? html`<pre class="text step-text">${s.text}</pre>` : empty("No text")}
+            </vscode-collapsible>
+          </li>`,
       )}
     </ol>`,
   );
@@ -299,14 +351,23 @@ function transcriptSection(steps: UnitDetailModel["transcript"]): TemplateResult
  * vscode-table (fixed percentage columns, measured once while its tab may still be hidden) can't do.
  */
 function simpleTable(cls: string, columns: string[], rows: unknown[][]): TemplateResult {
-  return html`<div class="table-scroll"><table class=${`grid-table ${cls}`}>
-    <thead>
-      <tr>${columns.map((c) => html`<th scope="col">${c}</th>`)}</tr>
-    </thead>
-    <tbody>
-      ${rows.map((r) => html`<tr>${r.map((cell) => html`<td>${cell}</td>`)}</tr>`)}
-    </tbody>
-  </table></div>`;
+  return html`<div class="table-scroll">
+    <table class=${`grid-table ${cls}`}>
+      <thead>
+        <tr>
+          ${columns.map((c) => html`<th scope="col">${c}</th>`)}
+        </tr>
+      </thead>
+      <tbody>
+        ${rows.map(
+          (r) =>
+            html`<tr>
+              ${r.map((cell) => html`<td>${cell}</td>`)}
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </div>`;
 }
 
 function escalationSection(rows: UnitDetailModel["escalations"]): TemplateResult {

@@ -15,7 +15,10 @@ export interface ConnectOptions {
  * SecretStorage), checks both with the farm, and on failure says what is wrong with one way to fix it.
  */
 export class ConnectController {
-  constructor(private readonly connection: FarmConnection, private readonly credentials: FarmCredentials) {}
+  constructor(
+    private readonly connection: FarmConnection,
+    private readonly credentials: FarmCredentials,
+  ) {}
 
   async connect(opts: ConnectOptions = {}): Promise<Identity | undefined> {
     let url = opts.url;
@@ -40,7 +43,9 @@ export class ConnectController {
       const stored = await this.credentials.token();
       token = await vscode.window.showInputBox({
         title: "Connect to Optimus farm (2/2)",
-        prompt: stored ? "Editor token (leave as is to keep the stored one)" : "Editor token, from `optimus token create --role editor --name you`",
+        prompt: stored
+          ? "Editor token (leave as is to keep the stored one)"
+          : "Editor token, from `optimus token create --role editor --name you`",
         value: stored ? "" : undefined,
         placeHolder: stored ? "(stored token)" : "paste the token",
         password: true,
@@ -51,7 +56,10 @@ export class ConnectController {
     }
     token ??= await this.credentials.token();
     if (!token?.trim()) {
-      if (!opts.silent) void vscode.window.showErrorMessage("Optimus: a token is needed to connect. Create one with `optimus token create --role editor --name you`.");
+      if (!opts.silent)
+        void vscode.window.showErrorMessage(
+          "Optimus: a token is needed to connect. Create one with `optimus token create --role editor --name you`.",
+        );
       return undefined;
     }
     try {

@@ -20,7 +20,10 @@ const MAX_SELECTION_CHARS = 20_000;
  * creates the task, and reveals it in the tree.
  */
 export class SendController {
-  constructor(private readonly connection: FarmConnection, private readonly reveal: (taskId: string) => Promise<void>) {}
+  constructor(
+    private readonly connection: FarmConnection,
+    private readonly reveal: (taskId: string) => Promise<void>,
+  ) {}
 
   async send(arg?: unknown, selected?: unknown, opts: SendOptions = {}): Promise<string | undefined> {
     if (this.connection.state === "disconnected") {
@@ -31,8 +34,11 @@ export class SendController {
     const scope = this.scopeOf(arg, selected, opts.files);
     // A folder lets the change edit anything below it: say so, and name protected files inside.
     const warning = scopeWarning(await scopeReport(scope.files, scope.root));
-    if (warning && !opts.confirmed && (await vscode.window.showWarningMessage(warning, { modal: true }, "Send")) !== "Send") return undefined;
-    const where = scope.files.length ? scope.files.slice(0, 3).join(", ") + (scope.files.length > 3 ? ` and ${scope.files.length - 3} more` : "") : "the whole repository";
+    if (warning && !opts.confirmed && (await vscode.window.showWarningMessage(warning, { modal: true }, "Send")) !== "Send")
+      return undefined;
+    const where = scope.files.length
+      ? scope.files.slice(0, 3).join(", ") + (scope.files.length > 3 ? ` and ${scope.files.length - 3} more` : "")
+      : "the whole repository";
     const instruction =
       opts.instruction ??
       (await vscode.window.showInputBox({
@@ -45,23 +51,39 @@ export class SendController {
     if (!instruction?.trim()) return undefined;
     const text = instruction.trim();
     const title = text.split("\n")[0]!.slice(0, 200);
-    const description = scope.selection ? `${text}\n\nSelected in ${scope.selection.path} (lines ${scope.selection.from}–${scope.selection.to}):\n\n\`\`\`\n${scope.selection.text}\n\`\`\`` : text;
+    const description = scope.selection
+      ? `${text}\n\nSelected in ${scope.selection.path} (lines ${scope.selection.from}–${scope.selection.to}):\n\n\`\`\`\n${scope.selection.text}\n\`\`\``
+      : text;
     try {
       const task = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: "Sending to Optimus…" }, () =>
-        this.connection.api.tasks.create.mutate({ title, description, files: scope.files.length ? scope.files : undefined, priority: opts.priority }),
+        this.connection.api.tasks.create.mutate({
+          title,
+          description,
+          files: scope.files.length ? scope.files : undefined,
+          priority: opts.priority,
+        }),
       );
       await this.reveal(task.taskId).catch(() => undefined);
-      void vscode.window.showInformationMessage(`Sent to Optimus as task ${task.taskId} (${task.units.length} unit${task.units.length === 1 ? "" : "s"}).`);
+      void vscode.window.showInformationMessage(
+        `Sent to Optimus as task ${task.taskId} (${task.units.length} unit${task.units.length === 1 ? "" : "s"}).`,
+      );
       return task.taskId;
     } catch (err) {
-      void vscode.window.showErrorMessage(`Optimus: could not send the task: ${describeFarmError(err, this.connection.url ?? "the farm").message}`);
+      void vscode.window.showErrorMessage(
+        `Optimus: could not send the task: ${describeFarmError(err, this.connection.url ?? "the farm").message}`,
+      );
       return undefined;
     }
   }
 
   private scopeOf(arg: unknown, selected: unknown, files?: string[]) {
     if (files) return { files, selection: undefined, root: false };
-    const uris = Array.isArray(selected) && selected.every((u) => u instanceof vscode.Uri) ? (selected as vscode.Uri[]) : arg instanceof vscode.Uri ? [arg] : [];
+    const uris =
+      Array.isArray(selected) && selected.every((u) => u instanceof vscode.Uri)
+        ? (selected as vscode.Uri[])
+        : arg instanceof vscode.Uri
+          ? [arg]
+          : [];
     const editor = vscode.window.activeTextEditor;
     let selection: { path: string; from: number; to: number; text: string } | undefined;
     const fromEditor = uris.length === 0 || (uris.length === 1 && editor && uris[0]!.toString() === editor.document.uri.toString());
@@ -69,7 +91,12 @@ export class SendController {
       if (uris.length === 0) uris.push(editor.document.uri);
       if (!editor.selection.isEmpty) {
         const s = editor.selection;
-        selection = { path: vscode.workspace.asRelativePath(editor.document.uri, false), from: s.start.line + 1, to: s.end.line + 1, text: editor.document.getText(s).slice(0, MAX_SELECTION_CHARS) };
+        selection = {
+          path: vscode.workspace.asRelativePath(editor.document.uri, false),
+          from: s.start.line + 1,
+          to: s.end.line + 1,
+          text: editor.document.getText(s).slice(0, MAX_SELECTION_CHARS),
+        };
       }
     }
     const inRepo = uris.filter((u) => u.scheme === "file" && vscode.workspace.getWorkspaceFolder(u));

@@ -16,7 +16,9 @@ export interface ScopeReport {
 /** The repository's protected paths as its `.optimus/config.yaml` sets them (policy.protectedPaths), else the farm's defaults. */
 async function protectedPatterns(folder: vscode.WorkspaceFolder): Promise<string[]> {
   try {
-    const text = Buffer.from(await vscode.workspace.fs.readFile(vscode.Uri.joinPath(folder.uri, ".optimus", "config.yaml"))).toString("utf8");
+    const text = Buffer.from(await vscode.workspace.fs.readFile(vscode.Uri.joinPath(folder.uri, ".optimus", "config.yaml"))).toString(
+      "utf8",
+    );
     const p = (parse(text) as { policy?: { protectedPaths?: unknown } } | null)?.policy?.protectedPaths;
     if (Array.isArray(p) && p.every((x) => typeof x === "string")) return p;
   } catch {
@@ -34,7 +36,10 @@ export async function scopeReport(paths: string[], root: boolean): Promise<Scope
   const report: ScopeReport = { folders: [], root, protectedFiles: [] };
   if (!folder) return report;
   for (const p of paths) {
-    const stat = await vscode.workspace.fs.stat(vscode.Uri.joinPath(folder.uri, p)).then((s) => s, () => undefined);
+    const stat = await vscode.workspace.fs.stat(vscode.Uri.joinPath(folder.uri, p)).then(
+      (s) => s,
+      () => undefined,
+    );
     if (stat && stat.type & vscode.FileType.Directory) report.folders.push(p.replace(/\/+$/, ""));
   }
   if (report.folders.length === 0 && !report.root) return report;
@@ -53,7 +58,9 @@ export async function scopeReport(paths: string[], root: boolean): Promise<Scope
 /** The confirmation's sentence, or undefined when the scope is files only (nothing to confirm). */
 export function scopeWarning(r: ScopeReport): string | undefined {
   if (!r.root && r.folders.length === 0) return undefined;
-  const where = r.root ? "any file in the repository" : `any file under ${r.folders.map((f) => `${f}/`).join(", ")} (tests and configuration included)`;
+  const where = r.root
+    ? "any file in the repository"
+    : `any file under ${r.folders.map((f) => `${f}/`).join(", ")} (tests and configuration included)`;
   const prot = r.protectedFiles.length
     ? ` It includes protected paths (${r.protectedFiles.slice(0, 4).join(", ")}${r.protectedFiles.length > 4 ? ` and ${r.protectedFiles.length - 4} more` : ""}): a change to them needs an approver.`
     : "";

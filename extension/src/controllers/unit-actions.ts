@@ -37,7 +37,12 @@ export class UnitActions {
 
   private say(level: "info" | "error" | "warning", text: string, ...buttons: string[]): Thenable<string | undefined> {
     this.lastMessage = { level, text };
-    const show = level === "info" ? vscode.window.showInformationMessage : level === "warning" ? vscode.window.showWarningMessage : vscode.window.showErrorMessage;
+    const show =
+      level === "info"
+        ? vscode.window.showInformationMessage
+        : level === "warning"
+          ? vscode.window.showWarningMessage
+          : vscode.window.showErrorMessage;
     return show(text, ...buttons);
   }
 
@@ -50,7 +55,11 @@ export class UnitActions {
       const stale = ref && staleOf(err);
       if (stale && ref) {
         const open = `Open attempt ${stale.attempt}`;
-        void this.say("warning", `Optimus: nothing was done: ${(err as Error).message}. Review attempt ${stale.attempt}, then decide on it.`, open).then((a) => a === open && this.openChange(ref));
+        void this.say(
+          "warning",
+          `Optimus: nothing was done: ${(err as Error).message}. Review attempt ${stale.attempt}, then decide on it.`,
+          open,
+        ).then((a) => a === open && this.openChange(ref));
         return undefined;
       }
       const d = describeFarmError(err, this.connection.url ?? "the farm");
@@ -78,7 +87,12 @@ export class UnitActions {
   private async target(arg: unknown, action: UnitAction, verb: string): Promise<UnitRef | undefined> {
     if (this.refused(action, verb)) return undefined;
     const ctx = this.connection.viewContext();
-    const ref = await resolveUnit(this.connection, arg, (u) => offeredActions(u, ctx).includes(action), `Which unit do you want to ${verb}?`);
+    const ref = await resolveUnit(
+      this.connection,
+      arg,
+      (u) => offeredActions(u, ctx).includes(action),
+      `Which unit do you want to ${verb}?`,
+    );
     if (!ref || this.refused(action, `${verb} ${label(ref)}`, ref)) return undefined;
     return ref;
   }
@@ -89,7 +103,12 @@ export class UnitActions {
    * unit's evaluated change as this editor last heard it from the farm.
    */
   versionSeen(arg: unknown, ref: UnitRef, seen?: Partial<ChangeVersion>): ChangeVersion | undefined {
-    const fromArg = arg instanceof vscode.Uri ? arg : (arg as { uri?: unknown } | undefined)?.uri instanceof vscode.Uri ? (arg as { uri: vscode.Uri }).uri : undefined;
+    const fromArg =
+      arg instanceof vscode.Uri
+        ? arg
+        : (arg as { uri?: unknown } | undefined)?.uri instanceof vscode.Uri
+          ? (arg as { uri: vscode.Uri }).uri
+          : undefined;
     // The active editor stands in only for a bare command (the palette): a tree node or notification names its unit.
     for (const uri of [fromArg, arg === undefined ? vscode.window.activeTextEditor?.document.uri : undefined]) {
       const c = uri && parseChangeUri(uri);
@@ -113,7 +132,12 @@ export class UnitActions {
     if (!ref) return;
     const v = this.version(arg, ref, `approve ${label(ref)}`);
     if (!v) return;
-    return this.run(`approve ${label(ref)}`, () => this.connection.api.reviews.approve.mutate({ ...ref, ...v }), (u) => `Approved ${label(ref)} attempt ${v.attempt}${u.state === "merged" ? " and merged it" : "; the farm merges it now"}.`, ref);
+    return this.run(
+      `approve ${label(ref)}`,
+      () => this.connection.api.reviews.approve.mutate({ ...ref, ...v }),
+      (u) => `Approved ${label(ref)} attempt ${v.attempt}${u.state === "merged" ? " and merged it" : "; the farm merges it now"}.`,
+      ref,
+    );
   }
 
   async reject(arg?: unknown, opts: ActionOptions = {}): Promise<UnitLiveView | undefined> {
@@ -121,9 +145,20 @@ export class UnitActions {
     if (!ref) return;
     const v = this.version(arg, ref, `reject ${label(ref)}`);
     if (!v) return;
-    const reason = opts.reason ?? (await vscode.window.showInputBox({ title: `Reject ${label(ref)} attempt ${v.attempt}`, prompt: "Why is this change rejected? (recorded on the unit)", validateInput: (x) => (x.trim() ? null : "A reason is required") }));
+    const reason =
+      opts.reason ??
+      (await vscode.window.showInputBox({
+        title: `Reject ${label(ref)} attempt ${v.attempt}`,
+        prompt: "Why is this change rejected? (recorded on the unit)",
+        validateInput: (x) => (x.trim() ? null : "A reason is required"),
+      }));
     if (!reason?.trim()) return;
-    return this.run(`reject ${label(ref)}`, () => this.connection.api.reviews.reject.mutate({ ...ref, ...v, reason: reason.trim() }), () => `Rejected ${label(ref)} attempt ${v.attempt}.`, ref);
+    return this.run(
+      `reject ${label(ref)}`,
+      () => this.connection.api.reviews.reject.mutate({ ...ref, ...v, reason: reason.trim() }),
+      () => `Rejected ${label(ref)} attempt ${v.attempt}.`,
+      ref,
+    );
   }
 
   /** Sends the unit's pending line comments (and an optional overall note) as one request for changes. */
@@ -135,11 +170,21 @@ export class UnitActions {
     const drafts = this.comments.drafts(ref);
     let text = opts.text;
     if (text === undefined && drafts.length === 0) {
-      text = await vscode.window.showInputBox({ title: `Request changes on ${label(ref)} attempt ${v.attempt}`, prompt: "What should the agent change? (Tip: comment on lines in the diff first)", validateInput: (x) => (x.trim() ? null : "Describe the change you want") });
+      text = await vscode.window.showInputBox({
+        title: `Request changes on ${label(ref)} attempt ${v.attempt}`,
+        prompt: "What should the agent change? (Tip: comment on lines in the diff first)",
+        validateInput: (x) => (x.trim() ? null : "Describe the change you want"),
+      });
       if (!text?.trim()) return;
     }
     const comments = [...drafts, ...(text?.trim() ? [{ body: text.trim() }] : [])];
-    const r = await this.run(`request changes on ${label(ref)}`, () => this.connection.api.reviews.requestChanges.mutate({ ...ref, ...v, comments }), () => `Requested changes on ${label(ref)} attempt ${v.attempt} with ${comments.length} comment${comments.length === 1 ? "" : "s"}; its next attempt gets them.`, ref);
+    const r = await this.run(
+      `request changes on ${label(ref)}`,
+      () => this.connection.api.reviews.requestChanges.mutate({ ...ref, ...v, comments }),
+      () =>
+        `Requested changes on ${label(ref)} attempt ${v.attempt} with ${comments.length} comment${comments.length === 1 ? "" : "s"}; its next attempt gets them.`,
+      ref,
+    );
     if (r) this.comments.markSent(ref);
     return r;
   }
@@ -147,29 +192,63 @@ export class UnitActions {
   async escalate(arg?: unknown, opts: ActionOptions = {}): Promise<UnitLiveView | undefined> {
     const ref = await this.target(arg, "escalate", "escalate");
     if (!ref) return;
-    const reason = opts.reason ?? (await vscode.window.showInputBox({ title: `Escalate ${label(ref)} to the frontier model`, prompt: "Optional: what should the frontier model know? The gateway admits it within the budget." }));
+    const reason =
+      opts.reason ??
+      (await vscode.window.showInputBox({
+        title: `Escalate ${label(ref)} to the frontier model`,
+        prompt: "Optional: what should the frontier model know? The gateway admits it within the budget.",
+      }));
     if (reason === undefined) return;
-    return this.run(`escalate ${label(ref)}`, () => this.connection.api.units.escalate.mutate({ ...ref, reason: reason.trim() || undefined }), () => `Escalation of ${label(ref)} queued for the frontier model.`);
+    return this.run(
+      `escalate ${label(ref)}`,
+      () => this.connection.api.units.escalate.mutate({ ...ref, reason: reason.trim() || undefined }),
+      () => `Escalation of ${label(ref)} queued for the frontier model.`,
+    );
   }
 
   async retry(arg?: unknown): Promise<UnitView | undefined> {
     const ref = await this.target(arg, "retry", "retry");
     if (!ref) return;
-    return this.run(`retry ${label(ref)}`, () => this.connection.api.units.retry.mutate(ref), () => `Retrying ${label(ref)}.`);
+    return this.run(
+      `retry ${label(ref)}`,
+      () => this.connection.api.units.retry.mutate(ref),
+      () => `Retrying ${label(ref)}.`,
+    );
   }
 
   async cancel(arg?: unknown, opts: ActionOptions = {}): Promise<UnitView | undefined> {
     const ref = await this.target(arg, "cancel", "cancel");
     if (!ref) return;
-    if (!opts.confirmed && (await vscode.window.showWarningMessage(`Cancel unit ${label(ref)}? Units that depend on it will not run.`, { modal: true }, "Cancel Unit")) !== "Cancel Unit") return;
-    return this.run(`cancel ${label(ref)}`, () => this.connection.api.units.cancel.mutate({ ...ref, reason: opts.reason }), () => `Cancelled ${label(ref)}.`);
+    if (
+      !opts.confirmed &&
+      (await vscode.window.showWarningMessage(
+        `Cancel unit ${label(ref)}? Units that depend on it will not run.`,
+        { modal: true },
+        "Cancel Unit",
+      )) !== "Cancel Unit"
+    )
+      return;
+    return this.run(
+      `cancel ${label(ref)}`,
+      () => this.connection.api.units.cancel.mutate({ ...ref, reason: opts.reason }),
+      () => `Cancelled ${label(ref)}.`,
+    );
   }
 
   async cancelTask(arg?: unknown, opts: ActionOptions = {}): Promise<void> {
     const taskId = (arg as { taskId?: string } | undefined)?.taskId;
     if (!taskId || this.refused("cancelTask", `cancel task ${taskId}`)) return;
-    if (!opts.confirmed && (await vscode.window.showWarningMessage(`Cancel task ${taskId} and all its unfinished units?`, { modal: true }, "Cancel Task")) !== "Cancel Task") return;
-    await this.run(`cancel task ${taskId}`, () => this.connection.api.tasks.cancel.mutate({ taskId, reason: opts.reason }), () => `Cancelled task ${taskId}.`);
+    if (
+      !opts.confirmed &&
+      (await vscode.window.showWarningMessage(`Cancel task ${taskId} and all its unfinished units?`, { modal: true }, "Cancel Task")) !==
+        "Cancel Task"
+    )
+      return;
+    await this.run(
+      `cancel task ${taskId}`,
+      () => this.connection.api.tasks.cancel.mutate({ taskId, reason: opts.reason }),
+      () => `Cancelled task ${taskId}.`,
+    );
   }
 }
 

@@ -8,7 +8,12 @@ import { parseChangeUri, type UnitRef } from "../review/change-documents.js";
  * diff editor's title bar), a `{taskId, unitId}` (notifications, webviews, tests), the active
  * editor, or, from the palette, a pick among the units the action applies to.
  */
-export async function resolveUnit(connection: FarmConnection, arg: unknown, applies: (u: UnitLiveView) => boolean, placeHolder: string): Promise<UnitRef | undefined> {
+export async function resolveUnit(
+  connection: FarmConnection,
+  arg: unknown,
+  applies: (u: UnitLiveView) => boolean,
+  placeHolder: string,
+): Promise<UnitRef | undefined> {
   const direct = refFrom(arg) ?? refFrom(vscode.window.activeTextEditor?.document.uri);
   if (direct) return direct;
   const candidates = [...connection.views.units.values()].filter(applies);
@@ -17,7 +22,12 @@ export async function resolveUnit(connection: FarmConnection, arg: unknown, appl
     return undefined;
   }
   const pick = await vscode.window.showQuickPick(
-    candidates.slice(0, 500).map((u) => ({ label: `${u.taskId}/${u.unitId}`, description: u.state, detail: u.spec.goal.slice(0, 120), ref: { taskId: u.taskId, unitId: u.unitId } })),
+    candidates.slice(0, 500).map((u) => ({
+      label: `${u.taskId}/${u.unitId}`,
+      description: u.state,
+      detail: u.spec.goal.slice(0, 120),
+      ref: { taskId: u.taskId, unitId: u.unitId },
+    })),
     { placeHolder, matchOnDescription: true, matchOnDetail: true },
   );
   return pick?.ref;
@@ -30,6 +40,7 @@ function refFrom(arg: unknown): UnitRef | undefined {
     return c ? { taskId: c.taskId, unitId: c.unitId } : undefined;
   }
   const o = arg as { kind?: string; taskId?: unknown; unitId?: unknown };
-  if (typeof o.taskId === "string" && typeof o.unitId === "string" && (o.kind === undefined || o.kind === "unit")) return { taskId: o.taskId, unitId: o.unitId };
+  if (typeof o.taskId === "string" && typeof o.unitId === "string" && (o.kind === undefined || o.kind === "unit"))
+    return { taskId: o.taskId, unitId: o.unitId };
   return undefined;
 }

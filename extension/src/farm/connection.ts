@@ -16,7 +16,10 @@ export interface Identity {
 
 /** A failure to connect, already phrased for a person; `kind` says which fix to offer. */
 export class FarmConnectionError extends Error {
-  constructor(readonly kind: "auth" | "unreachable" | "refused" | "other", message: string) {
+  constructor(
+    readonly kind: "auth" | "unreachable" | "refused" | "other",
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -74,7 +77,12 @@ export class FarmConnection implements vscode.Disposable {
 
   /** What the views need besides the model: the farm's clock, liveness, the token's right. */
   viewContext(): ViewContext {
-    return { now: this.farmNow(), live: this.connected, approver: this._identity?.approver === true, frontierConfigured: this.views.spend.frontierConfigured === true };
+    return {
+      now: this.farmNow(),
+      live: this.connected,
+      approver: this._identity?.approver === true,
+      frontierConfigured: this.views.spend.frontierConfigured === true,
+    };
   }
 
   /**
@@ -88,7 +96,8 @@ export class FarmConnection implements vscode.Disposable {
 
   /** Why a click cannot reach the farm now, as the start of a sentence. */
   notConnectedReason(): string {
-    if (this._state === "connecting") return `Not connected to the farm: the connection to ${this._url} was lost and the editor is reconnecting, so nothing was sent. Try again once the status bar shows the farm.`;
+    if (this._state === "connecting")
+      return `Not connected to the farm: the connection to ${this._url} was lost and the editor is reconnecting, so nothing was sent. Try again once the status bar shows the farm.`;
     return "Not connected to the farm, so nothing was sent. Run 'Optimus: Connect to Farm' first.";
   }
 

@@ -20,7 +20,13 @@ export interface SocketClient {
  * doubling a state.
  */
 export function socketClient(url: string, token: string, on: { open(): void; close(): void }): SocketClient {
-  const c = createFarmClient({ url, token, transport: "ws", maxRetryDelayMs: 3_000, onConnectionChange: (s) => (s === "open" ? on.open() : on.close()) });
+  const c = createFarmClient({
+    url,
+    token,
+    transport: "ws",
+    maxRetryDelayMs: 3_000,
+    onConnectionChange: (s) => (s === "open" ? on.open() : on.close()),
+  });
   return { api: c.client, close: c.close };
 }
 
@@ -48,8 +54,13 @@ export function describeFarmError(err: unknown, url: string): { kind: "auth" | "
   if (err instanceof TRPCClientError) {
     const code = (err.data as { code?: string } | undefined)?.code;
     const status = (err.data as { httpStatus?: number } | undefined)?.httpStatus;
-    if (code === "UNAUTHORIZED" || status === 401) return { kind: "auth", message: `The farm at ${url} did not accept the token: it is wrong or was revoked. Create one with \`optimus token create --role editor\`.` };
-    if (code === "FORBIDDEN" || status === 403) return { kind: "auth", message: `The token is not allowed to do this on ${url}: ${err.message}` };
+    if (code === "UNAUTHORIZED" || status === 401)
+      return {
+        kind: "auth",
+        message: `The farm at ${url} did not accept the token: it is wrong or was revoked. Create one with \`optimus token create --role editor\`.`,
+      };
+    if (code === "FORBIDDEN" || status === 403)
+      return { kind: "auth", message: `The token is not allowed to do this on ${url}: ${err.message}` };
     if (code) return { kind: "refused", message: err.message };
     const cause = causeCode(err);
     if (cause) return { kind: "unreachable", message: unreachable(url, cause) };
@@ -70,7 +81,14 @@ function causeCode(err: unknown): string | undefined {
 }
 
 function unreachable(url: string, code: string): string {
-  const why = code === "ECONNREFUSED" ? "nothing is listening there" : code === "ENOTFOUND" ? "the host name does not resolve" : code === "ETIMEDOUT" ? "it did not answer in time" : code;
+  const why =
+    code === "ECONNREFUSED"
+      ? "nothing is listening there"
+      : code === "ENOTFOUND"
+        ? "the host name does not resolve"
+        : code === "ETIMEDOUT"
+          ? "it did not answer in time"
+          : code;
   return `Cannot reach the farm at ${url}: ${why}. Is it running (\`npm start\` or \`optimus farm up\`)?`;
 }
 

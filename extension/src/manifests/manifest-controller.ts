@@ -4,7 +4,8 @@ import { describeFarmError } from "../farm/farm-client.js";
 import type { FarmConnection } from "../farm/connection.js";
 import { manifestTemplate } from "./manifest-template.js";
 
-const isManifest = (uri: vscode.Uri) => uri.scheme === "file" && /[\\/]\.optimus[\\/]tasks[\\/][^\\/]+[\\/]manifest\.yaml$/.test(uri.fsPath);
+const isManifest = (uri: vscode.Uri) =>
+  uri.scheme === "file" && /[\\/]\.optimus[\\/]tasks[\\/][^\\/]+[\\/]manifest\.yaml$/.test(uri.fsPath);
 
 /**
  * Task manifests in the editor: a new one from a template, problems in the Problems panel as you type
@@ -15,7 +16,10 @@ export class ManifestController implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private readonly pending = new Map<string, NodeJS.Timeout>();
 
-  constructor(private readonly connection: FarmConnection, private readonly reveal: (taskId: string) => Promise<void>) {
+  constructor(
+    private readonly connection: FarmConnection,
+    private readonly reveal: (taskId: string) => Promise<void>,
+  ) {
     this.disposables.push(
       vscode.workspace.onDidOpenTextDocument((d) => this.check(d)),
       vscode.workspace.onDidChangeTextDocument((e) => this.checkSoon(e.document)),
@@ -28,7 +32,10 @@ export class ManifestController implements vscode.Disposable {
     if (!isManifest(doc.uri)) return;
     const k = doc.uri.toString();
     clearTimeout(this.pending.get(k));
-    this.pending.set(k, setTimeout(() => this.check(doc), 250));
+    this.pending.set(
+      k,
+      setTimeout(() => this.check(doc), 250),
+    );
   }
 
   /** Validates one manifest document and publishes its problems; returns them. */
@@ -42,7 +49,11 @@ export class ManifestController implements vscode.Disposable {
         const line = Math.max(0, Math.min(doc.lineCount - 1, p.line - 1));
         const col = Math.max(0, p.column - 1);
         const end = doc.lineAt(line).range.end.character;
-        const d = new vscode.Diagnostic(new vscode.Range(line, col, line, Math.max(col + 1, end)), `${p.field}: ${p.message}`, vscode.DiagnosticSeverity.Error);
+        const d = new vscode.Diagnostic(
+          new vscode.Range(line, col, line, Math.max(col + 1, end)),
+          `${p.field}: ${p.message}`,
+          vscode.DiagnosticSeverity.Error,
+        );
         d.source = "optimus";
         d.code = p.field;
         return d;
@@ -57,7 +68,13 @@ export class ManifestController implements vscode.Disposable {
       void vscode.window.showErrorMessage("Optimus: open the repository's folder first; manifests live in its .optimus/tasks folder.");
       return undefined;
     }
-    const title = titleArg ?? (await vscode.window.showInputBox({ title: "New Task Manifest", prompt: "Task title", validateInput: (v) => (slugify(v) ? null : "Use at least one letter or digit") }));
+    const title =
+      titleArg ??
+      (await vscode.window.showInputBox({
+        title: "New Task Manifest",
+        prompt: "Task title",
+        validateInput: (v) => (slugify(v) ? null : "Use at least one letter or digit"),
+      }));
     if (!title?.trim()) return undefined;
     let slug = slugify(title);
     for (let i = 2; await exists(vscode.Uri.joinPath(folder.uri, ".optimus", "tasks", slug)); i++) slug = `${slugify(title, 36)}-${i}`;
@@ -82,7 +99,9 @@ export class ManifestController implements vscode.Disposable {
       // Every problem at once, so fixing one does not just reveal the next.
       const all = r.problems.map((p) => `line ${p.line}, ${p.field}: ${p.message}`).join("; ");
       const n = r.problems.length;
-      void vscode.window.showErrorMessage(`Optimus: the manifest has ${n} problem${n === 1 ? "" : "s"}, nothing was sent: ${all}. Fix ${n === 1 ? "it" : "them"} (see the Problems panel) and run it again.`);
+      void vscode.window.showErrorMessage(
+        `Optimus: the manifest has ${n} problem${n === 1 ? "" : "s"}, nothing was sent: ${all}. Fix ${n === 1 ? "it" : "them"} (see the Problems panel) and run it again.`,
+      );
       return undefined;
     }
     const m = r.manifest;
@@ -92,12 +111,21 @@ export class ManifestController implements vscode.Disposable {
       return undefined;
     }
     try {
-      const task = await this.connection.api.tasks.create.mutate({ id, title: m.title, description: m.description, priority: m.priority, targetBranch: m.targetBranch, units: m.units.map(({ status: _s, ...u }) => u) });
+      const task = await this.connection.api.tasks.create.mutate({
+        id,
+        title: m.title,
+        description: m.description,
+        priority: m.priority,
+        targetBranch: m.targetBranch,
+        units: m.units.map(({ status: _s, ...u }) => u),
+      });
       await this.reveal(task.taskId).catch(() => undefined);
       void vscode.window.showInformationMessage(`Sent manifest as task ${task.taskId} (${task.units.length} units).`);
       return task.taskId;
     } catch (err) {
-      void vscode.window.showErrorMessage(`Optimus: could not run the manifest: ${describeFarmError(err, this.connection.url ?? "the farm").message}`);
+      void vscode.window.showErrorMessage(
+        `Optimus: could not run the manifest: ${describeFarmError(err, this.connection.url ?? "the farm").message}`,
+      );
       return undefined;
     }
   }

@@ -1,4 +1,12 @@
-import { availableActions, escalationQueued, STATE_LABELS, type TaskView, type UnitAction, type UnitLiveView, type UnitState } from "@optimus/shared";
+import {
+  availableActions,
+  escalationQueued,
+  STATE_LABELS,
+  type TaskView,
+  type UnitAction,
+  type UnitLiveView,
+  type UnitState,
+} from "@optimus/shared";
 
 /** How a unit or task looks in the tree: computed from the model, free of any vscode type. */
 export interface Presentation {
@@ -49,7 +57,14 @@ export interface ViewContext {
  */
 export function offeredActions(u: UnitLiveView, c: ViewContext): UnitAction[] {
   if (!c.live) return [];
-  const farm = (u as Partial<UnitLiveView>).actions ?? availableActions({ state: u.state, role: u.spec.role, frontierConfigured: c.frontierConfigured === true, escalationQueued: escalationQueued(u) });
+  const farm =
+    (u as Partial<UnitLiveView>).actions ??
+    availableActions({
+      state: u.state,
+      role: u.spec.role,
+      frontierConfigured: c.frontierConfigured === true,
+      escalationQueued: escalationQueued(u),
+    });
   return farm.filter((a) => !(a === "approve" && u.needsApprover && !c.approver));
 }
 
@@ -93,7 +108,8 @@ export function unitPresentation(u: UnitLiveView, c: ViewContext): Presentation 
     const started = u.progress?.elapsedMs !== undefined ? now - (u.progress.at - u.progress.elapsedMs) : now - u.updatedAt;
     if (c.live) parts.push(formatElapsed(started));
   }
-  if (u.progress && u.state === "leased") parts.push(u.progress.step ? `${u.progress.phase}: ${oneLine(u.progress.step, 40)}` : u.progress.phase);
+  if (u.progress && u.state === "leased")
+    parts.push(u.progress.step ? `${u.progress.phase}: ${oneLine(u.progress.step, 40)}` : u.progress.phase);
   if (u.attempt > 1) parts.push(`attempt ${u.attempt}`);
   if (u.state === "awaiting_approval" && u.risk) parts.push(`${u.risk.level} risk`);
   if (u.state === "awaiting_approval" && u.needsApprover && !c.approver) parts.push("needs an approver");
@@ -106,17 +122,42 @@ export function unitPresentation(u: UnitLiveView, c: ViewContext): Presentation 
   if (u.evaluation && c.live) flags.push("hasChange");
   for (const a of offeredActions(u, c)) flags.push(ACTION_FLAGS[a]);
 
-  const tip: string[] = [`**${u.taskId} / ${u.unitId}** — ${status}${c.live ? "" : " (last known: not connected to the farm)"}`, "", oneLine(u.spec.goal, 400)];
-  if (u.spec.files.length) tip.push("", `Files: ${u.spec.files.slice(0, 10).map((f) => `\`${f}\``).join(", ")}${u.spec.files.length > 10 ? " …" : ""}`);
+  const tip: string[] = [
+    `**${u.taskId} / ${u.unitId}** — ${status}${c.live ? "" : " (last known: not connected to the farm)"}`,
+    "",
+    oneLine(u.spec.goal, 400),
+  ];
+  if (u.spec.files.length)
+    tip.push(
+      "",
+      `Files: ${u.spec.files
+        .slice(0, 10)
+        .map((f) => `\`${f}\``)
+        .join(", ")}${u.spec.files.length > 10 ? " …" : ""}`,
+    );
   if (u.worker) tip.push(`Worker: ${u.worker}`);
   tip.push(`Attempt ${u.attempt}${u.failures ? `, ${u.failures} failed` : ""}`);
-  if (u.progress) tip.push(`Progress: ${u.progress.phase}${u.progress.step ? ` — ${oneLine(u.progress.step, 200)}` : ""}${u.progress.tokens ? ` (${u.progress.tokens} tokens)` : ""}`);
-  if (u.evaluation) tip.push(`Evals: ${u.evaluation.green ? "green" : "red"} — ${u.evaluation.diff.files.length} files, +${u.evaluation.diff.added} −${u.evaluation.diff.removed}`);
+  if (u.progress)
+    tip.push(
+      `Progress: ${u.progress.phase}${u.progress.step ? ` — ${oneLine(u.progress.step, 200)}` : ""}${u.progress.tokens ? ` (${u.progress.tokens} tokens)` : ""}`,
+    );
+  if (u.evaluation)
+    tip.push(
+      `Evals: ${u.evaluation.green ? "green" : "red"} — ${u.evaluation.diff.files.length} files, +${u.evaluation.diff.added} −${u.evaluation.diff.removed}`,
+    );
   if (u.review) tip.push(`Review: ${u.review.verdict.replace("_", " ")}, ${u.review.risk} risk — ${oneLine(u.review.summary, 200)}`);
   if (u.risk) tip.push(`Risk: ${u.risk.level}${u.risk.reasons.length ? ` (${u.risk.reasons.join("; ")})` : ""}`);
-  if (u.needsApprover) tip.push(c.approver ? "Touches protected paths: your token may approve it." : "Touches protected paths: only a token with the approver right may approve it.");
+  if (u.needsApprover)
+    tip.push(
+      c.approver
+        ? "Touches protected paths: your token may approve it."
+        : "Touches protected paths: only a token with the approver right may approve it.",
+    );
   if (u.reason) tip.push(`Reason: ${oneLine(u.reason, 300)}`);
-  if (u.escalation) tip.push(`Escalation: ${u.escalation.state}${u.escalation.position ? ` (#${u.escalation.position} in the gateway's queue)` : ""}, asked by ${u.escalation.requestedBy}${u.escalation.reason ? ` — waiting: ${u.escalation.reason}` : ""}`);
+  if (u.escalation)
+    tip.push(
+      `Escalation: ${u.escalation.state}${u.escalation.position ? ` (#${u.escalation.position} in the gateway's queue)` : ""}, asked by ${u.escalation.requestedBy}${u.escalation.reason ? ` — waiting: ${u.escalation.reason}` : ""}`,
+    );
   return { label: u.unitId, description: parts.join(" · "), icon, color, tooltip: tip.join("  \n"), contextValue: flags.join(" ") };
 }
 
@@ -125,26 +166,57 @@ export function taskPresentation(t: TaskView, live = true): Presentation {
   const done = (t.counts.merged ?? 0) + (t.counts.completed ?? 0);
   const waiting = t.counts.awaiting_approval ?? 0;
   const held = t.state === "held";
-  const icon = t.state === "completed" ? "pass-filled" : t.state === "failed" ? "error" : t.state === "cancelled" ? "circle-slash" : held ? "warning" : waiting ? "bell-dot" : t.state === "merging" ? "git-merge" : t.state === "running" ? "loading~spin" : "tasklist";
-  const color = t.state === "completed" ? "charts.green" : t.state === "failed" ? "charts.red" : held || waiting ? "charts.yellow" : undefined;
+  const icon =
+    t.state === "completed"
+      ? "pass-filled"
+      : t.state === "failed"
+        ? "error"
+        : t.state === "cancelled"
+          ? "circle-slash"
+          : held
+            ? "warning"
+            : waiting
+              ? "bell-dot"
+              : t.state === "merging"
+                ? "git-merge"
+                : t.state === "running"
+                  ? "loading~spin"
+                  : "tasklist";
+  const color =
+    t.state === "completed" ? "charts.green" : t.state === "failed" ? "charts.red" : held || waiting ? "charts.yellow" : undefined;
   const parts = [`${live ? "" : "last known: "}${done}/${total} done`];
   if (waiting) parts.push(`${waiting} awaiting approval`);
-  if (t.merge?.heldReason && !t.merge.commit) parts.push(t.merge.conflicts?.length ? `merge held: conflicts in ${t.merge.conflicts.slice(0, 3).join(", ")}` : "merge held");
+  if (t.merge?.heldReason && !t.merge.commit)
+    parts.push(t.merge.conflicts?.length ? `merge held: conflicts in ${t.merge.conflicts.slice(0, 3).join(", ")}` : "merge held");
   else if (t.state === "merging") parts.push(`merging into ${t.merge?.into ?? "its target"}`);
   if (t.pullRequest) parts.push(`PR #${t.pullRequest.number} ${t.pullRequest.state}`);
   if (t.planFallback) parts.push("plan not used");
   const flags = ["task", t.state];
   if (live && (t.state === "open" || t.state === "running")) flags.push("cancellable");
-  const tip = [`**${t.title}** (${t.taskId}) — ${t.state}`, t.description ? oneLine(t.description, 400) : "", `Created by ${t.createdBy ?? "unknown"}`];
+  const tip = [
+    `**${t.title}** (${t.taskId}) — ${t.state}`,
+    t.description ? oneLine(t.description, 400) : "",
+    `Created by ${t.createdBy ?? "unknown"}`,
+  ];
   if (t.merge?.commit) tip.push(`Merged into ${t.merge.into} on the origin (${t.merge.commit.slice(0, 10)})`);
   else if (t.merge?.heldReason) {
     tip.push(`Merge into ${t.merge.into} held: ${oneLine(t.merge.heldReason, 400)}`);
     // What the person can do about it, in the same words the CLI uses.
-    tip.push(t.merge.conflicts?.length
-      ? `Resolve the conflicts on \`optimus/${t.taskId}\` and push it, then \`optimus approve ${t.taskId}\`; or cancel the task and send it again.`
-      : `When the cause is fixed, \`optimus approve ${t.taskId}\` tries the merge again.`);
+    tip.push(
+      t.merge.conflicts?.length
+        ? `Resolve the conflicts on \`optimus/${t.taskId}\` and push it, then \`optimus approve ${t.taskId}\`; or cancel the task and send it again.`
+        : `When the cause is fixed, \`optimus approve ${t.taskId}\` tries the merge again.`,
+    );
   }
-  if (t.pullRequest && /^https?:\/\//.test(t.pullRequest.url)) tip.push(`Pull request [#${t.pullRequest.number}](${t.pullRequest.url}) (${t.pullRequest.state})`);
+  if (t.pullRequest && /^https?:\/\//.test(t.pullRequest.url))
+    tip.push(`Pull request [#${t.pullRequest.number}](${t.pullRequest.url}) (${t.pullRequest.state})`);
   if (t.planFallback) tip.push(`Plan not used (the task runs as one unit): ${oneLine(t.planFallback, 400)}`);
-  return { label: t.title, description: parts.join(" · "), icon, color: live ? color : "disabledForeground", tooltip: tip.filter(Boolean).join("  \n"), contextValue: flags.join(" ") };
+  return {
+    label: t.title,
+    description: parts.join(" · "),
+    icon,
+    color: live ? color : "disabledForeground",
+    tooltip: tip.filter(Boolean).join("  \n"),
+    contextValue: flags.join(" "),
+  };
 }

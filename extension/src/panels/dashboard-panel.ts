@@ -19,7 +19,10 @@ export class DashboardPanel implements vscode.Disposable {
   private readonly sampler: NodeJS.Timeout;
   private pending: NodeJS.Timeout | undefined;
 
-  constructor(private readonly connection: FarmConnection, private readonly extensionUri: vscode.Uri) {
+  constructor(
+    private readonly connection: FarmConnection,
+    private readonly extensionUri: vscode.Uri,
+  ) {
     this.sampler = setInterval(() => this.sample(), SAMPLE_EVERY_MS);
     this.disposables.push(
       connection.onDidChangeViews(() => this.postSoon()),
@@ -30,7 +33,11 @@ export class DashboardPanel implements vscode.Disposable {
   private sample(): void {
     if (this.connection.state !== "connected") return;
     const w = this.connection.views.workers.filter((x) => x.connected);
-    this.load.push({ at: this.connection.farmNow(), active: w.reduce((n, x) => n + x.active, 0), capacity: w.reduce((n, x) => n + x.maxConcurrentTasks, 0) });
+    this.load.push({
+      at: this.connection.farmNow(),
+      active: w.reduce((n, x) => n + x.active, 0),
+      capacity: w.reduce((n, x) => n + x.maxConcurrentTasks, 0),
+    });
     if (this.load.length > LOAD_SAMPLES) this.load.shift();
   }
 
@@ -45,7 +52,16 @@ export class DashboardPanel implements vscode.Disposable {
       connection: this.connection.state,
       farmUrl: this.connection.url,
       now,
-      workers: v.workers.map((w) => ({ nodeId: w.nodeId, role: w.role, model: w.model.primary, connected: w.connected, active: w.active, capacity: w.maxConcurrentTasks, lastSeenAt: w.lastSeenAt, health: workerHealth(w, live, now) })),
+      workers: v.workers.map((w) => ({
+        nodeId: w.nodeId,
+        role: w.role,
+        model: w.model.primary,
+        connected: w.connected,
+        active: w.active,
+        capacity: w.maxConcurrentTasks,
+        lastSeenAt: w.lastSeenAt,
+        health: workerHealth(w, live, now),
+      })),
       spend: v.spend.days,
       dailyBudgetUsd: v.spend.dailyBudgetUsd,
       todayUsd: v.spend.todayUsd,

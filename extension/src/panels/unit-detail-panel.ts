@@ -17,7 +17,14 @@ const ACTION_COMMANDS: Record<UnitAction, string> = {
   openDiff: "optimus.unit.openChange",
 };
 
-const PAGE_ACTION: Record<FarmAction, UnitAction> = { approve: "approve", reject: "reject", request_changes: "requestChanges", escalate: "escalate", retry: "retry", cancel: "cancel" };
+const PAGE_ACTION: Record<FarmAction, UnitAction> = {
+  approve: "approve",
+  reject: "reject",
+  request_changes: "requestChanges",
+  escalate: "escalate",
+  retry: "retry",
+  cancel: "cancel",
+};
 
 /** The page's buttons: the same actions the tree offers (the farm's, for this token, none while disconnected). */
 export function actionsFor(u: UnitLiveView, c: ViewContext): UnitAction[] {
@@ -28,20 +35,52 @@ export function actionsFor(u: UnitLiveView, c: ViewContext): UnitAction[] {
 export function toDetailModel(d: UnitDetail, c: ViewContext): UnitDetailModel {
   const u = d.unit;
   return {
-    taskId: u.taskId, unitId: u.unitId, title: d.task.title, state: u.state, stateLabel: stateLabel(u.state), attempt: u.attempt, live: c.live,
-    change: u.evaluation ? { attempt: u.evaluation.attempt, head: u.evaluation.commit } : undefined, worker: u.worker, role: u.spec.role,
-    instruction: u.spec.goal, files: u.spec.files, check: u.spec.check,
-    progress: u.progress ? { phase: u.progress.phase, step: u.progress.step, tokens: u.progress.tokens, elapsedMs: u.progress.elapsedMs } : undefined,
+    taskId: u.taskId,
+    unitId: u.unitId,
+    title: d.task.title,
+    state: u.state,
+    stateLabel: stateLabel(u.state),
+    attempt: u.attempt,
+    live: c.live,
+    change: u.evaluation ? { attempt: u.evaluation.attempt, head: u.evaluation.commit } : undefined,
+    worker: u.worker,
+    role: u.spec.role,
+    instruction: u.spec.goal,
+    files: u.spec.files,
+    check: u.spec.check,
+    progress: u.progress
+      ? { phase: u.progress.phase, step: u.progress.step, tokens: u.progress.tokens, elapsedMs: u.progress.elapsedMs }
+      : undefined,
     signals: d.signals,
     costUsd: d.costUsd,
     evidence: d.evidence,
     evals: u.evaluation?.evals ?? [],
-    review: u.review ? { verdict: u.review.verdict, risk: u.review.risk, summary: u.review.summary, comments: u.review.comments ?? [] } : undefined,
+    review: u.review
+      ? { verdict: u.review.verdict, risk: u.review.risk, summary: u.review.summary, comments: u.review.comments ?? [] }
+      : undefined,
     risk: u.risk,
-    transcript: d.transcript.map((m, i) => ({ kind: m.role === "assistant" ? "model" : m.role === "system" ? "prompt" : i <= 1 ? "prompt" : "feedback", title: `${m.role}${d.transcriptAttempt ? ` · attempt ${d.transcriptAttempt}` : ""} · step ${i + 1}`, text: m.content })),
+    transcript: d.transcript.map((m, i) => ({
+      kind: m.role === "assistant" ? "model" : m.role === "system" ? "prompt" : i <= 1 ? "prompt" : "feedback",
+      title: `${m.role}${d.transcriptAttempt ? ` · attempt ${d.transcriptAttempt}` : ""} · step ${i + 1}`,
+      text: m.content,
+    })),
     escalations: [
-      ...(u.escalation && !u.escalation.requestedBy.startsWith("worker:") ? [{ at: u.escalation.at, state: `asked by a person: ${u.escalation.state}`, by: u.escalation.requestedBy, reason: u.escalation.reason }] : []),
-      ...(d.escalations ?? []).map((x) => ({ at: x.at, state: `${x.state}${x.position ? ` (#${x.position} in the queue)` : ""}${x.costUsd ? `, $${x.costUsd.toFixed(4)}` : ""}`, by: x.by, reason: x.reason })),
+      ...(u.escalation && !u.escalation.requestedBy.startsWith("worker:")
+        ? [
+            {
+              at: u.escalation.at,
+              state: `asked by a person: ${u.escalation.state}`,
+              by: u.escalation.requestedBy,
+              reason: u.escalation.reason,
+            },
+          ]
+        : []),
+      ...(d.escalations ?? []).map((x) => ({
+        at: x.at,
+        state: `${x.state}${x.position ? ` (#${x.position} in the queue)` : ""}${x.costUsd ? `, $${x.costUsd.toFixed(4)}` : ""}`,
+        by: x.by,
+        reason: x.reason,
+      })),
     ],
     history: d.history,
     actions: actionsFor(u, c),
@@ -56,7 +95,10 @@ export class UnitDetailPanels implements vscode.Disposable {
   private readonly panels = new Map<string, { panel: vscode.WebviewPanel; ref: UnitRef; timer?: NodeJS.Timeout }>();
   private readonly sub: vscode.Disposable;
 
-  constructor(private readonly connection: FarmConnection, private readonly extensionUri: vscode.Uri) {
+  constructor(
+    private readonly connection: FarmConnection,
+    private readonly extensionUri: vscode.Uri,
+  ) {
     this.sub = vscode.Disposable.from(
       connection.onDidChangeViews((c) => {
         for (const [k, p] of this.panels) if (c.reset || c.units.has(k)) this.refreshSoon(k, p);
@@ -85,7 +127,13 @@ export class UnitDetailPanels implements vscode.Disposable {
     this.panels.set(k, entry);
     panel.webview.onDidReceiveMessage((m: PageMessage) => {
       if (m.type === "ready" || m.type === "refresh") void this.refresh(entry);
-      else if (m.type === "action" && ACTION_COMMANDS[m.action]) void vscode.commands.executeCommand(ACTION_COMMANDS[m.action], { taskId: m.taskId, unitId: m.unitId, attempt: m.attempt, head: m.head });
+      else if (m.type === "action" && ACTION_COMMANDS[m.action])
+        void vscode.commands.executeCommand(ACTION_COMMANDS[m.action], {
+          taskId: m.taskId,
+          unitId: m.unitId,
+          attempt: m.attempt,
+          head: m.head,
+        });
     });
     panel.onDidDispose(() => {
       this.last.delete(panel);

@@ -31,7 +31,11 @@ export type UnitChange = Awaited<ReturnType<FarmConnection["api"]["reviews"]["ch
  * `optimus-change:/<task>/<unit>/<attempt>?side=review`.
  */
 export function changeUri(c: ChangeUri): vscode.Uri {
-  return vscode.Uri.from({ scheme: CHANGE_SCHEME, path: `/${c.taskId}/${c.unitId}/${c.attempt}${c.path ? `/${c.path}` : ""}`, query: `side=${c.side}` });
+  return vscode.Uri.from({
+    scheme: CHANGE_SCHEME,
+    path: `/${c.taskId}/${c.unitId}/${c.attempt}${c.path ? `/${c.path}` : ""}`,
+    query: `side=${c.side}`,
+  });
 }
 
 export function parseChangeUri(uri: vscode.Uri): ChangeUri | undefined {
@@ -85,7 +89,10 @@ export class ChangeDocuments implements vscode.TextDocumentContentProvider {
     let p = this.cache.get(k);
     if (!p) {
       p = this.connection.api.reviews.change.query({ taskId: c.taskId, unitId: c.unitId });
-      p.then((ch) => ch.attempt === c.attempt && this.fetched.set(k, ch), () => this.cache.delete(k));
+      p.then(
+        (ch) => ch.attempt === c.attempt && this.fetched.set(k, ch),
+        () => this.cache.delete(k),
+      );
       this.cache.set(k, p);
     }
     return p;
@@ -95,7 +102,8 @@ export class ChangeDocuments implements vscode.TextDocumentContentProvider {
     const c = parseChangeUri(uri);
     if (!c || c.side === "review") return "";
     const change = await this.of(c);
-    if (change.attempt !== c.attempt) return `(attempt ${c.attempt} is no longer the unit's latest change; it is at attempt ${change.attempt})`;
+    if (change.attempt !== c.attempt)
+      return `(attempt ${c.attempt} is no longer the unit's latest change; it is at attempt ${change.attempt})`;
     const f = change.files.find((x) => x.path === c.path);
     if (!f) return "";
     return contentOf(f, c.side);
@@ -121,13 +129,20 @@ export function changeTitle(change: UnitChange, newerAttempt?: number): string {
  * is the change's (so its title bar offers the review actions, as a single diff's does). Added files
  * have no left side and deleted ones no right side, so each file shows added / modified / deleted.
  */
-export async function showChange(change: UnitChange, opts: { newerAttempt?: number; preserveFocus?: boolean; viewColumn?: vscode.ViewColumn } = {}): Promise<void> {
+export async function showChange(
+  change: UnitChange,
+  opts: { newerAttempt?: number; preserveFocus?: boolean; viewColumn?: vscode.ViewColumn } = {},
+): Promise<void> {
   const ref = { taskId: change.taskId, unitId: change.unitId };
   const title = changeTitle(change, opts.newerAttempt);
   const side = (f: ChangeFile, s: "base" | "proposed") => changeUri({ ...ref, attempt: change.attempt, side: s, path: f.path });
   if (change.files.length === 1) {
     const f = change.files[0]!;
-    await vscode.commands.executeCommand("vscode.diff", side(f, "base"), side(f, "proposed"), `${f.path} (${title})`, { preview: false, preserveFocus: opts.preserveFocus, viewColumn: opts.viewColumn });
+    await vscode.commands.executeCommand("vscode.diff", side(f, "base"), side(f, "proposed"), `${f.path} (${title})`, {
+      preview: false,
+      preserveFocus: opts.preserveFocus,
+      viewColumn: opts.viewColumn,
+    });
     return;
   }
   // `vscode.changes` gives the editor a random URI, so nothing could tell which change it shows:

@@ -29,7 +29,10 @@ export class ChangeTabs implements vscode.Disposable {
   private readonly marked = new Set<string>();
   private readonly disposables: vscode.Disposable[];
 
-  constructor(private readonly connection: FarmConnection, private readonly docs: ChangeDocuments) {
+  constructor(
+    private readonly connection: FarmConnection,
+    private readonly docs: ChangeDocuments,
+  ) {
     this.disposables = [
       connection.onDidChangeViews((c) => {
         void this.markOutdated(c);

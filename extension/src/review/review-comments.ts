@@ -10,7 +10,11 @@ class DraftComment implements vscode.Comment {
   contextValue = "draft";
   label: string | undefined = "Pending";
   readonly timestamp = new Date();
-  constructor(public body: string | vscode.MarkdownString, public author: vscode.CommentAuthorInformation, readonly thread: vscode.CommentThread) {}
+  constructor(
+    public body: string | vscode.MarkdownString,
+    public author: vscode.CommentAuthorInformation,
+    readonly thread: vscode.CommentThread,
+  ) {}
 }
 
 /** What a thread is: the agent reviewer's, or the person's (drafts, then sent). */
@@ -37,7 +41,10 @@ export class ReviewComments implements vscode.Disposable {
   private readonly sub: vscode.Disposable;
 
   constructor(private readonly connection: FarmConnection) {
-    this.controller.options = { prompt: "Comment on this line for the agent…", placeHolder: "What should change here? (sent with Request Changes)" };
+    this.controller.options = {
+      prompt: "Comment on this line for the agent…",
+      placeHolder: "What should change here? (sent with Request Changes)",
+    };
     this.controller.commentingRangeProvider = {
       provideCommentingRanges: (doc) => {
         const c = parseChangeUri(doc.uri);
@@ -64,7 +71,14 @@ export class ReviewComments implements vscode.Disposable {
       const uri = changeUri({ ...ref, attempt: change.attempt, side: "proposed", path: c.path });
       const line = Math.max(0, (c.line ?? 1) - 1);
       const thread = this.controller.createCommentThread(uri, new vscode.Range(line, 0, line, 0), []);
-      thread.comments = [{ body: new vscode.MarkdownString(c.body), mode: vscode.CommentMode.Preview, author: { name: "reviewer (agent)" }, contextValue: "reviewer" }];
+      thread.comments = [
+        {
+          body: new vscode.MarkdownString(c.body),
+          mode: vscode.CommentMode.Preview,
+          author: { name: "reviewer (agent)" },
+          contextValue: "reviewer",
+        },
+      ];
       thread.canReply = true;
       thread.contextValue = "reviewer";
       thread.collapsibleState = vscode.CommentThreadCollapsibleState.Expanded;
@@ -81,7 +95,8 @@ export class ReviewComments implements vscode.Disposable {
     if (!c || !text) return undefined;
     const draft = new DraftComment(text, { name: this.connection.identity?.name ?? "me" }, reply.thread);
     reply.thread.comments = [...reply.thread.comments, draft];
-    if (!this.info.has(reply.thread)) this.info.set(reply.thread, { ref: { taskId: c.taskId, unitId: c.unitId }, attempt: c.attempt, kind: "person" });
+    if (!this.info.has(reply.thread))
+      this.info.set(reply.thread, { ref: { taskId: c.taskId, unitId: c.unitId }, attempt: c.attempt, kind: "person" });
     reply.thread.contextValue = "draft";
     this.describe(reply.thread);
     return draft;
@@ -113,7 +128,8 @@ export class ReviewComments implements vscode.Disposable {
     for (const t of this.threadsOf(ref)) {
       const c = parseChangeUri(t.uri);
       if (!c || !t.range) continue;
-      for (const cm of this.pendingOf(t)) out.push({ path: c.path, line: t.range.start.line + 1, body: typeof cm.body === "string" ? cm.body : cm.body.value });
+      for (const cm of this.pendingOf(t))
+        out.push({ path: c.path, line: t.range.start.line + 1, body: typeof cm.body === "string" ? cm.body : cm.body.value });
     }
     return out;
   }
@@ -140,8 +156,19 @@ export class ReviewComments implements vscode.Disposable {
     const u = this.connection.views.unit(i.ref.taskId, i.ref.unitId);
     const merged = u?.state === "merged";
     const outdated = !!u?.evaluation && u.evaluation.attempt > i.attempt;
-    const who = i.kind === "agent" ? "Agent review" : i.sent ? "Sent to the agent" : this.pendingOf(t).length ? "Pending — sent with Request Changes" : "Your comment";
-    t.label = merged ? `${who} · attempt ${i.attempt} · merged (closed)` : outdated ? `${who} · attempt ${i.attempt} · outdated` : `${who} · attempt ${i.attempt}`;
+    const who =
+      i.kind === "agent"
+        ? "Agent review"
+        : i.sent
+          ? "Sent to the agent"
+          : this.pendingOf(t).length
+            ? "Pending — sent with Request Changes"
+            : "Your comment";
+    t.label = merged
+      ? `${who} · attempt ${i.attempt} · merged (closed)`
+      : outdated
+        ? `${who} · attempt ${i.attempt} · outdated`
+        : `${who} · attempt ${i.attempt}`;
     const closed = merged || outdated || i.sent === true;
     t.canReply = !closed;
     t.state = closed ? vscode.CommentThreadState.Resolved : vscode.CommentThreadState.Unresolved;

@@ -28,9 +28,23 @@ export class FleetTreeProvider implements vscode.TreeDataProvider<WorkerView>, v
     const health = workerHealth(w, live, this.connection.farmNow());
     item.description = `${w.role} · ${shortModel(w.model.primary)} · ${w.active}/${w.maxConcurrentTasks} · ${health}`;
     const up = live && w.connected;
-    item.iconPath = new vscode.ThemeIcon(up ? "vm-running" : "vm-outline", new vscode.ThemeColor(up ? "charts.green" : "disabledForeground"));
+    item.iconPath = new vscode.ThemeIcon(
+      up ? "vm-running" : "vm-outline",
+      new vscode.ThemeColor(up ? "charts.green" : "disabledForeground"),
+    );
     item.tooltip = new vscode.MarkdownString(
-      [live ? `**${w.nodeId}** — ${w.connected ? "connected" : "not connected"}` : `**${w.nodeId}** — unknown: the editor is not connected to the farm (last known: ${w.connected ? "connected" : "not connected"})`, `Role: ${w.role}`, `Model: \`${w.model.primary}\``, w.model.escalation ? `Escalation: \`${w.model.escalation}\`` : "", `Load: ${w.active} of ${w.maxConcurrentTasks} units`, `Last seen: ${new Date(w.lastSeenAt).toLocaleTimeString()}`].filter(Boolean).join("  \n"),
+      [
+        live
+          ? `**${w.nodeId}** — ${w.connected ? "connected" : "not connected"}`
+          : `**${w.nodeId}** — unknown: the editor is not connected to the farm (last known: ${w.connected ? "connected" : "not connected"})`,
+        `Role: ${w.role}`,
+        `Model: \`${w.model.primary}\``,
+        w.model.escalation ? `Escalation: \`${w.model.escalation}\`` : "",
+        `Load: ${w.active} of ${w.maxConcurrentTasks} units`,
+        `Last seen: ${new Date(w.lastSeenAt).toLocaleTimeString()}`,
+      ]
+        .filter(Boolean)
+        .join("  \n"),
     );
     item.contextValue = `worker ${!live ? "stale" : w.connected ? "connected" : "offline"}`;
     return item;

@@ -40,11 +40,23 @@ export class FarmStatusBar implements vscode.Disposable {
     const spend = `$${v.spend.todayUsd.toFixed(2)}${v.spend.dailyBudgetUsd !== undefined ? ` / $${v.spend.dailyBudgetUsd.toFixed(2)}` : ""}`;
     this.item.text = `$(pulse) Optimus: ${running} running${waiting ? ` · $(bell-dot) ${waiting}` : ""} · ${spend} today`;
     const g = v.spend.gate;
-    const gate = g ? (g.enabled ? `Gate: escalate when local confidence < ${g.confidenceBelow}, after ${g.failuresAtLeast} failed checks or evals, at complexity ≥ ${g.complexityAtLeast}, or when a person asks` : "Gate: off — this farm is local-only") : "";
+    const gate = g
+      ? g.enabled
+        ? `Gate: escalate when local confidence < ${g.confidenceBelow}, after ${g.failuresAtLeast} failed checks or evals, at complexity ≥ ${g.complexityAtLeast}, or when a person asks`
+        : "Gate: off — this farm is local-only"
+      : "";
     const paused = v.spend.paused;
     if (paused) this.item.text = `$(warning) Optimus: escalations paused · ${running} running · ${spend} today`;
     this.item.tooltip = new vscode.MarkdownString(
-      [`**Optimus** — connected to ${c.url} as ${c.identity?.actor ?? "?"}`, `${running} units running, ${waiting} awaiting approval`, `Frontier spend today: ${spend}`, ...(paused ? [`**Escalations paused:** ${paused}`] : []), gate].filter(Boolean).join("  \n"),
+      [
+        `**Optimus** — connected to ${c.url} as ${c.identity?.actor ?? "?"}`,
+        `${running} units running, ${waiting} awaiting approval`,
+        `Frontier spend today: ${spend}`,
+        ...(paused ? [`**Escalations paused:** ${paused}`] : []),
+        gate,
+      ]
+        .filter(Boolean)
+        .join("  \n"),
     );
     this.item.command = "workbench.view.extension.optimus";
     this.item.backgroundColor = paused ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;

@@ -22,9 +22,15 @@ export class UnitsTreeProvider implements vscode.TreeDataProvider<UnitsNode>, vs
   private readonly ticker: NodeJS.Timeout;
   filter: UnitsFilter;
 
-  constructor(private readonly connection: FarmConnection, filter: UnitsFilter) {
+  constructor(
+    private readonly connection: FarmConnection,
+    filter: UnitsFilter,
+  ) {
     this.filter = filter;
-    this.disposables.push(connection.onDidChangeViews((c) => this.onViews(c)), connection.onDidChangeState(() => this.changed.fire(undefined)));
+    this.disposables.push(
+      connection.onDidChangeViews((c) => this.onViews(c)),
+      connection.onDidChangeState(() => this.changed.fire(undefined)),
+    );
     this.ticker = setInterval(() => this.tickRunning(), 1_000);
   }
 
@@ -62,7 +68,8 @@ export class UnitsTreeProvider implements vscode.TreeDataProvider<UnitsNode>, vs
     if (!this.connection.connected) return;
     const running: UnitsNode[] = [];
     for (const u of this.connection.views.units.values()) {
-      if (u.state === "leased" && this.visibleUnit(u.taskId, u.unitId)) running.push(this.node({ kind: "unit", taskId: u.taskId, unitId: u.unitId }));
+      if (u.state === "leased" && this.visibleUnit(u.taskId, u.unitId))
+        running.push(this.node({ kind: "unit", taskId: u.taskId, unitId: u.unitId }));
       if (running.length >= 200) break;
     }
     if (running.length) this.changed.fire(running);
@@ -97,7 +104,10 @@ export class UnitsTreeProvider implements vscode.TreeDataProvider<UnitsNode>, vs
       return v.history.more > 0 && this.filter !== "needsMe" ? [...nodes, MORE] : nodes;
     }
     if (element.kind === "task") {
-      return v.unitsOf(element.taskId).filter((u) => this.filter !== "needsMe" || v.needsHuman(u)).map((u) => this.node({ kind: "unit", taskId: u.taskId, unitId: u.unitId }));
+      return v
+        .unitsOf(element.taskId)
+        .filter((u) => this.filter !== "needsMe" || v.needsHuman(u))
+        .map((u) => this.node({ kind: "unit", taskId: u.taskId, unitId: u.unitId }));
     }
     return [];
   }
@@ -130,9 +140,10 @@ export class UnitsTreeProvider implements vscode.TreeDataProvider<UnitsNode>, vs
       p = unitPresentation(u, this.connection.viewContext());
       item = new vscode.TreeItem(p.label, vscode.TreeItemCollapsibleState.None);
       item.id = `unit:${u.taskId}/${u.unitId}`;
-      item.command = u.evaluation && this.connection.connected
-        ? { command: "optimus.unit.openChange", title: "Open Change", arguments: [element] }
-        : { command: "optimus.unit.showDetail", title: "Show Unit Detail", arguments: [element] };
+      item.command =
+        u.evaluation && this.connection.connected
+          ? { command: "optimus.unit.openChange", title: "Open Change", arguments: [element] }
+          : { command: "optimus.unit.showDetail", title: "Show Unit Detail", arguments: [element] };
     }
     item.description = p.description;
     item.iconPath = new vscode.ThemeIcon(p.icon, p.color ? new vscode.ThemeColor(p.color) : undefined);

@@ -20,9 +20,18 @@ export interface GitHttpOptions {
   retryAfterSeconds: number;
 }
 
-const WORKER_VIEW: ReadonlyArray<readonly [string, string]> = [["uploadpack.hideRefs", "refs/remotes/origin/optimus/"], ["uploadpack.hideRefs", "refs/remotes/origin/HEAD"]];
+const WORKER_VIEW: ReadonlyArray<readonly [string, string]> = [
+  ["uploadpack.hideRefs", "refs/remotes/origin/optimus/"],
+  ["uploadpack.hideRefs", "refs/remotes/origin/HEAD"],
+];
 
-export function handleGitHttp(req: IncomingMessage, res: ServerResponse, repo: string, principal: Principal | null, opts: GitHttpOptions): void {
+export function handleGitHttp(
+  req: IncomingMessage,
+  res: ServerResponse,
+  repo: string,
+  principal: Principal | null,
+  opts: GitHttpOptions,
+): void {
   const url = new URL(req.url ?? "/", "http://farm");
   const deny = (status: number, text: string): void => {
     res.writeHead(status, { "content-type": "text/plain" }).end(text + "\n");
@@ -36,7 +45,8 @@ export function handleGitHttp(req: IncomingMessage, res: ServerResponse, repo: s
   const pack = url.pathname === "/git/git-upload-pack" && req.method === "POST";
   if (advertise && service !== "git-upload-pack") return deny(403, "this endpoint only serves fetches (git-upload-pack)");
   if (!advertise && !pack) {
-    if (url.pathname.endsWith("git-receive-pack") || service === "git-receive-pack") return deny(403, "pushing to the farm is not allowed: submit a patch");
+    if (url.pathname.endsWith("git-receive-pack") || service === "git-receive-pack")
+      return deny(403, "pushing to the farm is not allowed: submit a patch");
     return deny(404, "not found");
   }
   // Each request runs a git process: a slot first, so a flood cannot fork the farm to death.

@@ -8,7 +8,11 @@ export class GitSlots {
   private running = 0;
   private readonly waiting: Array<(granted: boolean) => void> = [];
 
-  constructor(private readonly max: number, private readonly maxQueue: number, private readonly waitMs: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly maxQueue: number,
+    private readonly waitMs: number,
+  ) {}
 
   /** Resolves a release function once a slot is free, or null when the farm is too busy. */
   acquire(signal?: AbortSignal): Promise<(() => void) | null> {

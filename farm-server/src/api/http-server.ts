@@ -25,7 +25,11 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
   const limits = config.limits;
   const context = (token: string | undefined): ApiContext => ({ principal: services.tokens.authenticate(token), services });
   const gitSlots = new GitSlots(limits.maxGitProcesses, limits.maxGitQueue, limits.gitQueueWaitMs);
-  const gitOptions = { slots: gitSlots, processTimeoutMs: limits.gitProcessTimeoutMs, retryAfterSeconds: Math.max(1, Math.ceil(limits.gitQueueWaitMs / 1000)) };
+  const gitOptions = {
+    slots: gitSlots,
+    processTimeoutMs: limits.gitProcessTimeoutMs,
+    retryAfterSeconds: Math.max(1, Math.ceil(limits.gitQueueWaitMs / 1000)),
+  };
   const trpcHandler = createHTTPHandler({
     router: appRouter,
     basePath: "/trpc/",

@@ -4,11 +4,22 @@ import type { FarmState } from "../core/farm-state.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
 
 /** Prometheus metrics of one farm (its own registry, so several farms can share a process in tests). */
-export function createMetrics(state: FarmState, dispatcher: Dispatcher, evals?: () => { running: number; waiting: number }): { registry: Registry; observeFlush: (s: number) => void } {
+export function createMetrics(
+  state: FarmState,
+  dispatcher: Dispatcher,
+  evals?: () => { running: number; waiting: number },
+): { registry: Registry; observeFlush: (s: number) => void } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "optimus_process_" });
   // A move the lifecycle table does not allow is a bug in the farm: counted, so an alert can find it.
-  new Gauge({ name: "optimus_lifecycle_violations", help: "Unit state moves the lifecycle table does not allow (a farm bug; see the log)", registers: [registry], collect() { this.set(state.projection.lifecycleViolations.length); } });
+  new Gauge({
+    name: "optimus_lifecycle_violations",
+    help: "Unit state moves the lifecycle table does not allow (a farm bug; see the log)",
+    registers: [registry],
+    collect() {
+      this.set(state.projection.lifecycleViolations.length);
+    },
+  });
   new Gauge({
     name: "optimus_units",
     help: "Units by lifecycle state",
@@ -31,12 +42,43 @@ export function createMetrics(state: FarmState, dispatcher: Dispatcher, evals?: 
     },
   });
   if (evals) {
-    new Gauge({ name: "optimus_evals_running", help: "Evaluations running (at most the eval slots)", registers: [registry], collect() { this.set(evals().running); } });
-    new Gauge({ name: "optimus_evals_waiting", help: "Evaluations waiting for a free eval slot", registers: [registry], collect() { this.set(evals().waiting); } });
+    new Gauge({
+      name: "optimus_evals_running",
+      help: "Evaluations running (at most the eval slots)",
+      registers: [registry],
+      collect() {
+        this.set(evals().running);
+      },
+    });
+    new Gauge({
+      name: "optimus_evals_waiting",
+      help: "Evaluations waiting for a free eval slot",
+      registers: [registry],
+      collect() {
+        this.set(evals().waiting);
+      },
+    });
   }
-  new Gauge({ name: "optimus_leader_epoch", help: "Epoch this farm server leads with", registers: [registry], collect() { this.set(state.epoch); } });
-  const events = new Counter({ name: "optimus_events_total", help: "Journal events committed, by type", labelNames: ["type"], registers: [registry] });
-  const flush = new Histogram({ name: "optimus_journal_flush_seconds", help: "Group-commit flush duration", registers: [registry], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5] });
+  new Gauge({
+    name: "optimus_leader_epoch",
+    help: "Epoch this farm server leads with",
+    registers: [registry],
+    collect() {
+      this.set(state.epoch);
+    },
+  });
+  const events = new Counter({
+    name: "optimus_events_total",
+    help: "Journal events committed, by type",
+    labelNames: ["type"],
+    registers: [registry],
+  });
+  const flush = new Histogram({
+    name: "optimus_journal_flush_seconds",
+    help: "Group-commit flush duration",
+    registers: [registry],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+  });
   state.on("committed", (es: FarmEvent[]) => {
     for (const e of es) events.inc({ type: e.type });
   });

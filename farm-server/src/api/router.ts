@@ -1,5 +1,18 @@
 import { tracked } from "@trpc/server";
-import { ChangeVersion, CreateTaskInput, EscalationCall, TaskId, TokenRole, UnitId, UnitProgress, UnitResult, UnitState, WorkerRegistration, NodeId, type WorkerView } from "@optimus/shared";
+import {
+  ChangeVersion,
+  CreateTaskInput,
+  EscalationCall,
+  TaskId,
+  TokenRole,
+  UnitId,
+  UnitProgress,
+  UnitResult,
+  UnitState,
+  WorkerRegistration,
+  NodeId,
+  type WorkerView,
+} from "@optimus/shared";
 import { z } from "zod";
 import { actorOf } from "../auth/tokens.js";
 import { FarmError } from "../errors/farm-error.js";
@@ -23,9 +36,11 @@ const WorkerCall = z.strictObject({ nodeId: NodeId });
 const CreateTask = CreateTaskInput;
 
 const tasksRouter = router({
-  create: editorProcedure.input(CreateTask).mutation(({ ctx, input }) =>
-    ctx.services.tasks.create({ ...input, source: input.units ? "manifest" : "api" }, actorOf(ctx.principal)),
-  ),
+  create: editorProcedure
+    .input(CreateTask)
+    .mutation(({ ctx, input }) =>
+      ctx.services.tasks.create({ ...input, source: input.units ? "manifest" : "api" }, actorOf(ctx.principal)),
+    ),
   list: editorProcedure.input(z.strictObject({ state: z.string().max(20).optional() }).optional()).query(({ ctx, input }) => {
     const p = ctx.services.state.projection;
     return [...p.tasks.values()]
@@ -39,15 +54,19 @@ const tasksRouter = router({
     if (!found) throw new FarmError("not_found", `task '${input.taskId}' not found`);
     return found;
   }),
-  cancel: editorProcedure.input(z.strictObject({ taskId: TaskId, reason: z.string().max(500).optional() })).mutation(({ ctx, input }) =>
-    ctx.services.tasks.cancel(input.taskId, input.reason, actorOf(ctx.principal)),
-  ),
+  cancel: editorProcedure
+    .input(z.strictObject({ taskId: TaskId, reason: z.string().max(500).optional() }))
+    .mutation(({ ctx, input }) => ctx.services.tasks.cancel(input.taskId, input.reason, actorOf(ctx.principal))),
   importFiles: editorProcedure.mutation(({ ctx }) => ctx.services.importManifests()),
 });
 
 const unitsRouter = router({
   list: editorProcedure
-    .input(z.strictObject({ taskId: TaskId.optional(), state: UnitState.optional(), limit: z.number().int().min(1).max(10_000).default(1_000) }).optional())
+    .input(
+      z
+        .strictObject({ taskId: TaskId.optional(), state: UnitState.optional(), limit: z.number().int().min(1).max(10_000).default(1_000) })
+        .optional(),
+    )
     .query(({ ctx, input }) => {
       const p = ctx.services.state.projection;
       const keys = input?.taskId ? (p.tasks.get(input.taskId)?.units ?? []) : [...p.units.keys()];
@@ -86,7 +105,11 @@ const prloopOf = (s: FarmServices) => {
   return s.prloop;
 };
 
-const Comment = z.strictObject({ path: z.string().min(1).max(1024).optional(), line: z.number().int().min(1).optional(), body: z.string().trim().min(1).max(10_000) });
+const Comment = z.strictObject({
+  path: z.string().min(1).max(1024).optional(),
+  line: z.number().int().min(1).optional(),
+  body: z.string().trim().min(1).max(10_000),
+});
 
 /**
  * Human decisions on changes: approve, reject, request changes (recorded with the user's identity and
@@ -97,13 +120,23 @@ const reviewsRouter = router({
   change: editorProcedure.input(UnitRef).query(({ ctx, input }) => prloopOf(ctx.services).change(input.taskId, input.unitId)),
   approve: editorProcedure.input(DecisionRef).mutation(async ({ ctx, input }) => {
     const p = ctx.principal;
-    await prloopOf(ctx.services).approve(input.taskId, input.unitId, { actor: actorOf(p), tokenId: p.tokenId, name: p.name, approver: p.approver }, input);
+    await prloopOf(ctx.services).approve(
+      input.taskId,
+      input.unitId,
+      { actor: actorOf(p), tokenId: p.tokenId, name: p.name, approver: p.approver },
+      input,
+    );
     return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
   approveTaskMerge: editorProcedure.input(z.strictObject({ taskId: TaskId })).mutation(async ({ ctx, input }) => {
     const p = ctx.principal;
     // The whole approver: a held change touching protected paths needs the approver right here too.
-    await prloopOf(ctx.services).approveTaskMerge(input.taskId, { actor: actorOf(p), tokenId: p.tokenId, name: p.name, approver: p.approver });
+    await prloopOf(ctx.services).approveTaskMerge(input.taskId, {
+      actor: actorOf(p),
+      tokenId: p.tokenId,
+      name: p.name,
+      approver: p.approver,
+    });
     const t = ctx.services.state.projection.tasks.get(input.taskId)!;
     return ctx.services.state.projection.taskView(t);
   }),
@@ -111,11 +144,19 @@ const reviewsRouter = router({
     await prloopOf(ctx.services).reject(input.taskId, input.unitId, input.reason, actorOf(ctx.principal), input);
     return unitLiveOf(ctx.services, input.taskId, input.unitId);
   }),
-  requestChanges: editorProcedure.input(DecisionRef.extend({ comments: z.array(Comment).min(1).max(200) })).mutation(async ({ ctx, input }) => {
-    const text = input.comments.map((c) => (c.path ? `${c.path}${c.line ? `:${c.line}` : ""}: ${c.body}` : c.body)).join("\n");
-    await prloopOf(ctx.services).requestChanges(input.taskId, input.unitId, `${actorOf(ctx.principal)} asks: ${text}`, actorOf(ctx.principal), input);
-    return unitLiveOf(ctx.services, input.taskId, input.unitId);
-  }),
+  requestChanges: editorProcedure
+    .input(DecisionRef.extend({ comments: z.array(Comment).min(1).max(200) }))
+    .mutation(async ({ ctx, input }) => {
+      const text = input.comments.map((c) => (c.path ? `${c.path}${c.line ? `:${c.line}` : ""}: ${c.body}` : c.body)).join("\n");
+      await prloopOf(ctx.services).requestChanges(
+        input.taskId,
+        input.unitId,
+        `${actorOf(ctx.principal)} asks: ${text}`,
+        actorOf(ctx.principal),
+        input,
+      );
+      return unitLiveOf(ctx.services, input.taskId, input.unitId);
+    }),
 });
 
 const fleetRouter = router({
@@ -129,7 +170,11 @@ const workerRouter = router({
     return { heartbeatIntervalMs: c.heartbeatIntervalMs, leaseTtlMs: ctx.services.leases.ttl, epoch: ctx.services.state.epoch };
   }),
   /** The worker's lease stream: what it holds now, then each new assignment. */
-  leases: workerProcedure.input(WorkerCall.extend({ lastEventId: z.string().nullish() })).subscription(async function* ({ ctx, input, signal }) {
+  leases: workerProcedure.input(WorkerCall.extend({ lastEventId: z.string().nullish() })).subscription(async function* ({
+    ctx,
+    input,
+    signal,
+  }) {
     ctx.services.leases.workerFor(input.nodeId, ctx.principal.tokenId);
     const queue = new AsyncQueue<Lease>(signal);
     const detach = ctx.services.dispatcher.attach(input.nodeId, queue);
@@ -172,17 +217,31 @@ const gatewayRouter = router({
   spend: editorProcedure.query(({ ctx }) => {
     const l = ctx.services.state.projection.ledger;
     const g = ctx.services.config.gateway;
-    return { ...l.report(), budgets: g.budgets, model: g.model, configured: frontierConfigured(ctx.services.config), paused: l.paused ?? null, queued: l.queue().length, inFlight: l.inFlight().length };
+    return {
+      ...l.report(),
+      budgets: g.budgets,
+      model: g.model,
+      configured: frontierConfigured(ctx.services.config),
+      paused: l.paused ?? null,
+      queued: l.queue().length,
+      inFlight: l.inFlight().length,
+    };
   }),
 });
 
 const viewsRouter = router({
   /** An editor's live views: snapshot, then deltas, progress and fleet; resumable across reconnects and restarts. */
-  stream: editorProcedure.input(z.strictObject({ lastEventId: z.string().max(40).nullish() }).optional()).subscription(async function* ({ ctx, input, signal }) {
+  stream: editorProcedure.input(z.strictObject({ lastEventId: z.string().max(40).nullish() }).optional()).subscription(async function* ({
+    ctx,
+    input,
+    signal,
+  }) {
     for await (const m of viewsStream(ctx.services, input?.lastEventId, signal)) yield tracked(viewsCursor(m.epoch, m.seq), m);
   }),
   /** Older finished tasks with their units, newest first: `before` from the snapshot's (or the last page's) `history`. */
-  history: editorProcedure.input(z.strictObject({ before: z.number().int().min(0), limit: z.number().int().min(1).max(500).default(HISTORY_PAGE) })).query(({ ctx, input }) => historyPage(ctx.services, input.before, input.limit)),
+  history: editorProcedure
+    .input(z.strictObject({ before: z.number().int().min(0), limit: z.number().int().min(1).max(500).default(HISTORY_PAGE) }))
+    .query(({ ctx, input }) => historyPage(ctx.services, input.before, input.limit)),
 });
 
 const eventsRouter = router({
@@ -200,16 +259,31 @@ const eventsRouter = router({
 
 const adminRouter = router({
   /** `approver`: a person's editor token that may approve changes to protected paths */
-  createToken: adminProcedure.input(z.strictObject({ role: TokenRole, name: z.string().trim().min(1).max(100), approver: z.boolean().optional() })).mutation(async ({ ctx, input }) => {
-    if (input.approver && input.role !== "editor") throw new FarmError("invalid", `the approver right is for a person's editor token, not a ${input.role} token: use --role editor --name <you> --approver`);
-    const issued = ctx.services.tokens.create(input.role, input.name, { approver: input.approver });
-    await ctx.services.state.commit([{ type: "token_created", data: { tokenId: issued.tokenId, role: issued.role, name: issued.name, ...(issued.approver ? { approver: true } : {}) } }], actorOf(ctx.principal));
-    return issued;
-  }),
+  createToken: adminProcedure
+    .input(z.strictObject({ role: TokenRole, name: z.string().trim().min(1).max(100), approver: z.boolean().optional() }))
+    .mutation(async ({ ctx, input }) => {
+      if (input.approver && input.role !== "editor")
+        throw new FarmError(
+          "invalid",
+          `the approver right is for a person's editor token, not a ${input.role} token: use --role editor --name <you> --approver`,
+        );
+      const issued = ctx.services.tokens.create(input.role, input.name, { approver: input.approver });
+      await ctx.services.state.commit(
+        [
+          {
+            type: "token_created",
+            data: { tokenId: issued.tokenId, role: issued.role, name: issued.name, ...(issued.approver ? { approver: true } : {}) },
+          },
+        ],
+        actorOf(ctx.principal),
+      );
+      return issued;
+    }),
   listTokens: adminProcedure.query(({ ctx }) => ctx.services.tokens.list()),
   revokeToken: adminProcedure.input(z.strictObject({ tokenId: z.string().regex(/^[0-9a-f]{12}$/) })).mutation(async ({ ctx, input }) => {
     // Revoking closes the token's sockets at once (the token store tells the API), and ends its leases.
-    if (!ctx.services.tokens.revoke(input.tokenId)) throw new FarmError("not_found", `token '${input.tokenId}' not found or already revoked`);
+    if (!ctx.services.tokens.revoke(input.tokenId))
+      throw new FarmError("not_found", `token '${input.tokenId}' not found or already revoked`);
     await ctx.services.state.commit([{ type: "token_revoked", data: { tokenId: input.tokenId } }], actorOf(ctx.principal));
     const leasesEnded = await ctx.services.leases.endLeasesOfToken(input.tokenId);
     return { revoked: true as const, leasesEnded };
@@ -220,9 +294,17 @@ const adminRouter = router({
 export const appRouter = router({
   /** Who the caller is, as the farm records it on what they do; `approver`: may approve changes to protected paths. */
   me: editorProcedure.query(({ ctx }) => ({
-    actor: actorOf(ctx.principal), role: ctx.principal.role, name: ctx.principal.name, approver: ctx.principal.approver === true, epoch: ctx.services.state.epoch,
+    actor: actorOf(ctx.principal),
+    role: ctx.principal.role,
+    name: ctx.principal.name,
+    approver: ctx.principal.approver === true,
+    epoch: ctx.services.state.epoch,
   })),
-  health: publicProcedure.query(({ ctx }) => ({ ok: true as const, epoch: ctx.services.state.epoch, authenticated: ctx.principal !== null })),
+  health: publicProcedure.query(({ ctx }) => ({
+    ok: true as const,
+    epoch: ctx.services.state.epoch,
+    authenticated: ctx.principal !== null,
+  })),
   tasks: tasksRouter,
   units: unitsRouter,
   fleet: fleetRouter,

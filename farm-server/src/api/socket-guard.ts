@@ -28,7 +28,11 @@ export class SocketGuard {
   private readonly byToken = new Map<string, Set<WebSocket>>();
   private readonly onRevoked = (tokenId: string) => this.closeToken(tokenId);
 
-  constructor(private readonly limits: ApiLimits, private readonly tokens: TokenStore, private readonly log: Logger) {
+  constructor(
+    private readonly limits: ApiLimits,
+    private readonly tokens: TokenStore,
+    private readonly log: Logger,
+  ) {
     tokens.events.on("revoked", this.onRevoked);
   }
 
@@ -38,7 +42,11 @@ export class SocketGuard {
     this.sessions.set(ws, session);
     const timer = setTimeout(() => {
       if (session.tokenId === null) {
-        this.cutOff(ws, CLOSE_UNAUTHENTICATED, `no valid token within ${this.limits.unauthenticatedSocketMs} ms: send a token in connectionParams when connecting`);
+        this.cutOff(
+          ws,
+          CLOSE_UNAUTHENTICATED,
+          `no valid token within ${this.limits.unauthenticatedSocketMs} ms: send a token in connectionParams when connecting`,
+        );
       }
     }, this.limits.unauthenticatedSocketMs);
     timer.unref();
@@ -47,8 +55,15 @@ export class SocketGuard {
     ws.send = ((...args: unknown[]) => {
       send(...args);
       if (ws.bufferedAmount > this.limits.maxBufferedBytesPerSocket && ws.readyState === ws.OPEN) {
-        this.log.warn({ tokenId: session.tokenId, bufferedBytes: ws.bufferedAmount, limit: this.limits.maxBufferedBytesPerSocket }, "a WebSocket subscriber that does not read was cut off");
-        this.cutOff(ws, CLOSE_SLOW_READER, `more than ${this.limits.maxBufferedBytesPerSocket} bytes waiting for this client: read what you subscribe to, then reconnect`);
+        this.log.warn(
+          { tokenId: session.tokenId, bufferedBytes: ws.bufferedAmount, limit: this.limits.maxBufferedBytesPerSocket },
+          "a WebSocket subscriber that does not read was cut off",
+        );
+        this.cutOff(
+          ws,
+          CLOSE_SLOW_READER,
+          `more than ${this.limits.maxBufferedBytesPerSocket} bytes waiting for this client: read what you subscribe to, then reconnect`,
+        );
       }
     }) as WebSocket["send"];
     ws.once("close", () => {

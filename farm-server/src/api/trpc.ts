@@ -36,14 +36,25 @@ const t = initTRPC.context<ApiContext>().create({
     const formErrors = cause instanceof z.ZodError ? z.flattenError(cause).formErrors : undefined;
     let message = shape.message;
     if (cause instanceof z.ZodError) {
-      message = "invalid input: " + cause.issues.slice(0, 5).map((i) => `${i.path.join(".") || "(input)"}: ${i.message}`).join("; ");
+      message =
+        "invalid input: " +
+        cause.issues
+          .slice(0, 5)
+          .map((i) => `${i.path.join(".") || "(input)"}: ${i.message}`)
+          .join("; ");
     } else if (error.code === "INTERNAL_SERVER_ERROR") message = "internal error in the farm server (see its log)";
-    else if (error.message === BATCH_TOO_LARGE) message = "too many calls in one batch (over the farm's limits.maxBatchSize); send fewer at once";
+    else if (error.message === BATCH_TOO_LARGE)
+      message = "too many calls in one batch (over the farm's limits.maxBatchSize); send fewer at once";
     const { stack: _stack, ...data } = shape.data as typeof shape.data & { stack?: string };
     return {
       ...shape,
       message,
-      data: { ...data, ...(fieldErrors ? { fieldErrors, formErrors } : {}), ...(cause instanceof FarmError ? { kind: cause.kind } : {}), ...(cause instanceof StaleChangeError ? { stale: cause.stale } : {}) },
+      data: {
+        ...data,
+        ...(fieldErrors ? { fieldErrors, formErrors } : {}),
+        ...(cause instanceof FarmError ? { kind: cause.kind } : {}),
+        ...(cause instanceof StaleChangeError ? { stale: cause.stale } : {}),
+      },
     };
   },
 });
@@ -74,7 +85,10 @@ const subscriptionLimit = t.middleware(async ({ ctx, type, next }) => {
   const s = ctx.socket;
   if (type !== "subscription" || !s) return next();
   if (s.subscriptions >= s.maxSubscriptions) {
-    throw new TRPCError({ code: "TOO_MANY_REQUESTS", message: `this connection already has ${s.maxSubscriptions} subscriptions open (the farm's limit); end one first, or open another connection` });
+    throw new TRPCError({
+      code: "TOO_MANY_REQUESTS",
+      message: `this connection already has ${s.maxSubscriptions} subscriptions open (the farm's limit); end one first, or open another connection`,
+    });
   }
   s.subscriptions++;
   let counted = true;
@@ -105,14 +119,20 @@ async function* releasing<T>(source: AsyncIterable<T>, release: () => void): Asy
 
 /** A procedure open to the given roles only. */
 export const roleProcedure = (...roles: TokenRole[]) =>
-  publicProcedure.use(({ ctx, next }) => {
-    if (!ctx.principal || ctx.services.tokens.isRevoked(ctx.principal.tokenId)) throw new TRPCError({ code: "UNAUTHORIZED", message: "missing or invalid token; create one with `optimus token create`" });
-    if (!roles.includes(ctx.principal.role)) {
-      const article = ctx.principal.role === "admin" || ctx.principal.role === "editor" ? "an" : "a";
-      throw new TRPCError({ code: "FORBIDDEN", message: `${article} ${ctx.principal.role} token may not do this (needs ${roles.join(" or ")})` });
-    }
-    return next({ ctx: { ...ctx, principal: ctx.principal } });
-  }).use(subscriptionLimit);
+  publicProcedure
+    .use(({ ctx, next }) => {
+      if (!ctx.principal || ctx.services.tokens.isRevoked(ctx.principal.tokenId))
+        throw new TRPCError({ code: "UNAUTHORIZED", message: "missing or invalid token; create one with `optimus token create`" });
+      if (!roles.includes(ctx.principal.role)) {
+        const article = ctx.principal.role === "admin" || ctx.principal.role === "editor" ? "an" : "a";
+        throw new TRPCError({
+          code: "FORBIDDEN",
+          message: `${article} ${ctx.principal.role} token may not do this (needs ${roles.join(" or ")})`,
+        });
+      }
+      return next({ ctx: { ...ctx, principal: ctx.principal } });
+    })
+    .use(subscriptionLimit);
 
 export const editorProcedure = roleProcedure("editor", "admin");
 export const adminProcedure = roleProcedure("admin");

@@ -37,7 +37,11 @@ function touchedBy(e: FarmEvent, s: FarmServices, tasks: Set<string>, units: Set
 
 function delta(s: FarmServices, seq: number, tasks: Set<string>, units: Set<string>, money: boolean): ViewsMessage {
   return {
-    kind: "delta", epoch: s.state.epoch, seq, serverTime: Date.now(), ...(money ? { spend: spendSummary(s) } : {}),
+    kind: "delta",
+    epoch: s.state.epoch,
+    seq,
+    serverTime: Date.now(),
+    ...(money ? { spend: spendSummary(s) } : {}),
     tasks: [...tasks].map((t) => taskViewOf(s, t)).filter((t) => t !== undefined),
     units: [...units].map((k) => unitLive(s, k)).filter((u): u is UnitLiveView => u !== undefined),
   };
@@ -59,7 +63,11 @@ async function snapshot(s: FarmServices): Promise<ViewsMessage> {
  * (the farm restarted) always gets a fresh snapshot, since in-memory state it showed may never have
  * become durable.
  */
-export async function* viewsStream(s: FarmServices, lastEventId: string | null | undefined, signal: AbortSignal | undefined): AsyncGenerator<ViewsMessage> {
+export async function* viewsStream(
+  s: FarmServices,
+  lastEventId: string | null | undefined,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<ViewsMessage> {
   const wake = new AbortController();
   const stop = () => wake.abort();
   signal?.addEventListener("abort", stop, { once: true });
@@ -74,9 +82,10 @@ export async function* viewsStream(s: FarmServices, lastEventId: string | null |
     let sent: number;
     const head = s.state.journal.lastCommittedSeq();
     if (cursor && cursor.epoch === s.state.epoch && cursor.seq <= head && head - cursor.seq <= MAX_CATCH_UP_EVENTS) {
-      const tasks = new Set<string>(), units = new Set<string>();
+      const tasks = new Set<string>(),
+        units = new Set<string>();
       let money = false;
-      for (let at = cursor.seq; at < head; ) {
+      for (let at = cursor.seq; at < head;) {
         const page = await s.state.journal.readAfter(at, 2_000);
         if (page.length === 0) break;
         for (const e of page) if (e.seq <= head) money = touchedBy(e, s, tasks, units) || money;
@@ -96,7 +105,8 @@ export async function* viewsStream(s: FarmServices, lastEventId: string | null |
     // One loop wakes on commits, progress and a fleet timer; each pass sends what changed.
     const tick = new EventTarget();
     timer = setInterval(() => tick.dispatchEvent(new Event("tick")), Math.min(FLEET_POLL_MS, PROGRESS_EVERY_MS));
-    const pendingTasks = new Set<string>(), pendingUnits = new Set<string>();
+    const pendingTasks = new Set<string>(),
+      pendingUnits = new Set<string>();
     let pendingMoney = false;
     let pendingSeq = sent;
     let lastFleetCheck = 0;
@@ -121,10 +131,12 @@ export async function* viewsStream(s: FarmServices, lastEventId: string | null |
         yield msg;
       }
       if (progressKeys.size > 0) {
-        const units = [...progressKeys].map((k) => {
-          const u = unitLive(s, k);
-          return u ? { taskId: u.taskId, unitId: u.unitId, progress: u.progress ?? null } : null;
-        }).filter((u) => u !== null);
+        const units = [...progressKeys]
+          .map((k) => {
+            const u = unitLive(s, k);
+            return u ? { taskId: u.taskId, unitId: u.unitId, progress: u.progress ?? null } : null;
+          })
+          .filter((u) => u !== null);
         progressKeys.clear();
         if (units.length) yield { kind: "progress", epoch: s.state.epoch, seq: sent, serverTime: Date.now(), units };
       }

@@ -43,10 +43,13 @@ export class TokenStore {
   /** The approver right belongs to a person's editor token only (never a shared admin or a worker token). */
   create(role: TokenRole, name: string, opts: { approver?: boolean } = {}): IssuedToken {
     const approver = opts.approver === true;
-    if (approver && role !== "editor") throw new Error(`the approver right is for a person's editor token, not a ${role} token: use --role editor --name <you> --approver`);
+    if (approver && role !== "editor")
+      throw new Error(`the approver right is for a person's editor token, not a ${role} token: use --role editor --name <you> --approver`);
     const tokenId = randomBytes(6).toString("hex");
     const secret = randomBytes(32).toString("base64url");
-    this.db.prepare("INSERT INTO tokens (id, name, role, hash, created_at, approver) VALUES (?, ?, ?, ?, ?, ?)").run(tokenId, name, role, hash(secret), Date.now(), approver ? 1 : 0);
+    this.db
+      .prepare("INSERT INTO tokens (id, name, role, hash, created_at, approver) VALUES (?, ?, ?, ?, ?, ?)")
+      .run(tokenId, name, role, hash(secret), Date.now(), approver ? 1 : 0);
     return { tokenId, name, role, approver, token: `${PREFIX}_${tokenId}_${secret}` };
   }
 
@@ -56,15 +59,15 @@ export class TokenStore {
     const m = /^opt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/.exec(presented);
     if (!m) return null;
     const row = this.db.prepare("SELECT id, name, role, hash, revoked_at, approver FROM tokens WHERE id = ?").get(m[1]) as
-      | { id: string; name: string; role: TokenRole; hash: Buffer; revoked_at: number | null; approver: number }
-      | undefined;
+      { id: string; name: string; role: TokenRole; hash: Buffer; revoked_at: number | null; approver: number } | undefined;
     if (!row || row.revoked_at !== null) return null;
     if (!timingSafeEqual(row.hash, hash(m[2]!))) return null;
     return { tokenId: row.id, name: row.name, role: row.role, approver: row.approver === 1 };
   }
 
   revoke(tokenId: string): boolean {
-    const done = this.db.prepare("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(Date.now(), tokenId).changes > 0;
+    const done =
+      this.db.prepare("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(Date.now(), tokenId).changes > 0;
     if (done) {
       this.revoked.add(tokenId);
       this.events.emit("revoked", tokenId);
@@ -81,9 +84,23 @@ export class TokenStore {
   }
 
   list(): Array<Principal & { createdAt: number; revoked: boolean }> {
-    return (this.db.prepare("SELECT id, name, role, created_at, revoked_at, approver FROM tokens ORDER BY created_at").all() as Array<{ id: string; name: string; role: TokenRole; created_at: number; revoked_at: number | null; approver: number }>).map(
-      (r) => ({ tokenId: r.id, name: r.name, role: r.role, approver: r.approver === 1, createdAt: r.created_at, revoked: r.revoked_at !== null }),
-    );
+    return (
+      this.db.prepare("SELECT id, name, role, created_at, revoked_at, approver FROM tokens ORDER BY created_at").all() as Array<{
+        id: string;
+        name: string;
+        role: TokenRole;
+        created_at: number;
+        revoked_at: number | null;
+        approver: number;
+      }>
+    ).map((r) => ({
+      tokenId: r.id,
+      name: r.name,
+      role: r.role,
+      approver: r.approver === 1,
+      createdAt: r.created_at,
+      revoked: r.revoked_at !== null,
+    }));
   }
 
   close(): void {

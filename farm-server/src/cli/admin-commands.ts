@@ -10,12 +10,19 @@ import { progressLine } from "./progress.js";
 export async function createToken(o: GlobalOptions & { role: string; name?: string; approver?: boolean }): Promise<void> {
   const role = TokenRole.safeParse(o.role);
   if (!role.success) throw new CliError(`--role must be one of ${TokenRole.options.join(", ")}, got '${o.role}'`, 2);
-  if (o.approver && role.data !== "editor") throw new CliError(`--approver is for a person's editor token: use --role editor --name <you> --approver`, 2);
+  if (o.approver && role.data !== "editor")
+    throw new CliError(`--approver is for a person's editor token: use --role editor --name <you> --approver`, 2);
   if (o.approver && !o.name) throw new CliError("an approver token names its person: add --name <you>", 2);
   const { client } = httpClient(o);
-  const t = await client.admin.createToken.mutate({ role: role.data, name: o.name ?? `${role.data}-${Date.now().toString(36)}`, ...(o.approver ? { approver: true } : {}) });
+  const t = await client.admin.createToken.mutate({
+    role: role.data,
+    name: o.name ?? `${role.data}-${Date.now().toString(36)}`,
+    ...(o.approver ? { approver: true } : {}),
+  });
   console.log(t.token);
-  console.error(`created ${t.role} token '${t.name}'${t.approver ? " with the approver right" : ""} (id ${t.tokenId}); it is shown only now (keep it in a 0600 file and use --token-file)`);
+  console.error(
+    `created ${t.role} token '${t.name}'${t.approver ? " with the approver right" : ""} (id ${t.tokenId}); it is shown only now (keep it in a 0600 file and use --token-file)`,
+  );
 }
 
 export async function listTokens(o: GlobalOptions): Promise<void> {
@@ -39,6 +46,9 @@ export async function auditVerify(o: GlobalOptions & { journal?: string }): Prom
   const progress = progressLine(process.stderr);
   const r = verifyJournalFile(file, (n) => progress.update(`verified ${n} entries…`));
   progress.done();
-  if (!r.ok) throw new CliError(`audit chain broken at entry #${r.firstBroken!.seq}: ${r.firstBroken!.reason} (${r.checked} entries before it verified)`);
+  if (!r.ok)
+    throw new CliError(
+      `audit chain broken at entry #${r.firstBroken!.seq}: ${r.firstBroken!.reason} (${r.checked} entries before it verified)`,
+    );
   console.log(`audit chain intact: ${r.checked} entries verified, head ${r.head ?? "(empty)"}`);
 }

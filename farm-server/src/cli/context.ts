@@ -22,7 +22,9 @@ export function resolveRepo(opt?: string): string {
     return r;
   }
   try {
-    return execFileSync("git", ["rev-parse", "--show-toplevel"], { stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+    return execFileSync("git", ["rev-parse", "--show-toplevel"], { stdio: ["ignore", "pipe", "ignore"] })
+      .toString()
+      .trim();
   } catch {
     return process.cwd();
   }
@@ -43,16 +45,20 @@ export function loadConfig(repo: string | null, overrides: Partial<ServerConfig>
     // Committed with the repository, so read under the same limits as a manifest (size, aliases).
     let text: string;
     try {
-      if (statSync(file).size > MAX_CONFIG_BYTES) throw new CliError(`${label}: the file is larger than the limit of ${MAX_CONFIG_BYTES / 1024} KiB; make it smaller`);
+      if (statSync(file).size > MAX_CONFIG_BYTES)
+        throw new CliError(`${label}: the file is larger than the limit of ${MAX_CONFIG_BYTES / 1024} KiB; make it smaller`);
       text = readFileSync(file, "utf8");
     } catch (err) {
       if (err instanceof CliError) throw err;
-      throw new CliError(`${label} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); make it a readable file`);
+      throw new CliError(
+        `${label} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); make it a readable file`,
+      );
     }
     const read = parseYamlWithLimits(text, { maxBytes: MAX_CONFIG_BYTES, what: "the farm's configuration" });
     if (!read.ok) throw new CliError(`${label}:${read.problems[0]!.line}:${read.problems[0]!.column}: ${read.problems[0]!.message}`);
     const value = read.value ?? {};
-    if (typeof value !== "object" || Array.isArray(value)) throw new CliError(`${label}: must be a mapping of settings (key: value), not a list or a single value`);
+    if (typeof value !== "object" || Array.isArray(value))
+      throw new CliError(`${label}: must be a mapping of settings (key: value), not a list or a single value`);
     raw = value as Record<string, unknown>;
   }
   const parsed = ServerConfig.safeParse({ ...raw, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) });
@@ -84,7 +90,9 @@ export function candidateOrigins(opts: GlobalOptions): string[] {
   const repo = resolveRepo(opts.repo);
   const out = [repo];
   try {
-    const url = execFileSync("git", ["-C", repo, "config", "--get", "remote.origin.url"], { stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+    const url = execFileSync("git", ["-C", repo, "config", "--get", "remote.origin.url"], { stdio: ["ignore", "pipe", "ignore"] })
+      .toString()
+      .trim();
     if (url) out.push(/^[a-z][a-z0-9+.-]*:\/\/|^[^/@:]+@[^/:]+:/i.test(url) ? url : resolve(repo, url));
   } catch {
     // no origin remote: the folder itself is the only candidate
@@ -111,7 +119,11 @@ export function connection(opts: GlobalOptions): { url: string; token: string } 
     const f = adminTokenFile(origin, config);
     if (existsSync(f)) token = readFileSync(f, "utf8").trim();
   }
-  if (!token) throw new CliError("no token: pass --token-file <file>, set OPTIMUS_TOKEN or OPTIMUS_TOKEN_FILE, or run this inside the repository of a local farm (`optimus farm up` writes its admin token there)", 2);
+  if (!token)
+    throw new CliError(
+      "no token: pass --token-file <file>, set OPTIMUS_TOKEN or OPTIMUS_TOKEN_FILE, or run this inside the repository of a local farm (`optimus farm up` writes its admin token there)",
+      2,
+    );
   return { url, token };
 }
 

@@ -2,7 +2,10 @@ import { TRPCClientError } from "@trpc/client";
 
 /** A failure the user can act on: printed as one line, exit code 1 (2 for usage errors). */
 export class CliError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
     super(message);
     this.name = "CliError";
   }
@@ -18,12 +21,19 @@ export function describeError(err: unknown, farmUrl?: string): string {
     if (code === "FORBIDDEN") return `not allowed (403): ${err.message}`;
     if (code === "NOT_FOUND") return `${err.message} (404)`;
     if (code === "PAYLOAD_TOO_LARGE") return `the request is too large for the farm (413): ${err.message}`;
-    if (code === "BAD_REQUEST") return fields && Object.keys(fields).length ? `invalid input (400): ${Object.entries(fields).map(([k, v]) => `${k}: ${v?.join(", ")}`).join("; ")}` : `invalid input (400): ${err.message}`;
+    if (code === "BAD_REQUEST")
+      return fields && Object.keys(fields).length
+        ? `invalid input (400): ${Object.entries(fields)
+            .map(([k, v]) => `${k}: ${v?.join(", ")}`)
+            .join("; ")}`
+        : `invalid input (400): ${err.message}`;
     const stale = (err.data as { stale?: { attempt: number } } | undefined)?.stale;
     if (stale) return `${err.message}; look at attempt ${stale.attempt} and decide again (409)`;
     if (code) return `${err.message} (${code})`;
     const cause = (err.cause as { code?: string; message?: string } | undefined) ?? {};
-    const why = /ECONNREFUSED|fetch failed/.test(`${cause.code ?? ""} ${cause.message ?? ""} ${err.message}`) ? "connection refused" : err.message;
+    const why = /ECONNREFUSED|fetch failed/.test(`${cause.code ?? ""} ${cause.message ?? ""} ${err.message}`)
+      ? "connection refused"
+      : err.message;
     return `cannot reach the farm at ${farmUrl ?? "its URL"} (${why}); start it with \`optimus farm up\` or pass --farm`;
   }
   const e = err as NodeJS.ErrnoException;

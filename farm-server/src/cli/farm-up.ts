@@ -39,11 +39,22 @@ const int = (v: string | undefined, name: string): number | undefined => {
 export async function farmUp(o: FarmUpOptions): Promise<void> {
   // The origin: --origin, else the repository folder (--repo, or the work tree here) taken as the origin.
   const repo = o.origin ? o.origin.trim() : resolveRepo(o.repo);
-  const overrides: Partial<ServerConfig> = { port: int(o.port, "port"), host: o.host, heartbeatIntervalMs: int(o.heartbeatMs, "heartbeat-ms"), maxAttempts: int(o.maxAttempts, "max-attempts") };
+  const overrides: Partial<ServerConfig> = {
+    port: int(o.port, "port"),
+    host: o.host,
+    heartbeatIntervalMs: int(o.heartbeatMs, "heartbeat-ms"),
+    maxAttempts: int(o.maxAttempts, "max-attempts"),
+  };
   // Settings: --config, else the farm's own file for this origin in its home, else the
   // repository folder's .optimus/config.yaml (a --repo folder, or a local origin's work tree).
   const homeConfig = join(repoSlot(repo), "config.yaml");
-  const folder = o.repo ? resolveRepo(o.repo) : o.origin ? (/^[a-z][a-z0-9+.-]*:\/\/|^[^/@:]+@[^/:]+:/i.test(repo) ? null : resolve(repo)) : repo;
+  const folder = o.repo
+    ? resolveRepo(o.repo)
+    : o.origin
+      ? /^[a-z][a-z0-9+.-]*:\/\/|^[^/@:]+@[^/:]+:/i.test(repo)
+        ? null
+        : resolve(repo)
+      : repo;
   const config = loadConfig(folder, overrides, o.config ?? (existsSync(homeConfig) ? homeConfig : undefined));
   const workerCount = int(o.workers, "workers") ?? 0;
   // The model is opened before the farm starts, so a missing model fails fast with its one line.
@@ -51,13 +62,19 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   const progress = progressLine(process.stderr);
   let farm;
   try {
-    farm = await startFarm({ repo, config, resetAdminToken: o.resetAdminToken, onProgress: (what, done, total) => progress.update(`${what}: ${done}${total ? `/${total}` : ""}`) });
+    farm = await startFarm({
+      repo,
+      config,
+      resetAdminToken: o.resetAdminToken,
+      onProgress: (what, done, total) => progress.update(`${what}: ${done}${total ? `/${total}` : ""}`),
+    });
   } catch (err) {
     progress.done();
     const e = err as NodeJS.ErrnoException;
     if (err instanceof FarmError) throw new CliError(err.message);
     if (err instanceof OriginError) throw new CliError(err.message, 2);
-    if (e.code === "EADDRINUSE") throw new CliError(`port ${config.port} on ${config.host} is in use (is a farm already running?); choose another with --port`);
+    if (e.code === "EADDRINUSE")
+      throw new CliError(`port ${config.port} on ${config.host} is in use (is a farm already running?); choose another with --port`);
     if (e.code === "SQLITE_BUSY") throw new CliError(`the journal in ${stateDirOf(repo, config)} is locked by another farm server`);
     throw err;
   }
@@ -65,13 +82,17 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   const { startup } = farm;
   if (startup.staleLock) {
     const l = startup.staleLock;
-    console.error(`took over the farm lock left by a farm that is gone (pid ${l.pid ?? "?"}${l.host && l.host !== hostname() ? ` on ${printable(l.host)}` : ""}${l.since ? `, started ${l.since}` : ""}): it crashed or was killed; its journal is replayed`);
+    console.error(
+      `took over the farm lock left by a farm that is gone (pid ${l.pid ?? "?"}${l.host && l.host !== hostname() ? ` on ${printable(l.host)}` : ""}${l.since ? `, started ${l.since}` : ""}): it crashed or was killed; its journal is replayed`,
+    );
   }
   if (startup.adminToken) {
     const file = adminTokenFile(repo, config);
     writeFileSync(file, startup.adminToken.token + "\n", { mode: 0o600 });
     chmodSync(file, 0o600); // also when the file was already there
-    console.error(`created ${o.resetAdminToken ? "a new" : "the first"} admin token; it is in ${file} (readable by you only). The CLI uses it from this repository.`);
+    console.error(
+      `created ${o.resetAdminToken ? "a new" : "the first"} admin token; it is in ${file} (readable by you only). The CLI uses it from this repository.`,
+    );
   }
   const p = farm.services.state.projection;
   const i = startup.imports;
@@ -100,13 +121,17 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   }
   const why = await Promise.race([stopSignal, farm.stopped.then(() => null)]);
   if (why) {
-    console.error(`${why}: stopping the farm (ending running checks and evals, writing manifests and a snapshot; Ctrl-C again to exit at once)…`);
+    console.error(
+      `${why}: stopping the farm (ending running checks and evals, writing manifests and a snapshot; Ctrl-C again to exit at once)…`,
+    );
     const clean = await within(STOP_DEADLINE_MS, async () => {
       await stopWorkers?.().catch(() => undefined);
       await farm.close();
     });
     if (!clean) {
-      console.error(`the farm did not stop within ${STOP_DEADLINE_MS / 1000} s; exiting anyway (the journal is safe: the next start replays it)`);
+      console.error(
+        `the farm did not stop within ${STOP_DEADLINE_MS / 1000} s; exiting anyway (the journal is safe: the next start replays it)`,
+      );
       exitSoon(1);
       return;
     }

@@ -32,7 +32,12 @@ class SharedModel implements ModelProvider {
  * rest review), so one machine runs the whole farm. They talk to the farm like remote workers do:
  * over its API and git endpoint, with worker tokens of their own (one for coders, one for reviewers).
  */
-export async function startLocalWorkers(farm: Farm, count: number, model: ModelProvider, log: (msg: string) => void): Promise<() => Promise<void>> {
+export async function startLocalWorkers(
+  farm: Farm,
+  count: number,
+  model: ModelProvider,
+  log: (msg: string) => void,
+): Promise<() => Promise<void>> {
   const { services } = farm;
   const tokens = await localWorkerTokens(farm);
   const shared = new SharedModel(model);
@@ -45,13 +50,25 @@ export async function startLocalWorkers(farm: Farm, count: number, model: ModelP
     const mirror = new RepoMirror(farm.url, issued.token, join(stateDirOf(services.repo, services.config), "workers", nodeId));
     await mirror.cleanup(); // worktrees a killed run left behind, as a remote worker does at its start
     const loop: AgentLoopOptions = {
-      model: shared, mirror,
-      maxIterations: 4, checkTimeoutMs: 300_000, sandbox: services.config.sandbox, maxTokens: 2_048, log: (m) => log(`${nodeId}: ${m}`), farm: { url: farm.url, token: issued.token },
+      model: shared,
+      mirror,
+      maxIterations: 4,
+      checkTimeoutMs: 300_000,
+      sandbox: services.config.sandbox,
+      maxTokens: 2_048,
+      log: (m) => log(`${nodeId}: ${m}`),
+      farm: { url: farm.url, token: issued.token },
     };
     const agent = new WorkerAgent({
-      farmUrl: farm.url, token: issued.token,
+      farmUrl: farm.url,
+      token: issued.token,
       registration: { nodeId, role, maxConcurrentTasks: 1, model: { primary: model.name }, version: "0.1.0" },
-      execute: (lease, ctx) => (lease.spec.kind === "plan" ? runPlan(lease, ctx, loop) : role === "codegen" ? runCodegenWithEscalation(lease, ctx, loop) : runReview(lease, ctx, loop)),
+      execute: (lease, ctx) =>
+        lease.spec.kind === "plan"
+          ? runPlan(lease, ctx, loop)
+          : role === "codegen"
+            ? runCodegenWithEscalation(lease, ctx, loop)
+            : runReview(lease, ctx, loop),
       log: (m) => log(`${nodeId}: ${m}`),
     });
     await agent.start();
@@ -72,7 +89,8 @@ const TOKEN_NAMES: Record<Role, string> = { codegen: "local-codegen", review: "l
 const RETIRED_NAMES = new Set(["local-workers"]);
 
 /** Where the local workers' tokens are kept between starts: the farm's state folder, in its home (0600). */
-export const localWorkerTokensFile = (farm: Farm) => join(stateDirOf(farm.services.repo, farm.services.config), "local-workers.tokens.json");
+export const localWorkerTokensFile = (farm: Farm) =>
+  join(stateDirOf(farm.services.repo, farm.services.config), "local-workers.tokens.json");
 
 /**
  * One worker token per role, the same over every start: a review counts only from another token

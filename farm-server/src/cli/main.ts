@@ -9,12 +9,21 @@ import { printable } from "./printable.js";
 // and `--help` loads no command at all.
 const program = new Command("optimus")
   .description("Optimus: a development orchestrator for an agent farm")
-  .option("--repo <dir>", "a repository folder: the farm's origin for `farm up` (default: the git work tree here); other commands find its farm")
+  .option(
+    "--repo <dir>",
+    "a repository folder: the farm's origin for `farm up` (default: the git work tree here); other commands find its farm",
+  )
   .option("--origin <url|path>", "the team's repository the farm follows (a git URL or path); other commands find the farm following it")
-  .option("--home <dir>", "the farm's home: its journal, tokens, worktrees and models, outside every repository (default: $OPTIMUS_HOME or ~/.optimus/farm)")
+  .option(
+    "--home <dir>",
+    "the farm's home: its journal, tokens, worktrees and models, outside every repository (default: $OPTIMUS_HOME or ~/.optimus/farm)",
+  )
   .option("--farm <url>", "the farm server's URL (default: $OPTIMUS_FARM, or the local farm's host:port)")
   .option("--token-file <file>", "a file holding the API token (mode 0600; preferred: --token shows in `ps`); default $OPTIMUS_TOKEN_FILE")
-  .option("--token <token>", "API token (default: $OPTIMUS_TOKEN, --token-file, or the local farm's admin token); visible to other users in `ps`")
+  .option(
+    "--token <token>",
+    "API token (default: $OPTIMUS_TOKEN, --token-file, or the local farm's admin token); visible to other users in `ps`",
+  )
   .showHelpAfterError("(add --help for usage)")
   .exitOverride();
 
@@ -23,12 +32,17 @@ const g = (cmd: Command): GlobalOptions => cmd.optsWithGlobals();
 const farm = program.command("farm").description("run the farm server");
 farm
   .command("up")
-  .description("start the farm server for a repository (--origin <url|path>, or --repo / the work tree here as the origin) with embedded defaults: state and its own clone in the farm's home, SQLite journal, port 7420; changes are delivered by push (or pull requests with a forge)")
+  .description(
+    "start the farm server for a repository (--origin <url|path>, or --repo / the work tree here as the origin) with embedded defaults: state and its own clone in the farm's home, SQLite journal, port 7420; changes are delivered by push (or pull requests with a forge)",
+  )
   .option("--port <n>", "port for HTTP and WebSocket (default 7420)")
   .option("--host <addr>", "address to listen on (default 127.0.0.1)")
   .option("--heartbeat-ms <n>", "worker heartbeat interval; leases expire after 1.5 of them")
   .option("--max-attempts <n>", "attempts before a unit is dead-lettered")
-  .option("--config <file>", "the farm's settings (default: <home>/repos/<repo>/config.yaml if present, else the repository folder's .optimus/config.yaml)")
+  .option(
+    "--config <file>",
+    "the farm's settings (default: <home>/repos/<repo>/config.yaml if present, else the repository folder's .optimus/config.yaml)",
+  )
   .option("--reset-admin-token", "issue a new admin token into the farm's home (when the old one is lost)")
   .option("--workers <n>", "also run N worker agents in this process (half codegen, half review)")
   .option("--worker-model <path|url>", "their model: a .gguf file or an OpenAI-compatible /v1 URL")
@@ -47,14 +61,37 @@ program
   .action((text: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.send(text, g(cmd))));
 
 const task = program.command("task").description("work with tasks");
-task.command("import <manifest>").description("create a task from a manifest YAML file").action((file: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.importTask(file, g(cmd))));
-task.command("scan").description("import every new manifest under .optimus/tasks/").action((_o, cmd: Command) => import("./task-commands.js").then((m) => m.scanTasks(g(cmd))));
-task.command("show <taskId>").option("--json", "print the task and its units as JSON").description("show a task and all its units, also once it is finished and archived").action((id: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.showTask(id, g(cmd) as never)));
-task.command("cancel <taskId>").option("--reason <text>").description("cancel a task and its unfinished units").action((id: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.cancelTask(id, g(cmd))));
+task
+  .command("import <manifest>")
+  .description("create a task from a manifest YAML file")
+  .action((file: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.importTask(file, g(cmd))));
+task
+  .command("scan")
+  .description("import every new manifest under .optimus/tasks/")
+  .action((_o, cmd: Command) => import("./task-commands.js").then((m) => m.scanTasks(g(cmd))));
+task
+  .command("show <taskId>")
+  .option("--json", "print the task and its units as JSON")
+  .description("show a task and all its units, also once it is finished and archived")
+  .action((id: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.showTask(id, g(cmd) as never)));
+task
+  .command("cancel <taskId>")
+  .option("--reason <text>")
+  .description("cancel a task and its unfinished units")
+  .action((id: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.cancelTask(id, g(cmd))));
 
 const PIN = "decide only on this attempt (default: the change's current attempt, printed first); the farm refuses if the change moved on";
-program.command("approve <ref>").option("--attempt <n>", PIN).description("merge a change held for approval (<task>/<unit>), or a task's held merge (<task>)").action((ref: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.approve(ref, g(cmd))));
-program.command("reject <task/unit>").requiredOption("--reason <text>", "why (recorded)").option("--attempt <n>", PIN).description("reject a held change; the unit is cancelled with your reason (it can be retried)").action((ref: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.reject(ref, g(cmd) as never)));
+program
+  .command("approve <ref>")
+  .option("--attempt <n>", PIN)
+  .description("merge a change held for approval (<task>/<unit>), or a task's held merge (<task>)")
+  .action((ref: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.approve(ref, g(cmd))));
+program
+  .command("reject <task/unit>")
+  .requiredOption("--reason <text>", "why (recorded)")
+  .option("--attempt <n>", PIN)
+  .description("reject a held change; the unit is cancelled with your reason (it can be retried)")
+  .action((ref: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.reject(ref, g(cmd) as never)));
 program
   .command("request-changes <task/unit>")
   .requiredOption("--comment <text...>", "what to change; 'path:line: text' places it on a line")
@@ -63,7 +100,10 @@ program
   .action((ref: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.requestChanges(ref, g(cmd) as never)));
 
 const unit = program.command("unit").description("work with units");
-unit.command("retry <task/unit>").description("run a dead, failed or cancelled unit again").action((ref: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.retryUnit(ref, g(cmd))));
+unit
+  .command("retry <task/unit>")
+  .description("run a dead, failed or cancelled unit again")
+  .action((ref: string, _o, cmd: Command) => import("./task-commands.js").then((m) => m.retryUnit(ref, g(cmd))));
 
 program
   .command("status")
@@ -83,7 +123,11 @@ program
   .option("--node-id <id>", "this worker's name in the fleet (default <host>-<role>)")
   .option("--work-dir <dir>", "where the repository mirror and unit worktrees live (default ~/.optimus/worker/<node-id>)")
   .option("--max-iterations <n>", "model turns per attempt before asking for escalation (default 4)")
-  .option("--sandbox <kind>", "where unit checks run: auto (bubblewrap on Linux, sandbox-exec on macOS; refuse without one), bwrap, sandbox-exec, or none (unsandboxed, warned on every run)", "auto")
+  .option(
+    "--sandbox <kind>",
+    "where unit checks run: auto (bubblewrap on Linux, sandbox-exec on macOS; refuse without one), bwrap, sandbox-exec, or none (unsandboxed, warned on every run)",
+    "auto",
+  )
   .action((_o, cmd: Command) => import("./worker-command.js").then((m) => m.workerCommand(g(cmd) as never)));
 
 const model = program.command("model").description("local models");
@@ -94,14 +138,35 @@ model
   .action((uri: string, _o, cmd: Command) => import("./model-commands.js").then((m) => m.modelPull(uri, g(cmd))));
 
 const token = program.command("token").description("manage API tokens (admin)");
-token.command("create").requiredOption("--role <role>", "admin, editor or worker").option("--name <name>", "who or what holds it").option("--approver", "editor tokens: may approve changes to protected paths (give it to a person, by name)").description("create a token; printed once").action((_o, cmd: Command) => import("./admin-commands.js").then((m) => m.createToken(g(cmd) as never)));
-token.command("list").description("list tokens (never their secrets)").action((_o, cmd: Command) => import("./admin-commands.js").then((m) => m.listTokens(g(cmd))));
-token.command("revoke <tokenId>").description("revoke a token").action((id: string, _o, cmd: Command) => import("./admin-commands.js").then((m) => m.revokeToken(id, g(cmd))));
+token
+  .command("create")
+  .requiredOption("--role <role>", "admin, editor or worker")
+  .option("--name <name>", "who or what holds it")
+  .option("--approver", "editor tokens: may approve changes to protected paths (give it to a person, by name)")
+  .description("create a token; printed once")
+  .action((_o, cmd: Command) => import("./admin-commands.js").then((m) => m.createToken(g(cmd) as never)));
+token
+  .command("list")
+  .description("list tokens (never their secrets)")
+  .action((_o, cmd: Command) => import("./admin-commands.js").then((m) => m.listTokens(g(cmd))));
+token
+  .command("revoke <tokenId>")
+  .description("revoke a token")
+  .action((id: string, _o, cmd: Command) => import("./admin-commands.js").then((m) => m.revokeToken(id, g(cmd))));
 
-program.command("spend").option("--json", "the whole ledger as JSON").option("--resume", "admin: let escalations be admitted again after a provider spend cap paused them").description("frontier spend: totals, budgets, per day, task, unit, worker and model").action((_o, cmd: Command) => import("./spend-commands.js").then((m) => m.spendReport(g(cmd) as never)));
+program
+  .command("spend")
+  .option("--json", "the whole ledger as JSON")
+  .option("--resume", "admin: let escalations be admitted again after a provider spend cap paused them")
+  .description("frontier spend: totals, budgets, per day, task, unit, worker and model")
+  .action((_o, cmd: Command) => import("./spend-commands.js").then((m) => m.spendReport(g(cmd) as never)));
 
 const audit = program.command("audit").description("the tamper-evident audit log");
-audit.command("verify").option("--journal <file>", "journal file (default: the repository's farm journal)").description("check the hash chain; names the first broken entry").action((_o, cmd: Command) => import("./admin-commands.js").then((m) => m.auditVerify(g(cmd))));
+audit
+  .command("verify")
+  .option("--journal <file>", "journal file (default: the repository's farm journal)")
+  .description("check the hash chain; names the first broken entry")
+  .action((_o, cmd: Command) => import("./admin-commands.js").then((m) => m.auditVerify(g(cmd))));
 
 // --home is read wherever the home is needed (farm, CLI finding the local farm, model pull): one place.
 program.hook("preAction", (cmd) => {

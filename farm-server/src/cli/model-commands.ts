@@ -12,7 +12,12 @@ export async function modelPull(uri: string, o: GlobalOptions & { dir?: string }
   const { pullModel } = await import("../worker/models/model-pull.js");
   try {
     const file = await pullModel(uri, dir, (p) =>
-      progress.update(p.totalBytes ? `downloading ${uri}: ${mb(p.downloadedBytes)} / ${mb(p.totalBytes)} (${Math.floor((p.downloadedBytes / p.totalBytes) * 100)}%)` : `downloading ${uri}: ${mb(p.downloadedBytes)}`));
+      progress.update(
+        p.totalBytes
+          ? `downloading ${uri}: ${mb(p.downloadedBytes)} / ${mb(p.totalBytes)} (${Math.floor((p.downloadedBytes / p.totalBytes) * 100)}%)`
+          : `downloading ${uri}: ${mb(p.downloadedBytes)}`,
+      ),
+    );
     progress.done();
     console.log(file);
     console.error(`model ready: start a worker with \`optimus worker --role codegen --model ${file}\``);

@@ -33,7 +33,13 @@ export async function within(ms: number, stop: () => Promise<unknown>): Promise<
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
   try {
-    return await Promise.race([stop().then(() => true, () => true), late]);
+    return await Promise.race([
+      stop().then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
   } finally {
     clearTimeout(timer);
   }

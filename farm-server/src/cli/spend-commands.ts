@@ -27,7 +27,9 @@ export async function spendReport(o: GlobalOptions & { json?: boolean; resume?: 
   }
   const today = new Date().toISOString().slice(0, 10);
   const lines = [
-    r.configured ? `frontier model ${printable(r.model)}` : "no frontier model configured (gateway.apiKey in .optimus/config.yaml): everything runs locally",
+    r.configured
+      ? `frontier model ${printable(r.model)}`
+      : "no frontier model configured (gateway.apiKey in .optimus/config.yaml): everything runs locally",
     `spent ${usd(r.totalUsd)} in all, ${usd(r.byDay[today] ?? 0)} today; ${usd(r.reservedUsd)} reserved by ${r.inFlight} call(s) in flight; ${r.queued} escalation(s) queued`,
     `budgets: ${usd(r.budgets.perTaskUsd)} per task, ${usd(r.budgets.perDayUsd)} per day${r.budgets.fleetUsd !== undefined ? `, ${usd(r.budgets.fleetUsd)} for the fleet` : ""}`,
     ...(r.paused ? [`ESCALATIONS PAUSED: ${printable(r.paused)} (an admin resumes them with \`optimus spend --resume\`)`] : []),

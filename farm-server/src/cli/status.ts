@@ -17,11 +17,15 @@ const ago = (ms: number) => {
 
 /** The table `optimus status` prints: each task, then its units. */
 export function renderStatus(tasks: TaskView[], units: Map<string, UnitRow[]>, maxUnits = 15): string {
-  if (tasks.length === 0) return "no tasks yet: send one with `optimus send \"<instruction>\"`\n";
-  const lines: string[] = [`${pad("TASK / UNIT", 44)} ${pad("STATE", 18)} ${pad("ATTEMPT", 8)} ${pad("WORKER", 14)} ${pad("AGE", 5)} DETAIL`];
+  if (tasks.length === 0) return 'no tasks yet: send one with `optimus send "<instruction>"`\n';
+  const lines: string[] = [
+    `${pad("TASK / UNIT", 44)} ${pad("STATE", 18)} ${pad("ATTEMPT", 8)} ${pad("WORKER", 14)} ${pad("AGE", 5)} DETAIL`,
+  ];
   for (const t of tasks) {
     const done = (t.counts.completed ?? 0) + (t.counts.merged ?? 0);
-    lines.push(`${pad(t.taskId, 44)} ${pad(t.state, 18)} ${pad("", 8)} ${pad("", 14)} ${pad(ago(t.createdAt), 5)} ${done}/${t.units.length} done · ${printable(t.title)}`);
+    lines.push(
+      `${pad(t.taskId, 44)} ${pad(t.state, 18)} ${pad("", 8)} ${pad("", 14)} ${pad(ago(t.createdAt), 5)} ${done}/${t.units.length} done · ${printable(t.title)}`,
+    );
     // The planner's plan was refused: the task runs as one unit, and the user sees why.
     if (t.planFallback) lines.push(`  ↳ plan not used, one unit instead: ${printable(t.planFallback)}`);
     // Where the change is: its pull request, its merge, or why it waits and what to do.
@@ -29,14 +33,20 @@ export function renderStatus(tasks: TaskView[], units: Map<string, UnitRow[]>, m
     if (t.merge?.commit) lines.push(`  ↳ merged into ${printable(t.merge.into)} on the origin as ${t.merge.commit.slice(0, 10)}`);
     else if (t.merge?.heldReason) {
       lines.push(`  ↳ merge into ${printable(t.merge.into)} held: ${printable(t.merge.heldReason)}`);
-      lines.push(t.merge.conflicts?.length
-        ? `    resolve the conflicts on optimus/${printable(t.taskId)} (push it), then \`optimus approve ${printable(t.taskId)}\`; or cancel and send the task again`
-        : `    when the cause is fixed: \`optimus approve ${printable(t.taskId)}\` tries the merge again`);
+      lines.push(
+        t.merge.conflicts?.length
+          ? `    resolve the conflicts on optimus/${printable(t.taskId)} (push it), then \`optimus approve ${printable(t.taskId)}\`; or cancel and send the task again`
+          : `    when the cause is fixed: \`optimus approve ${printable(t.taskId)}\` tries the merge again`,
+      );
     }
     const us = units.get(t.taskId) ?? [];
     for (const u of us.slice(0, maxUnits)) {
-      const detail = u.progress ? `${u.progress.phase}${u.progress.step ? `: ${u.progress.step}` : ""}` : (u.reason ?? u.spec.goal.split("\n")[0]!);
-      lines.push(`  ${pad(u.unitId, 42)} ${pad(STATE_LABELS[u.state], 18)} ${pad(String(u.attempt), 8)} ${pad(u.worker ?? "", 14)} ${pad(ago(u.updatedAt), 5)} ${printable(detail)}`);
+      const detail = u.progress
+        ? `${u.progress.phase}${u.progress.step ? `: ${u.progress.step}` : ""}`
+        : (u.reason ?? u.spec.goal.split("\n")[0]!);
+      lines.push(
+        `  ${pad(u.unitId, 42)} ${pad(STATE_LABELS[u.state], 18)} ${pad(String(u.attempt), 8)} ${pad(u.worker ?? "", 14)} ${pad(ago(u.updatedAt), 5)} ${printable(detail)}`,
+      );
     }
     if (us.length > maxUnits) lines.push(`  … ${us.length - maxUnits} more unit(s)`);
   }

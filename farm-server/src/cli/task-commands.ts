@@ -7,18 +7,29 @@ import { printable } from "./printable.js";
 import { renderStatus } from "./status.js";
 
 /** `optimus send "<text>" [--files …]`: a task from a sentence. */
-export async function send(text: string, o: GlobalOptions & { files?: string[]; priority?: string; title?: string; check?: string; target?: string }): Promise<void> {
-  if (!text.trim()) throw new CliError("say what to do: optimus send \"<instruction>\"", 2);
+export async function send(
+  text: string,
+  o: GlobalOptions & { files?: string[]; priority?: string; title?: string; check?: string; target?: string },
+): Promise<void> {
+  if (!text.trim()) throw new CliError('say what to do: optimus send "<instruction>"', 2);
   const { client } = httpClient(o);
   const firstLine = text.trim().split("\n")[0]!;
   const title = o.title ?? (firstLine.length > 200 ? firstLine.slice(0, 197) + "…" : firstLine);
   const priority = o.priority === undefined ? undefined : Number(o.priority);
-  if (priority !== undefined && !Number.isInteger(priority)) throw new CliError(`--priority must be a whole number, got '${o.priority}'`, 2);
+  if (priority !== undefined && !Number.isInteger(priority))
+    throw new CliError(`--priority must be a whole number, got '${o.priority}'`, 2);
   const description = text.trim() === title ? undefined : text.trim();
   // With a check, the task is one codegen unit proven by that command (planning comes with the planner).
   const units = o.check ? [{ id: "u1", goal: text.trim(), files: o.files ?? [], check: o.check }] : undefined;
   // The target is the origin's default branch unless named: never the branch this checkout has out.
-  const task = await client.tasks.create.mutate({ title, description, files: o.files, priority, ...(o.target ? { targetBranch: o.target } : {}), ...(units ? { units } : {}) });
+  const task = await client.tasks.create.mutate({
+    title,
+    description,
+    files: o.files,
+    priority,
+    ...(o.target ? { targetBranch: o.target } : {}),
+    ...(units ? { units } : {}),
+  });
   console.log(printable(task.taskId));
   console.error(`task ${printable(task.taskId)} created with ${task.units.length} unit(s); watch it with \`optimus status\``);
 }
@@ -34,12 +45,18 @@ export async function importTask(file: string, o: GlobalOptions): Promise<void> 
   const parsed = parseManifestYaml(text, file);
   if (!parsed.ok) {
     for (const p of parsed.problems.slice(1)) console.error(printable(formatDiagnostic(p)));
-    throw new CliError(`${formatDiagnostic(parsed.problems[0]!)}${parsed.problems.length > 1 ? ` (and ${parsed.problems.length - 1} more above)` : ""}`);
+    throw new CliError(
+      `${formatDiagnostic(parsed.problems[0]!)}${parsed.problems.length > 1 ? ` (and ${parsed.problems.length - 1} more above)` : ""}`,
+    );
   }
   const m = parsed.manifest;
   const { client } = httpClient(o);
   const task = await client.tasks.create.mutate({
-    id: m.id, title: m.title, description: m.description, priority: m.priority, targetBranch: m.targetBranch,
+    id: m.id,
+    title: m.title,
+    description: m.description,
+    priority: m.priority,
+    targetBranch: m.targetBranch,
     units: m.units.map(({ status: _s, ...u }) => u),
   });
   console.log(printable(task.taskId));
@@ -94,11 +111,17 @@ type DecisionOptions = GlobalOptions & { attempt?: string };
  * or, with `--attempt N`, that attempt only — the farm refuses the decision if the change moved on.
  * Says on one line which version it decides on.
  */
-async function decisionVersion(client: FarmClient, ref: string, o: DecisionOptions, verb: string): Promise<{ taskId: string; unitId: string; attempt: number; head: string }> {
+async function decisionVersion(
+  client: FarmClient,
+  ref: string,
+  o: DecisionOptions,
+  verb: string,
+): Promise<{ taskId: string; unitId: string; attempt: number; head: string }> {
   const { taskId, unitId } = unitRef(ref);
   let pinned: number | undefined;
   if (o.attempt !== undefined) {
-    if (!/^\d+$/.test(o.attempt) || Number(o.attempt) < 1) throw new CliError(`--attempt must be a whole number ≥ 1, got '${o.attempt}'`, 2);
+    if (!/^\d+$/.test(o.attempt) || Number(o.attempt) < 1)
+      throw new CliError(`--attempt must be a whole number ≥ 1, got '${o.attempt}'`, 2);
     pinned = Number(o.attempt);
   }
   const change = await client.reviews.change.query({ taskId, unitId });
@@ -115,11 +138,23 @@ export async function approve(ref: string, o: DecisionOptions): Promise<void> {
   const { client } = httpClient(o);
   if (!ref.includes("/")) {
     const t = await client.reviews.approveTaskMerge.mutate({ taskId: ref });
-    console.error(printable(t.merge?.commit ? `task ${ref} merged into ${t.merge.into} (${t.merge.commit.slice(0, 10)})` : `task ${ref}: ${t.merge?.heldReason ?? t.state}`));
+    console.error(
+      printable(
+        t.merge?.commit
+          ? `task ${ref} merged into ${t.merge.into} (${t.merge.commit.slice(0, 10)})`
+          : `task ${ref}: ${t.merge?.heldReason ?? t.state}`,
+      ),
+    );
     return;
   }
   const u = await client.reviews.approve.mutate(await decisionVersion(client, ref, o, "approving"));
-  console.error(printable(u.state === "merged" ? `unit ${ref} approved and merged (${u.mergedCommit?.slice(0, 10)})` : `unit ${ref} approved; it is ${u.state}${u.reason ? `: ${u.reason}` : ""}`));
+  console.error(
+    printable(
+      u.state === "merged"
+        ? `unit ${ref} approved and merged (${u.mergedCommit?.slice(0, 10)})`
+        : `unit ${ref} approved; it is ${u.state}${u.reason ? `: ${u.reason}` : ""}`,
+    ),
+  );
 }
 
 export async function reject(ref: string, o: DecisionOptions & { reason: string }): Promise<void> {

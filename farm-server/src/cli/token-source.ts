@@ -19,13 +19,18 @@ export function readTokenFile(path: string, warn: (msg: string) => void = (m) =>
   try {
     const st = statSync(file);
     if (!st.isFile()) throw new CliError(`the token file ${file} is not a file; pass the file that holds the token`, 2);
-    if (st.size > MAX_TOKEN_FILE_BYTES) throw new CliError(`the token file ${file} is ${st.size} bytes, too large for a token; pass the file that holds only the token`, 2);
+    if (st.size > MAX_TOKEN_FILE_BYTES)
+      throw new CliError(`the token file ${file} is ${st.size} bytes, too large for a token; pass the file that holds only the token`, 2);
     // Group or others can read it: the point of a token file is that they cannot.
-    if (process.platform !== "win32" && (st.mode & 0o077) !== 0) warn(`the token file ${file} can be read by other users; make it private with: chmod 600 ${file}`);
+    if (process.platform !== "win32" && (st.mode & 0o077) !== 0)
+      warn(`the token file ${file} can be read by other users; make it private with: chmod 600 ${file}`);
     text = readFileSync(file, "utf8");
   } catch (err) {
     if (err instanceof CliError) throw err;
-    throw new CliError(`cannot read the token file ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); check the path given to --token-file or OPTIMUS_TOKEN_FILE`, 2);
+    throw new CliError(
+      `cannot read the token file ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); check the path given to --token-file or OPTIMUS_TOKEN_FILE`,
+      2,
+    );
   }
   const token = text.trim();
   if (!token || /\s/.test(token)) throw new CliError(`the token file ${file} must hold exactly one token on one line`, 2);

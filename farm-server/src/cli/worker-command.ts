@@ -26,7 +26,8 @@ export interface WorkerOptions extends GlobalOptions {
   sandbox?: string;
 }
 
-const FIX_MODEL = "pass --model <file.gguf> or --model http://host:port/v1 (llama-server, Ollama, vLLM, LM Studio); download a GGUF with `optimus model pull <uri>`";
+const FIX_MODEL =
+  "pass --model <file.gguf> or --model http://host:port/v1 (llama-server, Ollama, vLLM, LM Studio); download a GGUF with `optimus model pull <uri>`";
 
 /** Opens the worker's local model, or says in one line why it cannot and what fixes it. */
 export async function openModel(model: string | undefined, name: string | undefined, threads: number | undefined): Promise<ModelProvider> {
@@ -74,7 +75,10 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
   if (sandbox.note) process.stderr.write(`optimus: ${sandbox.note}\n`);
   const { url, token } = connection(o);
   // A worker runs for days: its token should not sit in `ps` for every user of the node to read.
-  if (o.token) process.stderr.write("optimus: warning: a token given with --token is visible to other users in `ps`; prefer --token-file <file> (mode 0600) or OPTIMUS_TOKEN\n");
+  if (o.token)
+    process.stderr.write(
+      "optimus: warning: a token given with --token is visible to other users in `ps`; prefer --token-file <file> (mode 0600) or OPTIMUS_TOKEN\n",
+    );
   // Read once; nothing the worker starts later (git, unit checks) inherits it from here.
   delete process.env.OPTIMUS_TOKEN;
   delete process.env.OPTIMUS_TOKEN_FILE;
@@ -86,7 +90,16 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
   const stopSignal = firstStopSignal(log);
   const mirror = new RepoMirror(url, token, workDir);
   await mirror.cleanup();
-  const loop: AgentLoopOptions = { model, mirror, maxIterations, checkTimeoutMs: 300_000, sandbox: sandboxSetting.data, maxTokens: 2_048, log, farm: { url, token } };
+  const loop: AgentLoopOptions = {
+    model,
+    mirror,
+    maxIterations,
+    checkTimeoutMs: 300_000,
+    sandbox: sandboxSetting.data,
+    maxTokens: 2_048,
+    log,
+    farm: { url, token },
+  };
   const agent = new WorkerAgent({
     farmUrl: url,
     token,
@@ -96,7 +109,10 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
       if (lease.spec.kind === "plan") return runPlan(lease, ctx, loop);
       return role.data === "codegen" ? runCodegenWithEscalation(lease, ctx, loop) : runReview(lease, ctx, loop);
     },
-    onOutcome: (lease, r) => log(`${lease.taskId}/${lease.unitId}#${lease.attempt}: ${r.accepted ? `accepted${r.duplicate ? " (again)" : ""}` : `not accepted: ${r.error}`}`),
+    onOutcome: (lease, r) =>
+      log(
+        `${lease.taskId}/${lease.unitId}#${lease.attempt}: ${r.accepted ? `accepted${r.duplicate ? " (again)" : ""}` : `not accepted: ${r.error}`}`,
+      ),
     log,
   });
   let early: NodeJS.Signals | null;

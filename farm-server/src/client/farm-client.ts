@@ -28,7 +28,9 @@ export function createFarmClient(opts: FarmClientOptions): { client: FarmClient;
         httpBatchLink({
           url: `${base}/trpc`,
           headers: () => ({ authorization: `Bearer ${opts.token}` }),
-          ...(opts.timeoutMs ? { fetch: (input, init) => fetch(input, { ...(init as RequestInit), signal: AbortSignal.timeout(opts.timeoutMs!) }) } : {}),
+          ...(opts.timeoutMs
+            ? { fetch: (input, init) => fetch(input, { ...(init as RequestInit), signal: AbortSignal.timeout(opts.timeoutMs!) }) }
+            : {}),
         }),
       ],
     });

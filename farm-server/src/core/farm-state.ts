@@ -32,7 +32,10 @@ export class FarmState extends EventEmitter<FarmStateEvents> {
   /** called with each flush's duration in seconds (metrics) */
   onFlush: ((seconds: number) => void) | null = null;
 
-  constructor(readonly journal: Journal, private readonly snapshotEvery: number) {
+  constructor(
+    readonly journal: Journal,
+    private readonly snapshotEvery: number,
+  ) {
     super();
   }
 

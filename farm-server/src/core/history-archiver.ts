@@ -21,7 +21,10 @@ export class HistoryArchiver {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<number> | null = null;
 
-  constructor(private readonly state: FarmState, private readonly opts: ArchiverOptions) {}
+  constructor(
+    private readonly state: FarmState,
+    private readonly opts: ArchiverOptions,
+  ) {}
 
   start(): void {
     this.timer = setInterval(() => void this.sweep(), this.opts.sweepEveryMs);

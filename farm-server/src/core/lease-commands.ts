@@ -37,7 +37,9 @@ export interface SubmissionHandler {
   /** what the worker needs beyond the spec (base branch, feedback, the change to review) */
   contextFor?(u: UnitRecord): LeaseWorkContext | undefined;
 }
-const complete = (u: UnitRecord): EventBody[] => [{ type: "unit_completed", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt } }];
+const complete = (u: UnitRecord): EventBody[] => [
+  { type: "unit_completed", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt } },
+];
 export const completeOnSubmit: SubmissionHandler = { accept: complete, resume: complete };
 
 export interface LiveProgress extends UnitProgress {
@@ -61,7 +63,11 @@ export class LeaseCommands {
   private readonly leaseNonce = randomBytes(4).toString("hex");
   private leaseCounter = 0;
 
-  constructor(private readonly state: FarmState, private readonly config: ServerConfig, private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly state: FarmState,
+    private readonly config: ServerConfig,
+    private readonly now: () => number = Date.now,
+  ) {
     this.ttl = effectiveLeaseTtl(config);
   }
 
@@ -74,8 +80,13 @@ export class LeaseCommands {
     if (prev?.tokenId && prev.tokenId !== tokenId && !this.p.revokedTokens.has(prev.tokenId)) {
       throw new FarmError("forbidden", `node id '${reg.nodeId}' is registered with another worker token; revoke that token first`);
     }
-    const same = prev && prev.tokenId === tokenId && prev.role === reg.role && prev.maxConcurrentTasks === reg.maxConcurrentTasks &&
-      JSON.stringify(prev.model) === JSON.stringify(reg.model) && prev.version === reg.version;
+    const same =
+      prev &&
+      prev.tokenId === tokenId &&
+      prev.role === reg.role &&
+      prev.maxConcurrentTasks === reg.maxConcurrentTasks &&
+      JSON.stringify(prev.model) === JSON.stringify(reg.model) &&
+      prev.version === reg.version;
     if (same) return; // re-registration after a reconnect changes nothing: keep the journal quiet
     await this.state.commit([{ type: "worker_registered", data: { ...reg, tokenId } }], actor);
   }
@@ -106,7 +117,15 @@ export class LeaseCommands {
   toLease(u: UnitRecord): Lease {
     const base = this.submissionHandler.contextFor?.(u);
     const context: LeaseWorkContext | undefined = this.egressPort !== undefined ? { ...base, egress: { port: this.egressPort } } : base;
-    return { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, leaseId: u.leaseId!, expiresAt: u.leaseExpiresAt!, spec: u.spec, ...(context ? { context } : {}) };
+    return {
+      taskId: u.taskId,
+      unitId: u.unitId,
+      attempt: u.attempt,
+      leaseId: u.leaseId!,
+      expiresAt: u.leaseExpiresAt!,
+      spec: u.spec,
+      ...(context ? { context } : {}),
+    };
   }
 
   /** True when `nodeId` holds exactly this lease. */
@@ -141,7 +160,12 @@ export class LeaseCommands {
   }
 
   /** `tokenId`: the caller's worker token, journaled with the submission as the change's author */
-  async submit(nodeId: string, ref: LeaseRef, result: UnitResult, tokenId?: string): Promise<{ accepted: true; duplicate: boolean; state: string }> {
+  async submit(
+    nodeId: string,
+    ref: LeaseRef,
+    result: UnitResult,
+    tokenId?: string,
+  ): Promise<{ accepted: true; duplicate: boolean; state: string }> {
     const u = this.unitOrThrow(ref);
     // The same worker repeating a submission whose answer it never got (farm restarted): say yes again.
     if (u.acceptedLeaseId === ref.leaseId && u.acceptedWorker === nodeId && result.outcome === "succeeded") {
@@ -157,7 +181,10 @@ export class LeaseCommands {
         await this.submissionHandler.validate(u, result);
       } catch (err) {
         const reason = (err as Error).message;
-        await this.state.commit([{ type: "report_rejected", data: { ...ref, worker: nodeId, kind: "submit", reason: reason.slice(0, 1_000) } }], `worker:${nodeId}`);
+        await this.state.commit(
+          [{ type: "report_rejected", data: { ...ref, worker: nodeId, kind: "submit", reason: reason.slice(0, 1_000) } }],
+          `worker:${nodeId}`,
+        );
         throw err;
       }
       // Checking took a while: the lease may have expired meanwhile.
@@ -167,15 +194,32 @@ export class LeaseCommands {
     const submitted: EventBody = {
       type: "unit_submitted",
       data: {
-        taskId: ref.taskId, unitId: ref.unitId, attempt: ref.attempt, leaseId: ref.leaseId, worker: nodeId, ...(tokenId ? { tokenId } : {}), outcome: result.outcome, summary: result.summary.slice(0, 2_000),
-        ...(result.evidence ? { evidence: result.evidence.slice(-4_000) } : {}), ...(result.signals ? { signals: result.signals } : {}),
+        taskId: ref.taskId,
+        unitId: ref.unitId,
+        attempt: ref.attempt,
+        leaseId: ref.leaseId,
+        worker: nodeId,
+        ...(tokenId ? { tokenId } : {}),
+        outcome: result.outcome,
+        summary: result.summary.slice(0, 2_000),
+        ...(result.evidence ? { evidence: result.evidence.slice(-4_000) } : {}),
+        ...(result.signals ? { signals: result.signals } : {}),
       },
     };
     if (result.outcome === "succeeded") {
       // One batch: a crash can never leave the unit submitted with nobody to finish it.
       await this.state.commit([submitted, ...this.submissionHandler.accept(u, result)], `worker:${nodeId}`);
     } else {
-      const failed: EventBody = { type: "unit_failed", data: { taskId: ref.taskId, unitId: ref.unitId, attempt: ref.attempt, reason: result.summary.slice(0, 500) || "worker reported failure", ...this.retryDecision(u, true) } };
+      const failed: EventBody = {
+        type: "unit_failed",
+        data: {
+          taskId: ref.taskId,
+          unitId: ref.unitId,
+          attempt: ref.attempt,
+          reason: result.summary.slice(0, 500) || "worker reported failure",
+          ...this.retryDecision(u, true),
+        },
+      };
       await this.state.commit([submitted, failed], `worker:${nodeId}`);
     }
     return { accepted: true, duplicate: false, state: u.state };
@@ -199,7 +243,10 @@ export class LeaseCommands {
     const bodies: EventBody[] = [];
     for (const u of this.p.leasedUnits()) {
       if ((u.leaseExpiresAt ?? 0) > now) continue;
-      bodies.push({ type: "lease_expired", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, worker: u.worker!, ...this.retryDecision(u, false) } });
+      bodies.push({
+        type: "lease_expired",
+        data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, worker: u.worker!, ...this.retryDecision(u, false) },
+      });
     }
     if (bodies.length > 0) await this.state.commit(bodies, "farm");
     return bodies.length;
@@ -215,7 +262,17 @@ export class LeaseCommands {
       if (w.tokenId !== tokenId) continue;
       for (const u of this.p.leasesOf(w.nodeId)) {
         this.progress.delete(unitKey(u.taskId, u.unitId));
-        bodies.push({ type: "lease_expired", data: { taskId: u.taskId, unitId: u.unitId, attempt: u.attempt, worker: w.nodeId, cause: "token_revoked", ...this.retryDecision(u, false) } });
+        bodies.push({
+          type: "lease_expired",
+          data: {
+            taskId: u.taskId,
+            unitId: u.unitId,
+            attempt: u.attempt,
+            worker: w.nodeId,
+            cause: "token_revoked",
+            ...this.retryDecision(u, false),
+          },
+        });
       }
     }
     if (bodies.length > 0) await this.state.commit(bodies, "farm");
@@ -254,7 +311,8 @@ export class LeaseCommands {
   }
 
   private whyNotHeld(u: UnitRecord, nodeId: string, ref: LeaseRef): string {
-    if (u.state === "leased" && u.leaseId !== ref.leaseId) return `that lease expired; the unit is now attempt ${u.attempt}, leased to ${u.worker}`;
+    if (u.state === "leased" && u.leaseId !== ref.leaseId)
+      return `that lease expired; the unit is now attempt ${u.attempt}, leased to ${u.worker}`;
     if (u.state === "leased" && u.worker !== nodeId) return `the unit is leased to ${u.worker}`;
     if (u.attempt > ref.attempt) return `that lease expired; the unit is now ${u.state} at attempt ${u.attempt}`;
     return `the unit is ${u.state}${u.reason ? ` (${u.reason})` : ""}`;

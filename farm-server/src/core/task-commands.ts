@@ -39,9 +39,13 @@ export class TaskCommands {
    * before a task is recorded (from memory: no git process), `cut` asks for the task's branch,
    * which is cut off the hot path while the task's units wait for it.
    */
-  branches: { resolveTarget(targetBranch: string | undefined): Promise<string>; cut(taskId: string, targetBranch: string): void } | null = null;
+  branches: { resolveTarget(targetBranch: string | undefined): Promise<string>; cut(taskId: string, targetBranch: string): void } | null =
+    null;
 
-  constructor(private readonly state: FarmState, private readonly config: ServerConfig) {}
+  constructor(
+    private readonly state: FarmState,
+    private readonly config: ServerConfig,
+  ) {}
 
   private get p() {
     return this.state.projection;
@@ -50,7 +54,13 @@ export class TaskCommands {
   async create(input: NewTask, actor: string): Promise<TaskView> {
     // Checked here as well as at the API: tasks also come from files, and ids and the target branch
     // reach git (branch names) and the file system (folders) right after this.
-    const fields = TaskFields.safeParse({ id: input.id, title: input.title, description: input.description, targetBranch: input.targetBranch, files: input.files });
+    const fields = TaskFields.safeParse({
+      id: input.id,
+      title: input.title,
+      description: input.description,
+      targetBranch: input.targetBranch,
+      files: input.files,
+    });
     if (!fields.success) {
       const i = fields.error.issues[0]!;
       throw new FarmError("invalid", `${formatField(i.path)}: ${i.message}`);
@@ -58,7 +68,8 @@ export class TaskCommands {
     const taskId = input.id ?? this.newTaskId(input.title);
     if (this.p.tasks.has(taskId)) throw new FarmError("conflict", `task '${taskId}' already exists`);
     // An archived task keeps its id (its branch, its files and its history answer to it).
-    if (input.id && (await this.state.journal.isArchived(taskId))) throw new FarmError("conflict", `task '${taskId}' already exists (finished and archived; see 'optimus task show ${taskId}')`);
+    if (input.id && (await this.state.journal.isArchived(taskId)))
+      throw new FarmError("conflict", `task '${taskId}' already exists (finished and archived; see 'optimus task show ${taskId}')`);
     // A task given as text is planned by a worker's model (a `plan` unit), or, with the planner off,
     // becomes one codegen unit with the text as its goal.
     const text = [input.title, input.description].filter(Boolean).join("\n\n");
@@ -80,13 +91,22 @@ export class TaskCommands {
     // Asked before the task is recorded, so that its units are held back from the first dispatch on.
     if (this.branches && targetBranch) this.branches.cut(taskId, targetBranch);
     await this.state.commit(
-      [{
-        type: "task_created",
-        data: {
-          taskId, title: input.title, description: input.description, priority: input.priority ?? 0, targetBranch,
-          createdBy: actor, source: input.source, units, ...(input.restored ? { restored: input.restored } : {}),
+      [
+        {
+          type: "task_created",
+          data: {
+            taskId,
+            title: input.title,
+            description: input.description,
+            priority: input.priority ?? 0,
+            targetBranch,
+            createdBy: actor,
+            source: input.source,
+            units,
+            ...(input.restored ? { restored: input.restored } : {}),
+          },
         },
-      }],
+      ],
       actor,
     );
     return this.p.taskView(this.p.tasks.get(taskId)!);
@@ -100,7 +120,8 @@ export class TaskCommands {
   async addUnits(taskId: string, input: UnitSpecInput[], reason: string, feedback: string[] | undefined, actor: string): Promise<TaskView> {
     const t = this.p.tasks.get(taskId);
     if (!t) throw notFound(`task '${taskId}'`);
-    if (t.cancelled || t.merge?.commit) throw new FarmError("conflict", `task '${taskId}' is ${t.cancelled ? "cancelled" : "merged"}; send a new task instead`);
+    if (t.cancelled || t.merge?.commit)
+      throw new FarmError("conflict", `task '${taskId}' is ${t.cancelled ? "cancelled" : "merged"}; send a new task instead`);
     const parsed = z.array(UnitSpec).min(1).safeParse(input);
     if (!parsed.success) {
       const i = parsed.error.issues[0]!;
@@ -189,8 +210,15 @@ export function withReviewUnits(units: UnitSpec[]): UnitSpec[] {
     for (let i = 2; ids.has(id); i++) id = `${u.id.slice(0, 55)}-review${i}`;
     ids.add(id);
     out.push({
-      id, role: "review", goal: `Review the change made for unit '${u.id}': ${u.goal}`.slice(0, 20_000), files: [...u.files],
-      dependsOn: [], priority: u.priority, complexity: u.complexity, reviews: u.id, kind: "change",
+      id,
+      role: "review",
+      goal: `Review the change made for unit '${u.id}': ${u.goal}`.slice(0, 20_000),
+      files: [...u.files],
+      dependsOn: [],
+      priority: u.priority,
+      complexity: u.complexity,
+      reviews: u.id,
+      kind: "change",
     });
   }
   return out;

@@ -17,10 +17,16 @@ export function actionContextOf(p: Projection, config: ServerConfig, u: UnitReco
 }
 
 /** Every action the farm accepts for the unit now (what the editor offers). */
-export const unitActions = (p: Projection, config: ServerConfig, u: UnitRecord): UnitAction[] => availableActions(actionContextOf(p, config, u));
+export const unitActions = (p: Projection, config: ServerConfig, u: UnitRecord): UnitAction[] =>
+  availableActions(actionContextOf(p, config, u));
 
 const VERB: Record<UnitAction, string> = {
-  approve: "approve", reject: "reject", request_changes: "request changes on", escalate: "escalate", retry: "retry", cancel: "cancel",
+  approve: "approve",
+  reject: "reject",
+  request_changes: "request changes on",
+  escalate: "escalate",
+  retry: "retry",
+  cancel: "cancel",
 };
 
 /** Refuses (409) an action the lifecycle table does not allow for the unit now, with the table's sentence. */

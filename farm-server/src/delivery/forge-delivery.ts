@@ -67,7 +67,15 @@ class ForgeDelivery {
       // Another forge (tests): polled only; webhooks are GitHub's.
       this.forge = d.forge;
       this.receiver = undefined;
-      this.poller = new ForgePoller({ forge: d.forge, pullRequests: hooks.pullRequests, onEvent: hooks.onEvent, onIgnored: hooks.onIgnored, gate: new EventGate(hooks.seen), intervalMs: d.config.forge.pollIntervalMs, log: hooks.log });
+      this.poller = new ForgePoller({
+        forge: d.forge,
+        pullRequests: hooks.pullRequests,
+        onEvent: hooks.onEvent,
+        onIgnored: hooks.onIgnored,
+        gate: new EventGate(hooks.seen),
+        intervalMs: d.config.forge.pollIntervalMs,
+        log: hooks.log,
+      });
     } else {
       const wiring = createForge(d.config.forge, d.secrets, hooks);
       this.forge = wiring.forge;
@@ -141,10 +149,18 @@ class ForgeDelivery {
       this.d.log.warn({ taskId: t.taskId }, "the task has no target branch: no pull request");
       return null;
     }
-    const pr = await this.forge.openOrUpdatePullRequest({ head: integrationBranch(t.taskId), base, title: t.title.slice(0, 256), body: await this.body(t) });
+    const pr = await this.forge.openOrUpdatePullRequest({
+      head: integrationBranch(t.taskId),
+      base,
+      title: t.title.slice(0, 256),
+      body: await this.body(t),
+    });
     const known = t.pullRequest;
     if (!known || known.number !== pr.number || known.state !== pr.state || known.url !== pr.url) {
-      await this.d.state.commit([{ type: "task_pull_request", data: { taskId: t.taskId, number: pr.number, url: pr.url, state: pr.state } }], "farm");
+      await this.d.state.commit(
+        [{ type: "task_pull_request", data: { taskId: t.taskId, number: pr.number, url: pr.url, state: pr.state } }],
+        "farm",
+      );
     }
     return pr;
   }
@@ -163,16 +179,28 @@ class ForgeDelivery {
     const units = this.unitsOf(t);
     const merged = units.filter((u) => u.state === "merged" && u.evaluation);
     const evidence = merged.flatMap((u) =>
-      u.evaluation!.evals.map((e) => ({ name: `${u.unitId}/${e.name}`, ok: e.exitCode === 0, detail: e.timedOut ? "timed out" : `exit ${e.exitCode} in ${(e.durationMs / 1000).toFixed(1)} s` })),
+      u.evaluation!.evals.map((e) => ({
+        name: `${u.unitId}/${e.name}`,
+        ok: e.exitCode === 0,
+        detail: e.timedOut ? "timed out" : `exit ${e.exitCode} in ${(e.durationMs / 1000).toFixed(1)} s`,
+      })),
     );
     const levels: RiskAssessment["level"][] = ["low", "medium", "high"];
     const risks = merged.map((u) => u.risk).filter((r): r is RiskAssessment => !!r);
-    const risk = risks.length ? { level: levels[Math.max(...risks.map((r) => levels.indexOf(r.level)))]!, reasons: [...new Set(risks.flatMap((r) => r.reasons))] } : undefined;
+    const risk = risks.length
+      ? { level: levels[Math.max(...risks.map((r) => levels.indexOf(r.level)))]!, reasons: [...new Set(risks.flatMap((r) => r.reasons))] }
+      : undefined;
     const held = [...new Set((await unapprovedChanges(t, this.d.repo)).flatMap((c) => c.reasons.map((r) => `${c.unitId}: ${r}`)))];
     const link = this.link(t.taskId);
     return renderPullRequestBody({
       task: { id: t.taskId, title: t.title, ...(t.description ? { description: t.description } : {}) },
-      units: units.map((u) => ({ id: u.unitId, role: u.spec.role, state: u.state, goal: firstLine(u.spec.goal), ...(u.mergedCommit ? { commit: u.mergedCommit } : {}) })),
+      units: units.map((u) => ({
+        id: u.unitId,
+        role: u.spec.role,
+        state: u.state,
+        goal: firstLine(u.spec.goal),
+        ...(u.mergedCommit ? { commit: u.mergedCommit } : {}),
+      })),
       evidence,
       ...(risk ? { risk } : {}),
       ...(held.length ? { held } : {}),
@@ -226,9 +254,17 @@ class ForgeDelivery {
     const body = [
       renderReviewBody({ verdict: review.verdict, risk: review.risk, summary: review.summary }),
       `\n_Review unit \`${review.reviewUnitId}\` on unit \`${u.unitId}\` (attempt ${u.evaluation?.attempt ?? u.attempt})._`,
-      ...(left.length ? ["", "Comments on lines outside this pull request's change:", ...left.map((c) => `- \`${c.path}:${c.line}\`: ${c.body}`)] : []),
+      ...(left.length
+        ? ["", "Comments on lines outside this pull request's change:", ...left.map((c) => `- \`${c.path}:${c.line}\`: ${c.body}`)]
+        : []),
     ].join("\n");
-    await this.forge.postReview({ pullNumber: pr.number, commitSha: pr.headSha, event: reviewEventFor(review.verdict), body, comments: kept });
+    await this.forge.postReview({
+      pullNumber: pr.number,
+      commitSha: pr.headSha,
+      event: reviewEventFor(review.verdict),
+      body,
+      comments: kept,
+    });
   }
 
   /** The new-side line ranges of the pull request's diff, per file (null when the base is unknown here). */
@@ -273,10 +309,20 @@ class ForgeDelivery {
         if (pr.mergeCommitSha) return { ok: true, commit: pr.mergeCommitSha, into, already: true, retries: 0 };
         return { ok: false, into, reason: `pull request #${number} is merged on the forge, but the forge does not say as which commit` };
       }
-      if (r.state === "closed") return { ok: false, into, reason: `pull request #${number} was closed without a merge; reopen it to deliver the task` };
-      if (r.headSha !== head) return { ok: false, into, reason: `pull request #${number} shows ${r.headSha.slice(0, 10)}, not the farm's ${head.slice(0, 10)} (the forge has not caught up with the push yet)` };
+      if (r.state === "closed")
+        return { ok: false, into, reason: `pull request #${number} was closed without a merge; reopen it to deliver the task` };
+      if (r.headSha !== head)
+        return {
+          ok: false,
+          into,
+          reason: `pull request #${number} shows ${r.headSha.slice(0, 10)}, not the farm's ${head.slice(0, 10)} (the forge has not caught up with the push yet)`,
+        };
       if (!r.ready) return { ok: false, into, reason: `the forge does not merge pull request #${number} yet: ${r.why.join("; ")}` };
-      const merged = await this.forge.merge({ pullNumber: number, expectedHeadSha: head, commitMessage: `${t.title.slice(0, 200)}\n\nOptimus-Task: ${taskId}` });
+      const merged = await this.forge.merge({
+        pullNumber: number,
+        expectedHeadSha: head,
+        commitMessage: `${t.title.slice(0, 200)}\n\nOptimus-Task: ${taskId}`,
+      });
       return { ok: true, commit: merged.sha, into, already: false, retries: 0 };
     } catch (err) {
       // A refusal (405/409/422), a limit, an outage: nothing was merged (a merge the forge did but
@@ -289,7 +335,9 @@ class ForgeDelivery {
 
   /** Pull requests to poll: those of tasks in flight. */
   private openPullRequests(): number[] {
-    return [...this.p.tasks.values()].filter((t) => t.pullRequest?.state === "open" && !t.cancelled && !t.merge?.commit).map((t) => t.pullRequest!.number);
+    return [...this.p.tasks.values()]
+      .filter((t) => t.pullRequest?.state === "open" && !t.cancelled && !t.merge?.commit)
+      .map((t) => t.pullRequest!.number);
   }
 
   private taskOf(pullNumber: number): TaskRecord | undefined {
@@ -332,7 +380,10 @@ class ForgeDelivery {
     const head = await this.d.repo.revParse(`refs/heads/${integrationBranch(t.taskId)}`);
     const pushedByFarm = !!head && (e.commitSha === head || (await this.d.repo.isAncestor(e.commitSha, head).catch(() => false)));
     if (!pushedByFarm) {
-      this.d.log.warn({ taskId: t.taskId, pull: e.pullNumber, by: e.by, commit: e.commitSha }, "an approval of a version the farm did not push: not counted");
+      this.d.log.warn(
+        { taskId: t.taskId, pull: e.pullNumber, by: e.by, commit: e.commitSha },
+        "an approval of a version the farm did not push: not counted",
+      );
       return;
     }
     const by = `github:${e.by}`;
@@ -343,7 +394,13 @@ class ForgeDelivery {
 
   /** The task's files (for a unit that addresses feedback on the whole pull request). */
   private filesOf(t: TaskRecord): string[] {
-    return [...new Set(this.unitsOf(t).filter((u) => u.spec.role === "codegen").flatMap((u) => u.spec.files))];
+    return [
+      ...new Set(
+        this.unitsOf(t)
+          .filter((u) => u.spec.role === "codegen")
+          .flatMap((u) => u.spec.files),
+      ),
+    ];
   }
 
   private async addUnit(t: TaskRecord, unit: UnitSpecInput, reason: string, feedback: string, actor: string): Promise<void> {
@@ -357,15 +414,24 @@ class ForgeDelivery {
     const t = this.taskOf(e.pullNumber);
     if (!t) return;
     const what = e.kind === "changes_requested" ? "changes requested" : "review comments";
-    const feedback = [`${what} by ${e.by} on pull request #${e.pullNumber}${e.body.trim() ? `: ${e.body.trim()}` : ""}`, ...e.comments.map((c) => `${c.path}:${c.line}: ${c.body}`)].join("\n");
+    const feedback = [
+      `${what} by ${e.by} on pull request #${e.pullNumber}${e.body.trim() ? `: ${e.body.trim()}` : ""}`,
+      ...e.comments.map((c) => `${c.path}:${c.line}: ${c.body}`),
+    ].join("\n");
     const paths = [...new Set(e.comments.map((c) => c.path))].filter((p) => !repoPathProblem(p));
-    const unit = { id: `pr-${e.reviewId}`, goal: `Address the ${what} on the task's pull request:\n${feedback}`.slice(0, 20_000), role: "codegen" as const, files: paths.length ? paths : this.filesOf(t) };
+    const unit = {
+      id: `pr-${e.reviewId}`,
+      goal: `Address the ${what} on the task's pull request:\n${feedback}`.slice(0, 20_000),
+      role: "codegen" as const,
+      files: paths.length ? paths : this.filesOf(t),
+    };
     await this.addUnit(t, unit, `${what} by ${e.by} on pull request #${e.pullNumber} (review ${e.reviewId})`, feedback, `github:${e.by}`);
   }
 
   /** A required check of the team's CI failed on the pull request: a new unit with the check's summary; the merge stays held. */
   private async checkFailed(e: Event<"check_failed">): Promise<void> {
-    if (!e.required) return void this.d.log.info({ check: e.name, pulls: e.pullNumbers }, "a check that is not required failed: not acted on");
+    if (!e.required)
+      return void this.d.log.info({ check: e.name, pulls: e.pullNumbers }, "a check that is not required failed: not acted on");
     for (const n of e.pullNumbers) {
       const t = this.taskOf(n);
       if (!t) continue;
@@ -376,15 +442,28 @@ class ForgeDelivery {
         e.summary,
         e.text ? tail(e.text, 4_000) : "",
         e.url,
-      ].filter((s) => s.trim()).join("\n");
-      const unit = { id: `ci-${e.checkRunId}`, goal: `Make the required check '${e.name}' pass: ${e.title || e.conclusion}\n${feedback}`.slice(0, 20_000), role: "codegen" as const, files: this.filesOf(t) };
+      ]
+        .filter((s) => s.trim())
+        .join("\n");
+      const unit = {
+        id: `ci-${e.checkRunId}`,
+        goal: `Make the required check '${e.name}' pass: ${e.title || e.conclusion}\n${feedback}`.slice(0, 20_000),
+        role: "codegen" as const,
+        files: this.filesOf(t),
+      };
       if (this.p.units.has(unitKey(t.taskId, unit.id))) continue;
       // A task that was only waiting for its merge says why it waits (the forge will not merge it).
       const into = t.targetBranch ?? t.merge?.into;
       const reason = `required check '${e.name}' failed on ${e.sha.slice(0, 10)}: ${e.title || e.conclusion} (unit ${unit.id} addresses it)`;
       if (into && this.unitsOf(t).every((u) => u.state === "merged" || u.state === "completed") && t.merge?.heldReason !== reason)
         await this.d.state.commit([{ type: "task_merge_held", data: { taskId: t.taskId, into, reason } }], "farm");
-      await this.addUnit(t, unit, `required check '${e.name}' failed on pull request #${n}`, feedback, `github:check/${e.name}`.slice(0, 100));
+      await this.addUnit(
+        t,
+        unit,
+        `required check '${e.name}' failed on pull request #${n}`,
+        feedback,
+        `github:check/${e.name}`.slice(0, 100),
+      );
     }
   }
 
@@ -394,7 +473,10 @@ class ForgeDelivery {
     const t = this.taskOf(e.pullNumber);
     if (!t) return;
     const actor = `github:${e.by}`;
-    await this.d.state.commit([{ type: "task_pull_request", data: { taskId: t.taskId, number: e.pullNumber, url: t.pullRequest!.url, state: "closed" } }], actor);
+    await this.d.state.commit(
+      [{ type: "task_pull_request", data: { taskId: t.taskId, number: e.pullNumber, url: t.pullRequest!.url, state: "closed" } }],
+      actor,
+    );
     await this.d.tasks.cancel(t.taskId, `pull request #${e.pullNumber} closed by ${e.by}`, actor);
   }
 }

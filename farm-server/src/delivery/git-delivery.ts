@@ -52,7 +52,9 @@ export class GitDelivery {
       this.pushed.set(branch, head);
       return null;
     }
-    return r.moved ? `the origin's ${branch} has commits the farm does not have (someone pushed to it); the farm does not overwrite them` : r.reason;
+    return r.moved
+      ? `the origin's ${branch} has commits the farm does not have (someone pushed to it); the farm does not overwrite them`
+      : r.reason;
   }
 
   /**
@@ -68,12 +70,24 @@ export class GitDelivery {
       await origin.fetch();
       const tip = await origin.tracked(into);
       if (!tip) return { ok: false, into, reason: `the target branch '${into}' does not exist on the origin` };
-      if (await repo.isAncestor(head, tip)) return { ok: true, commit: (await this.mergeOf(tip, head)) ?? tip, into, already: true, retries: attempt };
+      if (await repo.isAncestor(head, tip))
+        return { ok: true, commit: (await this.mergeOf(tip, head)) ?? tip, into, already: true, retries: attempt };
       const merged = await repo.mergeCommit(tip, head, message);
-      if (!merged.ok) return { ok: false, into, reason: `${merged.reason} (the task's branch ${branch} against ${into} at ${tip.slice(0, 10)}); resolve them on ${branch} or send the task again`, conflicts: merged.conflicts };
+      if (!merged.ok)
+        return {
+          ok: false,
+          into,
+          reason: `${merged.reason} (the task's branch ${branch} against ${into} at ${tip.slice(0, 10)}); resolve them on ${branch} or send the task again`,
+          conflicts: merged.conflicts,
+        };
       if (this.o.evaluate && !(await repo.isAncestor(tip, head))) {
         const failed = await this.o.evaluate(taskId, merged.commit);
-        if (failed) return { ok: false, into, reason: `the evals fail on the merge with ${into}'s newer commits (${failed}); fix it on ${branch} or send the task again, then approve` };
+        if (failed)
+          return {
+            ok: false,
+            into,
+            reason: `the evals fail on the merge with ${into}'s newer commits (${failed}); fix it on ${branch} or send the task again, then approve`,
+          };
       }
       // The task's branch first (a person reading the target finds the branch it came from), then
       // the target: both fast-forward only.
@@ -84,7 +98,12 @@ export class GitDelivery {
         if (now !== merged.commit) {
           await origin.fetch();
           const t = await origin.tracked(into);
-          if (!t || !(await repo.isAncestor(merged.commit, t))) return { ok: false, into, reason: `the push was accepted but the origin's ${into} is at ${now?.slice(0, 10) ?? "nothing"}, without the merge` };
+          if (!t || !(await repo.isAncestor(merged.commit, t)))
+            return {
+              ok: false,
+              into,
+              reason: `the push was accepted but the origin's ${into} is at ${now?.slice(0, 10) ?? "nothing"}, without the merge`,
+            };
         }
         return { ok: true, commit: merged.commit, into, already: false, retries: attempt };
       }
@@ -94,7 +113,8 @@ export class GitDelivery {
         await origin.fetch();
         if ((await origin.tracked(into)) === tip) return { ok: false, into, reason: `the origin refused the merge: ${pushed.reason}` };
       }
-      if (attempt >= this.o.movedTargetRetries) return { ok: false, into, reason: `the origin's ${into} kept moving (${attempt + 1} tries); approve to try again` };
+      if (attempt >= this.o.movedTargetRetries)
+        return { ok: false, into, reason: `the origin's ${into} kept moving (${attempt + 1} tries); approve to try again` };
       this.o.log.info({ taskId, into }, "the target branch moved on the origin; merging again on its new tip");
     }
   }
@@ -114,6 +134,8 @@ export class GitDelivery {
     const head = await this.o.repo.revParse(`refs/heads/${branch}`);
     const mine = (await this.o.repo.ownBranches()).filter((b) => b === branch || b.startsWith(`${branch}--`));
     for (const b of mine) await this.o.repo.deleteBranch(b);
-    await this.o.origin.deleteRemote(branch, head ?? undefined).catch((err: Error) => this.o.log.warn({ taskId, err: err.message }, `could not delete ${branch} on the origin`));
+    await this.o.origin
+      .deleteRemote(branch, head ?? undefined)
+      .catch((err: Error) => this.o.log.warn({ taskId, err: err.message }, `could not delete ${branch} on the origin`));
   }
 }

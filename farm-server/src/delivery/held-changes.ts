@@ -32,7 +32,8 @@ export async function unapprovedChanges(t: TaskRecord | undefined, repo: Pick<Fa
   const out: HeldChange[] = [];
   for (const c of t?.heldChanges ?? []) {
     let covered = false;
-    for (const a of t?.approvals ?? []) if (a.head === c.commit || (await repo.isAncestor(c.commit, a.head).catch(() => false))) covered = true;
+    for (const a of t?.approvals ?? [])
+      if (a.head === c.commit || (await repo.isAncestor(c.commit, a.head).catch(() => false))) covered = true;
     if (!covered) out.push(c);
   }
   return out;

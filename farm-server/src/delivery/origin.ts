@@ -49,9 +49,12 @@ export function parseOrigin(input: string, cwd = process.cwd()): OriginSpec {
     }
     if (u.protocol === "file:") return local(decodeURIComponent(u.pathname));
     if (u.password || (u.username && u.protocol !== "ssh:")) {
-      throw new OriginError("the origin URL carries credentials; remove them and set origin.auth to a secrets-manager:// reference (the farm never writes a secret into git's config)");
+      throw new OriginError(
+        "the origin URL carries credentials; remove them and set origin.auth to a secrets-manager:// reference (the farm never writes a secret into git's config)",
+      );
     }
-    if (!["http:", "https:", "ssh:", "git:"].includes(u.protocol)) throw new OriginError(`the origin's scheme ${u.protocol} is not one the farm uses (https, http, ssh, git, file)`);
+    if (!["http:", "https:", "ssh:", "git:"].includes(u.protocol))
+      throw new OriginError(`the origin's scheme ${u.protocol} is not one the farm uses (https, http, ssh, git, file)`);
     const url = u.toString().replace(/\/+$/, "");
     return { url, identity: url, name: nameOf(u.pathname), local: false };
   }
@@ -91,12 +94,21 @@ export class OriginClone {
    * @param authHeader resolved at each network call (a secret is never kept): an HTTP
    * `Authorization` value for the origin, or undefined
    */
-  constructor(readonly dir: string, readonly origin: OriginSpec, private readonly authHeader?: () => Promise<string | undefined>) {}
+  constructor(
+    readonly dir: string,
+    readonly origin: OriginSpec,
+    private readonly authHeader?: () => Promise<string | undefined>,
+  ) {}
 
   private async net(args: string[], okCodes: number[] = []): Promise<GitResult> {
     const header = await this.authHeader?.();
     // The header travels in git's environment (GIT_CONFIG_*), never on its command line or in a file.
-    return runGit(args, { cwd: this.dir, okCodes, config: header ? [["http.extraHeader", `Authorization: ${header}`]] : [], maxBuffer: 16 * 1024 * 1024 });
+    return runGit(args, {
+      cwd: this.dir,
+      okCodes,
+      config: header ? [["http.extraHeader", `Authorization: ${header}`]] : [],
+      maxBuffer: 16 * 1024 * 1024,
+    });
   }
 
   private git(args: string[], okCodes: number[] = []): Promise<GitResult> {
@@ -134,10 +146,12 @@ export class OriginClone {
    */
   fetch(): Promise<void> {
     if (!this.running) return this.startFetch();
-    this.next ??= this.running.catch(() => undefined).then(() => {
-      this.next = null;
-      return this.startFetch();
-    });
+    this.next ??= this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.next = null;
+        return this.startFetch();
+      });
     return this.next;
   }
 
@@ -210,7 +224,12 @@ export class OriginClone {
     const r = await this.net(["push", "--porcelain", "--atomic", "origin", ...refspecs], [1, 128]);
     if (r.code === 0) {
       // Each ref's line is the origin's own report (receive-pack's status) that it now holds the value.
-      const updated = new Set(r.stdout.split("\n").filter((l) => /^[ *=]\t/.test(l)).map((l) => l.split("\t")[1]!.split(":")[1]));
+      const updated = new Set(
+        r.stdout
+          .split("\n")
+          .filter((l) => /^[ *=]\t/.test(l))
+          .map((l) => l.split("\t")[1]!.split(":")[1]),
+      );
       // What the farm pushed is what the origin holds now (git moved the tracking refs too): known
       // in memory at once, so a task cut next starts from the farm's own latest merge.
       for (const spec of refspecs) {
@@ -222,8 +241,17 @@ export class OriginClone {
     }
     const lines = `${r.stdout}\n${r.stderr}`.split("\n");
     const rejected = lines.filter((l) => l.startsWith("!\t")).map((l) => l.split("\t").slice(1).join(" "));
-    const text = (rejected.length ? rejected.join("; ") : lines.map((l) => l.trim()).filter(Boolean).slice(-3).join(" ")) || `git push exited ${r.code}`;
-    const moved = rejected.some((l) => /\[rejected\]|non-fast-forward|fetch first|stale info/.test(l)) && !rejected.some((l) => /\[remote rejected\]/.test(l));
+    const text =
+      (rejected.length
+        ? rejected.join("; ")
+        : lines
+            .map((l) => l.trim())
+            .filter(Boolean)
+            .slice(-3)
+            .join(" ")) || `git push exited ${r.code}`;
+    const moved =
+      rejected.some((l) => /\[rejected\]|non-fast-forward|fetch first|stale info/.test(l)) &&
+      !rejected.some((l) => /\[remote rejected\]/.test(l));
     return { ok: false, moved, reason: explainRefusal(text) };
   }
 
@@ -235,7 +263,16 @@ export class OriginClone {
     const lease = expected ? [`--force-with-lease=refs/heads/${branch}:${expected}`] : [];
     const r = await this.net(["push", "--porcelain", ...lease, "origin", `:refs/heads/${branch}`], [1, 128]);
     if (r.code !== 0 && !/remote ref does not exist|unable to delete .*: remote ref does not exist/.test(r.stderr + r.stdout)) {
-      throw new Error(explainRefusal(`${r.stdout}\n${r.stderr}`.split("\n").map((l) => l.trim()).filter(Boolean).slice(-2).join(" ")));
+      throw new Error(
+        explainRefusal(
+          `${r.stdout}\n${r.stderr}`
+            .split("\n")
+            .map((l) => l.trim())
+            .filter(Boolean)
+            .slice(-2)
+            .join(" "),
+        ),
+      );
     }
   }
 }
@@ -245,6 +282,7 @@ function explainRefusal(text: string): string {
   if (/checked out|denyCurrentBranch/i.test(text)) {
     return `${text} — the origin has this branch checked out in a working tree, and git never updates a checked-out branch by push; point the farm at a bare repository or the team's forge (--origin), or merge the task's branch yourself`;
   }
-  if (/protected branch|GH006|pre-receive hook declined/i.test(text)) return `${text} — the origin's rules refused the push; merge through a pull request or ask an administrator`;
+  if (/protected branch|GH006|pre-receive hook declined/i.test(text))
+    return `${text} — the origin's rules refused the push; merge through a pull request or ask an administrator`;
   return text;
 }

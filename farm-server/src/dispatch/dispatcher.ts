@@ -59,7 +59,11 @@ export class Dispatcher {
   private expiryTimer: NodeJS.Timeout | null = null;
   private stopped = false;
 
-  constructor(private readonly state: FarmState, private readonly leases: LeaseCommands, private readonly opts: DispatcherOptions) {
+  constructor(
+    private readonly state: FarmState,
+    private readonly leases: LeaseCommands,
+    private readonly opts: DispatcherOptions,
+  ) {
     state.onTouched = (t: Touched) => {
       for (const k of t.readyUnits) this.enqueue(k);
       // Any change to a task may free a worker's capacity (a submission, an expiry, a cancel).
@@ -227,13 +231,16 @@ export class Dispatcher {
     // One timer, for the soonest; every delayed unit is looked at again when it fires.
     if (this.delayTimer) clearTimeout(this.delayTimer);
     this.wakeAt = wakeAt;
-    this.delayTimer = setTimeout(() => {
-      this.delayTimer = null;
-      const keys = [...this.delayed];
-      this.delayed.clear();
-      for (const k of keys) this.enqueue(k);
-      this.schedule();
-    }, Math.max(0, wakeAt - Date.now()) + 5);
+    this.delayTimer = setTimeout(
+      () => {
+        this.delayTimer = null;
+        const keys = [...this.delayed];
+        this.delayed.clear();
+        for (const k of keys) this.enqueue(k);
+        this.schedule();
+      },
+      Math.max(0, wakeAt - Date.now()) + 5,
+    );
     this.delayTimer.unref();
   }
 }

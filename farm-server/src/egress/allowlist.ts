@@ -91,7 +91,8 @@ export function parseAllowList(patterns: readonly string[]): AllowRule[] {
     const wildcard = p.startsWith("*.");
     const parsed = parseHostPort(wildcard ? p.slice(2) : p, true);
     if ("error" in parsed) throw new Error(`invalid egress allow pattern ${JSON.stringify(pattern)}: ${parsed.error}`);
-    if (wildcard && isIP(parsed.host) !== 0) throw new Error(`invalid egress allow pattern ${JSON.stringify(pattern)}: a wildcard cannot apply to an IP address`);
+    if (wildcard && isIP(parsed.host) !== 0)
+      throw new Error(`invalid egress allow pattern ${JSON.stringify(pattern)}: a wildcard cannot apply to an IP address`);
     return { pattern: p, host: parsed.host, wildcard, ...(parsed.port !== undefined ? { port: parsed.port } : {}) };
   });
 }

@@ -171,12 +171,16 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
     sockets.add(upstream);
     upstream.on("close", () => sockets.delete(upstream));
     let connected = false;
-    const timer = setTimeout(() => upstream.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), connectTimeoutMs);
+    const timer = setTimeout(
+      () => upstream.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })),
+      connectTimeoutMs,
+    );
     const beforeConnect = (err?: Error): void => {
       if (connected) return;
       clearTimeout(timer);
       const code = (err as NodeJS.ErrnoException | undefined)?.code ?? "closed";
-      const why = socket.destroyed || !socket.writable ? "client went away before the upstream connected" : `upstream connect failed: ${code}`;
+      const why =
+        socket.destroyed || !socket.writable ? "client went away before the upstream connected" : `upstream connect failed: ${code}`;
       record(true, `${verdict.reason}; ${why}`, { bytesUp: 0, bytesDown: 0 });
       upstream.destroy();
       rawReply(socket, code === "ETIMEDOUT" ? 504 : 502, why);
@@ -215,7 +219,12 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
     }
     const norm = normalizeHost(url.hostname);
     if (url.protocol !== "http:" || "error" in norm || url.username || url.password) {
-      const why = url.protocol !== "http:" ? `only http:// URLs are forwarded (use CONNECT for ${url.protocol})` : "error" in norm ? `bad host: ${norm.error}` : "credentials in the URL are not forwarded";
+      const why =
+        url.protocol !== "http:"
+          ? `only http:// URLs are forwarded (use CONNECT for ${url.protocol})`
+          : "error" in norm
+            ? `bad host: ${norm.error}`
+            : "credentials in the URL are not forwarded";
       attempt({ at, principal: null, client, method, host: "error" in norm ? "" : norm.host, port: Number(url.port || 80) })(false, why);
       return reply(res, 400, why);
     }
@@ -247,7 +256,10 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
     allowedBy: string,
     record: (allowed: boolean, reason: string, bytes?: { bytesUp: number; bytesDown: number }) => void,
   ): void => {
-    const listed = (req.headers.connection ?? "").split(",").map((t) => t.trim().toLowerCase()).filter(Boolean);
+    const listed = (req.headers.connection ?? "")
+      .split(",")
+      .map((t) => t.trim().toLowerCase())
+      .filter(Boolean);
     const headers: OutgoingHttpHeaders = {};
     for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
       const name = req.rawHeaders[i]!;
@@ -282,7 +294,10 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
       }
     });
     up.on("response", (upRes: IncomingMessage) => {
-      const listedDown = (upRes.headers.connection ?? "").split(",").map((t) => t.trim().toLowerCase()).filter(Boolean);
+      const listedDown = (upRes.headers.connection ?? "")
+        .split(",")
+        .map((t) => t.trim().toLowerCase())
+        .filter(Boolean);
       const out: OutgoingHttpHeaders = {};
       for (let i = 0; i + 1 < upRes.rawHeaders.length; i += 2) {
         const lower = upRes.rawHeaders[i]!.toLowerCase();
@@ -308,7 +323,10 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
   // Upgrades (WebSocket…) through a forward proxy: not supported; use CONNECT.
   server.on("upgrade", (req: IncomingMessage, socket: Duplex) => {
     socket.on("error", () => undefined);
-    attempt({ at: Date.now(), principal: null, client: clientOf(socket), method: req.method ?? "-", host: "", port: 0 })(false, "upgrade requests are not proxied");
+    attempt({ at: Date.now(), principal: null, client: clientOf(socket), method: req.method ?? "-", host: "", port: 0 })(
+      false,
+      "upgrade requests are not proxied",
+    );
     rawReply(socket, 400, "upgrade requests are not proxied: use CONNECT");
   });
 

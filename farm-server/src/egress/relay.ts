@@ -105,7 +105,9 @@ export async function startEgressRelay(opts: EgressRelayOptions): Promise<Egress
 function refuse(client: Socket, status: number, text: string, reason: string): void {
   if (!client.writable) return void client.destroy();
   const body = `${reason}\n`;
-  client.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  client.end(
+    `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /**
@@ -127,7 +129,14 @@ export function rewriteHead(head: string, auth: string | undefined): string | { 
   else {
     const tokens: string[] = [];
     for (const l of kept) {
-      if (/^connection:/i.test(l)) tokens.push(...l.slice(l.indexOf(":") + 1).split(",").map((t) => t.trim()).filter((t) => t && t.toLowerCase() !== "keep-alive"));
+      if (/^connection:/i.test(l))
+        tokens.push(
+          ...l
+            .slice(l.indexOf(":") + 1)
+            .split(",")
+            .map((t) => t.trim())
+            .filter((t) => t && t.toLowerCase() !== "keep-alive"),
+        );
       else if (!/^(proxy-connection|keep-alive):/i.test(l)) out.push(l);
     }
     out.push(`Connection: ${[...tokens.filter((t) => t.toLowerCase() !== "close"), "close"].join(", ")}`);

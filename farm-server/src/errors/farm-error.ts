@@ -2,7 +2,11 @@
 export type FarmErrorKind = "not_found" | "conflict" | "forbidden" | "invalid" | "lease_lost" | "unavailable";
 
 export class FarmError extends Error {
-  constructor(readonly kind: FarmErrorKind, message: string, readonly details?: Record<string, unknown>) {
+  constructor(
+    readonly kind: FarmErrorKind,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
     super(message);
     this.name = "FarmError";
   }
@@ -13,7 +17,10 @@ export class FarmError extends Error {
  * `stale` (the current attempt and head commit) as `error.data.stale`, so the editor can offer it.
  */
 export class StaleChangeError extends FarmError {
-  constructor(readonly stale: { attempt: number; head: string }, seen: { attempt: number; head: string }) {
+  constructor(
+    readonly stale: { attempt: number; head: string },
+    seen: { attempt: number; head: string },
+  ) {
     super(
       "conflict",
       `this change was updated to attempt ${stale.attempt} since you opened it (you reviewed ${seen.attempt !== stale.attempt ? `attempt ${seen.attempt}` : `commit ${seen.head.slice(0, 10)}`})`,

@@ -29,7 +29,8 @@ export async function readCommittedText(repo: string, rel: string, maxBytes: num
     const root = await realpath(repo);
     const real = await realpath(abs).catch(() => null);
     if (real === null) return fail("is a symbolic link that leads nowhere; remove it or point it at a file in the repository");
-    if (!inside(root, real)) return fail("is reached through a symbolic link that leads outside the repository; the farm does not follow it");
+    if (!inside(root, real))
+      return fail("is reached through a symbolic link that leads outside the repository; the farm does not follow it");
     const st = await stat(real);
     if (st.isDirectory()) return fail("is a folder, not a file; put the task's manifest.yaml inside its task folder");
     if (!st.isFile()) return fail("is not a regular file; commit the manifest as a plain file");

@@ -42,7 +42,10 @@ export class ManifestMirror {
   private readonly committedKey = new Map<string, string>();
   private readonly listener = (events: FarmEvent[]) => this.onCommitted(events);
 
-  constructor(private readonly state: FarmState, private readonly opts: MirrorOptions) {}
+  constructor(
+    private readonly state: FarmState,
+    private readonly opts: MirrorOptions,
+  ) {}
 
   start(): void {
     const ids = [...this.state.projection.tasks.values()].map((t) => {
@@ -63,7 +66,14 @@ export class ManifestMirror {
   /** The session notes' total length: new notes are something new to commit. */
   private async notesSize(taskId: string): Promise<string> {
     const paths = (await this.opts.extraPaths?.(taskId)) ?? [];
-    const sizes = await Promise.all(paths.map((p) => stat(join(this.opts.repo, p)).then((s) => s.size, () => 0)));
+    const sizes = await Promise.all(
+      paths.map((p) =>
+        stat(join(this.opts.repo, p)).then(
+          (s) => s.size,
+          () => 0,
+        ),
+      ),
+    );
     return `|${sizes.join(",")}`;
   }
 
@@ -126,7 +136,9 @@ export class ManifestMirror {
       // Only when the task's files say something new: timestamps alone are no reason for a commit
       // (each one is a new head of the pull request, and the team's CI runs again).
       const t = this.state.projection.tasks.get(taskId);
-      const key = t ? stringifyManifest(manifestOf(this.state.projection, t)).replace(/^\s*updatedAt: .*$/gm, "") + (await this.notesSize(taskId)) : "";
+      const key = t
+        ? stringifyManifest(manifestOf(this.state.projection, t)).replace(/^\s*updatedAt: .*$/gm, "") + (await this.notesSize(taskId))
+        : "";
       if (key && this.committedKey.get(taskId) === key) return;
       const paths = [manifestRelPath(taskId), ...((await this.opts.extraPaths?.(taskId)) ?? [])];
       await this.opts.commitFiles(taskId, paths, message);
@@ -156,7 +168,9 @@ export class ManifestMirror {
         if (before !== undefined && onDisk !== null && onDisk !== before) {
           if (!this.edited.has(taskId)) {
             this.edited.add(taskId);
-            this.opts.log(`the manifest of task ${taskId} (${manifestRelPath(taskId)}) was edited since the farm wrote it; the farm leaves it as it is and keeps the task's state in its journal`);
+            this.opts.log(
+              `the manifest of task ${taskId} (${manifestRelPath(taskId)}) was edited since the farm wrote it; the farm leaves it as it is and keeps the task's state in its journal`,
+            );
           }
           continue;
         }
@@ -177,6 +191,7 @@ export class ManifestMirror {
     // A failed task's files go onto its branch (a person finds why there). Others are committed when
     // the branch is published (each unit merged) and before delivery, by the PR loop — not at
     // creation: creating a task stays free of git commits and pushes.
-    for (const c of toCommit) if (c.what === "failed") void this.commitMilestone(c.taskId, `optimus: task ${c.taskId} failed`).catch(() => undefined);
+    for (const c of toCommit)
+      if (c.what === "failed") void this.commitMilestone(c.taskId, `optimus: task ${c.taskId} failed`).catch(() => undefined);
   }
 }

@@ -35,7 +35,10 @@ export async function importManifests(
   const scanned: Array<Awaited<ReturnType<typeof scanManifests>>[number] & { dir: string }> = [];
   const seen = new Set<string>();
   for (const dir of Array.isArray(sources) ? sources : [sources]) {
-    for (const s of await scanManifests(dir, (taskId) => seen.has(taskId) || state.projection.tasks.has(taskId) || state.journal.isArchived(taskId))) {
+    for (const s of await scanManifests(
+      dir,
+      (taskId) => seen.has(taskId) || state.projection.tasks.has(taskId) || state.journal.isArchived(taskId),
+    )) {
       report.read++;
       if (seen.has(s.taskId)) continue;
       seen.add(s.taskId);
@@ -56,19 +59,31 @@ export async function importManifests(
     try {
       await tasks.create(
         {
-          id: s.taskId, title: m.title, description: m.description, priority: m.priority, targetBranch: m.targetBranch,
-          units: m.units.map(({ status: _s, ...spec }) => spec), source: hasStatus ? "files" : "manifest",
+          id: s.taskId,
+          title: m.title,
+          description: m.description,
+          priority: m.priority,
+          targetBranch: m.targetBranch,
+          units: m.units.map(({ status: _s, ...spec }) => spec),
+          source: hasStatus ? "files" : "manifest",
           ...(hasStatus ? { restored } : {}),
         },
         m.createdBy ?? "farm",
       );
       if (m.status?.state === "cancelled") await tasks.cancel(s.taskId, "cancelled before the journal was rebuilt", "farm");
       // Delivered before the farm lost its state: recorded as merged, never merged again.
-      const merge = m.status?.merge?.commit ? { into: m.status.merge.into, commit: m.status.merge.commit } : hasStatus ? await delivered?.(s.taskId, s.dir) : null;
+      const merge = m.status?.merge?.commit
+        ? { into: m.status.merge.into, commit: m.status.merge.commit }
+        : hasStatus
+          ? await delivered?.(s.taskId, s.dir)
+          : null;
       if (merge) await state.commit([{ type: "task_merged", data: { taskId: s.taskId, into: merge.into, commit: merge.commit } }], "farm");
       (hasStatus ? report.restored : report.imported).push(s.taskId);
     } catch (err) {
-      report.rejected.push({ file: s.file, problems: [formatDiagnostic({ file: s.file, line: 1, column: 1, field: "(task)", message: (err as Error).message })] });
+      report.rejected.push({
+        file: s.file,
+        problems: [formatDiagnostic({ file: s.file, line: 1, column: 1, field: "(task)", message: (err as Error).message })],
+      });
     }
   }
   return report;

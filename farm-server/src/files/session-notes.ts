@@ -23,7 +23,11 @@ export class SessionNotes {
   private readonly pending = new Map<string, string[]>();
   private readonly listener = (events: FarmEvent[]) => this.onCommitted(events);
 
-  constructor(private readonly state: FarmState, private readonly repo: string, private readonly log: (msg: string, err?: unknown) => void) {}
+  constructor(
+    private readonly state: FarmState,
+    private readonly repo: string,
+    private readonly log: (msg: string, err?: unknown) => void,
+  ) {}
 
   start(): void {
     this.state.on("committed", this.listener);
@@ -61,7 +65,10 @@ export class SessionNotes {
   async filesOf(taskId: string): Promise<string[]> {
     const dir = join(this.repo, SESSIONS_DIR, taskId);
     if (!existsSync(dir)) return [];
-    return (await readdir(dir)).filter((f) => f.endsWith(".md")).sort().map((f) => `${SESSIONS_DIR}/${taskId}/${f}`);
+    return (await readdir(dir))
+      .filter((f) => f.endsWith(".md"))
+      .sort()
+      .map((f) => `${SESSIONS_DIR}/${taskId}/${f}`);
   }
 
   private onCommitted(events: FarmEvent[]): void {
@@ -74,16 +81,21 @@ export class SessionNotes {
       const queued = this.pending.get(rel) ?? [];
       queued.push(text);
       this.pending.set(rel, queued);
-      this.chain = this.chain.then(async () => {
-        const file = join(this.repo, rel);
-        await mkdir(join(this.repo, SESSIONS_DIR, taskId), { recursive: true });
-        const head = existsSync(file) ? "" : `# Session notes: ${taskId}/${unitId}\n\n**Goal:** ${u?.spec.goal ?? "?"}\n${u?.spec.check ? `\n**Check:** \`${u.spec.check}\`\n` : ""}`;
-        await appendFile(file, head + text);
-      }).catch((err) => this.log(`could not write session notes ${rel}`, err)).finally(() => {
-        // On disk now (or failed, and logged): no longer pending.
-        queued.shift();
-        if (queued.length === 0 && this.pending.get(rel) === queued) this.pending.delete(rel);
-      });
+      this.chain = this.chain
+        .then(async () => {
+          const file = join(this.repo, rel);
+          await mkdir(join(this.repo, SESSIONS_DIR, taskId), { recursive: true });
+          const head = existsSync(file)
+            ? ""
+            : `# Session notes: ${taskId}/${unitId}\n\n**Goal:** ${u?.spec.goal ?? "?"}\n${u?.spec.check ? `\n**Check:** \`${u.spec.check}\`\n` : ""}`;
+          await appendFile(file, head + text);
+        })
+        .catch((err) => this.log(`could not write session notes ${rel}`, err))
+        .finally(() => {
+          // On disk now (or failed, and logged): no longer pending.
+          queued.shift();
+          if (queued.length === 0 && this.pending.get(rel) === queued) this.pending.delete(rel);
+        });
     }
   }
 
@@ -95,7 +107,9 @@ export class SessionNotes {
         return `\n## Attempt ${e.data.attempt}\n\n- ${at}: leased to ${e.data.worker}\n`;
       case "unit_submitted": {
         const s = e.data.signals;
-        const used = s ? ` (model ${s.model ?? "?"}, ${s.tokens ?? 0} tokens${s.confidence !== undefined ? `, lowest token confidence ${s.confidence.toFixed(2)}` : ""}, ${s.iterations ?? 0} iteration(s), ${s.checksFailed ?? 0} failed check(s))` : "";
+        const used = s
+          ? ` (model ${s.model ?? "?"}, ${s.tokens ?? 0} tokens${s.confidence !== undefined ? `, lowest token confidence ${s.confidence.toFixed(2)}` : ""}, ${s.iterations ?? 0} iteration(s), ${s.checksFailed ?? 0} failed check(s))`
+          : "";
         return `- ${at}: ${e.data.worker} reported **${e.data.outcome}**${used}: ${e.data.summary || "(no summary)"}\n${e.data.evidence ? `\n${fence(e.data.evidence)}` : ""}`;
       }
       case "unit_evaluated":

@@ -31,8 +31,11 @@ export function manifestOf(p: Projection, t: TaskRecord): TaskManifest {
     units: t.units.map((k) => {
       const u = p.units.get(k)!;
       const status: UnitStatusMirror = {
-        state: u.state, attempt: u.attempt, updatedAt: new Date(u.updatedAt).toISOString(),
-        ...(u.worker ? { worker: u.worker } : {}), ...(u.reason ? { reason: u.reason } : {}),
+        state: u.state,
+        attempt: u.attempt,
+        updatedAt: new Date(u.updatedAt).toISOString(),
+        ...(u.worker ? { worker: u.worker } : {}),
+        ...(u.reason ? { reason: u.reason } : {}),
       };
       return { ...u.spec, status };
     }),
@@ -71,7 +74,10 @@ export interface ScannedManifest {
  * leads outside the repository, in a folder whose name is no task id) is one problem of its own,
  * and the others are still read.
  */
-export async function scanManifests(repo: string, skip: (taskId: string) => boolean | Promise<boolean> = () => false): Promise<ScannedManifest[]> {
+export async function scanManifests(
+  repo: string,
+  skip: (taskId: string) => boolean | Promise<boolean> = () => false,
+): Promise<ScannedManifest[]> {
   let entries: Array<{ name: string; link: boolean }>;
   try {
     if (await outsideRepoProblem(repo, TASKS_DIR)) return []; // .optimus/tasks itself leads elsewhere: nothing of this repository
@@ -87,7 +93,11 @@ export async function scanManifests(repo: string, skip: (taskId: string) => bool
     // A task the farm knows already is not read at all (a restart reads nothing of its history).
     if (await skip(taskId)) continue;
     const rel = manifestRelPath(taskId);
-    const problem = (field: string, message: string): ScannedManifest => ({ taskId, file: rel, problems: [{ file: rel, line: 1, column: 1, field, message }] });
+    const problem = (field: string, message: string): ScannedManifest => ({
+      taskId,
+      file: rel,
+      problems: [{ file: rel, line: 1, column: 1, field, message }],
+    });
     try {
       const outside = link ? await outsideRepoProblem(repo, join(TASKS_DIR, taskId)) : undefined;
       if (outside) {
@@ -107,7 +117,13 @@ export async function scanManifests(repo: string, skip: (taskId: string) => bool
       const parsed = parseManifestYaml(read.text, rel);
       if (!parsed.ok) out.push({ taskId, file: rel, problems: parsed.problems });
       else if (parsed.manifest.id && parsed.manifest.id !== taskId) {
-        out.push({ taskId, file: rel, problems: [{ file: rel, line: 1, column: 1, field: "id", message: `id '${parsed.manifest.id}' does not match its folder '${taskId}'` }] });
+        out.push({
+          taskId,
+          file: rel,
+          problems: [
+            { file: rel, line: 1, column: 1, field: "id", message: `id '${parsed.manifest.id}' does not match its folder '${taskId}'` },
+          ],
+        });
       } else out.push({ taskId, file: rel, manifest: { ...parsed.manifest, id: taskId } });
     } catch (err) {
       out.push(problem("(file)", `could not be read (${(err as Error).message}); check the file`));

@@ -143,14 +143,48 @@ export type ForgeEvent =
   /** a review approval by a user with write access: approves a held change, recorded with who */
   | { kind: "approved"; id: string; pullNumber: number; by: string; reviewId: number; commitSha: string; at: string }
   /** a change request by a user with write access: a new attempt with these comments as feedback */
-  | { kind: "changes_requested"; id: string; pullNumber: number; by: string; reviewId: number; commitSha: string; body: string; comments: LineComment[]; at: string }
+  | {
+      kind: "changes_requested";
+      id: string;
+      pullNumber: number;
+      by: string;
+      reviewId: number;
+      commitSha: string;
+      body: string;
+      comments: LineComment[];
+      at: string;
+    }
   /** review comments (no verdict) by a user with write access: feedback for the next attempt */
-  | { kind: "commented"; id: string; pullNumber: number; by: string; reviewId: number; commitSha: string; body: string; comments: LineComment[]; at: string }
+  | {
+      kind: "commented";
+      id: string;
+      pullNumber: number;
+      by: string;
+      reviewId: number;
+      commitSha: string;
+      body: string;
+      comments: LineComment[];
+      at: string;
+    }
   /**
    * A check of the team's own CI (not one of the farm's) that failed on the head of a pull request.
    * `required`: branch protection requires it, so it blocks the merge.
    */
-  | { kind: "check_failed"; id: string; pullNumbers: number[]; sha: string; name: string; checkRunId: number; conclusion: string; required: boolean; title: string; summary: string; text: string; url: string; at: string }
+  | {
+      kind: "check_failed";
+      id: string;
+      pullNumbers: number[];
+      sha: string;
+      name: string;
+      checkRunId: number;
+      conclusion: string;
+      required: boolean;
+      title: string;
+      summary: string;
+      text: string;
+      url: string;
+      at: string;
+    }
   /** the pull request was closed without a merge (by a person, unless `byBot`) */
   | { kind: "closed"; id: string; pullNumber: number; by: string; byBot: boolean; at: string };
 
@@ -220,7 +254,14 @@ export class ForgeError extends Error {
     readonly code: ForgeErrorCode,
     message: string,
     /** `sha`: with `merge_unverified`, the commit the forge said it merged */
-    readonly detail: { status?: number; requestId?: string; retryAfterMs?: number; forgeMessage?: string; operation?: string; sha?: string } = {},
+    readonly detail: {
+      status?: number;
+      requestId?: string;
+      retryAfterMs?: number;
+      forgeMessage?: string;
+      operation?: string;
+      sha?: string;
+    } = {},
   ) {
     super(message);
   }
@@ -246,7 +287,11 @@ export interface PullRequestBodyInput {
   link?: string;
 }
 
-const esc = (s: string): string => s.replace(/[\r\n]+/g, " ").replace(/\|/g, "\\|").slice(0, 300);
+const esc = (s: string): string =>
+  s
+    .replace(/[\r\n]+/g, " ")
+    .replace(/\|/g, "\\|")
+    .slice(0, 300);
 
 /** The pull request's body: the task, its units, evidence, risk and a link back (markdown). */
 export function renderPullRequestBody(input: PullRequestBodyInput): string {
@@ -254,7 +299,8 @@ export function renderPullRequestBody(input: PullRequestBodyInput): string {
   lines.push(`**Task** \`${input.task.id}\`: ${esc(input.task.title)}`, "");
   if (input.task.description) lines.push(input.task.description.slice(0, 20_000), "");
   lines.push("### Units", "", "| unit | role | state | goal |", "| --- | --- | --- | --- |");
-  for (const u of input.units) lines.push(`| \`${u.id}\` | ${u.role} | ${u.state}${u.commit ? ` (${u.commit.slice(0, 10)})` : ""} | ${esc(u.goal ?? "")} |`);
+  for (const u of input.units)
+    lines.push(`| \`${u.id}\` | ${u.role} | ${u.state}${u.commit ? ` (${u.commit.slice(0, 10)})` : ""} | ${esc(u.goal ?? "")} |`);
   lines.push("", "### Evidence", "");
   if (input.evidence.length === 0) lines.push("- no evals yet");
   for (const e of input.evidence) lines.push(`- ${e.ok ? "✅" : "❌"} ${esc(e.name)}${e.detail ? `: ${esc(e.detail)}` : ""}`);
@@ -278,4 +324,5 @@ export function renderReviewBody(verdict: { verdict: "approve" | "request_change
 }
 
 /** The review event for a verdict. */
-export const reviewEventFor = (verdict: "approve" | "request_changes"): ReviewPost["event"] => (verdict === "approve" ? "APPROVE" : "REQUEST_CHANGES");
+export const reviewEventFor = (verdict: "approve" | "request_changes"): ReviewPost["event"] =>
+  verdict === "approve" ? "APPROVE" : "REQUEST_CHANGES";

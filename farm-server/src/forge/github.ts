@@ -108,7 +108,8 @@ export interface GitHubCheckRunLike {
 const FAILING = new Set(["failure", "timed_out", "cancelled", "action_required", "startup_failure", "stale"]);
 const PASSING = new Set(["success", "neutral", "skipped"]);
 const MAX_OUTPUT = 65_000;
-const clip = (s: string | undefined, n = MAX_OUTPUT): string | undefined => (s === undefined ? undefined : s.length > n ? `${s.slice(0, n - 20)}\n…(truncated)` : s);
+const clip = (s: string | undefined, n = MAX_OUTPUT): string | undefined =>
+  s === undefined ? undefined : s.length > n ? `${s.slice(0, n - 20)}\n…(truncated)` : s;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A token auth strategy that asks for the token at every request (retries included). */
@@ -163,16 +164,21 @@ export class GitHubForge implements Forge {
     const maxRetries = opts.maxRateLimitRetries ?? 3;
     const log = this.log;
     const id = `optimus-forge-${opts.baseUrl ?? "github"}-${opts.repo}`;
-    const waitOut = (kind: string) => (retryAfter: number, options: { method?: string; url?: string }, _o: unknown, retryCount: number): boolean => {
-      const ms = retryAfter * 1000;
-      const detail = { kind, method: options.method, url: options.url, retryAfterMs: ms, retryCount };
-      if (retryCount >= maxRetries || ms > capMs) {
-        log.warn({ ...detail, capMs, maxRetries }, `forge ${kind} rate limit: not waiting (${retryCount >= maxRetries ? "retries exhausted" : "retry-after over the cap"})`);
-        return false;
-      }
-      log.warn(detail, `forge ${kind} rate limit: waiting ${ms} ms before retrying`);
-      return true;
-    };
+    const waitOut =
+      (kind: string) =>
+      (retryAfter: number, options: { method?: string; url?: string }, _o: unknown, retryCount: number): boolean => {
+        const ms = retryAfter * 1000;
+        const detail = { kind, method: options.method, url: options.url, retryAfterMs: ms, retryCount };
+        if (retryCount >= maxRetries || ms > capMs) {
+          log.warn(
+            { ...detail, capMs, maxRetries },
+            `forge ${kind} rate limit: not waiting (${retryCount >= maxRetries ? "retries exhausted" : "retry-after over the cap"})`,
+          );
+          return false;
+        }
+        log.warn(detail, `forge ${kind} rate limit: waiting ${ms} ms before retrying`);
+        return true;
+      };
     this.octokit = new RestOctokit({
       authStrategy: resolvedTokenAuth(opts.token),
       ...(opts.baseUrl ? { baseUrl: opts.baseUrl.replace(/\/+$/, "") } : {}),
@@ -218,19 +224,34 @@ export class GitHubForge implements Forge {
 
   async openOrUpdatePullRequest(content: PullRequestContent): Promise<PullRequestRef> {
     const findOpen = async () => {
-      const { data } = await this.call("list pull requests", () => this.octokit.rest.pulls.list({ ...this.ctx, state: "open", head: `${this.owner}:${content.head}`, per_page: 10 }));
+      const { data } = await this.call("list pull requests", () =>
+        this.octokit.rest.pulls.list({ ...this.ctx, state: "open", head: `${this.owner}:${content.head}`, per_page: 10 }),
+      );
       return data[0];
     };
     const update = async (n: number, currentBase: string) => {
       const { data } = await this.call("update pull request", () =>
-        this.octokit.rest.pulls.update({ ...this.ctx, pull_number: n, title: content.title, body: content.body, ...(currentBase !== content.base ? { base: content.base } : {}) }),
+        this.octokit.rest.pulls.update({
+          ...this.ctx,
+          pull_number: n,
+          title: content.title,
+          body: content.body,
+          ...(currentBase !== content.base ? { base: content.base } : {}),
+        }),
       );
       return this.toRef(data);
     };
     const open = await findOpen();
     if (open) return update(open.number, open.base.ref);
     try {
-      const { data } = await this.octokit.rest.pulls.create({ ...this.ctx, head: content.head, base: content.base, title: content.title, body: content.body, maintainer_can_modify: false });
+      const { data } = await this.octokit.rest.pulls.create({
+        ...this.ctx,
+        head: content.head,
+        base: content.base,
+        title: content.title,
+        body: content.body,
+        maintainer_can_modify: false,
+      });
       this.log.info({ pull: data.number, head: content.head, base: content.base }, "forge: pull request opened");
       return this.toRef(data);
     } catch (err) {
@@ -250,10 +271,15 @@ export class GitHubForge implements Forge {
   }
 
   async reportCheck(report: CheckReport): Promise<CheckRef> {
-    if (report.status === "completed" && !report.conclusion) throw new ForgeError("invalid", `check '${report.name}': a completed check needs a conclusion`);
+    if (report.status === "completed" && !report.conclusion)
+      throw new ForgeError("invalid", `check '${report.name}': a completed check needs a conclusion`);
     const output =
       report.summary !== undefined || report.title !== undefined
-        ? { title: clip(report.title ?? report.name, 1000)!, summary: clip(report.summary ?? "")!, ...(report.text !== undefined ? { text: clip(report.text)! } : {}) }
+        ? {
+            title: clip(report.title ?? report.name, 1000)!,
+            summary: clip(report.summary ?? "")!,
+            ...(report.text !== undefined ? { text: clip(report.text)! } : {}),
+          }
         : undefined;
     const common = {
       ...this.ctx,
@@ -262,13 +288,21 @@ export class GitHubForge implements Forge {
       ...(report.conclusion ? { conclusion: report.conclusion } : {}),
       ...(report.detailsUrl ? { details_url: report.detailsUrl } : {}),
       // The farm's mark on its check runs: set at creation, kept by updates that do not name another.
-      ...(report.id === undefined || report.externalId !== undefined ? { external_id: `${FARM_EXTERNAL_ID_PREFIX}${report.externalId ?? report.name}` } : {}),
+      ...(report.id === undefined || report.externalId !== undefined
+        ? { external_id: `${FARM_EXTERNAL_ID_PREFIX}${report.externalId ?? report.name}` }
+        : {}),
       ...(report.status === "completed" ? { completed_at: new Date().toISOString() } : {}),
       ...(output ? { output } : {}),
     };
     const { data } =
       report.id === undefined
-        ? await this.call("create check run", () => this.octokit.rest.checks.create({ ...common, head_sha: report.sha, ...(report.status !== "queued" ? { started_at: new Date().toISOString() } : {}) }))
+        ? await this.call("create check run", () =>
+            this.octokit.rest.checks.create({
+              ...common,
+              head_sha: report.sha,
+              ...(report.status !== "queued" ? { started_at: new Date().toISOString() } : {}),
+            }),
+          )
         : await this.call("update check run", () => this.octokit.rest.checks.update({ ...common, check_run_id: report.id! }));
     if (data.app?.id !== undefined) this.ownAppId = data.app.id;
     return { id: data.id, url: data.html_url ?? data.url };
@@ -282,7 +316,9 @@ export class GitHubForge implements Forge {
         commit_id: review.commitSha,
         event,
         body,
-        ...(comments.length ? { comments: comments.map((c) => ({ path: c.path, line: c.line, side: "RIGHT" as const, body: c.body })) } : {}),
+        ...(comments.length
+          ? { comments: comments.map((c) => ({ path: c.path, line: c.line, side: "RIGHT" as const, body: c.body })) }
+          : {}),
       });
       return { id: data.id, url: data.html_url, postedAs: event };
     };
@@ -305,7 +341,10 @@ export class GitHubForge implements Forge {
         }
         if (comments.length && /line|position|diff|path/i.test(e.message)) {
           // A comment on a line outside the diff: keep it, in the body.
-          this.log.info({ pull: review.pullNumber, comments: comments.length }, "forge: line comments outside the diff moved into the review body");
+          this.log.info(
+            { pull: review.pullNumber, comments: comments.length },
+            "forge: line comments outside the diff moved into the review body",
+          );
           text = `${text}\n\n${comments.map((c) => `- \`${c.path}:${c.line}\`: ${c.body}`).join("\n")}`;
           comments = [];
           continue;
@@ -328,7 +367,9 @@ export class GitHubForge implements Forge {
   }
 
   private async checkRunsOn(sha: string): Promise<GitHubCheckRunLike[]> {
-    return this.call("list check runs", () => this.octokit.paginate(this.octokit.rest.checks.listForRef, { ...this.ctx, ref: sha, filter: "latest", per_page: 100 })) as Promise<GitHubCheckRunLike[]>;
+    return this.call("list check runs", () =>
+      this.octokit.paginate(this.octokit.rest.checks.listForRef, { ...this.ctx, ref: sha, filter: "latest", per_page: 100 }),
+    ) as Promise<GitHubCheckRunLike[]>;
   }
 
   async mergeReadiness(pullNumber: number): Promise<MergeReadiness> {
@@ -341,28 +382,66 @@ export class GitHubForge implements Forge {
     }
     const required = await this.requiredChecks(pr.base.ref);
     const runs = required.length ? await this.checkRunsOn(pr.head.sha) : [];
-    const statuses = required.length ? (await this.call("get combined status", () => this.octokit.rest.repos.getCombinedStatusForRef({ ...this.ctx, ref: pr.head.sha, per_page: 100 }))).data.statuses : [];
+    const statuses = required.length
+      ? (
+          await this.call("get combined status", () =>
+            this.octokit.rest.repos.getCombinedStatusForRef({ ...this.ctx, ref: pr.head.sha, per_page: 100 }),
+          )
+        ).data.statuses
+      : [];
     const requiredChecks: RequiredCheck[] = required.map(({ context, appId }) => {
-      const run = runs.filter((r) => r.name === context && (appId === null || appId === -1 || r.app?.id === appId)).sort((a, b) => b.id - a.id)[0];
+      const run = runs
+        .filter((r) => r.name === context && (appId === null || appId === -1 || r.app?.id === appId))
+        .sort((a, b) => b.id - a.id)[0];
       if (run) {
         const summary = run.output.title ?? run.output.summary ?? undefined;
-        const state: RequiredCheck["state"] = run.status !== "completed" ? "pending" : PASSING.has(run.conclusion ?? "") ? "success" : "failure";
+        const state: RequiredCheck["state"] =
+          run.status !== "completed" ? "pending" : PASSING.has(run.conclusion ?? "") ? "success" : "failure";
         return { name: context, state, ...(summary ? { summary } : {}) };
       }
       const st = statuses.find((s) => s.context === context);
-      if (st) return { name: context, state: st.state === "success" ? "success" : st.state === "pending" ? "pending" : "failure", ...(st.description ? { summary: st.description } : {}) };
+      if (st)
+        return {
+          name: context,
+          state: st.state === "success" ? "success" : st.state === "pending" ? "pending" : "failure",
+          ...(st.description ? { summary: st.description } : {}),
+        };
       return { name: context, state: "missing" };
     });
-    const requiredChecksState = requiredChecks.some((c) => c.state === "failure") ? "failure" : requiredChecks.some((c) => c.state !== "success") ? "pending" : "success";
+    const requiredChecksState = requiredChecks.some((c) => c.state === "failure")
+      ? "failure"
+      : requiredChecks.some((c) => c.state !== "success")
+        ? "pending"
+        : "success";
     const state = this.toRef(pr).state;
     const why: string[] = [];
     if (state !== "open") why.push(`the pull request is ${state}`);
     if (pr.draft) why.push("the pull request is a draft");
     if (pr.mergeable === null) why.push("the forge has not computed mergeability yet");
-    else if (pr.mergeable === false) why.push(pr.mergeable_state === "dirty" ? "the change conflicts with the base branch" : `the forge says it is not mergeable (${pr.mergeable_state})`);
-    for (const c of requiredChecks) if (c.state !== "success") why.push(`required check '${c.name}' ${c.state === "missing" ? "has not reported" : c.state === "pending" ? "is still running" : "failed"}${c.summary ? `: ${c.summary}` : ""}`);
-    if (why.length === 0 && ["blocked", "behind", "dirty", "draft"].includes(pr.mergeable_state)) why.push(`the forge's branch protection blocks it (${pr.mergeable_state})`);
-    return { pullNumber, state, headSha: pr.head.sha, mergeable: pr.mergeable, mergeableState: pr.mergeable_state, requiredChecks, requiredChecksState, ready: why.length === 0, why };
+    else if (pr.mergeable === false)
+      why.push(
+        pr.mergeable_state === "dirty"
+          ? "the change conflicts with the base branch"
+          : `the forge says it is not mergeable (${pr.mergeable_state})`,
+      );
+    for (const c of requiredChecks)
+      if (c.state !== "success")
+        why.push(
+          `required check '${c.name}' ${c.state === "missing" ? "has not reported" : c.state === "pending" ? "is still running" : "failed"}${c.summary ? `: ${c.summary}` : ""}`,
+        );
+    if (why.length === 0 && ["blocked", "behind", "dirty", "draft"].includes(pr.mergeable_state))
+      why.push(`the forge's branch protection blocks it (${pr.mergeable_state})`);
+    return {
+      pullNumber,
+      state,
+      headSha: pr.head.sha,
+      mergeable: pr.mergeable,
+      mergeableState: pr.mergeable_state,
+      requiredChecks,
+      requiredChecksState,
+      ready: why.length === 0,
+      why,
+    };
   }
 
   async merge(request: MergeRequest): Promise<MergeResult> {
@@ -377,14 +456,31 @@ export class GitHubForge implements Forge {
         ...(request.commitTitle ? { commit_title: request.commitTitle } : {}),
         ...(request.commitMessage ? { commit_message: request.commitMessage } : {}),
       });
-      if (!data.merged) throw new ForgeError("merge_refused", `the forge did not merge pull request #${request.pullNumber}: ${data.message}`, { forgeMessage: data.message });
+      if (!data.merged)
+        throw new ForgeError("merge_refused", `the forge did not merge pull request #${request.pullNumber}: ${data.message}`, {
+          forgeMessage: data.message,
+        });
       sha = data.sha;
     } catch (err) {
       const e = toForgeError(err, "merge");
-      if (e.detail.status === 405) throw new ForgeError("merge_refused", `the forge refused to merge pull request #${request.pullNumber}: ${e.detail.forgeMessage ?? e.message}`, e.detail);
+      if (e.detail.status === 405)
+        throw new ForgeError(
+          "merge_refused",
+          `the forge refused to merge pull request #${request.pullNumber}: ${e.detail.forgeMessage ?? e.message}`,
+          e.detail,
+        );
       if (e.detail.status === 409)
-        throw new ForgeError("head_moved", `pull request #${request.pullNumber} was not merged: its head is no longer ${request.expectedHeadSha.slice(0, 12)}, the version evaluated (${e.detail.forgeMessage ?? e.message})`, e.detail);
-      if (e.detail.status === 422) throw new ForgeError("invalid", `the forge rejected the merge of pull request #${request.pullNumber}: ${e.detail.forgeMessage ?? e.message}`, e.detail);
+        throw new ForgeError(
+          "head_moved",
+          `pull request #${request.pullNumber} was not merged: its head is no longer ${request.expectedHeadSha.slice(0, 12)}, the version evaluated (${e.detail.forgeMessage ?? e.message})`,
+          e.detail,
+        );
+      if (e.detail.status === 422)
+        throw new ForgeError(
+          "invalid",
+          `the forge rejected the merge of pull request #${request.pullNumber}: ${e.detail.forgeMessage ?? e.message}`,
+          e.detail,
+        );
       throw e;
     }
     // Reported only once the base branch contains it. The merge call succeeded: whatever fails from
@@ -394,13 +490,23 @@ export class GitHubForge implements Forge {
       base = (await this.getPullRequest(request.pullNumber)).base;
       const { data: branch } = await this.call("get branch", () => this.octokit.rest.repos.getBranch({ ...this.ctx, branch: base }));
       if (branch.commit.sha !== sha) {
-        const { data: cmp } = await this.call("compare", () => this.octokit.rest.repos.compareCommitsWithBasehead({ ...this.ctx, basehead: `${sha}...${branch.commit.sha}`, per_page: 1 }));
+        const { data: cmp } = await this.call("compare", () =>
+          this.octokit.rest.repos.compareCommitsWithBasehead({ ...this.ctx, basehead: `${sha}...${branch.commit.sha}`, per_page: 1 }),
+        );
         if (cmp.status !== "identical" && cmp.status !== "ahead")
-          throw new ForgeError("merge_unverified", `the forge reported pull request #${request.pullNumber} merged as ${sha.slice(0, 12)}, but ${base} (${branch.commit.sha.slice(0, 12)}) does not contain it`, { sha });
+          throw new ForgeError(
+            "merge_unverified",
+            `the forge reported pull request #${request.pullNumber} merged as ${sha.slice(0, 12)}, but ${base} (${branch.commit.sha.slice(0, 12)}) does not contain it`,
+            { sha },
+          );
       }
     } catch (err) {
       if (err instanceof ForgeError && err.code === "merge_unverified") throw err;
-      throw new ForgeError("merge_unverified", `the forge reported pull request #${request.pullNumber} merged as ${sha.slice(0, 12)}, but the base branch could not be checked: ${(err as Error).message}`, { sha });
+      throw new ForgeError(
+        "merge_unverified",
+        `the forge reported pull request #${request.pullNumber} merged as ${sha.slice(0, 12)}, but the base branch could not be checked: ${(err as Error).message}`,
+        { sha },
+      );
     }
     this.log.info({ pull: request.pullNumber, sha, method, base }, "forge: pull request merged");
     return { pullNumber: request.pullNumber, sha, method, base };
@@ -427,16 +533,35 @@ export class GitHubForge implements Forge {
     const state = review.state.toUpperCase();
     const by = review.user?.login ?? "ghost";
     if ((review.body ?? "").includes(FARM_MARKER)) return { ignored: "the farm's own review" };
-    if (state !== "APPROVED" && state !== "CHANGES_REQUESTED" && state !== "COMMENTED") return { ignored: `a ${state.toLowerCase()} review` };
+    if (state !== "APPROVED" && state !== "CHANGES_REQUESTED" && state !== "COMMENTED")
+      return { ignored: `a ${state.toLowerCase()} review` };
     if (!(await this.hasWriteAccess(by, review.author_association))) return { ignored: `${by} has no write access to ${this.repo}` };
-    const base = { id: `review:${review.id}`, pullNumber, by, reviewId: review.id, commitSha: review.commit_id ?? "", at: review.submitted_at ?? new Date().toISOString() };
+    const base = {
+      id: `review:${review.id}`,
+      pullNumber,
+      by,
+      reviewId: review.id,
+      commitSha: review.commit_id ?? "",
+      at: review.submitted_at ?? new Date().toISOString(),
+    };
     if (state === "APPROVED") return { event: { kind: "approved", ...base } };
     const comments = await this.call("list review comments", () =>
-      this.octokit.paginate(this.octokit.rest.pulls.listCommentsForReview, { ...this.ctx, pull_number: pullNumber, review_id: review.id, per_page: 100 }),
+      this.octokit.paginate(this.octokit.rest.pulls.listCommentsForReview, {
+        ...this.ctx,
+        pull_number: pullNumber,
+        review_id: review.id,
+        per_page: 100,
+      }),
     );
-    const lines: LineComment[] = comments.map((c) => ({ path: c.path, line: (c as { line?: number | null }).line ?? (c as { original_line?: number | null }).original_line ?? 0, body: c.body }));
+    const lines: LineComment[] = comments.map((c) => ({
+      path: c.path,
+      line: (c as { line?: number | null }).line ?? (c as { original_line?: number | null }).original_line ?? 0,
+      body: c.body,
+    }));
     if (state === "COMMENTED" && lines.length === 0 && !(review.body ?? "").trim()) return { ignored: "an empty comment review" };
-    return { event: { kind: state === "CHANGES_REQUESTED" ? "changes_requested" : "commented", ...base, body: review.body ?? "", comments: lines } };
+    return {
+      event: { kind: state === "CHANGES_REQUESTED" ? "changes_requested" : "commented", ...base, body: review.body ?? "", comments: lines },
+    };
   }
 
   /** Whether a check run is the farm's own (never the team's CI). */
@@ -446,9 +571,14 @@ export class GitHubForge implements Forge {
   }
 
   /** The domain event of a failing check of the team's CI (none for a passing one or the farm's own). */
-  async eventForCheckRun(run: GitHubCheckRunLike, pullNumbers?: number[], base?: string): Promise<{ event?: ForgeEvent; ignored?: string }> {
+  async eventForCheckRun(
+    run: GitHubCheckRunLike,
+    pullNumbers?: number[],
+    base?: string,
+  ): Promise<{ event?: ForgeEvent; ignored?: string }> {
     if (this.isOwnCheck(run)) return { ignored: "the farm's own check" };
-    if (run.status !== "completed" || !FAILING.has(run.conclusion ?? "")) return { ignored: `check '${run.name}' ${run.status} ${run.conclusion ?? ""}`.trim() };
+    if (run.status !== "completed" || !FAILING.has(run.conclusion ?? ""))
+      return { ignored: `check '${run.name}' ${run.status} ${run.conclusion ?? ""}`.trim() };
     const pulls = pullNumbers ?? run.pull_requests.map((p) => p.number);
     const bases = base ? [base] : [...new Set(run.pull_requests.map((p) => p.base.ref))];
     let required = false;
@@ -488,13 +618,22 @@ export class GitHubForge implements Forge {
 
   /** The close of a pull request without a merge, with who closed it. */
   closedEvent(pullNumber: number, by: { login: string; type?: string } | null | undefined, at: string | null | undefined): ForgeEvent {
-    return { kind: "closed", id: `closed:${pullNumber}`, pullNumber, by: by?.login ?? "ghost", byBot: by?.type === "Bot", at: at ?? new Date().toISOString() };
+    return {
+      kind: "closed",
+      id: `closed:${pullNumber}`,
+      pullNumber,
+      by: by?.login ?? "ghost",
+      byBot: by?.type === "Bot",
+      at: at ?? new Date().toISOString(),
+    };
   }
 
   async readActivity(pullNumber: number): Promise<ForgeActivity> {
     const out: ForgeActivity = { events: [], ignored: [] };
     const { data: pr } = await this.call("get pull request", () => this.octokit.rest.pulls.get({ ...this.ctx, pull_number: pullNumber }));
-    const reviews = await this.call("list reviews", () => this.octokit.paginate(this.octokit.rest.pulls.listReviews, { ...this.ctx, pull_number: pullNumber, per_page: 100 }));
+    const reviews = await this.call("list reviews", () =>
+      this.octokit.paginate(this.octokit.rest.pulls.listReviews, { ...this.ctx, pull_number: pullNumber, per_page: 100 }),
+    );
     for (const review of reviews) {
       const r = await this.eventForReview(pullNumber, review as GitHubReviewLike);
       if (r.event) out.events.push(r.event);
@@ -526,19 +665,28 @@ export function toForgeError(err: unknown, operation: string): ForgeError {
   const e = err as { status?: number; message?: string; response?: { headers?: Record<string, string | undefined>; data?: unknown } };
   const status = typeof e?.status === "number" ? e.status : undefined;
   const headers = e?.response?.headers ?? {};
-  const data = e?.response?.data as { message?: string; errors?: ({ message?: string; code?: string; field?: string } | string)[] } | undefined;
-  const details = (data?.errors ?? []).map((x) => (typeof x === "string" ? x : x.message ?? [x.code, x.field].filter(Boolean).join(" "))).filter(Boolean);
+  const data = e?.response?.data as
+    { message?: string; errors?: ({ message?: string; code?: string; field?: string } | string)[] } | undefined;
+  const details = (data?.errors ?? [])
+    .map((x) => (typeof x === "string" ? x : (x.message ?? [x.code, x.field].filter(Boolean).join(" "))))
+    .filter(Boolean);
   const forgeMessage = [typeof data?.message === "string" ? data.message : (e?.message ?? String(err)), ...details].join(": ");
   const requestId = headers["x-github-request-id"];
   const detail = { ...(status !== undefined ? { status } : {}), ...(requestId ? { requestId } : {}), forgeMessage, operation };
   const say = (what: string) => `forge ${operation}: ${what}${requestId ? ` (request ${requestId})` : ""}`;
-  if (status === undefined || status >= 500) return new ForgeError("unavailable", say(`the forge could not be reached or failed: ${forgeMessage}`), detail);
+  if (status === undefined || status >= 500)
+    return new ForgeError("unavailable", say(`the forge could not be reached or failed: ${forgeMessage}`), detail);
   if (status === 401) return new ForgeError("unauthorized", say(`the token was refused: ${forgeMessage}`), detail);
   if (status === 429 || (status === 403 && (/rate limit/i.test(forgeMessage) || headers["x-ratelimit-remaining"] === "0"))) {
     const ra = Number(headers["retry-after"]);
     const reset = Number(headers["x-ratelimit-reset"]);
-    const retryAfterMs = Number.isFinite(ra) && ra > 0 ? ra * 1000 : Number.isFinite(reset) && reset > 0 ? Math.max(0, reset * 1000 - Date.now()) : 60_000;
-    return new ForgeError("rate_limited", say(`rate limited for ${Math.ceil(retryAfterMs / 1000)} s more than the farm waits: ${forgeMessage}`), { ...detail, retryAfterMs });
+    const retryAfterMs =
+      Number.isFinite(ra) && ra > 0 ? ra * 1000 : Number.isFinite(reset) && reset > 0 ? Math.max(0, reset * 1000 - Date.now()) : 60_000;
+    return new ForgeError(
+      "rate_limited",
+      say(`rate limited for ${Math.ceil(retryAfterMs / 1000)} s more than the farm waits: ${forgeMessage}`),
+      { ...detail, retryAfterMs },
+    );
   }
   if (status === 403) return new ForgeError("forbidden", say(`the token may not do this: ${forgeMessage}`), detail);
   if (status === 404) return new ForgeError("not_found", say(`not found: ${forgeMessage}`), detail);

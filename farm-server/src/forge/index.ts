@@ -10,8 +10,23 @@ import { EventGate, ForgePoller, GitHubWebhookReceiver } from "./webhooks.js";
 import type { ForgeEvent, IgnoredActivity } from "./forge.js";
 
 export * from "./forge.js";
-export { GitHubForge, toForgeError, type ForgeLog, type GitHubForgeOptions, type GitHubCheckRunLike, type GitHubReviewLike } from "./github.js";
-export { EventGate, ForgePoller, GitHubWebhookReceiver, WebhookRejected, type ForgePollerOptions, type GitHubWebhookReceiverOptions, type WebhookDelivery } from "./webhooks.js";
+export {
+  GitHubForge,
+  toForgeError,
+  type ForgeLog,
+  type GitHubForgeOptions,
+  type GitHubCheckRunLike,
+  type GitHubReviewLike,
+} from "./github.js";
+export {
+  EventGate,
+  ForgePoller,
+  GitHubWebhookReceiver,
+  WebhookRejected,
+  type ForgePollerOptions,
+  type GitHubWebhookReceiverOptions,
+  type WebhookDelivery,
+} from "./webhooks.js";
 
 export interface ForgeWiring {
   forge: GitHubForge;
@@ -28,7 +43,13 @@ export interface ForgeWiring {
 export function createForge(
   config: ForgeConfig,
   secrets: Pick<SecretResolver, "resolve">,
-  hooks: { onEvent: (e: ForgeEvent) => void | Promise<void>; onIgnored?: (i: IgnoredActivity) => void; pullRequests: () => number[] | Promise<number[]>; log?: ForgeLog; seen?: Iterable<string> },
+  hooks: {
+    onEvent: (e: ForgeEvent) => void | Promise<void>;
+    onIgnored?: (i: IgnoredActivity) => void;
+    pullRequests: () => number[] | Promise<number[]>;
+    log?: ForgeLog;
+    seen?: Iterable<string>;
+  },
   extra: Partial<GitHubForgeOptions> = {},
 ): ForgeWiring {
   const forge = new GitHubForge({
@@ -41,9 +62,16 @@ export function createForge(
     ...extra,
   });
   const gate = new EventGate(hooks.seen);
-  const common = { onEvent: hooks.onEvent, ...(hooks.onIgnored ? { onIgnored: hooks.onIgnored } : {}), gate, ...(hooks.log ? { log: hooks.log } : {}) };
+  const common = {
+    onEvent: hooks.onEvent,
+    ...(hooks.onIgnored ? { onIgnored: hooks.onIgnored } : {}),
+    gate,
+    ...(hooks.log ? { log: hooks.log } : {}),
+  };
   const webhookSecret = config.webhookSecret;
-  const receiver = webhookSecret ? new GitHubWebhookReceiver({ forge, secret: () => secrets.resolve(webhookSecret), ...common }) : undefined;
+  const receiver = webhookSecret
+    ? new GitHubWebhookReceiver({ forge, secret: () => secrets.resolve(webhookSecret), ...common })
+    : undefined;
   const poller = new ForgePoller({ forge, pullRequests: hooks.pullRequests, intervalMs: config.pollIntervalMs, ...common });
   return { forge, receiver, poller, gate };
 }

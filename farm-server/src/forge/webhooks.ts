@@ -105,7 +105,10 @@ export class GitHubWebhookReceiver {
     }
   }
 
-  private async process(delivery: WebhookDelivery, { payload, webhooks }: { payload: unknown; webhooks: Webhooks }): Promise<ForgeActivity> {
+  private async process(
+    delivery: WebhookDelivery,
+    { payload, webhooks }: { payload: unknown; webhooks: Webhooks },
+  ): Promise<ForgeActivity> {
     const out: ForgeActivity = { events: [], ignored: [] };
     const forge = this.opts.forge;
     const add = (r: { event?: ForgeEvent; ignored?: string }, id: string, pullNumber?: number) => {
@@ -123,14 +126,23 @@ export class GitHubWebhookReceiver {
     };
     webhooks.on("pull_request_review.submitted", async ({ payload: p }: { payload: ReviewPayload }) => {
       if (wrongRepo(p)) return;
-      add(await forge.eventForReview(p.pull_request.number, p.review as unknown as GitHubReviewLike), `review:${p.review.id}`, p.pull_request.number);
+      add(
+        await forge.eventForReview(p.pull_request.number, p.review as unknown as GitHubReviewLike),
+        `review:${p.review.id}`,
+        p.pull_request.number,
+      );
     });
     webhooks.on("pull_request_review_comment.created", async ({ payload: p }: { payload: ReviewCommentPayload }) => {
       if (wrongRepo(p)) return;
       const reviewId = p.comment.pull_request_review_id;
       if (reviewId == null) return;
       // A line comment belongs to a review: the event is the review's (same id as its own delivery).
-      const { data: review } = await forge.octokit.rest.pulls.getReview({ owner: forge.owner, repo: forge.name, pull_number: p.pull_request.number, review_id: reviewId });
+      const { data: review } = await forge.octokit.rest.pulls.getReview({
+        owner: forge.owner,
+        repo: forge.name,
+        pull_number: p.pull_request.number,
+        review_id: reviewId,
+      });
       add(await forge.eventForReview(p.pull_request.number, review as GitHubReviewLike), `review:${reviewId}`, p.pull_request.number);
     });
     webhooks.on("check_run.completed", async ({ payload: p }: { payload: CheckRunPayload }) => {
@@ -208,13 +220,23 @@ export class GitHubWebhookReceiver {
         answer(400, "x-github-event and x-github-delivery are required");
         return;
       }
-      const delivery: WebhookDelivery = { id, name, signature: typeof signature === "string" ? signature : undefined, payload: Buffer.concat(chunks).toString("utf8") };
+      const delivery: WebhookDelivery = {
+        id,
+        name,
+        signature: typeof signature === "string" ? signature : undefined,
+        payload: Buffer.concat(chunks).toString("utf8"),
+      };
       this.verify(delivery).then(
         (parsed) => {
           answer(202, "accepted");
           if (name === "ping") return;
           const work = this.process(delivery, parsed)
-            .catch((err: unknown) => this.log.warn({ delivery: id, event: name, err: (err as Error)?.message ?? String(err) }, "forge webhook: could not be processed (the poller will find it)"))
+            .catch((err: unknown) =>
+              this.log.warn(
+                { delivery: id, event: name, err: (err as Error)?.message ?? String(err) },
+                "forge webhook: could not be processed (the poller will find it)",
+              ),
+            )
             .finally(() => this.pending.delete(work));
           this.pending.add(work);
         },

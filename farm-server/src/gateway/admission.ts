@@ -58,14 +58,32 @@ export function neverFits(cfg: GatewayConfig, c: Candidate, worker: RateLimits, 
  * everyone (a pause, the day or fleet budget, the fleet's buckets) or only this call's own task or
  * worker — those must not hold up the queue behind it.
  */
-export function admit(cfg: GatewayConfig, ledger: Ledger, c: Candidate, worker: RateLimits, fleet: RateLimits, now: number): { ok: true } | { ok: false; reason: string; shared: boolean; retryInMs?: number } {
+export function admit(
+  cfg: GatewayConfig,
+  ledger: Ledger,
+  c: Candidate,
+  worker: RateLimits,
+  fleet: RateLimits,
+  now: number,
+): { ok: true } | { ok: false; reason: string; shared: boolean; retryInMs?: number } {
   if (ledger.paused) return { ok: false, shared: true, reason: `escalations are paused: ${ledger.paused}` };
   for (const [name, limit, key] of ceilings(cfg.budgets, c, now)) {
     const used = ledger.spentOn(key) + ledger.reservedOn(key);
-    if (used + c.reservedUsd > limit + 1e-9) return { ok: false, shared: !key.startsWith("task:"), reason: `${name}: $${used.toFixed(4)} spent or reserved of $${limit.toFixed(2)}` };
+    if (used + c.reservedUsd > limit + 1e-9)
+      return {
+        ok: false,
+        shared: !key.startsWith("task:"),
+        reason: `${name}: $${used.toFixed(4)} spent or reserved of $${limit.toFixed(2)}`,
+      };
   }
   const fleetWait = fleet.waitFor(c.inputTokensMax, c.maxTokens);
   const workerWait = worker.waitFor(c.inputTokensMax, c.maxTokens);
-  if (fleetWait > 0 || workerWait > 0) return { ok: false, shared: fleetWait > 0, reason: "rate limits (requests or tokens per minute)", retryInMs: Math.max(fleetWait, workerWait) };
+  if (fleetWait > 0 || workerWait > 0)
+    return {
+      ok: false,
+      shared: fleetWait > 0,
+      reason: "rate limits (requests or tokens per minute)",
+      retryInMs: Math.max(fleetWait, workerWait),
+    };
   return { ok: true };
 }

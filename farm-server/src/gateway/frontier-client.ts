@@ -65,10 +65,17 @@ export async function callFrontier(r: FrontierRequest, usageSoFar: { inputTokens
   }
   usageSoFar.inputTokens = msg.usage.input_tokens;
   usageSoFar.outputTokens = msg.usage.output_tokens;
-  return { text, edits, stopReason: msg.stop_reason, usage: { inputTokens: msg.usage.input_tokens, outputTokens: msg.usage.output_tokens }, model: msg.model };
+  return {
+    text,
+    edits,
+    stopReason: msg.stop_reason,
+    usage: { inputTokens: msg.usage.input_tokens, outputTokens: msg.usage.output_tokens },
+    model: msg.model,
+  };
 }
 
-export type ErrorClass = "rate_limited" | "overloaded" | "spend_cap" | "network" | "server" | "refused" | "mid_stream" | "aborted" | "secret";
+export type ErrorClass =
+  "rate_limited" | "overloaded" | "spend_cap" | "network" | "server" | "refused" | "mid_stream" | "aborted" | "secret";
 
 export interface ClassifiedError {
   errorClass: ErrorClass;
@@ -83,15 +90,19 @@ export interface ClassifiedError {
 
 /** Sorts a failed call into the classes the gateway treats differently. Never includes the key. */
 export function classify(err: unknown, streamed: boolean): ClassifiedError {
-  if (err instanceof Anthropic.APIUserAbortError) return { errorClass: "aborted", message: "the call was cancelled", mayHaveCharged: streamed };
-  if (err instanceof Anthropic.APIConnectionError) return { errorClass: "network", message: `could not reach the frontier API: ${err.message}`, mayHaveCharged: false };
+  if (err instanceof Anthropic.APIUserAbortError)
+    return { errorClass: "aborted", message: "the call was cancelled", mayHaveCharged: streamed };
+  if (err instanceof Anthropic.APIConnectionError)
+    return { errorClass: "network", message: `could not reach the frontier API: ${err.message}`, mayHaveCharged: false };
   if (err instanceof Anthropic.APIError) {
     const body = (err.error ?? {}) as { error?: { type?: string; message?: string; details?: { error_code?: string } } };
     const type = body.error?.type;
     const message = (body.error?.message ?? err.message).slice(0, 500);
     const status = err.status;
     if (status === undefined) return { errorClass: "mid_stream", message: `the stream failed: ${message}`, mayHaveCharged: true };
-    const spendCap = body.error?.details?.error_code === "enforced_spend_limit_reached" || (status === 400 && /usage limits|credit balance/i.test(message));
+    const spendCap =
+      body.error?.details?.error_code === "enforced_spend_limit_reached" ||
+      (status === 400 && /usage limits|credit balance/i.test(message));
     if (spendCap) return { errorClass: "spend_cap", message, mayHaveCharged: false };
     if (status === 429) {
       const h = err.headers;
@@ -101,9 +112,15 @@ export function classify(err: unknown, streamed: boolean): ClassifiedError {
       };
       const ra = num("retry-after");
       return {
-        errorClass: "rate_limited", message, mayHaveCharged: false,
+        errorClass: "rate_limited",
+        message,
+        mayHaveCharged: false,
         retryAfterMs: ra !== undefined && Number.isFinite(ra) ? ra * 1000 : undefined,
-        remaining: { requests: num("anthropic-ratelimit-requests-remaining"), inputTokens: num("anthropic-ratelimit-input-tokens-remaining"), outputTokens: num("anthropic-ratelimit-output-tokens-remaining") },
+        remaining: {
+          requests: num("anthropic-ratelimit-requests-remaining"),
+          inputTokens: num("anthropic-ratelimit-input-tokens-remaining"),
+          outputTokens: num("anthropic-ratelimit-output-tokens-remaining"),
+        },
       };
     }
     if (status === 529 || type === "overloaded_error") return { errorClass: "overloaded", message, mayHaveCharged: false };

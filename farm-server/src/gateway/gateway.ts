@@ -1,11 +1,26 @@
 import type { Logger } from "pino";
-import { backoffMs, unitKey, type EscalationAnswer, type EscalationCall, type EscalationView, type GatePolicy, type GatewayConfig } from "@optimus/shared";
+import {
+  backoffMs,
+  unitKey,
+  type EscalationAnswer,
+  type EscalationCall,
+  type EscalationView,
+  type GatePolicy,
+  type GatewayConfig,
+} from "@optimus/shared";
 import { FarmError } from "../errors/farm-error.js";
 import { SecretError } from "../secrets/index.js";
 import type { FarmState } from "../core/farm-state.js";
 import { admit, costUsd, inputTokensUpperBound, neverFits, worstCaseUsd } from "./admission.js";
 import { EscalationStore, type StoredCall } from "./escalation-store.js";
-import { callFrontier, classify, EDIT_TOOL_BYTES, type ClassifiedError, type FrontierRequest, type FrontierResult } from "./frontier-client.js";
+import {
+  callFrontier,
+  classify,
+  EDIT_TOOL_BYTES,
+  type ClassifiedError,
+  type FrontierRequest,
+  type FrontierResult,
+} from "./frontier-client.js";
 import { gateDecision } from "./gate.js";
 import { RateLimits } from "./token-bucket.js";
 
@@ -90,8 +105,27 @@ export class Gateway {
         inFlight.map((x, i) => {
           const a = answers[i];
           return a
-            ? { type: "escalation_settled" as const, data: { requestId: x.requestId, inputTokens: a.usage.inputTokens, outputTokens: a.usage.outputTokens, costUsd: Math.min(a.costUsd, x.reservedUsd), outcome: "answered" as const } }
-            : { type: "escalation_settled" as const, data: { requestId: x.requestId, inputTokens: x.inputTokensMax, outputTokens: x.maxTokens, costUsd: x.reservedUsd, outcome: "unknown" as const, message: "the farm restarted during the call; charged at its reservation, not fired again" } };
+            ? {
+                type: "escalation_settled" as const,
+                data: {
+                  requestId: x.requestId,
+                  inputTokens: a.usage.inputTokens,
+                  outputTokens: a.usage.outputTokens,
+                  costUsd: Math.min(a.costUsd, x.reservedUsd),
+                  outcome: "answered" as const,
+                },
+              }
+            : {
+                type: "escalation_settled" as const,
+                data: {
+                  requestId: x.requestId,
+                  inputTokens: x.inputTokensMax,
+                  outputTokens: x.maxTokens,
+                  costUsd: x.reservedUsd,
+                  outcome: "unknown" as const,
+                  message: "the farm restarted during the call; charged at its reservation, not fired again",
+                },
+              };
         }),
         "farm",
       );
@@ -135,24 +169,90 @@ export class Gateway {
     const gate = gateDecision(this.d.gate, u, call.signals);
     const signals = { ...gate.signals };
     if (!gate.escalate) {
-      await this.d.state.commit([{ type: "escalation_denied", data: { requestId: call.requestId, taskId: call.taskId, unitId: call.unitId, attempt: call.attempt, worker, reason: gate.reason, signals } }], worker);
+      await this.d.state.commit(
+        [
+          {
+            type: "escalation_denied",
+            data: {
+              requestId: call.requestId,
+              taskId: call.taskId,
+              unitId: call.unitId,
+              attempt: call.attempt,
+              worker,
+              reason: gate.reason,
+              signals,
+            },
+          },
+        ],
+        worker,
+      );
       throw new FarmError("forbidden", `local only: ${gate.reason}`);
     }
-    if (!this.configured) throw new FarmError("conflict", "no frontier model is configured on this farm (gateway.apiKey in .optimus/config.yaml)");
+    if (!this.configured)
+      throw new FarmError("conflict", "no frontier model is configured on this farm (gateway.apiKey in .optimus/config.yaml)");
     const maxTokens = Math.min(call.maxTokens, this.d.config.maxTokensCap);
     const inputTokensMax = inputTokensUpperBound(call.system, call.messages, call.editTool ? EDIT_TOOL_BYTES : 0);
     const reservedUsd = worstCaseUsd(this.d.config.prices, inputTokensMax, maxTokens);
     const task = this.d.state.projection.tasks.get(call.taskId);
     const priority = (task?.priority ?? 0) * 1000 + u.spec.priority;
-    const never = neverFits(this.d.config, { taskId: call.taskId, worker, reservedUsd, inputTokensMax, maxTokens }, this.limitsOf(worker), this.fleet, this.now());
+    const never = neverFits(
+      this.d.config,
+      { taskId: call.taskId, worker, reservedUsd, inputTokensMax, maxTokens },
+      this.limitsOf(worker),
+      this.fleet,
+      this.now(),
+    );
     if (never) {
-      await this.d.state.commit([{ type: "escalation_denied", data: { requestId: call.requestId, taskId: call.taskId, unitId: call.unitId, attempt: call.attempt, worker, reason: `can never be admitted: ${never}`, signals } }], worker);
+      await this.d.state.commit(
+        [
+          {
+            type: "escalation_denied",
+            data: {
+              requestId: call.requestId,
+              taskId: call.taskId,
+              unitId: call.unitId,
+              attempt: call.attempt,
+              worker,
+              reason: `can never be admitted: ${never}`,
+              signals,
+            },
+          },
+        ],
+        worker,
+      );
       throw new FarmError("invalid", `this escalation can never be admitted: ${never}; ask for fewer max tokens or raise the limit`);
     }
     // The body is on disk before the journal says the call is queued, so a restart can still fire it.
-    await this.d.store.save({ requestId: call.requestId, system: call.system, messages: call.messages, maxTokens, editTool: call.editTool });
+    await this.d.store.save({
+      requestId: call.requestId,
+      system: call.system,
+      messages: call.messages,
+      maxTokens,
+      editTool: call.editTool,
+    });
     const waiter = this.waiter(call.requestId);
-    await this.d.state.commit([{ type: "escalation_queued", data: { requestId: call.requestId, taskId: call.taskId, unitId: call.unitId, attempt: call.attempt, worker, priority, model: this.d.config.model, maxTokens, inputTokensMax, reservedUsd, gate: gate.reason, signals } }], worker);
+    await this.d.state.commit(
+      [
+        {
+          type: "escalation_queued",
+          data: {
+            requestId: call.requestId,
+            taskId: call.taskId,
+            unitId: call.unitId,
+            attempt: call.attempt,
+            worker,
+            priority,
+            model: this.d.config.model,
+            maxTokens,
+            inputTokensMax,
+            reservedUsd,
+            gate: gate.reason,
+            signals,
+          },
+        },
+      ],
+      worker,
+    );
     this.schedulePump(0);
     return waiter.promise;
   }
@@ -164,7 +264,10 @@ export class Gateway {
     const answer = await this.d.store.answer(call.requestId);
     if (answer) return answer;
     if (state === "failed") throw new FarmError("conflict", `this escalation failed: ${reason ?? "unknown error"}`);
-    throw new FarmError("conflict", "this escalation's answer was lost when the farm restarted (it was charged); ask again with a new request id");
+    throw new FarmError(
+      "conflict",
+      "this escalation's answer was lost when the farm restarted (it was charged); ask again with a new request id",
+    );
   }
 
   private waiter(id: string): Waiter {
@@ -219,7 +322,20 @@ export class Gateway {
       // One ordering per pass; a request that arrives meanwhile schedules the next pass.
       for (const head of this.ledger.queue()) {
         if (this.firing.has(head.requestId) || head.state !== "queued") continue;
-        const verdict = admit(this.d.config, this.ledger, { taskId: head.taskId, worker: head.worker, reservedUsd: head.reservedUsd, inputTokensMax: head.inputTokensMax, maxTokens: head.maxTokens }, this.limitsOf(head.worker), this.fleet, this.now());
+        const verdict = admit(
+          this.d.config,
+          this.ledger,
+          {
+            taskId: head.taskId,
+            worker: head.worker,
+            reservedUsd: head.reservedUsd,
+            inputTokensMax: head.inputTokensMax,
+            maxTokens: head.maxTokens,
+          },
+          this.limitsOf(head.worker),
+          this.fleet,
+          this.now(),
+        );
         if (!verdict.ok) {
           head.reason = verdict.reason;
           if (verdict.retryInMs !== undefined) this.schedulePump(verdict.retryInMs);
@@ -231,13 +347,24 @@ export class Gateway {
         const body = await this.d.store.load(head.requestId);
         if (!body) {
           // Its body never reached the disk (a crash between the two): it cannot be fired.
-          await this.d.state.commit([{ type: "escalation_failed", data: { requestId: head.requestId, errorClass: "lost", message: "the request's body was not saved; the worker asks again" } }], "farm");
+          await this.d.state.commit(
+            [
+              {
+                type: "escalation_failed",
+                data: { requestId: head.requestId, errorClass: "lost", message: "the request's body was not saved; the worker asks again" },
+              },
+            ],
+            "farm",
+          );
           continue;
         }
         this.limitsOf(head.worker).take(head.inputTokensMax, head.maxTokens);
         this.fleet.take(head.inputTokensMax, head.maxTokens);
         this.firing.add(head.requestId);
-        const admitted = this.d.state.commit([{ type: "escalation_admitted", data: { requestId: head.requestId, reservedUsd: head.reservedUsd } }], "farm");
+        const admitted = this.d.state.commit(
+          [{ type: "escalation_admitted", data: { requestId: head.requestId, reservedUsd: head.reservedUsd } }],
+          "farm",
+        );
         void admitted.then(() => this.fire(head, body)).catch((err) => this.d.log.error({ err }, "escalation admission failed"));
       }
     } finally {
@@ -255,22 +382,63 @@ export class Gateway {
       for (let attempt = 1; attempt <= r.maxAttempts && !this.stopped; attempt++) {
         try {
           const res = await this.d.keys.withSecret(this.d.config.apiKey!, (apiKey) =>
-            this.call({ apiKey, baseUrl: this.d.config.baseUrl, model: this.d.config.model, system: body.system, messages: body.messages, maxTokens: body.maxTokens, editTool: body.editTool, timeoutMs: this.d.config.callTimeoutMs, requestId: x.requestId }, usage),
+            this.call(
+              {
+                apiKey,
+                baseUrl: this.d.config.baseUrl,
+                model: this.d.config.model,
+                system: body.system,
+                messages: body.messages,
+                maxTokens: body.maxTokens,
+                editTool: body.editTool,
+                timeoutMs: this.d.config.callTimeoutMs,
+                requestId: x.requestId,
+              },
+              usage,
+            ),
           );
           const cost = costUsd(this.d.config.prices, res.usage.inputTokens, res.usage.outputTokens);
-          const answer: EscalationAnswer = { requestId: x.requestId, text: res.text, edits: res.edits, stopReason: res.stopReason, usage: res.usage, costUsd: cost, model: res.model };
+          const answer: EscalationAnswer = {
+            requestId: x.requestId,
+            text: res.text,
+            edits: res.edits,
+            stopReason: res.stopReason,
+            usage: res.usage,
+            costUsd: cost,
+            model: res.model,
+          };
           await this.d.store.saveAnswer(answer);
-          await this.d.state.commit([{ type: "escalation_settled", data: { requestId: x.requestId, inputTokens: res.usage.inputTokens, outputTokens: res.usage.outputTokens, costUsd: Math.min(cost, x.reservedUsd), outcome: "answered" } }], "farm");
+          await this.d.state.commit(
+            [
+              {
+                type: "escalation_settled",
+                data: {
+                  requestId: x.requestId,
+                  inputTokens: res.usage.inputTokens,
+                  outputTokens: res.usage.outputTokens,
+                  costUsd: Math.min(cost, x.reservedUsd),
+                  outcome: "answered",
+                },
+              },
+            ],
+            "farm",
+          );
           this.settleWaiter(x.requestId, answer);
           return;
         } catch (err) {
-          last = err instanceof SecretError
-            ? { errorClass: "secret", message: err.message, mayHaveCharged: false }
-            : err instanceof FarmError ? { errorClass: "refused", message: err.message, mayHaveCharged: false } : classify(err, usage.inputTokens > 0);
+          last =
+            err instanceof SecretError
+              ? { errorClass: "secret", message: err.message, mayHaveCharged: false }
+              : err instanceof FarmError
+                ? { errorClass: "refused", message: err.message, mayHaveCharged: false }
+                : classify(err, usage.inputTokens > 0);
           last.message = this.d.redact ? this.d.redact(last.message) : last.message;
           this.d.log.warn({ requestId: x.requestId, errorClass: last.errorClass, attempt }, `frontier call failed: ${last.message}`);
           if (last.errorClass === "spend_cap") {
-            await this.d.state.commit([{ type: "escalations_paused", data: { reason: `frontier spend cap reached: ${last.message}` } }], "farm");
+            await this.d.state.commit(
+              [{ type: "escalations_paused", data: { reason: `frontier spend cap reached: ${last.message}` } }],
+              "farm",
+            );
             break;
           }
           if (last.errorClass === "rate_limited") {
@@ -291,9 +459,33 @@ export class Gateway {
       // Ended without an answer. A call that may have generated tokens is charged what it used.
       const charged = last?.mayHaveCharged ? costUsd(this.d.config.prices, usage.inputTokens || x.inputTokensMax, usage.outputTokens) : 0;
       const message = last ? `${last.errorClass}: ${last.message}` : "the gateway stopped";
-      await this.d.state.commit([{ type: "escalation_settled", data: { requestId: x.requestId, inputTokens: usage.inputTokens, outputTokens: usage.outputTokens, costUsd: Math.min(charged, x.reservedUsd), outcome: "failed", errorClass: last?.errorClass, message: message.slice(0, 500) } }], "farm");
+      await this.d.state.commit(
+        [
+          {
+            type: "escalation_settled",
+            data: {
+              requestId: x.requestId,
+              inputTokens: usage.inputTokens,
+              outputTokens: usage.outputTokens,
+              costUsd: Math.min(charged, x.reservedUsd),
+              outcome: "failed",
+              errorClass: last?.errorClass,
+              message: message.slice(0, 500),
+            },
+          },
+        ],
+        "farm",
+      );
       // A final answer (409), so the worker does not ask again with the same id.
-      this.settleWaiter(x.requestId, new FarmError("conflict", last?.errorClass === "spend_cap" ? `escalations are paused: the frontier spend cap is reached (${last.message})` : `the frontier call failed: ${message}`));
+      this.settleWaiter(
+        x.requestId,
+        new FarmError(
+          "conflict",
+          last?.errorClass === "spend_cap"
+            ? `escalations are paused: the frontier spend cap is reached (${last.message})`
+            : `the frontier call failed: ${message}`,
+        ),
+      );
     } finally {
       this.firing.delete(x.requestId);
       await this.d.store.remove(x.requestId).catch(() => undefined);

@@ -6,7 +6,10 @@ export class TokenBucket {
   private tokens: number;
   private at: number;
 
-  constructor(readonly perMinute: number, private readonly now: () => number = Date.now) {
+  constructor(
+    readonly perMinute: number,
+    private readonly now: () => number = Date.now,
+  ) {
     this.tokens = perMinute;
     this.at = now();
   }

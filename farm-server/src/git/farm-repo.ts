@@ -24,7 +24,10 @@ export interface EvalTree {
 }
 
 /** Configuration for git in a pooled tree: the user's sparse checkout or bare flag must not shape it. */
-const TREE_CONFIG: ReadonlyArray<readonly [string, string]> = [["core.sparseCheckout", "false"], ["core.bare", "false"]];
+const TREE_CONFIG: ReadonlyArray<readonly [string, string]> = [
+  ["core.sparseCheckout", "false"],
+  ["core.bare", "false"],
+];
 
 /**
  * The farm's hands on its own clone of the origin (bare, in its home): integration and unit
@@ -48,7 +51,12 @@ export class FarmRepo {
    * @param checkout a developer's checkout of the same repository on this machine (`--repo`), where
    * the planner may look up installed tools; never written
    */
-  constructor(readonly root: string, readonly worktreesDir: string, readonly checkout?: string, readonly evalSlots = Number.POSITIVE_INFINITY) {
+  constructor(
+    readonly root: string,
+    readonly worktreesDir: string,
+    readonly checkout?: string,
+    readonly evalSlots = Number.POSITIVE_INFINITY,
+  ) {
     this.git = new Git(root);
     mkdirSync(worktreesDir, { recursive: true });
   }
@@ -67,7 +75,12 @@ export class FarmRepo {
 
   /** git in a pooled tree: its own index and work tree, the repository's objects and refs. */
   private async inTree(t: EvalTree, args: readonly string[], opts: Omit<RunGitOptions, "cwd" | "env" | "config"> = {}): Promise<GitResult> {
-    return runGit(args, { ...opts, cwd: t.dir, config: TREE_CONFIG, env: { GIT_DIR: await this.gitDir(), GIT_WORK_TREE: t.dir, GIT_INDEX_FILE: t.index } });
+    return runGit(args, {
+      ...opts,
+      cwd: t.dir,
+      config: TREE_CONFIG,
+      env: { GIT_DIR: await this.gitDir(), GIT_WORK_TREE: t.dir, GIT_INDEX_FILE: t.index },
+    });
   }
 
   /**
@@ -77,7 +90,9 @@ export class FarmRepo {
    * `releaseTree` (it stays on disk for the next unit).
    */
   async acquireTree(commit: string): Promise<EvalTree> {
-    const slot = this.freeTrees.pop() ?? (this.treeCount < this.evalSlots ? this.treeCount++ : await new Promise<number>((r) => this.slotWaiters.push(r)));
+    const slot =
+      this.freeTrees.pop() ??
+      (this.treeCount < this.evalSlots ? this.treeCount++ : await new Promise<number>((r) => this.slotWaiters.push(r)));
     const t: EvalTree = { slot, dir: join(this.poolDir, `eval-${slot}`), index: join(this.poolDir, `eval-${slot}.index`) };
     try {
       await this.resetTree(t, commit);
@@ -186,13 +201,23 @@ export class FarmRepo {
    * The merge of `theirs` into `ours` as a commit object only (no ref moves): merge-tree writes the
    * tree, commit-tree the commit. A conflict is an answer, with the conflicting files.
    */
-  async mergeCommit(ours: string, theirs: string, message: string): Promise<{ ok: true; commit: string } | { ok: false; conflicts: string[]; reason: string }> {
-    const res = await this.git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs], { okCodes: [1] }).catch((err: Error) => err);
+  async mergeCommit(
+    ours: string,
+    theirs: string,
+    message: string,
+  ): Promise<{ ok: true; commit: string } | { ok: false; conflicts: string[]; reason: string }> {
+    const res = await this.git
+      .run(["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs], { okCodes: [1] })
+      .catch((err: Error) => err);
     if (res instanceof Error) return { ok: false, conflicts: [], reason: res.message.split("\n").slice(0, 5).join(" ") };
     const [tree, ...conflicted] = res.stdout.trim().split("\n");
     if (res.code !== 0) {
       const files = [...new Set(conflicted.filter(Boolean))];
-      return { ok: false, conflicts: files, reason: `conflicts in ${files.slice(0, 10).join(", ") || "the merge"}${files.length > 10 ? ` and ${files.length - 10} more` : ""}` };
+      return {
+        ok: false,
+        conflicts: files,
+        reason: `conflicts in ${files.slice(0, 10).join(", ") || "the merge"}${files.length > 10 ? ` and ${files.length - 10} more` : ""}`,
+      };
     }
     return { ok: true, commit: (await this.git.raw([...AUTHOR, "commit-tree", tree!, "-p", ours, "-p", theirs, "-m", message])).trim() };
   }
@@ -255,10 +280,13 @@ export class FarmRepo {
       const theirs = await this.revParse(`refs/heads/${branch}`);
       if (!ours || !theirs) throw new Error(`cannot merge ${branch} into ${into}: a branch is missing`);
       // Exit 1 with the conflicted files listed after the tree: an answer, not a failure.
-      const res = await this.git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs], { okCodes: [1] }).catch((err: Error) => err);
+      const res = await this.git
+        .run(["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs], { okCodes: [1] })
+        .catch((err: Error) => err);
       if (res instanceof Error) return { ok: false, conflict: res.message.split("\n").slice(0, 5).join(" ") };
       const [tree, ...conflicted] = res.stdout.trim().split("\n");
-      if (res.code !== 0) return { ok: false, conflict: `conflicts in ${conflicted.filter(Boolean).slice(0, 10).join(", ") || "the merge"}` };
+      if (res.code !== 0)
+        return { ok: false, conflict: `conflicts in ${conflicted.filter(Boolean).slice(0, 10).join(", ") || "the merge"}` };
       const commit = (await this.git.raw([...AUTHOR, "commit-tree", tree!, "-p", ours, "-p", theirs, "-m", message])).trim();
       await this.git.raw(["update-ref", `refs/heads/${into}`, commit, ours]);
       return { ok: true, commit };

@@ -45,7 +45,8 @@ export async function readPatchWithGit(repo: string, base: string, patch: string
         await git(["apply", "--cached", "--binary", "-"], patch);
       } catch (err) {
         const why = oneLine(err);
-        if (/failed: error: No valid patches in input/.test(why)) return { ok: false, error: "not a git patch: git found nothing to apply in it (send the output of `git diff --binary`)" };
+        if (/failed: error: No valid patches in input/.test(why))
+          return { ok: false, error: "not a git patch: git found nothing to apply in it (send the output of `git diff --binary`)" };
         return { ok: false, error: why };
       }
       raw = (await git(["diff-index", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev", base])).stdout;
@@ -70,7 +71,13 @@ export async function readPatchWithGit(repo: string, base: string, patch: string
   }
 }
 
-const oneLine = (err: unknown) => (err as Error).message.split("\n").map((l) => l.trim()).filter(Boolean).slice(0, 3).join(" ");
+const oneLine = (err: unknown) =>
+  (err as Error).message
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .slice(0, 3)
+    .join(" ");
 
 /** `:old new oldOid newOid S\0path\0` records, as `--raw -z` prints them. */
 function parseRaw(raw: string): ChangedEntry[] {
@@ -80,7 +87,16 @@ function parseRaw(raw: string): ChangedEntry[] {
     const head = parts[i]!;
     if (!head.startsWith(":")) break;
     const [oldMode, newMode, , newOid, status] = head.slice(1).split(" ");
-    out.push({ path: parts[i + 1]!, status: status!.charAt(0) as ChangedEntry["status"], oldMode: oldMode!, newMode: newMode!, newOid: newOid!, added: null, removed: null, size: null });
+    out.push({
+      path: parts[i + 1]!,
+      status: status!.charAt(0) as ChangedEntry["status"],
+      oldMode: oldMode!,
+      newMode: newMode!,
+      newOid: newOid!,
+      added: null,
+      removed: null,
+      size: null,
+    });
   }
   return out;
 }
@@ -101,8 +117,18 @@ function parseNumstat(text: string): Map<string, [number | null, number | null]>
 async function addSizes(repo: string, entries: ChangedEntry[]): Promise<void> {
   const blobs = entries.filter((e) => !ZERO.test(e.newOid) && e.newMode !== "160000");
   if (blobs.length === 0) return;
-  const out = (await runGit(["cat-file", "--batch-check=%(objectname) %(objectsize)"], { cwd: repo, input: blobs.map((e) => e.newOid).join("\n") + "\n" })).stdout;
-  const sizes = new Map(out.split("\n").filter(Boolean).map((l) => l.split(" ") as [string, string]));
+  const out = (
+    await runGit(["cat-file", "--batch-check=%(objectname) %(objectsize)"], {
+      cwd: repo,
+      input: blobs.map((e) => e.newOid).join("\n") + "\n",
+    })
+  ).stdout;
+  const sizes = new Map(
+    out
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.split(" ") as [string, string]),
+  );
   for (const e of blobs) {
     const s = sizes.get(e.newOid);
     if (s !== undefined && /^\d+$/.test(s)) e.size = Number(s);

@@ -41,7 +41,10 @@ export const safeConfigArgs = (): string[] => SAFE_GIT_CONFIG.flatMap(([k, v]) =
  * configuration in its environment form (which also reaches git's own sub-processes, such as
  * `upload-pack` started by `fetch`), then `extraConfig` (e.g. an HTTP header a worker needs).
  */
-export function safeGitEnv(extraConfig: ReadonlyArray<readonly [string, string]> = [], extraEnv: Record<string, string> = {}): Record<string, string> {
+export function safeGitEnv(
+  extraConfig: ReadonlyArray<readonly [string, string]> = [],
+  extraEnv: Record<string, string> = {},
+): Record<string, string> {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
     LANG: "C",
@@ -85,8 +88,14 @@ export interface GitResult {
 }
 
 export class GitError extends Error {
-  constructor(readonly args: readonly string[], readonly code: number | null, readonly stderr: string) {
-    super(`git ${args.find((a) => !a.startsWith("-")) ?? args[0]} failed: ${stderr.trim().split("\n").slice(-3).join(" ") || `exit code ${code}`}`);
+  constructor(
+    readonly args: readonly string[],
+    readonly code: number | null,
+    readonly stderr: string,
+  ) {
+    super(
+      `git ${args.find((a) => !a.startsWith("-")) ?? args[0]} failed: ${stderr.trim().split("\n").slice(-3).join(" ") || `exit code ${code}`}`,
+    );
   }
 }
 
@@ -97,10 +106,15 @@ export class GitError extends Error {
 export function runGit(args: readonly string[], opts: RunGitOptions): Promise<GitResult> {
   return new Promise((resolve, reject) => {
     const child = execFile(
-      "git", [...args],
+      "git",
+      [...args],
       { cwd: opts.cwd, env: safeGitEnv(opts.config, opts.env), maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024, encoding: "utf8" },
       (err, stdout, stderr) => {
-        const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === "number" ? ((err as unknown as { code: number }).code) : null) : 0;
+        const code = err
+          ? typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === "number"
+            ? (err as unknown as { code: number }).code
+            : null
+          : 0;
         if (code !== null && (code === 0 || opts.okCodes?.includes(code))) return resolve({ code, stdout, stderr });
         reject(new GitError(args, code, stderr || (err?.message ?? "")));
       },
@@ -114,8 +128,21 @@ export function runGit(args: readonly string[], opts: RunGitOptions): Promise<Gi
 /** Runs git and returns stdout as bytes (blobs). */
 export function runGitBinary(args: readonly string[], opts: Omit<RunGitOptions, "binary">): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const child = execFile("git", [...args], { cwd: opts.cwd, env: safeGitEnv(opts.config, opts.env), maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024, encoding: "buffer" }, (err, stdout, stderr) =>
-      err ? reject(new GitError(args, typeof (err as { code?: unknown }).code === "number" ? (err as unknown as { code: number }).code : null, stderr.toString())) : resolve(stdout));
+    const child = execFile(
+      "git",
+      [...args],
+      { cwd: opts.cwd, env: safeGitEnv(opts.config, opts.env), maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024, encoding: "buffer" },
+      (err, stdout, stderr) =>
+        err
+          ? reject(
+              new GitError(
+                args,
+                typeof (err as { code?: unknown }).code === "number" ? (err as unknown as { code: number }).code : null,
+                stderr.toString(),
+              ),
+            )
+          : resolve(stdout),
+    );
     child.stdin?.end();
   });
 }
@@ -125,7 +152,10 @@ export function runGitBinary(args: readonly string[], opts: Omit<RunGitOptions, 
  * same; every call is hardened by runGit.
  */
 export class Git {
-  constructor(readonly dir: string, private readonly config: ReadonlyArray<readonly [string, string]> = []) {}
+  constructor(
+    readonly dir: string,
+    private readonly config: ReadonlyArray<readonly [string, string]> = [],
+  ) {}
 
   async raw(args: readonly string[], opts: Omit<RunGitOptions, "cwd" | "config"> = {}): Promise<string> {
     return (await runGit(args, { ...opts, cwd: this.dir, config: this.config })).stdout;

@@ -52,7 +52,12 @@ export function originIdentity(origin: string): string {
 /** The folder of one repository in the home: `repos/<name>-<8 hex of its identity>`. */
 export function repoSlot(repo: string, home = farmHome()): string {
   const id = originIdentity(repo);
-  const name = basename(id.replace(/\/+$/, "").replace(/^.*:/, "")).replace(/\.git$/, "").replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_").slice(0, 60) || "repo";
+  const name =
+    basename(id.replace(/\/+$/, "").replace(/^.*:/, ""))
+      .replace(/\.git$/, "")
+      .replace(/[^A-Za-z0-9._-]/g, "_")
+      .replace(/^\.+/, "_")
+      .slice(0, 60) || "repo";
   return join(home, "repos", `${name}-${createHash("sha256").update(id).digest("hex").slice(0, 8)}`);
 }
 
@@ -86,7 +91,10 @@ export function prepareRepoHome(repo: string, stateDir: string, home = farmHome(
   const slot = repoSlot(repo, home);
   mkdirSync(slot, { recursive: true, mode: 0o700 });
   const record = join(slot, "repo.json");
-  if (!existsSync(record)) writeFileSync(record, JSON.stringify({ repo: originIdentity(repo), createdAt: new Date().toISOString() }, null, 2) + "\n", { mode: 0o600 });
+  if (!existsSync(record))
+    writeFileSync(record, JSON.stringify({ repo: originIdentity(repo), createdAt: new Date().toISOString() }, null, 2) + "\n", {
+      mode: 0o600,
+    });
   const legacy = legacyStateDir(REMOTE.test(repo) ? "/nonexistent" : repo);
   let moved: { from: string; to: string } | undefined;
   if (existsSync(join(legacy, "journal.db")) && !existsSync(join(stateDir, "journal.db")) && canonical(legacy) !== canonical(stateDir)) {

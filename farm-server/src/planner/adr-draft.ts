@@ -13,15 +13,27 @@ export function writeAdrDraft(repo: string, taskId: string, d: NonNullable<PlanP
   const numbers = [...existing, ...(existsSync(dir) ? readdirSync(dir) : [])].map((f) => Number(/^(\d{4})-/.exec(f)?.[1] ?? 0));
   const n = String(Math.max(0, ...numbers) + 1).padStart(4, "0");
   const rel = `docs/adr/${n}-${slugify(d.title || "planner-decision", 50)}.md`;
-  writeFileSync(join(repo, rel), [
-    `# ${Number(n)}. ${d.title || "Planner decision"}`,
-    "",
-    `- Status: proposed (drafted by the planner for task ${taskId}; review before accepting)`,
-    `- Date: ${new Date().toISOString().slice(0, 10)}`,
-    "",
-    "## Context", "", d.context || "(not given)", "",
-    "## Decision", "", d.decision || "(not given)", "",
-    "## Consequences", "", d.consequences || "(not given)", "",
-  ].join("\n"));
+  writeFileSync(
+    join(repo, rel),
+    [
+      `# ${Number(n)}. ${d.title || "Planner decision"}`,
+      "",
+      `- Status: proposed (drafted by the planner for task ${taskId}; review before accepting)`,
+      `- Date: ${new Date().toISOString().slice(0, 10)}`,
+      "",
+      "## Context",
+      "",
+      d.context || "(not given)",
+      "",
+      "## Decision",
+      "",
+      d.decision || "(not given)",
+      "",
+      "## Consequences",
+      "",
+      d.consequences || "(not given)",
+      "",
+    ].join("\n"),
+  );
   return rel;
 }

@@ -9,7 +9,13 @@ const onPath = (cmd: string) =>
   new Promise<boolean>((resolve) => execFile("sh", ["-c", 'command -v -- "$1" >/dev/null 2>&1', "sh", cmd], (err) => resolve(!err)));
 
 /** Bins whose package has another name (most packages' bin is their name: vitest, jest, eslint). */
-const BIN_PACKAGES: Record<string, string> = { tsc: "typescript", tsserver: "typescript", "vue-tsc": "vue-tsc", "ts-node": "ts-node", "tsx": "tsx" };
+const BIN_PACKAGES: Record<string, string> = {
+  tsc: "typescript",
+  tsserver: "typescript",
+  "vue-tsc": "vue-tsc",
+  "ts-node": "ts-node",
+  tsx: "tsx",
+};
 /** package.json files read for a plan: the root's and its workspaces' (bins are hoisted to the root). */
 const MAX_MANIFESTS = 50;
 
@@ -33,7 +39,9 @@ export async function repositoryBins(repo: PlanRepo, baseRef: string, tree: Read
   } catch {
     // no installed dependencies on the farm's checkout
   }
-  const manifests = [...tree].filter((f) => f === "package.json" || (/^(?:[^/]+\/){1,3}package\.json$/.test(f) && !f.includes("node_modules/"))).slice(0, MAX_MANIFESTS);
+  const manifests = [...tree]
+    .filter((f) => f === "package.json" || (/^(?:[^/]+\/){1,3}package\.json$/.test(f) && !f.includes("node_modules/")))
+    .slice(0, MAX_MANIFESTS);
   const deps = new Set<string>();
   for (const f of manifests) {
     try {
@@ -50,7 +58,9 @@ export async function repositoryBins(repo: PlanRepo, baseRef: string, tree: Read
     if (!/^(?:@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*$/i.test(name)) continue;
     bins.add(name.split("/").pop()!);
     try {
-      const pkg = JSON.parse(readFileSync(join(repo.checkout ?? repo.root, "node_modules", name, "package.json"), "utf8")) as { bin?: unknown };
+      const pkg = JSON.parse(readFileSync(join(repo.checkout ?? repo.root, "node_modules", name, "package.json"), "utf8")) as {
+        bin?: unknown;
+      };
       if (typeof pkg.bin === "string") bins.add(name.split("/").pop()!);
       else if (pkg.bin && typeof pkg.bin === "object") for (const b of Object.keys(pkg.bin)) bins.add(b);
     } catch {
@@ -79,7 +89,7 @@ async function checkCommandProblem(check: string, tree: ReadonlySet<string>, bin
     while (rest.length && rest[0]!.startsWith("-")) rest.shift(); // --no-install, -y, --
     const bin = rest[0];
     if (!bin) return `'${cmd}' names no command`;
-    if ((await bins()).has(bin) || bin.includes("/") && tree.has(bin.replace(/^\.\//, ""))) return null;
+    if ((await bins()).has(bin) || (bin.includes("/") && tree.has(bin.replace(/^\.\//, "")))) return null;
     return `'${cmd} ${bin}' would download '${bin}' (checks run offline): it is not a dependency in the repository's package.json`;
   }
   if (await onPath(cmd)) return null;
@@ -111,7 +121,8 @@ export async function checkPlan(plan: PlanProposal, repo: PlanRepo, baseRef: str
       const why = repoPathProblem(f);
       if (why) return { ok: false, reason: `unit '${u.id}' names ${shownPath(f)}: the path ${why}` };
       const parent = f.replace(/\/$/, "").split("/").slice(0, -1).join("/");
-      if (!tree.has(f) && !dirs.has(f.replace(/\/$/, "")) && !dirs.has(parent)) return { ok: false, reason: `unit '${u.id}' names ${f}, which does not exist (nor does its folder)` };
+      if (!tree.has(f) && !dirs.has(f.replace(/\/$/, "")) && !dirs.has(parent))
+        return { ok: false, reason: `unit '${u.id}' names ${f}, which does not exist (nor does its folder)` };
     }
     const problem = await checkCommandProblem(u.check, tree, binsOnce);
     if (problem) return { ok: false, reason: `unit '${u.id}' has a check that cannot run here (${problem})` };
@@ -121,7 +132,14 @@ export async function checkPlan(plan: PlanProposal, repo: PlanRepo, baseRef: str
   return {
     ok: true,
     units: plan.units.map((u) => ({
-      id: u.id, goal: u.goal, role: "codegen", files: u.files, dependsOn: u.dependsOn, priority: 0, complexity: u.complexity, kind: "change",
+      id: u.id,
+      goal: u.goal,
+      role: "codegen",
+      files: u.files,
+      dependsOn: u.dependsOn,
+      priority: 0,
+      complexity: u.complexity,
+      kind: "change",
       ...(u.check.trim() ? { check: u.check.trim() } : {}),
     })),
   };

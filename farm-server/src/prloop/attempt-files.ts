@@ -9,7 +9,10 @@ import type { UnitRecord } from "../store/projection.js";
  * until its change is merged) and the transcript the worker sent.
  */
 export class AttemptFiles {
-  constructor(private readonly dir: string, private readonly log: Logger) {
+  constructor(
+    private readonly dir: string,
+    private readonly log: Logger,
+  ) {
     mkdirSync(dir, { recursive: true });
   }
 

@@ -143,7 +143,7 @@ export class BranchCutter {
           }
           const ref = `refs/heads/${integrationBranch(taskId)}`;
           // A task the farm knew before it lost its home: its branch is on the origin.
-          const base = own.has(ref) ? "exists" : originBranch(integrationBranch(taskId)) ?? originBranch(target);
+          const base = own.has(ref) ? "exists" : (originBranch(integrationBranch(taskId)) ?? originBranch(target));
           if (!base) {
             missing.push(`${taskId} (its target '${target}' is gone from the origin)`);
             continue;
@@ -162,7 +162,10 @@ export class BranchCutter {
         this.backoffMs = 0;
       } catch (err) {
         this.own = null; // (a branch may exist that the cutter did not make: listed again)
-        this.o.log.warn({ tasks: batch.map(([t]) => t), err: (err as Error).message.split("\n")[0] }, "could not cut the tasks' branches yet; trying again");
+        this.o.log.warn(
+          { tasks: batch.map(([t]) => t), err: (err as Error).message.split("\n")[0] },
+          "could not cut the tasks' branches yet; trying again",
+        );
         return;
       }
     }

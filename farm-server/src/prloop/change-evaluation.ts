@@ -61,23 +61,34 @@ export class ChangeEvaluation {
     if (!base) {
       // Only a task that is over (merged, its branch deleted) or a home changed by hand gets here.
       const reason = `the task's branch ${integrationBranch(taskId)} is missing from the farm's clone`;
-      await commitIfCurrent(this.d.state, ref, "evaluating", [{ type: "unit_failed", data: { taskId, unitId, attempt, reason, feedback: reason, ...this.d.retryDecision(u) } }]);
+      await commitIfCurrent(this.d.state, ref, "evaluating", [
+        { type: "unit_failed", data: { taskId, unitId, attempt, reason, feedback: reason, ...this.d.retryDecision(u) } },
+      ]);
       return;
     }
     // A pooled tree (one per concurrent evaluation, reused): reset to the base, not created anew.
     const tree = await this.d.repo.acquireTree(base);
     try {
       const fail = async (reason: string) => {
-        await commitIfCurrent(this.d.state, ref, "evaluating", [{ type: "unit_failed", data: { ...ref, reason, feedback: reason, ...this.d.retryDecision(u) } }]);
+        await commitIfCurrent(this.d.state, ref, "evaluating", [
+          { type: "unit_failed", data: { ...ref, reason, feedback: reason, ...this.d.retryDecision(u) } },
+        ]);
         await this.d.repo.deleteBranch(branch);
       };
       const applied = await this.d.repo.applyInTree(tree, patchPath);
       if (applied) return await fail(`patch no longer applies: ${applied}`);
       // The merge commit carries the Optimus-Unit trailer (the at-most-once key); the change names its attempt.
-      const commit = await this.d.repo.commitTree(tree, base, `optimus(${taskId}/${unitId}#${attempt}): ${u.spec.goal.split("\n")[0]!.slice(0, 72)}\n\nOptimus-Attempt: ${taskId}/${unitId}#${attempt}`, branch);
+      const commit = await this.d.repo.commitTree(
+        tree,
+        base,
+        `optimus(${taskId}/${unitId}#${attempt}): ${u.spec.goal.split("\n")[0]!.slice(0, 72)}\n\nOptimus-Attempt: ${taskId}/${unitId}#${attempt}`,
+        branch,
+      );
       // The rules again, on the commit itself (what a merge would take), before any eval runs it.
       const reading = await this.d.repo.changeBetween(base, commit);
-      const facts = reading.ok ? checkChange(reading.entries, u.spec.files, changeLimits(this.d.config)) : { ok: false as const, error: reading.error };
+      const facts = reading.ok
+        ? checkChange(reading.entries, u.spec.files, changeLimits(this.d.config))
+        : { ok: false as const, error: reading.error };
       if (!facts.ok) return await fail(`patch refused: ${facts.error}`);
       const run = await runEvalSuite(this.suiteDeps, tree, commit, ref);
       // The farm is stopping mid set-up or mid eval: no verdict; the unit stays in evaluation and is evaluated again on restart.
@@ -85,19 +96,41 @@ export class ChangeEvaluation {
       const { evals, green } = run;
       const evaluated: EventBody = { type: "unit_evaluated", data: { ...ref, green, evals, diff: facts.facts, branch, commit } };
       const failed = evals.filter((e) => e.exitCode !== 0);
-      const feedback = failed.map((e) => `eval '${e.name}' ${e.timedOut ? "timed out" : `exited ${e.exitCode}`}:\n${e.output.slice(-3_000)}`).join("\n\n");
-      await commitIfCurrent(this.d.state, ref, "evaluating", green
-        ? [evaluated]
-        : [evaluated, { type: "unit_failed", data: { ...ref, reason: `evals failed: ${failed.map((e) => e.name).join(", ")}`, feedback, ...this.d.retryDecision(u) } }]);
+      const feedback = failed
+        .map((e) => `eval '${e.name}' ${e.timedOut ? "timed out" : `exited ${e.exitCode}`}:\n${e.output.slice(-3_000)}`)
+        .join("\n\n");
+      await commitIfCurrent(
+        this.d.state,
+        ref,
+        "evaluating",
+        green
+          ? [evaluated]
+          : [
+              evaluated,
+              {
+                type: "unit_failed",
+                data: { ...ref, reason: `evals failed: ${failed.map((e) => e.name).join(", ")}`, feedback, ...this.d.retryDecision(u) },
+              },
+            ],
+      );
     } finally {
       this.d.repo.releaseTree(tree);
     }
     const now = currentAttempt(this.d.state, ref, "evaluating") ?? currentAttempt(this.d.state, ref, "reviewing");
-    if (now && (now.state === "evaluating" || this.d.state.projection.reviewersOf(now).length === 0)) await this.d.decide(taskId, unitId, attempt);
+    if (now && (now.state === "evaluating" || this.d.state.projection.reviewersOf(now).length === 0))
+      await this.d.decide(taskId, unitId, attempt);
   }
 
   private get suiteDeps(): EvalSuiteDeps {
-    return { repo: this.d.repo, config: this.d.config, log: this.d.log, hide: this.d.hide, ...(this.d.deps ? { deps: this.d.deps } : {}), ...(this.d.setupEgress ? { setupEgress: this.d.setupEgress } : {}), ...(this.d.signal ? { signal: this.d.signal } : {}) };
+    return {
+      repo: this.d.repo,
+      config: this.d.config,
+      log: this.d.log,
+      hide: this.d.hide,
+      ...(this.d.deps ? { deps: this.d.deps } : {}),
+      ...(this.d.setupEgress ? { setupEgress: this.d.setupEgress } : {}),
+      ...(this.d.signal ? { signal: this.d.signal } : {}),
+    };
   }
 
   /**

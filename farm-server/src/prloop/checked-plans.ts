@@ -45,9 +45,29 @@ export class CheckedPlans {
       const d = checked.plan.decision;
       if (d?.needed && d.title) adr = writeAdrDraft(this.d.filesDir, u.taskId, d, checked.adrNames);
     } else {
-      units = [{ id: "u1", goal: u.spec.goal, role: "codegen", files: u.spec.files, dependsOn: [], priority: u.spec.priority, complexity: u.spec.complexity, kind: "change" }];
+      units = [
+        {
+          id: "u1",
+          goal: u.spec.goal,
+          role: "codegen",
+          files: u.spec.files,
+          dependsOn: [],
+          priority: u.spec.priority,
+          complexity: u.spec.complexity,
+          kind: "change",
+        },
+      ];
     }
     if (this.d.config.prloop.reviewEveryCodegenUnit) units = withReviewUnits(units);
-    return { type: "units_planned", data: { taskId: u.taskId, planUnitId: u.unitId, units, ...("fallback" in checked ? { fallback: checked.fallback } : {}), ...(adr ? { adr } : {}) } };
+    return {
+      type: "units_planned",
+      data: {
+        taskId: u.taskId,
+        planUnitId: u.unitId,
+        units,
+        ...("fallback" in checked ? { fallback: checked.fallback } : {}),
+        ...(adr ? { adr } : {}),
+      },
+    };
   }
 }

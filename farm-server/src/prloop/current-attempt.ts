@@ -16,7 +16,12 @@ export function currentAttempt(state: FarmState, ref: AttemptRef, unitState: Uni
 }
 
 /** Journals `events` (as the farm) only while the attempt is still current in that state; says whether it did. */
-export async function commitIfCurrent(state: FarmState, ref: AttemptRef, unitState: UnitRecord["state"], events: EventBody[]): Promise<boolean> {
+export async function commitIfCurrent(
+  state: FarmState,
+  ref: AttemptRef,
+  unitState: UnitRecord["state"],
+  events: EventBody[],
+): Promise<boolean> {
   if (!currentAttempt(state, ref, unitState)) return false;
   await state.commit(events, "farm");
   return true;

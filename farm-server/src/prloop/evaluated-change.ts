@@ -27,5 +27,18 @@ export async function evaluatedChange(state: FarmState, repo: FarmRepo, taskId: 
   const ev = u.evaluation;
   if (!ev) throw new FarmError("conflict", `unit ${taskId}/${unitId} has no evaluated change yet (it is ${u.state})`);
   const { base, files, truncated } = await changeFiles(repo, ev.commit);
-  return { taskId, unitId, attempt: ev.attempt, state: u.state, base, head: ev.commit, files, truncated, evals: ev.evals, green: ev.green, review: u.review, risk: u.risk };
+  return {
+    taskId,
+    unitId,
+    attempt: ev.attempt,
+    state: u.state,
+    base,
+    head: ev.commit,
+    files,
+    truncated,
+    evals: ev.evals,
+    green: ev.green,
+    review: u.review,
+    risk: u.risk,
+  };
 }

@@ -32,7 +32,14 @@ export class HumanDecisions {
     const u = this.decisionTarget("approve", taskId, unitId, seen);
     const guarded = protectedPathsIn(u.evaluation?.diff.files ?? [], this.d.config.policy);
     if (guarded.length > 0 && !by.approver) throw new FarmError("forbidden", approverNeeded(taskId, unitId, guarded));
-    const approval = { taskId, unitId, attempt: u.attempt, head: seen.head, by: { tokenId: by.tokenId, name: by.name, approver: by.approver }, ...(guarded.length ? { protectedPaths: guarded } : {}) };
+    const approval = {
+      taskId,
+      unitId,
+      attempt: u.attempt,
+      head: seen.head,
+      by: { tokenId: by.tokenId, name: by.name, approver: by.approver },
+      ...(guarded.length ? { protectedPaths: guarded } : {}),
+    };
     await this.d.state.commit([{ type: "unit_approved", data: approval }], by.actor);
     await this.d.queue.queue(taskId, () => this.d.unitMerge.merge(taskId, unitId, u.attempt, false, by.actor));
   }
@@ -43,14 +50,21 @@ export class HumanDecisions {
    * lifecycle table allows the action in the unit's state. Checked and committed in one turn of the
    * event loop, so no new attempt can slip in between.
    */
-  private decisionTarget(action: "approve" | "reject" | "request_changes", taskId: string, unitId: string, seen: ChangeVersion): UnitRecord {
+  private decisionTarget(
+    action: "approve" | "reject" | "request_changes",
+    taskId: string,
+    unitId: string,
+    seen: ChangeVersion,
+  ): UnitRecord {
     const u = this.p.units.get(unitKey(taskId, unitId));
     if (!u) throw new FarmError("not_found", `unit '${unitId}' of task '${taskId}' not found`);
     const ev = u.evaluation;
-    if (ev && (ev.attempt !== seen.attempt || ev.commit !== seen.head)) throw new StaleChangeError({ attempt: ev.attempt, head: ev.commit }, seen);
+    if (ev && (ev.attempt !== seen.attempt || ev.commit !== seen.head))
+      throw new StaleChangeError({ attempt: ev.attempt, head: ev.commit }, seen);
     assertAction(action, this.p, this.d.config, u);
     // The table allows these only in states that have an evaluated change of the current attempt.
-    if (!ev || ev.attempt !== u.attempt) throw new FarmError("conflict", `cannot decide on unit ${taskId}/${unitId}: attempt ${u.attempt} has no evaluated change yet`);
+    if (!ev || ev.attempt !== u.attempt)
+      throw new FarmError("conflict", `cannot decide on unit ${taskId}/${unitId}: attempt ${u.attempt} has no evaluated change yet`);
     return u;
   }
 
@@ -59,7 +73,8 @@ export class HumanDecisions {
     const guard = (changes: { unitId: string }[]) => {
       const files = changes.flatMap((c) => this.p.units.get(unitKey(taskId, c.unitId))?.evaluation?.diff.files ?? []);
       const guarded = [...new Set(protectedPathsIn(files, this.d.config.policy))];
-      if (guarded.length > 0 && !who.approver) throw new FarmError("forbidden", approverNeeded(taskId, changes.map((c) => c.unitId).join(","), guarded));
+      if (guarded.length > 0 && !who.approver)
+        throw new FarmError("forbidden", approverNeeded(taskId, changes.map((c) => c.unitId).join(","), guarded));
     };
     await this.d.taskMerge.approve(taskId, who.actor, (fn) => this.d.queue.queue(taskId, fn), guard);
   }
@@ -71,6 +86,9 @@ export class HumanDecisions {
 
   async requestChanges(taskId: string, unitId: string, feedback: string, actor: string, seen: ChangeVersion): Promise<void> {
     const u = this.decisionTarget("request_changes", taskId, unitId, seen);
-    await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt: u.attempt, feedback, head: seen.head } }], actor);
+    await this.d.state.commit(
+      [{ type: "changes_requested", data: { taskId, unitId, attempt: u.attempt, feedback, head: seen.head } }],
+      actor,
+    );
   }
 }

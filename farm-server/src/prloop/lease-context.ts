@@ -33,7 +33,9 @@ export function leaseWorkContext(u: UnitRecord, d: LeaseContextDeps): LeaseWorkC
         // the change is still in its unit branch; the reviewer can fetch it
       }
       ctx.review = {
-        unitId: target.unitId, attempt: target.evaluation.attempt, patch,
+        unitId: target.unitId,
+        attempt: target.evaluation.attempt,
+        patch,
         evals: target.evaluation.evals.map((e) => ({ name: e.name, exitCode: e.exitCode, output: e.output.slice(-4_000) })),
       };
     }

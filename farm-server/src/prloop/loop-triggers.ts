@@ -22,8 +22,10 @@ export function pickUpInterrupted(d: LoopParts): void {
   for (const u of p.units.values()) {
     if (u.state === "evaluating") d.queue.later(u.taskId, () => d.evaluation.evaluate(u.taskId, u.unitId, u.attempt));
     else if (u.state === "reviewing" && u.review) d.queue.later(u.taskId, () => d.unitMerge.decide(u.taskId, u.unitId, u.attempt));
-    else if (u.state === "reviewing" && p.reviewersOf(u).length === 0) d.queue.later(u.taskId, () => d.unitMerge.decide(u.taskId, u.unitId, u.attempt));
-    else if (u.state === "awaiting_approval" && u.approvedAttempt === u.attempt) d.queue.later(u.taskId, () => d.unitMerge.merge(u.taskId, u.unitId, u.attempt, false, "farm"));
+    else if (u.state === "reviewing" && p.reviewersOf(u).length === 0)
+      d.queue.later(u.taskId, () => d.unitMerge.decide(u.taskId, u.unitId, u.attempt));
+    else if (u.state === "awaiting_approval" && u.approvedAttempt === u.attempt)
+      d.queue.later(u.taskId, () => d.unitMerge.merge(u.taskId, u.unitId, u.attempt, false, "farm"));
   }
   for (const t of p.tasks.values()) if (!t.merge?.commit) d.queue.later(t.taskId, () => d.taskMerge.maybeMergeTask(t.taskId));
 }
@@ -34,7 +36,8 @@ export function reactToCommitted(events: FarmEvent[], d: LoopParts): void {
   for (const e of events) {
     // A task merges once its last unit is done, whichever unit finished last: a review unit's
     // completion may land after the merge of the change it reviewed (they commit separately).
-    if (e.type === "unit_rejected" || e.type === "unit_completed") d.queue.later(e.data.taskId, () => d.taskMerge.maybeMergeTask(e.data.taskId));
+    if (e.type === "unit_rejected" || e.type === "unit_completed")
+      d.queue.later(e.data.taskId, () => d.taskMerge.maybeMergeTask(e.data.taskId));
     // A cancelled task leaves no branches behind (unless the configuration keeps them).
     if (e.type === "task_cancelled") d.queue.later(e.data.taskId, () => d.taskMerge.cancelled(e.data.taskId));
     // A review unit that died leaves its change to a human rather than stuck in review.
@@ -51,5 +54,6 @@ export function reactToCommitted(events: FarmEvent[], d: LoopParts): void {
 
 /** Tries the merge of every task whose merge is held (e.g. the forge's checks went green). */
 export function retryHeldMerges(d: LoopParts): void {
-  for (const t of d.state.projection.tasks.values()) if (t.merge?.heldReason && !t.merge.commit && !t.cancelled) d.queue.later(t.taskId, () => d.taskMerge.maybeMergeTask(t.taskId));
+  for (const t of d.state.projection.tasks.values())
+    if (t.merge?.heldReason && !t.merge.commit && !t.cancelled) d.queue.later(t.taskId, () => d.taskMerge.maybeMergeTask(t.taskId));
 }

@@ -23,21 +23,24 @@ export type ChangeLimits = Pick<PrLoopConfig, "maxFileBytes" | "maxFilesPerPatch
 /** Applies the rules to what git says a change does; the first violation is the answer. */
 export function checkChange(entries: readonly ChangedEntry[], scope: readonly string[], limits: ChangeLimits): ChangeCheck {
   if (entries.length === 0) return { ok: false, error: "the patch changes nothing" };
-  if (entries.length > limits.maxFilesPerPatch) return { ok: false, error: `the patch touches ${entries.length} files; the limit is ${limits.maxFilesPerPatch}` };
+  if (entries.length > limits.maxFilesPerPatch)
+    return { ok: false, error: `the patch touches ${entries.length} files; the limit is ${limits.maxFilesPerPatch}` };
   let added = 0;
   let removed = 0;
   const executables: string[] = [];
   for (const e of entries) {
     const why = repoPathProblem(e.path);
     if (why) return { ok: false, error: `the patch touches ${shownPath(e.path)}: the path ${why}` };
-    if (!inScope(e.path, scope)) return { ok: false, error: `the patch touches ${e.path}, which is outside the unit's files (${scope.join(", ")})` };
+    if (!inScope(e.path, scope))
+      return { ok: false, error: `the patch touches ${e.path}, which is outside the unit's files (${scope.join(", ")})` };
     if ((e.newMode === SYMLINK || (e.oldMode === SYMLINK && e.status !== "D")) && !limits.allowSymlinks) {
       return { ok: false, error: `the patch makes ${e.path} a symbolic link, which is not allowed` };
     }
     if ((e.newMode === GITLINK || e.oldMode === GITLINK) && !limits.allowSubmodules) {
       return { ok: false, error: `the patch adds or changes a submodule (gitlink) at ${e.path}, which is not allowed` };
     }
-    if (e.size !== null && e.size > limits.maxFileBytes) return { ok: false, error: `the patch makes ${e.path} ${e.size} bytes; the limit is ${limits.maxFileBytes}` };
+    if (e.size !== null && e.size > limits.maxFileBytes)
+      return { ok: false, error: `the patch makes ${e.path} ${e.size} bytes; the limit is ${limits.maxFileBytes}` };
     if (e.newMode === EXECUTABLE && e.oldMode !== EXECUTABLE) executables.push(e.path);
     added += e.added ?? 0;
     removed += e.removed ?? 0;

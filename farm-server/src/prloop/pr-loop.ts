@@ -81,12 +81,29 @@ export class PrLoop implements SubmissionHandler {
     this.unitMerge = new UnitMerge({ state, config, repo, taskMerge, files });
     const decide = (taskId: string, unitId: string, attempt: number) => this.unitMerge.decide(taskId, unitId, attempt);
     this.evaluation = new ChangeEvaluation({
-      state, config, repo, log, files, hide: d.hide ?? [], decide, retryDecision: (u) => d.retryDecision(u),
-      branches: d.branches, deps: d.deps, setupEgress: d.setupEgress, signal: d.signal,
+      state,
+      config,
+      repo,
+      log,
+      files,
+      hide: d.hide ?? [],
+      decide,
+      retryDecision: (u) => d.retryDecision(u),
+      branches: d.branches,
+      deps: d.deps,
+      setupEgress: d.setupEgress,
+      signal: d.signal,
     });
     this.submissions = new Submissions({
-      state, config, repo, log, files, decide, plans: new CheckedPlans({ state, config, repo, filesDir: d.filesDir }),
-      later: (taskId, fn) => this.queue.later(taskId, fn), evaluate: (taskId, unitId, attempt) => this.evaluation.evaluate(taskId, unitId, attempt),
+      state,
+      config,
+      repo,
+      log,
+      files,
+      decide,
+      plans: new CheckedPlans({ state, config, repo, filesDir: d.filesDir }),
+      later: (taskId, fn) => this.queue.later(taskId, fn),
+      evaluate: (taskId, unitId, attempt) => this.evaluation.evaluate(taskId, unitId, attempt),
     });
     this.decisions = new HumanDecisions({ state, config, queue: this.queue, unitMerge: this.unitMerge, taskMerge });
     this.leaseContext = { state, config, files, notesOf: (taskId, unitId) => d.notesOf?.(taskId, unitId) };

@@ -24,7 +24,8 @@ export function assessRisk(input: RiskInput, policy: Policy, evalSuiteConfigured
   if (input.review?.risk === "high") high.push("the reviewer rates it high risk");
   const lines = input.diff.added + input.diff.removed;
   if (lines > policy.autoMerge.maxChangedLines) medium.push(`${lines} changed lines (limit ${policy.autoMerge.maxChangedLines})`);
-  if (input.diff.files.length > policy.autoMerge.maxFiles) medium.push(`${input.diff.files.length} files (limit ${policy.autoMerge.maxFiles})`);
+  if (input.diff.files.length > policy.autoMerge.maxFiles)
+    medium.push(`${input.diff.files.length} files (limit ${policy.autoMerge.maxFiles})`);
   const exe = input.diff.executables ?? [];
   if (exe.length) medium.push(`makes ${exe.length > 1 ? "files" : "a file"} executable: ${exe.slice(0, 5).join(", ")}`);
   if (input.review?.risk === "medium") medium.push("the reviewer rates it medium risk");
@@ -37,7 +38,13 @@ export function mayAutoMerge(risk: RiskAssessment, input: RiskInput, policy: Pol
   const why: string[] = [];
   if (!policy.autoMerge.enabled) why.push("auto-merge is off");
   if (risk.level !== "low") why.push(...risk.reasons);
-  if (!input.green) why.push(`evals failed: ${input.evals.filter((e) => e.exitCode !== 0).map((e) => e.name).join(", ")}`);
+  if (!input.green)
+    why.push(
+      `evals failed: ${input.evals
+        .filter((e) => e.exitCode !== 0)
+        .map((e) => e.name)
+        .join(", ")}`,
+    );
   if (input.unreviewed) why.push("no review");
   else if (input.review?.verdict !== "approve") why.push("the reviewer did not approve");
   return { auto: why.length === 0, why };

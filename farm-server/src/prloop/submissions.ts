@@ -13,7 +13,12 @@ import { isSelfReview } from "./separation.js";
 /** The limits on one change, from the configuration (checked on the patch, and again on its commit). */
 export function changeLimits(config: ServerConfig): ChangeLimits {
   const c = config.prloop;
-  return { maxFileBytes: c.maxFileBytes, maxFilesPerPatch: c.maxFilesPerPatch, allowSymlinks: c.allowSymlinks, allowSubmodules: c.allowSubmodules };
+  return {
+    maxFileBytes: c.maxFileBytes,
+    maxFilesPerPatch: c.maxFilesPerPatch,
+    allowSymlinks: c.allowSymlinks,
+    allowSubmodules: c.allowSubmodules,
+  };
 }
 
 type Step = (taskId: string, unitId: string, attempt: number) => Promise<void>;
@@ -54,14 +59,19 @@ export class Submissions {
     }
     if (u.spec.role === "review") {
       // A review of a change must say what it thinks; a free-standing review unit just reports.
-      if (u.spec.reviews && !result.review) throw new FarmError("invalid", `review unit ${u.taskId}/${u.unitId} must submit a review verdict (approve or request_changes) for '${u.spec.reviews}'`);
+      if (u.spec.reviews && !result.review)
+        throw new FarmError(
+          "invalid",
+          `review unit ${u.taskId}/${u.unitId} must submit a review verdict (approve or request_changes) for '${u.spec.reviews}'`,
+        );
       return;
     }
     const patch = result.patch ?? "";
     if (!patch.trim()) return; // nothing to change: the unit completes as is
     const bytes = Buffer.byteLength(patch);
-    if (bytes > this.d.config.prloop.maxPatchBytes) throw new FarmError("invalid", `patch refused: it is ${bytes} bytes; the limit is ${this.d.config.prloop.maxPatchBytes}`);
-    const base = await this.d.repo.revParse(`refs/heads/${integrationBranch(u.taskId)}`) ?? await this.d.repo.revParse("HEAD");
+    if (bytes > this.d.config.prloop.maxPatchBytes)
+      throw new FarmError("invalid", `patch refused: it is ${bytes} bytes; the limit is ${this.d.config.prloop.maxPatchBytes}`);
+    const base = (await this.d.repo.revParse(`refs/heads/${integrationBranch(u.taskId)}`)) ?? (await this.d.repo.revParse("HEAD"));
     // What git would apply, read by git itself: the rules below judge exactly that.
     const reading = await this.d.repo.readPatch(base!, patch);
     if (!reading.ok) throw new FarmError("invalid", `patch refused: it does not apply to ${integrationBranch(u.taskId)}: ${reading.error}`);
@@ -77,11 +87,20 @@ export class Submissions {
       const target = this.p.units.get(unitKey(u.taskId, u.spec.reviews));
       const events: EventBody[] = [{ type: "unit_completed", data: ref }];
       if (target?.state === "reviewing") {
-        const reviewed = { taskId: u.taskId, unitId: target.unitId, attempt: target.attempt, reviewUnitId: u.unitId, verdict: result.review };
+        const reviewed = {
+          taskId: u.taskId,
+          unitId: target.unitId,
+          attempt: target.attempt,
+          reviewUnitId: u.unitId,
+          verdict: result.review,
+        };
         // u.worker is the node holding this review's lease; its token is the caller's (checked by the API).
         if (isSelfReview(this.p, { node: u.worker }, target)) {
           // Recorded for the audit trail, but it does not count: the change waits for a person.
-          this.d.log.warn({ taskId: u.taskId, unitId: target.unitId, reviewer: u.worker }, "a review from the change's own author does not count");
+          this.d.log.warn(
+            { taskId: u.taskId, unitId: target.unitId, reviewer: u.worker },
+            "a review from the change's own author does not count",
+          );
           events.push({ type: "unit_reviewed", data: { ...reviewed, selfReview: true } }, heldForSelfReview(target, this.d.config));
         } else {
           events.push({ type: "unit_reviewed", data: reviewed });

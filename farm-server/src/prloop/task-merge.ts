@@ -7,7 +7,6 @@ export { unapprovedChanges, waitingReason, type ForgeChannel, type HeldChange };
 import type { OriginClone } from "../delivery/origin.js";
 import { integrationBranch, type FarmRepo } from "../git/farm-repo.js";
 
-
 export interface TaskMergeDeps {
   state: FarmState;
   repo: FarmRepo;
@@ -55,7 +54,9 @@ export class TaskMerge {
       try {
         if (this.d.forge) {
           const why = await this.d.delivery.pushBranch(taskId, { unlessPushed: true });
-          res = why ? { ok: false, into, reason: `the task's branch could not be pushed: ${why}` } : await this.d.forge.deliver(taskId, into);
+          res = why
+            ? { ok: false, into, reason: `the task's branch could not be pushed: ${why}` }
+            : await this.d.forge.deliver(taskId, into);
         } else res = await this.d.delivery.deliver(taskId, into, message);
       } catch (err) {
         // The origin could not be reached (network, auth): nothing moved; held until it can be.
@@ -66,10 +67,23 @@ export class TaskMerge {
     if (res.ok) {
       await this.d.state.commit([{ type: "task_merged", data: { taskId, into, commit: res.commit } }], actor);
       // (with a forge, `res.commit` is what the forge reports its base branch holds)
-      this.d.log.info({ taskId, into, commit: res.commit, retries: res.retries, already: res.already }, `task merged into ${into} on the origin`);
-      await this.d.delivery.cleanUp(taskId).catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not delete the task's branches"));
+      this.d.log.info(
+        { taskId, into, commit: res.commit, retries: res.retries, already: res.already },
+        `task merged into ${into} on the origin`,
+      );
+      await this.d.delivery
+        .cleanUp(taskId)
+        .catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not delete the task's branches"));
     } else if (t.merge?.heldReason !== res.reason) {
-      await this.d.state.commit([{ type: "task_merge_held", data: { taskId, into, reason: res.reason, ...(res.conflicts?.length ? { conflicts: res.conflicts } : {}) } }], actor);
+      await this.d.state.commit(
+        [
+          {
+            type: "task_merge_held",
+            data: { taskId, into, reason: res.reason, ...(res.conflicts?.length ? { conflicts: res.conflicts } : {}) },
+          },
+        ],
+        actor,
+      );
     }
   }
 
@@ -80,10 +94,16 @@ export class TaskMerge {
    * first so the approval covers what the pull request shows; `guard` refuses a person who may not
    * approve them (protected paths).
    */
-  async approve(taskId: string, actor: string, run: (fn: () => Promise<void>) => Promise<void>, guard?: (changes: HeldChange[]) => void): Promise<void> {
+  async approve(
+    taskId: string,
+    actor: string,
+    run: (fn: () => Promise<void>) => Promise<void>,
+    guard?: (changes: HeldChange[]) => void,
+  ): Promise<void> {
     const t = this.p.tasks.get(taskId);
     if (!t) throw new FarmError("not_found", `task '${taskId}' not found`);
-    if (t.merge?.commit) throw new FarmError("conflict", `task ${taskId} is merged already (into ${t.merge.into} as ${t.merge.commit.slice(0, 10)})`);
+    if (t.merge?.commit)
+      throw new FarmError("conflict", `task ${taskId} is merged already (into ${t.merge.into} as ${t.merge.commit.slice(0, 10)})`);
     if (!t.merge?.heldReason) throw new FarmError("conflict", `task ${taskId} has no merge waiting for approval`);
     let approved = false;
     await run(async () => {
@@ -92,7 +112,11 @@ export class TaskMerge {
         guard?.(waiting);
         const why = await this.d.delivery.pushBranch(taskId);
         const head = await this.d.repo.revParse(`refs/heads/${integrationBranch(taskId)}`);
-        if (why || !head) throw new FarmError("conflict", `task ${taskId} cannot be approved: its branch could not be pushed to the pull request: ${why ?? "the branch is missing"}`);
+        if (why || !head)
+          throw new FarmError(
+            "conflict",
+            `task ${taskId} cannot be approved: its branch could not be pushed to the pull request: ${why ?? "the branch is missing"}`,
+          );
         await this.d.state.commit([{ type: "task_approved", data: { taskId, by: actor, head } }], actor);
         approved = true;
       }
@@ -100,7 +124,8 @@ export class TaskMerge {
     });
     const after = this.p.tasks.get(taskId)!;
     // An approval taken is not refused: the forge merges once it allows (the task says why it waits).
-    if (!after.merge?.commit && !approved) throw new FarmError("conflict", `task ${taskId} cannot be merged: ${after.merge?.heldReason ?? "it is not ready"}`);
+    if (!after.merge?.commit && !approved)
+      throw new FarmError("conflict", `task ${taskId} cannot be merged: ${after.merge?.heldReason ?? "it is not ready"}`);
   }
 
   /**
@@ -114,15 +139,21 @@ export class TaskMerge {
   /** The integration branch after a unit merged into it: on the origin too (best effort; the final delivery pushes it again). */
   async publish(taskId: string): Promise<void> {
     // The task's files (manifest, notes) ride along with each publication of its branch.
-    await this.d.commitTaskFiles?.(taskId, "files").catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not commit the task's files"));
+    await this.d
+      .commitTaskFiles?.(taskId, "files")
+      .catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not commit the task's files"));
     const why = await this.d.delivery.pushBranch(taskId).catch((err: Error) => err.message);
     if (why) return this.d.log.warn({ taskId }, `could not push ${integrationBranch(taskId)}: ${why}`);
-    await this.d.forge?.published(taskId).catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not update the task's pull request"));
+    await this.d.forge
+      ?.published(taskId)
+      .catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not update the task's pull request"));
   }
 
   /** A cancelled task: its branches go, locally and on the origin. */
   async cancelled(taskId: string): Promise<void> {
-    await this.d.delivery.cleanUp(taskId).catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not delete the cancelled task's branches"));
+    await this.d.delivery
+      .cleanUp(taskId)
+      .catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not delete the cancelled task's branches"));
   }
 
   /** At start: the farm's branches of tasks that are merged, cancelled or unknown are deleted (strays of a crash). */
@@ -136,7 +167,9 @@ export class TaskMerge {
     for (const taskId of gone) {
       const t = this.p.tasks.get(taskId);
       if (!t) continue; // not the farm's knowledge to delete (a rebuild may still need it)
-      await this.d.delivery.cleanUp(taskId).catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not delete a stray branch"));
+      await this.d.delivery
+        .cleanUp(taskId)
+        .catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not delete a stray branch"));
     }
   }
 }

@@ -51,7 +51,15 @@ export class UnitMerge {
         await this.hold(heldAfterReviews(u, text, this.d.config));
         return;
       }
-      await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt, feedback: `review by ${u.review.reviewUnitId}: ${text}`, reviewUnitId: u.review.reviewUnitId } }], "farm");
+      await this.d.state.commit(
+        [
+          {
+            type: "changes_requested",
+            data: { taskId, unitId, attempt, feedback: `review by ${u.review.reviewUnitId}: ${text}`, reviewUnitId: u.review.reviewUnitId },
+          },
+        ],
+        "farm",
+      );
       return;
     }
     const input = { diff: u.evaluation.diff, evals: u.evaluation.evals, green: u.evaluation.green, review: u.review, unreviewed };
@@ -80,7 +88,15 @@ export class UnitMerge {
    * The attempt's change merged into the task's integration branch (a change that no longer merges
    * is sent back), then published; the task merges too once this was its last unit.
    */
-  async merge(taskId: string, unitId: string, attempt: number, auto: boolean, actor: string, risk = this.p.units.get(unitKey(taskId, unitId))?.risk, heldForTask = false): Promise<void> {
+  async merge(
+    taskId: string,
+    unitId: string,
+    attempt: number,
+    auto: boolean,
+    actor: string,
+    risk = this.p.units.get(unitKey(taskId, unitId))?.risk,
+    heldForTask = false,
+  ): Promise<void> {
     const u = this.p.units.get(unitKey(taskId, unitId));
     if (!u || u.attempt !== attempt || u.state === "merged" || !u.evaluation) return;
     const into = integrationBranch(taskId);
@@ -90,14 +106,39 @@ export class UnitMerge {
     let commit = await this.d.repo.findMerge(into, trailer);
     if (!commit) {
       const how = auto ? " (auto)" : heldForTask ? " (held: the task waits for approval)" : ` (approved by ${actor})`;
-      const res = await this.d.repo.mergeInto(into, u.evaluation.branch, `Merge ${taskId}/${unitId} attempt ${attempt}${how}\n\n${trailer}`);
+      const res = await this.d.repo.mergeInto(
+        into,
+        u.evaluation.branch,
+        `Merge ${taskId}/${unitId} attempt ${attempt}${how}\n\n${trailer}`,
+      );
       if (!res.ok) {
-        await this.d.state.commit([{ type: "changes_requested", data: { taskId, unitId, attempt, feedback: `the change no longer merges into ${into} (${res.conflict}); redo it on the current branch` } }], "farm");
+        await this.d.state.commit(
+          [
+            {
+              type: "changes_requested",
+              data: {
+                taskId,
+                unitId,
+                attempt,
+                feedback: `the change no longer merges into ${into} (${res.conflict}); redo it on the current branch`,
+              },
+            },
+          ],
+          "farm",
+        );
         return;
       }
       commit = res.commit;
     }
-    await this.d.state.commit([{ type: "unit_merged", data: { taskId, unitId, attempt, commit, into, auto, risk: r, ...(heldForTask ? { heldForTask: true as const } : {}) } }], actor);
+    await this.d.state.commit(
+      [
+        {
+          type: "unit_merged",
+          data: { taskId, unitId, attempt, commit, into, auto, risk: r, ...(heldForTask ? { heldForTask: true as const } : {}) },
+        },
+      ],
+      actor,
+    );
     await this.d.repo.deleteBranch(u.evaluation.branch);
     // The change now lives in git; its patch file was only needed until the merge.
     this.d.files.removePatch(u, attempt);

@@ -44,11 +44,17 @@ export function detectSandbox(): Promise<{ kind: SandboxKind; why?: string }> {
 export async function probe(kind: Exclude<SandboxKind, "none">): Promise<string | undefined> {
   const dir = mkdtempSync(join(tmpdir(), "optimus-probe-"));
   const view = { cwd: dir, home: dir, readOnly: [], readWrite: [], hide: [] };
-  const argv = kind === "bwrap" ? ["bwrap", ...bwrapArgs(view), "--", "true"] : ["sandbox-exec", "-p", sandboxExecProfile({ ...view, tmp: dir }), "true"];
+  const argv =
+    kind === "bwrap"
+      ? ["bwrap", ...bwrapArgs(view), "--", "true"]
+      : ["sandbox-exec", "-p", sandboxExecProfile({ ...view, tmp: dir }), "true"];
   try {
     return await new Promise((resolve) => {
       let stderr = "";
-      const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"], env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+      const child = spawn(argv[0]!, argv.slice(1), {
+        stdio: ["ignore", "ignore", "pipe"],
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      });
       child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
       child.on("error", (err: NodeJS.ErrnoException) => resolve(err.code === "ENOENT" ? `${argv[0]} is not installed` : err.message));
       child.on("close", (code) => resolve(code === 0 ? undefined : stderr.trim().split("\n")[0] || `exit code ${code}`));
@@ -64,7 +70,10 @@ export async function probe(kind: Exclude<SandboxKind, "none">): Promise<string 
  */
 export async function resolveSandbox(setting: SandboxSetting | undefined, what = "checks and evals"): Promise<SandboxChoice> {
   if (setting === "none") {
-    return { kind: "none", note: `WARNING: ${what} run WITHOUT a sandbox (sandbox: none): the code they run can read and write anything this process can, and reach the network` };
+    return {
+      kind: "none",
+      note: `WARNING: ${what} run WITHOUT a sandbox (sandbox: none): the code they run can read and write anything this process can, and reach the network`,
+    };
   }
   if (setting === undefined || setting === "auto") {
     const found = await detectSandbox();

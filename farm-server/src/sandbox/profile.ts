@@ -51,9 +51,29 @@ const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx
  * a whole: it holds host keys, shadow passwords and whatever an operator put there.
  */
 export const ETC_ALLOWLIST = [
-  "passwd", "group", "hosts", "host.conf", "nsswitch.conf", "resolv.conf", "gai.conf", "protocols", "services",
-  "ssl", "ca-certificates", "ca-certificates.conf", "alternatives", "localtime", "timezone", "ld.so.cache",
-  "ld.so.conf", "ld.so.conf.d", "os-release", "mime.types", "locale.alias", "locale.gen", "inputrc",
+  "passwd",
+  "group",
+  "hosts",
+  "host.conf",
+  "nsswitch.conf",
+  "resolv.conf",
+  "gai.conf",
+  "protocols",
+  "services",
+  "ssl",
+  "ca-certificates",
+  "ca-certificates.conf",
+  "alternatives",
+  "localtime",
+  "timezone",
+  "ld.so.cache",
+  "ld.so.conf",
+  "ld.so.conf.d",
+  "os-release",
+  "mime.types",
+  "locale.alias",
+  "locale.gen",
+  "inputrc",
 ];
 
 /** The folder of the running node's installation when it is not under /usr (nvm, a tarball). */
@@ -73,8 +93,17 @@ export function bwrapArgs(view: SandboxView, exists: (p: string) => boolean = ex
     // Every namespace of its own: no network (only the loopback inside), no view of host processes
     // (whose command lines and environments may hold tokens), no host IPC; no capabilities, so no
     // mount or mknod tricks even as root; a new session, so it cannot push keystrokes to a terminal.
-    "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-    "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+    "--unshare-all",
+    "--die-with-parent",
+    "--new-session",
+    "--cap-drop",
+    "ALL",
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+    "--tmpfs",
+    "/tmp",
   ];
   for (const d of SYSTEM_DIRS) {
     if (!exists(d)) continue;
@@ -135,7 +164,21 @@ const quote = (p: string) => JSON.stringify(p);
  * rules win), no network except, when given, the egress relay's loopback port.
  */
 export function sandboxExecProfile(view: SandboxView & { tmp: string; egressPort?: number }): string {
-  const ro = ["/usr", "/bin", "/sbin", "/System", "/Library/Developer", "/Library/Frameworks", "/Applications/Xcode.app", "/opt/homebrew", "/usr/local", "/private/etc", "/private/var/db/timezone", "/dev", ...view.readOnly];
+  const ro = [
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/System",
+    "/Library/Developer",
+    "/Library/Frameworks",
+    "/Applications/Xcode.app",
+    "/opt/homebrew",
+    "/usr/local",
+    "/private/etc",
+    "/private/var/db/timezone",
+    "/dev",
+    ...view.readOnly,
+  ];
   const node = nodeInstallDir();
   if (node) ro.push(node);
   // Binds cannot be mounted here: the caller links `dest` to `src` (a symlink in the worktree), and

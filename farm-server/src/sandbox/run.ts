@@ -105,7 +105,8 @@ async function placeBind(b: SandboxBind, cwd: string, kind: SandboxKind): Promis
   await mkdir(dirname(b.dest), { recursive: true });
   const st = await lstat(b.dest).catch(() => null);
   if (kind === "bwrap") {
-    if (st?.isSymbolicLink() && (await readlink(b.dest).catch(() => "")) === b.src) await unlink(b.dest); // left by a non-bwrap run
+    if (st?.isSymbolicLink() && (await readlink(b.dest).catch(() => "")) === b.src)
+      await unlink(b.dest); // left by a non-bwrap run
     else if (st && !st.isDirectory()) throw new Error(`cannot show the cached dependencies at ${b.dest}: the worktree has a file there`);
     await mkdir(b.dest, { recursive: true });
     return;
@@ -148,7 +149,9 @@ async function setUpEgress(o: EgressOptions, kind: SandboxKind): Promise<EgressS
   const socketPath = join(dir, "proxy.sock");
   if (Buffer.byteLength(socketPath) > 100) {
     await rm(dir, { recursive: true, force: true });
-    throw new Error(`cannot set up the check's egress: the socket path ${socketPath} is too long for a Unix socket (set TMPDIR to a shorter folder)`);
+    throw new Error(
+      `cannot set up the check's egress: the socket path ${socketPath} is too long for a Unix socket (set TMPDIR to a shorter folder)`,
+    );
   }
   let relay: EgressRelay;
   try {
@@ -169,23 +172,56 @@ async function setUpEgress(o: EgressOptions, kind: SandboxKind): Promise<EgressS
 
 /** The argv (before the sandbox) that runs the command behind the egress bridge (bwrap brings loopback up). */
 function bridgedArgv(shellScript: string, socketPath: string): string[] {
-  return ["sh", "-c", `exec 2>&1\nexec "$1" -e "$2" "$3" "$4" "$5"`, "sh", process.execPath, BRIDGE_SCRIPT, String(EGRESS_BRIDGE_PORT), socketPath, shellScript];
+  return [
+    "sh",
+    "-c",
+    `exec 2>&1\nexec "$1" -e "$2" "$3" "$4" "$5"`,
+    "sh",
+    process.execPath,
+    BRIDGE_SCRIPT,
+    String(EGRESS_BRIDGE_PORT),
+    socketPath,
+    shellScript,
+  ];
 }
 
 function sandboxed(kind: SandboxKind, argv: string[], opts: RunCheckOptions, home: string, tmp: string, egress?: EgressSetup): string[] {
   const view = {
-    cwd: opts.cwd, home, readOnly: opts.readOnly ?? [], hide: opts.hide ?? [], binds: opts.binds ?? [],
+    cwd: opts.cwd,
+    home,
+    readOnly: opts.readOnly ?? [],
+    hide: opts.hide ?? [],
+    binds: opts.binds ?? [],
     readWrite: egress?.socketPath !== undefined ? [dirname(egress.socketPath)] : [],
   };
   if (kind === "bwrap") return ["bwrap", ...bwrapArgs(view), "--", ...argv];
-  if (kind === "sandbox-exec") return ["sandbox-exec", "-p", sandboxExecProfile({ ...view, tmp, ...(egress?.port !== undefined ? { egressPort: egress.port } : {}) }), ...argv];
+  if (kind === "sandbox-exec")
+    return [
+      "sandbox-exec",
+      "-p",
+      sandboxExecProfile({ ...view, tmp, ...(egress?.port !== undefined ? { egressPort: egress.port } : {}) }),
+      ...argv,
+    ];
   return argv;
 }
 
-function runIn(kind: SandboxKind, command: string, opts: RunCheckOptions, home: string, tmp: string, egress?: EgressSetup): Promise<CheckResult> {
+function runIn(
+  kind: SandboxKind,
+  command: string,
+  opts: RunCheckOptions,
+  home: string,
+  tmp: string,
+  egress?: EgressSetup,
+): Promise<CheckResult> {
   const started = performance.now();
   // Never the parent's environment: only what a build needs, plus what the caller passes on purpose.
-  const env: Record<string, string> = { PATH: childPath(), HOME: home, LANG: process.env.LANG ?? "C.UTF-8", ...(kind === "bwrap" ? {} : { TMPDIR: tmp }), ...opts.env };
+  const env: Record<string, string> = {
+    PATH: childPath(),
+    HOME: home,
+    LANG: process.env.LANG ?? "C.UTF-8",
+    ...(kind === "bwrap" ? {} : { TMPDIR: tmp }),
+    ...opts.env,
+  };
   if (egress) {
     for (const name of ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]) env[name] = egress.proxyEnv;
     env.NO_PROXY = "";
@@ -209,18 +245,26 @@ function runIn(kind: SandboxKind, command: string, opts: RunCheckOptions, home: 
       timers.forEach(clearTimeout);
       opts.signal?.removeEventListener("abort", onAbort);
       // Colour codes and cursor moves are noise to a model and a hazard in a terminal: plain text only.
-      resolve({ exitCode: timedOut || opts.signal?.aborted ? null : exitCode, output: stripTerminalEscapes(output.text(), { multiline: true }), timedOut, durationMs: Math.round(performance.now() - started), sandbox: kind });
+      resolve({
+        exitCode: timedOut || opts.signal?.aborted ? null : exitCode,
+        output: stripTerminalEscapes(output.text(), { multiline: true }),
+        timedOut,
+        durationMs: Math.round(performance.now() - started),
+        sandbox: kind,
+      });
     };
     const stop = (why: string): void => {
       output.push(Buffer.from(`\n[optimus: ${why}]\n`));
       killGroup(child.pid, "SIGTERM");
       timers.push(setTimeout(() => killGroup(child.pid, "SIGKILL"), KILL_GRACE_MS));
       // A process that left the group (setsid) could hold the pipes open forever: stop waiting for them.
-      timers.push(setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
-        finish(null);
-      }, KILL_GRACE_MS * 2));
+      timers.push(
+        setTimeout(() => {
+          child.stdout.destroy();
+          child.stderr.destroy();
+          finish(null);
+        }, KILL_GRACE_MS * 2),
+      );
     };
     const onAbort = () => stop("the check was stopped (its lease ended)");
     child.stdout.on("data", (b: Buffer) => output.push(b));
@@ -232,10 +276,12 @@ function runIn(kind: SandboxKind, command: string, opts: RunCheckOptions, home: 
     child.on("close", (code) => finish(code));
     if (opts.signal?.aborted) onAbort();
     else opts.signal?.addEventListener("abort", onAbort, { once: true });
-    timers.push(setTimeout(() => {
-      timedOut = true;
-      stop(`the check ran over ${opts.timeoutMs} ms and was killed`);
-    }, opts.timeoutMs));
+    timers.push(
+      setTimeout(() => {
+        timedOut = true;
+        stop(`the check ran over ${opts.timeoutMs} ms and was killed`);
+      }, opts.timeoutMs),
+    );
   });
 }
 

@@ -42,14 +42,18 @@ export function checkVaultConfig(name: string, raw: unknown): VaultConfig {
   }
   const spec = FIELDS[provider as VaultConfig["provider"]];
   for (const k of Object.keys(o)) {
-    if (k !== "provider" && !spec.required.includes(k) && !spec.optional.includes(k)) throw new Error(`${where}: unknown setting '${k}' for provider ${provider}`);
+    if (k !== "provider" && !spec.required.includes(k) && !spec.optional.includes(k))
+      throw new Error(`${where}: unknown setting '${k}' for provider ${provider}`);
   }
   for (const k of spec.required) if (o[k] === undefined) throw new Error(`${where}.${k} is required for provider ${provider}`);
   for (const k of [...spec.required, ...spec.optional]) {
     const v = o[k];
-    if (v !== undefined && (typeof v !== "string" || v.length === 0 || v.length > 1000)) throw new Error(`${where}.${k} must be a non-empty string`);
+    if (v !== undefined && (typeof v !== "string" || v.length === 0 || v.length > 1000))
+      throw new Error(`${where}.${k} must be a non-empty string`);
   }
-  if (provider === "hashicorp-vault" && !/^https?:\/\//.test(o.address as string)) throw new Error(`${where}.address must be an http(s) URL`);
-  if (provider === "hashicorp-vault" && o.tokenEnv !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(o.tokenEnv as string)) throw new Error(`${where}.tokenEnv must be an environment variable name`);
+  if (provider === "hashicorp-vault" && !/^https?:\/\//.test(o.address as string))
+    throw new Error(`${where}.address must be an http(s) URL`);
+  if (provider === "hashicorp-vault" && o.tokenEnv !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(o.tokenEnv as string))
+    throw new Error(`${where}.tokenEnv must be an environment variable name`);
   return o as unknown as VaultConfig;
 }

@@ -104,9 +104,16 @@ export class Redactor {
       const out = Object.create(Object.getPrototypeOf(v)) as Record<string, unknown>;
       seen.set(v, out);
       for (const k of ["name", "message", "stack"] as const) {
-        if (Object.prototype.hasOwnProperty.call(v, k)) Object.defineProperty(out, k, { value: this.deep((v as unknown as Record<string, unknown>)[k], seen), writable: true, configurable: true, enumerable: false });
+        if (Object.prototype.hasOwnProperty.call(v, k))
+          Object.defineProperty(out, k, {
+            value: this.deep((v as unknown as Record<string, unknown>)[k], seen),
+            writable: true,
+            configurable: true,
+            enumerable: false,
+          });
       }
-      if ("cause" in v) Object.defineProperty(out, "cause", { value: this.deep(v.cause, seen), writable: true, configurable: true, enumerable: false });
+      if ("cause" in v)
+        Object.defineProperty(out, "cause", { value: this.deep(v.cause, seen), writable: true, configurable: true, enumerable: false });
       for (const [k, x] of Object.entries(v)) out[this.redact(k)] = this.deep(x, seen);
       return out;
     }

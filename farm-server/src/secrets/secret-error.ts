@@ -29,7 +29,9 @@ export class SecretError extends Error {
 export function safeRef(ref: string): string {
   const s = String(ref);
   const cut = s.length > MAX_REF_IN_MESSAGE ? `${s.slice(0, MAX_REF_IN_MESSAGE)}…` : s;
-  return secretPatterns.redactKnownShapes(cut.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`));
+  return secretPatterns.redactKnownShapes(
+    cut.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`),
+  );
 }
 
 /**
@@ -38,7 +40,11 @@ export function safeRef(ref: string): string {
  * Empty when there is nothing worth showing.
  */
 export function providerDetail(text: string | undefined, redactor?: Redactor): string {
-  const line = (text ?? "").split(/\r?\n/).find((l) => l.trim().length > 0)?.trim() ?? "";
+  const line =
+    (text ?? "")
+      .split(/\r?\n/)
+      .find((l) => l.trim().length > 0)
+      ?.trim() ?? "";
   if (!line) return "";
   // Redact before cutting, so a value cut in half at the limit is still recognised.
   const masked = secretPatterns.redactKnownShapes(redactor ? redactor.redact(line) : line).replace(/[\u0000-\u001f\u007f]/g, " ");

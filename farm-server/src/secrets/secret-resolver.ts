@@ -25,9 +25,14 @@ export class SecretResolver {
 
   constructor(config: SecretsConfig | RawSecretsConfig, opts: SecretResolverOptions = {}) {
     this.redactor = opts.redactor ?? new Redactor();
-    const popts = { redactor: this.redactor, ...(opts.env ? { env: opts.env } : {}), ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) };
+    const popts = {
+      redactor: this.redactor,
+      ...(opts.env ? { env: opts.env } : {}),
+      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+    };
     // Settings are checked here, at startup, so a typo fails the server's start, not its first call.
-    for (const [name, raw] of Object.entries(config.vaults ?? {})) this.providers.set(name, createProvider(checkVaultConfig(name, raw), popts));
+    for (const [name, raw] of Object.entries(config.vaults ?? {}))
+      this.providers.set(name, createProvider(checkVaultConfig(name, raw), popts));
   }
 
   /** The configured vault names, for messages and diagnostics. */
@@ -41,7 +46,10 @@ export class SecretResolver {
     const provider = this.providers.get(parsed.vault);
     if (!provider) {
       const names = this.vaultNames;
-      throw new SecretError(ref, `no vault named '${parsed.vault}' is configured (${names.length > 0 ? `configured: ${names.join(", ")}` : "no vaults are configured under secrets.vaults"})`);
+      throw new SecretError(
+        ref,
+        `no vault named '${parsed.vault}' is configured (${names.length > 0 ? `configured: ${names.join(", ")}` : "no vaults are configured under secrets.vaults"})`,
+      );
     }
     let value: string;
     try {
@@ -49,7 +57,10 @@ export class SecretResolver {
     } catch (err) {
       if (err instanceof SecretError) throw err;
       // A provider bug, not a report: keep its first line, masked, and nothing else.
-      throw new SecretError(ref, `the ${parsed.vault} provider failed (${providerDetail((err as Error)?.message ?? String(err), this.redactor) || "no detail"})`);
+      throw new SecretError(
+        ref,
+        `the ${parsed.vault} provider failed (${providerDetail((err as Error)?.message ?? String(err), this.redactor) || "no detail"})`,
+      );
     }
     if (value.length === 0) throw new SecretError(ref, "the secret is empty");
     return value;
@@ -62,7 +73,11 @@ export class SecretResolver {
    */
   async withSecret<T>(ref: string, fn: (value: string) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const value = await this.resolve(ref, signal);
-    if (value.length < MIN_SECRET_LENGTH) throw new SecretError(ref, `the secret is shorter than ${MIN_SECRET_LENGTH} characters, too short to be a key or to be kept out of logs`);
+    if (value.length < MIN_SECRET_LENGTH)
+      throw new SecretError(
+        ref,
+        `the secret is shorter than ${MIN_SECRET_LENGTH} characters, too short to be a key or to be kept out of logs`,
+      );
     const release = this.redactor.add(value);
     try {
       return await fn(value);

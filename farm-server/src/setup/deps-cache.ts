@@ -11,7 +11,19 @@
  *   <dir>/.tmp-<hash>-<random>/    an install in progress (swept by the next holder of the lock)
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { runCheck, type CheckResult, type EgressOptions, type SandboxBind, type SandboxSetting } from "../sandbox/index.js";
 import { setupHash, type SetupPlan } from "./setup-plan.js";
@@ -87,8 +99,17 @@ export class DepsCache {
     const entry = this.entryOf(hash);
     const durationMs = Math.round(performance.now() - started);
     return {
-      ok: true, hit: true, hash, command: req.plan.command, durationMs, exitCode: 0, binds: this.bindsFor(entry, req), logFile: join(entry, "setup.log"),
-      output: "", ranInWorktree: false, summary: `set-up: cache hit (deps ${hash.slice(0, 12)}, \`${req.plan.command}\`) in ${durationMs} ms`,
+      ok: true,
+      hit: true,
+      hash,
+      command: req.plan.command,
+      durationMs,
+      exitCode: 0,
+      binds: this.bindsFor(entry, req),
+      logFile: join(entry, "setup.log"),
+      output: "",
+      ranInWorktree: false,
+      summary: `set-up: cache hit (deps ${hash.slice(0, 12)}, \`${req.plan.command}\`) in ${durationMs} ms`,
     };
   }
 
@@ -110,9 +131,13 @@ export class DepsCache {
       let r: CheckResult;
       try {
         r = await runCheck(req.plan.command, {
-          cwd: req.worktree, timeoutMs: req.plan.timeoutMs, sandbox: req.sandbox ?? "auto",
+          cwd: req.worktree,
+          timeoutMs: req.plan.timeoutMs,
+          sandbox: req.sandbox ?? "auto",
           binds: req.plan.outputs.map((o) => ({ src: join(tmp, o), dest: join(req.worktree, o), readOnly: false })),
-          ...(req.egress ? { egress: req.egress } : {}), ...(req.hide ? { hide: req.hide } : {}), ...(req.signal ? { signal: req.signal } : {}),
+          ...(req.egress ? { egress: req.egress } : {}),
+          ...(req.hide ? { hide: req.hide } : {}),
+          ...(req.signal ? { signal: req.signal } : {}),
         });
       } catch (err) {
         rmSync(tmp, { recursive: true, force: true });
@@ -121,18 +146,55 @@ export class DepsCache {
       const durationMs = Math.round(performance.now() - started);
       const ok = r.exitCode === 0;
       const log = `$ ${req.plan.command}\n# deps ${hash} (${req.plan.source}; key files ${req.plan.cacheKeyFiles.join(", ")})\n# exit ${r.exitCode}${r.timedOut ? " (timed out)" : ""} after ${durationMs} ms, sandbox ${r.sandbox}${req.egress ? ", network through the egress proxy" : ", no network"}\n${r.output}`;
-      const base = { hash, command: req.plan.command, durationMs, exitCode: r.exitCode, output: r.output.slice(-8_000), ranInWorktree: true, ...(r.sandboxNote ? { sandboxNote: r.sandboxNote } : {}) };
+      const base = {
+        hash,
+        command: req.plan.command,
+        durationMs,
+        exitCode: r.exitCode,
+        output: r.output.slice(-8_000),
+        ranInWorktree: true,
+        ...(r.sandboxNote ? { sandboxNote: r.sandboxNote } : {}),
+      };
       if (!ok) {
         const logFile = join(this.dir, `${hash}.failed.log`);
         writeFileSync(logFile, log);
         rmSync(tmp, { recursive: true, force: true });
-        return { ...base, ok: false, hit: false, binds: [], logFile, summary: `set-up failed: \`${req.plan.command}\` ${r.timedOut ? "timed out" : `exited ${r.exitCode}`} after ${durationMs} ms (log: ${logFile})` };
+        return {
+          ...base,
+          ok: false,
+          hit: false,
+          binds: [],
+          logFile,
+          summary: `set-up failed: \`${req.plan.command}\` ${r.timedOut ? "timed out" : `exited ${r.exitCode}`} after ${durationMs} ms (log: ${logFile})`,
+        };
       }
       writeFileSync(join(tmp, "setup.log"), log);
-      writeFileSync(join(tmp, "meta.json"), JSON.stringify({ hash, command: req.plan.command, outputs: req.plan.outputs, keyFiles: req.plan.cacheKeyFiles, source: req.plan.source, durationMs, createdAt: new Date().toISOString() }, null, 2) + "\n");
+      writeFileSync(
+        join(tmp, "meta.json"),
+        JSON.stringify(
+          {
+            hash,
+            command: req.plan.command,
+            outputs: req.plan.outputs,
+            keyFiles: req.plan.cacheKeyFiles,
+            source: req.plan.source,
+            durationMs,
+            createdAt: new Date().toISOString(),
+          },
+          null,
+          2,
+        ) + "\n",
+      );
       renameSync(tmp, entry); // whole, or not at all
       rmSync(join(this.dir, `${hash}.failed.log`), { force: true });
-      return { ...base, ok: true, hit: false, binds: this.bindsFor(entry, req), logFile: join(entry, "setup.log"), summary: `set-up: installed deps ${hash.slice(0, 12)} with \`${req.plan.command}\` in ${durationMs} ms (cache miss)` };
+      return {
+        ...base,
+        ok: true,
+        hit: false,
+        binds: this.bindsFor(entry, req),
+        logFile: join(entry, "setup.log"),
+        summary: `set-up: installed deps ${hash.slice(0, 12)} with \`${req.plan.command}\` in ${durationMs} ms (cache miss)`,
+      };
     } finally {
       release();
     }
@@ -151,13 +213,16 @@ export class DepsCache {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
       }
-      const owner = Number.parseInt((() => {
-        try {
-          return readFileSync(path, "utf8");
-        } catch {
-          return "";
-        }
-      })(), 10);
+      const owner = Number.parseInt(
+        (() => {
+          try {
+            return readFileSync(path, "utf8");
+          } catch {
+            return "";
+          }
+        })(),
+        10,
+      );
       if (Number.isFinite(owner) && owner > 0 && alive(owner)) {
         await sleep(LOCK_POLL_MS);
         continue;

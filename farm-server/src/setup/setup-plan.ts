@@ -28,8 +28,16 @@ const DEFAULT_TIMEOUT_MS = 900_000;
 
 /** Lockfiles at a repository's root, in the order they are tried. */
 const DETECTED: Array<{ file: string; plan?: Omit<SetupPlan, "source" | "timeoutMs">; tool: string }> = [
-  { file: "package-lock.json", tool: "npm", plan: { command: "npm ci --no-audit --no-fund", cacheKeyFiles: ["package-lock.json"], outputs: ["node_modules"] } },
-  { file: "npm-shrinkwrap.json", tool: "npm", plan: { command: "npm ci --no-audit --no-fund", cacheKeyFiles: ["npm-shrinkwrap.json"], outputs: ["node_modules"] } },
+  {
+    file: "package-lock.json",
+    tool: "npm",
+    plan: { command: "npm ci --no-audit --no-fund", cacheKeyFiles: ["package-lock.json"], outputs: ["node_modules"] },
+  },
+  {
+    file: "npm-shrinkwrap.json",
+    tool: "npm",
+    plan: { command: "npm ci --no-audit --no-fund", cacheKeyFiles: ["npm-shrinkwrap.json"], outputs: ["node_modules"] },
+  },
   { file: "pnpm-lock.yaml", tool: "pnpm" },
   { file: "yarn.lock", tool: "yarn" },
   { file: "requirements.txt", tool: "pip" },
@@ -46,10 +54,30 @@ const isFile = (p: string): boolean => {
 /** The set-up for a worktree: the configured one, or detected from its root's lockfile. */
 export function resolveSetup(config: SetupConfig | undefined, worktree: string): SetupDecision {
   if (config === "none") return { kind: "none", reason: "setup: none" };
-  if (config) return { kind: "plan", plan: { command: config.command, cacheKeyFiles: [...config.cacheKeyFiles], outputs: [...config.outputs], timeoutMs: config.timeoutMs, source: "config" } };
+  if (config)
+    return {
+      kind: "plan",
+      plan: {
+        command: config.command,
+        cacheKeyFiles: [...config.cacheKeyFiles],
+        outputs: [...config.outputs],
+        timeoutMs: config.timeoutMs,
+        source: "config",
+      },
+    };
   for (const d of DETECTED) {
     if (!isFile(join(worktree, d.file))) continue;
-    if (d.plan) return { kind: "plan", plan: { ...d.plan, cacheKeyFiles: [...d.plan.cacheKeyFiles], outputs: [...d.plan.outputs], timeoutMs: DEFAULT_TIMEOUT_MS, source: d.file } };
+    if (d.plan)
+      return {
+        kind: "plan",
+        plan: {
+          ...d.plan,
+          cacheKeyFiles: [...d.plan.cacheKeyFiles],
+          outputs: [...d.plan.outputs],
+          timeoutMs: DEFAULT_TIMEOUT_MS,
+          source: d.file,
+        },
+      };
     return {
       kind: "unsupported",
       reason: `${d.file} found, but ${d.tool} set-ups are not detected yet: declare one in .optimus/config.yaml, e.g. setup: { command: "${d.tool === "pnpm" ? "pnpm install --frozen-lockfile" : d.tool === "yarn" ? "yarn install --frozen-lockfile" : "pip install -r requirements.txt --target .deps"}", cacheKeyFiles: ["${d.file}"], outputs: ["${d.tool === "pip" ? ".deps" : "node_modules"}"] }, or setup: none`,
@@ -65,7 +93,16 @@ export function resolveSetup(config: SetupConfig | undefined, worktree: string):
  */
 export function setupHash(plan: SetupPlan, worktree: string): string {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ v: 1, command: plan.command, outputs: plan.outputs, platform: process.platform, arch: process.arch, abi: process.versions.modules }));
+  h.update(
+    JSON.stringify({
+      v: 1,
+      command: plan.command,
+      outputs: plan.outputs,
+      platform: process.platform,
+      arch: process.arch,
+      abi: process.versions.modules,
+    }),
+  );
   for (const f of plan.cacheKeyFiles) {
     const p = join(worktree, f);
     h.update(`\0${f}\0`);

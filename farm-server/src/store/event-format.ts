@@ -21,7 +21,10 @@ export class EventFormatError extends Error {}
 
 /** An event's data in this version's format. */
 export function upcast(type: string, v: number, data: Record<string, unknown>, actor: string): Record<string, unknown> {
-  if (v > EVENT_FORMAT) throw new EventFormatError(`journal entry of type ${type} has format ${v}, newer than this Optimus reads (${EVENT_FORMAT}): it was written by a newer version; upgrade Optimus`);
+  if (v > EVENT_FORMAT)
+    throw new EventFormatError(
+      `journal entry of type ${type} has format ${v}, newer than this Optimus reads (${EVENT_FORMAT}): it was written by a newer version; upgrade Optimus`,
+    );
   let out = data;
   for (let at = v; at < EVENT_FORMAT; at++) out = UPCASTERS[at]?.[type as EventType]?.(out, actor) ?? out;
   return out;

@@ -7,7 +7,11 @@ export const GENESIS_HASH = "0".repeat(64);
  * The fields of an event that its hash covers, in a fixed order, so any edit breaks the chain. The
  * head is JSON-encoded (strings escaped), so no choice of actor or type can shift a field boundary.
  */
-export function eventHash(prevHash: string, e: { seq: number; ts: number; epoch: number; actor: string; type: string }, dataJson: string): string {
+export function eventHash(
+  prevHash: string,
+  e: { seq: number; ts: number; epoch: number; actor: string; type: string },
+  dataJson: string,
+): string {
   return createHash("sha256")
     .update(JSON.stringify([prevHash, e.seq, e.ts, e.epoch, e.actor, e.type]))
     .update("\n")
@@ -25,7 +29,10 @@ export interface VerifyResult {
 
 /** Thrown when another farm server took the lead: this one must stop writing at once. */
 export class FencedError extends Error {
-  constructor(readonly ourEpoch: number, readonly currentEpoch: number) {
+  constructor(
+    readonly ourEpoch: number,
+    readonly currentEpoch: number,
+  ) {
     super(`fenced: this farm server holds epoch ${ourEpoch} but epoch ${currentEpoch} has taken over`);
     this.name = "FencedError";
   }

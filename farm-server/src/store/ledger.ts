@@ -33,8 +33,20 @@ export class Ledger {
       case "escalation_queued": {
         const d = e.data;
         this.entries.set(d.requestId, {
-          requestId: d.requestId, taskId: d.taskId, unitId: d.unitId, worker: d.worker, priority: d.priority, state: "queued", model: d.model,
-          maxTokens: d.maxTokens, inputTokensMax: d.inputTokensMax, reservedUsd: d.reservedUsd, spentUsd: 0, queuedAt: e.ts, day: utcDay(e.ts), seq: e.seq,
+          requestId: d.requestId,
+          taskId: d.taskId,
+          unitId: d.unitId,
+          worker: d.worker,
+          priority: d.priority,
+          state: "queued",
+          model: d.model,
+          maxTokens: d.maxTokens,
+          inputTokensMax: d.inputTokensMax,
+          reservedUsd: d.reservedUsd,
+          spentUsd: 0,
+          queuedAt: e.ts,
+          day: utcDay(e.ts),
+          seq: e.seq,
         });
         this.latestByUnit.set(`${d.taskId}/${d.unitId}`, d.requestId);
         this.waiting.add(d.requestId);
@@ -42,8 +54,21 @@ export class Ledger {
       }
       case "escalation_denied":
         this.entries.set(e.data.requestId, {
-          requestId: e.data.requestId, taskId: e.data.taskId, unitId: e.data.unitId, worker: e.data.worker, priority: 0, state: "denied", model: "",
-          maxTokens: 0, inputTokensMax: 0, reservedUsd: 0, spentUsd: 0, queuedAt: e.ts, day: utcDay(e.ts), seq: e.seq, reason: e.data.reason,
+          requestId: e.data.requestId,
+          taskId: e.data.taskId,
+          unitId: e.data.unitId,
+          worker: e.data.worker,
+          priority: 0,
+          state: "denied",
+          model: "",
+          maxTokens: 0,
+          inputTokensMax: 0,
+          reservedUsd: 0,
+          spentUsd: 0,
+          queuedAt: e.ts,
+          day: utcDay(e.ts),
+          seq: e.seq,
+          reason: e.data.reason,
         });
         break;
       case "escalation_admitted": {
@@ -117,11 +142,29 @@ export class Ledger {
   }
 
   /** Spend grouped for reports: per day, task, worker and model. */
-  report(): { totalUsd: number; reservedUsd: number; byDay: Record<string, number>; byTask: Record<string, number>; byWorker: Record<string, number>; byModel: Record<string, number>; byUnit: Record<string, number> } {
-    const group = (prefix: string) => Object.fromEntries([...this.spent].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+  report(): {
+    totalUsd: number;
+    reservedUsd: number;
+    byDay: Record<string, number>;
+    byTask: Record<string, number>;
+    byWorker: Record<string, number>;
+    byModel: Record<string, number>;
+    byUnit: Record<string, number>;
+  } {
+    const group = (prefix: string) =>
+      Object.fromEntries([...this.spent].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
     const byUnit: Record<string, number> = {};
-    for (const x of this.entries.values()) if (x.spentUsd) byUnit[`${x.taskId}/${x.unitId}`] = (byUnit[`${x.taskId}/${x.unitId}`] ?? 0) + x.spentUsd;
-    return { totalUsd: this.spentOn("all"), reservedUsd: this.reservedOn("all"), byDay: group("day:"), byTask: group("task:"), byWorker: group("worker:"), byModel: group("model:"), byUnit };
+    for (const x of this.entries.values())
+      if (x.spentUsd) byUnit[`${x.taskId}/${x.unitId}`] = (byUnit[`${x.taskId}/${x.unitId}`] ?? 0) + x.spentUsd;
+    return {
+      totalUsd: this.spentOn("all"),
+      reservedUsd: this.reservedOn("all"),
+      byDay: group("day:"),
+      byTask: group("task:"),
+      byWorker: group("worker:"),
+      byModel: group("model:"),
+      byUnit,
+    };
   }
 
   toSnapshot(): unknown {

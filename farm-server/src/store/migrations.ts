@@ -13,7 +13,9 @@ export interface Migration {
 
 export class SchemaTooNewError extends Error {
   constructor(what: string, found: number, known: number) {
-    super(`${what} has schema version ${found}, newer than this Optimus knows (${known}): it was written by a newer version; upgrade Optimus rather than open it with this one`);
+    super(
+      `${what} has schema version ${found}, newer than this Optimus knows (${known}): it was written by a newer version; upgrade Optimus rather than open it with this one`,
+    );
     this.name = "SchemaTooNewError";
   }
 }

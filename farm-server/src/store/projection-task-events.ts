@@ -6,8 +6,16 @@ export const taskEvents: FoldHandlers = {
   task_created: (f, e) => {
     const d = e.data;
     const t = f.p.addTask({
-      taskId: d.taskId, title: d.title, description: d.description, priority: d.priority, targetBranch: d.targetBranch,
-      createdBy: d.createdBy, createdAt: e.ts, updatedAt: e.ts, cancelled: false, units: [],
+      taskId: d.taskId,
+      title: d.title,
+      description: d.description,
+      priority: d.priority,
+      targetBranch: d.targetBranch,
+      createdBy: d.createdBy,
+      createdAt: e.ts,
+      updatedAt: e.ts,
+      cancelled: false,
+      units: [],
     });
     for (const k of f.p.addUnits(t, d.units, e, d.restored)) f.ready(k);
     f.touch(d.taskId);
@@ -56,7 +64,10 @@ export const taskEvents: FoldHandlers = {
   task_approved: (f, e) => {
     const t = f.p.tasks.get(e.data.taskId);
     if (!t) return;
-    t.approvals = [...(t.approvals ?? []), { by: e.data.by, head: e.data.head, at: e.ts, ...(e.data.forgeEvent ? { forgeEvent: e.data.forgeEvent } : {}) }];
+    t.approvals = [
+      ...(t.approvals ?? []),
+      { by: e.data.by, head: e.data.head, at: e.ts, ...(e.data.forgeEvent ? { forgeEvent: e.data.forgeEvent } : {}) },
+    ];
     f.touch(t.taskId);
   },
   task_pull_request: (f, e) => {

@@ -8,8 +8,12 @@ function leaseEnded(f: Fold, e: Of<"lease_expired"> | Of<"unit_failed">): void {
   const { p } = f;
   const u = p.unit(e.data.taskId, e.data.unitId);
   u.failures++;
-  const reason = e.type === "unit_failed" ? e.data.reason
-    : e.data.cause === "token_revoked" ? `lease of ${e.data.worker} ended: its token was revoked` : `lease of ${e.data.worker} expired (no heartbeat)`;
+  const reason =
+    e.type === "unit_failed"
+      ? e.data.reason
+      : e.data.cause === "token_revoked"
+        ? `lease of ${e.data.worker} ended: its token was revoked`
+        : `lease of ${e.data.worker} expired (no heartbeat)`;
   if (e.type === "unit_failed" && e.data.feedback) u.feedback = [...(u.feedback ?? []), e.data.feedback];
   if (e.data.next === "dead") p.settle(u, "dead", e, reason);
   else {
@@ -139,7 +143,11 @@ export const unitEvents: FoldHandlers = {
     f.p.settle(u, "merged", e);
     for (const k of u.dependents) if (f.p.promote(k, e)) f.ready(k);
     const t = f.p.tasks.get(u.taskId);
-    if (e.data.heldForTask && t) t.heldChanges = [...(t.heldChanges ?? []), { unitId: u.unitId, attempt: e.data.attempt, commit: e.data.commit, reasons: e.data.risk.reasons }];
+    if (e.data.heldForTask && t)
+      t.heldChanges = [
+        ...(t.heldChanges ?? []),
+        { unitId: u.unitId, attempt: e.data.attempt, commit: e.data.commit, reasons: e.data.risk.reasons },
+      ];
     f.touch(u.taskId);
   },
   unit_rejected: (f, e) => {

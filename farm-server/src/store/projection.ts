@@ -118,7 +118,15 @@ export class Projection implements FoldTarget {
       // with attempt numbers continuing so any zombie report of the old attempt is fenced off.
       const state: UnitState = r && isTerminal(r.state) ? r.state : "planned";
       this.units.set(unitKey(t.taskId, spec.id), {
-        taskId: t.taskId, unitId: spec.id, spec, state, attempt: r?.attempt ?? 0, failures: 0, reason: r?.reason, updatedAt: ts, dependents: [],
+        taskId: t.taskId,
+        unitId: spec.id,
+        spec,
+        state,
+        attempt: r?.attempt ?? 0,
+        failures: 0,
+        reason: r?.reason,
+        updatedAt: ts,
+        dependents: [],
         ...(state === "completed" || state === "merged" ? { acceptedAttempt: r?.attempt, acceptedWorker: r?.worker } : {}),
       });
     }
@@ -177,9 +185,19 @@ export class Projection implements FoldTarget {
       counts[s] = (counts[s] ?? 0) + 1;
     }
     return {
-      taskId: t.taskId, title: t.title, description: t.description, priority: t.priority, createdBy: t.createdBy,
-      createdAt: t.createdAt, updatedAt: t.updatedAt, units: t.units.map((k) => k.slice(t.taskId.length + 1)), counts,
-      state: taskState(t, counts), ...(t.merge ? { merge: t.merge } : {}), ...(t.pullRequest ? { pullRequest: t.pullRequest } : {}), ...(t.planFallback ? { planFallback: t.planFallback } : {}),
+      taskId: t.taskId,
+      title: t.title,
+      description: t.description,
+      priority: t.priority,
+      createdBy: t.createdBy,
+      createdAt: t.createdAt,
+      updatedAt: t.updatedAt,
+      units: t.units.map((k) => k.slice(t.taskId.length + 1)),
+      counts,
+      state: taskState(t, counts),
+      ...(t.merge ? { merge: t.merge } : {}),
+      ...(t.pullRequest ? { pullRequest: t.pullRequest } : {}),
+      ...(t.planFallback ? { planFallback: t.planFallback } : {}),
     };
   }
 
@@ -189,7 +207,16 @@ export class Projection implements FoldTarget {
   }
 
   unitView(u: UnitRecord): UnitView {
-    const { dependents: _d, acceptedAttempt: _a, acceptedLeaseId: _l, acceptedWorker: _w, approvedAttempt: _p, author: _au, reviewRequests: _rr, ...view } = u;
+    const {
+      dependents: _d,
+      acceptedAttempt: _a,
+      acceptedLeaseId: _l,
+      acceptedWorker: _w,
+      approvedAttempt: _p,
+      author: _au,
+      reviewRequests: _rr,
+      ...view
+    } = u;
     return view;
   }
 
@@ -214,16 +241,32 @@ export class Projection implements FoldTarget {
   toSnapshot(): unknown {
     return {
       format: SNAPSHOT_FORMAT,
-      lastSeq: this.lastSeq, taskOrder: this.taskOrder, tasks: [...this.tasks.values()], units: [...this.units.values()],
-      workers: [...this.workers.values()], revokedTokens: [...this.revokedTokens], ledger: this.ledger.toSnapshot(),
-      ...(this.imported ? { imported: this.imported } : {}), archived: this.archived,
+      lastSeq: this.lastSeq,
+      taskOrder: this.taskOrder,
+      tasks: [...this.tasks.values()],
+      units: [...this.units.values()],
+      workers: [...this.workers.values()],
+      revokedTokens: [...this.revokedTokens],
+      ledger: this.ledger.toSnapshot(),
+      ...(this.imported ? { imported: this.imported } : {}),
+      archived: this.archived,
     };
   }
 
   /** The projection a snapshot holds, or null when its format is not this version's (the journal is then replayed). */
   static fromSnapshot(s: unknown): Projection | null {
     if ((s as { format?: unknown } | null)?.format !== SNAPSHOT_FORMAT) return null;
-    const o = s as { lastSeq: number; taskOrder: number; tasks: TaskRecord[]; units: UnitRecord[]; workers: WorkerRecord[]; revokedTokens: string[]; ledger?: unknown; imported?: Projection["imported"]; archived?: number };
+    const o = s as {
+      lastSeq: number;
+      taskOrder: number;
+      tasks: TaskRecord[];
+      units: UnitRecord[];
+      workers: WorkerRecord[];
+      revokedTokens: string[];
+      ledger?: unknown;
+      imported?: Projection["imported"];
+      archived?: number;
+    };
     const p = new Projection();
     if (o.imported) p.imported = o.imported;
     p.archived = o.archived ?? 0;

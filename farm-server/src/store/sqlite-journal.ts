@@ -30,7 +30,16 @@ export function openFarmDatabase(file: string): Database.Database {
 
 /** A stored event as this version reads it (older formats upcast). */
 const toEvent = (r: Row): FarmEvent =>
-  ({ seq: r.seq, ts: r.ts, epoch: r.epoch, actor: r.actor, type: r.type, data: upcast(r.type, r.v ?? 1, JSON.parse(r.data) as Record<string, unknown>, r.actor), prevHash: r.prev_hash, hash: r.hash }) as FarmEvent;
+  ({
+    seq: r.seq,
+    ts: r.ts,
+    epoch: r.epoch,
+    actor: r.actor,
+    type: r.type,
+    data: upcast(r.type, r.v ?? 1, JSON.parse(r.data) as Record<string, unknown>, r.actor),
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  }) as FarmEvent;
 
 /** The embedded journal: SQLite in WAL mode with synchronous commits. */
 export class SqliteJournal implements Journal {
@@ -60,11 +69,16 @@ export class SqliteJournal implements Journal {
       const prev = (this.readEpoch.get() as number | undefined) ?? 0;
       const maxEventEpoch = (this.db.prepare("SELECT max(epoch) FROM events").pluck().get() as number | null) ?? 0;
       const epoch = Math.max(prev, maxEventEpoch) + 1;
-      this.db.prepare("INSERT INTO leader (id, epoch, pid, since) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, pid = excluded.pid, since = excluded.since").run(epoch, process.pid, Date.now());
+      this.db
+        .prepare(
+          "INSERT INTO leader (id, epoch, pid, since) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, pid = excluded.pid, since = excluded.since",
+        )
+        .run(epoch, process.pid, Date.now());
       return epoch;
     });
     this._epoch = take.immediate();
-    const last = this.db.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: string } | undefined;
+    const last = this.db.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").get() as
+      { seq: number; hash: string } | undefined;
     this.nextSeq = (last?.seq ?? 0) + 1;
     this.lastHash = last?.hash ?? GENESIS_HASH;
     this.committedSeq = last?.seq ?? 0;
@@ -121,7 +135,9 @@ export class SqliteJournal implements Journal {
   /** an archived task's event data by id (one statement, prepared once: restarts ask it per manifest) */
   private archived?: Database.Statement<[string], string>;
   private archivedData(taskId: string): string | undefined {
-    this.archived ??= this.db.prepare<[string], string>("SELECT data FROM events WHERE type = 'task_archived' AND json_extract(data, '$.taskId') = ?").pluck();
+    this.archived ??= this.db
+      .prepare<[string], string>("SELECT data FROM events WHERE type = 'task_archived' AND json_extract(data, '$.taskId') = ?")
+      .pluck();
     return this.archived.get(taskId);
   }
 
@@ -136,22 +152,30 @@ export class SqliteJournal implements Journal {
 
   async archivedPage(before: number, limit: number): Promise<{ tasks: ArchivedTask[]; total: number }> {
     const rows = this.db
-      .prepare("SELECT data FROM events WHERE type = 'task_archived' AND json_extract(data, '$.order') < ? ORDER BY json_extract(data, '$.order') DESC LIMIT ?")
+      .prepare(
+        "SELECT data FROM events WHERE type = 'task_archived' AND json_extract(data, '$.order') < ? ORDER BY json_extract(data, '$.order') DESC LIMIT ?",
+      )
       .pluck()
       .all(before, limit) as string[];
-    const total = this.db.prepare("SELECT count(*) FROM events WHERE type = 'task_archived' AND json_extract(data, '$.order') < ?").pluck().get(before) as number;
+    const total = this.db
+      .prepare("SELECT count(*) FROM events WHERE type = 'task_archived' AND json_extract(data, '$.order') < ?")
+      .pluck()
+      .get(before) as number;
     return { tasks: rows.map((d) => JSON.parse(d) as ArchivedTask), total };
   }
 
   async saveSnapshot(s: Snapshot): Promise<void> {
     this.db.transaction(() => {
-      this.db.prepare("INSERT OR REPLACE INTO snapshots (seq, state, created_at) VALUES (?, ?, ?)").run(s.seq, JSON.stringify(s.state), Date.now());
+      this.db
+        .prepare("INSERT OR REPLACE INTO snapshots (seq, state, created_at) VALUES (?, ?, ?)")
+        .run(s.seq, JSON.stringify(s.state), Date.now());
       this.db.prepare("DELETE FROM snapshots WHERE seq < ?").run(s.seq);
     })();
   }
 
   async loadSnapshot(): Promise<Snapshot | null> {
-    const r = this.db.prepare("SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1").get() as { seq: number; state: string } | undefined;
+    const r = this.db.prepare("SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1").get() as
+      { seq: number; state: string } | undefined;
     return r ? { seq: r.seq, state: JSON.parse(r.state) } : null;
   }
 
@@ -176,7 +200,13 @@ export function verifyRows(rows: Iterable<Row>, onProgress?: (checked: number) =
   let checked = 0;
   for (const r of rows) {
     const broken = (reason: string): VerifyResult => ({ ok: false, checked, lastSeq: r.seq, firstBroken: { seq: r.seq, reason } });
-    if (r.seq !== expectSeq) return { ok: false, checked, lastSeq: r.seq, firstBroken: { seq: expectSeq, reason: `entry ${expectSeq} is missing (the next one is ${r.seq})` } };
+    if (r.seq !== expectSeq)
+      return {
+        ok: false,
+        checked,
+        lastSeq: r.seq,
+        firstBroken: { seq: expectSeq, reason: `entry ${expectSeq} is missing (the next one is ${r.seq})` },
+      };
     if (r.prev_hash !== prev) return broken("its link to the previous entry does not match (an entry before it was removed or replaced)");
     if (eventHash(prev, r, r.data) !== r.hash) return broken(`its contents do not match its hash (type ${r.type}, epoch ${r.epoch})`);
     prev = r.hash;

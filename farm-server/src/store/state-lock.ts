@@ -78,7 +78,11 @@ export function acquireStateLock(stateDir: string): StateLock {
         throw new FarmError("conflict", `another farm server (pid ${holder.pid}) is already running on this repository (${file})`);
       }
       // Left by a farm that is gone (crashed, killed, power cut): nobody needs to remove it by hand.
-      takenOver = { ...(holder.pid ? { pid: holder.pid } : {}), ...(holder.host ? { host: holder.host } : {}), ...(holder.since ? { since: holder.since } : {}) };
+      takenOver = {
+        ...(holder.pid ? { pid: holder.pid } : {}),
+        ...(holder.host ? { host: holder.host } : {}),
+        ...(holder.since ? { since: holder.since } : {}),
+      };
       rmSync(file, { force: true });
     }
   }

@@ -7,7 +7,8 @@ export function taskState(t: Pick<TaskRecord, "cancelled" | "merge">, counts: Pa
   const n = (s: UnitState) => counts[s] ?? 0;
   const total = Object.values(counts).reduce((a, b) => a + (b ?? 0), 0);
   // Done only once its change is on the target branch (a task without a change is done at once).
-  if (n("completed") + n("merged") === total) return n("merged") === 0 || t.merge?.commit ? "completed" : t.merge?.heldReason ? "held" : "merging";
+  if (n("completed") + n("merged") === total)
+    return n("merged") === 0 || t.merge?.commit ? "completed" : t.merge?.heldReason ? "held" : "merging";
   const active = n("leased") + n("submitted") + n("evaluating") + n("reviewing") + n("awaiting_approval");
   if (active > 0) return "running";
   if (n("dead") > 0 && n("ready") === 0) return "failed";

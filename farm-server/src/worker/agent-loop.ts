@@ -33,8 +33,17 @@ const reviewJsonSchema = {
     // Bounded, so even a model that rambles ends its JSON within the token budget.
     summary: { type: "string", maxLength: 400 },
     comments: {
-      type: "array", maxItems: 5,
-      items: { type: "object", properties: { path: { type: "string", maxLength: 100 }, line: { type: "string", maxLength: 6 }, body: { type: "string", maxLength: 300 } }, required: ["path", "line", "body"] },
+      type: "array",
+      maxItems: 5,
+      items: {
+        type: "object",
+        properties: {
+          path: { type: "string", maxLength: 100 },
+          line: { type: "string", maxLength: 6 },
+          body: { type: "string", maxLength: 300 },
+        },
+        required: ["path", "line", "body"],
+      },
     },
   },
   required: ["verdict", "risk", "summary", "comments"],
@@ -69,7 +78,10 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
   let evidence = "";
   try {
     const spec = lease.spec;
-    const egress: EgressOptions | undefined = work.egress && o.farm ? { proxyUrl: `http://${new URL(o.farm.url).hostname}:${work.egress.port}`, proxyAuthorization: `Bearer ${o.farm.token}` } : undefined;
+    const egress: EgressOptions | undefined =
+      work.egress && o.farm
+        ? { proxyUrl: `http://${new URL(o.farm.url).hostname}:${work.egress.port}`, proxyAuthorization: `Bearer ${o.farm.token}` }
+        : undefined;
     // The repository's dependencies, before the model changes anything: installed once per lockfile
     // content into the work dir's cache (network only through the egress proxy), read-only to checks.
     let binds: SandboxBind[] = [];
@@ -82,7 +94,11 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
     }
     const files = filesInScope(dir, spec.files);
     const messages: ChatMessage[] = [
-      { role: "system", content: "You are a careful software engineer working on one small, verifiable unit of a larger task. Answer only with JSON: {\"summary\": string, \"edits\": [{\"kind\": \"replace\", \"path\", \"search\", \"replace\"} | {\"kind\": \"write\", \"path\", \"content\"}], \"done\": boolean}. `search` must match the file exactly once. Change only the files you are given. Use names from the project's glossary." },
+      {
+        role: "system",
+        content:
+          'You are a careful software engineer working on one small, verifiable unit of a larger task. Answer only with JSON: {"summary": string, "edits": [{"kind": "replace", "path", "search", "replace"} | {"kind": "write", "path", "content"}], "done": boolean}. `search` must match the file exactly once. Change only the files you are given. Use names from the project\'s glossary.',
+      },
       {
         role: "user",
         content: [
@@ -91,13 +107,24 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
           work.feedback?.length ? `# Feedback on earlier attempts (address all of it)\n${work.feedback.join("\n\n")}` : "",
           `# Files\n${files.map((f) => `## ${f.path}\n\`\`\`\n${f.content}\n\`\`\``).join("\n\n")}`,
           repositoryContext(dir, work.notes),
-        ].filter(Boolean).join("\n\n"),
+        ]
+          .filter(Boolean)
+          .join("\n\n"),
       },
     ];
     for (let i = 1; i <= o.maxIterations; i++) {
       if (ctx.signal.aborted) return { outcome: "failed", summary: "lease lost" };
-      ctx.progress({ phase: "generating", step: `iteration ${i}/${o.maxIterations}`, tokens: gens.reduce((a, g) => a + g.tokens, 0), elapsedMs: Date.now() - started });
-      const gen = await o.model.generate(messages, { jsonSchema: editProposalJsonSchema as Record<string, unknown>, maxTokens: o.maxTokens, signal: ctx.signal });
+      ctx.progress({
+        phase: "generating",
+        step: `iteration ${i}/${o.maxIterations}`,
+        tokens: gens.reduce((a, g) => a + g.tokens, 0),
+        elapsedMs: Date.now() - started,
+      });
+      const gen = await o.model.generate(messages, {
+        jsonSchema: editProposalJsonSchema as Record<string, unknown>,
+        maxTokens: o.maxTokens,
+        signal: ctx.signal,
+      });
       gens.push(gen);
       messages.push({ role: "assistant", content: gen.text });
       const parsed = parseEditProposal(gen.text);
@@ -113,7 +140,14 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
       if (!spec.check) break;
       ctx.progress({ phase: "checking", step: spec.check, elapsedMs: Date.now() - started });
       // A lease that ends (cancelled, lost, the worker stopping) ends its check too.
-      const check = await runCheck(spec.check, { cwd: dir, timeoutMs: o.checkTimeoutMs, sandbox: o.sandbox ?? "auto", signal: ctx.signal, binds, ...(egress ? { egress } : {}) });
+      const check = await runCheck(spec.check, {
+        cwd: dir,
+        timeoutMs: o.checkTimeoutMs,
+        sandbox: o.sandbox ?? "auto",
+        signal: ctx.signal,
+        binds,
+        ...(egress ? { egress } : {}),
+      });
       if (check.sandboxNote) o.log(check.sandboxNote);
       evidence = `${setupLine}$ ${spec.check}\n(exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}, sandbox: ${check.sandbox})\n${check.output}`;
       if (check.exitCode === 0) {
@@ -121,19 +155,47 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
         break;
       }
       checksFailed++;
-      messages.push({ role: "user", content: `The check failed (exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}):\n${check.output.slice(-4_000)}\nFix the code. The edits so far are kept.` });
+      messages.push({
+        role: "user",
+        content: `The check failed (exit ${check.exitCode}${check.timedOut ? ", timed out" : ""}):\n${check.output.slice(-4_000)}\nFix the code. The edits so far are kept.`,
+      });
       if (i === o.maxIterations) {
-        return { outcome: "failed", summary: `needs escalation: the check still fails after ${i} iterations`, evidence, signals: signals(o, gens, checksFailed, i), transcript: transcriptOf(messages) };
+        return {
+          outcome: "failed",
+          summary: `needs escalation: the check still fails after ${i} iterations`,
+          evidence,
+          signals: signals(o, gens, checksFailed, i),
+          transcript: transcriptOf(messages),
+        };
       }
     }
     // Out of iterations without a passing check (the last answers did not even apply): not a success.
     if (spec.check && !checkPassed) {
-      return { outcome: "failed", summary: `needs escalation: no change passed the check in ${o.maxIterations} iterations`, evidence, signals: signals(o, gens, checksFailed, gens.length), transcript: transcriptOf(messages) };
+      return {
+        outcome: "failed",
+        summary: `needs escalation: no change passed the check in ${o.maxIterations} iterations`,
+        evidence,
+        signals: signals(o, gens, checksFailed, gens.length),
+        transcript: transcriptOf(messages),
+      };
     }
     const patch = await o.mirror.patchOf(dir);
-    if (!patch.trim()) return { outcome: "failed", summary: "needs escalation: the model produced no usable change", evidence, signals: signals(o, gens, checksFailed, gens.length) };
+    if (!patch.trim())
+      return {
+        outcome: "failed",
+        summary: "needs escalation: the model produced no usable change",
+        evidence,
+        signals: signals(o, gens, checksFailed, gens.length),
+      };
     const last = parseEditProposal(gens.at(-1)?.text ?? "");
-    return { outcome: "succeeded", summary: last.ok ? last.proposal.summary : "change made", patch, evidence, signals: signals(o, gens, checksFailed, gens.length), transcript: transcriptOf(messages) };
+    return {
+      outcome: "succeeded",
+      summary: last.ok ? last.proposal.summary : "change made",
+      patch,
+      evidence,
+      signals: signals(o, gens, checksFailed, gens.length),
+      transcript: transcriptOf(messages),
+    };
   } finally {
     await o.mirror.remove(dir);
   }
@@ -145,7 +207,13 @@ export async function runCodegen(lease: Lease, ctx: LeaseContext, o: AgentLoopOp
  * that show it read-only in the worktree. The evidence line says whether it was a cache hit.
  */
 async function setUpDependencies(
-  lease: Lease, ctx: LeaseContext, o: AgentLoopOptions, dir: string, work: LeaseWorkContext, egress: EgressOptions | undefined, started: number,
+  lease: Lease,
+  ctx: LeaseContext,
+  o: AgentLoopOptions,
+  dir: string,
+  work: LeaseWorkContext,
+  egress: EgressOptions | undefined,
+  started: number,
 ): Promise<{ binds: SandboxBind[]; line: string } | { failed: string; line: string }> {
   const unit = `${lease.taskId}/${lease.unitId}#${lease.attempt}`;
   const decision = resolveSetup(work.setup, dir);
@@ -156,7 +224,13 @@ async function setUpDependencies(
   }
   ctx.progress({ phase: "setting up", step: decision.plan.command, elapsedMs: Date.now() - started });
   try {
-    const r = await o.mirror.deps.ensure({ plan: decision.plan, worktree: dir, sandbox: o.sandbox ?? "auto", signal: ctx.signal, ...(egress ? { egress } : {}) });
+    const r = await o.mirror.deps.ensure({
+      plan: decision.plan,
+      worktree: dir,
+      sandbox: o.sandbox ?? "auto",
+      signal: ctx.signal,
+      ...(egress ? { egress } : {}),
+    });
     if (r.sandboxNote) o.log(r.sandboxNote);
     o.log(`${unit}: ${r.summary}`);
     if (!r.ok) return { failed: r.summary, line: `${r.summary}\n${r.output.slice(-4_000)}\n` };
@@ -175,24 +249,41 @@ async function setUpDependencies(
  * incomplete) until it is usable or the iterations run out.
  */
 async function askForJson<T>(
-  o: AgentLoopOptions, ctx: LeaseContext, messages: ChatMessage[], phase: string, schema: unknown,
+  o: AgentLoopOptions,
+  ctx: LeaseContext,
+  messages: ChatMessage[],
+  phase: string,
+  schema: unknown,
   accept: (raw: unknown) => { ok: true; value: T } | { ok: false; error: string },
 ): Promise<{ value?: T; gens: Generation[] }> {
   const gens: Generation[] = [];
   for (let i = 1; i <= o.maxIterations; i++) {
     ctx.progress({ phase, step: `iteration ${i}` });
-    const gen = await o.model.generate(messages, { jsonSchema: schema as Record<string, unknown>, maxTokens: o.maxTokens, signal: ctx.signal });
+    const gen = await o.model.generate(messages, {
+      jsonSchema: schema as Record<string, unknown>,
+      maxTokens: o.maxTokens,
+      signal: ctx.signal,
+    });
     gens.push(gen);
     let raw: unknown;
     try {
       raw = JSON.parse(gen.text);
     } catch {
-      messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `That was not valid JSON${gen.stopReason === "length" ? " (it was cut off)" : ""}. Answer with the JSON object only.` });
+      messages.push(
+        { role: "assistant", content: gen.text },
+        {
+          role: "user",
+          content: `That was not valid JSON${gen.stopReason === "length" ? " (it was cut off)" : ""}. Answer with the JSON object only.`,
+        },
+      );
       continue;
     }
     const r = accept(raw);
     if (r.ok) return { value: r.value, gens };
-    messages.push({ role: "assistant", content: gen.text }, { role: "user", content: `${r.error[0]!.toUpperCase()}${r.error.slice(1)}. Answer again.` });
+    messages.push(
+      { role: "assistant", content: gen.text },
+      { role: "user", content: `${r.error[0]!.toUpperCase()}${r.error.slice(1)}. Answer again.` },
+    );
   }
   return { gens };
 }
@@ -204,7 +295,13 @@ function transcriptOf(messages: ChatMessage[]): ChatMessage[] {
 
 function signals(o: AgentLoopOptions, gens: Generation[], checksFailed: number, iterations: number) {
   const confidence = minConfidence(gens);
-  return { model: o.model.name, tokens: gens.reduce((a, g) => a + g.tokens, 0), checksFailed, iterations, ...(confidence !== undefined ? { confidence } : {}) };
+  return {
+    model: o.model.name,
+    tokens: gens.reduce((a, g) => a + g.tokens, 0),
+    checksFailed,
+    iterations,
+    ...(confidence !== undefined ? { confidence } : {}),
+  };
 }
 
 /** A review: read the change and its eval results, return a verdict with line comments. */
@@ -212,18 +309,41 @@ export async function runReview(lease: Lease, ctx: LeaseContext, o: AgentLoopOpt
   const work = lease.context ?? {};
   if (!work.review) return { outcome: "succeeded", summary: "nothing to review" };
   const messages: ChatMessage[] = [
-    { role: "system", content: "You review one change for correctness, clarity and fit with the project's conventions and glossary. Answer only with JSON: {\"verdict\": \"approve\"|\"request_changes\", \"risk\": \"low\"|\"medium\"|\"high\", \"summary\": string, \"comments\": [{\"path\", \"line\", \"body\"}]}." },
-    { role: "user", content: `# What the change should do\n${lease.spec.goal}\n\n# The change\n\`\`\`diff\n${work.review.patch.slice(0, 60_000)}\n\`\`\`\n\n# Eval results\n${work.review.evals.map((e) => `- ${e.name}: exit ${e.exitCode}`).join("\n")}` },
+    {
+      role: "system",
+      content:
+        'You review one change for correctness, clarity and fit with the project\'s conventions and glossary. Answer only with JSON: {"verdict": "approve"|"request_changes", "risk": "low"|"medium"|"high", "summary": string, "comments": [{"path", "line", "body"}]}.',
+    },
+    {
+      role: "user",
+      content: `# What the change should do\n${lease.spec.goal}\n\n# The change\n\`\`\`diff\n${work.review.patch.slice(0, 60_000)}\n\`\`\`\n\n# Eval results\n${work.review.evals.map((e) => `- ${e.name}: exit ${e.exitCode}`).join("\n")}`,
+    },
   ];
   const asked = await askForJson(o, ctx, messages, "reviewing", reviewJsonSchema, (raw) => {
     const r = raw as { comments?: Array<{ line?: unknown }> };
     // Line numbers come as strings (see the schema); a bad one points at line 1 rather than failing.
-    const v = ReviewVerdict.safeParse({ ...r, comments: (r.comments ?? []).map((c) => ({ ...c, line: Math.max(1, Math.min(10_000_000, Number.parseInt(String(c.line), 10) || 1)) })) });
+    const v = ReviewVerdict.safeParse({
+      ...r,
+      comments: (r.comments ?? []).map((c) => ({
+        ...c,
+        line: Math.max(1, Math.min(10_000_000, Number.parseInt(String(c.line), 10) || 1)),
+      })),
+    });
     return v.success ? { ok: true, value: v.data } : { ok: false, error: `that verdict is incomplete: ${v.error.issues[0]?.message}` };
   });
   const gens = asked.gens;
-  if (asked.value) return { outcome: "succeeded", summary: asked.value.summary.slice(0, 2_000), review: asked.value, signals: signals(o, gens, 0, gens.length) };
-  return { outcome: "failed", summary: "needs escalation: the model gave no usable review verdict", signals: signals(o, gens, 0, o.maxIterations) };
+  if (asked.value)
+    return {
+      outcome: "succeeded",
+      summary: asked.value.summary.slice(0, 2_000),
+      review: asked.value,
+      signals: signals(o, gens, 0, gens.length),
+    };
+  return {
+    outcome: "failed",
+    summary: "needs escalation: the model gave no usable review verdict",
+    signals: signals(o, gens, 0, o.maxIterations),
+  };
 }
 
 /** The plan format as a JSON Schema the grammar can follow (no numbers). */
@@ -235,15 +355,25 @@ const planJsonSchema = {
       items: {
         type: "object",
         properties: {
-          id: { type: "string" }, goal: { type: "string" }, files: { type: "array", items: { type: "string" } }, check: { type: "string" },
-          dependsOn: { type: "array", items: { type: "string" } }, complexity: { enum: ["trivial", "small", "medium", "large"] },
+          id: { type: "string" },
+          goal: { type: "string" },
+          files: { type: "array", items: { type: "string" } },
+          check: { type: "string" },
+          dependsOn: { type: "array", items: { type: "string" } },
+          complexity: { enum: ["trivial", "small", "medium", "large"] },
         },
         required: ["id", "goal", "files", "check", "dependsOn", "complexity"],
       },
     },
     decision: {
       type: "object",
-      properties: { needed: { type: "boolean" }, title: { type: "string" }, context: { type: "string" }, decision: { type: "string" }, consequences: { type: "string" } },
+      properties: {
+        needed: { type: "boolean" },
+        title: { type: "string" },
+        context: { type: "string" },
+        decision: { type: "string" },
+        consequences: { type: "string" },
+      },
       required: ["needed", "title", "context", "decision", "consequences"],
     },
   },
@@ -258,19 +388,37 @@ export async function runPlan(lease: Lease, ctx: LeaseContext, o: AgentLoopOptio
     const listing = await o.mirror.listFiles(dir);
     const files = filesInScope(dir, lease.spec.files);
     const messages: ChatMessage[] = [
-      { role: "system", content: "You plan software work as a small DAG of bounded units, each verifiable by one shell command (its check). Each unit changes a few named files. Answer only with JSON: {\"units\": [{\"id\", \"goal\", \"files\", \"check\", \"dependsOn\", \"complexity\"}], \"decision\": {\"needed\", \"title\", \"context\", \"decision\", \"consequences\"}}. Set decision.needed only when the plan makes a design decision worth recording as an ADR." },
+      {
+        role: "system",
+        content:
+          'You plan software work as a small DAG of bounded units, each verifiable by one shell command (its check). Each unit changes a few named files. Answer only with JSON: {"units": [{"id", "goal", "files", "check", "dependsOn", "complexity"}], "decision": {"needed", "title", "context", "decision", "consequences"}}. Set decision.needed only when the plan makes a design decision worth recording as an ADR.',
+      },
       {
         role: "user",
-        content: [`# Task\n${lease.spec.goal}`, files.length ? `# Files named by the task\n${files.map((f) => `## ${f.path}\n\`\`\`\n${f.content}\n\`\`\``).join("\n\n")}` : "",
-          `# Files in the repository\n${listing.slice(0, 2_000).join("\n")}`, repositoryContext(dir, work.notes)].filter(Boolean).join("\n\n"),
+        content: [
+          `# Task\n${lease.spec.goal}`,
+          files.length ? `# Files named by the task\n${files.map((f) => `## ${f.path}\n\`\`\`\n${f.content}\n\`\`\``).join("\n\n")}` : "",
+          `# Files in the repository\n${listing.slice(0, 2_000).join("\n")}`,
+          repositoryContext(dir, work.notes),
+        ]
+          .filter(Boolean)
+          .join("\n\n"),
       },
     ];
     const asked = await askForJson(o, ctx, messages, "planning", planJsonSchema, (raw) => {
       const p = PlanProposal.safeParse(raw);
-      return p.success ? { ok: true, value: p.data } : { ok: false, error: `that plan is incomplete: ${p.error.issues[0]?.path.join(".")}: ${p.error.issues[0]?.message}` };
+      return p.success
+        ? { ok: true, value: p.data }
+        : { ok: false, error: `that plan is incomplete: ${p.error.issues[0]?.path.join(".")}: ${p.error.issues[0]?.message}` };
     });
     const gens = asked.gens;
-    if (asked.value) return { outcome: "succeeded", summary: `${asked.value.units.length} unit(s) planned`, plan: asked.value, signals: signals(o, gens, 0, gens.length) };
+    if (asked.value)
+      return {
+        outcome: "succeeded",
+        summary: `${asked.value.units.length} unit(s) planned`,
+        plan: asked.value,
+        signals: signals(o, gens, 0, gens.length),
+      };
     // No usable plan: the farm falls back to one unit for the whole task.
     return { outcome: "succeeded", summary: "no usable plan from the model", signals: signals(o, gens, 0, o.maxIterations) };
   } finally {

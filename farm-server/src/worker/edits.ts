@@ -8,7 +8,15 @@ import { isAbsolute, join, relative, sep } from "node:path";
 import { repoPathProblem, type Edit, type EditProposal } from "@optimus/shared";
 
 // The format and its parser are a wire contract: they live in shared (re-exported for this folder's callers).
-export { EditProposalSchema, EditSchema, editProposalJsonSchema, parseEditProposal, type Edit, type EditProposal, type ParseResult } from "@optimus/shared";
+export {
+  EditProposalSchema,
+  EditSchema,
+  editProposalJsonSchema,
+  parseEditProposal,
+  type Edit,
+  type EditProposal,
+  type ParseResult,
+} from "@optimus/shared";
 
 export interface ApplyOptions {
   /** repo-relative files, or folder prefixes ending in '/', that may be changed; empty = any file */
@@ -32,7 +40,8 @@ export async function applyEdits(worktreeDir: string, proposal: EditProposal, op
     const next = nextContent(edit, current);
     if (typeof next !== "string") return { ok: false, error: `${where}: ${next.error}` };
     const bytes = Buffer.byteLength(next);
-    if (bytes > opts.maxFileBytes) return { ok: false, error: `${where}: the file would be ${bytes} bytes, over the limit of ${opts.maxFileBytes}` };
+    if (bytes > opts.maxFileBytes)
+      return { ok: false, error: `${where}: the file would be ${bytes} bytes, over the limit of ${opts.maxFileBytes}` };
     pending.set(edit.path, next);
   }
   const changed = [...pending].filter(([p, content]) => original.get(p) !== content).map(([p]) => p);
@@ -56,7 +65,9 @@ function nextContent(edit: Edit, current: string | null): string | { error: stri
   if (current === null) return { error: "cannot replace text in a file that does not exist (use a write edit to create it)" };
   const count = countOccurrences(current, edit.search);
   if (count !== 1) {
-    return { error: `the search text must occur exactly once in ${edit.path}, but it was found ${count} times (it must match exactly, including whitespace and line endings)` };
+    return {
+      error: `the search text must occur exactly once in ${edit.path}, but it was found ${count} times (it must match exactly, including whitespace and line endings)`,
+    };
   }
   const at = current.indexOf(edit.search);
   // Slicing, not String.replace: a replacement containing "$&" or "$1" must be taken literally.
@@ -99,7 +110,8 @@ async function checkRealPath(root: string, p: string, scope: string[]): Promise<
   if (base === null) return "the path goes through a broken symbolic link";
   const resolved = join(base, ...segments.slice(existing));
   const rel = relative(root, resolved);
-  if (rel === "" || rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel)) return "the path leads outside the worktree (through a symbolic link)";
+  if (rel === "" || rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel))
+    return "the path leads outside the worktree (through a symbolic link)";
   if (existing > 0 && existing < segments.length && !(await stat(base)).isDirectory()) {
     return `${segments.slice(0, existing).join("/")} is a file, not a folder`;
   }
@@ -126,6 +138,8 @@ async function readIfFile(path: string): Promise<string | null> {
 async function restore(root: string, written: string[], original: Map<string, string | null>): Promise<void> {
   for (const p of written) {
     const before = original.get(p);
-    await (before === null || before === undefined ? rm(join(root, p), { force: true }) : writeFile(join(root, p), before)).catch(() => undefined);
+    await (before === null || before === undefined ? rm(join(root, p), { force: true }) : writeFile(join(root, p), before)).catch(
+      () => undefined,
+    );
   }
 }

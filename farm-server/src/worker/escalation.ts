@@ -20,7 +20,11 @@ export async function runCodegenWithEscalation(lease: Lease, ctx: LeaseContext, 
     const told = `The local model tried this unit and failed (${local.summary}).${local.evidence ? ` Its last check:\n${local.evidence.slice(-3_000)}` : ""}`;
     const withHistory: Lease = { ...lease, context: { ...work, feedback: [...(work.feedback ?? []), told] } };
     const r = await runCodegen(withHistory, ctx, { ...loop, model: frontier, maxIterations: Math.min(loop.maxIterations, 2) });
-    return { ...r, summary: `escalated ($${frontier.costUsd.toFixed(4)}): ${r.summary}`.slice(0, 2_000), signals: { ...r.signals, model: frontier.name } };
+    return {
+      ...r,
+      summary: `escalated ($${frontier.costUsd.toFixed(4)}): ${r.summary}`.slice(0, 2_000),
+      signals: { ...r.signals, model: frontier.name },
+    };
   } catch (err) {
     const why = (err as Error).message;
     loop.log(`${lease.taskId}/${lease.unitId}: no escalation: ${why}`);

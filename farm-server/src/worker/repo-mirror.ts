@@ -21,7 +21,11 @@ export class RepoMirror {
   private readonly busy = new Set<string>();
   private slots = 0;
 
-  constructor(private readonly farmUrl: string, private readonly token: string, private readonly workDir: string) {
+  constructor(
+    private readonly farmUrl: string,
+    private readonly token: string,
+    private readonly workDir: string,
+  ) {
     mkdirSync(workDir, { recursive: true });
     this.gitDir = join(workDir, "mirror.git");
     this.deps = new DepsCache(join(workDir, "deps"));
@@ -41,7 +45,11 @@ export class RepoMirror {
     const env = safeGitEnv([["http.extraHeader", `Authorization: Bearer ${this.token}`]], { HOME: this.workDir });
     return new Promise((resolve, reject) =>
       execFile("git", args, { cwd: cwd ?? this.workDir, env, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
-        err ? reject(new Error(`git ${args[0]} failed: ${(stderr || err.message).trim().split("\n").slice(-2).join(" ")}`)) : resolve(stdout)));
+        err
+          ? reject(new Error(`git ${args[0]} failed: ${(stderr || err.message).trim().split("\n").slice(-2).join(" ")}`))
+          : resolve(stdout),
+      ),
+    );
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -60,7 +68,8 @@ export class RepoMirror {
   cleanup(): Promise<void> {
     return this.serial(async () => {
       const units = join(this.workDir, "units");
-      if (existsSync(units)) for (const f of readdirSync(units)) if (!/^slot-\d+$/.test(f)) rmSync(join(units, f), { recursive: true, force: true });
+      if (existsSync(units))
+        for (const f of readdirSync(units)) if (!/^slot-\d+$/.test(f)) rmSync(join(units, f), { recursive: true, force: true });
       if (existsSync(this.gitDir)) await this.git(["--git-dir", this.gitDir, "worktree", "prune"]).catch(() => undefined);
     });
   }
@@ -72,7 +81,16 @@ export class RepoMirror {
       // The farm caps its git processes and answers 503 when they are busy: wait and try again.
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.git(["--git-dir", this.gitDir, "fetch", "-q", "--prune", `${this.farmUrl.replace(/\/+$/, "")}/git`, "+refs/heads/*:refs/remotes/farm/*", "+refs/remotes/origin/*:refs/remotes/farm/*"]);
+          await this.git([
+            "--git-dir",
+            this.gitDir,
+            "fetch",
+            "-q",
+            "--prune",
+            `${this.farmUrl.replace(/\/+$/, "")}/git`,
+            "+refs/heads/*:refs/remotes/farm/*",
+            "+refs/remotes/origin/*:refs/remotes/farm/*",
+          ]);
           return;
         } catch (err) {
           if (attempt >= FETCH_ATTEMPTS || !/error: 503\b|returned error: 503/.test((err as Error).message)) throw err;

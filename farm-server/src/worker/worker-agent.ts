@@ -1,5 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { parseLease, type EscalationAnswer, type EscalationCallInput, type Lease, type LeaseRef, type UnitProgress, type UnitResultInput, type WorkerRegistrationInput } from "@optimus/shared";
+import {
+  parseLease,
+  type EscalationAnswer,
+  type EscalationCallInput,
+  type Lease,
+  type LeaseRef,
+  type UnitProgress,
+  type UnitResultInput,
+  type WorkerRegistrationInput,
+} from "@optimus/shared";
 import { createFarmClient, errorCode, isFinalError, type FarmClient } from "../client/farm-client.js";
 
 /** What a worker asks the frontier through the farm's gateway (the farm fills in the lease). */
@@ -117,7 +126,12 @@ export class WorkerAgent {
           // register again and reopen it.
           if (this.stopped) return;
           this.opts.log?.(`lease stream of ${this.nodeId} ended: ${err.message}`);
-          void sleep(200).then(() => this.register()).then(() => !this.stopped && this.subscribe(), () => undefined);
+          void sleep(200)
+            .then(() => this.register())
+            .then(
+              () => !this.stopped && this.subscribe(),
+              () => undefined,
+            );
         },
       },
     );
@@ -133,10 +147,20 @@ export class WorkerAgent {
     if (parsed.ok) return this.onLease(parsed.lease);
     this.opts.log?.(`${this.nodeId}: ${parsed.error}`);
     const r = raw as Partial<LeaseRef> | null;
-    if (!r || typeof r.taskId !== "string" || typeof r.unitId !== "string" || typeof r.attempt !== "number" || typeof r.leaseId !== "string" || this.seen.has(r.leaseId)) return;
+    if (
+      !r ||
+      typeof r.taskId !== "string" ||
+      typeof r.unitId !== "string" ||
+      typeof r.attempt !== "number" ||
+      typeof r.leaseId !== "string" ||
+      this.seen.has(r.leaseId)
+    )
+      return;
     this.seen.add(r.leaseId);
     const ref: LeaseRef = { taskId: r.taskId, unitId: r.unitId, attempt: r.attempt, leaseId: r.leaseId };
-    void this.client.worker.submit.mutate({ nodeId: this.nodeId, lease: ref, result: { outcome: "failed", summary: `worker error: ${parsed.error}` } }).catch(() => undefined);
+    void this.client.worker.submit
+      .mutate({ nodeId: this.nodeId, lease: ref, result: { outcome: "failed", summary: `worker error: ${parsed.error}` } })
+      .catch(() => undefined);
   }
 
   private onLease(lease: Lease): void {
@@ -208,7 +232,12 @@ export class WorkerAgent {
   }
 
   private async beat(): Promise<void> {
-    const leases = [...this.active.values()].map(({ lease }) => ({ taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId }));
+    const leases = [...this.active.values()].map(({ lease }) => ({
+      taskId: lease.taskId,
+      unitId: lease.unitId,
+      attempt: lease.attempt,
+      leaseId: lease.leaseId,
+    }));
     try {
       const r = await this.client.worker.heartbeat.mutate({ nodeId: this.nodeId, leases });
       for (const l of r.lost) {

@@ -14,7 +14,10 @@ export const MAX_CONTEXT_FILE = 64 * 1024;
  * `docs/notes.md -> ~/.optimus/worker/token` never puts a file of this machine into a prompt
  * (and from there into a transcript every editor can read).
  */
-export function readWorktreeFile(root: string, rel: string): { kind: "file"; content: string } | { kind: "folder"; entries: string[] } | { kind: "refused" | "missing"; note: string } {
+export function readWorktreeFile(
+  root: string,
+  rel: string,
+): { kind: "file"; content: string } | { kind: "folder"; entries: string[] } | { kind: "refused" | "missing"; note: string } {
   const lexical = repoPathProblem(rel);
   if (lexical) return { kind: "refused", note: `(not shown: the path ${lexical})` };
   let real: string;
@@ -25,7 +28,8 @@ export function readWorktreeFile(root: string, rel: string): { kind: "file"; con
   }
   const realRoot = realpathSync(root);
   const r = relative(realRoot, real);
-  if (r.startsWith(`..${sep}`) || r === ".." || isAbsolute(r)) return { kind: "refused", note: "(not shown: a symbolic link that leads outside the worktree)" };
+  if (r.startsWith(`..${sep}`) || r === ".." || isAbsolute(r))
+    return { kind: "refused", note: "(not shown: a symbolic link that leads outside the worktree)" };
   const st = statSync(real);
   if (st.isDirectory()) return { kind: "folder", entries: readdirSync(real) };
   if (!st.isFile()) return { kind: "refused", note: "(not shown: not a regular file)" };

@@ -17,7 +17,16 @@ import { startTestFarm } from "../helpers/test-farm.js";
 import { newLedger, startWorkers, stopAll } from "../helpers/workers.js";
 
 const FIX = "export function add(a, b) {\n  return a + b;\n}\n";
-const HOOKS = ["pre-commit", "post-commit", "commit-msg", "post-checkout", "post-merge", "reference-transaction", "post-rewrite", "pre-auto-gc"];
+const HOOKS = [
+  "pre-commit",
+  "post-commit",
+  "commit-msg",
+  "post-checkout",
+  "post-merge",
+  "reference-transaction",
+  "post-rewrite",
+  "pre-auto-gc",
+];
 
 test("hooks and an fsmonitor planted in the farm's repository never run through the farm's git", { timeout: 120_000 }, async (t) => {
   const repo = makeFixtureRepo(t, "  reviewEveryCodegenUnit: false\nplanner: { enabled: false }\n");
@@ -39,12 +48,26 @@ test("hooks and an fsmonitor planted in the farm's repository never run through 
 
   const { server: farm, adminToken: admin } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } });
   const token = await tokenFor(farm.url, admin, "worker", "coder");
-  const agents = await startWorkers(farm.url, token, [{ nodeId: "coder", role: "codegen", max: 1 }], newLedger(), async (_lease: Lease) => ({ outcome: "succeeded", summary: "fix", patch }));
+  const agents = await startWorkers(
+    farm.url,
+    token,
+    [{ nodeId: "coder", role: "codegen", max: 1 }],
+    newLedger(),
+    async (_lease: Lease) => ({ outcome: "succeeded", summary: "fix", patch }),
+  );
   t.after(() => stopAll(agents));
   const client = httpClientFor(farm.url, admin);
-  await client.tasks.create.mutate({ id: "fix-add", title: "Fix add", units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }] });
+  await client.tasks.create.mutate({
+    id: "fix-add",
+    title: "Fix add",
+    units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }],
+  });
   // Unreviewed (no review unit here), so it is held; a person approves it.
-  await waitFor(async () => (await client.units.get.query({ taskId: "fix-add", unitId: "fix" })).state === "awaiting_approval", "the change to be held", 60_000);
+  await waitFor(
+    async () => (await client.units.get.query({ taskId: "fix-add", unitId: "fix" })).state === "awaiting_approval",
+    "the change to be held",
+    60_000,
+  );
   await client.reviews.approve.mutate(await seenVersion(client, "fix-add", "fix"));
   await waitFor(async () => (await client.tasks.get.query({ taskId: "fix-add" })).task.merge?.commit, "the fix to reach main", 60_000);
   await farm.services.prloop!.idle();

@@ -38,7 +38,8 @@ const commitAll = (repo: string) =>
   execFileSync("git", ["-c", "user.name=Test", "-c", "user.email=test@localhost", "add", "-A"], { cwd: repo }) &&
   execFileSync("git", ["-c", "user.name=Test", "-c", "user.email=test@localhost", "commit", "-q", "-m", "manifests"], { cwd: repo });
 
-const taskIds = async (farm: ProcessTestFarm) => (await httpClientFor(farm.url, farm.adminToken).tasks.list.query()).map((x) => x.taskId).sort();
+const taskIds = async (farm: ProcessTestFarm) =>
+  (await httpClientFor(farm.url, farm.adminToken).tasks.list.query()).map((x) => x.taskId).sort();
 const alive = async (farm: ProcessTestFarm) => assert.equal((await fetch(`${farm.url}/healthz`)).status, 200, "the farm is still up");
 const count = (text: string, needle: string) => text.split(needle).length - 1;
 
@@ -74,7 +75,11 @@ test("oversized, unreadable and out-of-repository manifests are skipped one by o
   writeIn(repo, manifest("huge"), GOOD("huge") + `# ${"x".repeat(300 * 1024)}\n`);
   mkdirSync(join(repo, manifest("folder")), { recursive: true }); // a folder named manifest.yaml
   writeFileSync(join(repo, manifest("folder"), "keep"), "");
-  writeIn(repo, manifest("latin1"), Buffer.concat([Buffer.from("title: caf"), Buffer.from([0xe9, 0xff]), Buffer.from("\nunits:\n  - id: a\n    goal: g\n")]));
+  writeIn(
+    repo,
+    manifest("latin1"),
+    Buffer.concat([Buffer.from("title: caf"), Buffer.from([0xe9, 0xff]), Buffer.from("\nunits:\n  - id: a\n    goal: g\n")]),
+  );
   // A symlink to a perfectly good manifest outside the repository: never followed.
   const outside = mkdtempSync(join(tmpdir(), "optimus-outside-"));
   writeFileSync(join(outside, "manifest.yaml"), GOOD("from outside"));
@@ -98,7 +103,10 @@ test("oversized, unreadable and out-of-repository manifests are skipped one by o
   ];
   for (const [id, why] of expect) {
     assert.equal(count(farm.log, `skipped ${manifest(id)}`), 1, `one warning for ${id}:\n${farm.log}`);
-    assert.match(farm.log.split("\n").find((l) => l.includes(`skipped ${manifest(id)}`))!, why);
+    assert.match(
+      farm.log.split("\n").find((l) => l.includes(`skipped ${manifest(id)}`))!,
+      why,
+    );
   }
   assert.match(farm.log, /skipped \.optimus\/tasks\/escapedir\/manifest\.yaml:1:1: .*symbolic link .*outside the repository/);
   await alive(farm);
@@ -113,7 +121,10 @@ test("hostile input at the API, the CLI and in manifests: a clear error each, no
   const cli = (...args: string[]) => runCli(args, { cwd: repo, env });
   /** A refused API call: 400 with the field named in its field errors, no internal error, no git output. */
   const refused = async (call: Promise<unknown>, field: string, why: RegExp) => {
-    const err = (await call.then(() => null, (e: unknown) => e)) as (Error & { data?: { fieldErrors?: Record<string, string[]> } }) | null;
+    const err = (await call.then(
+      () => null,
+      (e: unknown) => e,
+    )) as (Error & { data?: { fieldErrors?: Record<string, string[]> } }) | null;
     assert.ok(err, `expected a refusal for ${field}`);
     assert.equal(errorCode(err), "BAD_REQUEST", String(err));
     assert.match(err.message, new RegExp(`${field.replace(/[.[\]]/g, "\\$&")}: `), err.message);
@@ -125,7 +136,11 @@ test("hostile input at the API, the CLI and in manifests: a clear error each, no
   await t.test("unit files outside the repository: refused at the API, `send`, `task import` and `task scan`", async () => {
     for (const f of ["../../etc/passwd", "/etc/passwd"]) {
       await refused(admin.tasks.create.mutate({ title: "read it", files: [f] }), "files.0", /inside the repository|relative/);
-      await refused(admin.tasks.create.mutate({ title: "read it", units: [{ id: "a", goal: "g", files: [f] }] }), "units.0.files.0", /inside the repository|relative/);
+      await refused(
+        admin.tasks.create.mutate({ title: "read it", units: [{ id: "a", goal: "g", files: [f] }] }),
+        "units.0.files.0",
+        /inside the repository|relative/,
+      );
       const s = await cli("send", "read the password file", "--files", f);
       assert.equal(s.code, 1);
       assert.match(s.stderr, /^optimus: invalid input \(400\): files.*(inside the repository|relative)/m, s.stderr);
@@ -180,7 +195,11 @@ test("hostile input at the API, the CLI and in manifests: a clear error each, no
     // Multi-line text keeps its newlines and tabs.
     await admin.tasks.create.mutate({ id: "ok", title: "fine", units: [{ id: "a", goal: "line one\n\tline two\r\nthree" }] });
     // A reason is free text from an editor (or a worker's summary): printed without its escapes.
-    await admin.units.cancel.mutate({ taskId: "ok", unitId: "a", reason: "\u001b]0;pwned\u0007\u001b[2J\u001b[31mgone\u001b[0m\u0000 for good" });
+    await admin.units.cancel.mutate({
+      taskId: "ok",
+      unitId: "a",
+      reason: "\u001b]0;pwned\u0007\u001b[2J\u001b[31mgone\u001b[0m\u0000 for good",
+    });
     const s = await cli("status", "--once");
     assert.equal(s.code, 0, s.stderr);
     assert.match(s.stdout, /gone for good/);

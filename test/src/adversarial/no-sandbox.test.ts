@@ -24,18 +24,25 @@ function pathWithoutBwrap(t: { after(fn: () => void): void }): string {
   return dir;
 }
 
-test("no sandbox: the farm refuses to run evals and names the fix; `sandbox: none` starts with a warning", { timeout: 120_000 }, async (t) => {
-  const repo = makeFixtureRepo(t);
-  const PATH = pathWithoutBwrap(t);
-  const refused = await runCli(["farm", "up", "--port", String(await freePort())], { cwd: repo, env: { PATH } });
-  assert.equal(refused.code, 1, refused.stderr);
-  assert.match(refused.stderr, /cannot run evals: no sandbox works on this machine \(bwrap: bwrap is not installed\)\. Fix: install bubblewrap/);
-  assert.match(refused.stderr, /set `sandbox: none`/);
+test(
+  "no sandbox: the farm refuses to run evals and names the fix; `sandbox: none` starts with a warning",
+  { timeout: 120_000 },
+  async (t) => {
+    const repo = makeFixtureRepo(t);
+    const PATH = pathWithoutBwrap(t);
+    const refused = await runCli(["farm", "up", "--port", String(await freePort())], { cwd: repo, env: { PATH } });
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /cannot run evals: no sandbox works on this machine \(bwrap: bwrap is not installed\)\. Fix: install bubblewrap/,
+    );
+    assert.match(refused.stderr, /set `sandbox: none`/);
 
-  writeFarmConfig(repo, `sandbox: none\nprloop:\n  eval:\n    - { name: tests, command: "node test/add.test.js" }\n`);
-  const farm = await startTestFarm(t, { mode: "process", repo, env: { PATH } });
-  await waitFor(() => /WITHOUT a sandbox/.test(farm.log), "the warning", 5_000).catch(() => undefined);
-  assert.match(farm.log, /WARNING: evals run WITHOUT a sandbox \(sandbox: none\)/);
-  await farm.stop("SIGINT");
-  assert.equal(farm.exitCode, 0);
-});
+    writeFarmConfig(repo, `sandbox: none\nprloop:\n  eval:\n    - { name: tests, command: "node test/add.test.js" }\n`);
+    const farm = await startTestFarm(t, { mode: "process", repo, env: { PATH } });
+    await waitFor(() => /WITHOUT a sandbox/.test(farm.log), "the warning", 5_000).catch(() => undefined);
+    assert.match(farm.log, /WARNING: evals run WITHOUT a sandbox \(sandbox: none\)/);
+    await farm.stop("SIGINT");
+    assert.equal(farm.exitCode, 0);
+  },
+);

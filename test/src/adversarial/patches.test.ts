@@ -29,8 +29,12 @@ function hiddenBehindBinary(repo: string, hiddenPath: string, from: string, to: 
   const fromLines = from.split("\n").filter(Boolean);
   const toLines = to.split("\n").filter(Boolean);
   const hidden = [
-    `--- a/${hiddenPath}`, `+++ b/${hiddenPath}`, `@@ -1,${fromLines.length} +1,${toLines.length} @@`,
-    ...fromLines.map((l) => `-${l}`), ...toLines.map((l) => `+${l}`), "",
+    `--- a/${hiddenPath}`,
+    `+++ b/${hiddenPath}`,
+    `@@ -1,${fromLines.length} +1,${toLines.length} @@`,
+    ...fromLines.map((l) => `-${l}`),
+    ...toLines.map((l) => `+${l}`),
+    "",
   ].join("\n");
   return `${binary.trimEnd()}\n\n${hidden}`;
 }
@@ -52,8 +56,15 @@ test("odd symlink and gitlink modes are what git says they are: refused", async 
   const repo = makeFixtureRepo(t);
   // 120777 is not the text "120000", but git reads any 12xxxx mode as a symbolic link.
   const symlink = [
-    "diff --git a/src/token b/src/token", "new file mode 120777", "index 0000000..1111111", "--- /dev/null", "+++ b/src/token",
-    "@@ -0,0 +1 @@", "+../.optimus/state/admin.token", "\\ No newline at end of file", "",
+    "diff --git a/src/token b/src/token",
+    "new file mode 120777",
+    "index 0000000..1111111",
+    "--- /dev/null",
+    "+++ b/src/token",
+    "@@ -0,0 +1 @@",
+    "+../.optimus/state/admin.token",
+    "\\ No newline at end of file",
+    "",
   ].join("\n");
   const s = await judge(repo, symlink, ["src/"]);
   assert.ok(s.applies, `git applies it: ${!s.applies && s.error}`);
@@ -61,8 +72,14 @@ test("odd symlink and gitlink modes are what git says they are: refused", async 
   assert.match(!s.verdict.ok ? s.verdict.error : "", /makes src\/token a symbolic link, which is not allowed/);
 
   const gitlink = [
-    "diff --git a/src/vendor b/src/vendor", "new file mode 160644", "index 0000000..2222222", "--- /dev/null", "+++ b/src/vendor",
-    "@@ -0,0 +1 @@", "+Subproject commit 2222222222222222222222222222222222222222", "",
+    "diff --git a/src/vendor b/src/vendor",
+    "new file mode 160644",
+    "index 0000000..2222222",
+    "--- /dev/null",
+    "+++ b/src/vendor",
+    "@@ -0,0 +1 @@",
+    "+Subproject commit 2222222222222222222222222222222222222222",
+    "",
   ].join("\n");
   const g = await judge(repo, gitlink, ["src/"]);
   if (g.applies) {
@@ -76,8 +93,15 @@ test("odd symlink and gitlink modes are what git says they are: refused", async 
 test("a plain symlink in scope and a path git reads as .git are refused; a file made executable is a risk reason", async (t) => {
   const repo = makeFixtureRepo(t);
   const link = [
-    "diff --git a/src/l b/src/l", "new file mode 120000", "index 0000000..3333333", "--- /dev/null", "+++ b/src/l",
-    "@@ -0,0 +1 @@", "+/etc/passwd", "\\ No newline at end of file", "",
+    "diff --git a/src/l b/src/l",
+    "new file mode 120000",
+    "index 0000000..3333333",
+    "--- /dev/null",
+    "+++ b/src/l",
+    "@@ -0,0 +1 @@",
+    "+/etc/passwd",
+    "\\ No newline at end of file",
+    "",
   ].join("\n");
   const l = await judge(repo, link, []);
   assert.ok(l.applies);
@@ -98,7 +122,9 @@ test("a patch git cannot apply is refused with git's reason, and the repository 
   const repo = makeFixtureRepo(t);
   const before = git(repo, "for-each-ref");
   const status = git(repo, "status", "--porcelain");
-  const r = await judge(repo, "diff --git a/src/none.js b/src/none.js\n--- a/src/none.js\n+++ b/src/none.js\n@@ -1 +1 @@\n-x\n+y\n", ["src/"]);
+  const r = await judge(repo, "diff --git a/src/none.js b/src/none.js\n--- a/src/none.js\n+++ b/src/none.js\n@@ -1 +1 @@\n-x\n+y\n", [
+    "src/",
+  ]);
   assert.equal(r.applies, false);
   assert.match(!r.applies ? r.error : "", /src\/none\.js/);
   assert.equal(git(repo, "for-each-ref"), before);

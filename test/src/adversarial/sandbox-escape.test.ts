@@ -60,105 +60,135 @@ async function hostSocket(t: { after(fn: () => unknown): void }): Promise<string
   return path;
 }
 
-test("code run by the farm's evals cannot read the farm's state, secrets, HOME or other repositories, write outside its worktree or into .git, or reach host sockets", { timeout: 120_000 }, async (t) => {
-  const repo = makeFixtureRepo(t, "  reviewEveryCodegenUnit: false\nplanner: { enabled: false }\n");
-  const other = makeRepo(t, "optimus-other-repo-");
-  writeFileSync(join(other, "secret.txt"), "another team's secret\n");
-  const vault = mkdtempSync(join(tmpdir(), "optimus-vault-"));
-  mkdirSync(join(vault, "anthropic"));
-  writeFileSync(join(vault, "anthropic", "key"), "sk-ant-VAULT-CANARY\n", { mode: 0o600 });
-  t.after(() => rmSync(vault, { recursive: true, force: true }));
-  const socket = await hostSocket(t);
-  const state = stateDirFor(repo);
-  const farm = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } }); // its admin token in the state, as `optimus farm up` writes it
-  const admin = farm.adminToken;
-  const targets: Targets = {
-    readFiles: { adminToken: join(state, "admin.token"), tokensDb: join(state, "tokens.db"), journal: join(state, "journal.db"), vault: join(vault, "anthropic", "key"), otherRepo: join(other, "secret.txt"), shadow: "/etc/shadow" },
-    listDirs: { stateDir: state, home: process.env.HOME ?? "/root", repoRoot: repo },
-    writeFiles: { outside: join(repo, "PWNED"), hook: join(repo, ".git", "hooks", "reference-transaction"), gitFile: ".git" },
-    socket,
-  };
+test(
+  "code run by the farm's evals cannot read the farm's state, secrets, HOME or other repositories, write outside its worktree or into .git, or reach host sockets",
+  { timeout: 120_000 },
+  async (t) => {
+    const repo = makeFixtureRepo(t, "  reviewEveryCodegenUnit: false\nplanner: { enabled: false }\n");
+    const other = makeRepo(t, "optimus-other-repo-");
+    writeFileSync(join(other, "secret.txt"), "another team's secret\n");
+    const vault = mkdtempSync(join(tmpdir(), "optimus-vault-"));
+    mkdirSync(join(vault, "anthropic"));
+    writeFileSync(join(vault, "anthropic", "key"), "sk-ant-VAULT-CANARY\n", { mode: 0o600 });
+    t.after(() => rmSync(vault, { recursive: true, force: true }));
+    const socket = await hostSocket(t);
+    const state = stateDirFor(repo);
+    const farm = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500 } }); // its admin token in the state, as `optimus farm up` writes it
+    const admin = farm.adminToken;
+    const targets: Targets = {
+      readFiles: {
+        adminToken: join(state, "admin.token"),
+        tokensDb: join(state, "tokens.db"),
+        journal: join(state, "journal.db"),
+        vault: join(vault, "anthropic", "key"),
+        otherRepo: join(other, "secret.txt"),
+        shadow: "/etc/shadow",
+      },
+      listDirs: { stateDir: state, home: process.env.HOME ?? "/root", repoRoot: repo },
+      writeFiles: { outside: join(repo, "PWNED"), hook: join(repo, ".git", "hooks", "reference-transaction"), gitFile: ".git" },
+      socket,
+    };
 
-  // Control: the same attack without the sandbox, where the farm's worktrees are, gets everything.
-  mkdirSync(join(state, "worktrees"), { recursive: true });
-  const bare = mkdtempSync(join(state, "worktrees", "control-"));
-  writeFileSync(join(bare, "attack.mjs"), attack({ ...targets, writeFiles: { outside: join(bare, "x") } }));
-  const control = resultsOf((await runCheck("node attack.mjs", { cwd: bare, timeoutMs: 20_000, sandbox: "none" })).output);
-  rmSync(bare, { recursive: true, force: true });
-  assert.match(control.adminToken!, /^READ:opt_/, "without a sandbox the admin token is readable");
-  assert.match(control.vault!, /^READ:sk-ant-VAULT-CANARY/);
-  assert.match(control.otherRepo!, /^READ:another team/);
-  assert.equal(control.socket, "CONNECTED");
+    // Control: the same attack without the sandbox, where the farm's worktrees are, gets everything.
+    mkdirSync(join(state, "worktrees"), { recursive: true });
+    const bare = mkdtempSync(join(state, "worktrees", "control-"));
+    writeFileSync(join(bare, "attack.mjs"), attack({ ...targets, writeFiles: { outside: join(bare, "x") } }));
+    const control = resultsOf((await runCheck("node attack.mjs", { cwd: bare, timeoutMs: 20_000, sandbox: "none" })).output);
+    rmSync(bare, { recursive: true, force: true });
+    assert.match(control.adminToken!, /^READ:opt_/, "without a sandbox the admin token is readable");
+    assert.match(control.vault!, /^READ:sk-ant-VAULT-CANARY/);
+    assert.match(control.otherRepo!, /^READ:another team/);
+    assert.equal(control.socket, "CONNECTED");
 
-  // For real: a worker submits the attack as the repository's test; the farm's eval suite runs it.
-  const token = await tokenFor(farm.url, admin, "worker", "coder");
-  const feedback: string[][] = [];
-  const agents = await startWorkers(farm.url, token, [{ nodeId: "coder", role: "codegen", max: 1 }], newLedger(), async (lease: Lease) => {
-    const ctx = (lease.context ?? {}) as { base?: { branch: string }; feedback?: string[] };
-    feedback.push(ctx.feedback ?? []);
-    return { outcome: "succeeded", summary: "a test", patch: patchFor(repo, ctx.base!.branch, { "test/add.test.js": attack(targets) }) };
-  });
-  t.after(() => stopAll(agents));
-  const client = httpClientFor(farm.url, admin);
-  await client.tasks.create.mutate({ id: "attack", title: "A hostile test", units: [{ id: "u1", goal: "add a test", files: ["test/add.test.js"], maxAttempts: 2 }] });
-  // The eval's output goes back to the worker in its next lease: the channel the attack used.
-  await waitFor(() => feedback.length >= 2, "the second attempt, with the first eval's output as feedback", 60_000);
-  const seen = feedback[1]!.join("\n");
-  const results = resultsOf(seen);
-  for (const k of ["adminToken", "tokensDb", "journal", "vault", "otherRepo", "shadow"]) assert.match(results[k]!, /^blocked:/, `${k}: ${results[k]}`);
-  // Folders above the worktree exist only as the empty path to it: none of their contents.
-  assert.match(results.home!, /^blocked:/);
-  assert.equal(results.stateDir, "LISTED:worktrees");
-  assert.match(results.repoRoot!, /^blocked:/, "the developer's repository is not in the farm's home, nor in the sandbox");
-  // The worktree's .git is read-only in the sandbox. The repository sits under /tmp in this test, and
-  // the sandbox's /tmp is its own: a write there may "succeed" but never reaches the host (below).
-  assert.match(results.gitFile!, /^blocked:/, `write .git: ${results.gitFile}`);
-  assert.match(results.socket!, /^blocked:/);
-  assert.doesNotMatch(seen, /opt_[0-9a-f]{12}_/, "no token reaches the worker");
-  assert.doesNotMatch(seen, /VAULT-CANARY|another team/);
-  assert.equal(existsSync(join(repo, "PWNED")), false);
-  assert.equal(existsSync(join(repo, ".git", "hooks", "reference-transaction")), false);
-  // The admin token from the control run was never usable by the worker: it never saw it.
-  assert.equal((await client.units.get.query({ taskId: "attack", unitId: "u1" })).attempt >= 2, true);
-});
+    // For real: a worker submits the attack as the repository's test; the farm's eval suite runs it.
+    const token = await tokenFor(farm.url, admin, "worker", "coder");
+    const feedback: string[][] = [];
+    const agents = await startWorkers(
+      farm.url,
+      token,
+      [{ nodeId: "coder", role: "codegen", max: 1 }],
+      newLedger(),
+      async (lease: Lease) => {
+        const ctx = (lease.context ?? {}) as { base?: { branch: string }; feedback?: string[] };
+        feedback.push(ctx.feedback ?? []);
+        return {
+          outcome: "succeeded",
+          summary: "a test",
+          patch: patchFor(repo, ctx.base!.branch, { "test/add.test.js": attack(targets) }),
+        };
+      },
+    );
+    t.after(() => stopAll(agents));
+    const client = httpClientFor(farm.url, admin);
+    await client.tasks.create.mutate({
+      id: "attack",
+      title: "A hostile test",
+      units: [{ id: "u1", goal: "add a test", files: ["test/add.test.js"], maxAttempts: 2 }],
+    });
+    // The eval's output goes back to the worker in its next lease: the channel the attack used.
+    await waitFor(() => feedback.length >= 2, "the second attempt, with the first eval's output as feedback", 60_000);
+    const seen = feedback[1]!.join("\n");
+    const results = resultsOf(seen);
+    for (const k of ["adminToken", "tokensDb", "journal", "vault", "otherRepo", "shadow"])
+      assert.match(results[k]!, /^blocked:/, `${k}: ${results[k]}`);
+    // Folders above the worktree exist only as the empty path to it: none of their contents.
+    assert.match(results.home!, /^blocked:/);
+    assert.equal(results.stateDir, "LISTED:worktrees");
+    assert.match(results.repoRoot!, /^blocked:/, "the developer's repository is not in the farm's home, nor in the sandbox");
+    // The worktree's .git is read-only in the sandbox. The repository sits under /tmp in this test, and
+    // the sandbox's /tmp is its own: a write there may "succeed" but never reaches the host (below).
+    assert.match(results.gitFile!, /^blocked:/, `write .git: ${results.gitFile}`);
+    assert.match(results.socket!, /^blocked:/);
+    assert.doesNotMatch(seen, /opt_[0-9a-f]{12}_/, "no token reaches the worker");
+    assert.doesNotMatch(seen, /VAULT-CANARY|another team/);
+    assert.equal(existsSync(join(repo, "PWNED")), false);
+    assert.equal(existsSync(join(repo, ".git", "hooks", "reference-transaction")), false);
+    // The admin token from the control run was never usable by the worker: it never saw it.
+    assert.equal((await client.units.get.query({ taskId: "attack", unitId: "u1" })).attempt >= 2, true);
+  },
+);
 
-test("a unit check on a worker cannot read or write the worker's mirror, plant hooks its next fetch would run, or see its token", { timeout: 120_000 }, async (t) => {
-  const repo = makeFixtureRepo(t);
-  const farm = await startTestFarm(t, { repo });
-  const token = await tokenFor(farm.url, farm.adminToken, "worker", "w1");
-  const workDir = mkdtempSync(join(tmpdir(), "optimus-worker-"));
-  t.after(() => rmSync(workDir, { recursive: true, force: true }));
-  const mirror = new RepoMirror(farm.url, token, workDir);
-  const socket = await hostSocket(t);
-  const hook = join(workDir, "mirror.git", "hooks", "post-checkout");
-  const targets: Targets = {
-    readFiles: { mirrorConfig: join(workDir, "mirror.git", "config"), farmTokens: join(stateDirFor(repo), "tokens.db") },
-    listDirs: { workDir, home: process.env.HOME ?? "/root" },
-    writeFiles: { hook, gitFile: ".git" },
-    socket,
-  };
-  const script = "node attack.mjs";
+test(
+  "a unit check on a worker cannot read or write the worker's mirror, plant hooks its next fetch would run, or see its token",
+  { timeout: 120_000 },
+  async (t) => {
+    const repo = makeFixtureRepo(t);
+    const farm = await startTestFarm(t, { repo });
+    const token = await tokenFor(farm.url, farm.adminToken, "worker", "w1");
+    const workDir = mkdtempSync(join(tmpdir(), "optimus-worker-"));
+    t.after(() => rmSync(workDir, { recursive: true, force: true }));
+    const mirror = new RepoMirror(farm.url, token, workDir);
+    const socket = await hostSocket(t);
+    const hook = join(workDir, "mirror.git", "hooks", "post-checkout");
+    const targets: Targets = {
+      readFiles: { mirrorConfig: join(workDir, "mirror.git", "config"), farmTokens: join(stateDirFor(repo), "tokens.db") },
+      listDirs: { workDir, home: process.env.HOME ?? "/root" },
+      writeFiles: { hook, gitFile: ".git" },
+      socket,
+    };
+    const script = "node attack.mjs";
 
-  // Control: unsandboxed, the hook lands and the worker's own next checkout runs it.
-  const wt0 = await mirror.prepare("control", "main");
-  writeFileSync(join(wt0, "attack.mjs"), attack(targets));
-  const control = resultsOf((await runCheck(script, { cwd: wt0, timeoutMs: 20_000, sandbox: "none" })).output);
-  assert.equal(control.hook, "WROTE");
-  assert.match(control.mirrorConfig!, /^READ:/);
-  rmSync(hook, { force: true });
-  writeFileSync(join(wt0, ".git"), `gitdir: ${join(workDir, "mirror.git", "worktrees", "control")}\n`);
-  await mirror.remove(wt0);
+    // Control: unsandboxed, the hook lands and the worker's own next checkout runs it.
+    const wt0 = await mirror.prepare("control", "main");
+    writeFileSync(join(wt0, "attack.mjs"), attack(targets));
+    const control = resultsOf((await runCheck(script, { cwd: wt0, timeoutMs: 20_000, sandbox: "none" })).output);
+    assert.equal(control.hook, "WROTE");
+    assert.match(control.mirrorConfig!, /^READ:/);
+    rmSync(hook, { force: true });
+    writeFileSync(join(wt0, ".git"), `gitdir: ${join(workDir, "mirror.git", "worktrees", "control")}\n`);
+    await mirror.remove(wt0);
 
-  const wt = await mirror.prepare("u1", "main");
-  writeFileSync(join(wt, "attack.mjs"), attack(targets)); // the model's edit
-  const r = await runCheck(script, { cwd: wt, timeoutMs: 20_000 });
-  assert.equal(r.sandbox, "bwrap");
-  const results = resultsOf(r.output);
-  for (const [k, v] of Object.entries(results)) if (k !== "workDir") assert.match(v, /^blocked:/, `${k}: ${v}`);
-  assert.equal(results.workDir, "LISTED:units", "only the path to the worktree: no mirror.git");
-  assert.doesNotMatch(r.output, new RegExp(token.slice(0, 20)));
-  // The worker's git goes on working, and runs no hook.
-  const again = await mirror.prepare("u2", "main");
-  assert.equal(existsSync(`${hook}.ran`), false);
-  assert.equal(readFileSync(join(again, "src", "add.js"), "utf8").includes("a - b"), true);
-});
+    const wt = await mirror.prepare("u1", "main");
+    writeFileSync(join(wt, "attack.mjs"), attack(targets)); // the model's edit
+    const r = await runCheck(script, { cwd: wt, timeoutMs: 20_000 });
+    assert.equal(r.sandbox, "bwrap");
+    const results = resultsOf(r.output);
+    for (const [k, v] of Object.entries(results)) if (k !== "workDir") assert.match(v, /^blocked:/, `${k}: ${v}`);
+    assert.equal(results.workDir, "LISTED:units", "only the path to the worktree: no mirror.git");
+    assert.doesNotMatch(r.output, new RegExp(token.slice(0, 20)));
+    // The worker's git goes on working, and runs no hook.
+    const again = await mirror.prepare("u2", "main");
+    assert.equal(existsSync(`${hook}.ran`), false);
+    assert.equal(readFileSync(join(again, "src", "add.js"), "utf8").includes("a - b"), true);
+  },
+);

@@ -34,41 +34,76 @@ async function handWorker(t: { after(fn: () => unknown): void }, url: string, to
   }, 200);
   t.after(() => clearInterval(beat));
   return {
-    client, leases,
+    client,
+    leases,
     /** reopens the lease stream (what a worker does after a reconnect: it is handed what it holds) */
     reopen() {
       sub.unsubscribe();
       sub = client.worker.leases.subscribe({ nodeId }, { onData: (env) => leases.push(env.data as Lease) });
     },
     submit: (lease: Lease, result: Parameters<typeof client.worker.submit.mutate>[0]["result"]) =>
-      client.worker.submit.mutate({ nodeId, lease: { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId }, result }),
+      client.worker.submit.mutate({
+        nodeId,
+        lease: { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId },
+        result,
+      }),
   };
 }
 
 test("one worker token with a codegen and a review node cannot approve its own change: it is held for a person", async (t) => {
   const repo = makeFixtureRepo(t);
-  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500, planner: { enabled: false } } });
+  const {
+    server: farm,
+    adminToken: admin,
+    client,
+  } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500, planner: { enabled: false } } });
   const mallory = await tokenFor(farm.url, admin, "worker", "mallory");
   const coder = await handWorker(t, farm.url, mallory, "mallory-coder", "codegen");
   const reviewer = await handWorker(t, farm.url, mallory, "mallory-reviewer", "review");
 
   // Made before the lease (the task's branch starts at main), so the lease is not held while git works.
   const patch = patchFor(repo, "main", { "src/add.js": FIX });
-  await client.tasks.create.mutate({ id: "fix-add", title: "Fix add", units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }] });
+  await client.tasks.create.mutate({
+    id: "fix-add",
+    title: "Fix add",
+    units: [{ id: "fix", goal: "make add add", files: ["src/add.js"] }],
+  });
   const lease = await waitFor(() => coder.leases[0], "the codegen lease");
   assert.equal((lease.context as { base: { branch: string } }).base.branch, "optimus/fix-add");
   await coder.submit(lease, { outcome: "succeeded", summary: "fixed", patch });
-  await waitFor(async () => (await client.units.get.query({ taskId: "fix-add", unitId: "fix" })).state === "reviewing", "the change to be evaluated and wait for review");
+  await waitFor(
+    async () => (await client.units.get.query({ taskId: "fix-add", unitId: "fix" })).state === "reviewing",
+    "the change to be evaluated and wait for review",
+  );
 
   // The dispatcher does not hand the review to the author's token: it waits for another reviewer.
   await sleep(1_500);
-  assert.deepEqual(reviewer.leases.map((l) => l.unitId), [], "the author's own review node got the review");
+  assert.deepEqual(
+    reviewer.leases.map((l) => l.unitId),
+    [],
+    "the author's own review node got the review",
+  );
   assert.equal((await client.units.get.query({ taskId: "fix-add", unitId: "fix-review" })).state, "ready");
 
   // Defence in depth: a review lease handed out before this rule existed (an older farm's journal)
   // still cannot approve: the verdict is recorded as not counting and the change waits for a person.
   const ru = farm.services.state.projection.units.get("fix-add/fix-review")!;
-  await farm.services.state.commit([{ type: "unit_leased", data: { taskId: "fix-add", unitId: "fix-review", attempt: ru.attempt + 1, worker: "mallory-reviewer", leaseId: `fix-add/fix-review#${ru.attempt + 1}.older-farm`, expiresAt: Date.now() + 60_000 } }], "worker:mallory-reviewer");
+  await farm.services.state.commit(
+    [
+      {
+        type: "unit_leased",
+        data: {
+          taskId: "fix-add",
+          unitId: "fix-review",
+          attempt: ru.attempt + 1,
+          worker: "mallory-reviewer",
+          leaseId: `fix-add/fix-review#${ru.attempt + 1}.older-farm`,
+          expiresAt: Date.now() + 60_000,
+        },
+      },
+    ],
+    "worker:mallory-reviewer",
+  );
   reviewer.reopen();
   const reviewLease = await waitFor(() => reviewer.leases.find((l) => l.unitId === "fix-review"), "the old review lease");
   await reviewer.submit(reviewLease, { outcome: "succeeded", summary: "lgtm", review: APPROVE });
@@ -92,22 +127,37 @@ test("one worker token with a codegen and a review node cannot approve its own c
 
 test("a protected-path change: the admin token gets 403, an editor with the approver right merges it, and the journal names her", async (t) => {
   const repo = makeFixtureRepo(t);
-  const { server: farm, adminToken: admin, client } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500, planner: { enabled: false } } });
+  const {
+    server: farm,
+    adminToken: admin,
+    client,
+  } = await startTestFarm(t, { repo, config: { heartbeatIntervalMs: 500, planner: { enabled: false } } });
   // Separate tokens for writers and reviewers, as a fleet should have.
   const coderToken = await tokenFor(farm.url, admin, "worker", "coders");
   const reviewerToken = await tokenFor(farm.url, admin, "worker", "reviewers");
   const work = async (lease: Lease) => {
     if (lease.spec.role === "review") return { outcome: "succeeded" as const, summary: "ok", review: APPROVE };
     const base = (lease.context as { base: { branch: string } }).base.branch;
-    return { outcome: "succeeded" as const, summary: "done", patch: patchFor(repo, base, { ".github/workflows/ci.yml": "on: [push, pull_request]\n", "src/add.js": FIX }) };
+    return {
+      outcome: "succeeded" as const,
+      summary: "done",
+      patch: patchFor(repo, base, { ".github/workflows/ci.yml": "on: [push, pull_request]\n", "src/add.js": FIX }),
+    };
   };
   const agents = [
     ...(await startWorkers(farm.url, coderToken, [{ nodeId: "coder", role: "codegen", max: 1 }], newLedger(), work)),
     ...(await startWorkers(farm.url, reviewerToken, [{ nodeId: "reviewer", role: "review", max: 1 }], newLedger(), work)),
   ];
   t.after(() => stopAll(agents));
-  await client.tasks.create.mutate({ id: "ci-tweak", title: "CI tweak", units: [{ id: "ci", goal: "run on PRs too and fix add", files: [".github/workflows/ci.yml", "src/add.js"] }] });
-  await waitFor(async () => (await client.units.get.query({ taskId: "ci-tweak", unitId: "ci" })).state === "awaiting_approval", "the protected change to be held").catch(async (e) => {
+  await client.tasks.create.mutate({
+    id: "ci-tweak",
+    title: "CI tweak",
+    units: [{ id: "ci", goal: "run on PRs too and fix add", files: [".github/workflows/ci.yml", "src/add.js"] }],
+  });
+  await waitFor(
+    async () => (await client.units.get.query({ taskId: "ci-tweak", unitId: "ci" })).state === "awaiting_approval",
+    "the protected change to be held",
+  ).catch(async (e) => {
     const units = (await client.tasks.get.query({ taskId: "ci-tweak" })).units.map((u) => [u.unitId, u.state, u.reason]);
     throw new Error(`${(e as Error).message}; units: ${JSON.stringify(units)}`);
   });
@@ -115,12 +165,15 @@ test("a protected-path change: the admin token gets 403, an editor with the appr
   await farm.services.state.settle();
   const journalLength = (await farm.services.state.journal.readAfter(0, 10_000)).length;
 
-  const fix = /touches protected paths \(\.github\/workflows\/ci\.yml\); approval needs a token with the approver right: optimus token create --role editor --name <you> --approver/;
+  const fix =
+    /touches protected paths \(\.github\/workflows\/ci\.yml\); approval needs a token with the approver right: optimus token create --role editor --name <you> --approver/;
   const seen = await seenVersion(client, "ci-tweak", "ci");
   const byAdmin = await client.reviews.approve.mutate(seen).catch((e: unknown) => e);
   assert.equal(errorCode(byAdmin), "FORBIDDEN");
   assert.match((byAdmin as Error).message, fix);
-  const byEditor = await httpClientFor(farm.url, bob).reviews.approve.mutate(seen).catch((e: unknown) => e);
+  const byEditor = await httpClientFor(farm.url, bob)
+    .reviews.approve.mutate(seen)
+    .catch((e: unknown) => e);
   assert.equal(errorCode(byEditor), "FORBIDDEN");
   assert.match((byEditor as Error).message, fix);
   assert.equal((await client.units.get.query({ taskId: "ci-tweak", unitId: "ci" })).state, "awaiting_approval", "no state change");

@@ -21,14 +21,25 @@ const tokenIdOf = (token: string) => token.split("_")[1]!;
 /** A farm whose log lines the test can read. */
 async function farmWithLog(t: { after(fn: () => unknown): void }, repo: string, config: ServerConfigInput) {
   const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({ write(chunk, _e, cb) { for (const l of String(chunk).split("\n")) if (l.trim()) lines.push(JSON.parse(l)); cb(); } });
-  const farm = await startTestFarm(t, { repo, config: { planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false }, ...config }, log: pino({ level: "info" }, sink) });
+  const sink = new Writable({
+    write(chunk, _e, cb) {
+      for (const l of String(chunk).split("\n")) if (l.trim()) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  const farm = await startTestFarm(t, {
+    repo,
+    config: { planner: { enabled: false }, prloop: { reviewEveryCodegenUnit: false }, ...config },
+    log: pino({ level: "info" }, sink),
+  });
   return { farm, lines, admin: farm.adminToken };
 }
 
 /** A raw WebSocket (no tRPC client: it neither reconnects nor reads unless told to). */
 function rawSocket(url: string): Promise<WebSocket & { closed: Promise<{ code: number; reason: string; at: number }> }> {
-  const ws = new WebSocket(`${wsUrlOf(url)}?connectionParams=1`) as WebSocket & { closed: Promise<{ code: number; reason: string; at: number }> };
+  const ws = new WebSocket(`${wsUrlOf(url)}?connectionParams=1`) as WebSocket & {
+    closed: Promise<{ code: number; reason: string; at: number }>;
+  };
   ws.closed = new Promise((r) => ws.once("close", (code, reason) => r({ code, reason: reason.toString(), at: Date.now() })));
   ws.on("error", () => undefined);
   return new Promise((resolve, reject) => {
@@ -42,14 +53,23 @@ test("revoking an editor token closes its open views.stream within a second", as
   const admin = httpClientFor(farm.url, farm.adminToken);
   const editor = await tokenFor(farm.url, farm.adminToken, "editor", "mallory");
   const closes: number[] = [];
-  const ws = createFarmClient({ url: farm.url, token: editor, transport: "ws", onConnectionChange: (s) => s === "closed" && closes.push(Date.now()) });
+  const ws = createFarmClient({
+    url: farm.url,
+    token: editor,
+    transport: "ws",
+    onConnectionChange: (s) => s === "closed" && closes.push(Date.now()),
+  });
   t.after(() => ws.close());
   const got: Array<{ at: number; kind: string; titles: string[] }> = [];
   const errors: unknown[] = [];
-  const sub = ws.client.views.stream.subscribe({}, {
-    onData: (env) => got.push({ at: Date.now(), kind: env.data.kind, titles: "tasks" in env.data ? env.data.tasks.map((x) => x.title) : [] }),
-    onError: (e) => errors.push(e),
-  });
+  const sub = ws.client.views.stream.subscribe(
+    {},
+    {
+      onData: (env) =>
+        got.push({ at: Date.now(), kind: env.data.kind, titles: "tasks" in env.data ? env.data.tasks.map((x) => x.title) : [] }),
+      onError: (e) => errors.push(e),
+    },
+  );
   t.after(() => sub.unsubscribe());
   await waitFor(() => got.some((m) => m.kind === "snapshot"), "the snapshot");
 
@@ -63,7 +83,11 @@ test("revoking an editor token closes its open views.stream within a second", as
   await waitFor(() => errors.length > 0, "the resubscription to be refused", 5_000);
   assert.equal(errorCode(errors[0]), "UNAUTHORIZED");
   await sleep(300);
-  assert.deepEqual(got.filter((m) => m.titles.includes("secret plan")), [], "no view after the revocation");
+  assert.deepEqual(
+    got.filter((m) => m.titles.includes("secret plan")),
+    [],
+    "no view after the revocation",
+  );
   assert.equal((await admin.health.query()).ok, true, "the farm is alive");
 });
 
@@ -77,7 +101,10 @@ test("a revoked worker's lease stream gets no new lease; its leased unit is re-l
   await rogue.client.worker.register.mutate({ nodeId: "rogue-1", role: "codegen", maxConcurrentTasks: 5, model: { primary: "manual" } });
   const rogueLeases: Lease[] = [];
   const streamErrors: unknown[] = [];
-  const sub = rogue.client.worker.leases.subscribe({ nodeId: "rogue-1" }, { onData: (env) => rogueLeases.push(env.data as Lease), onError: (e) => streamErrors.push(e) });
+  const sub = rogue.client.worker.leases.subscribe(
+    { nodeId: "rogue-1" },
+    { onData: (env) => rogueLeases.push(env.data as Lease), onError: (e) => streamErrors.push(e) },
+  );
   t.after(() => sub.unsubscribe());
   await admin.tasks.create.mutate({ id: "first", title: "first", units: [{ id: "u1", goal: "g" }] });
   await waitFor(() => rogueLeases.length === 1, "the rogue worker's first lease");
@@ -91,7 +118,11 @@ test("a revoked worker's lease stream gets no new lease; its leased unit is re-l
   const agents = await startWorkers(farm.url, healthyToken, [{ nodeId: "healthy-1", role: "codegen", max: 2 }], ledger);
   t.after(() => stopAll(agents));
   await waitFor(() => ledger.accepted.length === 2, "the healthy worker to finish both units", 5_000);
-  assert.deepEqual(rogueLeases.map((l) => `${l.taskId}/${l.unitId}#${l.attempt}`), ["first/u1#1"], "the revoked stream got nothing new");
+  assert.deepEqual(
+    rogueLeases.map((l) => `${l.taskId}/${l.unitId}#${l.attempt}`),
+    ["first/u1#1"],
+    "the revoked stream got nothing new",
+  );
   assert.deepEqual(ledger.started.map((s) => `${s.key}#${s.attempt}`).sort(), ["first/u1#2", "second/u2#1"]);
   const events: FarmEvent[] = await farm.server.services.state.journal.readAfter(0, 10_000);
   const expired = events.filter((e) => e.type === "lease_expired");
@@ -99,7 +130,13 @@ test("a revoked worker's lease stream gets no new lease; its leased unit is re-l
   assert.deepEqual([(expired[0]!.data as { worker: string }).worker, (expired[0]!.data as { unitId: string }).unitId], ["rogue-1", "u1"]);
   assert.equal(events.filter((e) => e.type === "unit_leased" && (e.data as { worker: string }).worker === "rogue-1").length, 1);
   // Its late report is refused, and the farm still answers.
-  const late = await rogue.client.worker.submit.mutate({ nodeId: "rogue-1", lease: { taskId: "first", unitId: "u1", attempt: 1, leaseId: rogueLeases[0]!.leaseId }, result: { outcome: "succeeded", summary: "late" } }).catch((e: unknown) => e);
+  const late = await rogue.client.worker.submit
+    .mutate({
+      nodeId: "rogue-1",
+      lease: { taskId: "first", unitId: "u1", attempt: 1, leaseId: rogueLeases[0]!.leaseId },
+      result: { outcome: "succeeded", summary: "late" },
+    })
+    .catch((e: unknown) => e);
   assert.equal(errorCode(late), "UNAUTHORIZED");
   assert.equal((await admin.health.query()).ok, true);
 });
@@ -110,13 +147,19 @@ test("a tRPC batch over the limit is refused whole, with nothing done", async (t
   const n = 51;
   const paths = Array.from({ length: n }, () => "tasks.create").join(",");
   const body = Object.fromEntries(Array.from({ length: n }, (_, i) => [String(i), { id: `batch-${i}`, title: `t${i}` }]));
-  const res = await fetch(`${farm.url}/trpc/${paths}?batch=1`, { method: "POST", headers: { authorization: `Bearer ${farm.adminToken}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  const res = await fetch(`${farm.url}/trpc/${paths}?batch=1`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${farm.adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
   const text = await res.text();
   assert.ok(res.status === 400 || res.status === 413, `status ${res.status}: ${text.slice(0, 300)}`);
   assert.match(text, /batch/i);
   assert.deepEqual(await admin.tasks.list.query(), [], "no call of the batch was processed");
   // A batch within the limit still works.
-  const ok = await fetch(`${farm.url}/trpc/${Array.from({ length: 50 }, () => "health").join(",")}?batch=1`, { headers: { authorization: `Bearer ${farm.adminToken}` } });
+  const ok = await fetch(`${farm.url}/trpc/${Array.from({ length: 50 }, () => "health").join(",")}?batch=1`, {
+    headers: { authorization: `Bearer ${farm.adminToken}` },
+  });
   assert.equal(ok.status, 200);
 });
 
@@ -129,10 +172,15 @@ test("the 21st subscription on one socket is refused; the 20 before it keep work
   const errors = new Map<number, unknown>();
   const subs: Array<{ unsubscribe(): void }> = [];
   for (let i = 0; i < 21; i++) {
-    subs.push(ws.client.events.stream.subscribe({}, {
-      onData: (env) => (env.data as FarmEvent).type === "task_created" && seen.set(i, (seen.get(i) ?? 0) + 1),
-      onError: (e) => errors.set(i, e),
-    }));
+    subs.push(
+      ws.client.events.stream.subscribe(
+        {},
+        {
+          onData: (env) => (env.data as FarmEvent).type === "task_created" && seen.set(i, (seen.get(i) ?? 0) + 1),
+          onError: (e) => errors.set(i, e),
+        },
+      ),
+    );
     await sleep(5);
   }
   t.after(() => subs.forEach((s) => s.unsubscribe()));
@@ -154,7 +202,10 @@ test("a WebSocket that never presents a valid token is closed after the limit", 
   const good = await rawSocket(farm.url);
   good.send(JSON.stringify({ method: "connectionParams", data: { token: editor } }));
   t.after(() => [silent, badToken, good].forEach((s) => s.terminate()));
-  for (const [name, s] of [["silent", silent], ["bad token", badToken]] as const) {
+  for (const [name, s] of [
+    ["silent", silent],
+    ["bad token", badToken],
+  ] as const) {
     const closed = await Promise.race([s.closed, sleep(3_000).then(() => null)]);
     assert.ok(closed, `the ${name} socket was still open after 3 s`);
     assert.ok(closed.at - started < 2_500, `the ${name} socket closed after ${closed.at - started} ms`);
@@ -180,7 +231,9 @@ test("a subscriber that never reads is cut off before the farm buffers more than
   const cut = await waitFor(() => lines.find((l) => /cut off/.test(String(l.msg))), "the farm to cut the slow subscriber off", 60_000);
   assert.ok(Number(cut.bufferedBytes) > 1024 * 1024, `cut off at ${String(cut.bufferedBytes)} buffered bytes`);
   assert.ok(Number(cut.bufferedBytes) < 4 * 1024 * 1024, `it buffered ${String(cut.bufferedBytes)} bytes before the cut (limit 1 MiB)`);
-  t.diagnostic(`cut off at ${String(cut.bufferedBytes)} bytes; rss grew ${Math.round((process.memoryUsage().rss - rssBefore) / 1e6)} MB meanwhile`);
+  t.diagnostic(
+    `cut off at ${String(cut.bufferedBytes)} bytes; rss grew ${Math.round((process.memoryUsage().rss - rssBefore) / 1e6)} MB meanwhile`,
+  );
   (s as unknown as { _socket: { resume(): void } })._socket.resume();
   const closed = await Promise.race([s.closed, sleep(10_000).then(() => null)]);
   assert.ok(closed, "the slow socket is closed");
@@ -196,26 +249,46 @@ test("a /git flood over the cap gets 503 with Retry-After; the farm stays alive 
   // Requests that never finish their body hold a git process each: the slow-loris way to fill the slots.
   const hanging: http.ClientRequest[] = [];
   for (let i = 0; i < 2; i++) {
-    const req = http.request({ host: "127.0.0.1", port, path: "/git/git-upload-pack", method: "POST", headers: { authorization: `Bearer ${worker}`, "content-type": "application/x-git-upload-pack-request" } });
+    const req = http.request({
+      host: "127.0.0.1",
+      port,
+      path: "/git/git-upload-pack",
+      method: "POST",
+      headers: { authorization: `Bearer ${worker}`, "content-type": "application/x-git-upload-pack-request" },
+    });
     req.on("error", () => undefined);
     req.write("0032want ");
     hanging.push(req);
   }
   t.after(() => hanging.forEach((r) => r.destroy()));
   await sleep(300);
-  const flood = await Promise.all(Array.from({ length: 30 }, () =>
-    fetch(`${farm.url}/git/info/refs?service=git-upload-pack`, { headers: { authorization: `Bearer ${worker}` } }).then(async (r) => ({ status: r.status, retryAfter: r.headers.get("retry-after"), body: await r.text() }))));
+  const flood = await Promise.all(
+    Array.from({ length: 30 }, () =>
+      fetch(`${farm.url}/git/info/refs?service=git-upload-pack`, { headers: { authorization: `Bearer ${worker}` } }).then(async (r) => ({
+        status: r.status,
+        retryAfter: r.headers.get("retry-after"),
+        body: await r.text(),
+      })),
+    ),
+  );
   const refused = flood.filter((r) => r.status === 503);
   t.diagnostic(`statuses: ${JSON.stringify(flood.map((r) => r.status))}`);
   assert.ok(refused.length >= 26, `${refused.length} of 30 refused with 503 (2 slots held, 4 may wait)`);
-  assert.ok(refused.every((r) => r.retryAfter && Number(r.retryAfter) >= 1), "each 503 says when to retry");
+  assert.ok(
+    refused.every((r) => r.retryAfter && Number(r.retryAfter) >= 1),
+    "each 503 says when to retry",
+  );
   assert.match(refused[0]!.body, /busy/);
   // The slots free up when the slow clients go away; the farm serves again.
   hanging.forEach((r) => r.destroy());
-  const after = await waitFor(async () => {
-    const r = await fetch(`${farm.url}/git/info/refs?service=git-upload-pack`, { headers: { authorization: `Bearer ${worker}` } });
-    return r.status === 200 ? r.text() : null;
-  }, "a fetch to be served again", 10_000);
+  const after = await waitFor(
+    async () => {
+      const r = await fetch(`${farm.url}/git/info/refs?service=git-upload-pack`, { headers: { authorization: `Bearer ${worker}` } });
+      return r.status === 200 ? r.text() : null;
+    },
+    "a fetch to be served again",
+    10_000,
+  );
   assert.match(after, /refs\/remotes\/origin\/main/, "the farm's view of the origin is served");
   assert.equal((await httpClientFor(farm.url, admin).health.query()).ok, true);
 });

@@ -39,27 +39,35 @@ async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): 
   const finished = new Promise<void>((r) => (allDone = r));
   try {
     // Like for like with a job queue: one unit per task, no review unit, no planner.
-    farm = await startTestFarm(undefined, { mode: "process", repo, config: { prloop: { reviewEveryCodegenUnit: false }, planner: { enabled: false }, files: { commit: false } }, args: ["--heartbeat-ms", "2000"] });
+    farm = await startTestFarm(undefined, {
+      mode: "process",
+      repo,
+      config: { prloop: { reviewEveryCodegenUnit: false }, planner: { enabled: false }, files: { commit: false } },
+      args: ["--heartbeat-ms", "2000"],
+    });
     const { url } = farm;
     const token = await tokenFor(url, farm.adminToken, "worker", "bench");
     const admin = farm.client;
     const startWorkers = () =>
-      Promise.all(Array.from({ length: o.workers }, async (_, i) => {
-        const agent = new WorkerAgent({
-          farmUrl: url, token,
-          registration: { nodeId: `api-${i}`, role: "codegen", maxConcurrentTasks: 1, model: { primary: "bench" } },
-          execute: async (lease) => {
-            const at = createdAt.get(lease.taskId);
-            if (at !== undefined) startLatency.push(performance.now() - at);
-            return { outcome: "succeeded", summary: "" };
-          },
-          onOutcome: (_l, out) => {
-            if (out.accepted && ++done === o.tasks) allDone();
-          },
-        });
-        agents.push(agent);
-        await agent.start();
-      }));
+      Promise.all(
+        Array.from({ length: o.workers }, async (_, i) => {
+          const agent = new WorkerAgent({
+            farmUrl: url,
+            token,
+            registration: { nodeId: `api-${i}`, role: "codegen", maxConcurrentTasks: 1, model: { primary: "bench" } },
+            execute: async (lease) => {
+              const at = createdAt.get(lease.taskId);
+              if (at !== undefined) startLatency.push(performance.now() - at);
+              return { outcome: "succeeded", summary: "" };
+            },
+            onOutcome: (_l, out) => {
+              if (out.accepted && ++done === o.tasks) allDone();
+            },
+          });
+          agents.push(agent);
+          await agent.start();
+        }),
+      );
     const create = async (i: number) => {
       const id = `api-${i}`;
       createdAt.set(id, performance.now());
@@ -80,9 +88,26 @@ async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): 
     }
     await withTimeout(finished, o.timeoutMs, () => `${mode}: ${done}/${o.tasks} units completed`);
     const wallMs = performance.now() - t0;
-    return { mode, ok: true, tasks: o.tasks, wallMs, unitsPerSec: (o.tasks / wallMs) * 1000, startLatencyP50: percentile(startLatency, 50), startLatencyP99: percentile(startLatency, 99) };
+    return {
+      mode,
+      ok: true,
+      tasks: o.tasks,
+      wallMs,
+      unitsPerSec: (o.tasks / wallMs) * 1000,
+      startLatencyP50: percentile(startLatency, 50),
+      startLatencyP99: percentile(startLatency, 99),
+    };
   } catch (err) {
-    return { mode, ok: false, error: (err as Error).message, tasks: o.tasks, wallMs: NaN, unitsPerSec: NaN, startLatencyP50: NaN, startLatencyP99: NaN };
+    return {
+      mode,
+      ok: false,
+      error: (err as Error).message,
+      tasks: o.tasks,
+      wallMs: NaN,
+      unitsPerSec: NaN,
+      startLatencyP50: NaN,
+      startLatencyP99: NaN,
+    };
   } finally {
     await Promise.all(agents.map((a) => a.stop()));
     await farm?.stop();

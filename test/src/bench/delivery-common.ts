@@ -17,14 +17,28 @@ export async function deliveryFarm(originUrl: string, extra: ServerConfigInput =
   const farm = await startTestFarm(undefined, {
     repo: originUrl,
     config: {
-      heartbeatIntervalMs: 1_000, planner: { enabled: false }, sandbox: "auto",
+      heartbeatIntervalMs: 1_000,
+      planner: { enabled: false },
+      sandbox: "auto",
       prloop: { reviewEveryCodegenUnit: false, eval: [{ name: "files", command: "test -f README.md", timeoutMs: 30_000 }] },
-      origin: { auth: "secrets-manager://env/bench origin/auth" }, secrets: { vaults: { env: { provider: "env", prefix: "OPTIMUS_SECRET_" } } },
+      origin: { auth: "secrets-manager://env/bench origin/auth" },
+      secrets: { vaults: { env: { provider: "env", prefix: "OPTIMUS_SECRET_" } } },
       ...extra,
     },
   });
-  const agents = await startWorkers(farm.url, await tokenFor(farm.url, farm.adminToken, "worker", "bench"), [{ nodeId: "bench-coder", role: "codegen", max: 1 }], newLedger(), async (lease: Lease) =>
-    ({ outcome: "succeeded", summary: "done", patch: await patchForAsync(cloneDirFor(originUrl), (lease.context as { base: { branch: string } }).base.branch, { [`notes/${lease.taskId}.md`]: "notes\n" }) }));
+  const agents = await startWorkers(
+    farm.url,
+    await tokenFor(farm.url, farm.adminToken, "worker", "bench"),
+    [{ nodeId: "bench-coder", role: "codegen", max: 1 }],
+    newLedger(),
+    async (lease: Lease) => ({
+      outcome: "succeeded",
+      summary: "done",
+      patch: await patchForAsync(cloneDirFor(originUrl), (lease.context as { base: { branch: string } }).base.branch, {
+        [`notes/${lease.taskId}.md`]: "notes\n",
+      }),
+    }),
+  );
   const stop = async () => {
     await stopAll(agents);
     await farm.stop();

@@ -40,13 +40,29 @@ export async function benchForgeDelivery(runs = 5): Promise<ForgeDeliveryBenchRe
   process.env.OPTIMUS_SECRET_BENCH_ORIGIN_AUTH = basic;
   process.env.OPTIMUS_SECRET_BENCH_GITHUB_TOKEN = GITHUB.FARM_TOKEN;
   const originUrl = origin.url("bench");
-  const { server: farm, client, stop } = await deliveryFarm(originUrl, {
+  const {
+    server: farm,
+    client,
+    stop,
+  } = await deliveryFarm(originUrl, {
     // Polling is the webhook's fallback; a long interval keeps it out of the measured path.
-    forge: { kind: "github", repo: "acme/bench", token: "secrets-manager://env/bench github/token", baseUrl: gh.url, pollIntervalMs: 600_000 },
+    forge: {
+      kind: "github",
+      repo: "acme/bench",
+      token: "secrets-manager://env/bench github/token",
+      baseUrl: gh.url,
+      pollIntervalMs: 600_000,
+    },
   });
   const dir = mkdtempSync(join(tmpdir(), "optimus-bench-hand-"));
-  const gitEnv = { ...process.env, GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "http.extraHeader", GIT_CONFIG_VALUE_0: `Authorization: ${basic}` };
-  const git = (...args: string[]) => run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd: dir, env: gitEnv });
+  const gitEnv = {
+    ...process.env,
+    GIT_CONFIG_COUNT: "1",
+    GIT_CONFIG_KEY_0: "http.extraHeader",
+    GIT_CONFIG_VALUE_0: `Authorization: ${basic}`,
+  };
+  const git = (...args: string[]) =>
+    run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd: dir, env: gitEnv });
   await run("git", ["clone", "-q", originUrl, dir], { env: gitEnv });
   const farmMs: number[] = [];
   const byHandMs: number[] = [];
@@ -72,7 +88,8 @@ export async function benchForgeDelivery(runs = 5): Promise<ForgeDeliveryBenchRe
       farmMs.push(msSince(t0));
       apiCalls.push(gh.requests.length - calls0);
       // BENCH_TRACE=1: each API call of the delivery with its time after the approval.
-      if (process.env.BENCH_TRACE) for (const r of gh.requests.slice(calls0)) console.error(`  +${(r.at - w0).toFixed(0)}ms ${r.method} ${r.path} ${r.status}`);
+      if (process.env.BENCH_TRACE)
+        for (const r of gh.requests.slice(calls0)) console.error(`  +${(r.at - w0).toFixed(0)}ms ${r.method} ${r.path} ${r.status}`);
       byHandMs.push(await deliverByHand(git, i));
     }
     gh.assertNoViolations();

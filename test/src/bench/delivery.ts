@@ -29,7 +29,8 @@ async function measure(originUrl: string, runs: number, gitEnv: Record<string, s
   process.env.OPTIMUS_SECRET_BENCH_ORIGIN_AUTH = BASIC;
   const { server: farm, client, stop } = await deliveryFarm(originUrl);
   const dir = mkdtempSync(join(tmpdir(), "optimus-bench-hand-"));
-  const git = (...args: string[]) => run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd: dir, env: { ...process.env, ...gitEnv } });
+  const git = (...args: string[]) =>
+    run("git", ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", ...args], { cwd: dir, env: { ...process.env, ...gitEnv } });
   await run("git", ["clone", "-q", originUrl, dir], { env: { ...process.env, ...gitEnv } });
   const farmMs: number[] = [];
   const byHandMs: number[] = [];

@@ -21,7 +21,16 @@ export interface BundleSizes {
 }
 
 export async function bundleSizes(): Promise<BundleSizes> {
-  const common = { entryPoints: [join(ROOT, "extension", "src", "extension.ts")], bundle: true, platform: "node" as const, format: "cjs" as const, target: "node20", external: ["vscode", "bufferutil", "utf-8-validate"], write: false, metafile: true };
+  const common = {
+    entryPoints: [join(ROOT, "extension", "src", "extension.ts")],
+    bundle: true,
+    platform: "node" as const,
+    format: "cjs" as const,
+    target: "node20",
+    external: ["vscode", "bufferutil", "utf-8-validate"],
+    write: false,
+    metafile: true,
+  };
   const min = await build({ ...common, minify: true });
   const dev = await build({ ...common, minify: false });
   const code = min.outputFiles![0]!.contents;
@@ -37,7 +46,10 @@ export async function bundleSizes(): Promise<BundleSizes> {
     minifiedGzipBytes: gzipSync(code).length,
     devBytes: dev.outputFiles![0]!.contents.length,
     vsixBytes: existsSync(vsix) ? statSync(vsix).size : undefined,
-    top: [...byPkg].map(([name, bytes]) => ({ name, bytes })).sort((a, b) => b.bytes - a.bytes).slice(0, 5),
+    top: [...byPkg]
+      .map(([name, bytes]) => ({ name, bytes }))
+      .sort((a, b) => b.bytes - a.bytes)
+      .slice(0, 5),
   };
 }
 
@@ -50,7 +62,9 @@ export interface ActivationResult {
 
 /** Activation in code-server: `runs` fresh extension hosts each for Optimus and the baseline; medians. */
 export async function activationTimes(runs: number): Promise<ActivationResult> {
-  const optimus: number[] = [], inside: number[] = [], baseline: number[] = [];
+  const optimus: number[] = [],
+    inside: number[] = [],
+    baseline: number[] = [];
   const ws = makeRepo(undefined, "optimus-bench-activation-");
   try {
     const once = async (devPath: string, id: string) => {

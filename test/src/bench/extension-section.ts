@@ -23,8 +23,12 @@ export async function runExtensionBench(): Promise<ExtensionBench> {
   log("extension bundle sizes (esbuild, minified and development) …");
   r.sizes = await bundleSizes().catch((err) => (r.problems.push(`bundle size: ${(err as Error).message}`), undefined));
   log(`extension activation in code-server, ${ACTIVATION_RUNS} fresh extension hosts …`);
-  r.activation = await activationTimes(ACTIVATION_RUNS).catch((err) => (r.problems.push(`activation: ${(err as Error).message.slice(0, 300)}`), undefined));
-  log(`unit state change → tree, ${TREE.tasks * TREE.unitsPerTask} units, ${TREE.clients} editors + ${TREE.clients} raw-stream clients, ${TREE.changes} changes …`);
+  r.activation = await activationTimes(ACTIVATION_RUNS).catch(
+    (err) => (r.problems.push(`activation: ${(err as Error).message.slice(0, 300)}`), undefined),
+  );
+  log(
+    `unit state change → tree, ${TREE.tasks * TREE.unitsPerTask} units, ${TREE.clients} editors + ${TREE.clients} raw-stream clients, ${TREE.changes} changes …`,
+  );
   r.tree = await treeLatency(TREE);
   if (!r.tree.ok) r.problems.push(`tree latency: ${r.tree.error}`);
   return r;
@@ -35,23 +39,64 @@ export function extensionRows(r: ExtensionBench): Row[] {
   const s = r.sizes;
   if (s) {
     rows.push(
-      { measure: "extension bundle, minified (as packaged)", value: kb(s.minifiedBytes), unit: "", note: `${kb(s.minifiedGzipBytes)} gzipped; largest parts: ${s.top.map((p) => `${p.name} ${kb(p.bytes)}`).join(", ")}` },
-      { measure: "extension bundle, development build", value: kb(s.devBytes), unit: "", note: `unminified, what F5 loads; .vsix ${s.vsixBytes ? kb(s.vsixBytes) : "not built (npm run package)"}` },
+      {
+        measure: "extension bundle, minified (as packaged)",
+        value: kb(s.minifiedBytes),
+        unit: "",
+        note: `${kb(s.minifiedGzipBytes)} gzipped; largest parts: ${s.top.map((p) => `${p.name} ${kb(p.bytes)}`).join(", ")}`,
+      },
+      {
+        measure: "extension bundle, development build",
+        value: kb(s.devBytes),
+        unit: "",
+        note: `unminified, what F5 loads; .vsix ${s.vsixBytes ? kb(s.vsixBytes) : "not built (npm run package)"}`,
+      },
     );
   }
   const a = r.activation;
   if (a) {
     rows.push(
-      { measure: "extension activation (load + activate)", value: fmt(a.optimusMs, 1), unit: "ms", note: `median of ${a.runs} fresh code-server extension hosts; ${fmt(a.optimusInsideMs, 1)} ms inside activate()` },
-      { measure: "baseline: minimal extension activation", value: fmt(a.baselineMs, 1), unit: "ms", note: `the harness's hello fixture in the same hosts; Optimus costs ${fmt(a.optimusMs / Math.max(0.01, a.baselineMs), 1)}× that` },
+      {
+        measure: "extension activation (load + activate)",
+        value: fmt(a.optimusMs, 1),
+        unit: "ms",
+        note: `median of ${a.runs} fresh code-server extension hosts; ${fmt(a.optimusInsideMs, 1)} ms inside activate()`,
+      },
+      {
+        measure: "baseline: minimal extension activation",
+        value: fmt(a.baselineMs, 1),
+        unit: "ms",
+        note: `the harness's hello fixture in the same hosts; Optimus costs ${fmt(a.optimusMs / Math.max(0.01, a.baselineMs), 1)}× that`,
+      },
     );
-  } else rows.push({ measure: "extension activation", value: "FAILED", unit: "ms", note: r.problems.find((p) => p.startsWith("activation"))?.slice(0, 200) ?? "" });
+  } else
+    rows.push({
+      measure: "extension activation",
+      value: "FAILED",
+      unit: "ms",
+      note: r.problems.find((p) => p.startsWith("activation"))?.slice(0, 200) ?? "",
+    });
   const t = r.tree;
   if (t?.ok) {
     rows.push(
-      { measure: `state change → tree p50 / p99 (${t.clients} editors)`, value: `${fmt(t.tree.p50, 2)} / ${fmt(t.tree.p99, 2)}`, unit: "ms", note: `${t.units} units; views.stream → FarmViews → tree item presentation; n=${t.tree.n}, max ${fmt(t.tree.max, 1)} ms` },
-      { measure: `baseline: raw journal stream p50 / p99`, value: `${fmt(t.rawEvents.p50, 2)} / ${fmt(t.rawEvents.p99, 2)}`, unit: "ms", note: `${t.clients} clients on events.stream seeing the same change (no view work); tree ÷ raw p50 = ${fmt(t.tree.p50 / t.rawEvents.p50, 2)}×` },
-      { measure: "editor snapshot of the farm", value: fmt(t.snapshotMs, 1), unit: "ms", note: `median over ${t.clients} editors connecting at once: ${t.units} units received and applied` },
+      {
+        measure: `state change → tree p50 / p99 (${t.clients} editors)`,
+        value: `${fmt(t.tree.p50, 2)} / ${fmt(t.tree.p99, 2)}`,
+        unit: "ms",
+        note: `${t.units} units; views.stream → FarmViews → tree item presentation; n=${t.tree.n}, max ${fmt(t.tree.max, 1)} ms`,
+      },
+      {
+        measure: `baseline: raw journal stream p50 / p99`,
+        value: `${fmt(t.rawEvents.p50, 2)} / ${fmt(t.rawEvents.p99, 2)}`,
+        unit: "ms",
+        note: `${t.clients} clients on events.stream seeing the same change (no view work); tree ÷ raw p50 = ${fmt(t.tree.p50 / t.rawEvents.p50, 2)}×`,
+      },
+      {
+        measure: "editor snapshot of the farm",
+        value: fmt(t.snapshotMs, 1),
+        unit: "ms",
+        note: `median over ${t.clients} editors connecting at once: ${t.units} units received and applied`,
+      },
     );
   } else rows.push({ measure: "state change → tree", value: "FAILED", unit: "ms", note: (t?.error ?? "").slice(0, 200) });
   return rows;

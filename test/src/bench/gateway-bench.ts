@@ -20,10 +20,20 @@ import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
 import { waitFor } from "../helpers/wait.js";
 import { mean, percentile } from "./stats.js";
 
-export interface Dist { n: number; p50: number; p99: number; mean: number }
+export interface Dist {
+  n: number;
+  p50: number;
+  p99: number;
+  mean: number;
+}
 const dist = (xs: number[]): Dist => ({ n: xs.length, p50: percentile(xs, 50), p99: percentile(xs, 99), mean: mean(xs) });
 
-export interface GatewayOverhead { ok: boolean; error?: string; direct: Dist; viaGateway: Dist }
+export interface GatewayOverhead {
+  ok: boolean;
+  error?: string;
+  direct: Dist;
+  viaGateway: Dist;
+}
 
 export async function gatewayOverhead(calls: number): Promise<GatewayOverhead> {
   const standin = await startAnthropicStandin({ fallback: { kind: "text", text: "ok" } });
@@ -40,9 +50,16 @@ export async function gatewayOverhead(calls: number): Promise<GatewayOverhead> {
       mode: "process",
       repo,
       config: {
-        prloop: { reviewEveryCodegenUnit: false }, planner: { enabled: false },
+        prloop: { reviewEveryCodegenUnit: false },
+        planner: { enabled: false },
         secrets: { vaults: { dev: { provider: "file", dir: vault } } },
-        gateway: { apiKey: "secrets-manager://dev/anthropic/key", baseUrl: standin.url, model: "claude-sonnet-5-5", limits: { perWorker: limit, fleet: limit }, budgets: { perTaskUsd: 1000, perDayUsd: 1000 } },
+        gateway: {
+          apiKey: "secrets-manager://dev/anthropic/key",
+          baseUrl: standin.url,
+          model: "claude-sonnet-5-5",
+          limits: { perWorker: limit, fleet: limit },
+          budgets: { perTaskUsd: 1000, perDayUsd: 1000 },
+        },
       },
     });
     const { url } = farm;
@@ -60,7 +77,9 @@ export async function gatewayOverhead(calls: number): Promise<GatewayOverhead> {
     let done!: () => void;
     const finished = new Promise<void>((r) => (done = r));
     agent = new WorkerAgent({
-      farmUrl: url, token, registration: { nodeId: "bench", role: "codegen", maxConcurrentTasks: 1, model: { primary: "bench" } },
+      farmUrl: url,
+      token,
+      registration: { nodeId: "bench", role: "codegen", maxConcurrentTasks: 1, model: { primary: "bench" } },
       execute: async (_lease, ctx) => {
         for (let i = 0; i < calls + 10; i++) {
           const t0 = performance.now();
@@ -86,7 +105,11 @@ export async function gatewayOverhead(calls: number): Promise<GatewayOverhead> {
   }
 }
 
-export interface AdmissionRate { fitting: number; contended: number; decisions: number }
+export interface AdmissionRate {
+  fitting: number;
+  contended: number;
+  decisions: number;
+}
 
 /**
  * Decisions/s of the admission rule over a queue of `n` requests with random max_tokens: "fitting"
@@ -95,24 +118,60 @@ export interface AdmissionRate { fitting: number; contended: number; decisions: 
  */
 export function admissionRate(n: number): AdmissionRate {
   const run = (perDayUsd: number): number => {
-    const cfg = GatewayConfig.parse({ apiKey: "secrets-manager://v/i/f", budgets: { perTaskUsd: 1e6, perDayUsd }, limits: { perWorker: { requestsPerMin: 1e5, inputTokensPerMin: 1e9, outputTokensPerMin: 1e9 }, fleet: { requestsPerMin: 1e5, inputTokensPerMin: 1e9, outputTokensPerMin: 1e9 } } });
+    const cfg = GatewayConfig.parse({
+      apiKey: "secrets-manager://v/i/f",
+      budgets: { perTaskUsd: 1e6, perDayUsd },
+      limits: {
+        perWorker: { requestsPerMin: 1e5, inputTokensPerMin: 1e9, outputTokensPerMin: 1e9 },
+        fleet: { requestsPerMin: 1e5, inputTokensPerMin: 1e9, outputTokensPerMin: 1e9 },
+      },
+    });
     const ledger = new Ledger();
     const fleet = new RateLimits(cfg.limits.fleet);
     const workers = Array.from({ length: 50 }, () => new RateLimits(cfg.limits.perWorker));
     let seq = 0;
-    const ev = (type: string, data: object): FarmEvent => ({ type, data, seq: ++seq, ts: Date.now(), epoch: 1, actor: "bench", prevHash: "", hash: "" }) as unknown as FarmEvent;
+    const ev = (type: string, data: object): FarmEvent =>
+      ({ type, data, seq: ++seq, ts: Date.now(), epoch: 1, actor: "bench", prevHash: "", hash: "" }) as unknown as FarmEvent;
     for (let i = 0; i < n; i++) {
       const maxTokens = 100 + Math.floor(Math.random() * 1_900);
-      ledger.apply(ev("escalation_queued", { requestId: `r${i}`, taskId: `t${i % 50}`, unitId: "u", attempt: 1, worker: `worker:w${i % 50}`, priority: 0, model: "m", maxTokens, inputTokensMax: 100, reservedUsd: worstCaseUsd(cfg.prices, 100, maxTokens), gate: "", signals: {} }));
+      ledger.apply(
+        ev("escalation_queued", {
+          requestId: `r${i}`,
+          taskId: `t${i % 50}`,
+          unitId: "u",
+          attempt: 1,
+          worker: `worker:w${i % 50}`,
+          priority: 0,
+          model: "m",
+          maxTokens,
+          inputTokensMax: 100,
+          reservedUsd: worstCaseUsd(cfg.prices, 100, maxTokens),
+          gate: "",
+          signals: {},
+        }),
+      );
     }
     const inFlight: string[] = [];
     let decisions = 0;
     const t0 = performance.now();
-    for (let q = ledger.queue(); q.length > 0; ) {
+    for (let q = ledger.queue(); q.length > 0;) {
       const head = q[0]!;
       decisions++;
       const w = workers[Number(head.worker.slice(8))]!;
-      const v = admit(cfg, ledger, { taskId: head.taskId, worker: head.worker, reservedUsd: head.reservedUsd, inputTokensMax: head.inputTokensMax, maxTokens: head.maxTokens }, w, fleet, Date.now());
+      const v = admit(
+        cfg,
+        ledger,
+        {
+          taskId: head.taskId,
+          worker: head.worker,
+          reservedUsd: head.reservedUsd,
+          inputTokensMax: head.inputTokensMax,
+          maxTokens: head.maxTokens,
+        },
+        w,
+        fleet,
+        Date.now(),
+      );
       if (v.ok) {
         ledger.apply(ev("escalation_admitted", { requestId: head.requestId, reservedUsd: head.reservedUsd }));
         inFlight.push(head.requestId);
@@ -122,7 +181,15 @@ export function admissionRate(n: number): AdmissionRate {
         const id = inFlight.shift();
         if (!id) break; // the budget is spent: nothing more can ever be admitted
         const x = ledger.entries.get(id)!;
-        ledger.apply(ev("escalation_settled", { requestId: id, inputTokens: 100, outputTokens: Math.round(x.maxTokens / 10), costUsd: x.reservedUsd / 1000, outcome: "answered" }));
+        ledger.apply(
+          ev("escalation_settled", {
+            requestId: id,
+            inputTokens: 100,
+            outputTokens: Math.round(x.maxTokens / 10),
+            costUsd: x.reservedUsd / 1000,
+            outcome: "answered",
+          }),
+        );
       }
     }
     return decisions / ((performance.now() - t0) / 1000);

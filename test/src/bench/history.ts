@@ -13,8 +13,20 @@ import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
 import { sleep, waitFor } from "../helpers/wait.js";
 import { msSince, withTimeout } from "./stats.js";
 
-export interface Figures { startMs: number; rssMB: number; firstViewsBytes: number; stopMs: number }
-export interface HistoryBenchResult { units: number; tasks: number; buildMs: number; hot: Figures; archived: Figures; archiveMs: number }
+export interface Figures {
+  startMs: number;
+  rssMB: number;
+  firstViewsBytes: number;
+  stopMs: number;
+}
+export interface HistoryBenchResult {
+  units: number;
+  tasks: number;
+  buildMs: number;
+  hot: Figures;
+  archived: Figures;
+  archiveMs: number;
+}
 
 const DAY = 24 * 3_600_000;
 const UNITS_PER_TASK = 10;
@@ -53,13 +65,16 @@ async function firstViewsBytes(fp: ProcessTestFarm): Promise<number> {
   const ws = createFarmClient({ url: fp.url, token, transport: "ws" });
   try {
     const first = new Promise<unknown>((resolve, reject) => {
-      const sub = ws.client.views.stream.subscribe({ lastEventId: null }, {
-        onData: (env) => {
-          sub.unsubscribe();
-          resolve((env as { data: unknown }).data);
+      const sub = ws.client.views.stream.subscribe(
+        { lastEventId: null },
+        {
+          onData: (env) => {
+            sub.unsubscribe();
+            resolve((env as { data: unknown }).data);
+          },
+          onError: reject,
         },
-        onError: reject,
-      });
+      );
     });
     return Buffer.byteLength(JSON.stringify(await withTimeout(first, 120_000, () => "the first views.stream message")));
   } finally {
@@ -82,7 +97,13 @@ async function idleRss(fp: ProcessTestFarm): Promise<number> {
 /** Stops a farm (SIGTERM, waits for the exit); a stop that hit a deadline is said, since the figure is then a cap. */
 async function stopMs(fp: ProcessTestFarm, log: (m: string) => void): Promise<number> {
   const ms = await timed(() => fp.stop());
-  if (/did not stop within/.test(fp.log)) log(`  the farm did not stop cleanly: ${fp.log.split("\n").filter((l) => /did not stop/.test(l)).join(" / ")}`);
+  if (/did not stop within/.test(fp.log))
+    log(
+      `  the farm did not stop cleanly: ${fp.log
+        .split("\n")
+        .filter((l) => /did not stop/.test(l))
+        .join(" / ")}`,
+    );
   return ms;
 }
 
@@ -93,7 +114,9 @@ async function figures(start: () => Promise<ProcessTestFarm>, log: (m: string) =
   const rss = await idleRss(fp);
   const bytes = await firstViewsBytes(fp);
   const f = { startMs, rssMB: rss, firstViewsBytes: bytes, stopMs: await stopMs(fp, log) };
-  log(`  start ${f.startMs.toFixed(0)} ms, RSS ${f.rssMB.toFixed(1)} MB, first views message ${f.firstViewsBytes} B, stop ${f.stopMs.toFixed(0)} ms`);
+  log(
+    `  start ${f.startMs.toFixed(0)} ms, RSS ${f.rssMB.toFixed(1)} MB, first views message ${f.firstViewsBytes} B, stop ${f.stopMs.toFixed(0)} ms`,
+  );
   return f;
 }
 
@@ -115,19 +138,25 @@ async function buildHistory(repo: string, tasks: number, log: (m: string) => voi
   const detach = dispatcher.attach(nodeId, {
     push(lease: Lease) {
       leases
-        .submit(nodeId, { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId }, { outcome: "succeeded", summary: "" })
+        .submit(
+          nodeId,
+          { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId },
+          { outcome: "succeeded", summary: "" },
+        )
         .catch(() => rejected++);
     },
   });
   try {
-    const unitsOf = (t: number): UnitSpecInput[] => Array.from({ length: UNITS_PER_TASK }, (_, i) => ({ id: `u${i}`, goal: `${UNIT_GOAL} #${t}.${i}` }));
+    const unitsOf = (t: number): UnitSpecInput[] =>
+      Array.from({ length: UNITS_PER_TASK }, (_, i) => ({ id: `u${i}`, goal: `${UNIT_GOAL} #${t}.${i}` }));
     for (let t = 0; t < tasks; t++) {
       await cmds.create({ id: `hist-${t}`, title: `history task ${t}`, units: unitsOf(t), source: "api" }, "bench");
       if ((t + 1) % 1_000 === 0) log(`  created ${t + 1}/${tasks} tasks, ${completed} units completed`);
     }
     // Done when every unit completed; a core that stops committing for 10 s fails the run instead of hanging it.
     await waitFor(() => completed >= total || Date.now() - lastProgress > 10_000, `${total} units completed`, 30 * 60_000, 100);
-    if (completed < total) throw new Error(`history not built: no commit for 10 s at ${completed}/${total} units completed, ${rejected} submissions rejected`);
+    if (completed < total)
+      throw new Error(`history not built: no commit for 10 s at ${completed}/${total} units completed, ${rejected} submissions rejected`);
     await state.settle();
     const p = state.projection;
     const unfinished = [...p.tasks.values()].filter((t) => p.taskView(t).state !== "completed").length;
@@ -172,11 +201,18 @@ export async function benchHistory(units: number, log: (msg: string) => void): P
     const t0 = process.hrtime.bigint();
     const fp = await proc(settings(0, 1_000))();
     const startedMs = msSince(t0);
-    await waitFor(async () => metric(await (await fetch(`${fp.url}/metrics`)).text(), "optimus_units") === 0, "every unit archived (optimus_units = 0)", 30 * 60_000, 100);
+    await waitFor(
+      async () => metric(await (await fetch(`${fp.url}/metrics`)).text(), "optimus_units") === 0,
+      "every unit archived (optimus_units = 0)",
+      30 * 60_000,
+      100,
+    );
     const archiveMs = msSince(t0);
     const rss = await idleRss(fp);
     const stop = await stopMs(fp, log);
-    log(`  start ${startedMs.toFixed(0)} ms, archived ${archiveMs.toFixed(0)} ms after spawn, RSS ${rss.toFixed(1)} MB, stop ${stop.toFixed(0)} ms; journal ${journalMB(repo)} MB`);
+    log(
+      `  start ${startedMs.toFixed(0)} ms, archived ${archiveMs.toFixed(0)} ms after spawn, RSS ${rss.toFixed(1)} MB, stop ${stop.toFixed(0)} ms; journal ${journalMB(repo)} MB`,
+    );
 
     log("restart with all history archived:");
     const archived = await figures(proc(settings(0, 1_000)), log);

@@ -44,7 +44,14 @@ export interface LatencyResult {
   farmEvents: number;
 }
 
-const dist = (xs: number[]): Dist => ({ n: xs.length, p50: percentile(xs, 50), p90: percentile(xs, 90), p99: percentile(xs, 99), max: Math.max(...xs), mean: mean(xs) });
+const dist = (xs: number[]): Dist => ({
+  n: xs.length,
+  p50: percentile(xs, 50),
+  p90: percentile(xs, 90),
+  p99: percentile(xs, 99),
+  max: Math.max(...xs),
+  mean: mean(xs),
+});
 
 /** Reads one sample (sum over label sets) from the farm's Prometheus text. */
 function metric(text: string, name: string): number {
@@ -100,7 +107,12 @@ export async function leaseLatency(o: LatencyOptions): Promise<LatencyResult> {
       await agent.start();
     };
     for (let i = 0; i < o.workers; i += 10) await Promise.all(Array.from({ length: Math.min(10, o.workers - i) }, (_, j) => start(i + j)));
-    await waitFor(async () => metric(await scrape(url), "optimus_workers_connected") >= o.workers, `${o.workers} lease streams open`, 15_000, 50);
+    await waitFor(
+      async () => metric(await scrape(url), "optimus_workers_connected") >= o.workers,
+      `${o.workers} lease streams open`,
+      15_000,
+      50,
+    );
 
     const admin = farm.client;
     const one = async (i: number, record: boolean) => {
@@ -110,8 +122,14 @@ export async function leaseLatency(o: LatencyOptions): Promise<LatencyResult> {
       const result = new Promise<number>((r) => (w.result = r));
       waiters.set(goal, w);
       const t0 = performance.now();
-      const created = admin.tasks.create.mutate({ id: `lat-${i}`, title: `latency ${i}`, units: [{ id: "u1", goal }] }).then(() => performance.now());
-      const [l, a, r] = await withTimeout(Promise.all([leased, created, result]), o.sampleTimeoutMs, () => `sample ${i} (lease, create answer and result)`);
+      const created = admin.tasks.create
+        .mutate({ id: `lat-${i}`, title: `latency ${i}`, units: [{ id: "u1", goal }] })
+        .then(() => performance.now());
+      const [l, a, r] = await withTimeout(
+        Promise.all([leased, created, result]),
+        o.sampleTimeoutMs,
+        () => `sample ${i} (lease, create answer and result)`,
+      );
       waiters.delete(goal);
       if (!record) return;
       toLease.push(l.at - t0);

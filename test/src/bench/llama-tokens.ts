@@ -58,7 +58,12 @@ export async function benchLlamaTokens(opts: LlamaBenchOptions = {}): Promise<Ll
   try {
     // 1. through the provider: as configured by default (with confidence), then without it
     const viaProvider = async (confidence: boolean) => {
-      const provider = await LlamaProvider.open({ modelPath, contextSize: CONTEXT, confidence, ...(opts.threads ? { threads: opts.threads } : {}) });
+      const provider = await LlamaProvider.open({
+        modelPath,
+        contextSize: CONTEXT,
+        confidence,
+        ...(opts.threads ? { threads: opts.threads } : {}),
+      });
       const rates: number[] = [];
       let tokens = 0;
       try {
@@ -126,7 +131,8 @@ export async function benchLlamaTokens(opts: LlamaBenchOptions = {}): Promise<Ll
     } finally {
       await llama.dispose();
     }
-    if (rawTokens !== providerTokens || noConf.tokens !== providerTokens) throw new Error(`provider generated ${providerTokens}/${noConf.tokens} tokens, raw ${rawTokens}: not the same work`);
+    if (rawTokens !== providerTokens || noConf.tokens !== providerTokens)
+      throw new Error(`provider generated ${providerTokens}/${noConf.tokens} tokens, raw ${rawTokens}: not the same work`);
     const rawTokensPerSec = median(rawRates);
     return {
       providerTokensPerSec: withConf.rate,

@@ -15,8 +15,21 @@ import PgBoss from "pg-boss";
 import { Logger, makeWorkerUtils, run, type WorkerEvents } from "graphile-worker";
 import { fmt, percentile, withTimeout } from "./stats.js";
 
-export interface QueueBaselineOptions { jobs: number; workers: number; }
-export interface QueueBaselineResult { queue: "pg-boss" | "graphile-worker"; mode: "one-by-one" | "bulk"; ok: boolean; error?: string; jobs: number; wallMs: number; jobsPerSec: number; /** enqueue call → handler start, ms */ startLatencyP50: number; startLatencyP99: number; }
+export interface QueueBaselineOptions {
+  jobs: number;
+  workers: number;
+}
+export interface QueueBaselineResult {
+  queue: "pg-boss" | "graphile-worker";
+  mode: "one-by-one" | "bulk";
+  ok: boolean;
+  error?: string;
+  jobs: number;
+  wallMs: number;
+  jobsPerSec: number;
+  /** enqueue call → handler start, ms */ startLatencyP50: number;
+  startLatencyP99: number;
+}
 
 type Queue = QueueBaselineResult["queue"];
 type Mode = QueueBaselineResult["mode"];
@@ -51,10 +64,17 @@ class Run {
   private reject!: (e: unknown) => void;
   private cleanups: Array<() => Promise<unknown>> = [];
 
-  constructor(readonly jobs: number, readonly workers: number, readonly url: string) {
+  constructor(
+    readonly jobs: number,
+    readonly workers: number,
+    readonly url: string,
+  ) {
     this.enqueuedAt = new Array<number>(jobs).fill(NaN);
     this.startedAt = new Array<number>(jobs).fill(NaN);
-    this.allDone = new Promise<void>((res, rej) => { this.resolve = res; this.reject = rej; });
+    this.allDone = new Promise<void>((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
     this.allDone.catch(() => {}); // a failure after the harness stopped waiting must not crash the process
   }
 
@@ -67,7 +87,10 @@ class Run {
 
   /** Called once a completion has been written (committed) to the database. */
   complete(): void {
-    if (++this.completed === this.jobs) { this.tEnd = performance.now(); this.resolve(); }
+    if (++this.completed === this.jobs) {
+      this.tEnd = performance.now();
+      this.resolve();
+    }
   }
 
   fail(e: unknown): void {
@@ -108,13 +131,18 @@ async function pgBoss(r: Run, mode: Mode): Promise<void> {
   const loop = async (): Promise<void> => {
     while (!r.stopped && r.completed < r.jobs) {
       const [job] = await boss.fetch<{ i: number }>(Q, { batchSize: 1 });
-      if (!job) { await sleep(PGBOSS_IDLE_MS); continue; }
+      if (!job) {
+        await sleep(PGBOSS_IDLE_MS);
+        continue;
+      }
       r.start(job.data.i);
       await boss.complete(Q, job.id);
       r.complete();
     }
   };
-  const startWorkers = () => { for (let w = 0; w < r.workers; w++) loops.push(loop().catch((e) => r.fail(e))); };
+  const startWorkers = () => {
+    for (let w = 0; w < r.workers; w++) loops.push(loop().catch((e) => r.fail(e)));
+  };
   r.own(() => Promise.allSettled(loops)); // loops end before boss.stop() closes their pool
 
   if (mode === "bulk") {
@@ -157,7 +185,9 @@ async function graphileWorker(r: Run, mode: Mode): Promise<void> {
   const startWorkers = async () => {
     const runner = await run({
       pgPool: pool(r.workers + 2), // one per worker, the LISTEN connection, one spare
-      logger, events, noHandleSignals: true,
+      logger,
+      events,
+      noHandleSignals: true,
       concurrency: r.workers,
       pollInterval: GW_POLL_MS,
       taskList: { bench: async (payload) => r.start((payload as { i: number }).i) },
@@ -169,9 +199,13 @@ async function graphileWorker(r: Run, mode: Mode): Promise<void> {
     // graphile-worker 0.16 has no addJobs() helper; its SQL add_jobs() through the utils' client is
     // the documented bulk path: one statement, one transaction, one NOTIFY.
     const specs = JSON.stringify(indices(r.jobs).map((i) => ({ identifier: "bench", payload: { i } })));
-    await utils.withPgClient((c) => c.query(
-      `select count(*) from graphile_worker.add_jobs(array(
-         select s from json_populate_recordset(null::graphile_worker.job_spec, $1::json) s))`, [specs]));
+    await utils.withPgClient((c) =>
+      c.query(
+        `select count(*) from graphile_worker.add_jobs(array(
+         select s from json_populate_recordset(null::graphile_worker.job_spec, $1::json) s))`,
+        [specs],
+      ),
+    );
     // Timing includes run()'s own start-up (pool, LISTEN, schema check): that is "starting the workers".
     r.t0 = performance.now();
     r.enqueuedAt.fill(r.t0);
@@ -210,16 +244,25 @@ async function measure(queue: Queue, mode: Mode, o: QueueBaselineOptions): Promi
   } finally {
     await r.teardown();
     // WITH (FORCE) ends any connection a stuck library still holds, so the drop cannot hang or fail.
-    if (created) await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch((e) => { error ??= `drop failed: ${e}`; });
+    if (created)
+      await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch((e) => {
+        error ??= `drop failed: ${e}`;
+      });
     await admin.end().catch(() => {});
   }
   // On failure the figures describe what did finish before the error or timeout.
   const wallMs = Number.isNaN(r.t0) ? 0 : (Number.isNaN(r.tEnd) ? performance.now() : r.tEnd) - r.t0;
   const lat = r.startedAt.map((s, i) => s - r.enqueuedAt[i]!).filter((x) => !Number.isNaN(x));
   return {
-    queue, mode, ok: error === undefined, ...(error === undefined ? {} : { error }),
-    jobs: o.jobs, wallMs, jobsPerSec: wallMs > 0 ? r.completed / (wallMs / 1000) : 0,
-    startLatencyP50: percentile(lat, 50), startLatencyP99: percentile(lat, 99),
+    queue,
+    mode,
+    ok: error === undefined,
+    ...(error === undefined ? {} : { error }),
+    jobs: o.jobs,
+    wallMs,
+    jobsPerSec: wallMs > 0 ? r.completed / (wallMs / 1000) : 0,
+    startLatencyP50: percentile(lat, 50),
+    startLatencyP99: percentile(lat, 99),
   };
 }
 
@@ -229,9 +272,11 @@ export async function queueBaselines(o: QueueBaselineOptions, log: (msg: string)
     for (const mode of ["one-by-one", "bulk"] as const) {
       log(`queue baseline: ${queue} ${mode}, ${o.jobs} jobs, ${o.workers} workers…`);
       const res = await measure(queue, mode, o);
-      log(res.ok
-        ? `  ${fmt(res.jobsPerSec)} jobs/s in ${fmt(res.wallMs)} ms; start latency p50 ${fmt(res.startLatencyP50)} ms, p99 ${fmt(res.startLatencyP99)} ms`
-        : `  FAILED: ${res.error}`);
+      log(
+        res.ok
+          ? `  ${fmt(res.jobsPerSec)} jobs/s in ${fmt(res.wallMs)} ms; start latency p50 ${fmt(res.startLatencyP50)} ms, p99 ${fmt(res.startLatencyP99)} ms`
+          : `  FAILED: ${res.error}`,
+      );
       results.push(res);
     }
   }
@@ -241,6 +286,9 @@ export async function queueBaselines(o: QueueBaselineOptions, log: (msg: string)
 if (process.argv[1]?.endsWith("queue-baselines.js")) {
   queueBaselines({ jobs: 2000, workers: 10 }, console.error).then(
     (results) => console.log(JSON.stringify(results, null, 2)),
-    (e) => { console.error(e); process.exitCode = 1; },
+    (e) => {
+      console.error(e);
+      process.exitCode = 1;
+    },
   );
 }

@@ -21,12 +21,16 @@ export interface RestartBenchResult {
 export async function benchRestart(tasks: number, restarts = 3): Promise<RestartBenchResult> {
   const repo = mkdtempSync(join(tmpdir(), "optimus-bench-restart-"));
   try {
-    const git = (...a: string[]) => execFileSync("git", ["-c", "user.name=Bench", "-c", "user.email=bench@localhost", ...a], { cwd: repo, stdio: "pipe" });
+    const git = (...a: string[]) =>
+      execFileSync("git", ["-c", "user.name=Bench", "-c", "user.email=bench@localhost", ...a], { cwd: repo, stdio: "pipe" });
     git("init", "-q", "-b", "main");
     for (let i = 0; i < tasks; i++) {
       const d = join(repo, ".optimus", "tasks", `t-${i}`);
       mkdirSync(d, { recursive: true });
-      writeFileSync(join(d, "manifest.yaml"), `title: Task ${i}\nunits:\n  - id: u1\n    goal: do ${i}\n  - id: u2\n    goal: more of ${i}\n`);
+      writeFileSync(
+        join(d, "manifest.yaml"),
+        `title: Task ${i}\nunits:\n  - id: u1\n    goal: do ${i}\n  - id: u2\n    goal: more of ${i}\n`,
+      );
     }
     git("add", "-f", "-A");
     git("commit", "-q", "-m", "task manifests");

@@ -53,7 +53,9 @@ const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
 function gitRev(): string | undefined {
   try {
-    return execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+    return execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, stdio: ["ignore", "pipe", "ignore"] })
+      .toString()
+      .trim();
   } catch {
     return undefined;
   }
@@ -87,7 +89,11 @@ async function main(): Promise<number> {
     log(`farm core throughput, run ${i + 1}/${STORE_RUNS} (${STORE.tasks}×${STORE.unitsPerTask} units, ${storeMode}) …`);
     const r = await storeThroughputOnce(storeMode === "default config" ? STORE : { ...STORE, snapshotEvery: 1_000_000_000 });
     storeRuns.push(r);
-    log(r.ok ? `  ${fmt(r.unitsPerSec)} units/s, ${fmt(r.eventsPerSec)} events/s, ${r.flushes} flushes, ${r.snapshots} snapshots, ${fmt(r.wallMs)} ms` : `  FAILED: ${r.error}`);
+    log(
+      r.ok
+        ? `  ${fmt(r.unitsPerSec)} units/s, ${fmt(r.eventsPerSec)} events/s, ${r.flushes} flushes, ${r.snapshots} snapshots, ${fmt(r.wallMs)} ms`
+        : `  FAILED: ${r.error}`,
+    );
     if (!r.ok && storeMode === "default config") {
       problems.push(`farm core with the default config (snapshotEvery=${r.snapshotEvery}) did not finish: ${r.error}`);
       // Measure the rest with snapshots pushed out of reach, so the table still has a number.
@@ -103,7 +109,11 @@ async function main(): Promise<number> {
   let store4: StoreRunResult | undefined;
   if (store) {
     log("farm core throughput with 4 fake workers × 64 …");
-    store4 = await storeThroughputOnce({ ...STORE, workers: 4, ...(storeMode === "default config" ? {} : { snapshotEvery: 1_000_000_000 }) });
+    store4 = await storeThroughputOnce({
+      ...STORE,
+      workers: 4,
+      ...(storeMode === "default config" ? {} : { snapshotEvery: 1_000_000_000 }),
+    });
     if (!store4.ok) problems.push(`farm core with 4 workers: ${store4.error}`);
   }
 
@@ -125,7 +135,9 @@ async function main(): Promise<number> {
   let llama: LlamaBenchResult | undefined;
   try {
     llama = await benchLlamaTokens(LLAMA);
-    log(`  raw ${fmt(llama.rawTokensPerSec)} tokens/s, provider ${fmt(llama.providerTokensPerSec)} (confidence on), ${fmt(llama.providerNoConfidenceTokensPerSec)} (off)`);
+    log(
+      `  raw ${fmt(llama.rawTokensPerSec)} tokens/s, provider ${fmt(llama.providerTokensPerSec)} (confidence on), ${fmt(llama.providerNoConfidenceTokensPerSec)} (off)`,
+    );
   } catch (err) {
     problems.push(`local model tokens/s: ${(err as Error).message}`);
   }
@@ -134,13 +146,20 @@ async function main(): Promise<number> {
   // directory's disk (what a worker there gets). The disk last: removing worktrees slows file creation
   // on it for a while afterwards (see the note in the table).
   const worktree: { tmpfs?: WorktreeBenchResult; disk?: WorktreeBenchResult } = {};
-  for (const [where, opts] of [["tmpfs", { ...WORKTREE, baseDir: TMPFS }], ["disk", { ...WORKTREE, runs: WORKTREE_DISK_RUNS, addPartRuns: 0 }]] as const) {
+  for (const [where, opts] of [
+    ["tmpfs", { ...WORKTREE, baseDir: TMPFS }],
+    ["disk", { ...WORKTREE, runs: WORKTREE_DISK_RUNS, addPartRuns: 0 }],
+  ] as const) {
     if (where === "tmpfs" && !existsSync(TMPFS)) continue;
-    log(`worktree preparation, ${WORKTREE.files} files, ${where} (${opts.baseDir ?? tmpdir()}): plain git vs RepoMirror, ${opts.runs} runs each …`);
+    log(
+      `worktree preparation, ${WORKTREE.files} files, ${where} (${opts.baseDir ?? tmpdir()}): plain git vs RepoMirror, ${opts.runs} runs each …`,
+    );
     try {
       const w = await benchWorktreePrep(opts);
       worktree[where] = w;
-      log(`  plain add+remove ${fmt(w.baseline.totalMs)} ms, RepoMirror prepare+remove ${fmt(w.mirror.totalMs)} ms (prepare ${fmt(w.mirror.prepareMs)} ms); initial clone ${fmt(w.initialSyncMs)} ms`);
+      log(
+        `  plain add+remove ${fmt(w.baseline.totalMs)} ms, RepoMirror prepare+remove ${fmt(w.mirror.totalMs)} ms (prepare ${fmt(w.mirror.prepareMs)} ms); initial clone ${fmt(w.initialSyncMs)} ms`,
+      );
     } catch (err) {
       problems.push(`worktree preparation (${where}): ${(err as Error).message}`);
     }
@@ -161,7 +180,9 @@ async function main(): Promise<number> {
   log("delivery: approval → merge on the origin (smart HTTP, folder) vs fetch+merge+push by hand …");
   try {
     delivery = await benchDelivery(5);
-    log(`  smart HTTP ${fmt(delivery.http.farmMs)} ms (by hand ${fmt(delivery.http.byHandMs)} ms); folder ${fmt(delivery.folder.farmMs)} ms (by hand ${fmt(delivery.folder.byHandMs)} ms)`);
+    log(
+      `  smart HTTP ${fmt(delivery.http.farmMs)} ms (by hand ${fmt(delivery.http.byHandMs)} ms); folder ${fmt(delivery.folder.farmMs)} ms (by hand ${fmt(delivery.folder.byHandMs)} ms)`,
+    );
   } catch (err) {
     problems.push(`delivery: ${(err as Error).message}`);
   }
@@ -230,30 +251,93 @@ async function main(): Promise<number> {
   if (store) {
     const all = storeOk.map((r) => fmt(r.unitsPerSec)).join(" / ");
     rows.push(
-      { measure: "farm core durable throughput", value: fmt(store.unitsPerSec), unit: "units/s", note: `median of ${storeOk.length} (${all}); enqueue+lease+complete of ${store.units} units; target ≥ ${fmt(STORE_TARGET)} ${store.unitsPerSec >= STORE_TARGET ? "MET" : "MISSED"}; ${storeMode}` },
-      { measure: "farm core events", value: fmt(store.eventsPerSec), unit: "events/s", note: `${store.events} events in ${fmt(store.wallMs / 1000, 2)} s` },
-      { measure: "farm group-commit flushes", value: String(store.flushes), unit: "flushes", note: `${fmt(store.eventsPerFlush, 1)} events/flush; ${fmt(store.flushes / (store.wallMs / 1000))} flushes/s; flush mean ${fmt(store.flushMsTotal / Math.max(1, store.flushes), 2)} ms, max ${fmt(store.flushMsMax, 1)} ms` },
-      { measure: "farm time inside journal.flush", value: fmt(store.flushShare * 100, 1), unit: "% wall", note: `${fmt(store.flushMsTotal)} ms of ${fmt(store.wallMs)} ms; the rest is CPU: staging (JSON, sha256, spreads), GC, lease ids, projection, dispatch` },
-      { measure: "farm snapshots during run", value: String(store.snapshots), unit: "snapshots", note: `snapshotEvery=${store.snapshotEvery}; ${fmt(store.snapshotMsTotal)} ms total; one snapshot of all ${store.units} units (at close) took ${fmt(store.closeSnapshotMs, 1)} ms` },
+      {
+        measure: "farm core durable throughput",
+        value: fmt(store.unitsPerSec),
+        unit: "units/s",
+        note: `median of ${storeOk.length} (${all}); enqueue+lease+complete of ${store.units} units; target ≥ ${fmt(STORE_TARGET)} ${store.unitsPerSec >= STORE_TARGET ? "MET" : "MISSED"}; ${storeMode}`,
+      },
+      {
+        measure: "farm core events",
+        value: fmt(store.eventsPerSec),
+        unit: "events/s",
+        note: `${store.events} events in ${fmt(store.wallMs / 1000, 2)} s`,
+      },
+      {
+        measure: "farm group-commit flushes",
+        value: String(store.flushes),
+        unit: "flushes",
+        note: `${fmt(store.eventsPerFlush, 1)} events/flush; ${fmt(store.flushes / (store.wallMs / 1000))} flushes/s; flush mean ${fmt(store.flushMsTotal / Math.max(1, store.flushes), 2)} ms, max ${fmt(store.flushMsMax, 1)} ms`,
+      },
+      {
+        measure: "farm time inside journal.flush",
+        value: fmt(store.flushShare * 100, 1),
+        unit: "% wall",
+        note: `${fmt(store.flushMsTotal)} ms of ${fmt(store.wallMs)} ms; the rest is CPU: staging (JSON, sha256, spreads), GC, lease ids, projection, dispatch`,
+      },
+      {
+        measure: "farm snapshots during run",
+        value: String(store.snapshots),
+        unit: "snapshots",
+        note: `snapshotEvery=${store.snapshotEvery}; ${fmt(store.snapshotMsTotal)} ms total; one snapshot of all ${store.units} units (at close) took ${fmt(store.closeSnapshotMs, 1)} ms`,
+      },
     );
     if (store4?.ok) {
-      rows.push({ measure: "farm core, 4 workers × 64 (1 run)", value: fmt(store4.unitsPerSec), unit: "units/s", note: `${store4.flushes} flushes, ${fmt(store4.eventsPerFlush)} events/flush, ${fmt(store4.flushShare * 100)}% in flush: more in flight barely helps, the core is CPU-bound` });
+      rows.push({
+        measure: "farm core, 4 workers × 64 (1 run)",
+        value: fmt(store4.unitsPerSec),
+        unit: "units/s",
+        note: `${store4.flushes} flushes, ${fmt(store4.eventsPerFlush)} events/flush, ${fmt(store4.flushShare * 100)}% in flush: more in flight barely helps, the core is CPU-bound`,
+      });
     }
   } else {
-    rows.push({ measure: "farm core durable throughput", value: "FAILED", unit: "units/s", note: storeRuns.map((r) => r.error).join("; ").slice(0, 200) });
+    rows.push({
+      measure: "farm core durable throughput",
+      value: "FAILED",
+      unit: "units/s",
+      note: storeRuns
+        .map((r) => r.error)
+        .join("; ")
+        .slice(0, 200),
+    });
   }
   rows.push(
-    { measure: "raw SQLite, 1 row/txn (fsync each)", value: fmt(raw1.rowsPerSec), unit: "rows/s", note: `${raw1.rows} rows; ${fmt(raw1.msPerTxn, 2)} ms per commit; WAL, synchronous=FULL` },
-    { measure: "raw SQLite, 100 rows/txn", value: fmt(raw100.rowsPerSec), unit: "rows/s", note: `${raw100.rows} rows; ${fmt(raw100.msPerTxn, 2)} ms per commit` },
+    {
+      measure: "raw SQLite, 1 row/txn (fsync each)",
+      value: fmt(raw1.rowsPerSec),
+      unit: "rows/s",
+      note: `${raw1.rows} rows; ${fmt(raw1.msPerTxn, 2)} ms per commit; WAL, synchronous=FULL`,
+    },
+    {
+      measure: "raw SQLite, 100 rows/txn",
+      value: fmt(raw100.rowsPerSec),
+      unit: "rows/s",
+      note: `${raw100.rows} rows; ${fmt(raw100.msPerTxn, 2)} ms per commit`,
+    },
   );
   if (rawAtFarmBatch) {
-    rows.push({ measure: `raw SQLite, ${rawAtFarmBatch.batch} rows/txn (farm's batch)`, value: fmt(rawAtFarmBatch.rowsPerSec), unit: "rows/s", note: `${fmt(rawAtFarmBatch.msPerTxn, 2)} ms per commit: the disk's ceiling at the farm's batch size` });
+    rows.push({
+      measure: `raw SQLite, ${rawAtFarmBatch.batch} rows/txn (farm's batch)`,
+      value: fmt(rawAtFarmBatch.rowsPerSec),
+      unit: "rows/s",
+      note: `${fmt(rawAtFarmBatch.msPerTxn, 2)} ms per commit: the disk's ceiling at the farm's batch size`,
+    });
   }
   if (delivery) {
     const d = delivery;
     rows.push(
-      { measure: "delivery to origin, smart HTTP", value: fmt(d.http.farmMs), unit: "ms", note: `median of ${d.runs}: approval of the last unit → task_merged (merge into the task's branch, push it, fetch, merge onto main's tip, atomic push, ls-remote check); by hand (fetch, merge --no-ff, push) ${fmt(d.http.byHandMs)} ms = ${fmt(d.http.farmMs / d.http.byHandMs, 1)}×` },
-      { measure: "delivery to origin, bare folder", value: fmt(d.folder.farmMs), unit: "ms", note: `median of ${d.runs}; by hand ${fmt(d.folder.byHandMs)} ms = ${fmt(d.folder.farmMs / d.folder.byHandMs, 1)}×` },
+      {
+        measure: "delivery to origin, smart HTTP",
+        value: fmt(d.http.farmMs),
+        unit: "ms",
+        note: `median of ${d.runs}: approval of the last unit → task_merged (merge into the task's branch, push it, fetch, merge onto main's tip, atomic push, ls-remote check); by hand (fetch, merge --no-ff, push) ${fmt(d.http.byHandMs)} ms = ${fmt(d.http.farmMs / d.http.byHandMs, 1)}×`,
+      },
+      {
+        measure: "delivery to origin, bare folder",
+        value: fmt(d.folder.farmMs),
+        unit: "ms",
+        note: `median of ${d.runs}; by hand ${fmt(d.folder.byHandMs)} ms = ${fmt(d.folder.farmMs / d.folder.byHandMs, 1)}×`,
+      },
     );
   }
   for (const r of api) {
@@ -272,26 +356,76 @@ async function main(): Promise<number> {
   for (const h of histories) {
     const u = fmt(h.units);
     rows.push(
-      { measure: `restart to serving, ${u} finished units`, value: fmt(h.archived.startMs), unit: "ms", note: `archived; kept in memory (the baseline) ${fmt(h.hot.startMs)} ms` },
-      { measure: `farm memory (RSS), ${u} finished units`, value: fmt(h.archived.rssMB), unit: "MB", note: `archived; kept in memory ${fmt(h.hot.rssMB)} MB` },
-      { measure: `first editor message, ${u} finished units`, value: fmt(h.archived.firstViewsBytes / 1024), unit: "KB", note: `archived; kept in memory ${fmt(h.hot.firstViewsBytes / 1024)} KB` },
-      { measure: `farm stop, ${u} finished units`, value: fmt(h.archived.stopMs), unit: "ms", note: `archived; kept in memory ${fmt(h.hot.stopMs)} ms; archiving them all took ${fmt(h.archiveMs)} ms` },
+      {
+        measure: `restart to serving, ${u} finished units`,
+        value: fmt(h.archived.startMs),
+        unit: "ms",
+        note: `archived; kept in memory (the baseline) ${fmt(h.hot.startMs)} ms`,
+      },
+      {
+        measure: `farm memory (RSS), ${u} finished units`,
+        value: fmt(h.archived.rssMB),
+        unit: "MB",
+        note: `archived; kept in memory ${fmt(h.hot.rssMB)} MB`,
+      },
+      {
+        measure: `first editor message, ${u} finished units`,
+        value: fmt(h.archived.firstViewsBytes / 1024),
+        unit: "KB",
+        note: `archived; kept in memory ${fmt(h.hot.firstViewsBytes / 1024)} KB`,
+      },
+      {
+        measure: `farm stop, ${u} finished units`,
+        value: fmt(h.archived.stopMs),
+        unit: "ms",
+        note: `archived; kept in memory ${fmt(h.hot.stopMs)} ms; archiving them all took ${fmt(h.archiveMs)} ms`,
+      },
     );
   }
   for (const r of restarts) {
-    rows.push({ measure: `restart to serving, ${fmt(r.units)} units of history`, value: fmt(r.restartMs), unit: "ms", note: `median of 3 restarts, ${r.restartRead} manifests read; the first start, which imports all ${fmt(r.tasks)} manifests, ${fmt(r.firstStartMs)} ms = ${fmt(r.firstStartMs / r.restartMs, 1)}×` });
+    rows.push({
+      measure: `restart to serving, ${fmt(r.units)} units of history`,
+      value: fmt(r.restartMs),
+      unit: "ms",
+      note: `median of 3 restarts, ${r.restartRead} manifests read; the first start, which imports all ${fmt(r.tasks)} manifests, ${fmt(r.firstStartMs)} ms = ${fmt(r.firstStartMs / r.restartMs, 1)}×`,
+    });
   }
   if (forgeDelivery) {
     const f = forgeDelivery;
-    rows.push({ measure: "delivery through GitHub stand-in", value: fmt(f.farmMs), unit: "ms", note: `median of ${f.runs}: a person's approval of the held task → task_merged (the branch pushed once, ${fmt(f.apiCalls)} API calls: pull request read until mergeability is computed, required checks, merge, base branch read); by hand (fetch, merge --no-ff, push; no API) ${fmt(f.byHandMs)} ms = ${fmt(f.farmMs / f.byHandMs, 1)}×` });
+    rows.push({
+      measure: "delivery through GitHub stand-in",
+      value: fmt(f.farmMs),
+      unit: "ms",
+      note: `median of ${f.runs}: a person's approval of the held task → task_merged (the branch pushed once, ${fmt(f.apiCalls)} API calls: pull request read until mergeability is computed, required checks, merge, base branch read); by hand (fetch, merge --no-ff, push; no API) ${fmt(f.byHandMs)} ms = ${fmt(f.farmMs / f.byHandMs, 1)}×`,
+    });
   }
   if (lat.createToLease.n > 0) {
     const L = lat.createToLease;
     rows.push(
-      { measure: `lease latency p50 (${lat.workers} workers)`, value: fmt(L.p50, 2), unit: "ms", note: `create call → worker execute(); n=${L.n}, ${lat.distinctWorkersUsed} workers got leases` },
-      { measure: `lease latency p99 (${lat.workers} workers)`, value: fmt(L.p99, 2), unit: "ms", note: `p90 ${fmt(L.p90, 2)} ms, max ${fmt(L.max, 1)} ms, mean ${fmt(L.mean, 2)} ms` },
-      { measure: "create answer p50 / p99", value: `${fmt(lat.createAck.p50, 2)} / ${fmt(lat.createAck.p99, 2)}`, unit: "ms", note: "HTTP tasks.create round trip (one durable flush)" },
-      { measure: "create → result accepted p50 / p99", value: `${fmt(lat.createToResult.p50, 2)} / ${fmt(lat.createToResult.p99, 2)}`, unit: "ms", note: `full cycle; farm did ${lat.farmFlushes} flushes (mean ${fmt(lat.farmFlushMeanMs, 2)} ms) for ${lat.farmEvents} events` },
+      {
+        measure: `lease latency p50 (${lat.workers} workers)`,
+        value: fmt(L.p50, 2),
+        unit: "ms",
+        note: `create call → worker execute(); n=${L.n}, ${lat.distinctWorkersUsed} workers got leases`,
+      },
+      {
+        measure: `lease latency p99 (${lat.workers} workers)`,
+        value: fmt(L.p99, 2),
+        unit: "ms",
+        note: `p90 ${fmt(L.p90, 2)} ms, max ${fmt(L.max, 1)} ms, mean ${fmt(L.mean, 2)} ms`,
+      },
+      {
+        measure: "create answer p50 / p99",
+        value: `${fmt(lat.createAck.p50, 2)} / ${fmt(lat.createAck.p99, 2)}`,
+        unit: "ms",
+        note: "HTTP tasks.create round trip (one durable flush)",
+      },
+      {
+        measure: "create → result accepted p50 / p99",
+        value: `${fmt(lat.createToResult.p50, 2)} / ${fmt(lat.createToResult.p99, 2)}`,
+        unit: "ms",
+        note: `full cycle; farm did ${lat.farmFlushes} flushes (mean ${fmt(lat.farmFlushMeanMs, 2)} ms) for ${lat.farmEvents} events`,
+      },
     );
   } else {
     rows.push({ measure: "lease latency", value: "FAILED", unit: "ms", note: (lat.error ?? "").slice(0, 200) });
@@ -300,59 +434,176 @@ async function main(): Promise<number> {
     const noConfRatio = llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec;
     const met = (r: number) => `target ≥ ${LLAMA_TARGET} ${r >= LLAMA_TARGET ? "MET" : "MISSED"}`;
     rows.push(
-      { measure: "local model, raw node-llama-cpp", value: fmt(llama.rawTokensPerSec), unit: "tokens/s", note: `median of ${LLAMA.runs} × ${llama.tokens} tokens; synthetic GGUF, ${fmt(llama.vocabSize)}-token vocabulary; ${llama.threads} thread(s), context 1024, greedy` },
-      { measure: "local model, provider (confidence on)", value: fmt(llama.providerTokensPerSec), unit: "tokens/s", note: "LlamaProvider as configured by default: per-token probability read" },
-      { measure: "local model, provider (confidence off)", value: fmt(llama.providerNoConfidenceTokensPerSec), unit: "tokens/s", note: "LlamaProvider.open({ confidence: false })" },
-      { measure: "local model, raw with confidence", value: fmt(llama.rawConfidenceTokensPerSec), unit: "tokens/s", note: "bare node-llama-cpp evaluateWithMetadata({ confidence: true }): the same work the provider does by default" },
-      { measure: "provider / raw, both with confidence", value: fmt(llama.providerTokensPerSec / llama.rawConfidenceTokensPerSec, 2), unit: "×", note: `${met(llama.providerTokensPerSec / llama.rawConfidenceTokensPerSec)}: like for like, the agent loop's own overhead` },
-      { measure: "provider / raw, confidence on", value: fmt(llama.ratio, 2), unit: "×", note: `${met(llama.ratio)}: node-llama-cpp sorts the whole ${fmt(llama.vocabSize)}-token vocabulary per token to report the probability` },
-      { measure: "provider / raw, confidence off", value: fmt(noConfRatio, 2), unit: "×", note: `${met(noConfRatio)}${noConfRatio >= LLAMA_TARGET ? ": without the probability read, the provider's own work (template, stop checks, callbacks) costs next to nothing" : ""}` },
+      {
+        measure: "local model, raw node-llama-cpp",
+        value: fmt(llama.rawTokensPerSec),
+        unit: "tokens/s",
+        note: `median of ${LLAMA.runs} × ${llama.tokens} tokens; synthetic GGUF, ${fmt(llama.vocabSize)}-token vocabulary; ${llama.threads} thread(s), context 1024, greedy`,
+      },
+      {
+        measure: "local model, provider (confidence on)",
+        value: fmt(llama.providerTokensPerSec),
+        unit: "tokens/s",
+        note: "LlamaProvider as configured by default: per-token probability read",
+      },
+      {
+        measure: "local model, provider (confidence off)",
+        value: fmt(llama.providerNoConfidenceTokensPerSec),
+        unit: "tokens/s",
+        note: "LlamaProvider.open({ confidence: false })",
+      },
+      {
+        measure: "local model, raw with confidence",
+        value: fmt(llama.rawConfidenceTokensPerSec),
+        unit: "tokens/s",
+        note: "bare node-llama-cpp evaluateWithMetadata({ confidence: true }): the same work the provider does by default",
+      },
+      {
+        measure: "provider / raw, both with confidence",
+        value: fmt(llama.providerTokensPerSec / llama.rawConfidenceTokensPerSec, 2),
+        unit: "×",
+        note: `${met(llama.providerTokensPerSec / llama.rawConfidenceTokensPerSec)}: like for like, the agent loop's own overhead`,
+      },
+      {
+        measure: "provider / raw, confidence on",
+        value: fmt(llama.ratio, 2),
+        unit: "×",
+        note: `${met(llama.ratio)}: node-llama-cpp sorts the whole ${fmt(llama.vocabSize)}-token vocabulary per token to report the probability`,
+      },
+      {
+        measure: "provider / raw, confidence off",
+        value: fmt(noConfRatio, 2),
+        unit: "×",
+        note: `${met(noConfRatio)}${noConfRatio >= LLAMA_TARGET ? ": without the probability read, the provider's own work (template, stop checks, callbacks) costs next to nothing" : ""}`,
+      },
     );
   } else {
-    rows.push({ measure: "local model tokens/s", value: "FAILED", unit: "tokens/s", note: problems.find((p) => p.startsWith("local model"))?.slice(0, 200) ?? "" });
+    rows.push({
+      measure: "local model tokens/s",
+      value: "FAILED",
+      unit: "tokens/s",
+      note: problems.find((p) => p.startsWith("local model"))?.slice(0, 200) ?? "",
+    });
   }
   for (const where of ["tmpfs", "disk"] as const) {
     const w = worktree[where];
     const label = `worktree ${where === "disk" ? "(temp dir, disk)" : "(tmpfs)"}`;
     if (!w) {
-      if (where === "disk" || existsSync(TMPFS)) rows.push({ measure: `${label}`, value: "FAILED", unit: "ms", note: problems.find((p) => p.startsWith(`worktree preparation (${where})`))?.slice(0, 200) ?? "" });
+      if (where === "disk" || existsSync(TMPFS))
+        rows.push({
+          measure: `${label}`,
+          value: "FAILED",
+          unit: "ms",
+          note: problems.find((p) => p.startsWith(`worktree preparation (${where})`))?.slice(0, 200) ?? "",
+        });
       continue;
     }
-    const B = w.baseline, M = w.mirror;
+    const B = w.baseline,
+      M = w.mirror;
     const prepMet = `target ≤ ${fmt(w.targetPrepareMs)} ms ${M.prepareMs <= w.targetPrepareMs ? "MET" : "MISSED"}`;
-    const parts = Number.isFinite(w.parts.mirrorWorktreeAddMs) ? `worktree add from the mirror ${fmt(w.parts.mirrorWorktreeAddMs)} ms + ` : "";
+    const parts = Number.isFinite(w.parts.mirrorWorktreeAddMs)
+      ? `worktree add from the mirror ${fmt(w.parts.mirrorWorktreeAddMs)} ms + `
+      : "";
     rows.push(
-      { measure: `${label}: plain git add+remove`, value: fmt(B.totalMs), unit: "ms", note: `median of ${w.runs}: add ${fmt(B.addMs)} + remove ${fmt(B.removeMs)} ms; ${fmt(w.files)} files in ${w.folders} folders (${fmt(w.packBytes / 2 ** 20, 1)} MiB pack)` },
-      { measure: `${label}: unit worktree ready, reuse (RepoMirror prepare+remove)`, value: fmt(M.totalMs), unit: "ms", note: `median of ${w.runs}: prepare ${fmt(M.prepareMs)} + release ${fmt(M.removeMs)} ms on a pooled slot reset to the unit's base (two bases 20 files apart); ${fmt(w.ratio, 3)}× plain git add+remove; the slot's first creation ${fmt(w.warmup.mirror.prepareMs)} ms` },
-      { measure: `${label}: RepoMirror.prepare (reuse)`, value: fmt(M.prepareMs), unit: "ms", note: `${prepMet}; includes the no-op fetch from the farm ${fmt(w.parts.noopSyncMs)} ms${parts ? `; ${parts.replace(/ \+ $/, "")} (plain)` : ""}` },
-      { measure: `${label}: farm eval tree ready, reuse`, value: fmt(w.farmPool.readyMs), unit: "ms", note: `median of ${w.runs}: FarmRepo.acquireTree (read-tree -u --reset + clean) on a pooled tree; ${fmt(w.farmPool.readyMs / B.addMs, 3)}× plain git worktree add; first use ${fmt(w.farmPool.createMs)} ms` },
-      { measure: `${label}: mirror initial clone`, value: fmt(w.initialSyncMs), unit: "ms", note: `first mirror.sync() (init --bare + full fetch over HTTP from the in-process farm), once; repo written in ${fmt(w.createMs)} ms (not counted)` },
+      {
+        measure: `${label}: plain git add+remove`,
+        value: fmt(B.totalMs),
+        unit: "ms",
+        note: `median of ${w.runs}: add ${fmt(B.addMs)} + remove ${fmt(B.removeMs)} ms; ${fmt(w.files)} files in ${w.folders} folders (${fmt(w.packBytes / 2 ** 20, 1)} MiB pack)`,
+      },
+      {
+        measure: `${label}: unit worktree ready, reuse (RepoMirror prepare+remove)`,
+        value: fmt(M.totalMs),
+        unit: "ms",
+        note: `median of ${w.runs}: prepare ${fmt(M.prepareMs)} + release ${fmt(M.removeMs)} ms on a pooled slot reset to the unit's base (two bases 20 files apart); ${fmt(w.ratio, 3)}× plain git add+remove; the slot's first creation ${fmt(w.warmup.mirror.prepareMs)} ms`,
+      },
+      {
+        measure: `${label}: RepoMirror.prepare (reuse)`,
+        value: fmt(M.prepareMs),
+        unit: "ms",
+        note: `${prepMet}; includes the no-op fetch from the farm ${fmt(w.parts.noopSyncMs)} ms${parts ? `; ${parts.replace(/ \+ $/, "")} (plain)` : ""}`,
+      },
+      {
+        measure: `${label}: farm eval tree ready, reuse`,
+        value: fmt(w.farmPool.readyMs),
+        unit: "ms",
+        note: `median of ${w.runs}: FarmRepo.acquireTree (read-tree -u --reset + clean) on a pooled tree; ${fmt(w.farmPool.readyMs / B.addMs, 3)}× plain git worktree add; first use ${fmt(w.farmPool.createMs)} ms`,
+      },
+      {
+        measure: `${label}: mirror initial clone`,
+        value: fmt(w.initialSyncMs),
+        unit: "ms",
+        note: `first mirror.sync() (init --bare + full fetch over HTTP from the in-process farm), once; repo written in ${fmt(w.createMs)} ms (not counted)`,
+      },
     );
   }
   if (setup) {
     rows.push(
-      { measure: "dependency set-up, cache miss", value: fmt(setup.missMs), unit: "ms", note: `median of ${setup.runs}: npm ci (1 dependency, loopback registry stand-in) in bwrap through the egress proxy, into a fresh cache; runs ${setup.missRuns.map((m) => fmt(m)).join(", ")} ms` },
-      { measure: "dependency set-up, cache hit", value: fmt(setup.hitMs, 2), unit: "ms", note: `median of ${setup.hitRuns.length}: hash of the lockfile + the entry found; ${fmt(setup.missMs / setup.hitMs)}× faster than a miss; ${setup.tarballs} tarball(s) served in all (one per miss)` },
+      {
+        measure: "dependency set-up, cache miss",
+        value: fmt(setup.missMs),
+        unit: "ms",
+        note: `median of ${setup.runs}: npm ci (1 dependency, loopback registry stand-in) in bwrap through the egress proxy, into a fresh cache; runs ${setup.missRuns.map((m) => fmt(m)).join(", ")} ms`,
+      },
+      {
+        measure: "dependency set-up, cache hit",
+        value: fmt(setup.hitMs, 2),
+        unit: "ms",
+        note: `median of ${setup.hitRuns.length}: hash of the lockfile + the entry found; ${fmt(setup.missMs / setup.hitMs)}× faster than a miss; ${setup.tarballs} tarball(s) served in all (one per miss)`,
+      },
     );
-  } else rows.push({ measure: "dependency set-up", value: "FAILED", unit: "ms", note: problems.find((p) => p.startsWith("dependency set-up"))?.slice(0, 200) ?? "" });
+  } else
+    rows.push({
+      measure: "dependency set-up",
+      value: "FAILED",
+      unit: "ms",
+      note: problems.find((p) => p.startsWith("dependency set-up"))?.slice(0, 200) ?? "",
+    });
   rows.push(...extensionRows(ext));
   if (gw.ok) {
     rows.push(
-      { measure: "frontier call straight to the stand-in p50 / p99", value: `${fmt(gw.direct.p50, 2)} / ${fmt(gw.direct.p99, 2)}`, unit: "ms", note: `baseline: the SDK streaming a short answer from the loopback Anthropic stand-in; n=${gw.direct.n}` },
-      { measure: "through the gateway p50 / p99", value: `${fmt(gw.viaGateway.p50, 2)} / ${fmt(gw.viaGateway.p99, 2)}`, unit: "ms", note: `worker ctx.escalate → farm (tRPC/WS) → gate, queue, admit (2 durable commits + body file), secret read, SDK stream, settle; overhead p50 ${fmt(gw.viaGateway.p50 - gw.direct.p50, 2)} ms` },
+      {
+        measure: "frontier call straight to the stand-in p50 / p99",
+        value: `${fmt(gw.direct.p50, 2)} / ${fmt(gw.direct.p99, 2)}`,
+        unit: "ms",
+        note: `baseline: the SDK streaming a short answer from the loopback Anthropic stand-in; n=${gw.direct.n}`,
+      },
+      {
+        measure: "through the gateway p50 / p99",
+        value: `${fmt(gw.viaGateway.p50, 2)} / ${fmt(gw.viaGateway.p99, 2)}`,
+        unit: "ms",
+        note: `worker ctx.escalate → farm (tRPC/WS) → gate, queue, admit (2 durable commits + body file), secret read, SDK stream, settle; overhead p50 ${fmt(gw.viaGateway.p50 - gw.direct.p50, 2)} ms`,
+      },
     );
   } else rows.push({ measure: "gateway overhead", value: "FAILED", unit: "ms", note: (gw.error ?? "").slice(0, 200) });
   rows.push(
-    { measure: "admission decisions/s, budgets fit", value: fmt(adm.fitting), unit: "decisions/s", note: `${fmt(adm.decisions)} queued requests, every ceiling and bucket checked per decision` },
-    { measure: "admission decisions/s, contended", value: fmt(adm.contended), unit: "decisions/s", note: "a daily budget that holds ~20 reservations: refusals and settlements interleave" },
+    {
+      measure: "admission decisions/s, budgets fit",
+      value: fmt(adm.fitting),
+      unit: "decisions/s",
+      note: `${fmt(adm.decisions)} queued requests, every ceiling and bucket checked per decision`,
+    },
+    {
+      measure: "admission decisions/s, contended",
+      value: fmt(adm.contended),
+      unit: "decisions/s",
+      note: "a daily budget that holds ~20 reservations: refusals and settlements interleave",
+    },
   );
   const { disk, tmpfs } = worktree;
   if (disk && tmpfs) {
-    const fs = disk.fs ? `${disk.fs.type}${disk.fs.journal === false ? " without a journal" : ""} on ${disk.fs.device}` : "unknown file system";
-    const order = [disk.warmup.plain.addMs, disk.warmup.mirror.prepareMs, ...disk.baseline.runs.flatMap((r, i) => [r.addMs, disk.mirror.runs[i]!.prepareMs])];
-    const why = disk.fs?.type === "ext4" && disk.fs.journal === false
-      ? ": ext4 without a journal skips every inode freed in the last 60 s (6 min while its table block is dirty) one by one when it creates a file"
-      : "";
+    const fs = disk.fs
+      ? `${disk.fs.type}${disk.fs.journal === false ? " without a journal" : ""} on ${disk.fs.device}`
+      : "unknown file system";
+    const order = [
+      disk.warmup.plain.addMs,
+      disk.warmup.mirror.prepareMs,
+      ...disk.baseline.runs.flatMap((r, i) => [r.addMs, disk.mirror.runs[i]!.prepareMs]),
+    ];
+    const why =
+      disk.fs?.type === "ext4" && disk.fs.journal === false
+        ? ": ext4 without a journal skips every inode freed in the last 60 s (6 min while its table block is dirty) one by one when it creates a file"
+        : "";
     rows.push({
       measure: "worktree: disk ÷ tmpfs, plain git add",
       value: fmt(disk.baseline.addMs / tmpfs.baseline.addMs, 1),
@@ -364,15 +615,35 @@ async function main(): Promise<number> {
   const ratios: string[] = [];
   if (store) {
     ratios.push(`farm durable units/s vs raw single-insert txn/s = ${fmt(store.unitsPerSec / raw1.rowsPerSec, 2)}×`);
-    ratios.push(`farm durable events/s vs raw single-insert txn/s = ${fmt(store.eventsPerSec / raw1.rowsPerSec, 2)}× (what group commit buys)`);
-    ratios.push(`farm durable events/s vs raw 100-row-txn rows/s = ${fmt(store.eventsPerSec / raw100.rowsPerSec, 3)}× (share of the batched ceiling reached)`);
-    if (rawAtFarmBatch) ratios.push(`farm durable events/s vs raw ${rawAtFarmBatch.batch}-row-txn rows/s = ${fmt(store.eventsPerSec / rawAtFarmBatch.rowsPerSec, 3)}×`);
+    ratios.push(
+      `farm durable events/s vs raw single-insert txn/s = ${fmt(store.eventsPerSec / raw1.rowsPerSec, 2)}× (what group commit buys)`,
+    );
+    ratios.push(
+      `farm durable events/s vs raw 100-row-txn rows/s = ${fmt(store.eventsPerSec / raw100.rowsPerSec, 3)}× (share of the batched ceiling reached)`,
+    );
+    if (rawAtFarmBatch)
+      ratios.push(
+        `farm durable events/s vs raw ${rawAtFarmBatch.batch}-row-txn rows/s = ${fmt(store.eventsPerSec / rawAtFarmBatch.rowsPerSec, 3)}×`,
+      );
   }
-  if (llama) ratios.push(`LlamaProvider tokens/s vs raw node-llama-cpp = ${fmt(llama.ratio, 2)}× with confidence, ${fmt(llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec, 2)}× without`);
-  if (ext.tree?.ok) ratios.push(`state change → tree vs raw journal stream, p50 = ${fmt(ext.tree.tree.p50 / ext.tree.rawEvents.p50, 2)}×, p99 = ${fmt(ext.tree.tree.p99 / ext.tree.rawEvents.p99, 2)}×`);
-  if (gw.ok) ratios.push(`gateway call vs direct call to the stand-in, p50 = ${fmt(gw.viaGateway.p50 / gw.direct.p50, 2)}×, p99 = ${fmt(gw.viaGateway.p99 / gw.direct.p99, 2)}×`);
-  if (ext.activation) ratios.push(`extension activation vs minimal extension = ${fmt(ext.activation.optimusMs / ext.activation.baselineMs, 2)}×`);
-  for (const [where, w] of Object.entries(worktree)) ratios.push(`unit worktree ready with reuse (RepoMirror prepare+remove) vs plain git worktree add+remove (${where}) = ${fmt(w.ratio, 3)}×; farm eval tree reuse vs plain add = ${fmt(w.farmPool.readyMs / w.baseline.addMs, 3)}×`);
+  if (llama)
+    ratios.push(
+      `LlamaProvider tokens/s vs raw node-llama-cpp = ${fmt(llama.ratio, 2)}× with confidence, ${fmt(llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec, 2)}× without`,
+    );
+  if (ext.tree?.ok)
+    ratios.push(
+      `state change → tree vs raw journal stream, p50 = ${fmt(ext.tree.tree.p50 / ext.tree.rawEvents.p50, 2)}×, p99 = ${fmt(ext.tree.tree.p99 / ext.tree.rawEvents.p99, 2)}×`,
+    );
+  if (gw.ok)
+    ratios.push(
+      `gateway call vs direct call to the stand-in, p50 = ${fmt(gw.viaGateway.p50 / gw.direct.p50, 2)}×, p99 = ${fmt(gw.viaGateway.p99 / gw.direct.p99, 2)}×`,
+    );
+  if (ext.activation)
+    ratios.push(`extension activation vs minimal extension = ${fmt(ext.activation.optimusMs / ext.activation.baselineMs, 2)}×`);
+  for (const [where, w] of Object.entries(worktree))
+    ratios.push(
+      `unit worktree ready with reuse (RepoMirror prepare+remove) vs plain git worktree add+remove (${where}) = ${fmt(w.ratio, 3)}×; farm eval tree reuse vs plain add = ${fmt(w.farmPool.readyMs / w.baseline.addMs, 3)}×`,
+    );
   if (setup) ratios.push(`dependency set-up: cache miss ÷ hit = ${fmt(setup.missMs / setup.hitMs)}×`);
 
   const totalMs = msSince(t0);
@@ -398,7 +669,14 @@ async function main(): Promise<number> {
     store: { options: STORE, mode: storeMode, target: STORE_TARGET, median: store ?? null, runs: storeRuns, fourWorkers: store4 ?? null },
     sqlite: { single: raw1, batch100: raw100, atFarmBatch: rawAtFarmBatch ?? null },
     latency: { options: LATENCY, ...lat },
-    llama: llama ? { options: LLAMA, target: LLAMA_TARGET, ...llama, noConfidenceRatio: llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec } : null,
+    llama: llama
+      ? {
+          options: LLAMA,
+          target: LLAMA_TARGET,
+          ...llama,
+          noConfidenceRatio: llama.providerNoConfidenceTokensPerSec / llama.rawTokensPerSec,
+        }
+      : null,
     worktree: { options: WORKTREE, diskRuns: WORKTREE_DISK_RUNS, tmpfs: worktree.tmpfs ?? null, disk: worktree.disk ?? null },
     setup: setup ?? null,
     delivery: delivery ?? null,

@@ -24,9 +24,16 @@ export interface SetupBenchResult {
 export async function benchSetupCache(runs = 3): Promise<SetupBenchResult> {
   const root = mkdtempSync(join(tmpdir(), "optimus-setup-bench-"));
   const registry = await startNpmRegistryStandin([
-    packPackage({ "package.json": JSON.stringify({ name: "tiny-dep", version: "1.0.0", main: "index.js" }), "index.js": "exports.twice = (x) => x * 2;\n" }),
+    packPackage({
+      "package.json": JSON.stringify({ name: "tiny-dep", version: "1.0.0", main: "index.js" }),
+      "index.js": "exports.twice = (x) => x * 2;\n",
+    }),
   ]);
-  const proxy = await startEgressProxy({ allow: [`localhost:${registry.port}`], authorize: (h) => (h === "Bearer bench" ? "worker:bench" : null), audit: () => undefined });
+  const proxy = await startEgressProxy({
+    allow: [`localhost:${registry.port}`],
+    authorize: (h) => (h === "Bearer bench" ? "worker:bench" : null),
+    audit: () => undefined,
+  });
   try {
     const project = join(root, "project");
     const files: Record<string, string> = {
@@ -37,7 +44,11 @@ export async function benchSetupCache(runs = 3): Promise<SetupBenchResult> {
       mkdirSync(dirname(join(project, p)), { recursive: true });
       writeFileSync(join(project, p), c);
     }
-    await new Promise<void>((resolve, reject) => execFile("npm", ["install", "--package-lock-only", "--ignore-scripts"], { cwd: project, env: isolatedNpmEnv(root) }, (err, _o, e) => (err ? reject(new Error(e)) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      execFile("npm", ["install", "--package-lock-only", "--ignore-scripts"], { cwd: project, env: isolatedNpmEnv(root) }, (err, _o, e) =>
+        err ? reject(new Error(e)) : resolve(),
+      ),
+    );
     const plan = (resolveSetup(undefined, project) as { plan: SetupPlan }).plan;
     const egress = { proxyUrl: proxy.url, proxyAuthorization: "Bearer bench" };
     const missRuns: number[] = [];

@@ -39,7 +39,15 @@ export function sqliteBaseline(batch: number, budgetMs: number, maxRows: number,
     const db = open(dir, `raw-${batch}.db`);
     const insert = db.prepare("INSERT INTO events (seq, ts, epoch, actor, type, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     // ~200 bytes of JSON, the size of a unit_leased / unit_submitted event's data.
-    const data = JSON.stringify({ taskId: "bench-task-0001", unitId: "u123", attempt: 1, worker: "bench-worker-07", leaseId: `bench-task-0001/u123#1.${randomBytes(4).toString("hex")}`, expiresAt: Date.now(), pad: "x".repeat(40) });
+    const data = JSON.stringify({
+      taskId: "bench-task-0001",
+      unitId: "u123",
+      attempt: 1,
+      worker: "bench-worker-07",
+      leaseId: `bench-task-0001/u123#1.${randomBytes(4).toString("hex")}`,
+      expiresAt: Date.now(),
+      pad: "x".repeat(40),
+    });
     const hashes = Array.from({ length: 64 }, () => randomBytes(32).toString("hex"));
     let seq = 0;
     const txn = db.transaction((n: number) => {

@@ -33,7 +33,10 @@ export function table(rows: Row[]): string {
   const cols: Array<keyof Row> = ["measure", "value", "unit", "note"];
   const width = Object.fromEntries(cols.map((c) => [c, Math.max(c.length, ...rows.map((r) => r[c].length))])) as Record<keyof Row, number>;
   const line = (r: Row) =>
-    cols.map((c) => (c === "value" ? r[c].padStart(width[c]) : r[c].padEnd(width[c]))).join(" | ").trimEnd();
+    cols
+      .map((c) => (c === "value" ? r[c].padStart(width[c]) : r[c].padEnd(width[c])))
+      .join(" | ")
+      .trimEnd();
   const header = line({ measure: "measure", value: "value", unit: "unit", note: "note" });
   const rule = cols.map((c) => "-".repeat(width[c])).join("-|-");
   return [header, rule, ...rows.map(line)].join("\n");

@@ -119,7 +119,11 @@ export async function storeThroughputOnce(o: StoreRunOptions): Promise<StoreRunR
       dispatcher.attach(nodeId, {
         push(lease: Lease) {
           leases
-            .submit(nodeId, { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId }, { outcome: "succeeded", summary: "" })
+            .submit(
+              nodeId,
+              { taskId: lease.taskId, unitId: lease.unitId, attempt: lease.attempt, leaseId: lease.leaseId },
+              { outcome: "succeeded", summary: "" },
+            )
             .catch(() => rejectedSubmits++);
         },
       }),
@@ -176,7 +180,8 @@ export async function storeThroughputOnce(o: StoreRunOptions): Promise<StoreRunR
   if (ok) {
     // Cross-check against the projection, not just the event count.
     let notDone = 0;
-    for (let t = 0; t < o.tasks; t++) for (const k of state.projection.tasks.get(`bench-${t}`)!.units) if (state.projection.units.get(k)!.state !== "completed") notDone++;
+    for (let t = 0; t < o.tasks; t++)
+      for (const k of state.projection.tasks.get(`bench-${t}`)!.units) if (state.projection.units.get(k)!.state !== "completed") notDone++;
     if (notDone > 0) {
       ok = false;
       error = `${notDone} units not completed in the projection`;
@@ -187,9 +192,26 @@ export async function storeThroughputOnce(o: StoreRunOptions): Promise<StoreRunR
   rmSync(repo, { recursive: true, force: true });
   const sec = wallMs / 1000;
   return {
-    ok, ...(error ? { error } : {}), units: total, completed, wallMs, unitsPerSec: completed / sec, events, eventsPerSec: events / sec,
-    flushes, eventsPerFlush: flushes ? events / flushes : 0, flushMsTotal, flushMsMax, flushShare: flushMsTotal / wallMs,
-    snapshots, snapshotMsTotal, snapshotMsMax, createMsTotal, snapshotEvery: config.snapshotEvery, closeSnapshotMs, rejectedSubmits,
+    ok,
+    ...(error ? { error } : {}),
+    units: total,
+    completed,
+    wallMs,
+    unitsPerSec: completed / sec,
+    events,
+    eventsPerSec: events / sec,
+    flushes,
+    eventsPerFlush: flushes ? events / flushes : 0,
+    flushMsTotal,
+    flushMsMax,
+    flushShare: flushMsTotal / wallMs,
+    snapshots,
+    snapshotMsTotal,
+    snapshotMsMax,
+    createMsTotal,
+    snapshotEvery: config.snapshotEvery,
+    closeSnapshotMs,
+    rejectedSubmits,
   };
 }
 

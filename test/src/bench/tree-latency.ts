@@ -42,15 +42,30 @@ export interface TreeLatencyResult {
   snapshotMs: number;
 }
 
-const dist = (xs: number[]): Dist => ({ n: xs.length, p50: percentile(xs, 50), p99: percentile(xs, 99), max: Math.max(...xs), mean: mean(xs) });
+const dist = (xs: number[]): Dist => ({
+  n: xs.length,
+  p50: percentile(xs, 50),
+  p99: percentile(xs, 99),
+  max: Math.max(...xs),
+  mean: mean(xs),
+});
 
 type Presentation = { description: string };
 async function loadPresentation(): Promise<(u: UnitLiveView, now: number) => Presentation> {
   const dir = mkdtempSync(join(tmpdir(), "optimus-bench-presentation-"));
   const out = join(dir, "presentation.mjs");
-  await build({ entryPoints: [join(ROOT, "extension", "src", "model", "unit-presentation.ts")], bundle: true, format: "esm", platform: "node", outfile: out, logLevel: "silent",
+  await build({
+    entryPoints: [join(ROOT, "extension", "src", "model", "unit-presentation.ts")],
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    outfile: out,
+    logLevel: "silent",
     // The model imports shared code whose dependencies are CommonJS (yaml): give the ESM bundle a require.
-    banner: { js: 'import { createRequire as __optimusCreateRequire } from "node:module"; const require = __optimusCreateRequire(import.meta.url);' } });
+    banner: {
+      js: 'import { createRequire as __optimusCreateRequire } from "node:module"; const require = __optimusCreateRequire(import.meta.url);',
+    },
+  });
   const mod = (await import(pathToFileURL(out).href)) as { unitPresentation: (u: UnitLiveView, now: number) => Presentation };
   rmSync(dir, { recursive: true, force: true });
   return mod.unitPresentation;
@@ -68,7 +83,11 @@ export async function treeLatency(o: TreeLatencyOptions): Promise<TreeLatencyRes
     const admin = farm.client;
     const editorToken = await tokenFor(url, farm.adminToken, "editor", "bench");
     for (let t = 0; t < o.tasks; t++) {
-      await admin.tasks.create.mutate({ id: `t${t}`, title: `Task ${t}`, units: Array.from({ length: o.unitsPerTask }, (_, i) => ({ id: `u${i}`, goal: `unit ${i}` })) });
+      await admin.tasks.create.mutate({
+        id: `t${t}`,
+        title: `Task ${t}`,
+        units: Array.from({ length: o.unitsPerTask }, (_, i) => ({ id: `u${i}`, goal: `unit ${i}` })),
+      });
     }
     const units = o.tasks * o.unitsPerTask;
 
@@ -83,34 +102,40 @@ export async function treeLatency(o: TreeLatencyOptions): Promise<TreeLatencyRes
       const views = new FarmViews();
       const ws = createFarmClient({ url: url, token: editorToken, transport: "ws" });
       const t0 = performance.now();
-      const sub = ws.client.views.stream.subscribe({ lastEventId: null }, {
-        onData: (env) => {
-          const m = env.data as ViewsMessage;
-          const change = views.apply(m);
-          if (m.kind === "snapshot") snapshotMs.push(performance.now() - t0);
-          if (!waiting || !change.units.has(waiting.key)) return;
-          const u = views.units.get(waiting.key)!;
-          if (/cancelled/.test(present(u, Date.now()).description)) {
-            tree.push(performance.now() - waiting.t0);
-            treeSeen++;
-          }
+      const sub = ws.client.views.stream.subscribe(
+        { lastEventId: null },
+        {
+          onData: (env) => {
+            const m = env.data as ViewsMessage;
+            const change = views.apply(m);
+            if (m.kind === "snapshot") snapshotMs.push(performance.now() - t0);
+            if (!waiting || !change.units.has(waiting.key)) return;
+            const u = views.units.get(waiting.key)!;
+            if (/cancelled/.test(present(u, Date.now()).description)) {
+              tree.push(performance.now() - waiting.t0);
+              treeSeen++;
+            }
+          },
         },
-      });
+      );
       closers.push(() => (sub.unsubscribe(), ws.close()));
     }
     for (let c = 0; c < o.clients; c++) {
       const ws = createFarmClient({ url: url, token: editorToken, transport: "ws" });
       let started = false;
-      const sub = ws.client.events.stream.subscribe({}, {
-        onData: (env) => {
-          const e = env.data as FarmEvent;
-          started = true;
-          if (waiting && e.type === "unit_cancelled" && `${e.data.taskId}/${e.data.unitId}` === waiting.key) {
-            raw.push(performance.now() - waiting.t0);
-            rawSeen++;
-          }
+      const sub = ws.client.events.stream.subscribe(
+        {},
+        {
+          onData: (env) => {
+            const e = env.data as FarmEvent;
+            started = true;
+            if (waiting && e.type === "unit_cancelled" && `${e.data.taskId}/${e.data.unitId}` === waiting.key) {
+              raw.push(performance.now() - waiting.t0);
+              rawSeen++;
+            }
+          },
         },
-      });
+      );
       await waitFor(() => started, "the raw stream's backlog");
       closers.push(() => (sub.unsubscribe(), ws.close()));
     }
@@ -127,7 +152,15 @@ export async function treeLatency(o: TreeLatencyOptions): Promise<TreeLatencyRes
     waiting = null;
     return { ok: true, units, clients: o.clients, tree: dist(tree), rawEvents: dist(raw), snapshotMs: percentile(snapshotMs, 50) };
   } catch (err) {
-    return { ok: false, error: (err as Error).message, units: o.tasks * o.unitsPerTask, clients: o.clients, tree: dist([]), rawEvents: dist([]), snapshotMs: NaN };
+    return {
+      ok: false,
+      error: (err as Error).message,
+      units: o.tasks * o.unitsPerTask,
+      clients: o.clients,
+      tree: dist([]),
+      rawEvents: dist([]),
+      snapshotMs: NaN,
+    };
   } finally {
     for (const c of closers) c();
     await farm?.stop();

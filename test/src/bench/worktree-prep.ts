@@ -101,7 +101,9 @@ const TARGET_PREPARE_MS = 1_000;
 const run = (cwd: string, args: string[]): Promise<string> =>
   new Promise((resolve, reject) =>
     execFile("git", args, { cwd, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`git ${args.join(" ")}: ${(stderr || err.message).trim()}`)) : resolve(stdout)));
+      err ? reject(new Error(`git ${args.join(" ")}: ${(stderr || err.message).trim()}`)) : resolve(stdout),
+    ),
+  );
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t0 = performance.now();
@@ -111,11 +113,20 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
 
 /** One commit on `main` holding `files` small files in `folders` folders, written in one fast-import stream, then checked out. */
 function makeBigRepo(dir: string, files: number, folders: number): void {
-  const git = (args: string[], input?: string) => execFileSync("git", args, { cwd: dir, input, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], maxBuffer: 64 * 1024 * 1024 });
+  const git = (args: string[], input?: string) =>
+    execFileSync("git", args, {
+      cwd: dir,
+      input,
+      stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      maxBuffer: 64 * 1024 * 1024,
+    });
   git(["init", "-q", "-b", "main"]);
   const message = `bench: ${files} files\n`;
-  const parts = [`commit refs/heads/main\ncommitter Bench <bench@localhost> 1700000000 +0000\ndata ${Buffer.byteLength(message)}\n${message}`];
-  const fw = String(folders - 1).length, nw = String(files - 1).length;
+  const parts = [
+    `commit refs/heads/main\ncommitter Bench <bench@localhost> 1700000000 +0000\ndata ${Buffer.byteLength(message)}\n${message}`,
+  ];
+  const fw = String(folders - 1).length,
+    nw = String(files - 1).length;
   for (let i = 0; i < files; i++) {
     const body = `// file ${i}\nexport const value${i} = ${i};\nexport function f${i}(x: number): number {\n  return x + ${i};\n}\n`;
     const path = `src/m${String(i % folders).padStart(fw, "0")}/f${String(i).padStart(nw, "0")}.ts`;
@@ -126,7 +137,9 @@ function makeBigRepo(dir: string, files: number, folders: number): void {
   for (let i = 0; i < 20; i++) {
     const n = i * Math.floor(files / 20);
     const body = `// file ${n}, changed\nexport const value${n} = ${n + 1};\n`;
-    changed.push(`M 100644 inline src/m${String(n % folders).padStart(fw, "0")}/f${String(n).padStart(nw, "0")}.ts\ndata ${Buffer.byteLength(body)}\n${body}\n`);
+    changed.push(
+      `M 100644 inline src/m${String(n % folders).padStart(fw, "0")}/f${String(n).padStart(nw, "0")}.ts\ndata ${Buffer.byteLength(body)}\n${body}\n`,
+    );
   }
   git(["fast-import", "--quiet"], parts.join("") + changed.join(""));
   git(["reset", "-q", "--hard"]); // the farm's repository has its branch checked out
@@ -143,7 +156,8 @@ export async function benchWorktreePrep(opts: WorktreeBenchOptions = {}): Promis
     let t0 = performance.now();
     makeBigRepo(repo, files, folders);
     const createMs = performance.now() - t0;
-    const packBytes = Number(/size-pack: (\d+)/.exec(execFileSync("git", ["count-objects", "-v"], { cwd: repo }).toString())?.[1] ?? NaN) * 1024;
+    const packBytes =
+      Number(/size-pack: (\d+)/.exec(execFileSync("git", ["count-objects", "-v"], { cwd: repo }).toString())?.[1] ?? NaN) * 1024;
 
     t0 = performance.now();
     farm = await startTestFarm(undefined, { repo, config: { files: { mirror: false, commit: false, debounceMs: 0 } } });
@@ -197,7 +211,9 @@ export async function benchWorktreePrep(opts: WorktreeBenchOptions = {}): Promis
     const adds: number[] = [];
     for (let i = 0; i < addPartRuns; i++) {
       const dir = join(workDir, "units", `part-${i}`);
-      adds.push((await timed(() => run(workDir, ["--git-dir", gitDir, "worktree", "add", "-q", "--detach", dir, "refs/remotes/farm/main"])))[1]);
+      adds.push(
+        (await timed(() => run(workDir, ["--git-dir", gitDir, "worktree", "add", "-q", "--detach", dir, "refs/remotes/farm/main"])))[1],
+      );
       await run(workDir, ["--git-dir", gitDir, "worktree", "remove", "--force", dir]);
     }
 
@@ -214,7 +230,16 @@ export async function benchWorktreePrep(opts: WorktreeBenchOptions = {}): Promis
       runs: mirrorRuns,
     };
     return {
-      files, folders, runs, createMs, packBytes, farmStartMs, baseline, initialSyncMs, warmup, mirror: viaMirror,
+      files,
+      folders,
+      runs,
+      createMs,
+      packBytes,
+      farmStartMs,
+      baseline,
+      initialSyncMs,
+      warmup,
+      mirror: viaMirror,
       farmPool: { readyMs: median(farmRuns), runs: farmRuns, createMs: farmCreateMs },
       ratio: viaMirror.totalMs / baseline.totalMs,
       parts: { noopSyncMs: median(syncs), mirrorWorktreeAddMs: median(adds) },

@@ -12,10 +12,11 @@ test("tampering with one journal entry makes `optimus audit verify` fail and nam
   const repo = makeRepo(t);
   const farm = await startTestFarm(t, { mode: "process", repo });
   const env = { OPTIMUS_FARM: farm.url };
-  for (const text of ["Add a cache", "Remove dead code", "Fix the flaky test"]) assert.equal((await runCli(["send", text], { cwd: repo, env })).code, 0);
+  for (const text of ["Add a cache", "Remove dead code", "Fix the flaky test"])
+    assert.equal((await runCli(["send", text], { cwd: repo, env })).code, 0);
   const ok = await runCli(["audit", "verify"], { cwd: repo });
   assert.equal(ok.code, 0, ok.stderr);
-  const intact = (await httpClientFor(farm.url, farm.adminToken).admin.verifyAudit.query());
+  const intact = await httpClientFor(farm.url, farm.adminToken).admin.verifyAudit.query();
   assert.equal(intact.ok, true);
   await farm.stop();
 
@@ -28,7 +29,12 @@ test("tampering with one journal entry makes `optimus audit verify` fail and nam
   const bad = await runCli(["audit", "verify"], { cwd: repo });
   assert.equal(bad.code, 1);
   assert.equal(bad.stdout, "");
-  assert.match(bad.stderr.trim(), new RegExp(`^optimus: audit chain broken at entry #${victim}: its contents do not match its hash \\(type task_created, epoch 1\\) \\(${victim - 1} entries before it verified\\)$`));
+  assert.match(
+    bad.stderr.trim(),
+    new RegExp(
+      `^optimus: audit chain broken at entry #${victim}: its contents do not match its hash \\(type task_created, epoch 1\\) \\(${victim - 1} entries before it verified\\)$`,
+    ),
+  );
 
   // The running farm reports the same through its API.
   await farm.start();

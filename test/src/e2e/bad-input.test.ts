@@ -31,7 +31,11 @@ test("bad input gets one clear error and changes nothing", async (t) => {
   });
 
   await t.test("schema-invalid manifest: file, line and field for each problem", async () => {
-    const r = await cli("task", "import", write("invalid.yaml", "title: x\nunits:\n  - id: a\n    goal: g\n    role: tester\n  - id: B!\n    goal: g\n    colour: red\n"));
+    const r = await cli(
+      "task",
+      "import",
+      write("invalid.yaml", "title: x\nunits:\n  - id: a\n    goal: g\n    role: tester\n  - id: B!\n    goal: g\n    colour: red\n"),
+    );
     assert.equal(r.code, 1);
     assert.match(r.stderr, /invalid\.yaml:5:5: units\[0\]\.role: Invalid option: expected one of "codegen"\|"review"/);
     assert.match(r.stderr, /invalid\.yaml:6:5: units\[1\]\.id: use lower-case letters/);
@@ -39,14 +43,24 @@ test("bad input gets one clear error and changes nothing", async (t) => {
   });
 
   await t.test("dependency cycle: named, with its line", async () => {
-    const r = await cli("task", "import", write("cycle.yaml", "title: x\nunits:\n  - id: a\n    goal: g\n    dependsOn: [b]\n  - id: b\n    goal: g\n    dependsOn: [a]\n"));
+    const r = await cli(
+      "task",
+      "import",
+      write("cycle.yaml", "title: x\nunits:\n  - id: a\n    goal: g\n    dependsOn: [b]\n  - id: b\n    goal: g\n    dependsOn: [a]\n"),
+    );
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^optimus: cycle\.yaml:5:5: units\[0\]\.dependsOn: dependency cycle: a → b → a$/m);
   });
 
   await t.test("a cycle sent straight to the API is refused as well", async () => {
-    const err = await httpClientFor(farm.url, farm.adminToken).tasks.create
-      .mutate({ title: "x", units: [{ id: "a", goal: "g", dependsOn: ["b"] }, { id: "b", goal: "g", dependsOn: ["a"] }] })
+    const err = await httpClientFor(farm.url, farm.adminToken)
+      .tasks.create.mutate({
+        title: "x",
+        units: [
+          { id: "a", goal: "g", dependsOn: ["b"] },
+          { id: "b", goal: "g", dependsOn: ["a"] },
+        ],
+      })
       .catch((e: unknown) => e);
     assert.equal(errorCode(err), "BAD_REQUEST");
     assert.match((err as Error).message, /dependency cycle: a → b → a/);
@@ -86,7 +100,10 @@ test("bad input gets one clear error and changes nothing", async (t) => {
       assert.equal(errorCode(e), "FORBIDDEN", String(e));
       assert.match((e as Error).message, re);
     };
-    await forbidden(editor.admin.createToken.mutate({ role: "admin", name: "escalate" }), /an editor token may not do this \(needs admin\)/);
+    await forbidden(
+      editor.admin.createToken.mutate({ role: "admin", name: "escalate" }),
+      /an editor token may not do this \(needs admin\)/,
+    );
     await forbidden(worker.tasks.create.mutate({ title: "sneaky" }), /a worker token may not do this/);
     await forbidden(editor.worker.register.mutate({ nodeId: "w9", role: "codegen" }), /an editor token may not do this \(needs worker\)/);
     // A second worker token cannot act for a node registered by the first.
@@ -103,7 +120,9 @@ test("bad input gets one clear error and changes nothing", async (t) => {
       body: JSON.stringify({ title: "", priority: 1.5, extra: true }),
     });
     assert.equal(res.status, 400);
-    const body = (await res.json()) as { error: { message: string; data: { fieldErrors: Record<string, string[]>; formErrors: string[]; stack?: string } } };
+    const body = (await res.json()) as {
+      error: { message: string; data: { fieldErrors: Record<string, string[]>; formErrors: string[]; stack?: string } };
+    };
     assert.deepEqual(Object.keys(body.error.data.fieldErrors).sort(), ["priority", "title"]);
     assert.match(body.error.data.fieldErrors.title![0]!, /must not be empty/);
     assert.match(body.error.data.formErrors.join(), /extra/);
@@ -135,7 +154,10 @@ test("bad input gets one clear error and changes nothing", async (t) => {
 
   await t.test("unreachable farm, bad config, busy port: one line each", async () => {
     let r = await runCli(["status", "--farm", "http://127.0.0.1:1"], { cwd: repo });
-    assert.deepEqual([r.code, r.stderr.trim()], [1, "optimus: cannot reach the farm at http://127.0.0.1:1 (connection refused); start it with `optimus farm up` or pass --farm"]);
+    assert.deepEqual(
+      [r.code, r.stderr.trim()],
+      [1, "optimus: cannot reach the farm at http://127.0.0.1:1 (connection refused); start it with `optimus farm up` or pass --farm"],
+    );
     // A second farm on the same repository is refused before it touches the journal.
     r = await runCli(["farm", "up", "--port", String(await freePort())], { cwd: repo });
     assert.equal(r.code, 1);
@@ -148,7 +170,10 @@ test("bad input gets one clear error and changes nothing", async (t) => {
     mkdirSync(join(other, ".optimus"), { recursive: true });
     writeFileSync(join(other, ".optimus", "config.yaml"), "heartbeatIntervalMs: soon\n");
     r = await runCli(["farm", "up", "--port", "0"], { cwd: other });
-    assert.deepEqual([r.code, r.stderr.trim()], [1, "optimus: .optimus/config.yaml: heartbeatIntervalMs: Invalid input: expected number, received string"]);
+    assert.deepEqual(
+      [r.code, r.stderr.trim()],
+      [1, "optimus: .optimus/config.yaml: heartbeatIntervalMs: Invalid input: expected number, received string"],
+    );
     r = await runCli(["farm", "up", "--port", "http"], { cwd: other });
     assert.deepEqual([r.code, r.stderr.trim()], [2, "optimus: --port must be a whole number, got 'http'"]);
     r = await runCli(["bogus"], { cwd: other });

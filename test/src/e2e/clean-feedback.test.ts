@@ -11,7 +11,19 @@ import { stateDirFor } from "@optimus/farm-server/dist/home/farm-home.js";
 // Clean feedback (issue 11, item 5): a check's colour codes never reach the model or the transcript.
 
 const isReview = (r: StandinRequest) => r.messages[0]!.content.startsWith("You review");
-const proposal = (replace: string) => JSON.stringify({ summary: `return ${replace}`, edits: [{ kind: "replace", path: "src/add.js", search: replace === "a * b" ? "return a - b;" : "return a * b;", replace: `return ${replace};` }], done: true });
+const proposal = (replace: string) =>
+  JSON.stringify({
+    summary: `return ${replace}`,
+    edits: [
+      {
+        kind: "replace",
+        path: "src/add.js",
+        search: replace === "a * b" ? "return a - b;" : "return a * b;",
+        replace: `return ${replace};`,
+      },
+    ],
+    done: true,
+  });
 
 test("a check's coloured failure reaches the model and the transcript as plain text", { timeout: 180_000 }, async (t) => {
   const repo = makeFixtureRepo(t);
@@ -22,7 +34,12 @@ test("a check's coloured failure reaches the model and the transcript as plain t
     }),
   });
   t.after(() => model.close());
-  const { env, untilMerged } = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "1000"], workers: { model: model.url } });
+  const { env, untilMerged } = await startTestFarm(t, {
+    mode: "process",
+    repo,
+    args: ["--heartbeat-ms", "1000"],
+    workers: { model: model.url },
+  });
   // The check colours its verdict and moves the cursor, as test runners do on a terminal.
   const check = "node test/add.test.js 2>/dev/null || { printf '\\033[1;31mFAILED\\033[0m \\033[2K\\033[1Gadd is wrong\\n'; exit 1; }";
   const taskId = (await runCli(["send", "Make add add", "--files", "src/add.js", "--check", check], { cwd: repo, env })).stdout.trim();

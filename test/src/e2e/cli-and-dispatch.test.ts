@@ -53,13 +53,16 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
 
   // 2. A manifest with a DAG: codegen a → review b (after a); codegen c, d, e (e after b).
   const manifest = join(repo, "dag.yaml");
-  writeFileSync(manifest, `title: DAG\nid: dag\nunits:
+  writeFileSync(
+    manifest,
+    `title: DAG\nid: dag\nunits:
   - { id: a, goal: write a }
   - { id: b, goal: review a, role: review, dependsOn: [a] }
   - { id: c, goal: write c }
   - { id: d, goal: write d }
   - { id: e, goal: write e, dependsOn: [b] }
-`);
+`,
+  );
   const imported = await runCli(["task", "import", manifest], { cwd: repo, env });
   assert.equal(imported.code, 0, imported.stderr);
   assert.equal(imported.stdout.trim(), "dag");
@@ -68,17 +71,24 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
   const workerToken = (await runCli(["token", "create", "--role", "worker", "--name", "pool"], { cwd: repo, env })).stdout.trim();
   assert.match(workerToken, /^opt_[0-9a-f]{12}_/);
   const ledger = newLedger();
-  const agents = await startWorkers(farm.url, workerToken, [
-    { nodeId: "worker-01", role: "codegen", max: 2 },
-    { nodeId: "worker-02", role: "review", max: 1 },
-  ], ledger);
+  const agents = await startWorkers(
+    farm.url,
+    workerToken,
+    [
+      { nodeId: "worker-01", role: "codegen", max: 2 },
+      { nodeId: "worker-02", role: "review", max: 1 },
+    ],
+    ledger,
+  );
   t.after(() => stopAll(agents));
 
   // Complete on the farm, and every worker has its answer (a worker records a submission once the
   // farm answered it, which can be a moment after the farm's state says completed).
   const all = await waitFor(async () => {
     const tasks = await admin.tasks.list.query();
-    return tasks.length === 2 && tasks.every((x) => x.state === "completed") && ledger.accepted.length + ledger.rejected.length >= 6 ? tasks : null;
+    return tasks.length === 2 && tasks.every((x) => x.state === "completed") && ledger.accepted.length + ledger.rejected.length >= 6
+      ? tasks
+      : null;
   }, "both tasks to complete");
   assert.equal(all.length, 2);
 
@@ -92,7 +102,12 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
   // Dependencies: in the journal's order, a unit is leased only after the units it depends on completed.
   const jdb = new Database(join(stateDirFor(repo), "journal.db"), { readonly: true });
   const seqOf = (type: string, unitId: string) =>
-    jdb.prepare("SELECT min(seq) FROM events WHERE type = ? AND json_extract(data, '$.taskId') = 'dag' AND json_extract(data, '$.unitId') = ?").pluck().get(type, unitId) as number;
+    jdb
+      .prepare(
+        "SELECT min(seq) FROM events WHERE type = ? AND json_extract(data, '$.taskId') = 'dag' AND json_extract(data, '$.unitId') = ?",
+      )
+      .pluck()
+      .get(type, unitId) as number;
   assert.ok(seqOf("unit_leased", "b") > seqOf("unit_completed", "a"), "b leased after a completed");
   assert.ok(seqOf("unit_leased", "e") > seqOf("unit_completed", "b"), "e leased after b completed");
   jdb.close();
@@ -101,12 +116,21 @@ test("a task sent from the CLI is journaled, written as a manifest, committed, a
 
   // Fleet view and the manifest mirror reflect the outcome.
   const fleet = await admin.fleet.workers.query();
-  assert.deepEqual(fleet.map((w) => [w.nodeId, w.role, w.connected]).sort(), [["worker-01", "codegen", true], ["worker-02", "review", true]]);
+  assert.deepEqual(fleet.map((w) => [w.nodeId, w.role, w.connected]).sort(), [
+    ["worker-01", "codegen", true],
+    ["worker-02", "review", true],
+  ]);
   const dagFile = join(filesDirFor(repo), ".optimus", "tasks", "dag", "manifest.yaml");
-  await waitFor(() => /state: completed\n\s+updatedAt: [^\n]+\n(?![\s\S]*state: (ready|leased))/.test(readFileSync(dagFile, "utf8")), "the manifest mirror to show the task completed");
+  await waitFor(
+    () => /state: completed\n\s+updatedAt: [^\n]+\n(?![\s\S]*state: (ready|leased))/.test(readFileSync(dagFile, "utf8")),
+    "the manifest mirror to show the task completed",
+  );
   const dag = parseManifestYaml(readFileSync(dagFile, "utf8"));
   assert.ok(dag.ok);
-  assert.deepEqual(dag.manifest.units.map((u) => u.status?.state), ["completed", "completed", "completed", "completed", "completed"]);
+  assert.deepEqual(
+    dag.manifest.units.map((u) => u.status?.state),
+    ["completed", "completed", "completed", "completed", "completed"],
+  );
   assert.equal(dag.manifest.status?.state, "completed");
 
   // `optimus status` prints the table (not a TTY here, so once); inside the repository it finds the

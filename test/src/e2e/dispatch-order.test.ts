@@ -12,26 +12,64 @@ test("higher priority runs first, and work spreads to the least-busy worker", as
   const admin = httpClientFor(farm.url, farm.adminToken);
   const token = await tokenFor(farm.url, farm.adminToken, "worker", "pool");
   // Queue first, then connect: the order the single slot is filled in is the priority order.
-  await admin.tasks.create.mutate({ id: "low", title: "low", priority: 0, units: [{ id: "a", goal: "g" }, { id: "b", goal: "g", priority: 5 }] });
+  await admin.tasks.create.mutate({
+    id: "low",
+    title: "low",
+    priority: 0,
+    units: [
+      { id: "a", goal: "g" },
+      { id: "b", goal: "g", priority: 5 },
+    ],
+  });
   await admin.tasks.create.mutate({ id: "high", title: "high", priority: 10, units: [{ id: "a", goal: "g" }] });
-  await admin.tasks.create.mutate({ id: "urgent", title: "urgent", priority: 20, units: [{ id: "a", goal: "g", priority: -3 }, { id: "b", goal: "g" }] });
+  await admin.tasks.create.mutate({
+    id: "urgent",
+    title: "urgent",
+    priority: 20,
+    units: [
+      { id: "a", goal: "g", priority: -3 },
+      { id: "b", goal: "g" },
+    ],
+  });
   // Leasable once their branches are cut (off the hot path, just after each task is recorded).
-  await waitFor(() => ["low", "high", "urgent"].every((id) => spawnSync("git", ["rev-parse", "-q", "--verify", `refs/heads/optimus/${id}`], { cwd: cloneDirFor(farm.repo) }).status === 0), "the tasks' branches");
+  await waitFor(
+    () =>
+      ["low", "high", "urgent"].every(
+        (id) => spawnSync("git", ["rev-parse", "-q", "--verify", `refs/heads/optimus/${id}`], { cwd: cloneDirFor(farm.repo) }).status === 0,
+      ),
+    "the tasks' branches",
+  );
   const ledger = newLedger();
   const solo = await startWorkers(farm.url, token, [{ nodeId: "solo", role: "codegen", max: 1 }], ledger);
   await waitFor(() => ledger.accepted.length === 5, "all five units");
   await stopAll(solo);
-  assert.deepEqual(ledger.started.map((s) => s.key), ["urgent/b", "urgent/a", "high/a", "low/b", "low/a"]);
+  assert.deepEqual(
+    ledger.started.map((s) => s.key),
+    ["urgent/b", "urgent/a", "high/a", "low/b", "low/a"],
+  );
 
   // Three workers with two slots each, six slow units: each worker gets two, none gets three.
   const ledger2 = newLedger();
-  const pool = await startWorkers(farm.url, token, ["p1", "p2", "p3"].map((nodeId) => ({ nodeId, role: "codegen" as const, max: 2 })), ledger2, async () => {
-    await sleep(300);
-    return { outcome: "succeeded", summary: "" };
-  });
+  const pool = await startWorkers(
+    farm.url,
+    token,
+    ["p1", "p2", "p3"].map((nodeId) => ({ nodeId, role: "codegen" as const, max: 2 })),
+    ledger2,
+    async () => {
+      await sleep(300);
+      return { outcome: "succeeded", summary: "" };
+    },
+  );
   t.after(() => stopAll(pool));
-  await waitFor(async () => (await admin.fleet.workers.query()).filter((w) => w.connected && w.nodeId.startsWith("p")).length === 3, "the pool to connect");
-  await admin.tasks.create.mutate({ id: "spread", title: "spread", units: Array.from({ length: 6 }, (_, i) => ({ id: `u${i}`, goal: "g" })) });
+  await waitFor(
+    async () => (await admin.fleet.workers.query()).filter((w) => w.connected && w.nodeId.startsWith("p")).length === 3,
+    "the pool to connect",
+  );
+  await admin.tasks.create.mutate({
+    id: "spread",
+    title: "spread",
+    units: Array.from({ length: 6 }, (_, i) => ({ id: `u${i}`, goal: "g" })),
+  });
   await waitFor(() => ledger2.accepted.length === 6, "the six units");
   const perWorker = new Map<string, number>();
   for (const s of ledger2.started) perWorker.set(s.worker, (perWorker.get(s.worker) ?? 0) + 1);

@@ -26,7 +26,10 @@ test("the event stream resumes across reconnects and farm restarts with no gap a
     for (let i = 0; i < n; i++) await c.tasks.create.mutate({ title: `${tag} ${i}` });
   };
   await create(5, "before");
-  await waitFor(() => received.some((e) => e.type === "task_created" && (e.data as { title: string }).title === "before 4"), "the first events");
+  await waitFor(
+    () => received.some((e) => e.type === "task_created" && (e.data as { title: string }).title === "before 4"),
+    "the first events",
+  );
 
   // Hard crash, events appended while the client is away, then a second restart.
   await farm.kill9();
@@ -35,7 +38,10 @@ test("the event stream resumes across reconnects and farm restarts with no gap a
   await farm.stop();
   await farm.start();
   await create(5, "after");
-  await waitFor(() => received.some((e) => e.type === "task_created" && (e.data as { title: string }).title === "after 4"), "the last event");
+  await waitFor(
+    () => received.some((e) => e.type === "task_created" && (e.data as { title: string }).title === "after 4"),
+    "the last event",
+  );
   await sleep(200);
 
   await farm.stop();
@@ -43,8 +49,15 @@ test("the event stream resumes across reconnects and farm restarts with no gap a
   const journal = db.prepare("SELECT seq, hash FROM events ORDER BY seq").all() as Array<{ seq: number; hash: string }>;
   db.close();
   const seqs = received.map((e) => e.seq);
-  assert.deepEqual(seqs, journal.map((r) => r.seq), "exactly the journal, in order: no gap, no duplicate");
-  assert.deepEqual(received.map((e) => e.hash), journal.map((r) => r.hash));
+  assert.deepEqual(
+    seqs,
+    journal.map((r) => r.seq),
+    "exactly the journal, in order: no gap, no duplicate",
+  );
+  assert.deepEqual(
+    received.map((e) => e.hash),
+    journal.map((r) => r.hash),
+  );
   assert.ok(states.filter((s) => s === "closed").length >= 2, `the client saw the farm go away (${states.join(",")})`);
   assert.equal(received.filter((e) => e.type === "task_created").length, 15);
   assert.equal(received.filter((e) => e.type === "epoch_started").length, 3);
@@ -64,6 +77,9 @@ test("a subscription can start from a given event id and can follow one task", a
   t.after(() => sub.unsubscribe());
   await waitFor(() => got.length >= 2, "aaa's events");
   await sleep(100);
-  assert.deepEqual(got.map((e) => e.type), ["task_created", "task_cancelled"]);
+  assert.deepEqual(
+    got.map((e) => e.type),
+    ["task_created", "task_cancelled"],
+  );
   assert.ok(got.every((e) => e.seq > 2 && (e.data as { taskId: string }).taskId === "aaa"));
 });

@@ -42,14 +42,31 @@ process.once("exit", () => {
 function bareRepo(): { dir: string; git: (args: string[], env?: Record<string, string>) => string } {
   const dir = mkdtempSync(join(tmpdir(), "optimus-forge-origin-"));
   origins.push(dir);
-  const env = { ...process.env, GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null", GIT_AUTHOR_NAME: "Dev", GIT_AUTHOR_EMAIL: "dev@example.com", GIT_COMMITTER_NAME: "Dev", GIT_COMMITTER_EMAIL: "dev@example.com" };
-  const git = (args: string[], extra: Record<string, string> = {}) => execFileSync("git", args, { cwd: dir, env: { ...env, ...extra }, stdio: ["pipe", "pipe", "pipe"] }).toString().trim();
+  const env = {
+    ...process.env,
+    GIT_CONFIG_NOSYSTEM: "1",
+    GIT_CONFIG_GLOBAL: "/dev/null",
+    GIT_AUTHOR_NAME: "Dev",
+    GIT_AUTHOR_EMAIL: "dev@example.com",
+    GIT_COMMITTER_NAME: "Dev",
+    GIT_COMMITTER_EMAIL: "dev@example.com",
+  };
+  const git = (args: string[], extra: Record<string, string> = {}) =>
+    execFileSync("git", args, { cwd: dir, env: { ...env, ...extra }, stdio: ["pipe", "pipe", "pipe"] })
+      .toString()
+      .trim();
   git(["init", "-q", "--bare", "-b", "main"]);
   return { dir, git };
 }
 
 /** Commits `files` on top of `from` onto `branch` (created or moved with compare-and-swap). */
-function commitOn(r: ReturnType<typeof bareRepo>, branch: string, from: string | null, files: Record<string, string>, message: string): string {
+function commitOn(
+  r: ReturnType<typeof bareRepo>,
+  branch: string,
+  from: string | null,
+  files: Record<string, string>,
+  message: string,
+): string {
   const index = join(r.dir, `index-${process.hrtime.bigint()}`);
   const env = { GIT_INDEX_FILE: index };
   if (from) r.git(["read-tree", from], env);
@@ -91,9 +108,18 @@ interface World {
   pushTask: (branch: string, files?: Record<string, string>) => string;
 }
 
-async function world(t: { after(fn: () => unknown): void }, opts: { protect?: boolean; requiredApprovals?: number; pollers?: boolean } = {}): Promise<World> {
+async function world(
+  t: { after(fn: () => unknown): void },
+  opts: { protect?: boolean; requiredApprovals?: number; pollers?: boolean } = {},
+): Promise<World> {
   const origin = bareRepo();
-  const mainSha = commitOn(origin, "main", null, { "README.md": "# widgets\n", "src/price.ts": "export const price = (n: number) => n * 2;\n".repeat(1) }, "initial");
+  const mainSha = commitOn(
+    origin,
+    "main",
+    null,
+    { "README.md": "# widgets\n", "src/price.ts": "export const price = (n: number) => n * 2;\n".repeat(1) },
+    "initial",
+  );
   const gh = await new GitHubStandin({
     repoDir: origin.dir,
     owner: "acme",
@@ -110,11 +136,15 @@ async function world(t: { after(fn: () => unknown): void }, opts: { protect?: bo
   // checked, nothing it did may have strayed from GitHub's description.
   const cleanups: (() => unknown)[] = [() => gh.stop()];
   t.after(async () => {
-    for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch((err: unknown) => console.error("cleanup failed:", err));
+    for (const c of cleanups.reverse())
+      await Promise.resolve()
+        .then(c)
+        .catch((err: unknown) => console.error("cleanup failed:", err));
     if (gh.violations.length) console.error(`GitHub stand-in violations:\n${gh.violations.join("\n")}`);
     gh.assertNoViolations();
   });
-  if (opts.protect !== false) gh.protect("main", { requiredChecks: [{ context: "ci/test", appId: CI_APP.id }], requiredApprovals: opts.requiredApprovals ?? 0 });
+  if (opts.protect !== false)
+    gh.protect("main", { requiredChecks: [{ context: "ci/test", appId: CI_APP.id }], requiredApprovals: opts.requiredApprovals ?? 0 });
 
   // The farm's secrets: a file vault outside any repository, read at each use.
   const vault = mkdtempSync(join(tmpdir(), "optimus-forge-vault-"));
@@ -127,7 +157,16 @@ async function world(t: { after(fn: () => unknown): void }, opts: { protect?: bo
 
   // The configuration as the farm reads it.
   const config = ServerConfig.parse({
-    forge: { kind: "github", repo: "acme/widgets", token: "secrets-manager://dev/github/token", baseUrl: gh.url, mergeMethod: "merge", webhookSecret: "secrets-manager://dev/github/webhook", pollIntervalMs: 1000, maxRetryAfterMs: 3000 },
+    forge: {
+      kind: "github",
+      repo: "acme/widgets",
+      token: "secrets-manager://dev/github/token",
+      baseUrl: gh.url,
+      mergeMethod: "merge",
+      webhookSecret: "secrets-manager://dev/github/webhook",
+      pollIntervalMs: 1000,
+      maxRetryAfterMs: 3000,
+    },
   });
   assert.ok(config.forge);
   const events: ForgeEvent[] = [];
@@ -159,7 +198,8 @@ async function world(t: { after(fn: () => unknown): void }, opts: { protect?: bo
   cleanups.push(() => wiring.poller.stop());
 
   const as = (token: string) => new Octokit({ auth: token, baseUrl: gh.url, userAgent: "optimus-test-person" });
-  const pushTask = (branch: string, files: Record<string, string> = { "src/price.ts": "export const price = (n: number) => n * 3;\n" }) => commitOn(origin, branch, mainSha, files, `task: ${branch}`);
+  const pushTask = (branch: string, files: Record<string, string> = { "src/price.ts": "export const price = (n: number) => n * 3;\n" }) =>
+    commitOn(origin, branch, mainSha, files, `task: ${branch}`);
   return { origin, gh, wiring, events, ignored, logs, hookUrl, vault, mainSha, as, pushTask };
 }
 
@@ -178,7 +218,19 @@ const body = (taskId: string, held?: string[]) =>
 
 /** The team's CI reports a check on a commit (as its own GitHub App). */
 async function ciReports(w: World, sha: string, conclusion: "success" | "failure", summary: string) {
-  const { data } = await w.as(CI_TOKEN).rest.checks.create({ owner: "acme", repo: "widgets", name: "ci/test", head_sha: sha, status: "completed", conclusion, output: { title: conclusion === "success" ? "tests passed" : "2 tests failed", summary, text: "FAIL src/price.test.ts\n  expected 6, got 9" } });
+  const { data } = await w.as(CI_TOKEN).rest.checks.create({
+    owner: "acme",
+    repo: "widgets",
+    name: "ci/test",
+    head_sha: sha,
+    status: "completed",
+    conclusion,
+    output: {
+      title: conclusion === "success" ? "tests passed" : "2 tests failed",
+      summary,
+      text: "FAIL src/price.test.ts\n  expected 6, got 9",
+    },
+  });
   return data;
 }
 
@@ -203,10 +255,26 @@ test("a pull request is opened from the integration branch with the task's body,
   assert.match(pr.url, /\/acme\/widgets\/pull\/1$/);
   const stored = w.gh.pulls[0]!;
   assert.equal(stored.user.login, "optimus-farm[bot]");
-  for (const part of ["t-100", "Triple the price", "`u1`", "codegen", "`u1-review`", "npm test", "12 passed", "Risk: low", "http://127.0.0.1:7420/tasks/t-100"]) assert.ok(stored.body?.includes(part), `the body names ${part}`);
+  for (const part of [
+    "t-100",
+    "Triple the price",
+    "`u1`",
+    "codegen",
+    "`u1-review`",
+    "npm test",
+    "12 passed",
+    "Risk: low",
+    "http://127.0.0.1:7420/tasks/t-100",
+  ])
+    assert.ok(stored.body?.includes(part), `the body names ${part}`);
 
   // Units merge: the same pull request is updated, no second one.
-  const again = await forge.openOrUpdatePullRequest({ head: "optimus/t-100", base: "main", title: "Triple the price (2 units)", body: body("t-100", ["touches protected path .github/workflows/ci.yml"]) });
+  const again = await forge.openOrUpdatePullRequest({
+    head: "optimus/t-100",
+    base: "main",
+    title: "Triple the price (2 units)",
+    body: body("t-100", ["touches protected path .github/workflows/ci.yml"]),
+  });
   assert.equal(again.number, 1);
   assert.equal(w.gh.pulls.length, 1);
   assert.equal(w.gh.pulls[0]!.title, "Triple the price (2 units)");
@@ -224,8 +292,25 @@ test("each eval is a check run on the evaluated commit: queued, in progress, com
   await forge.openOrUpdatePullRequest({ head: "optimus/t-101", base: "main", title: "t-101", body: body("t-101") });
   const tests = await forge.reportCheck({ sha: head, name: "npm test", status: "queued", externalId: "t-101/u1/1/npm test" });
   await forge.reportCheck({ id: tests.id, sha: head, name: "npm test", status: "in_progress", title: "running", summary: "started" });
-  await forge.reportCheck({ id: tests.id, sha: head, name: "npm test", status: "completed", conclusion: "success", title: "12 passed", summary: "All 12 tests passed.", text: "ok 1 - price\nok 2 - tax" });
-  const lint = await forge.reportCheck({ sha: head, name: "lint", status: "completed", conclusion: "failure", title: "1 problem", summary: "src/price.ts:1 no-magic-numbers", detailsUrl: "http://127.0.0.1:7420/tasks/t-101" });
+  await forge.reportCheck({
+    id: tests.id,
+    sha: head,
+    name: "npm test",
+    status: "completed",
+    conclusion: "success",
+    title: "12 passed",
+    summary: "All 12 tests passed.",
+    text: "ok 1 - price\nok 2 - tax",
+  });
+  const lint = await forge.reportCheck({
+    sha: head,
+    name: "lint",
+    status: "completed",
+    conclusion: "failure",
+    title: "1 problem",
+    summary: "src/price.ts:1 no-magic-numbers",
+    detailsUrl: "http://127.0.0.1:7420/tasks/t-101",
+  });
   assert.notEqual(tests.id, lint.id);
   assert.match(tests.url, /\/runs\/\d+$/);
   const runs = w.gh.checkRuns.filter((c) => c.app.id === FARM_APP.id);
@@ -243,7 +328,9 @@ test("each eval is a check run on the evaluated commit: queued, in progress, com
 
 test("the review unit's verdict is a pull-request review with line comments", async (t) => {
   const w = await world(t);
-  const head = w.pushTask("optimus/t-102", { "src/price.ts": "export const price = (n: number) => n * 3;\nexport const tax = (n: number) => n * 0.2;\n" });
+  const head = w.pushTask("optimus/t-102", {
+    "src/price.ts": "export const price = (n: number) => n * 3;\nexport const tax = (n: number) => n * 0.2;\n",
+  });
   const { forge } = w.wiring;
   const pr = await forge.openOrUpdatePullRequest({ head: "optimus/t-102", base: "main", title: "t-102", body: body("t-102") });
   const verdict = { verdict: "request_changes" as const, risk: "medium", summary: "tax() needs a named rate." };
@@ -266,12 +353,30 @@ test("the review unit's verdict is a pull-request review with line comments", as
   assert.equal(review.commitId, head);
   assert.match(review.body, /changes requested \(risk medium\)[\s\S]*tax\(\) needs a named rate[\s\S]*Verdict: request changes/);
   const comments = w.gh.comments.filter((c) => c.reviewId === posted.id);
-  assert.deepEqual(comments.map((c) => [c.path, c.line, c.body]), [["src/price.ts", 2, "Name the rate: TAX_RATE."], ["src/price.ts", 1, "3 deserves a name too."]]);
+  assert.deepEqual(
+    comments.map((c) => [c.path, c.line, c.body]),
+    [
+      ["src/price.ts", 2, "Name the rate: TAX_RATE."],
+      ["src/price.ts", 1, "3 deserves a name too."],
+    ],
+  );
   assert.match(comments[0]!.diffHunk, /^@@ .* @@\n[\s\S]*\+export const tax/);
-  assert.equal(w.gh.requests.filter((r) => r.operationId === "pulls/create-review").map((r) => r.status).join(","), "422,200");
+  assert.equal(
+    w.gh.requests
+      .filter((r) => r.operationId === "pulls/create-review")
+      .map((r) => r.status)
+      .join(","),
+    "422,200",
+  );
 
   // A comment on a line outside the change is kept, in the review's body.
-  const outside = await forge.postReview({ pullNumber: pr.number, commitSha: head, event: "COMMENT", body: renderReviewBody({ verdict: "approve", risk: "low", summary: "fine" }), comments: [{ path: "README.md", line: 1, body: "typo in the title" }] });
+  const outside = await forge.postReview({
+    pullNumber: pr.number,
+    commitSha: head,
+    event: "COMMENT",
+    body: renderReviewBody({ verdict: "approve", risk: "low", summary: "fine" }),
+    comments: [{ path: "README.md", line: 1, body: "typo in the title" }],
+  });
   const r2 = w.gh.reviews.find((r) => r.id === outside.id)!;
   assert.match(r2.body, /`README.md:1`: typo in the title/);
   assert.equal(w.gh.comments.filter((c) => c.reviewId === outside.id).length, 0);
@@ -290,7 +395,10 @@ test("a low-risk green pull request is merged through the API: the base branch a
   assert.match(ready.why.join("; "), /required check 'ci\/test' has not reported/);
   await ciReports(w, head, "success", "all green");
   ready = await forge.mergeReadiness(pr.number);
-  assert.deepEqual([ready.ready, ready.mergeable, ready.mergeableState, ready.requiredChecksState, ready.headSha], [true, true, "clean", "success", head]);
+  assert.deepEqual(
+    [ready.ready, ready.mergeable, ready.mergeableState, ready.requiredChecksState, ready.headSha],
+    [true, true, "clean", "success", head],
+  );
   // GitHub computes mergeability in the background: the first read after the change saw null.
   const gets = w.gh.requests.filter((r) => r.operationId === "pulls/get").length;
   assert.ok(gets >= 3, `mergeability was polled until computed (${gets} reads)`);
@@ -363,19 +471,44 @@ test("a held pull request is approved by a signed webhook from a user with write
   const w = await world(t, { requiredApprovals: 1 });
   const head = w.pushTask("optimus/t-105");
   const { forge } = w.wiring;
-  const pr = await forge.openOrUpdatePullRequest({ head: "optimus/t-105", base: "main", title: "t-105", body: body("t-105", ["the reviewer rates it high risk"]) });
+  const pr = await forge.openOrUpdatePullRequest({
+    head: "optimus/t-105",
+    base: "main",
+    title: "t-105",
+    body: body("t-105", ["the reviewer rates it high risk"]),
+  });
   await ciReports(w, head, "success", "green");
-  await assert.rejects(forge.merge({ pullNumber: pr.number, expectedHeadSha: head }), (e: unknown) => isForgeError(e, "merge_refused") && /approving review is required/.test(e.message));
+  await assert.rejects(
+    forge.merge({ pullNumber: pr.number, expectedHeadSha: head }),
+    (e: unknown) => isForgeError(e, "merge_refused") && /approving review is required/.test(e.message),
+  );
 
   // mallory (read access) approves: the delivery is verified, and not taken as an approval.
-  await w.as(MALLORY_TOKEN).rest.pulls.createReview({ owner: "acme", repo: "widgets", pull_number: pr.number, commit_id: head, event: "APPROVE", body: "lgtm" });
+  await w
+    .as(MALLORY_TOKEN)
+    .rest.pulls.createReview({ owner: "acme", repo: "widgets", pull_number: pr.number, commit_id: head, event: "APPROVE", body: "lgtm" });
   await waitFor(() => w.ignored.some((i) => /mallory has no write access/.test(i.why)), "mallory's approval to be seen and not acted on");
   assert.equal(w.events.filter((e) => e.kind === "approved").length, 0);
 
   // alice (write access) approves: a domain approval naming her, on the evaluated version.
-  const { data: review } = await w.as(ALICE_TOKEN).rest.pulls.createReview({ owner: "acme", repo: "widgets", pull_number: pr.number, commit_id: head, event: "APPROVE", body: "Approved for release." });
+  const { data: review } = await w.as(ALICE_TOKEN).rest.pulls.createReview({
+    owner: "acme",
+    repo: "widgets",
+    pull_number: pr.number,
+    commit_id: head,
+    event: "APPROVE",
+    body: "Approved for release.",
+  });
   const approval = await waitFor(() => w.events.find((e) => e.kind === "approved"), "alice's approval");
-  assert.deepEqual(approval, { kind: "approved", id: `review:${review.id}`, pullNumber: pr.number, by: "alice", reviewId: review.id, commitSha: head, at: approval.at });
+  assert.deepEqual(approval, {
+    kind: "approved",
+    id: `review:${review.id}`,
+    pullNumber: pr.number,
+    by: "alice",
+    reviewId: review.id,
+    commitSha: head,
+    at: approval.at,
+  });
   const delivery = w.gh.deliveries.find((d) => d.event === "pull_request_review" && d.status !== null && d.action === "submitted");
   assert.equal(delivery?.status, 202);
 
@@ -387,13 +520,28 @@ test("a held pull request is approved by a signed webhook from a user with write
 
 test("a changes-requested review becomes 'changes requested' with its comments; a failing required check and a close by a person become events", async (t) => {
   const w = await world(t);
-  const head = w.pushTask("optimus/t-106", { "src/price.ts": "export const price = (n: number) => n * 3;\nexport const tax = (n: number) => n * 0.2;\n" });
+  const head = w.pushTask("optimus/t-106", {
+    "src/price.ts": "export const price = (n: number) => n * 3;\nexport const tax = (n: number) => n * 0.2;\n",
+  });
   const { forge } = w.wiring;
   const pr = await forge.openOrUpdatePullRequest({ head: "optimus/t-106", base: "main", title: "t-106", body: body("t-106") });
 
   // The farm's own failing check and its own review are never feedback.
-  await forge.reportCheck({ sha: head, name: "lint", status: "completed", conclusion: "failure", title: "1 problem", summary: "farm lint" });
-  await forge.postReview({ pullNumber: pr.number, commitSha: head, event: "COMMENT", body: renderReviewBody({ verdict: "approve", risk: "low", summary: "ok" }), comments: [] });
+  await forge.reportCheck({
+    sha: head,
+    name: "lint",
+    status: "completed",
+    conclusion: "failure",
+    title: "1 problem",
+    summary: "farm lint",
+  });
+  await forge.postReview({
+    pullNumber: pr.number,
+    commitSha: head,
+    event: "COMMENT",
+    body: renderReviewBody({ verdict: "approve", risk: "low", summary: "ok" }),
+    comments: [],
+  });
 
   const { data: review } = await w.as(ALICE_TOKEN).rest.pulls.createReview({
     owner: "acme",
@@ -444,19 +592,44 @@ test("a changes-requested review becomes 'changes requested' with its comments; 
   assert.deepEqual(w.events.map((e) => e.kind).sort(), ["changes_requested", "check_failed", "closed"]);
   assert.ok(w.gh.deliveries.some((d) => d.event === "pull_request_review_comment"));
   assert.ok(w.gh.deliveries.some((d) => d.event === "check_suite"));
-  assert.ok(w.gh.deliveries.every((d) => d.status === 202), JSON.stringify(w.gh.deliveries));
+  assert.ok(
+    w.gh.deliveries.every((d) => d.status === 202),
+    JSON.stringify(w.gh.deliveries),
+  );
   w.gh.assertNoViolations();
 });
 
 test("the poller derives the same events as the webhooks", async (t) => {
   const w = await world(t);
-  const head = w.pushTask("optimus/t-107", { "src/price.ts": "export const price = (n: number) => n * 3;\nexport const tax = (n: number) => n * 0.2;\n" });
+  const head = w.pushTask("optimus/t-107", {
+    "src/price.ts": "export const price = (n: number) => n * 3;\nexport const tax = (n: number) => n * 0.2;\n",
+  });
   const { forge } = w.wiring;
   const pr = await forge.openOrUpdatePullRequest({ head: "optimus/t-107", base: "main", title: "t-107", body: body("t-107") });
-  await w.as(MALLORY_TOKEN).rest.pulls.createReview({ owner: "acme", repo: "widgets", pull_number: pr.number, commit_id: head, event: "APPROVE", body: "lgtm" });
-  await w.as(ALICE_TOKEN).rest.pulls.createReview({ owner: "acme", repo: "widgets", pull_number: pr.number, commit_id: head, event: "REQUEST_CHANGES", body: "Name it.", comments: [{ path: "src/price.ts", line: 2, side: "RIGHT", body: "TAX_RATE" }] });
-  await w.as(ALICE_TOKEN).rest.pulls.createReview({ owner: "acme", repo: "widgets", pull_number: pr.number, commit_id: head, event: "COMMENT", body: "", comments: [{ path: "src/price.ts", line: 1, side: "RIGHT", body: "and this 3" }] });
-  await w.as(ALICE_TOKEN).rest.pulls.createReview({ owner: "acme", repo: "widgets", pull_number: pr.number, commit_id: head, event: "APPROVE", body: "ok now" });
+  await w
+    .as(MALLORY_TOKEN)
+    .rest.pulls.createReview({ owner: "acme", repo: "widgets", pull_number: pr.number, commit_id: head, event: "APPROVE", body: "lgtm" });
+  await w.as(ALICE_TOKEN).rest.pulls.createReview({
+    owner: "acme",
+    repo: "widgets",
+    pull_number: pr.number,
+    commit_id: head,
+    event: "REQUEST_CHANGES",
+    body: "Name it.",
+    comments: [{ path: "src/price.ts", line: 2, side: "RIGHT", body: "TAX_RATE" }],
+  });
+  await w.as(ALICE_TOKEN).rest.pulls.createReview({
+    owner: "acme",
+    repo: "widgets",
+    pull_number: pr.number,
+    commit_id: head,
+    event: "COMMENT",
+    body: "",
+    comments: [{ path: "src/price.ts", line: 1, side: "RIGHT", body: "and this 3" }],
+  });
+  await w
+    .as(ALICE_TOKEN)
+    .rest.pulls.createReview({ owner: "acme", repo: "widgets", pull_number: pr.number, commit_id: head, event: "APPROVE", body: "ok now" });
   await ciReports(w, head, "failure", "tests failed");
   await w.as(ALICE_TOKEN).rest.pulls.update({ owner: "acme", repo: "widgets", pull_number: pr.number, state: "closed" });
   await waitFor(() => w.events.some((e) => e.kind === "closed"), "the webhooks' events");
@@ -471,7 +644,10 @@ test("the poller derives the same events as the webhooks", async (t) => {
   const poller = new ForgePoller({ forge, pullRequests: () => [pr.number], onEvent: (e) => void polled.push(e), intervalMs: 1000 });
   const fresh = await poller.pollOnce();
   assert.deepEqual(fresh, polled);
-  assert.deepEqual([...polled].sort((a, b) => a.id.localeCompare(b.id)), byWebhook);
+  assert.deepEqual(
+    [...polled].sort((a, b) => a.id.localeCompare(b.id)),
+    byWebhook,
+  );
   assert.deepEqual(await poller.pollOnce(), [], "each event once");
 
   // The farm's own poller shares the webhook receiver's gate: it acts on nothing twice.
@@ -481,15 +657,34 @@ test("the poller derives the same events as the webhooks", async (t) => {
 
 test("a webhook with a bad or missing signature is refused and changes nothing", async (t) => {
   const w = await world(t);
-  const payload = JSON.stringify({ action: "closed", number: 1, pull_request: { number: 1, merged: false, closed_at: null }, repository: { full_name: "acme/widgets" }, sender: { login: "alice", type: "User" } });
+  const payload = JSON.stringify({
+    action: "closed",
+    number: 1,
+    pull_request: { number: 1, merged: false, closed_at: null },
+    repository: { full_name: "acme/widgets" },
+    sender: { login: "alice", type: "User" },
+  });
   const { createHmac } = await import("node:crypto");
   const sign = (secret: string, raw: string) => `sha256=${createHmac("sha256", secret).update(raw).digest("hex")}`;
-  const headers = (sig?: string) => ({ "content-type": "application/json", "user-agent": "GitHub-Hookshot/x", "x-github-event": "pull_request", "x-github-delivery": "d-1", ...(sig ? { "x-hub-signature-256": sig } : {}) });
+  const headers = (sig?: string) => ({
+    "content-type": "application/json",
+    "user-agent": "GitHub-Hookshot/x",
+    "x-github-event": "pull_request",
+    "x-github-delivery": "d-1",
+    ...(sig ? { "x-hub-signature-256": sig } : {}),
+  });
   assert.equal(await w.gh.post(w.hookUrl, headers(sign("not-the-secret", payload)), payload), 401);
   assert.equal(await w.gh.post(w.hookUrl, headers(), payload), 401);
-  assert.equal(await w.gh.post(w.hookUrl, headers(sign(HOOK_SECRET, payload)), payload.replace("alice", "mallo")), 401, "a tampered payload");
+  assert.equal(
+    await w.gh.post(w.hookUrl, headers(sign(HOOK_SECRET, payload)), payload.replace("alice", "mallo")),
+    401,
+    "a tampered payload",
+  );
   assert.equal(await w.gh.post(w.hookUrl, headers("sha256=zz"), payload), 401);
-  await assert.rejects(w.wiring.receiver!.receive({ id: "d-2", name: "pull_request", signature: sign("wrong", payload), payload }), /signature does not match/);
+  await assert.rejects(
+    w.wiring.receiver!.receive({ id: "d-2", name: "pull_request", signature: sign("wrong", payload), payload }),
+    /signature does not match/,
+  );
   assert.deepEqual(w.events, []);
   assert.ok(w.logs.some((l) => l.level === "warn" && /webhook refused/.test(l.msg)));
   // The right signature is accepted (the same delivery, signed with the secret).
@@ -506,7 +701,10 @@ test("secondary and primary rate limits are waited out (retry-after honoured, lo
   const took = Date.now() - t0;
   assert.equal(pr.number, 1);
   assert.ok(took >= 1000, `waited out retry-after: 1 (took ${took} ms)`);
-  assert.deepEqual(w.gh.requests.filter((r) => r.operationId === "pulls/create").map((r) => r.status), [403, 201]);
+  assert.deepEqual(
+    w.gh.requests.filter((r) => r.operationId === "pulls/create").map((r) => r.status),
+    [403, 201],
+  );
   assert.equal(w.gh.pulls.length, 1, "the retried create made one pull request");
   assert.ok(w.logs.some((l) => l.level === "warn" && /secondary rate limit: waiting 1000 ms/.test(l.msg)));
 
@@ -515,7 +713,10 @@ test("secondary and primary rate limits are waited out (retry-after honoured, lo
   w.gh.scriptLimit({ operationId: "pulls/get", kind: "primary", retryAfterSeconds: 1 });
   assert.equal((await forge.getPullRequest(1)).number, 1);
   assert.ok(w.logs.some((l) => l.level === "warn" && /primary rate limit: waiting/.test(l.msg)));
-  assert.deepEqual(w.gh.requests.filter((r) => r.operationId === "pulls/get").map((r) => r.status), [429, 200, 403, 200]);
+  assert.deepEqual(
+    w.gh.requests.filter((r) => r.operationId === "pulls/get").map((r) => r.status),
+    [429, 200, 403, 200],
+  );
 
   // A retry-after past the configured cap (3 s) is not waited out: a rate_limited error, at once.
   w.gh.scriptLimit({ operationId: "pulls/get", kind: "secondary", retryAfterSeconds: 30 });
@@ -536,9 +737,15 @@ test("the token is resolved at each call: a rotated token takes effect on the ne
   writeFileSync(join(w.vault, "github", "token"), rotated, { mode: 0o600 });
   assert.equal((await forge.getPullRequest(1)).number, 1);
   w.gh.tokens.delete(rotated);
-  await assert.rejects(forge.getPullRequest(1), (e: unknown) => isForgeError(e, "unauthorized") && /Bad credentials/.test(e.message) && !e.message.includes(rotated));
+  await assert.rejects(
+    forge.getPullRequest(1),
+    (e: unknown) => isForgeError(e, "unauthorized") && /Bad credentials/.test(e.message) && !e.message.includes(rotated),
+  );
   rmSync(join(w.vault, "github", "token"));
-  await assert.rejects(forge.getPullRequest(1), (e: unknown) => isForgeError(e, "unauthorized") && /token could not be read/.test(e.message));
+  await assert.rejects(
+    forge.getPullRequest(1),
+    (e: unknown) => isForgeError(e, "unauthorized") && /token could not be read/.test(e.message),
+  );
   w.gh.assertNoViolations();
 });
 
@@ -547,19 +754,43 @@ test("the stand-in itself: what GitHub's description does not allow is a violati
   const head = w.pushTask("optimus/t-110");
   const ci = w.as(CI_TOKEN);
   // A request the description refuses (an unknown status) is answered 422 and recorded.
-  await assert.rejects(ci.request("POST /repos/{owner}/{repo}/check-runs", { owner: "acme", repo: "widgets", name: "ci/test", head_sha: head, status: "done" as never }), (e: { status?: number }) => e.status === 422);
+  await assert.rejects(
+    ci.request("POST /repos/{owner}/{repo}/check-runs", {
+      owner: "acme",
+      repo: "widgets",
+      name: "ci/test",
+      head_sha: head,
+      status: "done" as never,
+    }),
+    (e: { status?: number }) => e.status === 422,
+  );
   assert.equal(w.gh.violations.length, 1);
   assert.match(w.gh.violations[0]!, /checks\/create.*request body\/status must be equal to one of the allowed values/);
   // An operation GitHub does not have.
-  await assert.rejects(ci.request("GET /repos/{owner}/{repo}/no-such-thing", { owner: "acme", repo: "widgets" }), (e: { status?: number }) => e.status === 404);
+  await assert.rejects(
+    ci.request("GET /repos/{owner}/{repo}/no-such-thing", { owner: "acme", repo: "widgets" }),
+    (e: { status?: number }) => e.status === 404,
+  );
   assert.match(w.gh.violations[1]!, /no operation of GitHub's description matches/);
   // A response or a webhook payload that strays from the description is caught by the same judge.
   const m = w.gh.judge.match("GET", "/repos/acme/widgets/pulls/1")!;
   assert.equal(m.op.operationId, "pulls/get");
-  const headers = { "content-type": "application/json", "x-github-request-id": "1", "x-ratelimit-limit": "5000", "x-ratelimit-remaining": "4999", "x-ratelimit-reset": "1", "x-ratelimit-used": "1", "x-ratelimit-resource": "core", "x-github-api-version-selected": "2022-11-28" };
+  const headers = {
+    "content-type": "application/json",
+    "x-github-request-id": "1",
+    "x-ratelimit-limit": "5000",
+    "x-ratelimit-remaining": "4999",
+    "x-ratelimit-reset": "1",
+    "x-ratelimit-used": "1",
+    "x-ratelimit-resource": "core",
+    "x-github-api-version-selected": "2022-11-28",
+  };
   assert.match(w.gh.judge.validateResponse(m, 200, headers, { number: "1" }).join("\n"), /must have required property '_links'/);
   assert.match(w.gh.judge.validateResponse(m, 418, headers, {}).join("\n"), /status 418 is not a response the description defines/);
-  assert.match(w.gh.judge.validateWebhook("pull-request-closed", {}, { action: "closed" }).join("\n"), /header 'X-Hub-Signature-256' missing[\s\S]*required property 'pull_request'/i);
+  assert.match(
+    w.gh.judge.validateWebhook("pull-request-closed", {}, { action: "closed" }).join("\n"),
+    /header 'X-Hub-Signature-256' missing[\s\S]*required property 'pull_request'/i,
+  );
   assert.match(w.gh.judge.version, /^3\.0\.3 /);
   w.gh.violations.length = 0;
 });

@@ -25,7 +25,10 @@ async function gatewayFarm(t: { after(fn: () => unknown): void }, standin: Anthr
       heartbeatIntervalMs: 500,
       secrets: { vaults: { dev: { provider: "env", prefix: `${varName}_` } } },
       gateway: {
-        apiKey: "secrets-manager://dev/anthropic/key", baseUrl: standin.url, model: "claude-sonnet-5-5", prices: PRICES,
+        apiKey: "secrets-manager://dev/anthropic/key",
+        baseUrl: standin.url,
+        model: "claude-sonnet-5-5",
+        prices: PRICES,
         retry: { maxAttempts: 4, maxRetryAfterMs: 400, overloadBaseMs: 20 },
         ...(extra.gateway ?? {}),
       },
@@ -35,8 +38,13 @@ async function gatewayFarm(t: { after(fn: () => unknown): void }, standin: Anthr
   const admin = httpClientFor(farm.url, farm.adminToken);
   const workerToken = await tokenFor(farm.url, farm.adminToken, "worker", "w");
   const held = new Map<string, { lease: Lease; ctx: LeaseContext; release: () => void }>();
-  const agents = await startWorkers(farm.url, workerToken, [{ nodeId: "w1", role: "codegen", max: 20 }], newLedger(), (lease, ctx) =>
-    new Promise((resolve) => held.set(lease.unitId, { lease, ctx, release: () => resolve({ outcome: "succeeded", summary: "done" }) })),
+  const agents = await startWorkers(
+    farm.url,
+    workerToken,
+    [{ nodeId: "w1", role: "codegen", max: 20 }],
+    newLedger(),
+    (lease, ctx) =>
+      new Promise((resolve) => held.set(lease.unitId, { lease, ctx, release: () => resolve({ outcome: "succeeded", summary: "done" }) })),
   );
   t.after(async () => {
     for (const h of held.values()) h.release();
@@ -47,13 +55,24 @@ async function gatewayFarm(t: { after(fn: () => unknown): void }, standin: Anthr
   return { farm, admin, leaseOn, events };
 }
 
-const ask = (ctx: LeaseContext, text = "Fix the bug", maxTokens = 256) => ctx.escalate({ system: "You fix code.", messages: [{ role: "user", content: text }], maxTokens, editTool: false, signals: { confidence: 0.1 } });
+const ask = (ctx: LeaseContext, text = "Fix the bug", maxTokens = 256) =>
+  ctx.escalate({
+    system: "You fix code.",
+    messages: [{ role: "user", content: text }],
+    maxTokens,
+    editTool: false,
+    signals: { confidence: 0.1 },
+  });
 
 test("gateway: each provider error class gets its own behaviour; the ledger charges real usage once", { timeout: 60_000 }, async (t) => {
   const standin = await startAnthropicStandin();
   t.after(() => standin.close());
   const { admin, leaseOn, events, farm } = await gatewayFarm(t, standin);
-  await admin.tasks.create.mutate({ id: "hard", title: "Hard", units: Array.from({ length: 6 }, (_, i) => ({ id: `u${i}`, goal: "hard", complexity: "large" as const })) });
+  await admin.tasks.create.mutate({
+    id: "hard",
+    title: "Hard",
+    units: Array.from({ length: 6 }, (_, i) => ({ id: `u${i}`, goal: "hard", complexity: "large" as const })),
+  });
 
   // Success: one call, streamed, charged at its real usage.
   standin.push({ kind: "text", text: "Here is the fix.", inputTokens: 1000, outputTokens: 100 });
@@ -115,7 +134,10 @@ test("gateway: each provider error class gets its own behaviour; the ledger char
   const charged = settled.reduce((n, e) => n + (e.data as { costUsd: number }).costUsd, 0);
   assert.ok(Math.abs(report.totalUsd - charged) < 1e-12);
   assert.equal(report.reservedUsd, 0, "nothing stays reserved");
-  const midStream = settled.find((e) => (e.data as { errorClass?: string }).errorClass === "mid_stream")!.data as { costUsd: number; inputTokens: number };
+  const midStream = settled.find((e) => (e.data as { errorClass?: string }).errorClass === "mid_stream")!.data as {
+    costUsd: number;
+    inputTokens: number;
+  };
   assert.ok(midStream.inputTokens > 0 && midStream.costUsd > 0, "the broken stream is charged for what it read");
   assert.ok(report.byTask.hard! > 0 && report.byWorker["worker:w1"]! > 0 && report.byModel["claude-sonnet-5-5"]! > 0);
   void farm;
@@ -127,63 +149,105 @@ test("gateway: the gate keeps a unit local — the frontier never sees it — an
   const { admin, leaseOn, events } = await gatewayFarm(t, standin);
   await admin.tasks.create.mutate({ id: "easy", title: "Easy", units: [{ id: "small", goal: "small", complexity: "small" }] });
   const { ctx } = await leaseOn("small");
-  await assert.rejects(ctx.escalate({ messages: [{ role: "user", content: "please" }], maxTokens: 100, editTool: false, signals: { confidence: 0.9, checksFailed: 0 } }), (err: unknown) => {
-    assert.equal(errorCode(err), "FORBIDDEN");
-    assert.match((err as Error).message, /^local only: no gate condition holds \(confidence 0\.90 ≥ 0\.35, 0 failures < 2, complexity small < large, no person asked\)/);
-    return true;
-  });
+  await assert.rejects(
+    ctx.escalate({
+      messages: [{ role: "user", content: "please" }],
+      maxTokens: 100,
+      editTool: false,
+      signals: { confidence: 0.9, checksFailed: 0 },
+    }),
+    (err: unknown) => {
+      assert.equal(errorCode(err), "FORBIDDEN");
+      assert.match(
+        (err as Error).message,
+        /^local only: no gate condition holds \(confidence 0\.90 ≥ 0\.35, 0 failures < 2, complexity small < large, no person asked\)/,
+      );
+      return true;
+    },
+  );
   assert.equal(standin.requests.length, 0, "the frontier server never received a request");
   const denied = (await events()).filter((e) => e.type === "escalation_denied");
   assert.equal(denied.length, 1);
-  assert.deepEqual((denied[0]!.data as { signals: unknown }).signals, { failures: 0, complexity: "small", humanRequest: false, confidence: 0.9 });
+  assert.deepEqual((denied[0]!.data as { signals: unknown }).signals, {
+    failures: 0,
+    complexity: "small",
+    humanRequest: false,
+    confidence: 0.9,
+  });
 
   // A person's "escalate" opens the gate for that unit.
   await admin.units.escalate.mutate({ taskId: "easy", unitId: "small", reason: "stuck" });
   standin.push({ kind: "text", text: "frontier answer" });
-  const a: EscalationAnswer = await ctx.escalate({ messages: [{ role: "user", content: "please" }], maxTokens: 100, editTool: false, signals: { confidence: 0.9 } });
+  const a: EscalationAnswer = await ctx.escalate({
+    messages: [{ role: "user", content: "please" }],
+    maxTokens: 100,
+    editTool: false,
+    signals: { confidence: 0.9 },
+  });
   assert.equal(a.text, "frontier answer");
   const queued = (await events()).find((e) => e.type === "escalation_queued")!.data as { gate: string };
   assert.match(queued.gate, /a person asked for it \(admin:admin\)/);
 });
 
-test("gateway: reservation-based admission — reserved + spent never exceeds the budget, over-budget calls wait and are admitted later", { timeout: 60_000 }, async (t) => {
-  const standin = await startAnthropicStandin({ latencyMs: 150, fallback: { kind: "text", text: "ok", outputTokens: 20 } });
-  t.after(() => standin.close());
-  // Each call reserves about 1,000 output tokens × $15/M = $0.015 plus its input; the day allows three at once.
-  const { admin, leaseOn, events } = await gatewayFarm(t, standin, { gateway: { budgets: { perTaskUsd: 10, perDayUsd: 0.05 } } });
-  await admin.tasks.create.mutate({ id: "many", title: "Many", units: Array.from({ length: 8 }, (_, i) => ({ id: `m${i}`, goal: "x", complexity: "large" as const })) });
-  const ctxs = await Promise.all(Array.from({ length: 8 }, (_, i) => leaseOn(`m${i}`)));
-  const answers = await Promise.all(ctxs.map(({ ctx }) => ask(ctx, "small request", 1_000)));
-  assert.equal(answers.length, 8);
-  // Replay the journal: at every event, reserved + spent on the day stays within the budget.
-  let reserved = 0, spent = 0, peakInFlight = 0, inFlight = 0;
-  const reservations = new Map<string, number>();
-  for (const e of await events()) {
-    if (e.type === "escalation_admitted") {
-      reserved += e.data.reservedUsd;
-      reservations.set(e.data.requestId, e.data.reservedUsd);
-      peakInFlight = Math.max(peakInFlight, ++inFlight);
-    } else if (e.type === "escalation_settled") {
-      reserved -= reservations.get(e.data.requestId)!;
-      spent += e.data.costUsd;
-      inFlight--;
+test(
+  "gateway: reservation-based admission — reserved + spent never exceeds the budget, over-budget calls wait and are admitted later",
+  { timeout: 60_000 },
+  async (t) => {
+    const standin = await startAnthropicStandin({ latencyMs: 150, fallback: { kind: "text", text: "ok", outputTokens: 20 } });
+    t.after(() => standin.close());
+    // Each call reserves about 1,000 output tokens × $15/M = $0.015 plus its input; the day allows three at once.
+    const { admin, leaseOn, events } = await gatewayFarm(t, standin, { gateway: { budgets: { perTaskUsd: 10, perDayUsd: 0.05 } } });
+    await admin.tasks.create.mutate({
+      id: "many",
+      title: "Many",
+      units: Array.from({ length: 8 }, (_, i) => ({ id: `m${i}`, goal: "x", complexity: "large" as const })),
+    });
+    const ctxs = await Promise.all(Array.from({ length: 8 }, (_, i) => leaseOn(`m${i}`)));
+    const answers = await Promise.all(ctxs.map(({ ctx }) => ask(ctx, "small request", 1_000)));
+    assert.equal(answers.length, 8);
+    // Replay the journal: at every event, reserved + spent on the day stays within the budget.
+    let reserved = 0,
+      spent = 0,
+      peakInFlight = 0,
+      inFlight = 0;
+    const reservations = new Map<string, number>();
+    for (const e of await events()) {
+      if (e.type === "escalation_admitted") {
+        reserved += e.data.reservedUsd;
+        reservations.set(e.data.requestId, e.data.reservedUsd);
+        peakInFlight = Math.max(peakInFlight, ++inFlight);
+      } else if (e.type === "escalation_settled") {
+        reserved -= reservations.get(e.data.requestId)!;
+        spent += e.data.costUsd;
+        inFlight--;
+      }
+      assert.ok(reserved + spent <= 0.05 + 1e-12, `ceiling held at seq ${e.seq}: ${reserved + spent}`);
     }
-    assert.ok(reserved + spent <= 0.05 + 1e-12, `ceiling held at seq ${e.seq}: ${reserved + spent}`);
-  }
-  assert.ok(peakInFlight >= 2 && peakInFlight <= 3, `the budget limited concurrency (peak ${peakInFlight})`);
-  assert.equal(standin.answered().length, 8, "each request called once");
-  const users = standin.answered().map((r) => (r.body?.metadata as { user_id: string }).user_id);
-  assert.equal(new Set(users).size, 8);
-  // A call bigger than the whole budget is refused at once, with the reason.
-  await assert.rejects(ask(ctxs[0]!.ctx, "huge", 5_000), (err: unknown) => /can never be admitted: its worst-case cost .* is more than the daily budget/.test((err as Error).message));
-});
+    assert.ok(peakInFlight >= 2 && peakInFlight <= 3, `the budget limited concurrency (peak ${peakInFlight})`);
+    assert.equal(standin.answered().length, 8, "each request called once");
+    const users = standin.answered().map((r) => (r.body?.metadata as { user_id: string }).user_id);
+    assert.equal(new Set(users).size, 8);
+    // A call bigger than the whole budget is refused at once, with the reason.
+    await assert.rejects(ask(ctxs[0]!.ctx, "huge", 5_000), (err: unknown) =>
+      /can never be admitted: its worst-case cost .* is more than the daily budget/.test((err as Error).message),
+    );
+  },
+);
 
 test("gateway: a call held by its own task's budget does not hold up another task's call behind it", { timeout: 30_000 }, async (t) => {
   const standin = await startAnthropicStandin({ latencyMs: 600, fallback: { kind: "text", text: "ok", outputTokens: 5 } });
   t.after(() => standin.close());
   // About $0.015 reserved per call: a task holds one at a time.
   const { admin, leaseOn, events } = await gatewayFarm(t, standin, { gateway: { budgets: { perTaskUsd: 0.02, perDayUsd: 10 } } });
-  await admin.tasks.create.mutate({ id: "a", title: "A", priority: 10, units: [{ id: "a1", goal: "x", complexity: "large" }, { id: "a2", goal: "x", complexity: "large" }] });
+  await admin.tasks.create.mutate({
+    id: "a",
+    title: "A",
+    priority: 10,
+    units: [
+      { id: "a1", goal: "x", complexity: "large" },
+      { id: "a2", goal: "x", complexity: "large" },
+    ],
+  });
   await admin.tasks.create.mutate({ id: "b", title: "B", units: [{ id: "b1", goal: "x", complexity: "large" }] });
   const [a1, a2, b1] = await Promise.all([leaseOn("a1"), leaseOn("a2"), leaseOn("b1")]);
   const first = ask(a1.ctx, "first of A", 1_000);
@@ -193,9 +257,18 @@ test("gateway: a call held by its own task's budget does not hold up another tas
   const other = ask(b1.ctx, "B", 1_000);
   await Promise.all([first, second, other]);
   const ev = await events();
-  const seqOf = (type: string, match: (d: { requestId: string }) => boolean) => ev.find((e) => e.type === type && match(e.data as { requestId: string }))!.seq;
-  const idOf = (unitId: string) => (ev.find((e) => e.type === "escalation_queued" && (e.data as { unitId: string }).unitId === unitId)!.data as { requestId: string }).requestId;
+  const seqOf = (type: string, match: (d: { requestId: string }) => boolean) =>
+    ev.find((e) => e.type === type && match(e.data as { requestId: string }))!.seq;
+  const idOf = (unitId: string) =>
+    (ev.find((e) => e.type === "escalation_queued" && (e.data as { unitId: string }).unitId === unitId)!.data as { requestId: string })
+      .requestId;
   const [ida1, ida2, idb1] = ["a1", "a2", "b1"].map(idOf);
-  assert.ok(seqOf("escalation_admitted", (d) => d.requestId === idb1) < seqOf("escalation_settled", (d) => d.requestId === ida1), "B was admitted while A's first call still ran");
-  assert.ok(seqOf("escalation_admitted", (d) => d.requestId === ida2) > seqOf("escalation_settled", (d) => d.requestId === ida1), "A's second waited for A's first to settle");
+  assert.ok(
+    seqOf("escalation_admitted", (d) => d.requestId === idb1) < seqOf("escalation_settled", (d) => d.requestId === ida1),
+    "B was admitted while A's first call still ran",
+  );
+  assert.ok(
+    seqOf("escalation_admitted", (d) => d.requestId === ida2) > seqOf("escalation_settled", (d) => d.requestId === ida1),
+    "A's second waited for A's first to settle",
+  );
 });

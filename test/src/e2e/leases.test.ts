@@ -16,7 +16,14 @@ async function manualWorker(url: string, token: string, nodeId: string) {
   await client.worker.register.mutate({ nodeId, role: "codegen", maxConcurrentTasks: 1, model: { primary: "manual" } });
   const leases: Lease[] = [];
   const sub = client.worker.leases.subscribe({ nodeId }, { onData: (env) => leases.push(env.data as Lease) });
-  return { client, leases, close: () => { sub.unsubscribe(); close(); } };
+  return {
+    client,
+    leases,
+    close: () => {
+      sub.unsubscribe();
+      close();
+    },
+  };
 }
 
 test("a worker that stops heartbeating loses its lease within two heartbeat intervals; its late submission is rejected and recorded", async (t) => {
@@ -46,9 +53,14 @@ test("a worker that stops heartbeating loses its lease within two heartbeat inte
   t.diagnostic(`re-leased ${relasedAfter} ms after the dead worker's last heartbeat (heartbeat interval ${H} ms)`);
 
   // The silent worker wakes up and reports: rejected with a clear reason, and the journal records it.
-  const late = await silent.client.worker.submit.mutate({ nodeId: "silent-1", lease: ref, result: { outcome: "succeeded", summary: "late" } }).catch((e: unknown) => e);
+  const late = await silent.client.worker.submit
+    .mutate({ nodeId: "silent-1", lease: ref, result: { outcome: "succeeded", summary: "late" } })
+    .catch((e: unknown) => e);
   assert.equal(errorCode(late), "CONFLICT");
-  assert.match((late as Error).message, /^lease lost: silent-1 no longer holds unit job\/u1 attempt 1: that lease expired; the unit is now completed at attempt 2$/);
+  assert.match(
+    (late as Error).message,
+    /^lease lost: silent-1 no longer holds unit job\/u1 attempt 1: that lease expired; the unit is now completed at attempt 2$/,
+  );
   const hb2 = await silent.client.worker.heartbeat.mutate({ nodeId: "silent-1", leases: [ref] });
   assert.equal(hb2.lost.length, 1);
   const events = await journal(farm.server);
@@ -62,15 +74,25 @@ test("a worker that stops heartbeating loses its lease within two heartbeat inte
 });
 
 test("failures retry with exponential backoff, dead-letter after the last attempt, and a human can retry", async (t) => {
-  const farm = await startTestFarm(t, { config: { heartbeatIntervalMs: 1000, maxAttempts: 3, retryBackoff: { baseMs: 150, maxMs: 5000 } } });
+  const farm = await startTestFarm(t, {
+    config: { heartbeatIntervalMs: 1000, maxAttempts: 3, retryBackoff: { baseMs: 150, maxMs: 5000 } },
+  });
   const admin = httpClientFor(farm.url, farm.adminToken);
   const token = await tokenFor(farm.url, farm.adminToken, "worker", "pool");
   let failUntil = 3;
   const ledger = newLedger();
   const agents = await startWorkers(farm.url, token, [{ nodeId: "w1", role: "codegen", max: 1 }], ledger, async () =>
-    --failUntil >= 0 ? { outcome: "failed", summary: `check failed (${failUntil} left)` } : { outcome: "succeeded", summary: "fixed" });
+    --failUntil >= 0 ? { outcome: "failed", summary: `check failed (${failUntil} left)` } : { outcome: "succeeded", summary: "fixed" },
+  );
   t.after(() => stopAll(agents));
-  await admin.tasks.create.mutate({ id: "flaky", title: "flaky", units: [{ id: "u1", goal: "g" }, { id: "u2", goal: "after u1", dependsOn: ["u1"] }] });
+  await admin.tasks.create.mutate({
+    id: "flaky",
+    title: "flaky",
+    units: [
+      { id: "u1", goal: "g" },
+      { id: "u2", goal: "after u1", dependsOn: ["u1"] },
+    ],
+  });
   const dead = await waitFor(async () => {
     const u = await admin.units.get.query({ taskId: "flaky", unitId: "u1" });
     return u.state === "dead" ? u : null;
@@ -83,7 +105,10 @@ test("failures retry with exponential backoff, dead-letter after the last attemp
   const events = await journal(farm.server);
   const fails = events.filter((e) => e.type === "unit_failed").map((e) => e.data as { next: string; notBefore?: number; attempt: number });
   const leases = events.filter((e) => e.type === "unit_leased");
-  assert.deepEqual(fails.map((f) => f.next), ["retry", "retry", "dead"]);
+  assert.deepEqual(
+    fails.map((f) => f.next),
+    ["retry", "retry", "dead"],
+  );
   const failTs = events.filter((e) => e.type === "unit_failed").map((e) => e.ts);
   const waits = [0, 1].map((i) => fails[i]!.notBefore! - failTs[i]!);
   // Full jitter in [ceiling/2, ceiling], ceiling doubling: 150 then 300 ms.
@@ -91,7 +116,10 @@ test("failures retry with exponential backoff, dead-letter after the last attemp
   assert.ok(waits[1]! >= 150 && waits[1]! <= 300, `second backoff ${waits[1]} ms`);
   for (const i of [0, 1]) assert.ok(leases[i + 1]!.ts >= fails[i]!.notBefore!, "not leased again before its backoff ran out");
 
-  await assert.rejects(admin.units.retry.mutate({ taskId: "flaky", unitId: "u2" }), /cannot retry unit flaky\/u2: it is planned, where retry does not apply$/);
+  await assert.rejects(
+    admin.units.retry.mutate({ taskId: "flaky", unitId: "u2" }),
+    /cannot retry unit flaky\/u2: it is planned, where retry does not apply$/,
+  );
   await admin.units.retry.mutate({ taskId: "flaky", unitId: "u1" });
   await waitFor(async () => (await admin.tasks.get.query({ taskId: "flaky" })).task.state === "completed", "the retried task to complete");
   const retried = (await journal(farm.server)).find((e) => e.type === "unit_retried")!;
@@ -110,14 +138,27 @@ test("cancelling a task ends its units and tells the worker holding a lease to s
     return { outcome: "succeeded", summary: "too late" };
   });
   t.after(() => stopAll(agents));
-  await admin.tasks.create.mutate({ id: "long", title: "long", units: [{ id: "u1", goal: "g" }, { id: "u2", goal: "g" }] });
+  await admin.tasks.create.mutate({
+    id: "long",
+    title: "long",
+    units: [
+      { id: "u1", goal: "g" },
+      { id: "u2", goal: "g" },
+    ],
+  });
   await waitFor(() => ledger.started.length === 1, "the first unit to start");
   const cancelled = await admin.tasks.cancel.mutate({ taskId: "long", reason: "not needed" });
   assert.equal(cancelled.state, "cancelled");
   await waitFor(() => aborted, "the worker to be told its lease is gone");
   await sleep(300);
   const { units } = await admin.tasks.get.query({ taskId: "long" });
-  assert.deepEqual(units.map((u) => [u.unitId, u.state, u.reason]), [["u1", "cancelled", "not needed"], ["u2", "cancelled", "not needed"]]);
+  assert.deepEqual(
+    units.map((u) => [u.unitId, u.state, u.reason]),
+    [
+      ["u1", "cancelled", "not needed"],
+      ["u2", "cancelled", "not needed"],
+    ],
+  );
   assert.equal(ledger.accepted.length, 0, "nothing of a cancelled task is accepted");
   assert.equal(ledger.started.length, 1, "no new lease for a cancelled task");
 });

@@ -38,8 +38,15 @@ async function loadTree(): Promise<Tree> {
   const dir = mkdtempSync(join(tmpdir(), "optimus-tree-"));
   try {
     const out = join(dir, "presentation.mjs");
-    await build({ entryPoints: [join(ROOT, "extension", "src", "model", "unit-presentation.ts")], bundle: true, format: "esm", platform: "node", outfile: out, logLevel: "silent",
-      banner: { js: 'import { createRequire as __r } from "node:module"; const require = __r(import.meta.url);' } });
+    await build({
+      entryPoints: [join(ROOT, "extension", "src", "model", "unit-presentation.ts")],
+      bundle: true,
+      format: "esm",
+      platform: "node",
+      outfile: out,
+      logLevel: "silent",
+      banner: { js: 'import { createRequire as __r } from "node:module"; const require = __r(import.meta.url);' },
+    });
     return (await import(pathToFileURL(out).href)) as Tree;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -52,19 +59,28 @@ test("every state × action: the tree offers exactly what the farm accepts, and 
   const tree = await loadTree();
   const repo = makeFixtureRepo(t);
   // A change that adds `slow` keeps its eval running (the unit stays `evaluating`); the rest are quick.
-  writeFarmConfig(repo, `prloop:\n  eval:\n    - { name: tests, command: "if [ -f slow ]; then sleep 600; fi; node test/add.test.js", timeoutMs: 900000 }\nplanner: { enabled: false }\n`);
+  writeFarmConfig(
+    repo,
+    `prloop:\n  eval:\n    - { name: tests, command: "if [ -f slow ]; then sleep 600; fi; node test/add.test.js", timeoutMs: 900000 }\nplanner: { enabled: false }\n`,
+  );
   // A frontier model is configured (escalation is possible); it is never called here.
   const vaultVar = `OPTIMUS_TEST_SECRET_${randomBytes(4).toString("hex").toUpperCase()}`;
   process.env[`${vaultVar}_ANTHROPIC_KEY`] = "sk-ant-never-used";
   t.after(() => delete process.env[`${vaultVar}_ANTHROPIC_KEY`]);
-  const { server: farm, adminToken: admin } = await startTestFarm(t, { repo, config: {
-    heartbeatIntervalMs: 500,
-    maxAttempts: 1,
-    secrets: { vaults: { dev: { provider: "env", prefix: `${vaultVar}_` } } },
-    gateway: { apiKey: "secrets-manager://dev/anthropic/key", baseUrl: "http://127.0.0.1:9" },
-  } });
+  const { server: farm, adminToken: admin } = await startTestFarm(t, {
+    repo,
+    config: {
+      heartbeatIntervalMs: 500,
+      maxAttempts: 1,
+      secrets: { vaults: { dev: { provider: "env", prefix: `${vaultVar}_` } } },
+      gateway: { apiKey: "secrets-manager://dev/anthropic/key", baseUrl: "http://127.0.0.1:9" },
+    },
+  });
   // A person whose token may approve anything (protected paths too), so the tree hides nothing from them.
-  const person: FarmClient = httpClientFor(farm.url, (await httpClientFor(farm.url, admin).admin.createToken.mutate({ role: "editor", name: "walker", approver: true })).token);
+  const person: FarmClient = httpClientFor(
+    farm.url,
+    (await httpClientFor(farm.url, admin).admin.createToken.mutate({ role: "editor", name: "walker", approver: true })).token,
+  );
 
   // Each task's goal says what its worker does: block (stay leased), fail, change, or hold a review.
   const blocked: Array<() => void> = [];
@@ -73,22 +89,31 @@ test("every state × action: the tree offers exactly what the farm accepts, and 
   const startTheWorkers = async () => {
     const coder = await tokenFor(farm.url, admin, "worker", "coders");
     const reviewer = await tokenFor(farm.url, admin, "worker", "reviewers");
-    const agents = await startWorkers(farm.url, coder, [{ nodeId: "coder", role: "codegen", max: 50 }, { nodeId: "reviewer", role: "review", max: 50, token: reviewer }], newLedger(), async (lease) => {
-      const goal = lease.spec.goal;
-      const base = (lease.context as { base?: { branch: string } } | undefined)?.base?.branch;
-      if (lease.spec.role === "review") {
-        if (goal.includes("[review-block]")) return block();
-        return { outcome: "succeeded", summary: "", review: { verdict: "approve", risk: "low", summary: "fine", comments: [] } };
-      }
-      if (goal.includes("[block]")) return block();
-      if (goal.includes("[fail]")) return { outcome: "failed", summary: "could not do it" };
-      if (goal.includes("[noop]")) return { outcome: "succeeded", summary: "nothing to change" };
-      // Each change adds its own file, so changes merged earlier in the walk never make it empty.
-      const files: Record<string, string> = { "src/add.js": FIX, [`src/${lease.taskId}.js`]: `export const task = "${lease.taskId}";\n` };
-      if (goal.includes("[slow]")) files["slow"] = "1\n";
-      if (goal.includes("[protected]")) files[`.github/workflows/${lease.taskId}.yml`] = "on: [push, pull_request]\n";
-      return { outcome: "succeeded", summary: "done", patch: patchFor(repo, base!, files) };
-    });
+    const agents = await startWorkers(
+      farm.url,
+      coder,
+      [
+        { nodeId: "coder", role: "codegen", max: 50 },
+        { nodeId: "reviewer", role: "review", max: 50, token: reviewer },
+      ],
+      newLedger(),
+      async (lease) => {
+        const goal = lease.spec.goal;
+        const base = (lease.context as { base?: { branch: string } } | undefined)?.base?.branch;
+        if (lease.spec.role === "review") {
+          if (goal.includes("[review-block]")) return block();
+          return { outcome: "succeeded", summary: "", review: { verdict: "approve", risk: "low", summary: "fine", comments: [] } };
+        }
+        if (goal.includes("[block]")) return block();
+        if (goal.includes("[fail]")) return { outcome: "failed", summary: "could not do it" };
+        if (goal.includes("[noop]")) return { outcome: "succeeded", summary: "nothing to change" };
+        // Each change adds its own file, so changes merged earlier in the walk never make it empty.
+        const files: Record<string, string> = { "src/add.js": FIX, [`src/${lease.taskId}.js`]: `export const task = "${lease.taskId}";\n` };
+        if (goal.includes("[slow]")) files["slow"] = "1\n";
+        if (goal.includes("[protected]")) files[`.github/workflows/${lease.taskId}.yml`] = "on: [push, pull_request]\n";
+        return { outcome: "succeeded", summary: "done", patch: patchFor(repo, base!, files) };
+      },
+    );
     t.after(async () => {
       for (const b of blocked) b();
       await stopAll(agents);
@@ -99,15 +124,24 @@ test("every state × action: the tree offers exactly what the farm accepts, and 
   let n = 0;
   const unitOf = (taskId: string, unitId: string) => person.units.get.query({ taskId, unitId });
   const until = (taskId: string, unitId: string, state: UnitState) =>
-    waitFor(async () => {
-      const u = await unitOf(taskId, unitId);
-      return u.state === state ? u : null;
-    }, `${taskId}/${unitId} to be ${state}`, 60_000).catch(async (e: Error) => {
+    waitFor(
+      async () => {
+        const u = await unitOf(taskId, unitId);
+        return u.state === state ? u : null;
+      },
+      `${taskId}/${unitId} to be ${state}`,
+      60_000,
+    ).catch(async (e: Error) => {
       throw new Error(`${e.message}; it is ${JSON.stringify(await unitOf(taskId, unitId))}`);
     });
   const task = async (tag: string, extra: { review?: string } = {}) => {
     const id = `walk-${++n}`;
-    const files = ["src/add.js", `src/${id}.js`, ...(tag === "[slow]" ? ["slow"] : []), ...(tag === "[protected]" ? [`.github/workflows/${id}.yml`] : [])];
+    const files = [
+      "src/add.js",
+      `src/${id}.js`,
+      ...(tag === "[slow]" ? ["slow"] : []),
+      ...(tag === "[protected]" ? [`.github/workflows/${id}.yml`] : []),
+    ];
     await person.tasks.create.mutate({ id, title: `walk ${n}`, units: [{ id: "u", goal: `${tag} ${extra.review ?? ""}`, files }] });
     return id;
   };
@@ -117,7 +151,14 @@ test("every state × action: the tree offers exactly what the farm accepts, and 
     switch (state) {
       case "planned": {
         const id = `walk-${++n}`;
-        await person.tasks.create.mutate({ id, title: `walk ${n}`, units: [{ id: "first", goal: "[block]", files: code }, { id: "u", goal: "[block]", files: code, dependsOn: ["first"] }] });
+        await person.tasks.create.mutate({
+          id,
+          title: `walk ${n}`,
+          units: [
+            { id: "first", goal: "[block]", files: code },
+            { id: "u", goal: "[block]", files: code, dependsOn: ["first"] },
+          ],
+        });
         return { taskId: id, unitId: "u" };
       }
       case "ready":
@@ -171,7 +212,9 @@ test("every state × action: the tree offers exactly what the farm accepts, and 
   const act = async (action: UnitAction, ref: { taskId: string; unitId: string }): Promise<unknown> => {
     const u = await unitOf(ref.taskId, ref.unitId);
     // A decision names the change the person saw; a unit without one gets a well-formed version.
-    const seen = u.evaluation ? { attempt: u.evaluation.attempt, head: u.evaluation.commit } : { attempt: Math.max(1, u.attempt), head: "0".repeat(40) };
+    const seen = u.evaluation
+      ? { attempt: u.evaluation.attempt, head: u.evaluation.commit }
+      : { attempt: Math.max(1, u.attempt), head: "0".repeat(40) };
     const call = {
       approve: () => person.reviews.approve.mutate({ ...ref, ...seen }),
       reject: () => person.reviews.reject.mutate({ ...ref, ...seen, reason: "walked" }),
@@ -180,12 +223,17 @@ test("every state × action: the tree offers exactly what the farm accepts, and 
       retry: () => person.units.retry.mutate(ref),
       cancel: () => person.units.cancel.mutate({ ...ref, reason: "walked" }),
     }[action];
-    return call().then(() => "accepted", (e: unknown) => e);
+    return call().then(
+      () => "accepted",
+      (e: unknown) => e,
+    );
   };
 
   const offered = (u: UnitLiveView, withFarmActions: boolean): UnitAction[] => {
     const view = withFarmActions ? u : (({ actions: _a, ...rest }) => rest as UnitLiveView)(u);
-    const flags = new Set(tree.unitPresentation(view, { now: Date.now(), live: true, approver: true, frontierConfigured: true }).contextValue.split(" "));
+    const flags = new Set(
+      tree.unitPresentation(view, { now: Date.now(), live: true, approver: true, frontierConfigured: true }).contextValue.split(" "),
+    );
     return UnitAction.options.filter((a) => flags.has(tree.ACTION_FLAGS[a]));
   };
 
@@ -201,7 +249,11 @@ test("every state × action: the tree offers exactly what the farm accepts, and 
     for (const action of UnitAction.options.filter((a) => !offers.includes(a))) {
       const answer = await act(action, first);
       assert.equal(errorCode(answer), "CONFLICT", `${state} × ${action}: not offered, so the farm must refuse it (got ${String(answer)})`);
-      assert.match((answer as Error).message, /^cannot [a-z ]+ unit walk-\d+\/u: /, `${state} × ${action}: refused with the table's sentence`);
+      assert.match(
+        (answer as Error).message,
+        /^cannot [a-z ]+ unit walk-\d+\/u: /,
+        `${state} × ${action}: refused with the table's sentence`,
+      );
       const after = await unitOf(first.taskId, first.unitId);
       assert.deepEqual([after.state, after.attempt], [u.state, u.attempt], `${state} × ${action}: a refusal changes nothing`);
       walked.push(`${state} × ${action}: refused`);

@@ -17,7 +17,10 @@ import { waitFor } from "../helpers/wait.js";
 /** A person commits a hand-written task manifest on the origin's main. */
 function commitManifest(repo: string, taskId: string): void {
   mkdirSync(join(repo, ".optimus", "tasks", taskId), { recursive: true });
-  writeFileSync(join(repo, ".optimus", "tasks", taskId, "manifest.yaml"), `title: Task ${taskId}\nunits:\n  - id: u1\n    goal: do ${taskId}\n`);
+  writeFileSync(
+    join(repo, ".optimus", "tasks", taskId, "manifest.yaml"),
+    `title: Task ${taskId}\nunits:\n  - id: u1\n    goal: do ${taskId}\n`,
+  );
   execFileSync("git", ["add", "-f", `.optimus/tasks/${taskId}/manifest.yaml`], { cwd: repo });
   execFileSync("git", ["-c", "user.name=T", "-c", "user.email=t@l", "commit", "-q", "-m", `task ${taskId}`], { cwd: repo });
 }
@@ -39,7 +42,11 @@ test("a restart with an unchanged history reads no manifest; one committed since
   await farm.client.tasks.create.mutate({ id: "t-sent", title: "Sent", units: [{ id: "u1", goal: "x" }] });
 
   const second = await restart();
-  assert.deepEqual([second.startup.imports.read, second.startup.imports.imported, second.startup.imports.restored], [0, [], []], "nothing changed: no manifest read");
+  assert.deepEqual(
+    [second.startup.imports.read, second.startup.imports.imported, second.startup.imports.restored],
+    [0, [], []],
+    "nothing changed: no manifest read",
+  );
   assert.equal(second.services.state.projection.tasks.size, 31);
 
   commitManifest(repo, "t-new");
@@ -57,14 +64,28 @@ test("a restart with an unchanged history reads no manifest; one committed since
   // Finished without a merge (its unit needed no change, or it was cancelled), then archived: its
   // branch stays in the farm's clone, and a restart still treats the task as known — it neither
   // extracts the branch nor reads its manifest.
-  const archiving = await startTestFarm(t, { repo, config: { ...config, prloop: { reviewEveryCodegenUnit: false }, history: { retentionMs: 0, sweepEveryMs: 50 } } });
+  const archiving = await startTestFarm(t, {
+    repo,
+    config: { ...config, prloop: { reviewEveryCodegenUnit: false }, history: { retentionMs: 0, sweepEveryMs: 50 } },
+  });
   // (a restart issues no admin token: the worker's comes from the farm's token store, as `token create` would)
-  const agents = await startWorkers(archiving.url, archiving.server.services.tokens.create("worker", "w").token, [{ nodeId: "w", role: "codegen", max: 4 }], newLedger(), async () => ({ outcome: "succeeded", summary: "nothing to change" }));
+  const agents = await startWorkers(
+    archiving.url,
+    archiving.server.services.tokens.create("worker", "w").token,
+    [{ nodeId: "w", role: "codegen", max: 4 }],
+    newLedger(),
+    async () => ({ outcome: "succeeded", summary: "nothing to change" }),
+  );
   t.after(() => stopAll(agents));
   // Every task (the 32 above) is worked on and needs no change.
   await waitFor(() => archiving.server.services.state.projection.tasks.size === 0, "every finished task to be archived", 60_000);
   assert.equal(archiving.server.services.state.projection.archived, 32);
-  assert.ok(execFileSync("git", ["for-each-ref", "refs/heads/optimus/t-1"], { cwd: cloneDirFor(repo) }).toString().includes("optimus/t-1"), "the branch of a task finished without a merge is still there");
+  assert.ok(
+    execFileSync("git", ["for-each-ref", "refs/heads/optimus/t-1"], { cwd: cloneDirFor(repo) })
+      .toString()
+      .includes("optimus/t-1"),
+    "the branch of a task finished without a merge is still there",
+  );
   await stopAll(agents);
   await archiving.stop();
   const fifth = await restart();

@@ -19,10 +19,15 @@ import { processesWith } from "../helpers/processes.js";
 const reply = (req: StandinRequest) =>
   req.messages[0]!.content.startsWith("You review")
     ? JSON.stringify({ verdict: "approve", risk: "low", summary: "ok", comments: [] })
-    : JSON.stringify({ summary: "fix", edits: [{ kind: "replace", path: "src/add.js", search: "return a - b;", replace: "return a + b;" }], done: true });
+    : JSON.stringify({
+        summary: "fix",
+        edits: [{ kind: "replace", path: "src/add.js", search: "return a - b;", replace: "return a + b;" }],
+        done: true,
+      });
 
 /** a sleep length no other test uses, so its processes can be told apart */
-const uniqueMarker = () => `${40 + Math.floor(Math.random() * 50)}.${String(process.pid % 10_000).padStart(4, "0")}${Math.floor(Math.random() * 10)}`;
+const uniqueMarker = () =>
+  `${40 + Math.floor(Math.random() * 50)}.${String(process.pid % 10_000).padStart(4, "0")}${Math.floor(Math.random() * 10)}`;
 const sleepIn = (marker: string) => `sleep\0${marker}\0`;
 
 async function setup(t: { after(fn: () => unknown): void }, opts: { eval?: string; heartbeatMs?: number } = {}) {
@@ -33,19 +38,24 @@ async function setup(t: { after(fn: () => unknown): void }, opts: { eval?: strin
   const farm = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", String(opts.heartbeatMs ?? 1000)] });
   const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken };
   const tokens: Record<string, string> = {};
-  for (const role of ["codegen", "review"]) tokens[role] = (await runCli(["token", "create", "--role", "worker", "--name", `${role}-pool`], { cwd: repo, env })).stdout.trim();
+  for (const role of ["codegen", "review"])
+    tokens[role] = (await runCli(["token", "create", "--role", "worker", "--name", `${role}-pool`], { cwd: repo, env })).stdout.trim();
   const workDir = mkdtempSync(join(tmpdir(), "optimus-workers-"));
   t.after(() => rmSync(workDir, { recursive: true, force: true }));
   const workers: CliProcess[] = [];
   const startWorker = async (role: string, id: string) => {
-    const w = new CliProcess(["worker", "--role", role, "--model", model.url, "--node-id", id, "--work-dir", join(workDir, id), "--farm", farm.url], { cwd: repo, env: { OPTIMUS_TOKEN: tokens[role]! } });
+    const w = new CliProcess(
+      ["worker", "--role", role, "--model", model.url, "--node-id", id, "--work-dir", join(workDir, id), "--farm", farm.url],
+      { cwd: repo, env: { OPTIMUS_TOKEN: tokens[role]! } },
+    );
     workers.push(w);
     await waitFor(() => w.log.includes("waiting for units"), `worker ${id} to connect`, 30_000);
     return w;
   };
   t.after(() => Promise.all(workers.map((w) => w.stop("SIGKILL"))));
   const admin = httpClientFor(farm.url, farm.adminToken);
-  const send = async (check: string) => (await runCli(["send", "Make add add", "--files", "src/add.js", "--check", check], { cwd: repo, env })).stdout.trim();
+  const send = async (check: string) =>
+    (await runCli(["send", "Make add add", "--files", "src/add.js", "--check", check], { cwd: repo, env })).stdout.trim();
   return { repo, farm, env, admin, startWorker, send };
 }
 
@@ -71,7 +81,11 @@ test("a worker SIGTERMed mid-check exits within 5 s, and no process of its check
   assert.deepEqual(processesWith(sleepIn(marker)), [], "no process of the check survived");
   assert.match(worker.log, /SIGTERM: stopping \(1 running unit\(s\) end now/);
   // Its lease is left to the farm: it expires and the unit is offered again.
-  await waitFor(async () => (await s.admin.units.get.query({ taskId, unitId: "u1" })).state === "ready", "the unit to be ready again after its lease expired", 30_000);
+  await waitFor(
+    async () => (await s.admin.units.get.query({ taskId, unitId: "u1" })).state === "ready",
+    "the unit to be ready again after its lease expired",
+    30_000,
+  );
 });
 
 test("a cancelled lease's check is gone within 2 s; the worker keeps running", { timeout: 120_000 }, async (t) => {
@@ -103,64 +117,92 @@ test("a SIGKILLed worker leaves no check process behind", { timeout: 120_000 }, 
   t.diagnostic(`check gone ${Date.now() - killed} ms after SIGKILL`);
 });
 
-test("the farm SIGTERMed mid-eval exits within 5 s with no eval left; after a restart the unit is evaluated again and merged exactly once", { timeout: 180_000 }, async (t) => {
-  // A 6.x s eval: longer than the 5 s the stop may take (so waiting for it would fail the test), short
-  // enough to run again after the restart.
-  const marker = uniqueMarker().replace(/^\d+/, "6");
-  const s = await setup(t, { eval: `sleep ${marker} && node test/add.test.js`, heartbeatMs: 500 });
-  await s.startWorker("codegen", "cg-1");
-  await s.startWorker("review", "rv-1");
-  const taskId = await s.send("node test/add.test.js");
-  await waitFor(() => processesWith(sleepIn(marker)).length > 0, "the eval to be running", 60_000);
-  const farmPid = s.farm.pid!;
-  const started = Date.now();
-  await s.farm.stop();
-  const ms = Date.now() - started;
-  t.diagnostic(`farm exited ${ms} ms after SIGTERM`);
-  assert.ok(ms < 5_000, `the farm took ${ms} ms to exit\n${s.farm.log.slice(-3000)}`);
-  assert.doesNotMatch(s.farm.log, /did not stop within/);
-  assert.match(s.farm.log, /SIGTERM: stopping the farm/);
-  assert.match(s.farm.log, /farm stopped/);
-  assert.deepEqual(processesWith(sleepIn(marker)), [], "no process of the eval survived");
-  assert.throws(() => process.kill(farmPid, 0), "the farm process is gone");
-  // The interrupted eval left no verdict: the unit is still in evaluation, and no attempt was used.
-  await s.farm.start();
-  const after = await s.admin.units.get.query({ taskId, unitId: "u1" });
-  assert.deepEqual([after.state, after.attempt, after.evaluation], ["evaluating", 1, undefined]);
-  const done = await waitFor(async () => {
-    const r = await s.admin.tasks.get.query({ taskId });
-    return r.task.merge?.commit ? r : null;
-  }, "the task to be merged after the restart", 120_000);
-  const u1 = done.units.find((u) => u.unitId === "u1")!;
-  assert.deepEqual([u1.state, u1.attempt], ["merged", 1]);
-  assert.equal(git(s.repo, "log", "--format=%B", "main").match(new RegExp(`Optimus-Unit: ${taskId}/u1#`, "g"))?.length, 1, "merged exactly once");
-  assert.match(git(s.repo, "show", "main:src/add.js"), /a \+ b/);
-});
+test(
+  "the farm SIGTERMed mid-eval exits within 5 s with no eval left; after a restart the unit is evaluated again and merged exactly once",
+  { timeout: 180_000 },
+  async (t) => {
+    // A 6.x s eval: longer than the 5 s the stop may take (so waiting for it would fail the test), short
+    // enough to run again after the restart.
+    const marker = uniqueMarker().replace(/^\d+/, "6");
+    const s = await setup(t, { eval: `sleep ${marker} && node test/add.test.js`, heartbeatMs: 500 });
+    await s.startWorker("codegen", "cg-1");
+    await s.startWorker("review", "rv-1");
+    const taskId = await s.send("node test/add.test.js");
+    await waitFor(() => processesWith(sleepIn(marker)).length > 0, "the eval to be running", 60_000);
+    const farmPid = s.farm.pid!;
+    const started = Date.now();
+    await s.farm.stop();
+    const ms = Date.now() - started;
+    t.diagnostic(`farm exited ${ms} ms after SIGTERM`);
+    assert.ok(ms < 5_000, `the farm took ${ms} ms to exit\n${s.farm.log.slice(-3000)}`);
+    assert.doesNotMatch(s.farm.log, /did not stop within/);
+    assert.match(s.farm.log, /SIGTERM: stopping the farm/);
+    assert.match(s.farm.log, /farm stopped/);
+    assert.deepEqual(processesWith(sleepIn(marker)), [], "no process of the eval survived");
+    assert.throws(() => process.kill(farmPid, 0), "the farm process is gone");
+    // The interrupted eval left no verdict: the unit is still in evaluation, and no attempt was used.
+    await s.farm.start();
+    const after = await s.admin.units.get.query({ taskId, unitId: "u1" });
+    assert.deepEqual([after.state, after.attempt, after.evaluation], ["evaluating", 1, undefined]);
+    const done = await waitFor(
+      async () => {
+        const r = await s.admin.tasks.get.query({ taskId });
+        return r.task.merge?.commit ? r : null;
+      },
+      "the task to be merged after the restart",
+      120_000,
+    );
+    const u1 = done.units.find((u) => u.unitId === "u1")!;
+    assert.deepEqual([u1.state, u1.attempt], ["merged", 1]);
+    assert.equal(
+      git(s.repo, "log", "--format=%B", "main").match(new RegExp(`Optimus-Unit: ${taskId}/u1#`, "g"))?.length,
+      1,
+      "merged exactly once",
+    );
+    assert.match(git(s.repo, "show", "main:src/add.js"), /a \+ b/);
+  },
+);
 
-test("Ctrl-C of `farm up --workers 2` while a local worker's check runs: the farm exits within 5 s, the check with it", { timeout: 120_000 }, async (t) => {
-  const repo = makeFixtureRepo(t);
-  const model = await startOpenAiStandin({ script: Array.from({ length: 20 }, () => reply) });
-  t.after(() => model.close());
-  const farm = await startTestFarm(t, { mode: "process", repo, args: ["--heartbeat-ms", "1000", "--workers", "2", "--worker-model", model.url] });
-  await waitFor(() => farm.log.includes("2 local worker(s) joined"), "the local workers to join", 30_000);
-  const marker = uniqueMarker();
-  await runCli(["send", "Make add add", "--files", "src/add.js", "--check", `sleep ${marker}`], { cwd: repo, env: { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken } });
-  await waitFor(() => processesWith(sleepIn(marker)).length > 0, "the local worker's check to be running", 60_000);
-  const pid = farm.pid!;
-  const started = Date.now();
-  process.kill(pid, "SIGINT");
-  await waitFor(() => {
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch {
-      return true;
-    }
-  }, "the farm process to exit", 10_000, 10);
-  const ms = Date.now() - started;
-  t.diagnostic(`farm up --workers 2 exited ${ms} ms after SIGINT`);
-  assert.ok(ms < 5_000, `took ${ms} ms\n${farm.log.slice(-2000)}`);
-  assert.match(farm.log, /SIGINT: stopping the farm[\s\S]*farm stopped/);
-  assert.doesNotMatch(farm.log, /did not stop within/);
-  assert.deepEqual(processesWith(sleepIn(marker)), [], "no process of the check survived");
-});
+test(
+  "Ctrl-C of `farm up --workers 2` while a local worker's check runs: the farm exits within 5 s, the check with it",
+  { timeout: 120_000 },
+  async (t) => {
+    const repo = makeFixtureRepo(t);
+    const model = await startOpenAiStandin({ script: Array.from({ length: 20 }, () => reply) });
+    t.after(() => model.close());
+    const farm = await startTestFarm(t, {
+      mode: "process",
+      repo,
+      args: ["--heartbeat-ms", "1000", "--workers", "2", "--worker-model", model.url],
+    });
+    await waitFor(() => farm.log.includes("2 local worker(s) joined"), "the local workers to join", 30_000);
+    const marker = uniqueMarker();
+    await runCli(["send", "Make add add", "--files", "src/add.js", "--check", `sleep ${marker}`], {
+      cwd: repo,
+      env: { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: farm.adminToken },
+    });
+    await waitFor(() => processesWith(sleepIn(marker)).length > 0, "the local worker's check to be running", 60_000);
+    const pid = farm.pid!;
+    const started = Date.now();
+    process.kill(pid, "SIGINT");
+    await waitFor(
+      () => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      "the farm process to exit",
+      10_000,
+      10,
+    );
+    const ms = Date.now() - started;
+    t.diagnostic(`farm up --workers 2 exited ${ms} ms after SIGINT`);
+    assert.ok(ms < 5_000, `took ${ms} ms\n${farm.log.slice(-2000)}`);
+    assert.match(farm.log, /SIGINT: stopping the farm[\s\S]*farm stopped/);
+    assert.doesNotMatch(farm.log, /did not stop within/);
+    assert.deepEqual(processesWith(sleepIn(marker)), [], "no process of the check survived");
+  },
+);

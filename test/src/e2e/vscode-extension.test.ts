@@ -9,15 +9,27 @@ import { ROOT } from "../helpers/paths.js";
 import { runExtensionSuite } from "../helpers/vscode/index.js";
 
 /** The harness's loopback control endpoint: the suite in VS Code asks it to stop and start the farm. */
-async function controlServer(h: { stop(): Promise<void>; start(): Promise<void>; finished(n: number): Promise<void> }): Promise<{ url: string; server: Server }> {
+async function controlServer(h: {
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  finished(n: number): Promise<void>;
+}): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
-    const act = req.method !== "POST" ? null
-      : req.url === "/farm/stop" ? h.stop()
-      : req.url === "/farm/start" ? h.start()
-      : req.url === "/farm/finished" ? h.finished(60)
-      : null;
+    const act =
+      req.method !== "POST"
+        ? null
+        : req.url === "/farm/stop"
+          ? h.stop()
+          : req.url === "/farm/start"
+            ? h.start()
+            : req.url === "/farm/finished"
+              ? h.finished(60)
+              : null;
     if (!act) return void res.writeHead(404).end("unknown control");
-    act.then(() => res.writeHead(200).end("ok"), (err) => res.writeHead(500).end(String(err)));
+    act.then(
+      () => res.writeHead(200).end("ok"),
+      (err) => res.writeHead(500).end(String(err)),
+    );
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server };
@@ -29,7 +41,10 @@ test("the extension's integration suite passes inside a real VS Code against a r
   const finished = async (n: number) => {
     for (let i = 0; i < n; i++) {
       const taskId = `old-${String(i).padStart(3, "0")}`;
-      await h.server.services.tasks.create({ id: taskId, title: `Old task ${i}`, units: [{ id: "u1", goal: "done long ago" }], source: "api" }, "test");
+      await h.server.services.tasks.create(
+        { id: taskId, title: `Old task ${i}`, units: [{ id: "u1", goal: "done long ago" }], source: "api" },
+        "test",
+      );
       await h.server.services.tasks.cancel(taskId, "history for the tree", "test");
     }
   };
@@ -73,5 +88,8 @@ test("the extension's integration suite passes inside a real VS Code against a r
   assert.ok((staleApprovals[0]!.data as { head?: string }).head, "the approval names the head commit seen");
   const offline = taskOf("Fix add while the farm goes away");
   assert.ok(offline);
-  assert.ok(!events.some((e) => (e.type === "unit_approved" || e.type === "unit_rejected") && e.data.taskId === offline), "the click made while the farm was down was never sent");
+  assert.ok(
+    !events.some((e) => (e.type === "unit_approved" || e.type === "unit_rejected") && e.data.taskId === offline),
+    "the click made while the farm was down was never sent",
+  );
 });

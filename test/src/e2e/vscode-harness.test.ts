@@ -38,36 +38,62 @@ test.before(() => {
   mkdirSync(ARTIFACTS, { recursive: true });
 });
 
-test("runExtensionSuite: the fixture's Mocha suite passes in code-server, and a failing test makes it reject", { timeout: 300_000 }, async (t) => {
-  const ws = workspace(t);
-  let t0 = Date.now();
-  await runExtensionSuite({ extensionDevelopmentPath: FIXTURE, extensionTestsPath: SUITE, workspace: ws, env: { HELLO_EXPECT: "from-the-test-process" }, artifactsDir: ARTIFACTS, timeoutMs: 120_000 });
-  t.diagnostic(`passing suite: ${Date.now() - t0} ms`);
+test(
+  "runExtensionSuite: the fixture's Mocha suite passes in code-server, and a failing test makes it reject",
+  { timeout: 300_000 },
+  async (t) => {
+    const ws = workspace(t);
+    let t0 = Date.now();
+    await runExtensionSuite({
+      extensionDevelopmentPath: FIXTURE,
+      extensionTestsPath: SUITE,
+      workspace: ws,
+      env: { HELLO_EXPECT: "from-the-test-process" },
+      artifactsDir: ARTIFACTS,
+      timeoutMs: 120_000,
+    });
+    t.diagnostic(`passing suite: ${Date.now() - t0} ms`);
 
-  t0 = Date.now();
-  await assert.rejects(
-    runExtensionSuite({ extensionDevelopmentPath: FIXTURE, extensionTestsPath: SUITE, workspace: ws, env: { HELLO_EXPECT: "from-the-test-process", HELLO_FAIL: "1" }, artifactsDir: ARTIFACTS, timeoutMs: 120_000 }),
-    (err: Error) => {
-      assert.match(err.message, /failed in code-server: Test run failed with code 1/);
-      assert.match(err.message, /deliberate failure requested by HELLO_FAIL=1/);
-      return true;
-    },
-  );
-  t.diagnostic(`failing suite: ${Date.now() - t0} ms`);
-});
+    t0 = Date.now();
+    await assert.rejects(
+      runExtensionSuite({
+        extensionDevelopmentPath: FIXTURE,
+        extensionTestsPath: SUITE,
+        workspace: ws,
+        env: { HELLO_EXPECT: "from-the-test-process", HELLO_FAIL: "1" },
+        artifactsDir: ARTIFACTS,
+        timeoutMs: 120_000,
+      }),
+      (err: Error) => {
+        assert.match(err.message, /failed in code-server: Test run failed with code 1/);
+        assert.match(err.message, /deliberate failure requested by HELLO_FAIL=1/);
+        return true;
+      },
+    );
+    t.diagnostic(`failing suite: ${Date.now() - t0} ms`);
+  },
+);
 
-test("openWorkbench: 'Hello: Say Hi' from the palette shows its notification, the view container shows the tree, an input box takes text", { timeout: 300_000 }, async (t) => {
-  const t0 = Date.now();
-  const wb = await openWorkbench({ workspace: workspace(t), extensionDevelopmentPath: FIXTURE, artifactsDir: join(ARTIFACTS, "dev-path") });
-  t.after(() => wb.close());
-  await seeGreetingAndTree(wb);
-  await wb.runCommand("Hello: Greet Someone");
-  await wb.fillQuickInput("Optimus");
-  await wb.page.locator(".notifications-toasts").getByText("Hello, Optimus!").waitFor({ state: "visible", timeout: 20_000 });
-  await wb.screenshot("greeted-from-input-box");
-  await wb.close();
-  t.diagnostic(`workbench (development path): ${Date.now() - t0} ms`);
-});
+test(
+  "openWorkbench: 'Hello: Say Hi' from the palette shows its notification, the view container shows the tree, an input box takes text",
+  { timeout: 300_000 },
+  async (t) => {
+    const t0 = Date.now();
+    const wb = await openWorkbench({
+      workspace: workspace(t),
+      extensionDevelopmentPath: FIXTURE,
+      artifactsDir: join(ARTIFACTS, "dev-path"),
+    });
+    t.after(() => wb.close());
+    await seeGreetingAndTree(wb);
+    await wb.runCommand("Hello: Greet Someone");
+    await wb.fillQuickInput("Optimus");
+    await wb.page.locator(".notifications-toasts").getByText("Hello, Optimus!").waitFor({ state: "visible", timeout: 20_000 });
+    await wb.screenshot("greeted-from-input-box");
+    await wb.close();
+    t.diagnostic(`workbench (development path): ${Date.now() - t0} ms`);
+  },
+);
 
 test("openWorkbench with a packaged .vsix: the installed extension works the same", { timeout: 300_000 }, async (t) => {
   const t0 = Date.now();
@@ -76,7 +102,10 @@ test("openWorkbench with a packaged .vsix: the installed extension works the sam
   const { path: out, remove } = scratchDir("optimus-vsix-");
   t.after(remove);
   const vsix = join(out, "hello.vsix");
-  const r = spawnSync(vsce, ["package", "--allow-missing-repository", "--skip-license", "--no-dependencies", "-o", vsix], { cwd: FIXTURE, encoding: "utf8" });
+  const r = spawnSync(vsce, ["package", "--allow-missing-repository", "--skip-license", "--no-dependencies", "-o", vsix], {
+    cwd: FIXTURE,
+    encoding: "utf8",
+  });
   assert.equal(r.status, 0, `vsce package failed:\n${r.stdout}${r.stderr}`);
   const wb = await openWorkbench({ workspace: workspace(t), vsix, artifactsDir: join(ARTIFACTS, "vsix") });
   t.after(() => wb.close());

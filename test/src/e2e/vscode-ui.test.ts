@@ -42,7 +42,12 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   // Connect through the palette, as a user would: URL, then the token (a password box). A wrong
   // token first: one clear message, and its button is the way to fix it.
   // Each step of the connect prompt has its own title: wait for it, so text never lands in the previous box.
-  const step = (n: 1 | 2) => page.locator(".quick-input-widget .quick-input-title").filter({ hasText: `(${n}/2)` }).first().waitFor({ timeout: 15_000 });
+  const step = (n: 1 | 2) =>
+    page
+      .locator(".quick-input-widget .quick-input-title")
+      .filter({ hasText: `(${n}/2)` })
+      .first()
+      .waitFor({ timeout: 15_000 });
   await wb.runCommand("Optimus: Connect to Farm");
   await step(1);
   await wb.fillQuickInput(h.url);
@@ -55,8 +60,14 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   await refused.getByRole("button", { name: "Enter Token" }).click();
   await step(2);
   await wb.fillQuickInput(h.editor);
-  await notification(/connected to .* as editor:vscode-test/).first().waitFor({ timeout: 30_000 });
-  await page.locator(".statusbar-item").filter({ hasText: /Optimus: 0 running/ }).first().waitFor({ timeout: 10_000 });
+  await notification(/connected to .* as editor:vscode-test/)
+    .first()
+    .waitFor({ timeout: 30_000 });
+  await page
+    .locator(".statusbar-item")
+    .filter({ hasText: /Optimus: 0 running/ })
+    .first()
+    .waitFor({ timeout: 10_000 });
   await wb.screenshot("connected");
 
   await page.locator('.activitybar .action-item a[aria-label^="Optimus"]').first().click();
@@ -71,9 +82,13 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
 
   // The unit's progress, live from the worker.
   const unitRow = () => treeRow(page, "u1").filter({ hasNotText: "review" }).first();
-  await unitRow().filter({ hasText: /running · coder/ }).waitFor({ timeout: 30_000 });
+  await unitRow()
+    .filter({ hasText: /running · coder/ })
+    .waitFor({ timeout: 30_000 });
   await wb.screenshot("unit-running");
-  await unitRow().filter({ hasText: /awaiting approval/ }).waitFor({ timeout: 60_000 });
+  await unitRow()
+    .filter({ hasText: /awaiting approval/ })
+    .waitFor({ timeout: 60_000 });
   await page.locator(".activitybar .badge").filter({ hasText: "1" }).first().waitFor({ timeout: 10_000 });
   await wb.screenshot("awaiting-approval");
 
@@ -81,14 +96,24 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   await unitRow().click();
   const diff = page.locator(".monaco-diff-editor").first();
   await diff.waitFor({ timeout: 30_000 });
-  await diff.locator(".editor.modified .view-lines").filter({ hasText: /return\s+a\s+\+\s+b/ }).waitFor({ timeout: 15_000 });
-  await diff.locator(".editor.original .view-lines").filter({ hasText: /return\s+a\s+-\s+b/ }).waitFor({ timeout: 15_000 });
+  await diff
+    .locator(".editor.modified .view-lines")
+    .filter({ hasText: /return\s+a\s+\+\s+b/ })
+    .waitFor({ timeout: 15_000 });
+  await diff
+    .locator(".editor.original .view-lines")
+    .filter({ hasText: /return\s+a\s+-\s+b/ })
+    .waitFor({ timeout: 15_000 });
   await wb.screenshot("diff-open");
 
   // One click: the Approve button in the diff editor's title bar.
   await page.locator('.editor-actions .action-label[aria-label^="Approve"]').first().click();
-  await notification(/Approved .*u1/).first().waitFor({ timeout: 30_000 });
-  await unitRow().filter({ hasText: /merged/ }).waitFor({ timeout: 60_000 });
+  await notification(/Approved .*u1/)
+    .first()
+    .waitFor({ timeout: 30_000 });
+  await unitRow()
+    .filter({ hasText: /merged/ })
+    .waitFor({ timeout: 60_000 });
   await wb.screenshot("merged");
 
   // The farm and git agree with what the tree shows.
@@ -99,12 +124,21 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   assert.equal(events.find((e) => e.type === "unit_approved")?.actor, "editor:vscode-test");
   // The unit's merge into the task's branch (in the farm's clone; the branch itself may already be
   // delivered and deleted) has the change.
-  assert.match(git(cloneDirFor(h.repo), "show", `${u.mergedCommit}:src/add.js`), /return a \+ b/, "the change on the task's integration branch");
+  assert.match(
+    git(cloneDirFor(h.repo), "show", `${u.mergedCommit}:src/add.js`),
+    /return a \+ b/,
+    "the change on the task's integration branch",
+  );
 
   // Issue 16: a three-file change is one multi-file diff, with added / modified shown as such (no
   // renames), and is approved from that editor's title bar.
   const api = httpClientFor(h.url, h.editor);
-  const awaitingOnFarm = (taskId: string) => waitFor(() => h.server.services.state.projection.units.get(`${taskId}/u1`)?.state === "awaiting_approval", `${taskId}/u1 to await approval`, 60_000);
+  const awaitingOnFarm = (taskId: string) =>
+    waitFor(
+      () => h.server.services.state.projection.units.get(`${taskId}/u1`)?.state === "awaiting_approval",
+      `${taskId}/u1 to await approval`,
+      60_000,
+    );
   const three = await api.tasks.create.mutate({ title: "Add mul and sub", files: ["src/add.js", "src/mul.js", "src/sub.js"] });
   await awaitingOnFarm(three.taskId);
   // With no change editor active, "Open Change" asks which unit's.
@@ -122,8 +156,13 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   assert.equal(await header("add.js").locator(".status").innerText(), "", "a modified file has no A/D/R badge");
   await wb.screenshot("multi-file-diff");
   await page.locator('.editor-actions .action-label[aria-label^="Approve"]').first().click();
-  await notification(new RegExp(`Approved ${three.taskId}/u1 attempt 1`)).first().waitFor({ timeout: 30_000 });
-  await waitFor(() => h.server.services.state.projection.units.get(`${three.taskId}/u1`)?.state === "merged", "the three-file change merged");
+  await notification(new RegExp(`Approved ${three.taskId}/u1 attempt 1`))
+    .first()
+    .waitFor({ timeout: 30_000 });
+  await waitFor(
+    () => h.server.services.state.projection.units.get(`${three.taskId}/u1`)?.state === "merged",
+    "the three-file change merged",
+  );
   await wb.screenshot("multi-file-approved");
 
   // A click while the farm is down (the approval notification's own button) fails at once with a
@@ -132,14 +171,24 @@ test("in the real workbench: connect, Send to Optimus, watch the unit run, open 
   const asked = notification(new RegExp(`${offline.taskId}/u1 attempt 1 needs your approval`)).first();
   await asked.waitFor({ timeout: 60_000 });
   await h.stop();
-  await page.locator(".statusbar-item").filter({ hasText: /reconnecting/ }).first().waitFor({ timeout: 20_000 });
+  await page
+    .locator(".statusbar-item")
+    .filter({ hasText: /reconnecting/ })
+    .first()
+    .waitFor({ timeout: 20_000 });
   const clicked = Date.now();
   await asked.getByRole("button", { name: "Approve" }).click();
-  await notification(/Not connected to the farm: .*nothing was sent/).first().waitFor({ timeout: 5_000 });
+  await notification(/Not connected to the farm: .*nothing was sent/)
+    .first()
+    .waitFor({ timeout: 5_000 });
   assert.ok(Date.now() - clicked < 5_000, "the error came at once");
   await wb.screenshot("approve-while-disconnected");
   await h.start();
-  await page.locator(".statusbar-item").filter({ hasText: /Optimus: \d+ running/ }).first().waitFor({ timeout: 30_000 });
+  await page
+    .locator(".statusbar-item")
+    .filter({ hasText: /Optimus: \d+ running/ })
+    .first()
+    .waitFor({ timeout: 30_000 });
   await new Promise((r) => setTimeout(r, 3_000)); // a click kept for the reconnect would have run by now
   const after = await h.server.services.state.journal.readAfter(0, 100_000);
   assert.ok(!after.some((e) => e.type === "unit_approved" && e.data.taskId === offline.taskId), "no decision was recorded");

@@ -15,7 +15,15 @@ export type StandinEntry =
   /** an assistant text reply; usage is derived from the request and text unless given */
   | { kind: "text"; text: string; inputTokens?: number; outputTokens?: number }
   /** a tool call (after an optional text block), stop_reason "tool_use" */
-  | { kind: "tool_use"; name: string; input: Record<string, unknown>; text?: string; id?: string; inputTokens?: number; outputTokens?: number }
+  | {
+      kind: "tool_use";
+      name: string;
+      input: Record<string, unknown>;
+      text?: string;
+      id?: string;
+      inputTokens?: number;
+      outputTokens?: number;
+    }
   /** 429 rate_limit_error with retry-after (when given) and anthropic-ratelimit-* headers */
   | { kind: "rate_limit"; retryAfterSeconds?: number }
   /** 529 overloaded_error */
@@ -158,7 +166,11 @@ export async function startAnthropicStandin(opts: AnthropicStandinOptions = {}):
           { details: { error_code: "enforced_spend_limit_reached" } },
         );
       case "usage_limit":
-        throw new ApiError(400, "invalid_request_error", "You have reached your specified API usage limits. You will regain access on 2026-12-01 at 00:00 UTC.");
+        throw new ApiError(
+          400,
+          "invalid_request_error",
+          "You have reached your specified API usage limits. You will regain access on 2026-12-01 at 00:00 UTC.",
+        );
       case "server_error":
         throw new ApiError(500, "api_error", "Internal server error");
       case "mid_stream_error": {
@@ -241,7 +253,8 @@ function validate(raw: string, needsMaxTokens: boolean): Record<string, unknown>
   if (typeof b.model !== "string" || b.model === "") throw bad("model: Input should be a valid string");
   if (needsMaxTokens) {
     if (b.max_tokens === undefined) throw bad("max_tokens: Field required");
-    if (!Number.isInteger(b.max_tokens) || (b.max_tokens as number) < 1) throw bad("max_tokens: Input should be greater than or equal to 1");
+    if (!Number.isInteger(b.max_tokens) || (b.max_tokens as number) < 1)
+      throw bad("max_tokens: Input should be greater than or equal to 1");
   }
   if (b.messages === undefined) throw bad("messages: Field required");
   if (!Array.isArray(b.messages)) throw bad("messages: Input should be a valid list");
@@ -249,11 +262,15 @@ function validate(raw: string, needsMaxTokens: boolean): Record<string, unknown>
   b.messages.forEach((m: unknown, i) => {
     const msg = m as { role?: unknown; content?: unknown } | null;
     if (msg?.role === "system")
-      throw bad(`messages.${i}.role: Unexpected role "system". The Messages API accepts a top-level \`system\` parameter, not "system" as an input message role.`);
+      throw bad(
+        `messages.${i}.role: Unexpected role "system". The Messages API accepts a top-level \`system\` parameter, not "system" as an input message role.`,
+      );
     if (msg?.role !== "user" && msg?.role !== "assistant") throw bad(`messages.${i}.role: Input should be 'user' or 'assistant'`);
-    if (typeof msg.content !== "string" && !Array.isArray(msg.content)) throw bad(`messages.${i}.content: Input should be a valid string or list`);
+    if (typeof msg.content !== "string" && !Array.isArray(msg.content))
+      throw bad(`messages.${i}.content: Input should be a valid string or list`);
   });
-  if (b.system !== undefined && typeof b.system !== "string" && !Array.isArray(b.system)) throw bad("system: Input should be a valid string or list");
+  if (b.system !== undefined && typeof b.system !== "string" && !Array.isArray(b.system))
+    throw bad("system: Input should be a valid string or list");
   if (b.stream !== undefined && typeof b.stream !== "boolean") throw bad("stream: Input should be a valid boolean");
   return b;
 }
@@ -306,7 +323,9 @@ function buildReply(body: Record<string, unknown>, entry: Extract<StandinEntry, 
   let json = entry.kind === "tool_use" ? JSON.stringify(entry.input) : "";
   let stopReason: Reply["stopReason"] = entry.kind === "tool_use" ? "tool_use" : "end_turn";
   let stopSequence: string | null = null;
-  const stops = Array.isArray(body.stop_sequences) ? (body.stop_sequences as unknown[]).filter((s): s is string => typeof s === "string" && s !== "") : [];
+  const stops = Array.isArray(body.stop_sequences)
+    ? (body.stop_sequences as unknown[]).filter((s): s is string => typeof s === "string" && s !== "")
+    : [];
   if (text !== null) {
     let cut = -1;
     for (const s of stops) {
@@ -413,13 +432,20 @@ async function streamReply(res: ServerResponse, r: Reply, requestId: string, del
     index++;
   }
   if (r.tool) {
-    if (!(await send("content_block_start", { index, content_block: { type: "tool_use", id: r.tool.id, name: r.tool.name, input: {} } }))) return;
+    if (!(await send("content_block_start", { index, content_block: { type: "tool_use", id: r.tool.id, name: r.tool.name, input: {} } })))
+      return;
     for (const piece of ["", ...splitJson(r.tool.json)]) {
       if (!(await send("content_block_delta", { index, delta: { type: "input_json_delta", partial_json: piece } }))) return;
     }
     if (!(await send("content_block_stop", { index }))) return;
   }
-  if (!(await send("message_delta", { delta: { stop_reason: r.stopReason, stop_sequence: r.stopSequence }, usage: { output_tokens: r.outputTokens } }))) return;
+  if (
+    !(await send("message_delta", {
+      delta: { stop_reason: r.stopReason, stop_sequence: r.stopSequence },
+      usage: { output_tokens: r.outputTokens },
+    }))
+  )
+    return;
   if (gone) return;
   res.end(`event: message_stop\ndata: ${JSON.stringify({ type: "message_stop" })}\n\n`);
 }
@@ -448,7 +474,12 @@ function rateLimitHeaders(resetSeconds: number, exhausted: boolean): Record<stri
 
 function sendJson(res: ServerResponse, status: number, value: unknown, requestId: string, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(value);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "request-id": requestId, ...headers });
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    "request-id": requestId,
+    ...headers,
+  });
   res.end(text);
 }
 

@@ -7,7 +7,8 @@ import { dirname, join } from "node:path";
 import { makeRepo, writeFarmConfig } from "./repo.js";
 
 const run = promisify(execFile);
-const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.name=Test", "-c", "user.email=test@localhost", ...args], { cwd, stdio: "pipe" }).toString();
+const git = (cwd: string, ...args: string[]) =>
+  execFileSync("git", ["-c", "user.name=Test", "-c", "user.email=test@localhost", ...args], { cwd, stdio: "pipe" }).toString();
 
 /**
  * A small project with a real failing test: `src/add.js` subtracts instead of adding, and
@@ -17,7 +18,8 @@ export function makeFixtureRepo(t: { after(fn: () => void): void }, config = "")
   const repo = makeRepo(t, "optimus-fixture-");
   const files: Record<string, string> = {
     "src/add.js": "export function add(a, b) {\n  return a - b;\n}\n",
-    "test/add.test.js": "import assert from 'node:assert/strict';\nimport { add } from '../src/add.js';\nassert.equal(add(2, 3), 5);\nconsole.log('add works');\n",
+    "test/add.test.js":
+      "import assert from 'node:assert/strict';\nimport { add } from '../src/add.js';\nassert.equal(add(2, 3), 5);\nconsole.log('add works');\n",
     "package.json": JSON.stringify({ name: "fixture", type: "module", private: true }, null, 2) + "\n",
     "README.md": "# fixture\n",
     ".github/workflows/ci.yml": "on: push\n",
@@ -39,7 +41,14 @@ export function makeFixtureRepo(t: { after(fn: () => void): void }, config = "")
  */
 export function patchFor(repo: string, ref: string, changes: Record<string, string | null>): string {
   const dir = mkdtempSync(join(tmpdir(), "optimus-patch-"));
-  const has = (r: string) => { try { git(r, "rev-parse", "-q", "--verify", `${ref}^{commit}`); return true; } catch { return false; } };
+  const has = (r: string) => {
+    try {
+      git(r, "rev-parse", "-q", "--verify", `${ref}^{commit}`);
+      return true;
+    } catch {
+      return false;
+    }
+  };
   const clone = cloneDirFor(repo);
   if (!has(repo) && existsSync(clone) && has(clone)) repo = clone;
   try {
@@ -64,7 +73,11 @@ export function patchFor(repo: string, ref: string, changes: Record<string, stri
  * in the same process as a farm, whose heartbeats and leases must keep going meanwhile.
  */
 export async function patchForAsync(repo: string, ref: string, changes: Record<string, string | null>): Promise<string> {
-  const has = async (r: string) => run("git", ["rev-parse", "-q", "--verify", `${ref}^{commit}`], { cwd: r }).then(() => true, () => false);
+  const has = async (r: string) =>
+    run("git", ["rev-parse", "-q", "--verify", `${ref}^{commit}`], { cwd: r }).then(
+      () => true,
+      () => false,
+    );
   const clone = cloneDirFor(repo);
   if (!(await has(repo)) && existsSync(clone) && (await has(clone))) repo = clone;
   const dir = mkdtempSync(join(tmpdir(), "optimus-patch-"));

@@ -19,10 +19,20 @@ export interface TinyGgufOptions {
 }
 
 const ALIGN = 32; // GGUF's default general.alignment; tensor data offsets must be multiples of it
-const enum T { U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8, ARRAY = 9 } // GGUF metadata value types
+const enum T {
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+} // GGUF metadata value types
 const GGML_F32 = 0;
 // llama.cpp token types: normal, unknown, control (never produced from plain text), byte fallback
-const NORMAL = 1, UNKNOWN = 2, CONTROL = 3, BYTE = 6;
+const NORMAL = 1,
+  UNKNOWN = 2,
+  CONTROL = 3,
+  BYTE = 6;
 
 const CHATML =
   "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}" +
@@ -31,7 +41,20 @@ const CHATML =
 // A few whole words so tokenization is not purely one-char-per-token. llama.cpp's SentencePiece
 // tokenizer builds words by merging adjacent pieces pairwise, so a word is only reachable if every
 // prefix of it is in the vocabulary too; vocab() adds them. "▁" (U+2581) is SentencePiece's space.
-const WORDS = ["▁the", "▁function", "▁return", "▁const", "▁export", "▁import", "▁approve", "▁changes", "verdict", "notes", "▁true", "▁false"];
+const WORDS = [
+  "▁the",
+  "▁function",
+  "▁return",
+  "▁const",
+  "▁export",
+  "▁import",
+  "▁approve",
+  "▁changes",
+  "verdict",
+  "notes",
+  "▁true",
+  "▁false",
+];
 
 /** Deterministic PRNG (mulberry32): Math.random cannot be seeded. */
 function mulberry32(seed: number): () => number {
@@ -45,7 +68,11 @@ function mulberry32(seed: number): () => number {
   };
 }
 
-interface Vocab { tokens: string[]; scores: number[]; types: number[] }
+interface Vocab {
+  tokens: string[];
+  scores: number[];
+  types: number[];
+}
 
 function vocab(chatml: boolean, size: number): Vocab {
   const v: Vocab = { tokens: [], scores: [], types: [] };
@@ -79,17 +106,47 @@ function vocab(chatml: boolean, size: number): Vocab {
 class Out {
   parts: Buffer[] = [];
   size = 0;
-  push(b: Buffer) { this.parts.push(b); this.size += b.length; }
-  u32(n: number) { const b = Buffer.alloc(4); b.writeUInt32LE(n); this.push(b); }
-  i32(n: number) { const b = Buffer.alloc(4); b.writeInt32LE(n); this.push(b); }
-  u64(n: number) { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(n)); this.push(b); }
-  f32(n: number) { const b = Buffer.alloc(4); b.writeFloatLE(n); this.push(b); }
-  str(s: string) { const b = Buffer.from(s, "utf8"); this.u64(b.length); this.push(b); }
-  pad() { const n = (ALIGN - (this.size % ALIGN)) % ALIGN; if (n) this.push(Buffer.alloc(n)); }
+  push(b: Buffer) {
+    this.parts.push(b);
+    this.size += b.length;
+  }
+  u32(n: number) {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(n);
+    this.push(b);
+  }
+  i32(n: number) {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(n);
+    this.push(b);
+  }
+  u64(n: number) {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(n));
+    this.push(b);
+  }
+  f32(n: number) {
+    const b = Buffer.alloc(4);
+    b.writeFloatLE(n);
+    this.push(b);
+  }
+  str(s: string) {
+    const b = Buffer.from(s, "utf8");
+    this.u64(b.length);
+    this.push(b);
+  }
+  pad() {
+    const n = (ALIGN - (this.size % ALIGN)) % ALIGN;
+    if (n) this.push(Buffer.alloc(n));
+  }
 }
 
-type Value = { t: T.U32 | T.I32 | T.F32; v: number } | { t: T.BOOL; v: boolean } | { t: T.STRING; v: string }
-  | { t: T.ARRAY; of: T.STRING; v: string[] } | { t: T.ARRAY; of: T.F32 | T.I32; v: number[] };
+type Value =
+  | { t: T.U32 | T.I32 | T.F32; v: number }
+  | { t: T.BOOL; v: boolean }
+  | { t: T.STRING; v: string }
+  | { t: T.ARRAY; of: T.STRING; v: string[] }
+  | { t: T.ARRAY; of: T.F32 | T.I32; v: number[] };
 
 function writeScalar(o: Out, t: T, v: number | boolean | string) {
   if (t === T.U32) o.u32(v as number);
@@ -112,7 +169,8 @@ function writeKv(o: Out, key: string, val: Value) {
 export function writeTinyGguf(file: string, opts: TinyGgufOptions = {}): void {
   const { seed = 1, layers = 2, width = 64, chatTemplate = true, vocabSize = 0 } = opts;
   if (width % 16 !== 0 || width <= 0 || layers <= 0) throw new Error("width must be a positive multiple of 16, layers ≥ 1");
-  const heads = width / 16, ff = width * 2;
+  const heads = width / 16,
+    ff = width * 2;
   const voc = vocab(chatTemplate, vocabSize);
   const nVocab = voc.tokens.length;
 

@@ -12,7 +12,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const ENV = { PATH: process.env.PATH ?? "/usr/bin:/bin", GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null", LANG: "C", LC_ALL: "C" };
-const DEV = { GIT_AUTHOR_NAME: "Dev", GIT_AUTHOR_EMAIL: "dev@example.com", GIT_COMMITTER_NAME: "Dev", GIT_COMMITTER_EMAIL: "dev@example.com" };
+const DEV = {
+  GIT_AUTHOR_NAME: "Dev",
+  GIT_AUTHOR_EMAIL: "dev@example.com",
+  GIT_COMMITTER_NAME: "Dev",
+  GIT_COMMITTER_EMAIL: "dev@example.com",
+};
 
 export interface PushSeen {
   user: string;
@@ -58,7 +63,12 @@ export class GitHttpOrigin {
   }
 
   git(name: string, args: string[], env: Record<string, string> = {}, input?: string): string {
-    return execFileSync("git", args, { cwd: join(this.root, `${name}.git`), env: { ...ENV, ...DEV, ...env }, input, stdio: ["pipe", "pipe", "pipe"] }).toString();
+    return execFileSync("git", args, {
+      cwd: join(this.root, `${name}.git`),
+      env: { ...ENV, ...DEV, ...env },
+      input,
+      stdio: ["pipe", "pipe", "pipe"],
+    }).toString();
   }
 
   url(name: string): string {
@@ -167,7 +177,11 @@ function readUpdates(body: Buffer): PushSeen["updates"] {
   while (at + 4 <= body.length) {
     const len = parseInt(body.subarray(at, at + 4).toString(), 16);
     if (!len) break;
-    const line = body.subarray(at + 4, at + len).toString().split("\0")[0]!.trim();
+    const line = body
+      .subarray(at + 4, at + len)
+      .toString()
+      .split("\0")[0]!
+      .trim();
     const [o, n, ref] = line.split(" ");
     if (o && n && ref) updates.push({ old: o, new: n, ref });
     at += len;

@@ -116,9 +116,16 @@ export const checkHandlers: Record<string, (ctx: RequestCtx) => Reply> = {
       run.conclusion = body.conclusion;
       run.status = "completed";
     }
-    if (run.status === "completed" && !run.conclusion) throw invalid("Invalid request.\n\nconclusion is required when status is completed.");
-    if (run.status === "completed" && run.completedAt === null) run.completedAt = body.completed_at ? Date.parse(body.completed_at) : Date.now();
-    if (body.output) run.output = { title: body.output.title ?? run.output.title, summary: body.output.summary ?? run.output.summary, text: body.output.text ?? run.output.text };
+    if (run.status === "completed" && !run.conclusion)
+      throw invalid("Invalid request.\n\nconclusion is required when status is completed.");
+    if (run.status === "completed" && run.completedAt === null)
+      run.completedAt = body.completed_at ? Date.parse(body.completed_at) : Date.now();
+    if (body.output)
+      run.output = {
+        title: body.output.title ?? run.output.title,
+        summary: body.output.summary ?? run.output.summary,
+        text: body.output.text ?? run.output.text,
+      };
     if (typeof body.details_url === "string") run.detailsUrl = body.details_url;
     if (typeof body.external_id === "string") run.externalId = body.external_id;
     if (!wasDone && run.status === "completed") emitCheck(s, run, "completed");
@@ -148,7 +155,11 @@ export const checkHandlers: Record<string, (ctx: RequestCtx) => Reply> = {
     const latest = new Map<string, (typeof s.statuses)[number]>();
     for (const st of s.statuses.filter((x) => x.sha === sha)) if ((latest.get(st.context)?.id ?? 0) < st.id) latest.set(st.context, st);
     const list = [...latest.values()];
-    const state = list.some((x) => x.state === "error" || x.state === "failure") ? "failure" : list.length && list.every((x) => x.state === "success") ? "success" : "pending";
+    const state = list.some((x) => x.state === "error" || x.state === "failure")
+      ? "failure"
+      : list.length && list.every((x) => x.state === "success")
+        ? "success"
+        : "pending";
     return {
       status: 200,
       body: {

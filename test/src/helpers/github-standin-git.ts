@@ -19,13 +19,23 @@ export interface CommitInfo {
 }
 
 const ENV = { ...process.env, GIT_CONFIG_NOSYSTEM: "1", GIT_CONFIG_GLOBAL: "/dev/null", LANG: "C", LC_ALL: "C" };
-const MERGER = { GIT_AUTHOR_NAME: "GitHub", GIT_AUTHOR_EMAIL: "noreply@github.com", GIT_COMMITTER_NAME: "GitHub", GIT_COMMITTER_EMAIL: "noreply@github.com" };
+const MERGER = {
+  GIT_AUTHOR_NAME: "GitHub",
+  GIT_AUTHOR_EMAIL: "noreply@github.com",
+  GIT_COMMITTER_NAME: "GitHub",
+  GIT_COMMITTER_EMAIL: "noreply@github.com",
+};
 
 export class StandinGit {
   constructor(readonly dir: string) {}
 
   git(args: string[], env: Record<string, string> = {}): string {
-    return execFileSync("git", ["-c", "core.hooksPath=/dev/null", ...args], { cwd: this.dir, env: { ...ENV, ...env }, stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 * 1024 * 1024 }).toString();
+    return execFileSync("git", ["-c", "core.hooksPath=/dev/null", ...args], {
+      cwd: this.dir,
+      env: { ...ENV, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+      maxBuffer: 64 * 1024 * 1024,
+    }).toString();
   }
 
   /** The tip of a branch, undefined when it does not exist. */
@@ -41,7 +51,18 @@ export class StandinGit {
   commit(sha: string): CommitInfo {
     const out = this.git(["show", "-s", "--format=%H%x00%T%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B", sha]);
     const [h, t, p, an, ae, ad, cn, ce, cd, ...msg] = out.split("\0");
-    return { sha: h!, tree: t!, parents: p!.split(" ").filter(Boolean), authorName: an!, authorEmail: ae!, authorDate: ad!, committerName: cn!, committerEmail: ce!, committerDate: cd!, message: msg.join("\0").replace(/\n+$/, "") };
+    return {
+      sha: h!,
+      tree: t!,
+      parents: p!.split(" ").filter(Boolean),
+      authorName: an!,
+      authorEmail: ae!,
+      authorDate: ad!,
+      committerName: cn!,
+      committerEmail: ce!,
+      committerDate: cd!,
+      message: msg.join("\0").replace(/\n+$/, ""),
+    };
   }
 
   isAncestor(a: string, b: string): boolean {
@@ -54,12 +75,22 @@ export class StandinGit {
 
   /** Commits reachable from `head` and not from `base`, oldest first. */
   commitsBetween(base: string, head: string): string[] {
-    return this.git(["rev-list", "--reverse", `${base}..${head}`]).split("\n").filter(Boolean);
+    return this.git(["rev-list", "--reverse", `${base}..${head}`])
+      .split("\n")
+      .filter(Boolean);
   }
 
   /** The tree of merging `theirs` into `ours`, or the conflicting files. */
   mergeTree(ours: string, theirs: string, mergeBase?: string): { tree: string } | { conflicts: string[] } {
-    const args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", ...(mergeBase ? [`--merge-base=${mergeBase}`] : []), ours, theirs];
+    const args = [
+      "merge-tree",
+      "--write-tree",
+      "--name-only",
+      "--no-messages",
+      ...(mergeBase ? [`--merge-base=${mergeBase}`] : []),
+      ours,
+      theirs,
+    ];
     const r = spawnSync("git", args, { cwd: this.dir, env: ENV });
     const lines = r.stdout.toString().split("\n").filter(Boolean);
     if (r.status === 0) return { tree: lines[0]! };
@@ -86,7 +117,13 @@ export class StandinGit {
    * Merges `head` into `base` as GitHub would with `method`; returns the new tip of base (not yet
    * written) or the conflicting files.
    */
-  merge(method: "merge" | "squash" | "rebase", baseSha: string, headSha: string, title: string, message: string): { sha: string } | { conflicts: string[] } {
+  merge(
+    method: "merge" | "squash" | "rebase",
+    baseSha: string,
+    headSha: string,
+    title: string,
+    message: string,
+  ): { sha: string } | { conflicts: string[] } {
     if (method === "rebase") {
       let tip = baseSha;
       for (const c of this.commitsBetween(baseSha, headSha)) {

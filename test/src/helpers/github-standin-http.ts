@@ -31,12 +31,14 @@ export class HttpError extends Error {
 
 export const DOCS = "https://docs.github.com/rest";
 export const notFound = () => new HttpError(404, { message: "Not Found", documentation_url: DOCS, status: "404" });
-export const forbidden = (message = "Resource not accessible by integration") => new HttpError(403, { message, documentation_url: DOCS, status: "403" });
+export const forbidden = (message = "Resource not accessible by integration") =>
+  new HttpError(403, { message, documentation_url: DOCS, status: "403" });
 export const invalid = (message: string, errors: (Record<string, unknown> | string)[] = []) =>
   new HttpError(422, { message, ...(errors.length ? { errors } : {}), documentation_url: DOCS, status: "422" });
 
 export function needWrite(ctx: RequestCtx): void {
-  if (!ctx.s.hasWrite(ctx.user)) throw forbidden(ctx.user.app ? "Resource not accessible by integration" : "Resource not accessible by personal access token");
+  if (!ctx.s.hasWrite(ctx.user))
+    throw forbidden(ctx.user.app ? "Resource not accessible by integration" : "Resource not accessible by personal access token");
 }
 
 export function pull(ctx: RequestCtx): StandinPull {

@@ -114,7 +114,10 @@ export class OpenApiJudge {
   private deref(x: Json): Json {
     let cur = x;
     for (let i = 0; cur && typeof cur.$ref === "string" && i < 10; i++) {
-      const parts = (cur.$ref as string).replace(/^#\//, "").split("/").map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"));
+      const parts = (cur.$ref as string)
+        .replace(/^#\//, "")
+        .split("/")
+        .map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"));
       cur = parts.reduce((o: Json, p) => o?.[p], this.spec);
     }
     return cur;
@@ -132,12 +135,18 @@ export class OpenApiJudge {
   private check(pointer: string, value: unknown, what: string): string[] {
     const v = this.validator(pointer);
     if (v(value)) return [];
-    return (v.errors ?? []).slice(0, 8).map((e) => `${what}${e.instancePath || ""} ${e.message ?? "is invalid"}${e.params ? ` ${JSON.stringify(e.params)}` : ""}`);
+    return (v.errors ?? [])
+      .slice(0, 8)
+      .map((e) => `${what}${e.instancePath || ""} ${e.message ?? "is invalid"}${e.params ? ` ${JSON.stringify(e.params)}` : ""}`);
   }
 
   private parameters(op: Operation): { def: Json; pointer: string }[] {
     return (op.def.parameters ?? []).map((p: Json, i: number) => {
-      if (p.$ref) return { def: this.deref(p), pointer: `#/${(p.$ref as string).replace(/^#\//, "").split("/").map(encodeURIComponent).join("/")}/schema` };
+      if (p.$ref)
+        return {
+          def: this.deref(p),
+          pointer: `#/${(p.$ref as string).replace(/^#\//, "").split("/").map(encodeURIComponent).join("/")}/schema`,
+        };
       return { def: p, pointer: `${op.pointer}/parameters/${i}/schema` };
     });
   }
@@ -162,7 +171,18 @@ export class OpenApiJudge {
         continue;
       }
       const schema = this.deref(def.schema ?? {});
-      const value = schema.type === "integer" || schema.type === "number" ? (/^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw) : schema.type === "boolean" ? (raw === "true" ? true : raw === "false" ? false : raw) : raw;
+      const value =
+        schema.type === "integer" || schema.type === "number"
+          ? /^-?\d+(\.\d+)?$/.test(raw)
+            ? Number(raw)
+            : raw
+          : schema.type === "boolean"
+            ? raw === "true"
+              ? true
+              : raw === "false"
+                ? false
+                : raw
+            : raw;
       out.push(...this.check(pointer, value, `${where}: ${def.in} parameter '${name}'`));
     }
     for (const k of query.keys()) if (!known.has(k)) out.push(`${where}: query parameter '${k}' is not in the description`);
@@ -175,7 +195,8 @@ export class OpenApiJudge {
         const ct = String(headers["content-type"] ?? "");
         if (!ct.startsWith("application/json")) out.push(`${where}: request content-type '${ct}' is not application/json`);
         else if (body === undefined) out.push(`${where}: the request body is not JSON`);
-        else if (rb.content?.["application/json"]?.schema) out.push(...this.check(`${m.op.pointer}/requestBody/content/application~1json/schema`, body, `${where}: request body`));
+        else if (rb.content?.["application/json"]?.schema)
+          out.push(...this.check(`${m.op.pointer}/requestBody/content/application~1json/schema`, body, `${where}: request body`));
       }
     } else if (rawBody.length > 0 && !["GET", "DELETE"].includes(m.op.method)) {
       out.push(`${where}: a request body the operation does not define`);
@@ -194,20 +215,31 @@ export class OpenApiJudge {
     const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
     const responses = m.op.def.responses as Json;
     const declared = responses[String(status)];
-    for (const h of ["x-github-request-id", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "x-ratelimit-used", "x-ratelimit-resource", "x-github-api-version-selected"])
+    for (const h of [
+      "x-github-request-id",
+      "x-ratelimit-limit",
+      "x-ratelimit-remaining",
+      "x-ratelimit-reset",
+      "x-ratelimit-used",
+      "x-ratelimit-resource",
+      "x-github-api-version-selected",
+    ])
       if (lower[h] === undefined) out.push(`${where}: header '${h}' missing (GitHub sends it on every API response)`);
     if (!declared) {
       if (status === 401 || status === 403 || status === 429) {
         out.push(...this.check(ptr("components", "schemas", "basic-error"), body, `${where}: body`));
         if (status === 429 || (status === 403 && /rate limit/i.test(String((body as Json)?.message ?? "")))) {
-          if (lower["retry-after"] === undefined && lower["x-ratelimit-remaining"] !== "0") out.push(`${where}: a rate-limit answer without retry-after or x-ratelimit-remaining: 0`);
+          if (lower["retry-after"] === undefined && lower["x-ratelimit-remaining"] !== "0")
+            out.push(`${where}: a rate-limit answer without retry-after or x-ratelimit-remaining: 0`);
         }
         return out;
       }
       return [`${where}: status ${status} is not a response the description defines (${Object.keys(responses).join(", ")})`];
     }
     const resp = this.deref(declared);
-    const respPointer = declared.$ref ? `#/${(declared.$ref as string).replace(/^#\//, "").split("/").map(encodeURIComponent).join("/")}` : `${m.op.pointer}/responses/${status}`;
+    const respPointer = declared.$ref
+      ? `#/${(declared.$ref as string).replace(/^#\//, "").split("/").map(encodeURIComponent).join("/")}`
+      : `${m.op.pointer}/responses/${status}`;
     const json = resp.content?.["application/json"] ?? resp.content?.["application/scim+json"];
     if (json?.schema) {
       const ct = String(lower["content-type"] ?? "");
@@ -221,7 +253,8 @@ export class OpenApiJudge {
     for (const [name, h] of Object.entries<Json>(resp.headers ?? {})) {
       const value = lower[name.toLowerCase()];
       if (value === undefined) {
-        if (name.toLowerCase() === "location" || this.deref(h).required) out.push(`${where}: header '${name}' the description defines is missing`);
+        if (name.toLowerCase() === "location" || this.deref(h).required)
+          out.push(`${where}: header '${name}' the description defines is missing`);
         continue;
       }
       const schema = this.deref(this.deref(h).schema ?? {});
@@ -239,9 +272,12 @@ export class OpenApiJudge {
     const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
     for (const p of def.parameters ?? []) {
       const d = this.deref(p);
-      if (d.in === "header" && d.required !== false && lower[String(d.name).toLowerCase()] === undefined) out.push(`webhook ${key}: header '${d.name}' missing`);
+      if (d.in === "header" && d.required !== false && lower[String(d.name).toLowerCase()] === undefined)
+        out.push(`webhook ${key}: header '${d.name}' missing`);
     }
-    out.push(...this.check(`${ptr("x-webhooks", key, "post")}/requestBody/content/application~1json/schema`, payload, `webhook ${key}: payload`));
+    out.push(
+      ...this.check(`${ptr("x-webhooks", key, "post")}/requestBody/content/application~1json/schema`, payload, `webhook ${key}: payload`),
+    );
     return out;
   }
 }

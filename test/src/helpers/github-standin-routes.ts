@@ -3,11 +3,23 @@
  * who may do what, what is refused with which status and message, and which webhooks follow.
  */
 import { checkHandlers } from "./github-standin-checks.js";
-import { DOCS, HttpError, commit, forbidden, invalid, needWrite, notFound, page, pull, resolveRef, type Reply, type RequestCtx } from "./github-standin-http.js";
+import {
+  DOCS,
+  HttpError,
+  commit,
+  forbidden,
+  invalid,
+  needWrite,
+  notFound,
+  page,
+  pull,
+  resolveRef,
+  type Reply,
+  type RequestCtx,
+} from "./github-standin-http.js";
 import { commentJson, iso, reviewJson, webhookReviewJson, type StandinPull, type StandinReview } from "./github-standin-shapes.js";
 
 export { HttpError, type Reply, type RequestCtx } from "./github-standin-http.js";
-
 
 /** The hunk text GitHub shows with a line comment: the hunk up to and including the line. */
 function diffHunkFor(hunk: { start: number; header: string; lines: string[] }, line: number): string {
@@ -62,8 +74,11 @@ export const handlers: Record<string, (ctx: RequestCtx) => Reply> = {
     if (!headSha) throw invalid("Validation Failed", [{ resource: "PullRequest", field: "head", code: "invalid" }]);
     if (!baseSha) throw invalid("Validation Failed", [{ resource: "PullRequest", field: "base", code: "invalid" }]);
     if (s.pulls.some((p) => p.state === "open" && p.head === head && p.base === base))
-      throw invalid("Validation Failed", [{ resource: "PullRequest", code: "custom", message: `A pull request already exists for ${s.repo.owner.login}:${head}.` }]);
-    if (s.git.isAncestor(headSha, baseSha)) throw invalid("Validation Failed", [{ resource: "PullRequest", code: "custom", message: `No commits between ${base} and ${head}` }]);
+      throw invalid("Validation Failed", [
+        { resource: "PullRequest", code: "custom", message: `A pull request already exists for ${s.repo.owner.login}:${head}.` },
+      ]);
+    if (s.git.isAncestor(headSha, baseSha))
+      throw invalid("Validation Failed", [{ resource: "PullRequest", code: "custom", message: `No commits between ${base} and ${head}` }]);
     const now = Date.now();
     const p: StandinPull = {
       number: s.pulls.length + 1,
@@ -130,19 +145,38 @@ export const handlers: Record<string, (ctx: RequestCtx) => Reply> = {
     needWrite(ctx);
     const head = s.headSha(p);
     if (p.state !== "open") throw new HttpError(405, { message: "Pull Request is not mergeable", documentation_url: DOCS });
-    if (typeof body.sha === "string" && body.sha !== head) throw new HttpError(409, { message: "Head branch was modified. Review and try the merge again.", documentation_url: DOCS });
+    if (typeof body.sha === "string" && body.sha !== head)
+      throw new HttpError(409, { message: "Head branch was modified. Review and try the merge again.", documentation_url: DOCS });
     const method = (body.merge_method ?? "merge") as "merge" | "squash" | "rebase";
-    if (!s.repo.allow[method]) throw new HttpError(405, { message: `${method === "merge" ? "Merge commits" : method === "squash" ? "Squash merges" : "Rebase merges"} are not allowed on this repository.`, documentation_url: DOCS });
+    if (!s.repo.allow[method])
+      throw new HttpError(405, {
+        message: `${method === "merge" ? "Merge commits" : method === "squash" ? "Squash merges" : "Rebase merges"} are not allowed on this repository.`,
+        documentation_url: DOCS,
+      });
     const blocker = s.mergeBlocker(p);
     if (blocker) throw new HttpError(405, { message: blocker, documentation_url: DOCS });
     const base = s.baseSha(p);
-    const title = typeof body.commit_title === "string" ? body.commit_title : method === "squash" ? `${p.title} (#${p.number})` : `Merge pull request #${p.number} from ${s.repo.owner.login}/${p.head}`;
+    const title =
+      typeof body.commit_title === "string"
+        ? body.commit_title
+        : method === "squash"
+          ? `${p.title} (#${p.number})`
+          : `Merge pull request #${p.number} from ${s.repo.owner.login}/${p.head}`;
     const message = typeof body.commit_message === "string" ? body.commit_message : method === "merge" ? p.title : "";
     const result = s.git.merge(method, base, head, title, message);
     if ("conflicts" in result) throw new HttpError(405, { message: "Pull Request is not mergeable", documentation_url: DOCS });
     s.git.updateBranch(p.base, result.sha, base, `merge pull request #${p.number}`);
     const now = Date.now();
-    Object.assign(p, { state: "closed", closedAt: now, mergedAt: now, mergedBy: user, mergeCommitSha: result.sha, frozenHeadSha: head, frozenBaseSha: base, updatedAt: now });
+    Object.assign(p, {
+      state: "closed",
+      closedAt: now,
+      mergedAt: now,
+      mergedBy: user,
+      mergeCommitSha: result.sha,
+      frozenHeadSha: head,
+      frozenBaseSha: base,
+      updatedAt: now,
+    });
     s.emit("pull_request", { action: "closed", number: p.number, pull_request: s.pullJson(p, true, false) }, user);
     return { status: 200, body: { sha: result.sha, merged: true, message: "Pull Request successfully merged" } };
   },
@@ -154,7 +188,8 @@ export const handlers: Record<string, (ctx: RequestCtx) => Reply> = {
     const event = body.event as string | undefined;
     if ((event === "APPROVE" || event === "REQUEST_CHANGES") && p.user.login === user.login)
       throw invalid("Unprocessable Entity", [`Can not ${event === "APPROVE" ? "approve" : "request changes on"} your own pull request`]);
-    if ((event === "REQUEST_CHANGES" || event === "COMMENT") && !body.body && !(body.comments ?? []).length) throw invalid("Unprocessable Entity", ["Review body is required"]);
+    if ((event === "REQUEST_CHANGES" || event === "COMMENT") && !body.body && !(body.comments ?? []).length)
+      throw invalid("Unprocessable Entity", ["Review body is required"]);
     const commitId = typeof body.commit_id === "string" ? body.commit_id : s.headSha(p);
     const hunks = s.git.diffHunks(s.baseSha(p), commitId);
     const comments = (body.comments ?? []) as { path: string; line?: number; body: string }[];
@@ -163,15 +198,49 @@ export const handlers: Record<string, (ctx: RequestCtx) => Reply> = {
       if (!h) throw invalid("Unprocessable Entity", ["Line could not be resolved"]);
       return { ...c, hunk: diffHunkFor(h, c.line!), position: positionFor(hunks.get(c.path)!, c.line!) };
     });
-    const state: StandinReview["state"] = event === "APPROVE" ? "APPROVED" : event === "REQUEST_CHANGES" ? "CHANGES_REQUESTED" : event === "COMMENT" ? "COMMENTED" : "PENDING";
-    const review: StandinReview = { id: s.id(), pull: p.number, user, body: String(body.body ?? ""), state, commitId, submittedAt: Date.now() };
+    const state: StandinReview["state"] =
+      event === "APPROVE" ? "APPROVED" : event === "REQUEST_CHANGES" ? "CHANGES_REQUESTED" : event === "COMMENT" ? "COMMENTED" : "PENDING";
+    const review: StandinReview = {
+      id: s.id(),
+      pull: p.number,
+      user,
+      body: String(body.body ?? ""),
+      state,
+      commitId,
+      submittedAt: Date.now(),
+    };
     s.reviews.push(review);
-    const made = placed.map((c) => ({ id: s.id(), reviewId: review.id, pull: p.number, user, path: c.path, line: c.line!, position: c.position, body: c.body, commitId, diffHunk: c.hunk, createdAt: Date.now() }));
+    const made = placed.map((c) => ({
+      id: s.id(),
+      reviewId: review.id,
+      pull: p.number,
+      user,
+      path: c.path,
+      line: c.line!,
+      position: c.position,
+      body: c.body,
+      commitId,
+      diffHunk: c.hunk,
+      createdAt: Date.now(),
+    }));
     s.comments.push(...made);
     if (state !== "PENDING") {
       const assoc = s.association(user.login);
-      for (const c of made) s.emit("pull_request_review_comment", { action: "created", comment: commentJson(c, s.repoApi, s.repoWeb, s.urls, assoc), pull_request: s.pullJson(p, false, false) }, user);
-      s.emit("pull_request_review", { action: "submitted", review: webhookReviewJson(review, s.repoApi, s.repoWeb, s.urls, assoc), pull_request: s.pullJson(p, false, false) }, user);
+      for (const c of made)
+        s.emit(
+          "pull_request_review_comment",
+          { action: "created", comment: commentJson(c, s.repoApi, s.repoWeb, s.urls, assoc), pull_request: s.pullJson(p, false, false) },
+          user,
+        );
+      s.emit(
+        "pull_request_review",
+        {
+          action: "submitted",
+          review: webhookReviewJson(review, s.repoApi, s.repoWeb, s.urls, assoc),
+          pull_request: s.pullJson(p, false, false),
+        },
+        user,
+      );
     }
     return { status: 200, body: reviewJson(review, s.repoApi, s.repoWeb, s.urls, s.association(user.login)) };
   },
@@ -179,8 +248,15 @@ export const handlers: Record<string, (ctx: RequestCtx) => Reply> = {
   "pulls/list-reviews": (ctx) => {
     const { s } = ctx;
     const p = pull(ctx);
-    const pg = page(ctx, s.reviews.filter((r) => r.pull === p.number && r.state !== "PENDING"));
-    return { status: 200, body: pg.items.map((r) => reviewJson(r, s.repoApi, s.repoWeb, s.urls, s.association(r.user.login))), headers: pg.headers };
+    const pg = page(
+      ctx,
+      s.reviews.filter((r) => r.pull === p.number && r.state !== "PENDING"),
+    );
+    return {
+      status: 200,
+      body: pg.items.map((r) => reviewJson(r, s.repoApi, s.repoWeb, s.urls, s.association(r.user.login))),
+      headers: pg.headers,
+    };
   },
 
   "pulls/get-review": (ctx) => {
@@ -196,8 +272,15 @@ export const handlers: Record<string, (ctx: RequestCtx) => Reply> = {
     const p = pull(ctx);
     const r = s.reviews.find((x) => x.pull === p.number && x.id === Number(ctx.params.review_id));
     if (!r) throw notFound();
-    const pg = page(ctx, s.comments.filter((c) => c.reviewId === r.id));
-    return { status: 200, body: pg.items.map((c) => commentJson(c, s.repoApi, s.repoWeb, s.urls, s.association(c.user.login))), headers: pg.headers };
+    const pg = page(
+      ctx,
+      s.comments.filter((c) => c.reviewId === r.id),
+    );
+    return {
+      status: 200,
+      body: pg.items.map((c) => commentJson(c, s.repoApi, s.repoWeb, s.urls, s.association(c.user.login))),
+      headers: pg.headers,
+    };
   },
 
   "repos/get-branch": (ctx) => {
@@ -269,7 +352,21 @@ export const handlers: Record<string, (ctx: RequestCtx) => Reply> = {
     const permission = u.permission === "maintain" ? "write" : u.permission === "triage" ? "read" : u.permission;
     return {
       status: 200,
-      body: { permission, role_name: u.permission === "none" ? "none" : u.permission, user: { ...s.userJson(u), role_name: u.permission, permissions: { admin: u.permission === "admin", maintain: ["admin", "maintain"].includes(u.permission), push: s.hasWrite(u), triage: u.permission !== "read" && u.permission !== "none", pull: u.permission !== "none" } } },
+      body: {
+        permission,
+        role_name: u.permission === "none" ? "none" : u.permission,
+        user: {
+          ...s.userJson(u),
+          role_name: u.permission,
+          permissions: {
+            admin: u.permission === "admin",
+            maintain: ["admin", "maintain"].includes(u.permission),
+            push: s.hasWrite(u),
+            triage: u.permission !== "read" && u.permission !== "none",
+            pull: u.permission !== "none",
+          },
+        },
+      },
     };
   },
 
@@ -302,7 +399,13 @@ export const handlers: Record<string, (ctx: RequestCtx) => Reply> = {
         locked: false,
         active_lock_reason: null,
         comments: 0,
-        pull_request: { url: `${s.repoApi}/pulls/${p.number}`, html_url: `${s.repoWeb}/pull/${p.number}`, diff_url: `${s.repoWeb}/pull/${p.number}.diff`, patch_url: `${s.repoWeb}/pull/${p.number}.patch`, merged_at: p.mergedAt === null ? null : iso(p.mergedAt) },
+        pull_request: {
+          url: `${s.repoApi}/pulls/${p.number}`,
+          html_url: `${s.repoWeb}/pull/${p.number}`,
+          diff_url: `${s.repoWeb}/pull/${p.number}.diff`,
+          patch_url: `${s.repoWeb}/pull/${p.number}.patch`,
+          merged_at: p.mergedAt === null ? null : iso(p.mergedAt),
+        },
         closed_at: p.closedAt === null ? null : iso(p.closedAt),
         created_at: iso(p.createdAt),
         updated_at: iso(p.updatedAt),

@@ -149,7 +149,13 @@ function gitUser(name: string, email: string, date: string) {
   return { name, email, date: iso(Date.parse(date)) };
 }
 
-export function commitJson(c: CommitInfo, repoApi: string, repoWeb: string, urls: Urls, users: (email: string) => StandinUser | undefined): Record<string, unknown> {
+export function commitJson(
+  c: CommitInfo,
+  repoApi: string,
+  repoWeb: string,
+  urls: Urls,
+  users: (email: string) => StandinUser | undefined,
+): Record<string, unknown> {
   const author = users(c.authorEmail);
   const committer = users(c.committerEmail);
   return {
@@ -313,7 +319,13 @@ export function reviewJson(r: StandinReview, repoApi: string, repoWeb: string, u
 }
 
 /** The review as the `pull_request_review` webhook carries it (state in lower case). */
-export function webhookReviewJson(r: StandinReview, repoApi: string, repoWeb: string, urls: Urls, association: string): Record<string, unknown> {
+export function webhookReviewJson(
+  r: StandinReview,
+  repoApi: string,
+  repoWeb: string,
+  urls: Urls,
+  association: string,
+): Record<string, unknown> {
   return { ...reviewJson(r, repoApi, repoWeb, urls, association), state: r.state.toLowerCase() };
 }
 
@@ -363,7 +375,18 @@ export function commentJson(c: StandinComment, repoApi: string, repoWeb: string,
     original_line: c.line,
     side: "RIGHT",
     subject_type: "line",
-    reactions: { url: `${repoApi}/pulls/comments/${c.id}/reactions`, total_count: 0, "+1": 0, "-1": 0, laugh: 0, hooray: 0, confused: 0, heart: 0, rocket: 0, eyes: 0 },
+    reactions: {
+      url: `${repoApi}/pulls/comments/${c.id}/reactions`,
+      total_count: 0,
+      "+1": 0,
+      "-1": 0,
+      laugh: 0,
+      hooray: 0,
+      confused: 0,
+      heart: 0,
+      rocket: 0,
+      eyes: 0,
+    },
   };
 }
 
@@ -401,7 +424,14 @@ export function appJson(app: NonNullable<StandinUser["app"]>, owner: StandinUser
   };
 }
 
-export function checkRunJson(c: StandinCheckRun, repoApi: string, repoWeb: string, urls: Urls, pulls: { number: number; id: number; head: string; headSha: string; base: string; baseSha: string }[], repoId: number): Record<string, unknown> {
+export function checkRunJson(
+  c: StandinCheckRun,
+  repoApi: string,
+  repoWeb: string,
+  urls: Urls,
+  pulls: { number: number; id: number; head: string; headSha: string; base: string; baseSha: string }[],
+  repoId: number,
+): Record<string, unknown> {
   return {
     id: c.id,
     head_sha: c.headSha,

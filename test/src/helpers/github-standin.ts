@@ -99,7 +99,14 @@ export class GitHubStandin {
   readonly reviews: StandinReview[] = [];
   readonly comments: StandinComment[] = [];
   readonly checkRuns: StandinCheckRun[] = [];
-  readonly statuses: { sha: string; context: string; state: "error" | "failure" | "pending" | "success"; description: string; id: number; at: number }[] = [];
+  readonly statuses: {
+    sha: string;
+    context: string;
+    state: "error" | "failure" | "pending" | "success";
+    description: string;
+    id: number;
+    at: number;
+  }[] = [];
   readonly protection = new Map<string, Protection>();
   readonly hooks: { url: string; secret: string; events: string[] }[] = [];
   readonly limits: ScriptedLimit[] = [];
@@ -119,8 +126,20 @@ export class GitHubStandin {
       if (u.token) this.tokens.set(u.token, u.login);
     }
     const ownerLogin = opts.owner ?? "acme";
-    const owner = this.users.get(ownerLogin) ?? { login: ownerLogin, id: this.id(), type: "Organization" as const, permission: "none" as const };
-    this.repo = { id: this.id(), owner, name: opts.name ?? "widgets", defaultBranch: opts.defaultBranch ?? "main", createdAt: Date.now() - 86_400_000, allow: { merge: true, squash: true, rebase: true } };
+    const owner = this.users.get(ownerLogin) ?? {
+      login: ownerLogin,
+      id: this.id(),
+      type: "Organization" as const,
+      permission: "none" as const,
+    };
+    this.repo = {
+      id: this.id(),
+      owner,
+      name: opts.name ?? "widgets",
+      defaultBranch: opts.defaultBranch ?? "main",
+      createdAt: Date.now() - 86_400_000,
+      allow: { merge: true, squash: true, rebase: true },
+    };
   }
 
   id(): number {
@@ -162,7 +181,11 @@ export class GitHubStandin {
     this.protection.set(branch, { requiredChecks: p.requiredChecks ?? [], requiredApprovals: p.requiredApprovals ?? 0 });
   }
 
-  addWebhook(url: string, secret: string, events = ["pull_request", "pull_request_review", "pull_request_review_comment", "check_run", "check_suite"]): void {
+  addWebhook(
+    url: string,
+    secret: string,
+    events = ["pull_request", "pull_request_review", "pull_request_review_comment", "check_run", "check_suite"],
+  ): void {
     this.hooks.push({ url, secret, events });
   }
 
@@ -172,7 +195,10 @@ export class GitHubStandin {
 
   /** Fails the calling test when a request or response did not match GitHub's description. */
   assertNoViolations(): void {
-    if (this.violations.length) throw new Error(`the GitHub stand-in saw ${this.violations.length} violation(s) of GitHub's OpenAPI description:\n- ${this.violations.join("\n- ")}`);
+    if (this.violations.length)
+      throw new Error(
+        `the GitHub stand-in saw ${this.violations.length} violation(s) of GitHub's OpenAPI description:\n- ${this.violations.join("\n- ")}`,
+      );
   }
 
   async deliveriesIdle(): Promise<void> {
@@ -219,8 +245,19 @@ export class GitHubStandin {
     const prot = this.protection.get(branch);
     if (!prot) return [];
     return prot.requiredChecks.map(({ context, appId }) => {
-      const run = this.checkRuns.filter((c) => c.headSha === sha && c.name === context && (appId === null || c.app.id === appId)).sort((a, b) => b.id - a.id)[0];
-      if (run) return { context, state: run.status !== "completed" ? "pending" : ["success", "neutral", "skipped"].includes(run.conclusion ?? "") ? "success" : "failure" };
+      const run = this.checkRuns
+        .filter((c) => c.headSha === sha && c.name === context && (appId === null || c.app.id === appId))
+        .sort((a, b) => b.id - a.id)[0];
+      if (run)
+        return {
+          context,
+          state:
+            run.status !== "completed"
+              ? "pending"
+              : ["success", "neutral", "skipped"].includes(run.conclusion ?? "")
+                ? "success"
+                : "failure",
+        };
       const st = this.statuses.filter((s) => s.sha === sha && s.context === context).sort((a, b) => b.id - a.id)[0];
       if (st) return { context, state: st.state === "success" ? "success" : st.state === "pending" ? "pending" : "failure" };
       return { context, state: "expected" };
@@ -230,7 +267,8 @@ export class GitHubStandin {
   /** Approvals that count for branch protection: the latest review of each user with write access, on the head. */
   approvals(p: StandinPull): number {
     const latest = new Map<string, StandinReview>();
-    for (const r of this.reviews.filter((r) => r.pull === p.number && r.state !== "PENDING" && r.state !== "COMMENTED")) latest.set(r.user.login, r);
+    for (const r of this.reviews.filter((r) => r.pull === p.number && r.state !== "PENDING" && r.state !== "COMMENTED"))
+      latest.set(r.user.login, r);
     return [...latest.values()].filter((r) => r.state === "APPROVED" && this.hasWrite(r.user) && r.commitId === this.headSha(p)).length;
   }
 
@@ -243,9 +281,11 @@ export class GitHubStandin {
     if ("conflicts" in this.git.mergeTree(base, head)) return "Pull Request is not mergeable";
     const bad = this.requiredCheckStates(p.base, head).filter((c) => c.state !== "success");
     if (bad.length === 1) return `Required status check "${bad[0]!.context}" is ${bad[0]!.state === "failure" ? "failing" : "expected"}.`;
-    if (bad.length > 1) return `${bad.length} of ${this.protection.get(p.base)!.requiredChecks.length} required status checks are ${bad.some((b) => b.state === "failure") ? "failing" : "expected"}.`;
+    if (bad.length > 1)
+      return `${bad.length} of ${this.protection.get(p.base)!.requiredChecks.length} required status checks are ${bad.some((b) => b.state === "failure") ? "failing" : "expected"}.`;
     const need = this.protection.get(p.base)?.requiredApprovals ?? 0;
-    if (this.approvals(p) < need) return `At least ${need} approving review${need > 1 ? "s are" : " is"} required by reviewers with write access.`;
+    if (this.approvals(p) < need)
+      return `At least ${need} approving review${need > 1 ? "s are" : " is"} required by reviewers with write access.`;
     return undefined;
   }
 
@@ -262,7 +302,9 @@ export class GitHubStandin {
     if ("conflicts" in this.git.mergeTree(base, head)) return { mergeable: false, state: "dirty" };
     if (p.draft) return { mergeable: true, state: "draft" };
     if (this.mergeBlocker(p)) return { mergeable: true, state: "blocked" };
-    const failing = this.checkRuns.some((c) => c.headSha === head && c.status === "completed" && !["success", "neutral", "skipped"].includes(c.conclusion ?? ""));
+    const failing = this.checkRuns.some(
+      (c) => c.headSha === head && c.status === "completed" && !["success", "neutral", "skipped"].includes(c.conclusion ?? ""),
+    );
     return { mergeable: true, state: failing ? "unstable" : "clean" };
   }
 
@@ -395,7 +437,15 @@ export class GitHubStandin {
           reply = { status: 500, body: { message: `the stand-in's response violates GitHub's OpenAPI description: ${bad.join("; ")}` } };
         }
       }
-      this.requests.push({ at: Date.now(), method, path: url.pathname, operationId: match?.op.operationId, login, status: reply.status, body });
+      this.requests.push({
+        at: Date.now(),
+        method,
+        path: url.pathname,
+        operationId: match?.op.operationId,
+        login,
+        status: reply.status,
+        body,
+      });
       if (reply.status === 204 || reply.body === undefined) {
         delete headers["content-type"];
         res.writeHead(reply.status, headers);
@@ -412,9 +462,23 @@ export class GitHubStandin {
     const badRequest = this.judge.validateRequest(match, url.searchParams, req.headers, body, raw);
     if (badRequest.length) {
       this.violations.push(...badRequest);
-      return send({ status: 422, body: { message: `Invalid request: the stand-in found it strays from GitHub's description: ${badRequest.join("; ")}`, documentation_url: DOCS, status: "422" } }, false);
+      return send(
+        {
+          status: 422,
+          body: {
+            message: `Invalid request: the stand-in found it strays from GitHub's description: ${badRequest.join("; ")}`,
+            documentation_url: DOCS,
+            status: "422",
+          },
+        },
+        false,
+      );
     }
-    if (!login) return send({ status: 401, body: { message: token ? "Bad credentials" : "Requires authentication", documentation_url: DOCS, status: "401" } });
+    if (!login)
+      return send({
+        status: 401,
+        body: { message: token ? "Bad credentials" : "Requires authentication", documentation_url: DOCS, status: "401" },
+      });
     // Rate limits, as GitHub answers them.
     const limit = this.limits.findIndex((l) => !l.operationId || l.operationId === match.op.operationId);
     if (limit >= 0) {
@@ -426,7 +490,8 @@ export class GitHubStandin {
           headers: { "retry-after": String(l.retryAfterSeconds) },
           body: {
             message: `You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID ${reqId}.`,
-            documentation_url: "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+            documentation_url:
+              "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
             status: String(status),
           },
         });
@@ -436,16 +501,33 @@ export class GitHubStandin {
     if (rate.blockedUntil * 1000 > Date.now()) {
       rate.reset = rate.blockedUntil;
       rate.used = 5000;
-      return send({ status: 403, body: { message: `API rate limit exceeded for user ID ${this.users.get(login)!.id}.`, documentation_url: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api", status: "403" } });
+      return send({
+        status: 403,
+        body: {
+          message: `API rate limit exceeded for user ID ${this.users.get(login)!.id}.`,
+          documentation_url: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+          status: "403",
+        },
+      });
     }
     const handler = handlers[match.op.operationId];
     if (!handler) {
       this.violations.push(`${match.op.operationId}: the stand-in does not implement it (the forge layer should not call it)`);
       return send({ status: 404, body: { message: "Not Found", documentation_url: DOCS, status: "404" } });
     }
-    if (match.params.owner?.toLowerCase() !== this.repo.owner.login.toLowerCase() || match.params.repo?.toLowerCase() !== this.repo.name.toLowerCase())
+    if (
+      match.params.owner?.toLowerCase() !== this.repo.owner.login.toLowerCase() ||
+      match.params.repo?.toLowerCase() !== this.repo.name.toLowerCase()
+    )
       return send({ status: 404, body: { message: "Not Found", documentation_url: DOCS, status: "404" } });
-    const ctx: RequestCtx = { s: this, params: match.params, query: url.searchParams, body: (body ?? {}) as Record<string, any>, user: this.users.get(login)!, url };
+    const ctx: RequestCtx = {
+      s: this,
+      params: match.params,
+      query: url.searchParams,
+      body: (body ?? {}) as Record<string, any>,
+      user: this.users.get(login)!,
+      url,
+    };
     try {
       send(handler(ctx));
     } catch (err) {

@@ -11,4 +11,3 @@ export function keyVault(t: { after(fn: () => unknown): void }, key: string): st
   chmodSync(dir, 0o700);
   return dir;
 }
-

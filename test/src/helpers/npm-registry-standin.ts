@@ -24,7 +24,14 @@ export function isolatedNpmEnv(dir: string): NodeJS.ProcessEnv {
   // script context as npm_*) and no proxy: the project's own .npmrc and these settings only.
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of Object.keys(env)) if (/^npm_/i.test(k) || /^(https?_proxy|no_proxy)$/i.test(k)) delete env[k];
-  return { ...env, npm_config_cache: join(dir, ".npm-cache"), npm_config_userconfig: join(dir, ".npmrc-user"), npm_config_update_notifier: "false", npm_config_audit: "false", npm_config_fund: "false" };
+  return {
+    ...env,
+    npm_config_cache: join(dir, ".npm-cache"),
+    npm_config_userconfig: join(dir, ".npmrc-user"),
+    npm_config_update_notifier: "false",
+    npm_config_audit: "false",
+    npm_config_fund: "false",
+  };
 }
 
 /** Writes `files` as a package and packs it with `npm pack` (offline). */
@@ -36,7 +43,11 @@ export function packPackage(files: Record<string, string>): PackedPackage {
       writeFileSync(join(dir, p), c);
     }
     const manifest = JSON.parse(files["package.json"]!) as Record<string, unknown>;
-    const out = execFileSync("npm", ["pack", "--json", "--pack-destination", dir], { cwd: dir, env: isolatedNpmEnv(dir), stdio: ["ignore", "pipe", "pipe"] }).toString();
+    const out = execFileSync("npm", ["pack", "--json", "--pack-destination", dir], {
+      cwd: dir,
+      env: isolatedNpmEnv(dir),
+      stdio: ["ignore", "pipe", "pipe"],
+    }).toString();
     const filename = (JSON.parse(out) as Array<{ filename: string }>)[0]!.filename;
     return { name: String(manifest.name), version: String(manifest.version), manifest, tarball: readFileSync(join(dir, filename)) };
   } finally {
@@ -77,22 +88,30 @@ export async function startNpmRegistryStandin(packages: PackedPackage[] = []): P
     const packument = {
       name: versions[0]!.name,
       "dist-tags": { latest: versions.at(-1)!.version },
-      versions: Object.fromEntries(versions.map((p) => [p.version, {
-        ...p.manifest,
-        _id: `${p.name}@${p.version}`,
-        dist: {
-          tarball: `${base}/${p.name}/-/${p.name}-${p.version}.tgz`,
-          shasum: createHash("sha1").update(p.tarball).digest("hex"),
-          integrity: `sha512-${createHash("sha512").update(p.tarball).digest("base64")}`,
-        },
-      }])),
+      versions: Object.fromEntries(
+        versions.map((p) => [
+          p.version,
+          {
+            ...p.manifest,
+            _id: `${p.name}@${p.version}`,
+            dist: {
+              tarball: `${base}/${p.name}/-/${p.name}-${p.version}.tgz`,
+              shasum: createHash("sha1").update(p.tarball).digest("hex"),
+              integrity: `sha512-${createHash("sha512").update(p.tarball).digest("base64")}`,
+            },
+          },
+        ]),
+      ),
     };
     res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(packument));
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   port = (server.address() as { port: number }).port;
   return {
-    url: `http://localhost:${port}/`, port, requests, add,
+    url: `http://localhost:${port}/`,
+    port,
+    requests,
+    add,
     tarballs: () => requests.filter((r) => r.endsWith(".tgz")).length,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };

@@ -43,7 +43,12 @@ export interface Standin {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly type: string, readonly code: string | null = null) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: string,
+    readonly code: string | null = null,
+  ) {
     super(message);
   }
 }
@@ -59,23 +64,38 @@ export async function startOpenAiStandin(opts: StandinOptions): Promise<Standin>
     if (req.method === "GET" && path === "/v1/models") {
       return sendJson(res, 200, { object: "list", data: [{ id: model, object: "model", created: now(), owned_by: "optimus-standin" }] });
     }
-    if (path !== "/v1/chat/completions") throw new HttpError(404, `Unknown request URL: ${req.method} ${path}`, "invalid_request_error", "unknown_url");
+    if (path !== "/v1/chat/completions")
+      throw new HttpError(404, `Unknown request URL: ${req.method} ${path}`, "invalid_request_error", "unknown_url");
     if (req.method !== "POST") throw new HttpError(405, `Method ${req.method} not allowed`, "invalid_request_error");
     const body = parseBody(await readAll(req));
     const request: StandinRequest = { messages: body.messages as StandinMessage[], body };
     requests.push(request);
     const entry = opts.script[next++];
     if (entry === undefined) {
-      throw new HttpError(500, `stand-in script exhausted: request ${next} has no scripted completion (the script has ${opts.script.length})`, "server_error");
+      throw new HttpError(
+        500,
+        `stand-in script exhausted: request ${next} has no scripted completion (the script has ${opts.script.length})`,
+        "server_error",
+      );
     }
     const full = typeof entry === "function" ? entry(request) : entry;
     const { content, finish } = truncate(full, body.max_tokens);
-    const usage = { prompt_tokens: countTokens(request.messages.map((m) => m.content).join("\n")), completion_tokens: countTokens(content) };
+    const usage = {
+      prompt_tokens: countTokens(request.messages.map((m) => m.content).join("\n")),
+      completion_tokens: countTokens(content),
+    };
     usage.completion_tokens = Math.min(usage.completion_tokens, typeof body.max_tokens === "number" ? body.max_tokens : Infinity);
     const withUsage = { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens };
     if (body.stream === true) {
       const includeUsage = !opts.omitUsage && (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
-      await stream(res, { model, content, finish, usage: includeUsage ? withUsage : null, logprob: body.logprobs === true ? (opts.logprob ?? -0.1) : null, delayMs: opts.chunkDelayMs ?? 0 });
+      await stream(res, {
+        model,
+        content,
+        finish,
+        usage: includeUsage ? withUsage : null,
+        logprob: body.logprobs === true ? (opts.logprob ?? -0.1) : null,
+        delayMs: opts.chunkDelayMs ?? 0,
+      });
     } else {
       sendJson(res, 200, {
         id: completionId(),
@@ -111,7 +131,8 @@ export async function startOpenAiStandin(opts: StandinOptions): Promise<Standin>
 function checkAuth(req: IncomingMessage, apiKey: string | undefined): void {
   if (apiKey === undefined) return;
   // Same shape as llama-server's answer for --api-key; it does not echo the key back.
-  if (req.headers.authorization !== `Bearer ${apiKey}`) throw new HttpError(401, "Invalid API Key", "authentication_error", "invalid_api_key");
+  if (req.headers.authorization !== `Bearer ${apiKey}`)
+    throw new HttpError(401, "Invalid API Key", "authentication_error", "invalid_api_key");
 }
 
 /** Validates the fields real servers reject with 400; unknown extra fields are accepted, as they are there. */
@@ -122,16 +143,19 @@ function parseBody(raw: string): Record<string, unknown> {
   } catch {
     throw new HttpError(400, "We could not parse the JSON body of your request.", "invalid_request_error");
   }
-  if (!body || typeof body !== "object" || Array.isArray(body)) throw new HttpError(400, "The request body must be a JSON object.", "invalid_request_error");
+  if (!body || typeof body !== "object" || Array.isArray(body))
+    throw new HttpError(400, "The request body must be a JSON object.", "invalid_request_error");
   const b = body as Record<string, unknown>;
   if (typeof b.model !== "string" || b.model === "") throw bad("you must provide a model parameter");
   if (!Array.isArray(b.messages) || b.messages.length === 0) throw bad("'messages' must be a non-empty array");
   b.messages.forEach((m: unknown, i) => {
     const msg = m as { role?: unknown; content?: unknown } | null;
-    if (!msg || !["system", "user", "assistant", "developer", "tool"].includes(msg.role as string)) throw bad(`Invalid value for 'messages[${i}].role'`);
+    if (!msg || !["system", "user", "assistant", "developer", "tool"].includes(msg.role as string))
+      throw bad(`Invalid value for 'messages[${i}].role'`);
     if (typeof msg.content !== "string") throw bad(`Invalid type for 'messages[${i}].content': expected a string`);
   });
-  if (b.max_tokens !== undefined && !(Number.isInteger(b.max_tokens) && (b.max_tokens as number) > 0)) throw bad("'max_tokens' must be a positive integer");
+  if (b.max_tokens !== undefined && !(Number.isInteger(b.max_tokens) && (b.max_tokens as number) > 0))
+    throw bad("'max_tokens' must be a positive integer");
   if (b.stream !== undefined && typeof b.stream !== "boolean") throw bad("'stream' must be a boolean");
   checkResponseFormat(b.response_format);
   return b;
@@ -143,7 +167,8 @@ function checkResponseFormat(rf: unknown): void {
   if (!["text", "json_object", "json_schema"].includes(f?.type as string)) throw bad("Invalid value for 'response_format.type'");
   if (f.type !== "json_schema") return;
   if (typeof f.json_schema?.name !== "string") throw bad("Missing required parameter: 'response_format.json_schema.name'");
-  if (!f.json_schema.schema || typeof f.json_schema.schema !== "object") throw bad("Missing required parameter: 'response_format.json_schema.schema'");
+  if (!f.json_schema.schema || typeof f.json_schema.schema !== "object")
+    throw bad("Missing required parameter: 'response_format.json_schema.schema'");
 }
 
 const bad = (message: string): HttpError => new HttpError(400, message, "invalid_request_error");
@@ -160,12 +185,15 @@ async function stream(
   const id = completionId();
   const created = now();
   const send = (choices: unknown[], usage?: object): boolean =>
-    res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: s.model, choices, ...(usage ? { usage } : {}) })}\n\n`);
+    res.write(
+      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: s.model, choices, ...(usage ? { usage } : {}) })}\n\n`,
+    );
   const pieces = splitChunks(s.content);
   for (const [i, piece] of pieces.entries()) {
     if (gone) return;
     const delta = i === 0 ? { role: "assistant", content: piece } : { content: piece };
-    const logprobs = s.logprob === null ? null : { content: [{ token: piece, logprob: s.logprob, bytes: [...Buffer.from(piece)], top_logprobs: [] }] };
+    const logprobs =
+      s.logprob === null ? null : { content: [{ token: piece, logprob: s.logprob, bytes: [...Buffer.from(piece)], top_logprobs: [] }] };
     send([{ index: 0, delta, logprobs, finish_reason: null }]);
     if (s.delayMs > 0) await new Promise((r) => setTimeout(r, s.delayMs));
   }

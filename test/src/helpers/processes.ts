@@ -8,7 +8,11 @@ export class CliProcess {
   log = "";
 
   constructor(args: string[], opts: { cwd: string; env?: Record<string, string> }) {
-    this.child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, OPTIMUS_LOG_LEVEL: "warn", ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
+    this.child = spawn(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd,
+      env: { ...process.env, OPTIMUS_LOG_LEVEL: "warn", ...opts.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     this.child.stdout!.on("data", (b: Buffer) => (this.log += b.toString()));
     this.child.stderr!.on("data", (b: Buffer) => (this.log += b.toString()));
   }

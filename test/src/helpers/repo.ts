@@ -36,8 +36,7 @@ export function makeRepo(t?: { after(fn: () => void): void }, name = "optimus-te
   return dir;
 }
 
-export const gitLog = (repo: string): string[] =>
-  execFileSync("git", ["log", "--format=%s"], { cwd: repo }).toString().trim().split("\n");
+export const gitLog = (repo: string): string[] => execFileSync("git", ["log", "--format=%s"], { cwd: repo }).toString().trim().split("\n");
 
 /**
  * Writes `.optimus/config.yaml`. The foundation's tests switch off the automatic review unit after

@@ -4,7 +4,8 @@
  */
 export const teamFiles = (name = "team"): Record<string, string> => ({
   "src/add.js": "export function add(a, b) {\n  return a - b;\n}\n",
-  "test/add.test.js": "import assert from 'node:assert/strict';\nimport { add } from '../src/add.js';\nassert.equal(add(2, 3), 5);\nconsole.log('add works');\n",
+  "test/add.test.js":
+    "import assert from 'node:assert/strict';\nimport { add } from '../src/add.js';\nassert.equal(add(2, 3), 5);\nconsole.log('add works');\n",
   "package.json": JSON.stringify({ name, type: "module", private: true }, null, 2) + "\n",
   "README.md": `# ${name}\n`,
 });

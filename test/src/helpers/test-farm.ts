@@ -62,7 +62,11 @@ abstract class TestFarmBase {
 
   private tokenFile?: string;
 
-  constructor(readonly repo: string, protected readonly options: TestFarmOptions, protected readonly t: Cleanup) {}
+  constructor(
+    readonly repo: string,
+    protected readonly options: TestFarmOptions,
+    protected readonly t: Cleanup,
+  ) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -107,13 +111,19 @@ abstract class TestFarmBase {
   /** Waits for a task's integration branch to reach its target; on a timeout, says where its units are, with the logs. */
   untilMerged = (taskId: string, what: string, timeoutMs = 120_000) => {
     const client = this.client;
-    return waitFor(async () => {
-      const r = await client.tasks.get.query({ taskId });
-      return r.task.merge?.commit ? r : null;
-    }, what, timeoutMs).catch(async (e) => {
+    return waitFor(
+      async () => {
+        const r = await client.tasks.get.query({ taskId });
+        return r.task.merge?.commit ? r : null;
+      },
+      what,
+      timeoutMs,
+    ).catch(async (e) => {
       const got = await client.tasks.get.query({ taskId }).catch(() => null);
       const units = got?.units.map((u) => [u.unitId, u.state, u.reason]) ?? [];
-      throw new Error(`${(e as Error).message}\ntask merge: ${JSON.stringify(got?.task.merge ?? null)}\nunits: ${JSON.stringify(units)}${this.logs()}`);
+      throw new Error(
+        `${(e as Error).message}\ntask merge: ${JSON.stringify(got?.task.merge ?? null)}\nunits: ${JSON.stringify(units)}${this.logs()}`,
+      );
     });
   };
 }
@@ -134,7 +144,11 @@ export class InProcessTestFarm extends TestFarmBase {
 
   protected async launch(): Promise<void> {
     const config = this.settings();
-    const server = await startFarm({ repo: this.repo, config, log: this.options.log ?? pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }) });
+    const server = await startFarm({
+      repo: this.repo,
+      config,
+      log: this.options.log ?? pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "silent" }),
+    });
     this.current = server;
     this.port = server.port;
     // As `farm up` does: the first admin token goes to a file of the farm's state only its user reads.
@@ -189,10 +203,14 @@ export class ProcessTestFarm extends TestFarmBase {
     const o = this.options;
     // A URL is the team's origin (`--origin`); a folder is taken as the origin (`--repo`).
     const where = isUrl(this.repo) ? ["--origin", this.repo] : ["--repo", this.repo];
-    const child = spawn(process.execPath, [CLI, "farm", "up", ...where, "--port", String(this.port), ...this.configArgs(), ...(o.args ?? [])], {
-      env: { ...process.env, OPTIMUS_LOG_LEVEL: process.env.OPTIMUS_LOG_LEVEL ?? "warn", ...o.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [CLI, "farm", "up", ...where, "--port", String(this.port), ...this.configArgs(), ...(o.args ?? [])],
+      {
+        env: { ...process.env, OPTIMUS_LOG_LEVEL: process.env.OPTIMUS_LOG_LEVEL ?? "warn", ...o.env },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     this.child = child;
     child.once("exit", (code) => {
       this.exits++;
@@ -234,10 +252,13 @@ export class ProcessTestFarm extends TestFarmBase {
     const exited = new Promise((r) => c.once("exit", r));
     c.kill(sig);
     // A graceful stop that takes too long is a failure to report, not a test run that hangs.
-    const timer = sig === "SIGKILL" ? null : setTimeout(() => {
-      this.log += `\n[test] farm did not stop within 15 s of ${sig}; killed\n`;
-      c.kill("SIGKILL");
-    }, 15_000);
+    const timer =
+      sig === "SIGKILL"
+        ? null
+        : setTimeout(() => {
+            this.log += `\n[test] farm did not stop within 15 s of ${sig}; killed\n`;
+            c.kill("SIGKILL");
+          }, 15_000);
     await exited;
     if (timer) clearTimeout(timer);
     this.child = null;
@@ -256,8 +277,14 @@ type WithWorkers<O> = O extends { workers: object } ? { workDir: string } : unkn
  * Starts a farm (see the top of this file); stopped after the test (`t`), with its workers.
  * Without `t` (a benchmark), the caller stops it.
  */
-export async function startTestFarm<O extends TestFarmOptions & { mode: "process" }>(t: Cleanup, options: O): Promise<ProcessTestFarm & WithWorkers<O>>;
-export async function startTestFarm<O extends TestFarmOptions & { mode?: "in-process" }>(t: Cleanup, options?: O): Promise<InProcessTestFarm & WithWorkers<O>>;
+export async function startTestFarm<O extends TestFarmOptions & { mode: "process" }>(
+  t: Cleanup,
+  options: O,
+): Promise<ProcessTestFarm & WithWorkers<O>>;
+export async function startTestFarm<O extends TestFarmOptions & { mode?: "in-process" }>(
+  t: Cleanup,
+  options?: O,
+): Promise<InProcessTestFarm & WithWorkers<O>>;
 export async function startTestFarm(t: Cleanup, options: TestFarmOptions = {}): Promise<TestFarm> {
   let repo = options.repo;
   if (repo === undefined) {
@@ -290,8 +317,37 @@ async function startCliWorkers(t: Cleanup, farm: TestFarm, o: { model: string; m
   const extra = o.maxIterations ? ["--max-iterations", String(o.maxIterations)] : [];
   for (const role of ["codegen", "review"]) {
     const tokenFile = join(workDir, `${role}.token`);
-    writeFileSync(tokenFile, (await runCli(["token", "create", "--role", "worker", "--name", role === "codegen" ? "node-1" : "node-1-review"], { cwd: farm.repo, env: farm.env })).stdout, { mode: 0o600 });
-    farm.workers.push(new CliProcess(["worker", "--role", role, "--model", o.model, ...extra, "--node-id", `${role}-1`, "--work-dir", join(workDir, role), "--farm", farm.url, "--token-file", tokenFile], { cwd: farm.repo }));
+    writeFileSync(
+      tokenFile,
+      (
+        await runCli(["token", "create", "--role", "worker", "--name", role === "codegen" ? "node-1" : "node-1-review"], {
+          cwd: farm.repo,
+          env: farm.env,
+        })
+      ).stdout,
+      { mode: 0o600 },
+    );
+    farm.workers.push(
+      new CliProcess(
+        [
+          "worker",
+          "--role",
+          role,
+          "--model",
+          o.model,
+          ...extra,
+          "--node-id",
+          `${role}-1`,
+          "--work-dir",
+          join(workDir, role),
+          "--farm",
+          farm.url,
+          "--token-file",
+          tokenFile,
+        ],
+        { cwd: farm.repo },
+      ),
+    );
   }
   t?.after(() => Promise.all(farm.workers.map((w) => w.stop())));
   await waitFor(() => farm.workers.every((w) => w.log.includes("waiting for units")), "both workers to connect", 30_000);

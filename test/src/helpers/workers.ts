@@ -46,7 +46,8 @@ export async function startWorkers(
         }
       },
       onOutcome: (lease, o) => {
-        if (o.accepted) ledger.accepted.push({ worker: s.nodeId, key: key(lease), attempt: lease.attempt, duplicate: !!o.duplicate, at: Date.now() });
+        if (o.accepted)
+          ledger.accepted.push({ worker: s.nodeId, key: key(lease), attempt: lease.attempt, duplicate: !!o.duplicate, at: Date.now() });
         else ledger.rejected.push({ worker: s.nodeId, key: key(lease), attempt: lease.attempt, error: o.error ?? "" });
       },
     });

@@ -4,7 +4,12 @@ import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
 import { after, test } from "node:test";
 import Anthropic from "@anthropic-ai/sdk";
-import { countInputTokens, startAnthropicStandin, type AnthropicStandin, type AnthropicStandinOptions } from "../helpers/anthropic-standin.js";
+import {
+  countInputTokens,
+  startAnthropicStandin,
+  type AnthropicStandin,
+  type AnthropicStandinOptions,
+} from "../helpers/anthropic-standin.js";
 
 const KEY = "sk-ant-api03-test-key";
 const standins: AnthropicStandin[] = [];
@@ -19,8 +24,17 @@ async function standin(opts: AnthropicStandinOptions = {}): Promise<{ s: Anthrop
 }
 
 const MODEL = "claude-sonnet-5-5"; // not in the SDK's DEPRECATED_MODELS (those print a warning per request)
-const ask = { model: MODEL, max_tokens: 1024, system: "You are terse.", messages: [{ role: "user" as const, content: "Write a greeting for the team" }] };
-const tool = { name: "write_file", description: "Writes a file", input_schema: { type: "object" as const, properties: { path: { type: "string" }, text: { type: "string" } } } };
+const ask = {
+  model: MODEL,
+  max_tokens: 1024,
+  system: "You are terse.",
+  messages: [{ role: "user" as const, content: "Write a greeting for the team" }],
+};
+const tool = {
+  name: "write_file",
+  description: "Writes a file",
+  input_schema: { type: "object" as const, properties: { path: { type: "string" }, text: { type: "string" } } },
+};
 
 /** Awaits a promise that must reject, returning the error. */
 async function rejection(p: Promise<unknown>): Promise<unknown> {
@@ -34,7 +48,12 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 
 test("non-streaming text and tool_use messages parse with usage; requests are logged without the key", async () => {
   const text = "Hello team, good work this week.";
-  const { s, client } = await standin({ script: [{ kind: "text", text }, { kind: "tool_use", name: "write_file", input: { path: "a.ts", text: "x" }, text: "Writing it." }] });
+  const { s, client } = await standin({
+    script: [
+      { kind: "text", text },
+      { kind: "tool_use", name: "write_file", input: { path: "a.ts", text: "x" }, text: "Writing it." },
+    ],
+  });
   const m = await client.messages.create(ask);
   assert.match(m.id, /^msg_01/);
   assert.equal(m.type, "message");
@@ -44,7 +63,12 @@ test("non-streaming text and tool_use messages parse with usage; requests are lo
   assert.equal(m.stop_reason, "end_turn");
   assert.equal(m.stop_sequence, null);
   const input = Math.ceil(("You are terse.".length + ask.messages[0]!.content.length) / 4);
-  assert.deepEqual(m.usage, { input_tokens: input, output_tokens: Math.ceil(text.length / 4), cache_creation_input_tokens: 0, cache_read_input_tokens: 0 });
+  assert.deepEqual(m.usage, {
+    input_tokens: input,
+    output_tokens: Math.ceil(text.length / 4),
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: 0,
+  });
 
   const t = await client.messages.create({ ...ask, tools: [tool] });
   assert.equal(t.stop_reason, "tool_use");
@@ -78,7 +102,9 @@ test("non-streaming text and tool_use messages parse with usage; requests are lo
 
 test("streaming yields text deltas, assembles tool input from partial JSON and takes usage from message_delta", async () => {
   const input = { path: "src/greeting.ts", text: "export const hi = 'hello';\n", lines: [1, 2, 3] };
-  const { s, client } = await standin({ script: [{ kind: "tool_use", name: "write_file", input, text: "Let me write the greeting file now." }] });
+  const { s, client } = await standin({
+    script: [{ kind: "tool_use", name: "write_file", input, text: "Let me write the greeting file now." }],
+  });
   const stream = client.messages.stream({ ...ask, tools: [tool] });
   const deltas: string[] = [];
   const partials: string[] = [];
@@ -115,24 +141,52 @@ test("the raw stream is the exact event sequence in event:/data: frames", async 
   const { s } = await standin({ script: [{ kind: "text", text: "hi there" }] });
   const body = JSON.stringify({ ...ask, stream: true });
   const raw = await new Promise<{ type: string; text: string }>((resolve, reject) => {
-    const req = httpRequest(`${s.url}/v1/messages`, { method: "POST", headers: { "x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json" } }, (res) => {
-      let text = "";
-      res.on("data", (c: Buffer) => (text += c.toString()));
-      res.on("end", () => resolve({ type: String(res.headers["content-type"]), text }));
-    });
+    const req = httpRequest(
+      `${s.url}/v1/messages`,
+      { method: "POST", headers: { "x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json" } },
+      (res) => {
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c.toString()));
+        res.on("end", () => resolve({ type: String(res.headers["content-type"]), text }));
+      },
+    );
     req.on("error", reject);
     req.end(body);
   });
   assert.match(raw.type, /^text\/event-stream/);
-  const frames = raw.text.split("\n\n").filter(Boolean).map((f) => {
-    const [ev, data] = f.split("\n");
-    const json = JSON.parse(data!.replace(/^data: /, "")) as { type: string };
-    assert.equal(ev, `event: ${json.type}`);
-    return json;
+  const frames = raw.text
+    .split("\n\n")
+    .filter(Boolean)
+    .map((f) => {
+      const [ev, data] = f.split("\n");
+      const json = JSON.parse(data!.replace(/^data: /, "")) as { type: string };
+      assert.equal(ev, `event: ${json.type}`);
+      return json;
+    });
+  assert.deepEqual(
+    frames.map((f) => f.type),
+    [
+      "message_start",
+      "ping",
+      "content_block_start",
+      "content_block_delta",
+      "content_block_delta",
+      "content_block_stop",
+      "message_delta",
+      "message_stop",
+    ],
+  );
+  assert.deepEqual((frames[0] as unknown as { message: { usage: object } }).message.usage, {
+    input_tokens: countInputTokens(ask),
+    output_tokens: 1,
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: 0,
   });
-  assert.deepEqual(frames.map((f) => f.type), ["message_start", "ping", "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop", "message_delta", "message_stop"]);
-  assert.deepEqual((frames[0] as unknown as { message: { usage: object } }).message.usage, { input_tokens: countInputTokens(ask), output_tokens: 1, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 });
-  assert.deepEqual(frames[6], { type: "message_delta", delta: { stop_reason: "end_turn", stop_sequence: null }, usage: { output_tokens: 2 } });
+  assert.deepEqual(frames[6], {
+    type: "message_delta",
+    delta: { stop_reason: "end_turn", stop_sequence: null },
+    usage: { output_tokens: 2 },
+  });
   assert.equal(s.requests[0]!.auth, "x-api-key");
 });
 
@@ -231,7 +285,12 @@ test("invalid bodies are 400 invalid_request_error", async () => {
 
 test("max_tokens truncates the output and sets stop_reason max_tokens, streaming or not", async () => {
   const text = "a long answer that will not fit in the few tokens allowed for it";
-  const { client } = await standin({ script: [{ kind: "text", text }, { kind: "text", text }] });
+  const { client } = await standin({
+    script: [
+      { kind: "text", text },
+      { kind: "text", text },
+    ],
+  });
   const m = await client.messages.create({ ...ask, max_tokens: 3 });
   assert.equal(m.stop_reason, "max_tokens");
   assert.deepEqual(m.content, [{ type: "text", text: text.slice(0, 12) }]);
@@ -272,7 +331,14 @@ test("hang never answers (the SDK times out or aborts); drop is a connection err
   assert.ok((await rejection(pending)) instanceof Anthropic.APIUserAbortError);
   const dropped = await rejection(client.messages.create(ask));
   assert.ok(dropped instanceof Anthropic.APIConnectionError, String(dropped));
-  assert.deepEqual(s.requests.map((r) => [r.entry, r.status]), [["hang", null], ["hang", null], ["drop", null]]);
+  assert.deepEqual(
+    s.requests.map((r) => [r.entry, r.status]),
+    [
+      ["hang", null],
+      ["hang", null],
+      ["drop", null],
+    ],
+  );
 
   const slow = await standin({ latencyMs: 150 });
   const t0 = Date.now();

@@ -14,13 +14,17 @@ import type { UnitRecord } from "@optimus/farm-server/dist/store/projection.js";
 import { ROOT } from "../helpers/paths.js";
 
 const read = (p: string) => readFileSync(join(ROOT, p), "utf8");
-const foldersOf = (dir: string) => readdirSync(join(ROOT, dir)).filter((f) => statSync(join(ROOT, dir, f)).isDirectory()).sort();
+const foldersOf = (dir: string) =>
+  readdirSync(join(ROOT, dir))
+    .filter((f) => statSync(join(ROOT, dir, f)).isDirectory())
+    .sort();
 const PACKAGES = ["farm-server/src", "extension/src", "test/src", "shared/src", "webview/src"];
 
 test("the conventions' folder lists are the folders under each package's src/", () => {
   const conventions = read("docs/conventions.md");
   const listed = new Map<string, string[]>();
-  for (const m of conventions.matchAll(/In `([\w-]+\/src)\/`:((?:\s*`[\w-]+`[,.])+)/g)) listed.set(m[1]!, [...m[2]!.matchAll(/`([\w-]+)`/g)].map((x) => x[1]!).sort());
+  for (const m of conventions.matchAll(/In `([\w-]+\/src)\/`:((?:\s*`[\w-]+`[,.])+)/g))
+    listed.set(m[1]!, [...m[2]!.matchAll(/`([\w-]+)`/g)].map((x) => x[1]!).sort());
   const none = /`([\w-]+\/src)\/` and `([\w-]+\/src)\/` have no folders/.exec(conventions);
   for (const dir of [none?.[1], none?.[2]]) if (dir) listed.set(dir, []);
   for (const dir of PACKAGES) assert.deepEqual(listed.get(dir), foldersOf(dir), `docs/conventions.md on ${dir}`);
@@ -51,7 +55,12 @@ test("lease ids have the documented form <task>/<unit>#<attempt>.<nonce><n>: uni
   assert.ok(read("docs/conventions.md").includes(FORM), "the conventions give the form");
   assert.ok(read("docs/glossary.md").includes(FORM), "the glossary gives the form");
   const made: string[] = [];
-  const state = { commit: (events: EventBody[]) => { for (const e of events) if (e.type === "unit_leased") made.push(e.data.leaseId); return Promise.resolve(); } } as unknown as FarmState;
+  const state = {
+    commit: (events: EventBody[]) => {
+      for (const e of events) if (e.type === "unit_leased") made.push(e.data.leaseId);
+      return Promise.resolve();
+    },
+  } as unknown as FarmState;
   const unit = { taskId: "fix-login", unitId: "u1", attempt: 1, spec: {} } as unknown as UnitRecord;
   const farmStart = new LeaseCommands(state, ServerConfig.parse({}));
   farmStart.lease(unit, "w1");
@@ -74,20 +83,25 @@ test("a comment that names a file of the project names one that exists in this r
   };
   for (const d of [...PACKAGES, "test/bin", "scripts"]) walk(d);
   // A path into the project's own folders (not an example such as `docs/notes.md -> ~/.token`), or a bare document name.
-  const PATH = /(?<![\w./-])((?:docs|scripts|(?:shared|farm-server|extension|webview|test)\/(?:src|dist|bin|schema))\/[\w./-]*\.(?:md|ts|js|cjs|mjs|sh|json))(?!\s*->)/g;
+  const PATH =
+    /(?<![\w./-])((?:docs|scripts|(?:shared|farm-server|extension|webview|test)\/(?:src|dist|bin|schema))\/[\w./-]*\.(?:md|ts|js|cjs|mjs|sh|json))(?!\s*->)/g;
   const BARE_DOC = /(?<![\w./-])([A-Za-z][\w-]*\.md)\b/g;
   const wrong: string[] = [];
   for (const f of files) {
-    read(f).split("\n").forEach((line, i) => {
-      const comment = /^\s*(?:\/\/|\/?\*|#)(.*)$/.exec(line)?.[1] ?? /\s\/\/(.*)$/.exec(line)?.[1];
-      if (comment === undefined) return;
-      if (comment.includes("../shared")) wrong.push(`${f}:${i + 1}: ../shared is not part of this repository`);
-      for (const m of comment.matchAll(PATH)) {
-        const p = m[1]!.replace(/[.,;:)]+$/, "");
-        if (!existsSync(join(ROOT, p)) && !existsSync(join(ROOT, p.replace("/dist/", "/src/").replace(/\.js$/, ".ts")))) wrong.push(`${f}:${i + 1}: ${p}`);
-      }
-      for (const m of comment.matchAll(BARE_DOC)) if (m[1] !== "README.md" && !existsSync(join(ROOT, "docs", m[1]!))) wrong.push(`${f}:${i + 1}: ${m[1]}`);
-    });
+    read(f)
+      .split("\n")
+      .forEach((line, i) => {
+        const comment = /^\s*(?:\/\/|\/?\*|#)(.*)$/.exec(line)?.[1] ?? /\s\/\/(.*)$/.exec(line)?.[1];
+        if (comment === undefined) return;
+        if (comment.includes("../shared")) wrong.push(`${f}:${i + 1}: ../shared is not part of this repository`);
+        for (const m of comment.matchAll(PATH)) {
+          const p = m[1]!.replace(/[.,;:)]+$/, "");
+          if (!existsSync(join(ROOT, p)) && !existsSync(join(ROOT, p.replace("/dist/", "/src/").replace(/\.js$/, ".ts"))))
+            wrong.push(`${f}:${i + 1}: ${p}`);
+        }
+        for (const m of comment.matchAll(BARE_DOC))
+          if (m[1] !== "README.md" && !existsSync(join(ROOT, "docs", m[1]!))) wrong.push(`${f}:${i + 1}: ${m[1]}`);
+      });
   }
   assert.deepEqual(wrong, []);
 });

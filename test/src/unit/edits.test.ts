@@ -3,7 +3,14 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { applyEdits, EditProposalSchema, editProposalJsonSchema, parseEditProposal, type Edit, type EditProposal } from "@optimus/farm-server/dist/worker/edits.js";
+import {
+  applyEdits,
+  EditProposalSchema,
+  editProposalJsonSchema,
+  parseEditProposal,
+  type Edit,
+  type EditProposal,
+} from "@optimus/farm-server/dist/worker/edits.js";
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -25,7 +32,14 @@ const write = (path: string, content = "x\n"): Edit => ({ kind: "write", path, c
 const opts = { scope: [] as string[], maxFileBytes: 10_000 };
 
 test("the JSON schema and the zod schema describe the same shape, without numbers", () => {
-  const sample = { summary: "add b", edits: [{ kind: "replace", path: "a", search: "x", replace: "y" }, { kind: "write", path: "b", content: "" }], done: false };
+  const sample = {
+    summary: "add b",
+    edits: [
+      { kind: "replace", path: "a", search: "x", replace: "y" },
+      { kind: "write", path: "b", content: "" },
+    ],
+    done: false,
+  };
   assert.ok(EditProposalSchema.safeParse(sample).success);
   assert.deepEqual(editProposalJsonSchema.required, ["summary", "edits", "done"]);
   assert.ok(!JSON.stringify(editProposalJsonSchema).includes('"number"') && !JSON.stringify(editProposalJsonSchema).includes('"integer"'));
@@ -101,7 +115,11 @@ test("a symlinked folder pointing outside the worktree is refused", async () => 
   writeFileSync(join(outside, "victim.txt"), "untouched");
   symlinkSync(outside, join(dir, "src/escape"));
   symlinkSync(join(outside, "victim.txt"), join(dir, "src/victim-link.txt"));
-  for (const edit of [write("src/escape/victim.txt"), write("src/escape/new/deep.txt"), { kind: "replace", path: "src/victim-link.txt", search: "untouched", replace: "owned" } as Edit]) {
+  for (const edit of [
+    write("src/escape/victim.txt"),
+    write("src/escape/new/deep.txt"),
+    { kind: "replace", path: "src/victim-link.txt", search: "untouched", replace: "owned" } as Edit,
+  ]) {
     const r = await applyEdits(dir, proposal(edit), opts);
     assert.ok(!r.ok && /outside the worktree/.test(r.error), `${edit.path}: ${JSON.stringify(r)}`);
   }
@@ -159,7 +177,10 @@ test("all-or-nothing: when the 2nd edit is bad, the 1st file is unchanged", asyn
   const dir = worktree();
   const r = await applyEdits(
     dir,
-    proposal({ kind: "replace", path: "src/a.ts", search: "a = 1", replace: "a = 99" }, { kind: "replace", path: "src/b.ts", search: "not there", replace: "x" }),
+    proposal(
+      { kind: "replace", path: "src/a.ts", search: "a = 1", replace: "a = 99" },
+      { kind: "replace", path: "src/b.ts", search: "not there", replace: "x" },
+    ),
     opts,
   );
   assert.ok(!r.ok && r.error.startsWith("edit 2"), JSON.stringify(r));

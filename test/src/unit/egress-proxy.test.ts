@@ -133,7 +133,10 @@ test("CONNECT to an allowed name reaches the upstream and pipes both ways; audit
   t.socket.write("ping-through-the-tunnel");
   assert.equal(await reply, "ping-through-the-tunnel");
   t.socket.end();
-  const d = await audited({ method: "CONNECT", host: "localhost", port: echoPort, allowed: true, principal: "worker:w1" }, /^allowed by localhost:\d+$/);
+  const d = await audited(
+    { method: "CONNECT", host: "localhost", port: echoPort, allowed: true, principal: "worker:w1" },
+    /^allowed by localhost:\d+$/,
+  );
   assert.equal(d.bytesUp, "ping-through-the-tunnel".length);
   assert.equal(d.bytesDown, "ping-through-the-tunnel".length);
 });
@@ -156,11 +159,13 @@ test("CONNECT to anything not listed is 403 with a one-line reason", async () =>
   for (const [target, host, port, reason] of cases) {
     const t = await tunnel(target);
     assert.equal(t.status, "HTTP/1.1 403 Forbidden", target);
-    const body = t.rest + (await new Promise<string>((r) => {
-      let more = "";
-      t.socket.on("data", (b: Buffer) => (more += b.toString()));
-      t.socket.on("close", () => r(more));
-    }));
+    const body =
+      t.rest +
+      (await new Promise<string>((r) => {
+        let more = "";
+        t.socket.on("data", (b: Buffer) => (more += b.toString()));
+        t.socket.on("close", () => r(more));
+      }));
     assert.match(body, reason);
     assert.equal(body.trim().split("\n").length, 1, "one line");
     await audited({ method: "CONNECT", host, port, allowed: false, principal: "worker:w1" }, reason);
@@ -183,9 +188,14 @@ test("absent or invalid authorisation is 407, and the credential is never echoed
     const t = await tunnel(`localhost:${echoPort}`, headers);
     assert.equal(t.status, "HTTP/1.1 407 Proxy Authentication Required");
     t.socket.destroy();
-    await audited({ method: "CONNECT", host: "localhost", port: echoPort, allowed: false, principal: null }, /authorization missing or invalid/);
+    await audited(
+      { method: "CONNECT", host: "localhost", port: echoPort, allowed: false, principal: null },
+      /authorization missing or invalid/,
+    );
   }
-  const plain = await raw(`GET http://localhost:${webPort}/x HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: Bearer wrong-token-value\r\nConnection: close\r\n\r\n`);
+  const plain = await raw(
+    `GET http://localhost:${webPort}/x HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: Bearer wrong-token-value\r\nConnection: close\r\n\r\n`,
+  );
   assert.match(plain, /^HTTP\/1\.1 407 /);
   assert.match(plain, /\r\nproxy-authenticate: Basic realm="optimus-egress"\r\n/i);
   assert.ok(!plain.includes("wrong-token-value"));
@@ -217,7 +227,9 @@ test("plain HTTP: denied hosts are 403; https:// absolute-form and origin-form r
   await audited({ method: "GET", host: "127.0.0.1", port: webPort, allowed: false, principal: "worker:w1" });
 
   // an Expect Node does not know would otherwise be answered (417) without reaching the proxy's code
-  const odd = await raw(`GET http://127.0.0.1:${webPort}/ HTTP/1.1\r\nHost: x\r\nExpect: something-odd\r\n${AUTH}Connection: close\r\n\r\n`);
+  const odd = await raw(
+    `GET http://127.0.0.1:${webPort}/ HTTP/1.1\r\nHost: x\r\nExpect: something-odd\r\n${AUTH}Connection: close\r\n\r\n`,
+  );
   assert.match(odd, /^HTTP\/1\.1 403 Forbidden\r\n/);
   await audited({ method: "GET", host: "127.0.0.1", port: webPort, allowed: false, principal: "worker:w1" });
 
@@ -241,11 +253,17 @@ test("an allowed upstream that refuses is 502, audited as allowed with the failu
   const t = await tunnel(`localhost:${closedPort}`);
   assert.equal(t.status, "HTTP/1.1 502 Bad Gateway");
   t.socket.destroy();
-  const d = await audited({ method: "CONNECT", host: "localhost", port: closedPort, allowed: true, principal: "worker:w1" }, /upstream connect failed: ECONNREFUSED/);
+  const d = await audited(
+    { method: "CONNECT", host: "localhost", port: closedPort, allowed: true, principal: "worker:w1" },
+    /upstream connect failed: ECONNREFUSED/,
+  );
   assert.equal(d.bytesDown, 0);
   const plain = await raw(`GET http://localhost:${closedPort}/ HTTP/1.1\r\nHost: x\r\n${AUTH}Connection: close\r\n\r\n`);
   assert.match(plain, /^HTTP\/1\.1 502 Bad Gateway\r\n/);
-  await audited({ method: "GET", host: "localhost", port: closedPort, allowed: true, principal: "worker:w1" }, /upstream connect failed: ECONNREFUSED/);
+  await audited(
+    { method: "GET", host: "localhost", port: closedPort, allowed: true, principal: "worker:w1" },
+    /upstream connect failed: ECONNREFUSED/,
+  );
 });
 
 test("100% of attempts were audited exactly once, and the token never appears in a response or a record", async () => {

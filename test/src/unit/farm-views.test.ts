@@ -3,23 +3,57 @@ import { test } from "node:test";
 import { FarmViews, type TaskView, type UnitLiveView, type ViewsMessage } from "@optimus/shared";
 
 const unit = (unitId: string, state: UnitLiveView["state"], updatedAt: number, attempt = 1): UnitLiveView => ({
-  taskId: "t", unitId, state, attempt, failures: 0, updatedAt, actions: [],
+  taskId: "t",
+  unitId,
+  state,
+  attempt,
+  failures: 0,
+  updatedAt,
+  actions: [],
   spec: { id: unitId, goal: "g", role: "codegen", files: [], dependsOn: [], priority: 0, complexity: "small", kind: "change" },
 });
-const task: TaskView = { taskId: "t", title: "T", priority: 0, state: "running", createdAt: 1, updatedAt: 1, units: ["a", "b"], counts: {} };
-const snapshot = (epoch: number, seq: number, units: UnitLiveView[]): ViewsMessage => ({ kind: "snapshot", epoch, seq, serverTime: 1_000, tasks: [task], units, workers: [], spend: { todayUsd: 0, days: [], frontierConfigured: false } });
+const task: TaskView = {
+  taskId: "t",
+  title: "T",
+  priority: 0,
+  state: "running",
+  createdAt: 1,
+  updatedAt: 1,
+  units: ["a", "b"],
+  counts: {},
+};
+const snapshot = (epoch: number, seq: number, units: UnitLiveView[]): ViewsMessage => ({
+  kind: "snapshot",
+  epoch,
+  seq,
+  serverTime: 1_000,
+  tasks: [task],
+  units,
+  workers: [],
+  spend: { todayUsd: 0, days: [], frontierConfigured: false },
+});
 
 test("a snapshot replaces the model; deltas update it; units come back in manifest order", () => {
   const v = new FarmViews();
   const c0 = v.apply(snapshot(1, 10, [unit("b", "ready", 5), unit("a", "leased", 5)]));
   assert.equal(c0.reset, true);
-  assert.deepEqual(v.unitsOf("t").map((u) => u.unitId), ["a", "b"]);
+  assert.deepEqual(
+    v.unitsOf("t").map((u) => u.unitId),
+    ["a", "b"],
+  );
   const c1 = v.apply({ kind: "delta", epoch: 1, seq: 12, serverTime: 1_000, tasks: [], units: [unit("a", "awaiting_approval", 6)] });
   assert.deepEqual([...c1.units], ["t/a"]);
-  assert.deepEqual(c1.nowAwaitingApproval.map((u) => u.unitId), ["a"]);
+  assert.deepEqual(
+    c1.nowAwaitingApproval.map((u) => u.unitId),
+    ["a"],
+  );
   assert.equal(v.unit("t", "a")?.state, "awaiting_approval");
   // The same state again (a redelivered delta) is not a new approval request.
-  assert.deepEqual(v.apply({ kind: "delta", epoch: 1, seq: 12, serverTime: 1_000, tasks: [], units: [unit("a", "awaiting_approval", 6)] }).nowAwaitingApproval, []);
+  assert.deepEqual(
+    v.apply({ kind: "delta", epoch: 1, seq: 12, serverTime: 1_000, tasks: [], units: [unit("a", "awaiting_approval", 6)] })
+      .nowAwaitingApproval,
+    [],
+  );
 });
 
 test("stale and foreign messages change nothing: an older delta, an older unit view, another epoch", () => {
@@ -37,9 +71,21 @@ test("stale and foreign messages change nothing: an older delta, an older unit v
 test("progress applies only to the attempt it was reported for", () => {
   const v = new FarmViews();
   v.apply(snapshot(1, 1, [unit("a", "leased", 1, 2)]));
-  v.apply({ kind: "progress", epoch: 1, seq: 1, serverTime: 1_000, units: [{ taskId: "t", unitId: "a", progress: { phase: "generating", attempt: 1, at: 5 } }] });
+  v.apply({
+    kind: "progress",
+    epoch: 1,
+    seq: 1,
+    serverTime: 1_000,
+    units: [{ taskId: "t", unitId: "a", progress: { phase: "generating", attempt: 1, at: 5 } }],
+  });
   assert.equal(v.unit("t", "a")?.progress, undefined, "an old attempt's progress is ignored");
-  v.apply({ kind: "progress", epoch: 1, seq: 1, serverTime: 1_000, units: [{ taskId: "t", unitId: "a", progress: { phase: "checking", step: "npm test", attempt: 2, at: 6 } }] });
+  v.apply({
+    kind: "progress",
+    epoch: 1,
+    seq: 1,
+    serverTime: 1_000,
+    units: [{ taskId: "t", unitId: "a", progress: { phase: "checking", step: "npm test", attempt: 2, at: 6 } }],
+  });
   assert.equal(v.unit("t", "a")?.progress?.step, "npm test");
   v.apply({ kind: "progress", epoch: 1, seq: 1, serverTime: 1_000, units: [{ taskId: "t", unitId: "a", progress: null }] });
   assert.equal(v.unit("t", "a")?.progress, undefined);

@@ -16,7 +16,18 @@ function check(t: { after(fn: () => void): void }, files: Record<string, string>
     mkdirSync(dirname(join(dir, path)), { recursive: true });
     writeFileSync(join(dir, path), text);
   }
-  const r = spawnSync(process.execPath, [join(ROOT, "node_modules", "dependency-cruiser", "bin", "dependency-cruise.mjs"), "farm-server/src", "--config", ".dependency-cruiser.cjs", "--output-type", "err"], { cwd: dir, encoding: "utf8" });
+  const r = spawnSync(
+    process.execPath,
+    [
+      join(ROOT, "node_modules", "dependency-cruiser", "bin", "dependency-cruise.mjs"),
+      "farm-server/src",
+      "--config",
+      ".dependency-cruiser.cjs",
+      "--output-type",
+      "err",
+    ],
+    { cwd: dir, encoding: "utf8" },
+  );
   return { code: r.status, out: r.stdout + r.stderr };
 }
 

@@ -37,21 +37,71 @@ const tempDir = (prefix: string) => {
 /** Billion laughs in YAML: each level repeats the one before ten times. */
 const aliasBomb = (levels = 9) => {
   const lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
-  for (let i = 1; i < levels; i++) lines.push(`l${i}: &l${i} [${Array(10).fill(`*l${i - 1}`).join(",")}]`);
+  for (let i = 1; i < levels; i++)
+    lines.push(
+      `l${i}: &l${i} [${Array(10)
+        .fill(`*l${i - 1}`)
+        .join(",")}]`,
+    );
   return lines.join("\n") + "\n";
 };
 
 test("branch names: the validator agrees with `git check-ref-format --branch`", () => {
   const names = [
-    "main", "feature/login", "release-1.2", "a./b", "a/@", "é", "a@b", "lock", "a.lock.b", "refs/heads/x", "x.y", "a-", "UPPER/case",
-    "-x", "-", "a..b", "x..", "x.lock", "a/b.lock/c", "a/b.lock", ".x", "a/.x", ".lock", "a/.lock", "a b", "a\tb", "a\u007fb", "a\u0001b",
-    "a~b", "a~", "a^b", "a:b", "a?b", "a*b", "a[b", "a\\b", "a@{1}", "@{-1}", "x/", "/x", "a//b", "a.", "HEAD", "",
+    "main",
+    "feature/login",
+    "release-1.2",
+    "a./b",
+    "a/@",
+    "é",
+    "a@b",
+    "lock",
+    "a.lock.b",
+    "refs/heads/x",
+    "x.y",
+    "a-",
+    "UPPER/case",
+    "-x",
+    "-",
+    "a..b",
+    "x..",
+    "x.lock",
+    "a/b.lock/c",
+    "a/b.lock",
+    ".x",
+    "a/.x",
+    ".lock",
+    "a/.lock",
+    "a b",
+    "a\tb",
+    "a\u007fb",
+    "a\u0001b",
+    "a~b",
+    "a~",
+    "a^b",
+    "a:b",
+    "a?b",
+    "a*b",
+    "a[b",
+    "a\\b",
+    "a@{1}",
+    "@{-1}",
+    "x/",
+    "/x",
+    "a//b",
+    "a.",
+    "HEAD",
+    "",
   ];
   const cwd = tempDir("optimus-refname-"); // not a repository: git judges the name alone
   for (const name of names) {
     const git = spawnSync("git", ["check-ref-format", "--branch", name], { cwd }).status === 0;
     const ours = branchNameProblem(name) === undefined;
-    assert.equal(ours, git, `${JSON.stringify(name)}: git says ${git ? "valid" : "invalid"}, the validator ${ours ? "valid" : `invalid (${branchNameProblem(name)})`}`);
+    assert.equal(
+      ours,
+      git,
+      `${JSON.stringify(name)}: git says ${git ? "valid" : "invalid"}, the validator ${ours ? "valid" : `invalid (${branchNameProblem(name)})`}`,
+    );
   }
   // Stricter than git on purpose: '@' is git's shorthand for HEAD, never a target branch.
   assert.match(branchNameProblem("@")!, /'@'/);
@@ -81,15 +131,43 @@ test("task and unit ids: nothing git or the farm's branch names cannot take", ()
 });
 
 test("unit files: repository-relative paths inside the repository, one validator for every schema", () => {
-  for (const p of ["src/app.ts", "README.md", "src/", "docs/adr/0001-x.md", ".github/workflows/ci.yml", "a..b/c", "...", ".gitignore", "src/.gitkeep", "é/ü.ts"]) {
+  for (const p of [
+    "src/app.ts",
+    "README.md",
+    "src/",
+    "docs/adr/0001-x.md",
+    ".github/workflows/ci.yml",
+    "a..b/c",
+    "...",
+    ".gitignore",
+    "src/.gitkeep",
+    "é/ü.ts",
+  ]) {
     assert.equal(repoPathProblem(p), undefined, p);
   }
   const refused: Array<[string, RegExp]> = [
-    ["../../etc/passwd", /'\.\.'/], ["src/../../x", /'\.\.'/], ["..", /'\.\.'/],
-    ["/etc/passwd", /absolute/], ["C:/Windows/win.ini", /absolute/], ["c:x", /absolute/],
-    ["src\\app.ts", /'\/'/], ["./src/a.ts", /'\.'/], ["src//a.ts", /empty/], ["src/./a.ts", /'\.'/], ["", /empty/], ["/", /absolute/], ["//", /absolute/],
-    [".git/config", /\.git/], ["sub/.GIT/hooks/pre-commit", /\.git/], [".git", /\.git/], [".git./x", /\.git/], [".git /x", /\.git/],
-    ["a\u0000b", /control/], ["a\nb", /control/], ["a\u001b[31m", /control/], ["a\u009bb", /control/],
+    ["../../etc/passwd", /'\.\.'/],
+    ["src/../../x", /'\.\.'/],
+    ["..", /'\.\.'/],
+    ["/etc/passwd", /absolute/],
+    ["C:/Windows/win.ini", /absolute/],
+    ["c:x", /absolute/],
+    ["src\\app.ts", /'\/'/],
+    ["./src/a.ts", /'\.'/],
+    ["src//a.ts", /empty/],
+    ["src/./a.ts", /'\.'/],
+    ["", /empty/],
+    ["/", /absolute/],
+    ["//", /absolute/],
+    [".git/config", /\.git/],
+    ["sub/.GIT/hooks/pre-commit", /\.git/],
+    [".git", /\.git/],
+    [".git./x", /\.git/],
+    [".git /x", /\.git/],
+    ["a\u0000b", /control/],
+    ["a\nb", /control/],
+    ["a\u001b[31m", /control/],
+    ["a\u009bb", /control/],
     ["x".repeat(1025), /at most 1024/],
   ];
   for (const [p, why] of refused) assert.match(repoPathProblem(p) ?? "(accepted)", why, JSON.stringify(p));
@@ -106,9 +184,11 @@ test("unit files: repository-relative paths inside the repository, one validator
 
 test("titles and goals: no control characters; goals keep newlines and tabs", () => {
   assert.equal(singleLineTextProblem("Fix the login bug"), undefined);
-  for (const s of ["a\u0000", "\u001b[31mred", "a\nb", "a\tb", "bell\u0007", "a\u007f", "csi\u009b"]) assert.match(singleLineTextProblem(s)!, /control characters/, JSON.stringify(s));
+  for (const s of ["a\u0000", "\u001b[31mred", "a\nb", "a\tb", "bell\u0007", "a\u007f", "csi\u009b"])
+    assert.match(singleLineTextProblem(s)!, /control characters/, JSON.stringify(s));
   assert.equal(multiLineTextProblem("line one\n\tline two\r\nthree"), undefined);
-  for (const s of ["a\u0000", "\u001b]0;title\u0007", "a\rb", "a\u000bb", "a\u009b"]) assert.match(multiLineTextProblem(s)!, /control characters/, JSON.stringify(s));
+  for (const s of ["a\u0000", "\u001b]0;title\u0007", "a\rb", "a\u000bb", "a\u009b"])
+    assert.match(multiLineTextProblem(s)!, /control characters/, JSON.stringify(s));
   assert.equal(CreateTaskInput.safeParse({ title: "\u001b[31mred\u001b[0m\u0000" }).success, false);
   assert.equal(CreateTaskInput.safeParse({ title: "  padded  " }).data?.title, "padded");
   assert.equal(UnitSpec.safeParse({ id: "a", goal: "g\u0000" }).success, false);
@@ -118,7 +198,10 @@ test("titles and goals: no control characters; goals keep newlines and tabs", ()
 test("YAML limits: an alias bomb, an oversized text and a too-deep document are problems, never exceptions", () => {
   const bomb = parseManifestYaml(aliasBomb() + "title: boom\nunits:\n  - id: a\n    goal: *l8\n", "bomb.yaml");
   assert.equal(bomb.ok, false);
-  assert.match(bomb.ok ? "" : `${bomb.problems[0]!.file}:${bomb.problems[0]!.line}:${bomb.problems[0]!.column}: ${bomb.problems[0]!.message}`, /^bomb\.yaml:2:\d+: .*alias bomb/);
+  assert.match(
+    bomb.ok ? "" : `${bomb.problems[0]!.file}:${bomb.problems[0]!.line}:${bomb.problems[0]!.column}: ${bomb.problems[0]!.message}`,
+    /^bomb\.yaml:2:\d+: .*alias bomb/,
+  );
   const big = parseManifestYaml("title: t\nunits:\n  - id: a\n    goal: g\n# " + "x".repeat(MAX_MANIFEST_BYTES) + "\n", "big.yaml");
   assert.equal(big.ok, false);
   assert.match(big.ok ? "" : big.problems[0]!.message, /larger than the limit of 256 KiB/);
@@ -128,18 +211,30 @@ test("YAML limits: an alias bomb, an oversized text and a too-deep document are 
   const deep = parseManifestYaml("[".repeat(100_000), "deep.yaml");
   assert.equal(deep.ok, false);
   // A few aliases are fine.
-  assert.equal(parseManifestYaml("title: t\nunits:\n  - id: a\n    goal: &g do it\n  - id: b\n    goal: *g\n  - id: c\n    goal: *g\n").ok, true);
+  assert.equal(
+    parseManifestYaml("title: t\nunits:\n  - id: a\n    goal: &g do it\n  - id: b\n    goal: *g\n  - id: c\n    goal: *g\n").ok,
+    true,
+  );
 });
 
 test("config.yaml is read under the same limits: an alias bomb is one clear error", () => {
   const repo = tempDir("optimus-config-");
   mkdirSync(join(repo, ".optimus"));
   writeFileSync(join(repo, ".optimus", "config.yaml"), aliasBomb() + "port: 7420\n");
-  assert.throws(() => loadConfig(repo), (err: Error) => err.name === "CliError" && /^\.optimus\/config\.yaml:2:\d+: .*alias bomb/.test(err.message));
+  assert.throws(
+    () => loadConfig(repo),
+    (err: Error) => err.name === "CliError" && /^\.optimus\/config\.yaml:2:\d+: .*alias bomb/.test(err.message),
+  );
   writeFileSync(join(repo, ".optimus", "config.yaml"), "port: 1\n# " + "x".repeat(300 * 1024) + "\n");
-  assert.throws(() => loadConfig(repo), (err: Error) => err.name === "CliError" && /larger than the limit of 256 KiB/.test(err.message));
+  assert.throws(
+    () => loadConfig(repo),
+    (err: Error) => err.name === "CliError" && /larger than the limit of 256 KiB/.test(err.message),
+  );
   writeFileSync(join(repo, ".optimus", "config.yaml"), "- a list\n");
-  assert.throws(() => loadConfig(repo), (err: Error) => err.name === "CliError" && /must be a mapping/.test(err.message));
+  assert.throws(
+    () => loadConfig(repo),
+    (err: Error) => err.name === "CliError" && /must be a mapping/.test(err.message),
+  );
   writeFileSync(join(repo, ".optimus", "config.yaml"), "port: 7421\n");
   assert.equal(loadConfig(repo).port, 7421);
 });
@@ -164,7 +259,14 @@ test("the worker reads unit files only inside its worktree, after symbolic links
   const text = JSON.stringify(shown);
   assert.doesNotMatch(text, /opt_secret|root:/);
   assert.match(text, /export const a = 1/);
-  assert.deepEqual(shown.map((f) => f.path).sort(), ["../../etc/passwd", "/etc/passwd", "linked/secret", "src/a.ts", "src/alias.ts", "src/notes.md"]);
+  assert.deepEqual(shown.map((f) => f.path).sort(), [
+    "../../etc/passwd",
+    "/etc/passwd",
+    "linked/secret",
+    "src/a.ts",
+    "src/alias.ts",
+    "src/notes.md",
+  ]);
 });
 
 test("the CLI prints text from the farm without escape sequences or control characters", () => {
@@ -178,7 +280,22 @@ test("the CLI prints text from the farm without escape sequences or control char
   const now = Date.now();
   const out = renderStatus(
     [{ taskId: "t", title: "\u001b[2J\u001b[Hfake\u0000 title", state: "running", units: ["u"], counts: {}, createdAt: now } as never],
-    new Map([["t", [{ unitId: "u", state: "dead", attempt: 1, worker: "w\u001b[5m", updatedAt: now, reason: "\u001b]0;x\u0007boom\nsecond line", spec: { goal: "g" } } as never]]]),
+    new Map([
+      [
+        "t",
+        [
+          {
+            unitId: "u",
+            state: "dead",
+            attempt: 1,
+            worker: "w\u001b[5m",
+            updatedAt: now,
+            reason: "\u001b]0;x\u0007boom\nsecond line",
+            spec: { goal: "g" },
+          } as never,
+        ],
+      ],
+    ]),
   );
   assert.doesNotMatch(out, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, JSON.stringify(out));
   assert.match(out, /fake title/);

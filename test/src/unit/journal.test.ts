@@ -15,7 +15,22 @@ function tempFile(t: { after(fn: () => void): void }): string {
 
 const created = (taskId: string, n: number): EventBody => ({
   type: "task_created",
-  data: { taskId, title: taskId, priority: 0, source: "api", units: Array.from({ length: n }, (_, i) => ({ id: `u${i}`, goal: "g", role: "codegen" as const, files: [], dependsOn: i > 0 ? [`u${i - 1}`] : [], priority: 0, complexity: "small" as const, kind: "change" as const })) },
+  data: {
+    taskId,
+    title: taskId,
+    priority: 0,
+    source: "api",
+    units: Array.from({ length: n }, (_, i) => ({
+      id: `u${i}`,
+      goal: "g",
+      role: "codegen" as const,
+      files: [],
+      dependsOn: i > 0 ? [`u${i - 1}`] : [],
+      priority: 0,
+      complexity: "small" as const,
+      kind: "change" as const,
+    })),
+  },
 });
 
 test("events are hash-chained; editing, deleting or re-linking an entry is caught and named", async (t) => {
@@ -62,8 +77,14 @@ test("a second leader fences the first: its staged events never land", async (t)
   b.stage(created("from-b", 1), "farm");
   await b.flush();
   const events = await b.readAfter(0, 100);
-  assert.deepEqual(events.map((e) => (e.data as { taskId: string }).taskId), ["from-a", "from-b"]);
-  assert.deepEqual(events.map((e) => e.epoch), [ea, eb]);
+  assert.deepEqual(
+    events.map((e) => (e.data as { taskId: string }).taskId),
+    ["from-a", "from-b"],
+  );
+  assert.deepEqual(
+    events.map((e) => e.epoch),
+    [ea, eb],
+  );
   assert.equal((await b.verify()).ok, true);
   await a.close();
   await b.close();

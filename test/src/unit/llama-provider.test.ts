@@ -56,7 +56,9 @@ async function open(i: number): Promise<LlamaProvider> {
 }
 
 test("the GGUF writer is deterministic: same arguments, same bytes", () => {
-  const a = join(dir, "a.gguf"), b = join(dir, "b.gguf"), c = join(dir, "c.gguf");
+  const a = join(dir, "a.gguf"),
+    b = join(dir, "b.gguf"),
+    c = join(dir, "c.gguf");
   writeTinyGguf(a, { seed: 5, layers: 1, width: 32 });
   writeTinyGguf(b, { seed: 5, layers: 1, width: 32 });
   writeTinyGguf(c, { seed: 6, layers: 1, width: 32 });
@@ -96,7 +98,10 @@ test("free text, sampling at temperature > 0, progress callbacks and queued call
     assert.ok(g.stopReason === "stop" || g.stopReason === "length");
     assertConfidence(g);
   }
-  assert.deepEqual(counts, Array.from({ length: a.tokens }, (_, k) => k + 1));
+  assert.deepEqual(
+    counts,
+    Array.from({ length: a.tokens }, (_, k) => k + 1),
+  );
   // greedy is the default: the same prompt gives the same text (and the cached prefix is reused)
   const again = await p.generate(ask("Write a function."), { maxTokens: 40 });
   assert.equal(again.text, a.text);
@@ -171,7 +176,11 @@ test("pullModel: an unreachable host fails fast with one line; a loopback server
     if (req.url !== "/tiny.gguf") return void res.writeHead(404).end();
     const m = /bytes=(\d+)-(\d*)/.exec(req.headers.range ?? "");
     const [a, b] = m ? [Number(m[1]), m[2] ? Number(m[2]) : body.length - 1] : [0, body.length - 1];
-    res.writeHead(m ? 206 : 200, { "content-length": b - a + 1, "accept-ranges": "bytes", ...(m ? { "content-range": `bytes ${a}-${b}/${body.length}` } : {}) });
+    res.writeHead(m ? 206 : 200, {
+      "content-length": b - a + 1,
+      "accept-ranges": "bytes",
+      ...(m ? { "content-range": `bytes ${a}-${b}/${body.length}` } : {}),
+    });
     res.end(req.method === "HEAD" ? undefined : body.subarray(a, b + 1));
   });
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));

@@ -36,7 +36,9 @@ test("YAML syntax errors point at the line", () => {
 });
 
 test("schema errors name the file, the line and the field", () => {
-  const text = good.replace("    role: review\n", "    role: reviewer\n").replace("    check: npm test\n", "    check: npm test\n    colour: blue\n");
+  const text = good
+    .replace("    role: review\n", "    role: reviewer\n")
+    .replace("    check: npm test\n", "    check: npm test\n    colour: blue\n");
   const r = parseManifestYaml(text, "m.yaml");
   assert.equal(r.ok, false);
   if (r.ok) return;
@@ -53,7 +55,10 @@ test("a missing required field is reported as required at its parent's line", ()
   const r = parseManifestYaml("title: t\nunits:\n  - id: a\n", "m.yaml");
   assert.equal(r.ok, false);
   if (r.ok) return;
-  assert.deepEqual(r.problems.map((p) => [p.field, p.message, p.line]), [["units[0].goal", "is required", 3]]);
+  assert.deepEqual(
+    r.problems.map((p) => [p.field, p.message, p.line]),
+    [["units[0].goal", "is required", 3]],
+  );
 });
 
 test("dependency cycles, unknown dependencies and duplicate ids are found", () => {
@@ -81,7 +86,10 @@ test("slugs are path-safe and backoff grows and is capped", () => {
   assert.equal(slugify("!!!"), "task");
   const max = (n: number) => backoffMs(n, 1000, 8000, () => 1);
   assert.deepEqual([1, 2, 3, 4, 5, 9].map(max), [1000, 2000, 4000, 8000, 8000, 8000]);
-  assert.equal(backoffMs(3, 1000, 8000, () => 0), 2000);
+  assert.equal(
+    backoffMs(3, 1000, 8000, () => 0),
+    2000,
+  );
 });
 
 test("every problem at once: a bad field and an unknown dependency in one answer, in line order", () => {

@@ -34,7 +34,16 @@ function oldJournal(file: string): void {
     const head = { seq: i + 1, ts: 1_700_000_000_000 + i, epoch: 1, actor: r.actor, type: r.type };
     const data = JSON.stringify(r.data);
     const hash = eventHash(prev, head, data);
-    db.prepare("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(head.seq, head.ts, head.epoch, head.actor, head.type, data, prev, hash);
+    db.prepare("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
+      head.seq,
+      head.ts,
+      head.epoch,
+      head.actor,
+      head.type,
+      data,
+      prev,
+      hash,
+    );
     prev = hash;
   });
   db.prepare("INSERT INTO leader VALUES (1, 1, 1, 1)").run();
@@ -54,7 +63,11 @@ test("a journal from before numbered schemas opens after its migration; its olde
   assert.equal(created?.type, "task_created");
   assert.equal((created!.data as { createdBy?: string }).createdBy, "editor:alice");
   assert.equal(state.projection.tasks.get("old-task")?.createdBy, "editor:alice");
-  assert.deepEqual(await state.journal.verify(), { ok: true, checked: 2, lastSeq: 2 }, "the stored events are untouched: the hash chain holds");
+  assert.deepEqual(
+    await state.journal.verify(),
+    { ok: true, checked: 2, lastSeq: 2 },
+    "the stored events are untouched: the hash chain holds",
+  );
   // New events are written in today's format, beside the old ones.
   await state.commit([{ type: "task_cancelled", data: { taskId: "old-task" } }], "editor:alice");
   const formats = new Database(file, { readonly: true }).prepare("SELECT v FROM events ORDER BY seq").pluck().all();
@@ -67,14 +80,33 @@ test("a snapshot of another format is discarded and the journal replayed; a newe
   const file = join(dir, "journal.db");
   const first = new FarmState(new SqliteJournal(file), 1_000);
   await first.load();
-  await first.commit([{ type: "task_created", data: { taskId: "t1", title: "T", priority: 0, source: "api", createdBy: "editor:bob", units: [{ id: "u1", goal: "g", role: "codegen", files: [], dependsOn: [], priority: 0, complexity: "small", kind: "change" }] } }], "editor:bob");
+  await first.commit(
+    [
+      {
+        type: "task_created",
+        data: {
+          taskId: "t1",
+          title: "T",
+          priority: 0,
+          source: "api",
+          createdBy: "editor:bob",
+          units: [{ id: "u1", goal: "g", role: "codegen", files: [], dependsOn: [], priority: 0, complexity: "small", kind: "change" }],
+        },
+      },
+    ],
+    "editor:bob",
+  );
   assert.ok(await first.snapshot());
   await first.journal.close();
 
   // A snapshot an unknown version wrote, at the journal's head: not read.
   const db = new Database(file);
   const head = db.prepare("SELECT max(seq) FROM events").pluck().get() as number;
-  db.prepare("INSERT OR REPLACE INTO snapshots (seq, state, created_at) VALUES (?, ?, ?)").run(head, JSON.stringify({ format: SNAPSHOT_FORMAT + 1, lastSeq: head, tasks: [], units: [] }), Date.now());
+  db.prepare("INSERT OR REPLACE INTO snapshots (seq, state, created_at) VALUES (?, ?, ?)").run(
+    head,
+    JSON.stringify({ format: SNAPSHOT_FORMAT + 1, lastSeq: head, tasks: [], units: [] }),
+    Date.now(),
+  );
   db.close();
   const second = new FarmState(new SqliteJournal(file), 1_000);
   const loaded = await second.load();
@@ -88,7 +120,10 @@ test("a snapshot of another format is discarded and the journal replayed; a newe
   db2.prepare("UPDATE events SET v = ? WHERE seq = ?").run(EVENT_FORMAT + 1, head);
   db2.close();
   const third = new FarmState(new SqliteJournal(file), 1_000);
-  await assert.rejects(third.journal.open().then(() => third.journal.readAfter(0, 10)), /format \d+, newer than this Optimus reads .*upgrade Optimus/);
+  await assert.rejects(
+    third.journal.open().then(() => third.journal.readAfter(0, 10)),
+    /format \d+, newer than this Optimus reads .*upgrade Optimus/,
+  );
   await third.journal.close();
 
   // A schema from a newer version: refused before anything is read or written.

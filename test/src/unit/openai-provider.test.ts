@@ -26,7 +26,10 @@ test("streams the scripted text, reports progress and the server's usage", async
   assert.equal(gen.text, text);
   assert.equal(gen.stopReason, "stop");
   assert.ok(progress.length > 3, `several chunks, got ${progress.length}`);
-  assert.deepEqual(progress, progress.map((_, i) => i + 1));
+  assert.deepEqual(
+    progress,
+    progress.map((_, i) => i + 1),
+  );
   // The stand-in's usage (≈4 chars a token) differs from its chunk count: usage wins.
   assert.equal(gen.tokens, Math.ceil(text.length / 4));
   assert.notEqual(gen.tokens, progress.length);
@@ -57,8 +60,14 @@ test("a JSON schema is sent as response_format json_schema", async () => {
 });
 
 test("logprobs become a confidence; a script function sees the prompt", async () => {
-  const s = await standin({ script: [(req) => (req.messages.some((m) => m.content.includes("feedback: test failed")) ? "fixed it" : "no feedback")], logprob: Math.log(0.8) });
-  const gen = await new OpenAiCompatibleProvider({ baseUrl: s.url, model: "m" }).generate([...ask, { role: "user", content: "feedback: test failed" }]);
+  const s = await standin({
+    script: [(req) => (req.messages.some((m) => m.content.includes("feedback: test failed")) ? "fixed it" : "no feedback")],
+    logprob: Math.log(0.8),
+  });
+  const gen = await new OpenAiCompatibleProvider({ baseUrl: s.url, model: "m" }).generate([
+    ...ask,
+    { role: "user", content: "feedback: test failed" },
+  ]);
   assert.equal(gen.text, "fixed it");
   assert.equal(s.requests[0]!.body.logprobs, true);
   assert.ok(gen.confidence);
@@ -100,7 +109,11 @@ test("a wrong API key is a 401 whose message never contains the key", async () =
 
 test("the stand-in rejects malformed requests with 400 and serves /v1/models", async () => {
   const s = await standin({ script: ["x"], model: "tiny" });
-  const bad = await fetch(`${s.url}/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
+  const bad = await fetch(`${s.url}/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: "{not json",
+  });
   assert.equal(bad.status, 400);
   const err = (await bad.json()) as { error: { message: string; type: string } };
   assert.equal(err.error.type, "invalid_request_error");
@@ -119,7 +132,10 @@ test("connection refused says how to fix it", async () => {
   const port = await closedPort();
   const provider = new OpenAiCompatibleProvider({ baseUrl: `http://127.0.0.1:${port}/v1`, model: "m", apiKey: "sk-secret" });
   await assert.rejects(provider.generate(ask), (err: Error) => {
-    assert.equal(err.message, `cannot reach the model server at http://127.0.0.1:${port}/v1 (connection refused): start it or pass --model <url>`);
+    assert.equal(
+      err.message,
+      `cannot reach the model server at http://127.0.0.1:${port}/v1 (connection refused): start it or pass --model <url>`,
+    );
     return true;
   });
 });

@@ -18,10 +18,17 @@ test("ref transactions share one git process; a refused one changes nothing, say
 
   await refs.apply([`create refs/heads/optimus/a ${c}`, `create refs/heads/optimus/b ${c}`]);
   await refs.apply([`create refs/heads/optimus/c ${c}`]);
-  assert.deepEqual(git(dir, "for-each-ref", "--format=%(refname)").split("\n"), ["refs/heads/optimus/a", "refs/heads/optimus/b", "refs/heads/optimus/c"]);
+  assert.deepEqual(git(dir, "for-each-ref", "--format=%(refname)").split("\n"), [
+    "refs/heads/optimus/a",
+    "refs/heads/optimus/b",
+    "refs/heads/optimus/c",
+  ]);
 
   // All or nothing: d is not created because a exists.
-  await assert.rejects(refs.apply([`create refs/heads/optimus/d ${c}`, `create refs/heads/optimus/a ${c}`]), /refs\/heads\/optimus\/a.*(exists|already)/);
+  await assert.rejects(
+    refs.apply([`create refs/heads/optimus/d ${c}`, `create refs/heads/optimus/a ${c}`]),
+    /refs\/heads\/optimus\/a.*(exists|already)/,
+  );
   assert.equal(git(dir, "for-each-ref", "--format=%(refname)", "refs/heads/optimus/d"), "");
   await refs.apply([`create refs/heads/optimus/d ${c}`]);
   assert.equal(git(dir, "rev-parse", "refs/heads/optimus/d"), c);

@@ -107,7 +107,10 @@ test("the allowlisted target is reached through the proxy, authorised as the wor
 test("curl, going by HTTP_PROXY/HTTPS_PROXY alone, reaches the allowlisted target (plain and tunnelled)", async (t) => {
   if (!hasCurl) return t.skip("curl is not installed");
   const from = audits.length;
-  const r = await runCheck(`curl -sS -m 10 http://localhost:${allowedPort}/via-curl; echo; curl -sS -m 10 -p http://localhost:${allowedPort}/via-curl-tunnel`, egressOpts());
+  const r = await runCheck(
+    `curl -sS -m 10 http://localhost:${allowedPort}/via-curl; echo; curl -sS -m 10 -p http://localhost:${allowedPort}/via-curl-tunnel`,
+    egressOpts(),
+  );
   assert.equal(r.exitCode, 0, r.output);
   assert.equal(r.output, "reached /via-curl\nreached /via-curl-tunnel");
   const got = await newAudits(from, 2);
@@ -123,7 +126,11 @@ test("a target not on the allowlist is refused by the proxy, and audited", async
   const got = await newAudits(from, hasCurl ? 3 : 2);
   assert.deepEqual(
     got.map((d) => [d.host, d.port, d.allowed, d.principal]),
-    [["localhost", otherPort, false, "worker:w1"], ["127.0.0.1", allowedPort, false, "worker:w1"], ...(hasCurl ? [["127.0.0.1", allowedPort, false, "worker:w1"]] : [])],
+    [
+      ["localhost", otherPort, false, "worker:w1"],
+      ["127.0.0.1", allowedPort, false, "worker:w1"],
+      ...(hasCurl ? [["127.0.0.1", allowedPort, false, "worker:w1"]] : []),
+    ],
   );
   assert.deepEqual(otherSaw, []);
 });
@@ -135,7 +142,10 @@ test("direct connections still fail: the target, the proxy itself, and the outsi
   );
   assert.equal(r.exitCode, 0, r.output);
   assert.doesNotMatch(r.output, /CONNECTED/);
-  assert.match(r.output, /^FAILED 127\.0\.0\.1 ECONNREFUSED\nFAILED 127\.0\.0\.1 ECONNREFUSED\nFAILED 192\.0\.2\.1 ENETUNREACH\nFAILED 1\.1\.1\.1 ENETUNREACH\ndone\n$/);
+  assert.match(
+    r.output,
+    /^FAILED 127\.0\.0\.1 ECONNREFUSED\nFAILED 127\.0\.0\.1 ECONNREFUSED\nFAILED 192\.0\.2\.1 ENETUNREACH\nFAILED 1\.1\.1\.1 ENETUNREACH\ndone\n$/,
+  );
 });
 
 test("DNS lookups fail inside the sandbox", async (t) => {
@@ -159,14 +169,19 @@ test("the credential is nowhere in the check's environment, argv or files; the p
   assert.equal(r.exitCode, 0, r.output);
   assert.ok(!r.output.includes("w1-egress-token"), r.output);
   assert.ok(!/proxy-authorization/i.test(r.output), r.output);
-  for (const name of ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]) assert.match(r.output, new RegExp(`^${name}=http://127\\.0\\.0\\.1:3128$`, "m"));
+  for (const name of ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"])
+    assert.match(r.output, new RegExp(`^${name}=http://127\\.0\\.0\\.1:3128$`, "m"));
   assert.match(r.output, /^NO_PROXY=$/m);
   assert.match(r.output, /\nend\n$/);
 });
 
 test("a Proxy-Authorization sent by the check itself is dropped: only the worker's relay authorises", async () => {
   const from = audits.length;
-  const r = await runCheck(`node tunnel.cjs localhost:${allowedPort} /forged "${TOKEN}"`, { cwd, timeoutMs: 20_000, egress: { proxyUrl: proxy.url } });
+  const r = await runCheck(`node tunnel.cjs localhost:${allowedPort} /forged "${TOKEN}"`, {
+    cwd,
+    timeoutMs: 20_000,
+    egress: { proxyUrl: proxy.url },
+  });
   assert.equal(r.output, "CONNECT 407\n");
   const [d] = await newAudits(from, 1);
   assert.deepEqual([d!.allowed, d!.principal], [false, null]);
@@ -187,12 +202,19 @@ test("exit codes and output pass through the bridge; a timeout kills the command
   await sleep(200);
   assert.deepEqual(processesWith(`sleep\0${marker}`), [], "no sleep survived");
   assert.deepEqual(processesWith("optimus-check-egress-"), [], "no bridge survived");
-  assert.deepEqual(readdirSync(tmpdir()).filter((f) => f.startsWith("optimus-check-egress-")), [], "the socket folder is removed");
+  assert.deepEqual(
+    readdirSync(tmpdir()).filter((f) => f.startsWith("optimus-check-egress-")),
+    [],
+    "the socket folder is removed",
+  );
 });
 
 test("with sandbox none, egress still goes through the relay (on loopback TCP) with the worker's credential", async () => {
   const from = audits.length;
-  const r = await runCheck(`node tunnel.cjs localhost:${allowedPort} /unsandboxed; echo "$HTTPS_PROXY"`, { ...egressOpts(), sandbox: "none" });
+  const r = await runCheck(`node tunnel.cjs localhost:${allowedPort} /unsandboxed; echo "$HTTPS_PROXY"`, {
+    ...egressOpts(),
+    sandbox: "none",
+  });
   assert.match(r.sandboxNote ?? "", /WITHOUT a sandbox \(sandbox: none\)/);
   assert.match(r.output, /^CONNECT 200\nreached \/unsandboxed\nhttp:\/\/127\.0\.0\.1:\d+\n$/);
   assert.doesNotMatch(r.output, /:3128\n/);
@@ -202,11 +224,14 @@ test("with sandbox none, egress still goes through the relay (on loopback TCP) w
 
 test("without egress nothing is reachable, the proxy included (existing behaviour)", async () => {
   const from = audits.length;
-  const r = await runCheck(`node direct.cjs 127.0.0.1 ${proxy.port}; node tunnel.cjs localhost:${allowedPort} /no-egress; env | grep -i _proxy; echo end`, {
-    cwd,
-    timeoutMs: 20_000,
-    env: { HTTPS_PROXY: proxy.url },
-  });
+  const r = await runCheck(
+    `node direct.cjs 127.0.0.1 ${proxy.port}; node tunnel.cjs localhost:${allowedPort} /no-egress; env | grep -i _proxy; echo end`,
+    {
+      cwd,
+      timeoutMs: 20_000,
+      env: { HTTPS_PROXY: proxy.url },
+    },
+  );
   assert.notEqual(r.sandbox, "none");
   // loopback is down in a bare namespace: ENETUNREACH (bwrap brings it up: ECONNREFUSED)
   assert.match(r.output, /^FAILED 127\.0\.0\.1 (ENETUNREACH|ECONNREFUSED)\nERROR (ENETUNREACH|ECONNREFUSED)\n/);
@@ -216,7 +241,10 @@ test("without egress nothing is reachable, the proxy included (existing behaviou
 });
 
 test("bwrap bridges to the proxy and nowhere else", async () => {
-  const r = await runCheck(`node tunnel.cjs localhost:${allowedPort} /bwrap; node direct.cjs 127.0.0.1 ${allowedPort}`, { ...egressOpts(), sandbox: "bwrap" });
+  const r = await runCheck(`node tunnel.cjs localhost:${allowedPort} /bwrap; node direct.cjs 127.0.0.1 ${allowedPort}`, {
+    ...egressOpts(),
+    sandbox: "bwrap",
+  });
   assert.equal(r.sandbox, "bwrap");
   assert.equal(r.output, `CONNECT 200\nreached /bwrap\nFAILED 127.0.0.1 ECONNREFUSED\n`);
 });

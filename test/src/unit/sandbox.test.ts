@@ -24,12 +24,16 @@ after(async () => {
 
 const opts = { cwd, timeoutMs: 20_000 };
 /** exits 0 when it reaches the test's loopback server, 3 when it cannot */
-const connect = (): string => `node -e "require('net').connect(${port},'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(3))"`;
+const connect = (): string =>
+  `node -e "require('net').connect(${port},'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(3))"`;
 
 test("the sandbox kind is probed and reported; Linux has bubblewrap", async (t) => {
   const choice = await detectSandbox();
   t.diagnostic(`sandbox on this machine: ${choice.kind}${choice.why ? ` (${choice.why})` : ""}`);
-  assert.ok(process.platform !== "linux" || choice.kind === "bwrap", `a Linux machine must have bubblewrap (.ci/run installs it): ${choice.why}`);
+  assert.ok(
+    process.platform !== "linux" || choice.kind === "bwrap",
+    `a Linux machine must have bubblewrap (.ci/run installs it): ${choice.why}`,
+  );
   const r = await runCheck("true", opts);
   assert.equal(r.sandbox, choice.kind);
   assert.equal(r.sandboxNote, undefined);
@@ -63,7 +67,10 @@ test("under bwrap only the cwd, HOME and a private /tmp are writable", async (t)
   if ((await detectSandbox()).kind !== "bwrap") return t.skip("the sandbox is not bwrap");
   const outside = join(ROOT, "test", "dist", `bwrap-write-probe-${process.pid}`); // not under /tmp, which bwrap replaces
   try {
-    const r = await runCheck(`touch ${JSON.stringify(outside)} 2>/dev/null && echo wrote-outside; touch "$HOME/h" /tmp/t && echo home-ok`, opts);
+    const r = await runCheck(
+      `touch ${JSON.stringify(outside)} 2>/dev/null && echo wrote-outside; touch "$HOME/h" /tmp/t && echo home-ok`,
+      opts,
+    );
     assert.equal(r.output, "home-ok\n");
     assert.equal(existsSync(outside), false);
   } finally {
@@ -72,7 +79,10 @@ test("under bwrap only the cwd, HOME and a private /tmp are writable", async (t)
 });
 
 test("output is capped to the last 64 KiB", async () => {
-  const r = await runCheck(`i=0; while [ $i -lt 3000 ]; do echo "line $i ................................................"; i=$((i+1)); done; echo LAST`, opts);
+  const r = await runCheck(
+    `i=0; while [ $i -lt 3000 ]; do echo "line $i ................................................"; i=$((i+1)); done; echo LAST`,
+    opts,
+  );
   assert.equal(r.exitCode, 0);
   assert.ok(Buffer.byteLength(r.output) <= OUTPUT_CAP_BYTES, `${Buffer.byteLength(r.output)} bytes`);
   assert.ok(r.output.endsWith("LAST\n"));
@@ -103,9 +113,15 @@ test("the parent's environment does not leak; HOME is a fresh temp dir; given en
     assert.match(r.output, /^PATH=/m);
     const home = /^HOME=(.*)$/m.exec(r.output)?.[1];
     assert.ok(home && home !== process.env.HOME && /optimus-check-[^/]+\/home$/.test(home), home);
-    const names = r.output.split("\n").filter(Boolean).map((l) => l.split("=")[0]);
+    const names = r.output
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.split("=")[0]);
     const allowed = new Set(["PATH", "HOME", "LANG", "GIVEN_VAR", "PWD", "SHLVL", "_", "OLDPWD"]);
-    assert.deepEqual(names.filter((n) => !allowed.has(n!)), []);
+    assert.deepEqual(
+      names.filter((n) => !allowed.has(n!)),
+      [],
+    );
   } finally {
     delete process.env.OPTIMUS_SECRET_TEST;
   }
@@ -125,13 +141,18 @@ test("bwrap named explicitly blocks the network; a sandbox that does not work he
   assert.equal(r.sandbox, "bwrap");
   assert.equal(r.exitCode, 3, r.output);
   if (process.platform !== "darwin") {
-    await assert.rejects(runCheck("true", { ...opts, sandbox: "sandbox-exec" }), /cannot run checks and evals: the sandbox-exec sandbox does not work here: sandbox-exec is not installed/);
+    await assert.rejects(
+      runCheck("true", { ...opts, sandbox: "sandbox-exec" }),
+      /cannot run checks and evals: the sandbox-exec sandbox does not work here: sandbox-exec is not installed/,
+    );
   }
 });
 
-
 test("check output reaches its reader without terminal escapes (colours, cursor moves, titles); lines kept", async () => {
-  const r = await runCheck(`printf '\\033[31mFAIL\\033[0m src/a.test.ts\\n\\033]0;title\\007progress 10%%\\rprogress 100%%\\n\\033[2Kdone\\n'`, opts);
+  const r = await runCheck(
+    `printf '\\033[31mFAIL\\033[0m src/a.test.ts\\n\\033]0;title\\007progress 10%%\\rprogress 100%%\\n\\033[2Kdone\\n'`,
+    opts,
+  );
   assert.equal(r.exitCode, 0, r.output);
   assert.equal(r.output, "FAIL src/a.test.ts\nprogress 10%\nprogress 100%\ndone\n");
 });

@@ -68,20 +68,36 @@ before(async () => {
   writeFileSync(
     join(home, "op-items.json"),
     JSON.stringify({
-      items: { "prod/anthropic/key": ANT_CANARY, "prod/other/key": CANARY, "prod/empty/key": "", "Shared Vault/My Item/api key": "spaced-value-123", "prod/slow/key": "slow-value-123" },
+      items: {
+        "prod/anthropic/key": ANT_CANARY,
+        "prod/other/key": CANARY,
+        "prod/empty/key": "",
+        "Shared Vault/My Item/api key": "spaced-value-123",
+        "prod/slow/key": "slow-value-123",
+      },
       accounts: { "team.1password.com": { "prod/anthropic/key": "team-account-value" } },
       fail: {
         // A tool that echoes a held value on its first line and another secret below it.
-        "prod/leaky/key": { stderr: `[ERROR] 2024/05/01 10:00:00 token ${ANT_CANARY} was rejected for ${CANARY}\nrequest dump: ${CANARY} ${ODD_CANARY}\n` },
+        "prod/leaky/key": {
+          stderr: `[ERROR] 2024/05/01 10:00:00 token ${ANT_CANARY} was rejected for ${CANARY}\nrequest dump: ${CANARY} ${ODD_CANARY}\n`,
+        },
         // A tool that printed the value and then failed: stdout must never reach a message.
         "prod/half/key": { stdout: `${CANARY}\n`, stderr: "[ERROR] 2024/05/01 10:00:00 something odd happened\n", code: 3 },
-        "prod/signedout/key": { stderr: "[ERROR] 2024/05/01 10:00:00 You are not currently signed in. Please run `op signin --help` for instructions\n" },
+        "prod/signedout/key": {
+          stderr: "[ERROR] 2024/05/01 10:00:00 You are not currently signed in. Please run `op signin --help` for instructions\n",
+        },
       },
       sleep: { "prod/slow/key": 5_000 },
     }),
   );
-  writeFileSync(join(home, "keychain.json"), JSON.stringify({ "optimus-anthropic|api-key": CANARY, "shared-service|deploy": "shared-value-123" }));
-  vault = await startVaultStandin({ token: VAULT_TOKEN, items: { anthropic: { key: ANT_CANARY, other: CANARY }, odd: { key: ODD_CANARY, count: 3 }, empty: { key: "" } } });
+  writeFileSync(
+    join(home, "keychain.json"),
+    JSON.stringify({ "optimus-anthropic|api-key": CANARY, "shared-service|deploy": "shared-value-123" }),
+  );
+  vault = await startVaultStandin({
+    token: VAULT_TOKEN,
+    items: { anthropic: { key: ANT_CANARY, other: CANARY }, odd: { key: ODD_CANARY, count: 3 }, empty: { key: "" } },
+  });
   env = {
     PATH: `${BIN}:${dirname(process.execPath)}:${process.env.PATH ?? "/usr/bin:/bin"}`,
     HOME: home,
@@ -121,7 +137,9 @@ const config = (): SecretsConfig => ({
 });
 const resolver = (opts: { timeoutMs?: number; redactor?: Redactor } = {}) => new SecretResolver(config(), { env, ...opts });
 const lastCall = (tool: "op" | "security"): { argv: string[]; env: string[] } => {
-  const lines = readFileSync(join(home, `${tool}-calls.jsonl`), "utf8").trim().split("\n");
+  const lines = readFileSync(join(home, `${tool}-calls.jsonl`), "utf8")
+    .trim()
+    .split("\n");
   return JSON.parse(lines[lines.length - 1]!) as { argv: string[]; env: string[] };
 };
 /** Variables a shell adds on its own (the stand-ins are sh wrappers); not from the provider. */
@@ -131,7 +149,11 @@ const SHELL_ADDED = new Set(["PWD", "OLDPWD", "SHLVL", "_"]);
 
 test("parseSecretRef splits a reference; isSecretRef spots anything written as one", () => {
   assert.deepEqual(parseSecretRef("secrets-manager://prod/anthropic/key"), { vault: "prod", item: "anthropic", field: "key" });
-  assert.deepEqual(parseSecretRef("secrets-manager://Shared Vault/My.Item_2/api-key"), { vault: "Shared Vault", item: "My.Item_2", field: "api-key" });
+  assert.deepEqual(parseSecretRef("secrets-manager://Shared Vault/My.Item_2/api-key"), {
+    vault: "Shared Vault",
+    item: "My.Item_2",
+    field: "api-key",
+  });
   assert.equal(isSecretRef("secrets-manager://a/b/c"), true);
   assert.equal(isSecretRef("secrets-manager://broken"), true, "malformed, but a reference: parse reports it");
   assert.equal(isSecretRef(ANT_CANARY), false);
@@ -198,7 +220,8 @@ test("the redactor removes a held value raw, JSON-escaped, URL-encoded and base6
     for (const s of shapes) {
       const out = r.redact(s);
       assert.ok(out.includes("[redacted]"), `redacted: ${out}`);
-      for (const form of [v, JSON.stringify(v).slice(1, -1), encodeURIComponent(v), Buffer.from(v).toString("base64")]) assert.ok(!out.includes(form), `no trace of the value in ${out}`);
+      for (const form of [v, JSON.stringify(v).slice(1, -1), encodeURIComponent(v), Buffer.from(v).toString("base64")])
+        assert.ok(!out.includes(form), `no trace of the value in ${out}`);
     }
     // Inside a longer base64 text, at each of the three byte alignments (Basic auth is user:key).
     for (const user of ["u", "us", "usr", "user:"]) {
@@ -215,7 +238,10 @@ test("the redactor removes a held value raw, JSON-escaped, URL-encoded and base6
 
 test("the redactor refuses short values and counts holders of the same value", () => {
   const r = new Redactor();
-  assert.throws(() => r.add("12345"), (e: Error) => e instanceof RangeError && !e.message.includes("12345"));
+  assert.throws(
+    () => r.add("12345"),
+    (e: Error) => e instanceof RangeError && !e.message.includes("12345"),
+  );
   const a = r.add(CANARY);
   const b = r.add(CANARY);
   a();
@@ -252,8 +278,12 @@ test("redactKnownShapes masks key-shaped strings nobody registered", () => {
   const openai = `sk-${randomBytes(24).toString("hex")}`;
   const text = `anthropic=${ANT_CANARY} openai=${openai} proj=sk-proj-${"x".repeat(30)} auth: Bearer abcdefghijklmnopqrstuvwxyz0123 vault=${VAULT_TOKEN}`;
   const out = secretPatterns.redactKnownShapes(text);
-  for (const s of [ANT_CANARY, openai, "x".repeat(30), "abcdefghijklmnopqrstuvwxyz0123", VAULT_TOKEN]) assert.ok(!out.includes(s), `masked ${s}: ${out}`);
-  assert.match(out, /anthropic=sk-ant-\[redacted\] openai=sk-\[redacted\] proj=sk-\[redacted\] auth: Bearer \[redacted\] vault=hvs\.\[redacted\]/);
+  for (const s of [ANT_CANARY, openai, "x".repeat(30), "abcdefghijklmnopqrstuvwxyz0123", VAULT_TOKEN])
+    assert.ok(!out.includes(s), `masked ${s}: ${out}`);
+  assert.match(
+    out,
+    /anthropic=sk-ant-\[redacted\] openai=sk-\[redacted\] proj=sk-\[redacted\] auth: Bearer \[redacted\] vault=hvs\.\[redacted\]/,
+  );
   const ordinary = "task-0123456789abcdefghijklmn, Bearer short, sk-short, desk-abcdefghijklmnopqrstuvwxyz";
   assert.equal(secretPatterns.redactKnownShapes(ordinary), ordinary);
 });
@@ -275,7 +305,10 @@ test("vault: 404, 403, a missing field, a missing token, an empty value and plai
   const s = resolver();
   const missing = await rejects(s.resolve("secrets-manager://kv/nope/key"), /^cannot read secrets-manager:\/\/kv\/nope\/key: no such item/);
   assert.equal(missing.ref, "secrets-manager://kv/nope/key");
-  await rejects(s.resolve("secrets-manager://kvbad/anthropic/key"), /^cannot read secrets-manager:\/\/kvbad\/anthropic\/key: permission denied.*OTHER_VAULT_TOKEN/);
+  await rejects(
+    s.resolve("secrets-manager://kvbad/anthropic/key"),
+    /^cannot read secrets-manager:\/\/kvbad\/anthropic\/key: permission denied.*OTHER_VAULT_TOKEN/,
+  );
   assert.equal(vault.requests.at(-1)!.status, 403);
   await rejects(s.resolve("secrets-manager://kv/anthropic/password"), /item has no field password$/);
   await rejects(s.resolve("secrets-manager://kv/odd/count"), /the field count is not a string/);
@@ -289,7 +322,10 @@ test("vault: 404, 403, a missing field, a missing token, an empty value and plai
 test("vault: a server error's first message is masked; a redirect and a hang are refused", async () => {
   const s = resolver({ timeoutMs: 400 });
   await s.withSecret("secrets-manager://kv/anthropic/other", async () => {
-    const err = await rejects(s.resolve("secrets-manager://kv/boom/key"), /Vault answered HTTP 500 \(internal error: token \[redacted\] is sealed\)/);
+    const err = await rejects(
+      s.resolve("secrets-manager://kv/boom/key"),
+      /Vault answered HTTP 500 \(internal error: token \[redacted\] is sealed\)/,
+    );
     assert.ok(!err.message.includes("second"));
   });
   await rejects(s.resolve("secrets-manager://kv/moved/key"), /answered with a redirect \(HTTP 307\)/);
@@ -318,16 +354,29 @@ test("1password: `op read` with the reference, the configured vault and account,
   assert.equal(await s.resolve("secrets-manager://team/anthropic/key"), "team-account-value");
   assert.deepEqual(lastCall("op").argv, ["read", "op://prod/anthropic/key", "--account", "team.1password.com"]);
   // Spaces travel as one argument: no shell.
-  assert.equal(await new SecretResolver({ vaults: { "Shared Vault": { provider: "1password" } } }, { env }).resolve("secrets-manager://Shared Vault/My Item/api key"), "spaced-value-123");
+  assert.equal(
+    await new SecretResolver({ vaults: { "Shared Vault": { provider: "1password" } } }, { env }).resolve(
+      "secrets-manager://Shared Vault/My Item/api key",
+    ),
+    "spaced-value-123",
+  );
 });
 
 test("1password: missing items, signed out, a leaky or half-failed op, a slow op, no op at all", async () => {
   const s = resolver({ timeoutMs: 800 });
-  await rejects(s.resolve("secrets-manager://prod/nothing/key"), /^cannot read secrets-manager:\/\/prod\/nothing\/key: no such item or field in 1Password \(op: could not read secret 'op:\/\/prod\/nothing\/key'.*"nothing" isn't an item/);
+  await rejects(
+    s.resolve("secrets-manager://prod/nothing/key"),
+    /^cannot read secrets-manager:\/\/prod\/nothing\/key: no such item or field in 1Password \(op: could not read secret 'op:\/\/prod\/nothing\/key'.*"nothing" isn't an item/,
+  );
   await rejects(s.resolve("secrets-manager://prod/anthropic/password"), /no such item or field in 1Password.*cannot be found/);
   await rejects(s.resolve("secrets-manager://prod/signedout/key"), /the 1Password CLI is not signed in/);
   // op echoes the value being held elsewhere on its first line, and other secrets on the next.
-  const leaky = await s.withSecret("secrets-manager://prod/other/key", () => rejects(s.resolve("secrets-manager://prod/leaky/key"), /op exited with code 1 \(op: token sk-ant-\[redacted\] was rejected for \[redacted\]\)$/));
+  const leaky = await s.withSecret("secrets-manager://prod/other/key", () =>
+    rejects(
+      s.resolve("secrets-manager://prod/leaky/key"),
+      /op exited with code 1 \(op: token sk-ant-\[redacted\] was rejected for \[redacted\]\)$/,
+    ),
+  );
   assert.ok(!leaky.message.includes("request dump"));
   await rejects(s.resolve("secrets-manager://prod/half/key"), /op exited with code 3 \(op: something odd happened\)$/);
   await rejects(s.resolve("secrets-manager://prod/empty/key"), /the secret is empty/);
@@ -338,7 +387,10 @@ test("1password: missing items, signed out, a leaky or half-failed op, a slow op
   setTimeout(() => ac.abort(), 300);
   await rejects(resolver().resolve("secrets-manager://prod/slow/key", ac.signal), /the read was cancelled/);
   const noOp = new SecretResolver({ vaults: { prod: { provider: "1password" } } }, { env: { ...env, PATH: "/nonexistent" } });
-  await rejects(noOp.resolve("secrets-manager://prod/anthropic/key"), /^cannot read secrets-manager:\/\/prod\/anthropic\/key: 1Password CLI `op` is not installed \(not found on PATH\)$/);
+  await rejects(
+    noOp.resolve("secrets-manager://prod/anthropic/key"),
+    /^cannot read secrets-manager:\/\/prod\/anthropic\/key: 1Password CLI `op` is not installed \(not found on PATH\)$/,
+  );
   const badPath = new SecretResolver({ vaults: { prod: { provider: "1password", opPath: join(tmp, "no-op") } } }, { env });
   await rejects(badPath.resolve("secrets-manager://prod/anthropic/key"), /`op` is not installed \(not found at .*no-op\)/);
 });
@@ -350,10 +402,14 @@ test("keychain: `security find-generic-password -s -a -w`, exit 44 is not found"
   assert.equal(await s.resolve("secrets-manager://mac/optimus-anthropic/api-key"), CANARY);
   const call = lastCall("security");
   assert.deepEqual(call.argv, ["find-generic-password", "-s", "optimus-anthropic", "-a", "api-key", "-w"]);
-  for (const k of call.env.filter((x) => !SHELL_ADDED.has(x))) assert.ok(["PATH", "HOME", "USER", "LANG"].includes(k), `security must not see ${k}`);
+  for (const k of call.env.filter((x) => !SHELL_ADDED.has(x)))
+    assert.ok(["PATH", "HOME", "USER", "LANG"].includes(k), `security must not see ${k}`);
   assert.equal(await s.resolve("secrets-manager://macsvc/whatever/deploy"), "shared-value-123");
   assert.deepEqual(lastCall("security").argv, ["find-generic-password", "-s", "shared-service", "-a", "deploy", "-w"]);
-  await rejects(s.resolve("secrets-manager://mac/optimus-anthropic/nobody"), /^cannot read secrets-manager:\/\/mac\/optimus-anthropic\/nobody: no keychain item with service 'optimus-anthropic' and account 'nobody'$/);
+  await rejects(
+    s.resolve("secrets-manager://mac/optimus-anthropic/nobody"),
+    /^cannot read secrets-manager:\/\/mac\/optimus-anthropic\/nobody: no keychain item with service 'optimus-anthropic' and account 'nobody'$/,
+  );
 });
 
 // ---- env and file providers ----
@@ -362,7 +418,10 @@ test("env: OPTIMUS_SECRET_<ITEM>_<FIELD>, or a configured prefix", async () => {
   const s = resolver();
   assert.equal(await s.resolve("secrets-manager://dev/anthropic-prod/api key"), ANT_CANARY);
   assert.equal(await s.resolve("secrets-manager://devp/anthropic/key"), "custom-prefix-value");
-  await rejects(s.resolve("secrets-manager://dev/anthropic/nothing"), /the environment variable OPTIMUS_SECRET_ANTHROPIC_NOTHING is not set/);
+  await rejects(
+    s.resolve("secrets-manager://dev/anthropic/nothing"),
+    /the environment variable OPTIMUS_SECRET_ANTHROPIC_NOTHING is not set/,
+  );
   await rejects(s.resolve("secrets-manager://dev/empty/key"), /the secret is empty/);
 });
 
@@ -398,7 +457,10 @@ test("file: traversal, links out of the folder and files others can read are ref
   writeFileSync(join(filesDir, "shared", "key"), CANARY, { mode: 0o640 });
   chmodSync(join(filesDir, "shared", "key"), 0o640); // the umask may have narrowed it
   await rejects(s.resolve("secrets-manager://files/shared/key"), /can be read or written by others \(mode 0640\); run chmod 600/);
-  await rejects(s.resolve("secrets-manager://files/nothing/key"), /^cannot read secrets-manager:\/\/files\/nothing\/key: no file nothing\/key in the secrets folder/);
+  await rejects(
+    s.resolve("secrets-manager://files/nothing/key"),
+    /^cannot read secrets-manager:\/\/files\/nothing\/key: no file nothing\/key in the secrets folder/,
+  );
   await rejects(s.resolve("secrets-manager://files/anthropic"), /found 2 part/);
   mkdirSync(join(filesDir, "adir", "key"), { recursive: true });
   chmodSync(join(filesDir, "adir", "key"), 0o700);
@@ -408,11 +470,17 @@ test("file: traversal, links out of the folder and files others can read are ref
 // ---- the resolver ----
 
 test("resolver: an unknown vault lists the configured ones; bad settings fail at construction", async () => {
-  const err = await rejects(resolver().resolve("secrets-manager://staging/anthropic/key"), /no vault named 'staging' is configured \(configured: dev, devp, files, kv, kvbad, kvnotoken, kvns, kvremote, mac, macsvc, prod, team\)/);
+  const err = await rejects(
+    resolver().resolve("secrets-manager://staging/anthropic/key"),
+    /no vault named 'staging' is configured \(configured: dev, devp, files, kv, kvbad, kvnotoken, kvns, kvremote, mac, macsvc, prod, team\)/,
+  );
   assert.equal(err.ref, "secrets-manager://staging/anthropic/key");
   await rejects(new SecretResolver({ vaults: {} }).resolve("secrets-manager://prod/a/b"), /no vaults are configured/);
   assert.throws(() => new SecretResolver({ vaults: { x: { provider: "lastpass" } } }), /secrets\.vaults\.x\.provider must be one of/);
-  assert.throws(() => new SecretResolver({ vaults: { x: { provider: "hashicorp-vault", adress: "https://v" } } }), /unknown setting 'adress'/);
+  assert.throws(
+    () => new SecretResolver({ vaults: { x: { provider: "hashicorp-vault", adress: "https://v" } } }),
+    /unknown setting 'adress'/,
+  );
   assert.throws(() => new SecretResolver({ vaults: { x: { provider: "file" } } }), /secrets\.vaults\.x\.dir is required/);
 });
 
@@ -434,13 +502,19 @@ test("withSecret holds the value in the redactor while fn runs, for each concurr
   assert.equal(await first, "log: [redacted]");
   assert.equal(redactor.size, 0);
   assert.equal(redactor.redact(CANARY), CANARY);
-  await assert.rejects(s.withSecret(ref, async () => {
-    throw new Error("the call failed");
-  }), /the call failed/);
+  await assert.rejects(
+    s.withSecret(ref, async () => {
+      throw new Error("the call failed");
+    }),
+    /the call failed/,
+  );
   assert.equal(redactor.size, 0, "released after a failure too");
   const short = new SecretResolver({ vaults: { d: { provider: "env" } } }, { env: { OPTIMUS_SECRET_A_B: "12345" } });
   assert.equal(await short.resolve("secrets-manager://d/a/b"), "12345");
-  await rejects(short.withSecret("secrets-manager://d/a/b", async () => "never"), /shorter than 6 characters/);
+  await rejects(
+    short.withSecret("secrets-manager://d/a/b", async () => "never"),
+    /shorter than 6 characters/,
+  );
 });
 
 test("no error message above holds a secret value, and each names its reference", () => {
@@ -475,7 +549,8 @@ async function startVaultStandin(o: { token: string; items: Record<string, Recor
     const item = decodeURIComponent(m[1]!);
     if (item === "hang") return requests.push({ url: req.url ?? "", headers: req.headers, status: 0 }); // never answers
     if (item === "boom") return send(500, { errors: [`internal error: token ${CANARY} is sealed\nsecond line ${ANT_CANARY}`, "second"] });
-    if (item === "moved") return send(307, {}, { location: `http://127.0.0.1:${(server.address() as AddressInfo).port}/elsewhere/v1/secret/data/anthropic` });
+    if (item === "moved")
+      return send(307, {}, { location: `http://127.0.0.1:${(server.address() as AddressInfo).port}/elsewhere/v1/secret/data/anthropic` });
     const data = o.items[item];
     if (!data) return send(404, { errors: [] });
     send(200, {
@@ -483,7 +558,10 @@ async function startVaultStandin(o: { token: string; items: Record<string, Recor
       lease_id: "",
       renewable: false,
       lease_duration: 0,
-      data: { data, metadata: { created_time: "2024-05-01T10:00:00.000000Z", custom_metadata: null, deletion_time: "", destroyed: false, version: 1 } },
+      data: {
+        data,
+        metadata: { created_time: "2024-05-01T10:00:00.000000Z", custom_metadata: null, deletion_time: "", destroyed: false, version: 1 },
+      },
       wrap_info: null,
       warnings: null,
       auth: null,

@@ -19,10 +19,16 @@ export function defineFarmIntegrationTests(): void {
     });
 
     test("contributes and registers every command", async () => {
-      const contributed = (vscode.extensions.getExtension("optimus.optimus-vscode")!.packageJSON.contributes.commands as Array<{ command: string }>).map((c) => c.command);
+      const contributed = (
+        vscode.extensions.getExtension("optimus.optimus-vscode")!.packageJSON.contributes.commands as Array<{ command: string }>
+      ).map((c) => c.command);
       const registered = new Set(await vscode.commands.getCommands(true));
       assert.ok(contributed.length >= 20);
-      assert.deepEqual(contributed.filter((c) => !registered.has(c)), [], "every contributed command has a handler");
+      assert.deepEqual(
+        contributed.filter((c) => !registered.has(c)),
+        [],
+        "every contributed command has a handler",
+      );
     });
 
     test("a wrong token and an unreachable farm each give one clear message, no stack trace", async () => {
@@ -39,7 +45,10 @@ export function defineFarmIntegrationTests(): void {
         await assert.rejects(probe.connect(closed, token()), (e: unknown) => {
           assert.ok(e instanceof FarmConnectionError);
           assert.equal(e.kind, "unreachable");
-          assert.equal(e.message, `Cannot reach the farm at ${closed}: nothing is listening there. Is it running (\`npm start\` or \`optimus farm up\`)?`);
+          assert.equal(
+            e.message,
+            `Cannot reach the farm at ${closed}: nothing is listening there. Is it running (\`npm start\` or \`optimus farm up\`)?`,
+          );
           return true;
         });
         assert.equal(probe.state, "disconnected");
@@ -57,23 +66,42 @@ export function defineFarmIntegrationTests(): void {
       assert.ok(!JSON.stringify(vscode.workspace.getConfiguration("optimus")).includes(token()), "the token is not in settings");
       await until("the status bar to show the connection", () => /Optimus: \d+ running .*\$0\.00 today/.test(s.statusBar.text));
       await until("the fleet to list the harness's workers", () => s.fleetTree.getChildren().length >= 2);
-      assert.deepEqual(s.fleetTree.getChildren().map((w) => w.nodeId).sort(), ["coder", "reviewer"]);
+      assert.deepEqual(
+        s.fleetTree
+          .getChildren()
+          .map((w) => w.nodeId)
+          .sort(),
+        ["coder", "reviewer"],
+      );
     });
 
     test("Send to Optimus creates the task; the tree follows its unit live to awaiting approval", async () => {
-      const taskId = await vscode.commands.executeCommand<string>("optimus.send", undefined, undefined, { instruction: "Fix add so it adds", files: ["src/add.js"] });
+      const taskId = await vscode.commands.executeCommand<string>("optimus.send", undefined, undefined, {
+        instruction: "Fix add so it adds",
+        files: ["src/add.js"],
+      });
       assert.ok(taskId, "a task id came back");
       const roots = s.unitsTree.getChildren();
-      assert.ok(roots.some((n) => n.kind === "task" && n.taskId === taskId), "the task is in the tree");
+      assert.ok(
+        roots.some((n) => n.kind === "task" && n.taskId === taskId),
+        "the task is in the tree",
+      );
       const seen = new Set<string>();
       const unit = await until("the unit to await approval", () => {
         const u = s.connection.views.unit(taskId, "u1");
         if (u) seen.add(u.state);
         return u?.state === "awaiting_approval" ? u : undefined;
       });
-      assert.ok(seen.has("leased") || seen.has("evaluating") || seen.has("reviewing"), `the tree saw the unit working (saw ${[...seen].join(", ")})`);
+      assert.ok(
+        seen.has("leased") || seen.has("evaluating") || seen.has("reviewing"),
+        `the tree saw the unit working (saw ${[...seen].join(", ")})`,
+      );
       const children = s.unitsTree.getChildren({ kind: "task", taskId });
-      assert.deepEqual(children.map((n) => (n.kind === "unit" ? n.unitId : n.kind)), ["u1", "u1-review"], "the task's units are its children in the tree");
+      assert.deepEqual(
+        children.map((n) => (n.kind === "unit" ? n.unitId : n.kind)),
+        ["u1", "u1-review"],
+        "the task's units are its children in the tree",
+      );
       const item = s.unitsTree.getTreeItem({ kind: "unit", taskId, unitId: "u1" });
       assert.match(String(item.contextValue), /\bapprovable\b/);
       assert.match(String(item.description), /awaiting approval/);
@@ -86,7 +114,9 @@ export function defineFarmIntegrationTests(): void {
     test("the change opens as a read-only diff with the base and proposed content", async () => {
       const taskId = (globalThis as { taskId?: string }).taskId!;
       await vscode.commands.executeCommand("optimus.unit.openChange", { taskId, unitId: "u1" });
-      const tab = await until("a diff tab", () => vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.input instanceof vscode.TabInputTextDiff));
+      const tab = await until("a diff tab", () =>
+        vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.input instanceof vscode.TabInputTextDiff),
+      );
       const input = tab.input as vscode.TabInputTextDiff;
       assert.equal(parseChangeUri(input.original)?.side, "base");
       assert.equal(parseChangeUri(input.modified)?.path, "src/add.js");
@@ -102,13 +132,28 @@ export function defineFarmIntegrationTests(): void {
     test("line comments are sent as request changes, recorded with the user's identity", async () => {
       const taskId = (globalThis as { taskId?: string }).taskId!;
       const before = s.connection.views.unit(taskId, "u1")!;
-      const draft = s.comments.addDraftAt({ taskId, unitId: "u1" }, before.evaluation!.attempt, "src/add.js", 2, "Please keep the parameter names");
+      const draft = s.comments.addDraftAt(
+        { taskId, unitId: "u1" },
+        before.evaluation!.attempt,
+        "src/add.js",
+        2,
+        "Please keep the parameter names",
+      );
       assert.ok(draft);
-      assert.deepEqual(s.comments.drafts({ taskId, unitId: "u1" }), [{ path: "src/add.js", line: 2, body: "Please keep the parameter names" }]);
-      const after = await vscode.commands.executeCommand<UnitLiveView | undefined>("optimus.unit.requestChanges", { taskId, unitId: "u1" }, { text: "" });
+      assert.deepEqual(s.comments.drafts({ taskId, unitId: "u1" }), [
+        { path: "src/add.js", line: 2, body: "Please keep the parameter names" },
+      ]);
+      const after = await vscode.commands.executeCommand<UnitLiveView | undefined>(
+        "optimus.unit.requestChanges",
+        { taskId, unitId: "u1" },
+        { text: "" },
+      );
       assert.ok(after, "the farm accepted the request");
       const onFarm = await s.connection.api.units.get.query({ taskId, unitId: "u1" });
-      assert.ok(onFarm.feedback?.some((f) => f.includes("editor:vscode-test asks: src/add.js:2: Please keep the parameter names")), `feedback: ${JSON.stringify(onFarm.feedback)}`);
+      assert.ok(
+        onFarm.feedback?.some((f) => f.includes("editor:vscode-test asks: src/add.js:2: Please keep the parameter names")),
+        `feedback: ${JSON.stringify(onFarm.feedback)}`,
+      );
       assert.deepEqual(s.comments.drafts({ taskId, unitId: "u1" }), [], "sent drafts are cleared");
       // The next attempt comes back for approval.
       await until("attempt 2 to await approval", () => {
@@ -118,8 +163,13 @@ export function defineFarmIntegrationTests(): void {
         // Say what each side believed: the editor's view, the connection, and the farm's own answer.
         const seen = s.connection.views.unit(taskId, "u1");
         const farm = await s.connection.api.units.get.query({ taskId, unitId: "u1" }).catch((e: Error) => e.message);
-        const history = await s.connection.api.units.detail.query({ taskId, unitId: "u1" }).then((d) => d.history.map((h) => `${h.type}: ${h.summary}`).join(" | "), (e: Error) => e.message);
-        throw new Error(`${err.message}; the view: ${JSON.stringify({ state: seen?.state, attempt: seen?.attempt })}; connection: ${s.connection.state}; the farm: ${JSON.stringify(typeof farm === "string" ? farm : { state: farm.state, attempt: farm.attempt, reason: farm.reason })}; history: ${history}`);
+        const history = await s.connection.api.units.detail.query({ taskId, unitId: "u1" }).then(
+          (d) => d.history.map((h) => `${h.type}: ${h.summary}`).join(" | "),
+          (e: Error) => e.message,
+        );
+        throw new Error(
+          `${err.message}; the view: ${JSON.stringify({ state: seen?.state, attempt: seen?.attempt })}; connection: ${s.connection.state}; the farm: ${JSON.stringify(typeof farm === "string" ? farm : { state: farm.state, attempt: farm.attempt, reason: farm.reason })}; history: ${history}`,
+        );
       });
     });
 
@@ -131,7 +181,9 @@ export function defineFarmIntegrationTests(): void {
         return u.state === "merged" ? u : undefined;
       });
       assert.ok(onFarm.mergedCommit);
-      await until("the tree to show the unit merged", () => /merged/.test(String(s.unitsTree.getTreeItem({ kind: "unit", taskId, unitId: "u1" }).description)));
+      await until("the tree to show the unit merged", () =>
+        /merged/.test(String(s.unitsTree.getTreeItem({ kind: "unit", taskId, unitId: "u1" }).description)),
+      );
       assert.equal(s.unitsView.badge, undefined, "nothing waits any more");
       const detail = await s.connection.api.units.detail.query({ taskId, unitId: "u1" });
       const approved = detail.history.find((h) => h.type === "unit_approved");
@@ -155,7 +207,19 @@ export function defineFarmIntegrationTests(): void {
     test("an invalid manifest shows problems at the right lines; a valid one runs", async () => {
       const folder = vscode.workspace.workspaceFolders![0]!.uri;
       const bad = vscode.Uri.joinPath(folder, ".optimus", "tasks", "bad-one", "manifest.yaml");
-      const text = ["apiVersion: optimus/v1", "kind: Task", "title: Bad one", "units:", "  - id: a", "    goal: do a", "    dependsOn: [nope]", "  - id: b", "    goal: 42", "    colour: red", ""].join("\n");
+      const text = [
+        "apiVersion: optimus/v1",
+        "kind: Task",
+        "title: Bad one",
+        "units:",
+        "  - id: a",
+        "    goal: do a",
+        "    dependsOn: [nope]",
+        "  - id: b",
+        "    goal: 42",
+        "    colour: red",
+        "",
+      ].join("\n");
       await vscode.workspace.fs.writeFile(bad, Buffer.from(text));
       await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(bad));
       const diags = await until("problems for the bad manifest", () => {
@@ -178,25 +242,39 @@ export function defineFarmIntegrationTests(): void {
     });
 
     test("cancel from the tree is recorded on the farm; Escalate is not offered on a farm without a frontier model", async () => {
-      const taskId = await vscode.commands.executeCommand<string>("optimus.send", undefined, undefined, { instruction: "Hold this one", files: ["README.md"] });
+      const taskId = await vscode.commands.executeCommand<string>("optimus.send", undefined, undefined, {
+        instruction: "Hold this one",
+        files: ["README.md"],
+      });
       const u = await until("the held unit", () => s.connection.views.unit(taskId, "u1"));
       assert.equal(s.connection.views.spend.frontierConfigured, false, "the harness's farm has no frontier model");
       assert.ok(!u.actions.includes("escalate"), `the farm offers no escalate: ${u.actions.join(", ")}`);
       const item = s.unitsTree.getTreeItem({ kind: "unit", taskId, unitId: "u1" });
       assert.doesNotMatch(String(item.contextValue), /\bescalatable\b/, "no Escalate button in the tree");
       assert.match(String(item.contextValue), /\bcancellable\b/);
-      const escalated = await vscode.commands.executeCommand<UnitLiveView | undefined>("optimus.unit.escalate", { taskId, unitId: "u1" }, { reason: "local model keeps failing" });
+      const escalated = await vscode.commands.executeCommand<UnitLiveView | undefined>(
+        "optimus.unit.escalate",
+        { taskId, unitId: "u1" },
+        { reason: "local model keeps failing" },
+      );
       assert.equal(escalated, undefined, "nothing was queued");
       assert.equal(s.actions.lastMessage?.level, "error");
       assert.match(s.actions.lastMessage!.text, /could not escalate .*no frontier model is configured/);
       const onFarm = await s.connection.api.units.get.query({ taskId, unitId: "u1" });
       assert.equal(onFarm.escalation, undefined, "the farm has no escalation for it");
-      const cancelled = await vscode.commands.executeCommand<UnitLiveView>("optimus.unit.cancel", { taskId, unitId: "u1" }, { confirmed: true, reason: "test" });
+      const cancelled = await vscode.commands.executeCommand<UnitLiveView>(
+        "optimus.unit.cancel",
+        { taskId, unitId: "u1" },
+        { confirmed: true, reason: "test" },
+      );
       assert.equal(cancelled?.state, "cancelled");
     });
 
     test("the farm restarting mid-run: the tree reconnects and catches up with no missed states", async () => {
-      const taskId = await vscode.commands.executeCommand<string>("optimus.send", undefined, undefined, { instruction: "Fix add again after a restart", files: ["src/add.js"] });
+      const taskId = await vscode.commands.executeCommand<string>("optimus.send", undefined, undefined, {
+        instruction: "Fix add again after a restart",
+        files: ["src/add.js"],
+      });
       const epoch = s.connection.views.epoch;
       const states: string[] = [];
       const sub = s.connection.onDidChangeViews(() => {
@@ -209,7 +287,10 @@ export function defineFarmIntegrationTests(): void {
         assert.match(s.statusBar.text, /reconnecting/);
         await control("/farm/start");
         await until("the editor to reconnect", () => s.connection.state === "connected" && s.connection.views.epoch > epoch, 30_000);
-        const u = await until("the unit to await approval after the restart", () => s.connection.views.unit(taskId, "u1")?.state === "awaiting_approval" && s.connection.views.unit(taskId, "u1"));
+        const u = await until(
+          "the unit to await approval after the restart",
+          () => s.connection.views.unit(taskId, "u1")?.state === "awaiting_approval" && s.connection.views.unit(taskId, "u1"),
+        );
         // The model equals the farm's own view of every unit: nothing missed, nothing stale.
         const farmUnits = await s.connection.api.units.list.query({ limit: 10_000 });
         for (const f of farmUnits) {
@@ -245,8 +326,20 @@ export function defineFarmIntegrationTests(): void {
       const loaded = await vscode.commands.executeCommand<number>(item.command!.command);
       assert.equal(loaded, older);
       assert.equal(s.connection.views.tasks.size, shown + older);
-      assert.ok(s.unitsTree.getChildren().some((n) => n.kind === "task" && n.taskId === "old-000"), "the oldest is in the tree now");
-      assert.deepEqual(s.unitsTree.getChildren({ kind: "task", taskId: "old-000" }).map((n) => (n.kind === "unit" ? [n.unitId, s.connection.views.unit("old-000", n.unitId)?.state] : n.kind)), [["u1", "cancelled"], ["u1-review", "cancelled"]], "with its units");
+      assert.ok(
+        s.unitsTree.getChildren().some((n) => n.kind === "task" && n.taskId === "old-000"),
+        "the oldest is in the tree now",
+      );
+      assert.deepEqual(
+        s.unitsTree
+          .getChildren({ kind: "task", taskId: "old-000" })
+          .map((n) => (n.kind === "unit" ? [n.unitId, s.connection.views.unit("old-000", n.unitId)?.state] : n.kind)),
+        [
+          ["u1", "cancelled"],
+          ["u1-review", "cancelled"],
+        ],
+        "with its units",
+      );
       assert.ok(!s.unitsTree.getChildren().some((n) => n.kind === "more"), "nothing older is left to show");
     });
   });

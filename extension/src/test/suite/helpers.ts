@@ -8,7 +8,11 @@ export const env = (k: string) => {
   return v;
 };
 
-export async function until<T>(what: string, fn: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 60_000): Promise<T> {
+export async function until<T>(
+  what: string,
+  fn: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+  timeoutMs = 60_000,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -22,4 +26,3 @@ export const control = async (path: string) => {
   const r = await fetch(`${env("OPTIMUS_TEST_CONTROL_URL")}${path}`, { method: "POST" });
   assert.equal(r.status, 200, `control ${path}: ${await r.text()}`);
 };
-

@@ -4,7 +4,8 @@ import { formatSecretRef, type SecretRef } from "../secret-ref.js";
 import type { ProviderOptions, SecretProvider } from "./types.js";
 
 /** `anthropic-prod` / `api key` → `ANTHROPIC_PROD_API_KEY`, after the prefix. */
-export const envVarName = (prefix: string, ref: SecretRef): string => prefix + `${ref.item}_${ref.field}`.toUpperCase().replace(/[^A-Z0-9]/g, "_");
+export const envVarName = (prefix: string, ref: SecretRef): string =>
+  prefix + `${ref.item}_${ref.field}`.toUpperCase().replace(/[^A-Z0-9]/g, "_");
 
 /**
  * For development: a secret from an environment variable. Read at each call, so a changed
@@ -12,7 +13,10 @@ export const envVarName = (prefix: string, ref: SecretRef): string => prefix + `
  * environment sees the key.
  */
 export class EnvProvider implements SecretProvider {
-  constructor(private readonly cfg: Extract<VaultConfig, { provider: "env" }>, private readonly opts: ProviderOptions = {}) {}
+  constructor(
+    private readonly cfg: Extract<VaultConfig, { provider: "env" }>,
+    private readonly opts: ProviderOptions = {},
+  ) {}
 
   async read(ref: SecretRef): Promise<string> {
     const name = envVarName(this.cfg.prefix ?? "OPTIMUS_SECRET_", ref);

@@ -54,15 +54,29 @@ export function runTool(t: ToolSpec): Promise<ToolRun> {
     const child = execFile(
       t.file,
       t.args,
-      { env: t.env, timeout, killSignal: "SIGKILL", maxBuffer: MAX_OUTPUT, encoding: "utf8", windowsHide: true, shell: false, ...(t.signal ? { signal: t.signal } : {}) },
+      {
+        env: t.env,
+        timeout,
+        killSignal: "SIGKILL",
+        maxBuffer: MAX_OUTPUT,
+        encoding: "utf8",
+        windowsHide: true,
+        shell: false,
+        ...(t.signal ? { signal: t.signal } : {}),
+      },
       (err, stdout, stderr) => {
         if (!err) return resolve({ code: 0, stdout, stderr });
         const e = err as NodeJS.ErrnoException & { code?: string | number | null; killed?: boolean; signal?: string | null };
         if (e.name === "AbortError" || t.signal?.aborted) return reject(new SecretError(t.ref, "the read was cancelled"));
-        if (e.code === "ENOENT") return reject(new SecretError(t.ref, `${t.label} is not installed (not found${t.file.includes("/") ? ` at ${t.file}` : " on PATH"})`));
+        if (e.code === "ENOENT")
+          return reject(
+            new SecretError(t.ref, `${t.label} is not installed (not found${t.file.includes("/") ? ` at ${t.file}` : " on PATH"})`),
+          );
         if (e.code === "EACCES") return reject(new SecretError(t.ref, `${t.label} cannot be run (permission denied on ${t.file})`));
-        if (e.code === "ERR_CHILD_PROCESS_STDIO_MAXBUFFER") return reject(new SecretError(t.ref, `${t.label} printed more than ${MAX_OUTPUT} bytes`));
-        if (e.killed && e.code === null) return reject(new SecretError(t.ref, `${t.label} did not answer within ${Math.round(timeout / 100) / 10} s`));
+        if (e.code === "ERR_CHILD_PROCESS_STDIO_MAXBUFFER")
+          return reject(new SecretError(t.ref, `${t.label} printed more than ${MAX_OUTPUT} bytes`));
+        if (e.killed && e.code === null)
+          return reject(new SecretError(t.ref, `${t.label} did not answer within ${Math.round(timeout / 100) / 10} s`));
         if (typeof e.code === "number") return resolve({ code: e.code, stdout, stderr });
         if (e.signal) return reject(new SecretError(t.ref, `${t.label} was killed by ${e.signal}`));
         // Spawn errors carry only a code; never e.message, which may hold the command line.

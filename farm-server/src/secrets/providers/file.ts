@@ -21,7 +21,10 @@ const inside = (root: string, p: string): boolean => {
  * file must be readable by its owner only: a key file others can read has already leaked.
  */
 export class FileProvider implements SecretProvider {
-  constructor(private readonly cfg: Extract<VaultConfig, { provider: "file" }>, _opts: ProviderOptions = {}) {}
+  constructor(
+    private readonly cfg: Extract<VaultConfig, { provider: "file" }>,
+    _opts: ProviderOptions = {},
+  ) {}
 
   async read(ref: SecretRef): Promise<string> {
     const name = formatSecretRef(ref);
@@ -35,7 +38,10 @@ export class FileProvider implements SecretProvider {
     // parseSecretRef already refuses '/', '.' and '..'; checked again because providers can be
     // called with a reference that did not come through it.
     const target = resolve(root, ref.item, ref.field);
-    if (!inside(root, target) || [ref.item, ref.field].some((p) => p.length === 0 || p.includes("/") || p.includes("\\") || p === "." || p === "..")) {
+    if (
+      !inside(root, target) ||
+      [ref.item, ref.field].some((p) => p.length === 0 || p.includes("/") || p.includes("\\") || p === "." || p === "..")
+    ) {
       throw fail(`the path ${ref.item}/${ref.field} leaves the secrets folder`);
     }
     let real: string;

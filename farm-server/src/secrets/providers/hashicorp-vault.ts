@@ -13,7 +13,10 @@ const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
  * redirect would hand the token to whoever answered), and plain http is accepted for loopback only.
  */
 export class HashiCorpVaultProvider implements SecretProvider {
-  constructor(private readonly cfg: Extract<VaultConfig, { provider: "hashicorp-vault" }>, private readonly opts: ProviderOptions = {}) {}
+  constructor(
+    private readonly cfg: Extract<VaultConfig, { provider: "hashicorp-vault" }>,
+    private readonly opts: ProviderOptions = {},
+  ) {}
 
   async read(ref: SecretRef, signal?: AbortSignal): Promise<string> {
     const name = formatSecretRef(ref);
@@ -26,12 +29,18 @@ export class HashiCorpVaultProvider implements SecretProvider {
       throw fail(`the Vault address ${address} is not a URL`);
     }
     if (url.protocol !== "https:" && !(url.protocol === "http:" && LOOPBACK.test(url.hostname))) {
-      throw fail(`the Vault address ${address} must use https (plain http is accepted for loopback addresses only: the token would travel in clear)`);
+      throw fail(
+        `the Vault address ${address} must use https (plain http is accepted for loopback addresses only: the token would travel in clear)`,
+      );
     }
     const tokenVar = this.cfg.tokenEnv ?? "VAULT_TOKEN";
     const token = (this.opts.env ?? process.env)[tokenVar];
     if (!token) throw fail(`no Vault token: the environment variable ${tokenVar} is not set`);
-    const mount = (this.cfg.mount ?? "secret").split("/").filter((s) => s.length > 0).map(encodeURIComponent).join("/");
+    const mount = (this.cfg.mount ?? "secret")
+      .split("/")
+      .filter((s) => s.length > 0)
+      .map(encodeURIComponent)
+      .join("/");
     const path = `${mount}/data/${encodeURIComponent(ref.item)}`;
     const headers: Record<string, string> = { "X-Vault-Token": token, "X-Vault-Request": "true", Accept: "application/json" };
     if (this.cfg.namespace) headers["X-Vault-Namespace"] = this.cfg.namespace;
@@ -40,7 +49,11 @@ export class HashiCorpVaultProvider implements SecretProvider {
     const timeout = AbortSignal.timeout(ms);
     const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
     const stopped = (): SecretError | null =>
-      signal?.aborted ? fail("the read was cancelled") : timeout.aborted ? fail(`Vault at ${address} did not answer within ${Math.round(ms / 100) / 10} s`) : null;
+      signal?.aborted
+        ? fail("the read was cancelled")
+        : timeout.aborted
+          ? fail(`Vault at ${address} did not answer within ${Math.round(ms / 100) / 10} s`)
+          : null;
 
     let status: number;
     let text: string;
@@ -55,7 +68,9 @@ export class HashiCorpVaultProvider implements SecretProvider {
     } catch (err) {
       if (err instanceof SecretError) throw err;
       // Network errors: only the cause's code (ECONNREFUSED…); the message may hold the URL's userinfo.
-      throw stopped() ?? fail(`cannot reach Vault at ${address} (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name})`);
+      throw (
+        stopped() ?? fail(`cannot reach Vault at ${address} (${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name})`)
+      );
     }
 
     if (status === 404) throw fail(`no such item: Vault has no secret at ${path} (or its latest version is deleted)`);
@@ -72,7 +87,8 @@ export class HashiCorpVaultProvider implements SecretProvider {
       throw fail(`Vault answered HTTP ${status}${detail ? ` (${detail})` : ""}`);
     }
     const data = (body as { data?: { data?: unknown } })?.data?.data;
-    if (data === null || typeof data !== "object") throw fail(`Vault's answer for ${path} has no data (is ${mount} a KV version 2 engine?)`);
+    if (data === null || typeof data !== "object")
+      throw fail(`Vault's answer for ${path} has no data (is ${mount} a KV version 2 engine?)`);
     const value = (data as Record<string, unknown>)[ref.field];
     if (value === undefined || !Object.hasOwn(data, ref.field)) throw fail(`item has no field ${ref.field}`);
     if (typeof value !== "string") throw fail(`the field ${ref.field} is not a string`);

@@ -15,14 +15,25 @@ const NOT_FOUND = 44;
  * not plain text as hex; keys are plain text, so that is not undone here.
  */
 export class KeychainProvider implements SecretProvider {
-  constructor(private readonly cfg: Extract<VaultConfig, { provider: "keychain" }>, private readonly opts: ProviderOptions = {}) {}
+  constructor(
+    private readonly cfg: Extract<VaultConfig, { provider: "keychain" }>,
+    private readonly opts: ProviderOptions = {},
+  ) {}
 
   async read(ref: SecretRef, signal?: AbortSignal): Promise<string> {
     const name = formatSecretRef(ref);
     const service = this.cfg.service ?? ref.item;
     const args = ["find-generic-password", "-s", service, "-a", ref.field, "-w"];
     const env = childEnv(this.opts.env ?? process.env);
-    const run = await runTool({ ref: name, label: LABEL, file: this.cfg.securityPath ?? "security", args, env, opts: this.opts, ...(signal ? { signal } : {}) });
+    const run = await runTool({
+      ref: name,
+      label: LABEL,
+      file: this.cfg.securityPath ?? "security",
+      args,
+      env,
+      opts: this.opts,
+      ...(signal ? { signal } : {}),
+    });
     if (run.code === 0) return withoutTrailingNewline(run.stdout);
     if (run.code === NOT_FOUND) throw new SecretError(name, `no keychain item with service '${service}' and account '${ref.field}'`);
     const detail = providerDetail(run.stderr, this.opts.redactor);

@@ -12,11 +12,17 @@ export class FrontierProvider implements ModelProvider {
   /** what the calls cost, as the farm charged them */
   costUsd = 0;
 
-  constructor(private readonly ctx: LeaseContext, private readonly signals: { confidence?: number; checksFailed?: number }) {}
+  constructor(
+    private readonly ctx: LeaseContext,
+    private readonly signals: { confidence?: number; checksFailed?: number },
+  ) {}
 
   async generate(messages: ChatMessage[], opts: GenerateOptions = {}): Promise<Generation> {
     const started = performance.now();
-    const system = messages.filter((m) => m.role === "system").map((m) => m.content).join("\n\n");
+    const system = messages
+      .filter((m) => m.role === "system")
+      .map((m) => m.content)
+      .join("\n\n");
     // The Messages API wants alternating turns: join consecutive ones of the same role.
     const turns: Array<{ role: "user" | "assistant"; content: string }> = [];
     for (const m of messages) {
@@ -25,7 +31,13 @@ export class FrontierProvider implements ModelProvider {
       if (last && last.role === m.role) last.content += `\n\n${m.content}`;
       else turns.push({ role: m.role, content: m.content });
     }
-    const answer = await this.ctx.escalate({ system, messages: turns, maxTokens: opts.maxTokens ?? 4_096, editTool: opts.jsonSchema !== undefined, signals: this.signals });
+    const answer = await this.ctx.escalate({
+      system,
+      messages: turns,
+      maxTokens: opts.maxTokens ?? 4_096,
+      editTool: opts.jsonSchema !== undefined,
+      signals: this.signals,
+    });
     this.costUsd += answer.costUsd;
     this.name = answer.model;
     opts.onTokens?.(answer.usage.outputTokens);

@@ -80,7 +80,9 @@ export class LlamaProvider implements ModelProvider {
     readonly modelPath: string,
     private readonly withConfidence: boolean,
   ) {
-    this.name = basename(modelPath).replace(/\.gguf$/i, "").replace(/-\d{5}-of-\d{5}$/, ""); // split models: the name, not the part
+    this.name = basename(modelPath)
+      .replace(/\.gguf$/i, "")
+      .replace(/-\d{5}-of-\d{5}$/, ""); // split models: the name, not the part
   }
 
   /** Loads the model and creates a one-sequence context; never downloads or builds anything. */
@@ -107,7 +109,10 @@ export class LlamaProvider implements ModelProvider {
       // loaded in ~0.3 s; never a CUDA probe, a source download or a cmake build at run time.
       llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, logger });
     } catch (e) {
-      throw new Error(`node-llama-cpp has no usable prebuilt binary for ${process.platform}-${process.arch} (${errText(e)}): reinstall with \`npm ci\` so the optional @node-llama-cpp/* package is present`, { cause: e });
+      throw new Error(
+        `node-llama-cpp has no usable prebuilt binary for ${process.platform}-${process.arch} (${errText(e)}): reinstall with \`npm ci\` so the optional @node-llama-cpp/* package is present`,
+        { cause: e },
+      );
     }
     const threads = opts.threads ?? defaultLlamaThreads(llama.cpuMathCores);
     llama.maxThreads = threads; // the Llama-wide cap (default max(cores, 4)); the context's count is a hint under it
@@ -116,16 +121,30 @@ export class LlamaProvider implements ModelProvider {
       try {
         model = await llama.loadModel({ modelPath });
       } catch (e) {
-        throw new Error(`could not load the model at ${modelPath} (${captured[0] ?? errText(e)}): is it a complete GGUF file? ${pullHint}`, { cause: e });
+        throw new Error(
+          `could not load the model at ${modelPath} (${captured[0] ?? errText(e)}): is it a complete GGUF file? ${pullHint}`,
+          { cause: e },
+        );
       }
       const contextSize = opts.contextSize ?? Math.min(model.trainContextSize || DEFAULT_CONTEXT, DEFAULT_CONTEXT);
       const context = await model.createContext({ contextSize, threads, sequences: 1 }).catch((e: unknown) => {
-        throw new Error(`could not create a ${contextSize}-token context for ${modelPath} (${captured?.[0] ?? errText(e)}): try a smaller contextSize`);
+        throw new Error(
+          `could not create a ${contextSize}-token context for ${modelPath} (${captured?.[0] ?? errText(e)}): try a smaller contextSize`,
+        );
       });
       // the chat wrapper follows the model's own template (tokenizer.chat_template), or a built-in
       // wrapper recognised from the model's name/tokens, else a general fallback
       captured = undefined;
-      return new LlamaProvider(llama, model, context, context.getSequence(), resolveChatWrapper(model), threads, modelPath, opts.confidence ?? true);
+      return new LlamaProvider(
+        llama,
+        model,
+        context,
+        context.getSequence(),
+        resolveChatWrapper(model),
+        threads,
+        modelPath,
+        opts.confidence ?? true,
+      );
     } catch (e) {
       await model?.dispose().catch(() => {});
       await llama.dispose().catch(() => {});
@@ -159,18 +178,27 @@ export class LlamaProvider implements ModelProvider {
     if (this.closed) throw new Error(`model ${this.name} is closed`);
     const t0 = performance.now();
     const { model, sequence } = this;
-    const done = (text: string, tokens: number, stopReason: Generation["stopReason"], promptTokens?: number, confidence?: Confidence): Generation =>
-      ({ text, tokens, promptTokens, stopReason, confidence, model: this.name, elapsedMs: performance.now() - t0 });
+    const done = (
+      text: string,
+      tokens: number,
+      stopReason: Generation["stopReason"],
+      promptTokens?: number,
+      confidence?: Confidence,
+    ): Generation => ({ text, tokens, promptTokens, stopReason, confidence, model: this.name, elapsedMs: performance.now() - t0 });
     if (opts.signal?.aborted) return done("", 0, "abort");
 
     // A trailing assistant message is continued (a prefill); otherwise the template opens a new turn.
     const history: ChatHistoryItem[] = messages.map((m) =>
-      m.role === "assistant" ? { type: "model", response: [m.content] } : { type: m.role, text: m.content });
+      m.role === "assistant" ? { type: "model", response: [m.content] } : { type: m.role, text: m.content },
+    );
     if (messages.at(-1)?.role !== "assistant") history.push({ type: "model", response: [] });
     const state = this.chatWrapper.generateContextState({ chatHistory: history });
     const prompt = state.contextText.tokenize(model.tokenizer);
     const room = this.context.contextSize - prompt.length;
-    if (room <= 0) throw new Error(`the prompt is ${prompt.length} tokens but ${this.name}'s context holds ${this.context.contextSize}: shorten it or raise contextSize`);
+    if (room <= 0)
+      throw new Error(
+        `the prompt is ${prompt.length} tokens but ${this.name}'s context holds ${this.context.contextSize}: shorten it or raise contextSize`,
+      );
     const limit = Math.min(opts.maxTokens ?? DEFAULT_MAX_TOKENS, room);
 
     const grammar = opts.jsonSchema ? await this.grammarFor(opts.jsonSchema) : undefined;
@@ -182,10 +210,14 @@ export class LlamaProvider implements ModelProvider {
     const confs: number[] = [];
     let stopReason: Generation["stopReason"] = "stop";
     let cut: { tokens: number } | { text: string } | undefined;
-    const it = sequence.evaluateWithMetadata(input, { confidence: this.withConfidence }, {
-      temperature: opts.temperature ?? 0, // greedy by default: reproducible output, and confidence is then the model's own probability
-      grammarEvaluationState: grammar ? new LlamaGrammarEvaluationState({ model, grammar }) : undefined,
-    });
+    const it = sequence.evaluateWithMetadata(
+      input,
+      { confidence: this.withConfidence },
+      {
+        temperature: opts.temperature ?? 0, // greedy by default: reproducible output, and confidence is then the model's own probability
+        grammarEvaluationState: grammar ? new LlamaGrammarEvaluationState({ model, grammar }) : undefined,
+      },
+    );
     // the iterator ends by itself on an end-of-generation token (EOS, or the template's end of turn)
     for await (const item of it) {
       const { token } = item;
@@ -195,8 +227,14 @@ export class LlamaProvider implements ModelProvider {
       opts.onTokens?.(out.length);
       cut = this.matchTrigger(triggers, out, window);
       if (cut) break;
-      if (opts.signal?.aborted) { stopReason = "abort"; break; } // checked per token: prompt evaluation runs to its end
-      if (out.length >= limit) { stopReason = "length"; break; }
+      if (opts.signal?.aborted) {
+        stopReason = "abort";
+        break;
+      } // checked per token: prompt evaluation runs to its end
+      if (out.length >= limit) {
+        stopReason = "length";
+        break;
+      }
     }
 
     let text: string;
@@ -220,7 +258,8 @@ export class LlamaProvider implements ModelProvider {
     let keep = 0;
     while (keep < cached.length && keep < prompt.length - 1 && cached[keep] === prompt[keep]) keep++;
     try {
-      if (keep < this.sequence.nextTokenIndex) await this.sequence.eraseContextTokenRanges([{ start: keep, end: this.sequence.nextTokenIndex }]);
+      if (keep < this.sequence.nextTokenIndex)
+        await this.sequence.eraseContextTokenRanges([{ start: keep, end: this.sequence.nextTokenIndex }]);
       return prompt.slice(keep);
     } catch {
       await this.sequence.clearHistory(); // a model whose cache cannot be cut mid-way: start over
@@ -257,7 +296,11 @@ export class LlamaProvider implements ModelProvider {
     for (const t of triggers) {
       if ("text" in t) {
         if (t.text && tail.includes(t.text)) return { text: t.text };
-      } else if (t.tokens.length > 0 && t.tokens.length <= out.length && t.tokens.every((tok, i) => out[out.length - t.tokens.length + i] === tok)) {
+      } else if (
+        t.tokens.length > 0 &&
+        t.tokens.length <= out.length &&
+        t.tokens.every((tok, i) => out[out.length - t.tokens.length + i] === tok)
+      ) {
         return { tokens: t.tokens.length };
       }
     }
@@ -276,7 +319,8 @@ export class LlamaProvider implements ModelProvider {
 function summarize(confs: number[]): Confidence {
   const real = confs.filter((c) => c < 1);
   if (real.length === 0) return { mean: 1, min: 1, tokens: 0 };
-  let sum = 0, min = 1;
+  let sum = 0,
+    min = 1;
   for (const c of real) {
     sum += c;
     min = Math.min(min, c);

@@ -30,7 +30,9 @@ const URI_HELP = "use hf:<user>/<repo>:<quant>, hf:<user>/<repo>/<file>.gguf or 
 /** The one-line message of an error (no stack, no multi-line detail); for fetch's "fetch failed", the cause. */
 function firstLine(e: unknown): string {
   const err = e as { message?: unknown; cause?: { code?: unknown; message?: unknown } } | undefined;
-  const msg = String(err?.message ?? e).split("\n")[0]!.trim();
+  const msg = String(err?.message ?? e)
+    .split("\n")[0]!
+    .trim();
   const cause = err?.cause?.code ?? err?.cause?.message;
   // ipull's HTTP errors repeat the URL: "Url: …, Status code: 404, status text: Not Found"
   const http = /Status code: (\d+), status text: (.*)$/.exec(msg);
@@ -97,7 +99,11 @@ export async function pullModel(
   const arm = () => {
     clearTimeout(timer);
     timer = setTimeout(() => {
-      fail(new Error(`download of ${uri} stalled: no data for ${Math.round(stallMs / 1000)} s (network down, or the server keeps failing); retry later, it resumes`));
+      fail(
+        new Error(
+          `download of ${uri} stalled: no data for ${Math.round(stallMs / 1000)} s (network down, or the server keeps failing); retry later, it resumes`,
+        ),
+      );
       ctl.abort();
     }, stallMs);
   };

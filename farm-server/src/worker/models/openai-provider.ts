@@ -141,7 +141,8 @@ export class OpenAiCompatibleProvider implements ModelProvider {
   /** Folds one chunk (or a whole non-stream completion) into the accumulator. */
   private take(chunk: Chunk, acc: Acc, opts: GenerateOptions): void {
     // llama-server reports failures that happen mid-generation as an `error` event inside the stream.
-    if (chunk.error !== undefined) throw new Error(`the model server at ${this.displayUrl()} failed mid-stream: ${describeError(chunk.error)}`);
+    if (chunk.error !== undefined)
+      throw new Error(`the model server at ${this.displayUrl()} failed mid-stream: ${describeError(chunk.error)}`);
     if (chunk.usage) acc.usage = chunk.usage;
     const choice = chunk.choices?.[0];
     if (!choice) return;

@@ -9,7 +9,16 @@ export const CODE_SERVER_VERSION = "4.100.3";
 export const INSTALL_HINT = "run scripts/install-vscode-test-deps.sh (installs code-server and Chromium)";
 export const CHROMIUM = process.env.OPTIMUS_CHROMIUM || "/usr/bin/chromium";
 /** Chromium flags that work headless as root in a container: no sandbox (Chromium's refuses root), no GPU, no QUIC, nothing fetched in the background. */
-export const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
 
 /** Settings that keep the workbench quiet and deterministic; written into each fresh user-data-dir. */
 export const QUIET_SETTINGS: Record<string, unknown> = {
@@ -128,7 +137,15 @@ export function scratchDir(prefix: string): { path: string; remove: () => void }
 export function serverEnv(home: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const tmp = join(home, "tmp");
   mkdirSync(tmp, { recursive: true });
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra, HOME: home, TMPDIR: tmp, XDG_CONFIG_HOME: join(home, ".config"), XDG_DATA_HOME: join(home, ".local", "share"), XDG_CACHE_HOME: join(home, ".cache") };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...extra,
+    HOME: home,
+    TMPDIR: tmp,
+    XDG_CONFIG_HOME: join(home, ".config"),
+    XDG_DATA_HOME: join(home, ".local", "share"),
+    XDG_CACHE_HOME: join(home, ".cache"),
+  };
   for (const k of ["NODE_TEST_CONTEXT", "NODE_OPTIONS", "ELECTRON_RUN_AS_NODE", "VSCODE_IPC_HOOK_CLI"]) delete env[k];
   return env;
 }
@@ -156,8 +173,15 @@ export function newProfile(settings: Record<string, unknown> = {}): CodeServerPr
 /** `code-server --install-extension X.vsix` into the profile (synchronous, ~0.5 s). */
 export function installVsix(profile: CodeServerProfile, vsix: string): void {
   const bin = codeServerBinary();
-  const r = spawnSync(bin, ["--user-data-dir", profile.userDataDir, "--extensions-dir", profile.extensionsDir, "--install-extension", vsix, "--force"], { env: serverEnv(profile.home), encoding: "utf8", timeout: 120_000 });
-  if (r.status !== 0) throw new Error(`code-server --install-extension ${vsix} failed (${r.status ?? r.signal ?? r.error?.message}):\n${r.stdout}${r.stderr}`);
+  const r = spawnSync(
+    bin,
+    ["--user-data-dir", profile.userDataDir, "--extensions-dir", profile.extensionsDir, "--install-extension", vsix, "--force"],
+    { env: serverEnv(profile.home), encoding: "utf8", timeout: 120_000 },
+  );
+  if (r.status !== 0)
+    throw new Error(
+      `code-server --install-extension ${vsix} failed (${r.status ?? r.signal ?? r.error?.message}):\n${r.stdout}${r.stderr}`,
+    );
 }
 
 /** A running code-server in its own process group. */
@@ -166,7 +190,10 @@ export class CodeServer {
   private exited: string | null = null;
   private killGroup: () => void = () => {};
 
-  private constructor(readonly child: ChildProcess, readonly port: number) {}
+  private constructor(
+    readonly child: ChildProcess,
+    readonly port: number,
+  ) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -180,8 +207,26 @@ export class CodeServer {
   static async start(profile: CodeServerProfile, env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CodeServer> {
     const bin = codeServerBinary();
     const port = await freePort();
-    const args = ["--auth", "none", "--bind-addr", `127.0.0.1:${port}`, "--user-data-dir", profile.userDataDir, "--extensions-dir", profile.extensionsDir, "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override"];
-    const child = spawn(bin, args, { env: serverEnv(profile.home, env), cwd: profile.home, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    const args = [
+      "--auth",
+      "none",
+      "--bind-addr",
+      `127.0.0.1:${port}`,
+      "--user-data-dir",
+      profile.userDataDir,
+      "--extensions-dir",
+      profile.extensionsDir,
+      "--disable-telemetry",
+      "--disable-update-check",
+      "--disable-workspace-trust",
+      "--disable-getting-started-override",
+    ];
+    const child = spawn(bin, args, {
+      env: serverEnv(profile.home, env),
+      cwd: profile.home,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     const server = new CodeServer(child, port);
     const kill = registerCleanup(() => {
       try {

@@ -35,7 +35,9 @@ export async function runExtensionSuite(opts: ExtensionSuiteOptions): Promise<vo
     throw new Error(`${LAUNCHER} is missing or not executable (chmod +x it)`);
   }
   const profile = scratchDir("optimus-vscode-suite-");
-  const dev = (Array.isArray(opts.extensionDevelopmentPath) ? opts.extensionDevelopmentPath : [opts.extensionDevelopmentPath]).map((p) => resolve(p));
+  const dev = (Array.isArray(opts.extensionDevelopmentPath) ? opts.extensionDevelopmentPath : [opts.extensionDevelopmentPath]).map((p) =>
+    resolve(p),
+  );
   const extensionTestsEnv: Record<string, string> = { ...opts.env };
   if (opts.artifactsDir) extensionTestsEnv.OPTIMUS_TEST_ARTIFACTS = resolve(opts.artifactsDir);
   if (opts.timeoutMs) extensionTestsEnv.OPTIMUS_VSCODE_TEST_TIMEOUT_MS = String(opts.timeoutMs);
@@ -57,12 +59,23 @@ export async function runExtensionSuite(opts: ExtensionSuiteOptions): Promise<vo
       extensionDevelopmentPath: dev.length === 1 ? dev[0]! : dev,
       extensionTestsPath: resolve(opts.extensionTestsPath),
       // Our own profile folders, so runTests does not create .vscode-test/ in the current directory.
-      launchArgs: [...(opts.workspace ? [resolve(opts.workspace)] : []), `--user-data-dir=${join(profile.path, "user-data")}`, `--extensions-dir=${join(profile.path, "extensions")}`],
+      launchArgs: [
+        ...(opts.workspace ? [resolve(opts.workspace)] : []),
+        `--user-data-dir=${join(profile.path, "user-data")}`,
+        `--extensions-dir=${join(profile.path, "extensions")}`,
+      ],
       extensionTestsEnv,
     });
   } catch (err) {
-    const tail = output.split("\n").filter((l) => l.trim() !== "").slice(-40).join("\n");
-    throw new Error(`extension suite ${opts.extensionTestsPath} failed in code-server: ${(err as Error).message}\n--- last output ---\n${tail}`, { cause: err });
+    const tail = output
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .slice(-40)
+      .join("\n");
+    throw new Error(
+      `extension suite ${opts.extensionTestsPath} failed in code-server: ${(err as Error).message}\n--- last output ---\n${tail}`,
+      { cause: err },
+    );
   } finally {
     for (const r of restore) r();
     profile.remove();

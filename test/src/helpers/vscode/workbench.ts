@@ -74,7 +74,12 @@ export async function openWorkbench(opts: WorkbenchOptions): Promise<Workbench> 
     server = await CodeServer.start(profile, opts.env);
     // "": a fresh profile folder that playwright removes itself once the browser is dead (also on exit).
     // TMPDIR: Chromium's own temporary folders go into the profile's scratch folder too.
-    launching = chromium.launchPersistentContext("", { executablePath: CHROMIUM, args: CHROMIUM_ARGS, env: { ...process.env, TMPDIR: join(profile.home, "tmp") }, viewport: { width: 1400, height: 900 } });
+    launching = chromium.launchPersistentContext("", {
+      executablePath: CHROMIUM,
+      args: CHROMIUM_ARGS,
+      env: { ...process.env, TMPDIR: join(profile.home, "tmp") },
+      viewport: { width: 1400, height: 900 },
+    });
     context = await launching;
     const page = context.pages()[0] ?? (await context.newPage());
     const payload: [string, string][] = [];
@@ -96,7 +101,9 @@ export async function openWorkbench(opts: WorkbenchOptions): Promise<Workbench> 
 
     const runCommand = async (title: string, cmdTimeoutMs = 30_000) => {
       const end = Date.now() + cmdTimeoutMs;
-      const row = quickInput.locator(".monaco-list-row").filter({ has: page.locator(".label-name", { hasText: new RegExp(`^\\s*${escapeRe(title)}\\s*$`) }) });
+      const row = quickInput
+        .locator(".monaco-list-row")
+        .filter({ has: page.locator(".label-name", { hasText: new RegExp(`^\\s*${escapeRe(title)}\\s*$`) }) });
       let attempt = 0;
       for (;;) {
         attempt++;
@@ -119,7 +126,8 @@ export async function openWorkbench(opts: WorkbenchOptions): Promise<Workbench> 
       await row.first().click();
       // Picked: the palette closes (or turns into the command's own input).
       const until = Date.now() + 5000;
-      while (Date.now() < until && (await quickInput.isVisible()) && (await quickInputBox.inputValue().catch(() => "")) === `>${title}`) await sleep(50);
+      while (Date.now() < until && (await quickInput.isVisible()) && (await quickInputBox.inputValue().catch(() => "")) === `>${title}`)
+        await sleep(50);
     };
 
     const fillQuickInput = async (text: string, inputTimeoutMs = 15_000) => {
@@ -134,7 +142,9 @@ export async function openWorkbench(opts: WorkbenchOptions): Promise<Workbench> 
     if (page) await page.screenshot({ path: join(artifactsDir, "open-workbench-failed.png") }).catch(() => {});
     const log = server?.log.slice(-4000) ?? "";
     await close();
-    throw new Error(`openWorkbench failed: ${(err as Error).message}${log ? `\n--- code-server log (tail) ---\n${log}` : ""}`, { cause: err });
+    throw new Error(`openWorkbench failed: ${(err as Error).message}${log ? `\n--- code-server log (tail) ---\n${log}` : ""}`, {
+      cause: err,
+    });
   }
 }
 
