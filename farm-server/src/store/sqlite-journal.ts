@@ -1,21 +1,18 @@
 import Database from "better-sqlite3";
 import type { ArchivedTask, EventBody, FarmEvent } from "@optimus/shared";
-import { EVENT_FORMAT, upcast } from "./event-format.js";
-import { eventHash, FencedError, GENESIS_HASH, type Journal, type Snapshot, type VerifyResult } from "./journal.js";
+import {
+  ChainCheck,
+  ChainTail,
+  storedToEvent as toEvent,
+  FencedError,
+  type Journal,
+  type Snapshot,
+  type StoredEvent,
+  type VerifyResult,
+} from "./journal.js";
 import { JOURNAL_MIGRATIONS, migrate } from "./migrations.js";
 
-interface Row {
-  seq: number;
-  ts: number;
-  epoch: number;
-  actor: string;
-  type: string;
-  data: string;
-  prev_hash: string;
-  hash: string;
-  /** the event's format (EVENT_FORMAT when written by this version) */
-  v: number;
-}
+type Row = StoredEvent;
 
 /** Opens a farm database with the settings every part of it relies on. */
 export function openFarmDatabase(file: string): Database.Database {
@@ -28,27 +25,12 @@ export function openFarmDatabase(file: string): Database.Database {
   return db;
 }
 
-/** A stored event as this version reads it (older formats upcast). */
-const toEvent = (r: Row): FarmEvent =>
-  ({
-    seq: r.seq,
-    ts: r.ts,
-    epoch: r.epoch,
-    actor: r.actor,
-    type: r.type,
-    data: upcast(r.type, r.v ?? 1, JSON.parse(r.data) as Record<string, unknown>, r.actor),
-    prevHash: r.prev_hash,
-    hash: r.hash,
-  }) as FarmEvent;
-
 /** The embedded journal: SQLite in WAL mode with synchronous commits. */
 export class SqliteJournal implements Journal {
   private readonly db: Database.Database;
   private _epoch = 0;
-  private nextSeq = 1;
-  private lastHash = GENESIS_HASH;
+  private readonly tail = new ChainTail();
   private committedSeq = 0;
-  private staged: Row[] = [];
   private readonly insert;
   private readonly readEpoch;
 
@@ -79,27 +61,18 @@ export class SqliteJournal implements Journal {
     this._epoch = take.immediate();
     const last = this.db.prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").get() as
       { seq: number; hash: string } | undefined;
-    this.nextSeq = (last?.seq ?? 0) + 1;
-    this.lastHash = last?.hash ?? GENESIS_HASH;
+    this.tail.resume(last);
     this.committedSeq = last?.seq ?? 0;
     return { epoch: this._epoch, lastSeq: this.committedSeq };
   }
 
   stage(body: EventBody, actor: string, ts = Date.now()): FarmEvent {
-    const seq = this.nextSeq++;
-    const data = JSON.stringify(body.data);
-    const head = { seq, ts, epoch: this._epoch, actor, type: body.type };
-    const hash = eventHash(this.lastHash, head, data);
-    const row: Row = { ...head, data, prev_hash: this.lastHash, hash, v: EVENT_FORMAT };
-    this.lastHash = hash;
-    this.staged.push(row);
-    return { ...body, ...head, prevHash: row.prev_hash, hash } as FarmEvent;
+    return this.tail.stage(body, actor, this._epoch, ts);
   }
 
   async flush(): Promise<number> {
-    if (this.staged.length === 0) return this.committedSeq;
-    const rows = this.staged;
-    this.staged = [];
+    const rows = this.tail.take();
+    if (rows.length === 0) return this.committedSeq;
     const write = this.db.transaction(() => {
       // Fencing: a newer leader bumped the epoch; our staged events must never land.
       const current = this.readEpoch.get() as number;
@@ -193,28 +166,14 @@ export class SqliteJournal implements Journal {
   }
 }
 
-/** Walks the chain from the first entry and names the first one that does not hold. */
+/** Checks a chain read in order (see ChainCheck). */
 export function verifyRows(rows: Iterable<Row>, onProgress?: (checked: number) => void): VerifyResult {
-  let prev = GENESIS_HASH;
-  let expectSeq = 1;
-  let checked = 0;
+  const check = new ChainCheck(onProgress);
   for (const r of rows) {
-    const broken = (reason: string): VerifyResult => ({ ok: false, checked, lastSeq: r.seq, firstBroken: { seq: r.seq, reason } });
-    if (r.seq !== expectSeq)
-      return {
-        ok: false,
-        checked,
-        lastSeq: r.seq,
-        firstBroken: { seq: expectSeq, reason: `entry ${expectSeq} is missing (the next one is ${r.seq})` },
-      };
-    if (r.prev_hash !== prev) return broken("its link to the previous entry does not match (an entry before it was removed or replaced)");
-    if (eventHash(prev, r, r.data) !== r.hash) return broken(`its contents do not match its hash (type ${r.type}, epoch ${r.epoch})`);
-    prev = r.hash;
-    expectSeq++;
-    checked++;
-    if (onProgress && checked % 10_000 === 0) onProgress(checked);
+    const broken = check.next(r);
+    if (broken) return broken;
   }
-  return { ok: true, checked, lastSeq: expectSeq - 1 };
+  return check.result();
 }
 
 /** Verifies a journal file without taking the lead (read-only; works beside a running farm). */
