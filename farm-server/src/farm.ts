@@ -5,11 +5,11 @@ import { effectiveLeaseTtl, type ServerConfig } from "@optimus/shared";
 import { startApiServer, type ApiServer } from "./api/http-server.js";
 import { createMetrics } from "./api/metrics.js";
 import type { FarmServices } from "./api/services.js";
-import { EscalationStore } from "./gateway/escalation-store.js";
 import { Gateway } from "./gateway/gateway.js";
 import { startEgressProxy } from "./egress/egress-proxy.js";
 import { Redactor, SecretResolver } from "./secrets/index.js";
-import { TokenStore, type IssuedToken } from "./auth/tokens.js";
+import type { IssuedToken } from "./auth/tokens.js";
+import { openFarmStores } from "./farm-stores.js";
 import { FarmState } from "./core/farm-state.js";
 import { LeaseCommands } from "./core/lease-commands.js";
 import { TaskCommands } from "./core/task-commands.js";
@@ -18,7 +18,6 @@ import { ManifestMirror } from "./files/manifest-mirror.js";
 import { SessionNotes } from "./files/session-notes.js";
 import { HistoryArchiver } from "./core/history-archiver.js";
 import { importManifests, type ImportReport } from "./files/rehydrate.js";
-import { SqliteJournal } from "./store/sqlite-journal.js";
 import { acquireStateLock } from "./store/state-lock.js";
 import { FarmRepo } from "./git/farm-repo.js";
 import { PrLoop } from "./prloop/pr-loop.js";
@@ -164,8 +163,15 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
 
 async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => void): Promise<Farm> {
   const { repo, config } = opts;
-  const journal = new SqliteJournal(journalPathOf(repo, config));
-  const tokens = new TokenStore(join(stateDirOf(repo, config), "tokens.db"));
+  // Secrets are read at each call (store, frontier, origin) through the configured vaults and redacted
+  // wherever the gateway writes text while a value is held.
+  const redactor = new Redactor();
+  const secrets = new SecretResolver(config.secrets, { redactor });
+  const stores = await openFarmStores(config, stateDirOf(repo, config), journalPathOf(repo, config), secrets, (err) =>
+    log.warn({ err: err.message }, "a PostgreSQL connection of the farm failed (it reconnects at the next query)"),
+  );
+  const { journal, tokens } = stores;
+  if (stores.kind === "postgres") log.info({ store: stores.where }, "journal, tokens and escalations in PostgreSQL");
   const state = new FarmState(journal, config.snapshotEvery);
   const { epoch, replayed, snapshotDiscarded } = await state.load((n) => opts.onProgress?.("replaying journal", n));
   if (snapshotDiscarded) log.info("the saved snapshot is of another format (another version of Optimus): replayed the journal instead");
@@ -179,10 +185,6 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   });
   await state.commit([{ type: "epoch_started", data: { epoch, pid: process.pid, host: hostname() } }], "farm");
 
-  // Secrets are read at each call (frontier, origin) through the configured vaults and redacted
-  // wherever the gateway writes text while a value is held.
-  const redactor = new Redactor();
-  const secrets = new SecretResolver(config.secrets, { redactor });
   const filesDir = filesDirFor(repo);
   // The farm's own clone of the origin, in its home: fetched now, and before every branch it cuts and every merge.
   const origin = await originOf(repo);
@@ -312,14 +314,14 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     keys: secrets,
     log,
     redact: (t) => redactor.redact(t),
-    store: new EscalationStore(join(stateDirOf(repo, config), "escalations")),
+    store: stores.escalations,
     assertLease: (nodeId, ref) => leases.assertHolds(nodeId, ref),
   });
   await gateway.start();
 
   let adminToken: IssuedToken | undefined;
-  if (tokens.count() === 0 || opts.resetAdminToken) {
-    adminToken = tokens.create("admin", opts.resetAdminToken ? `admin-${new Date().toISOString()}` : "admin");
+  if ((await tokens.count()) === 0 || opts.resetAdminToken) {
+    adminToken = await tokens.create("admin", opts.resetAdminToken ? `admin-${new Date().toISOString()}` : "admin");
     await state.commit([{ type: "token_created", data: { tokenId: adminToken.tokenId, role: "admin", name: adminToken.name } }], "farm");
   }
 
@@ -404,8 +406,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     cutter?.stop();
     prloop?.stop();
     await archiver.stop();
-    await journal.close();
-    tokens.close();
+    await stores.close();
     throw err;
   }
   if (forgeDelivery) {
@@ -435,8 +436,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
       await notes.idle();
       notes.stop();
       mirror.stop();
-      await journal.close();
-      tokens.close();
+      await stores.close();
       releaseLock();
       resolveStopped(error ? { error } : {});
     })());

@@ -112,6 +112,47 @@ export const ApiLimits = z.strictObject({
 });
 export type ApiLimits = z.infer<typeof ApiLimits>;
 
+const SECRET_REF = /^secrets-manager:\/\/[^/]+\/[^/]+\/[^/]+$/;
+const pgUrlHasPassword = (u: string): boolean => {
+  try {
+    return new URL(u).password !== "";
+  } catch {
+    return false;
+  }
+};
+
+export const StoreConfig = z.discriminatedUnion("kind", [
+  z.strictObject({ kind: z.literal("sqlite") }),
+  z.strictObject({
+    kind: z.literal("postgres"),
+    /**
+     * `postgres://user@host:5432/db` (its password from `password`, PGPASSWORD or ~/.pgpass), or a
+     * secrets-manager:// reference to the whole URL; never a URL with its password in this file
+     */
+    url: z
+      .string()
+      .refine(
+        (u) => /^postgres(ql)?:\/\/[^\s]+$/.test(u) || SECRET_REF.test(u),
+        "store.url must be a postgres:// URL or a secrets-manager://vault/item/field reference",
+      )
+      .refine(
+        (u) => !pgUrlHasPassword(u),
+        "store.url holds a password: put it in the secrets layer (store.password: secrets-manager://…, or the whole url as a reference), PGPASSWORD or ~/.pgpass",
+      ),
+    /** the password, as a secrets-manager://vault/item/field reference */
+    password: z
+      .string()
+      .regex(SECRET_REF, "store.password must be a secrets-manager://vault/item/field reference, never the secret itself")
+      .optional(),
+    /** the schema holding this farm's tables: one per farm (repository) sharing a database */
+    schema: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, "store.schema: lower-case letters, digits and _, at most 63")
+      .default("optimus"),
+  }),
+]);
+export type StoreConfig = z.infer<typeof StoreConfig>;
+
 /** The farm server's settings: `.optimus/config.yaml`, then flags. Every field has an embedded default. */
 export const ServerConfig = z.strictObject({
   host: z.string().default("127.0.0.1"),
@@ -191,6 +232,11 @@ export const ServerConfig = z.strictObject({
   limits: ApiLimits.prefault({}),
   /** the team's forge (GitHub first): pull requests, check runs, reviews, merges through its API */
   forge: ForgeConfig.optional(),
+  /**
+   * Where the journal, tokens and escalation bodies live: SQLite files in the state folder (one
+   * node), or a PostgreSQL schema that several farm nodes share (one leads, the others stand by).
+   */
+  store: StoreConfig.default({ kind: "sqlite" }),
   /** how the farm reaches the origin (its URL comes from `farm up --origin` or `--repo`) */
   origin: z
     .strictObject({

@@ -267,7 +267,7 @@ const adminRouter = router({
           "invalid",
           `the approver right is for a person's editor token, not a ${input.role} token: use --role editor --name <you> --approver`,
         );
-      const issued = ctx.services.tokens.create(input.role, input.name, { approver: input.approver });
+      const issued = await ctx.services.tokens.create(input.role, input.name, { approver: input.approver });
       await ctx.services.state.commit(
         [
           {
@@ -282,7 +282,7 @@ const adminRouter = router({
   listTokens: adminProcedure.query(({ ctx }) => ctx.services.tokens.list()),
   revokeToken: adminProcedure.input(z.strictObject({ tokenId: z.string().regex(/^[0-9a-f]{12}$/) })).mutation(async ({ ctx, input }) => {
     // Revoking closes the token's sockets at once (the token store tells the API), and ends its leases.
-    if (!ctx.services.tokens.revoke(input.tokenId))
+    if (!(await ctx.services.tokens.revoke(input.tokenId)))
       throw new FarmError("not_found", `token '${input.tokenId}' not found or already revoked`);
     await ctx.services.state.commit([{ type: "token_revoked", data: { tokenId: input.tokenId } }], actorOf(ctx.principal));
     const leasesEnded = await ctx.services.leases.endLeasesOfToken(input.tokenId);

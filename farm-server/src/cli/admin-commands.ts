@@ -5,6 +5,7 @@ import { verifyJournalFile } from "../store/sqlite-journal.js";
 import { findFarmOrigin, httpClient, type GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";
 import { progressLine } from "./progress.js";
+import type { verifyPgJournal } from "../farm-stores.js";
 
 /** `optimus token create --role <role>`: prints the new token on stdout, once. */
 export async function createToken(o: GlobalOptions & { role: string; name?: string; approver?: boolean }): Promise<void> {
@@ -41,10 +42,18 @@ export async function revokeToken(tokenId: string, o: GlobalOptions): Promise<vo
 /** `optimus audit verify`: walks the hash chain of the journal file; names the first broken entry. */
 export async function auditVerify(o: GlobalOptions & { journal?: string }): Promise<void> {
   const { origin, config } = findFarmOrigin(o);
-  const file = o.journal ?? journalPathOf(origin, config);
-  if (!existsSync(file)) throw new CliError(`no journal at ${file}; pass --journal <file>`);
   const progress = progressLine(process.stderr);
-  const r = verifyJournalFile(file, (n) => progress.update(`verified ${n} entries…`));
+  let r: Awaited<ReturnType<typeof verifyPgJournal>> | ReturnType<typeof verifyJournalFile>;
+  if (!o.journal && config.store.kind === "postgres") {
+    // The journal the farm's settings name: PostgreSQL, read without taking the lead.
+    const { verifyPgJournal } = await import("../farm-stores.js");
+    const { SecretResolver } = await import("../secrets/index.js");
+    r = await verifyPgJournal(config.store, new SecretResolver(config.secrets), (n) => progress.update(`verified ${n} entries…`));
+  } else {
+    const file = o.journal ?? journalPathOf(origin, config);
+    if (!existsSync(file)) throw new CliError(`no journal at ${file}; pass --journal <file>`);
+    r = verifyJournalFile(file, (n) => progress.update(`verified ${n} entries…`));
+  }
   progress.done();
   if (!r.ok)
     throw new CliError(

@@ -118,16 +118,16 @@ async function localWorkerTokens(farm: Farm): Promise<Record<Role, IssuedToken>>
       out[role] = { ...p, token: presented! };
       continue;
     }
-    const issued = services.tokens.create("worker", TOKEN_NAMES[role]);
+    const issued = await services.tokens.create("worker", TOKEN_NAMES[role]);
     await services.state.commit([{ type: "token_created", data: { tokenId: issued.tokenId, role: "worker", name: issued.name } }], "farm");
     out[role] = issued;
   }
   writeFileSync(file, JSON.stringify({ codegen: out.codegen.token, review: out.review.token }) + "\n", { mode: 0o600 });
   chmodSync(file, 0o600); // also when the file was already there
   const keep = new Set([out.codegen.tokenId, out.review.tokenId]);
-  for (const t of services.tokens.list()) {
+  for (const t of await services.tokens.list()) {
     const local = t.name === TOKEN_NAMES.codegen || t.name === TOKEN_NAMES.review || RETIRED_NAMES.has(t.name);
-    if (t.role !== "worker" || t.revoked || !local || keep.has(t.tokenId) || !services.tokens.revoke(t.tokenId)) continue;
+    if (t.role !== "worker" || t.revoked || !local || keep.has(t.tokenId) || !(await services.tokens.revoke(t.tokenId))) continue;
     await services.state.commit([{ type: "token_revoked", data: { tokenId: t.tokenId } }], "farm");
   }
   return out;

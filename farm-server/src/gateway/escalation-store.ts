@@ -11,12 +11,21 @@ export interface StoredCall {
   editTool: boolean;
 }
 
+/** Where escalation bodies (the prompt of a queued call) and their answers wait: files, or PostgreSQL for a farm that fails over. */
+export interface EscalationStore {
+  save(c: StoredCall): Promise<void>;
+  load(id: string): Promise<StoredCall | null>;
+  remove(id: string): Promise<void>;
+  saveAnswer(a: EscalationAnswer): Promise<void>;
+  answer(id: string): Promise<EscalationAnswer | null>;
+}
+
 /**
  * Escalation bodies and answers beside the journal (`<state>/escalations/`), not in it: they are
  * large, they are prompt text, and they are only needed until the call is made and the worker has its
  * answer. Written with fsync before the journal refers to them. No secret is ever in either.
  */
-export class EscalationStore {
+export class FileEscalationStore implements EscalationStore {
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }

@@ -12,7 +12,7 @@ import { FarmError } from "../errors/farm-error.js";
 import { SecretError } from "../secrets/index.js";
 import type { FarmState } from "../core/farm-state.js";
 import { admit, costUsd, inputTokensUpperBound, neverFits, worstCaseUsd } from "./admission.js";
-import { EscalationStore, type StoredCall } from "./escalation-store.js";
+import type { EscalationStore, StoredCall } from "./escalation-store.js";
 import {
   callFrontier,
   classify,

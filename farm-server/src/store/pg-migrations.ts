@@ -36,7 +36,8 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX events_archived_task ON $S.events (task_id) WHERE type = 'task_archived';
       CREATE INDEX events_archived_order ON $S.events (archive_order) WHERE type = 'task_archived';
       CREATE TABLE $S.leader (
-        id integer PRIMARY KEY CHECK (id = 1), epoch integer NOT NULL, holder text, since bigint, renewed_at bigint);
+        id integer PRIMARY KEY CHECK (id = 1), epoch integer NOT NULL, holder text, url text,
+        since bigint, renewed_at bigint, lease_until bigint);
       CREATE TABLE $S.snapshots (seq bigint PRIMARY KEY, state text NOT NULL, created_at bigint NOT NULL);
       CREATE TABLE $S.tokens (
         id text PRIMARY KEY, name text NOT NULL, role text NOT NULL, hash bytea NOT NULL,

@@ -10,6 +10,7 @@ import {
   type StoredEvent,
   type VerifyResult,
 } from "./journal.js";
+import type { LeaderLease } from "./leader-lease.js";
 import { migratePg, quoteIdent } from "./pg-migrations.js";
 
 /** What the history and archive queries look events up by, taken from the event when it is staged. */
@@ -51,6 +52,8 @@ export class PostgresJournal implements Journal {
   constructor(
     private readonly pool: pg.Pool,
     readonly schema = "optimus",
+    /** with several farm nodes: the lead is taken only when free (else NotLeaderError); without, `open` takes it outright */
+    private readonly lease?: LeaderLease,
   ) {
     this.S = quoteIdent(schema);
   }
@@ -66,7 +69,18 @@ export class PostgresJournal implements Journal {
 
   async open(): Promise<{ epoch: number; lastSeq: number }> {
     await this.migrate();
-    this._epoch = await this.transaction(async (c) => {
+    this._epoch = this.lease ? await this.lease.acquire(null) : await this.takeLead();
+    const last = (await this.pool.query(`SELECT seq, hash FROM ${this.S}.events ORDER BY seq DESC LIMIT 1`)).rows[0] as
+      { seq: number; hash: string } | undefined;
+    this.tail.resume(last);
+    this.lookups = [];
+    this.committedSeq = last?.seq ?? 0;
+    return { epoch: this._epoch, lastSeq: this.committedSeq };
+  }
+
+  /** Takes the lead whoever holds it (one node, no lease): the epoch moves past every one written. */
+  private takeLead(): Promise<number> {
+    return this.transaction(async (c) => {
       const prev = Number((await c.query(`SELECT epoch FROM ${this.S}.leader WHERE id = 1 FOR UPDATE`)).rows[0]?.epoch ?? 0);
       const maxEventEpoch = Number((await c.query(`SELECT coalesce(max(epoch), 0) AS e FROM ${this.S}.events`)).rows[0].e);
       const epoch = Math.max(prev, maxEventEpoch) + 1;
@@ -77,12 +91,6 @@ export class PostgresJournal implements Journal {
       );
       return epoch;
     });
-    const last = (await this.pool.query(`SELECT seq, hash FROM ${this.S}.events ORDER BY seq DESC LIMIT 1`)).rows[0] as
-      { seq: number; hash: string } | undefined;
-    this.tail.resume(last);
-    this.lookups = [];
-    this.committedSeq = last?.seq ?? 0;
-    return { epoch: this._epoch, lastSeq: this.committedSeq };
   }
 
   stage(body: EventBody, actor: string, ts = Date.now()): FarmEvent {

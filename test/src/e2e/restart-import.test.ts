@@ -71,7 +71,7 @@ test("a restart with an unchanged history reads no manifest; one committed since
   // (a restart issues no admin token: the worker's comes from the farm's token store, as `token create` would)
   const agents = await startWorkers(
     archiving.url,
-    archiving.server.services.tokens.create("worker", "w").token,
+    (await archiving.server.services.tokens.create("worker", "w")).token,
     [{ nodeId: "w", role: "codegen", max: 4 }],
     newLedger(),
     async () => ({ outcome: "succeeded", summary: "nothing to change" }),

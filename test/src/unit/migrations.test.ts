@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import Database from "better-sqlite3";
-import { EVENT_FORMAT, eventHash, FarmState, GENESIS_HASH, SNAPSHOT_FORMAT, SqliteJournal, TokenStore } from "@optimus/farm-server";
+import { EVENT_FORMAT, eventHash, FarmState, GENESIS_HASH, SNAPSHOT_FORMAT, SqliteJournal, SqliteTokenStore } from "@optimus/farm-server";
 
 function tempDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), "optimus-migrate-"));
@@ -133,16 +133,16 @@ test("a snapshot of another format is discarded and the journal replayed; a newe
   assert.throws(() => new SqliteJournal(file), /schema version 99, newer than this Optimus knows \(3\).*upgrade Optimus/);
 });
 
-test("a token database from before the approver right opens after its migration; its tokens still work", (t) => {
+test("a token database from before the approver right opens after its migration; its tokens still work", async (t) => {
   const file = join(tempDir(t), "tokens.db");
-  const old = new TokenStore(file);
-  const issued = old.create("editor", "alice");
+  const old = new SqliteTokenStore(file);
+  const issued = await old.create("editor", "alice");
   old.close();
   const db = new Database(file);
   db.exec("ALTER TABLE tokens DROP COLUMN approver");
   db.pragma("user_version = 0");
   db.close();
-  const store = new TokenStore(file);
+  const store = new SqliteTokenStore(file);
   t.after(() => store.close());
   assert.deepEqual(store.authenticate(issued.token), { tokenId: issued.tokenId, name: "alice", role: "editor", approver: false });
   assert.equal(new Database(file, { readonly: true }).pragma("user_version", { simple: true }), 2);
