@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { ServerConfig, StoreConfig } from "@optimus/shared";
 import type pg from "pg";
@@ -11,6 +12,7 @@ import type { SecretResolver } from "./secrets/index.js";
 import type { Journal } from "./store/journal.js";
 import { openPgPool, redactPgUrl } from "./store/pg-pool.js";
 import { PostgresJournal } from "./store/postgres-journal.js";
+import { LeaderLease } from "./store/leader-lease.js";
 import { SqliteJournal } from "./store/sqlite-journal.js";
 
 /** The farm's durable state: its journal, its tokens and its escalation bodies, in one kind of store. */
@@ -21,6 +23,8 @@ export interface FarmStores {
   escalations: EscalationStore;
   /** where they are, for the start-up line (no password) */
   where: string;
+  /** PostgreSQL: the lead this node holds among the farm nodes sharing the store (taken when the journal opens) */
+  lease?: LeaderLease;
   close(): Promise<void>;
 }
 
@@ -61,7 +65,8 @@ export async function openFarmStores(
   let pool: pg.Pool | undefined;
   try {
     pool = openPgPool(url, onPoolError);
-    const journal = new PostgresJournal(pool, store.schema);
+    const lease = new LeaderLease(pool, store.schema, nodeIdOf(stateDir), store.leaseMs);
+    const journal = new PostgresJournal(pool, store.schema, lease);
     // The schema first (tokens are read from it before the journal is opened).
     await journal.migrate();
     const tokens = await new PgTokenStore(pool, store.schema).load();
@@ -72,6 +77,7 @@ export async function openFarmStores(
       tokens,
       escalations: new PgEscalationStore(pool, store.schema),
       where,
+      lease,
       close: () => p.end(),
     };
   } catch (err) {
@@ -79,6 +85,25 @@ export async function openFarmStores(
     if ((err as Error).name === "SchemaTooNewError") throw new FarmError("invalid", (err as Error).message);
     throw new FarmError("unavailable", `the farm's PostgreSQL ${where} cannot be used: ${(err as Error).message}`);
   }
+}
+
+/** A farm node among those sharing a store: its host and its state folder (one farm per home on a host). */
+export const nodeIdOf = (stateDir: string): string => `${hostname()}:${stateDir}`;
+
+/**
+ * A standby's view of the lead: the same lease, read without taking it (no migration, no journal),
+ * to learn who leads and when the lease runs out.
+ */
+export async function watchLead(
+  store: Extract<StoreConfig, { kind: "postgres" }>,
+  stateDir: string,
+  secrets: SecretResolver,
+  onPoolError: (err: Error) => void,
+): Promise<{ lease: LeaderLease; where: string; close: () => Promise<void> }> {
+  const url = await pgUrl(store, secrets);
+  const where = `${redactPgUrl(url)} (schema ${store.schema})`;
+  const pool = openPgPool(url, onPoolError, 2);
+  return { lease: new LeaderLease(pool, store.schema, nodeIdOf(stateDir), store.leaseMs), where, close: () => pool.end() };
 }
 
 /** Walks a PostgreSQL journal's chain without taking the lead (beside a running farm, from any node). */

@@ -33,6 +33,8 @@ import { manifestSources } from "./files/branch-sources.js";
 import { FarmError } from "./errors/farm-error.js";
 import { DepsCache } from "./setup/index.js";
 import { randomBytes } from "node:crypto";
+import { LeadKeeper, LeadLostError } from "./store/lead-keeper.js";
+import { FencedError } from "./store/journal.js";
 
 export interface FarmOptions {
   /**
@@ -120,6 +122,13 @@ function createPrLoop(o: {
   }));
 }
 
+/** Where other machines reach this node: the configured URL, else its listening address (a wildcard named by this host). */
+export function advertisedUrl(config: ServerConfig, port: number): string {
+  if (config.advertiseUrl) return config.advertiseUrl.replace(/\/+$/, "");
+  const host = /^(0\.0\.0\.0|::)$/.test(config.host) ? hostname() : config.host;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
 /** The origin as the farm reads it: a path or URL; a folder that is no git repository has none. */
 async function originOf(repo: string): Promise<OriginSpec | null> {
   let spec: OriginSpec;
@@ -173,284 +182,338 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   const { journal, tokens } = stores;
   if (stores.kind === "postgres") log.info({ store: stores.where }, "journal, tokens and escalations in PostgreSQL");
   const state = new FarmState(journal, config.snapshotEvery);
-  const { epoch, replayed, snapshotDiscarded } = await state.load((n) => opts.onProgress?.("replaying journal", n));
-  if (snapshotDiscarded) log.info("the saved snapshot is of another format (another version of Optimus): replayed the journal instead");
-  const tasks = new TaskCommands(state, config);
-  const leases = new LeaseCommands(state, config);
-  let resolveStopped!: (v: { error?: Error }) => void;
-  const stopped = new Promise<{ error?: Error }>((r) => (resolveStopped = r));
-  const dispatcher = new Dispatcher(state, leases, {
-    expiryScanMs: Math.max(10, Math.round(Math.min(config.heartbeatIntervalMs, effectiveLeaseTtl(config)) / 4)),
-    onError: (err) => log.error({ err }, "dispatch failed"),
-  });
-  await state.commit([{ type: "epoch_started", data: { epoch, pid: process.pid, host: hostname() } }], "farm");
-
-  const filesDir = filesDirFor(repo);
-  // The farm's own clone of the origin, in its home: fetched now, and before every branch it cuts and every merge.
-  const origin = await originOf(repo);
-  const authRef = config.origin.auth;
-  const clone = origin ? new OriginClone(cloneDirFor(repo), origin, authRef ? () => secrets.resolve(authRef) : undefined) : null;
-  if (clone) {
-    opts.onProgress?.("fetching the origin", 0);
-    try {
-      const { created } = await clone.ensure();
-      if (created) log.info({ origin: origin!.url, clone: clone.dir }, "cloned the origin into the farm's home");
-    } catch (err) {
-      throw new FarmError("unavailable", `the origin ${origin!.url} cannot be fetched: ${(err as Error).message.split("\n")[0]}`);
-    }
-  }
-  const farmRepo = clone
-    ? new FarmRepo(
-        clone.dir,
-        join(stateDirOf(repo, config), "worktrees"),
-        origin!.local ? origin!.url : undefined,
-        config.prloop.evalSlots ?? Math.max(2, availableParallelism()),
-      )
-    : null;
-  const notes = new SessionNotes(state, filesDir, (msg, err) => log.warn({ err }, msg));
-  const mirror = new ManifestMirror(state, {
-    repo: filesDir,
-    commit: config.files.commit,
-    debounceMs: config.files.debounceMs,
-    log: (msg, err) => log.warn({ err }, msg),
-    extraPaths: async (taskId) => [
-      ...(await notes.idle(), await notes.filesOf(taskId)),
-      ...(state.projection.tasks.get(taskId)?.adrs ?? []),
-    ],
-    ...(farmRepo
-      ? {
-          commitFiles: async (taskId: string, paths: string[], message: string) => {
-            const branch = `optimus/${taskId}`;
-            if (!(await farmRepo.revParse(`refs/heads/${branch}`))) return; // delivered and deleted, or cancelled
-            await farmRepo.commitFiles(branch, filesDir, paths, message);
-          },
-        }
-      : {}),
-  });
-  // Aborted when the farm stops: running evals are killed rather than waited for (their units are
-  // evaluated again after the restart).
-  const shutdown = new AbortController();
-  // Tasks' branches are cut off the hot path (creating a task runs no git); their units wait for them.
-  const live = (taskId: string) => {
-    const t = state.projection.tasks.get(taskId);
-    return !!t && !t.cancelled && !t.merge?.commit;
-  };
-  const cutter = clone
-    ? new BranchCutter({ gitDir: clone.dir, origin: clone, log, live, onReady: (ids) => dispatcher.release(ids) })
-    : null;
-  const prloop = createPrLoop({ farmRepo, clone, cutter, repo, config, state, leases, log, notes, signal: shutdown.signal, mirror });
-  if (prloop && cutter) {
-    leases.submissionHandler = prloop;
-    dispatcher.gate = cutter;
-    tasks.branches = { resolveTarget: (target) => cutter.resolveTarget(target), cut: (taskId, target) => cutter.add(taskId, target) };
-  }
-  // Delivery through the team's forge (a pull request per task, merges through its API): wired into
-  // the PR loop before it starts; its webhook and polling once the API listens (farmUrl for links).
-  let forgeUrl: string | undefined;
-  const forgeDelivery =
-    config.forge && prloop && farmRepo
-      ? createForgeDelivery({
-          config: { ...config, forge: config.forge },
-          secrets,
-          state,
-          tasks,
-          prloop,
-          repo: farmRepo,
-          log,
-          farmUrl: () => forgeUrl,
-        })
-      : null;
-  if (forgeDelivery) prloop!.useForge(forgeDelivery);
-  // Task manifests the journal does not know: the farm's files, its branches and the origin's, the
-  // origin's default branch, and (for a local origin) the files in its folder.
-  const runImport = async () => {
-    const sources = [filesDir];
-    let done = () => undefined as void;
-    let record = () => undefined as void;
-    let delivered: Parameters<typeof importManifests>[4];
-    let branches = 0;
-    if (clone) {
-      await clone.fetch().catch((err: Error) => log.warn({ err: err.message }, "could not fetch the origin before reading its manifests"));
-      const branch = await clone.defaultBranch();
-      const ref = `refs/heads/${branch}`;
-      const since = state.projection.imported?.ref === ref ? state.projection.imported.commit : undefined;
-      const s = await manifestSources(
-        clone.dir,
-        join(stateDirOf(repo, config), "import"),
-        branch,
-        (id) => state.projection.tasks.has(id) || state.journal.isArchived(id),
-        since,
-      );
-      sources.push(...s.dirs);
-      branches = s.branches;
-      delivered = s.delivered;
-      done = s.done;
-      // Recorded once the import is through, so a start that stopped midway reads them again.
-      record = () => {
-        if (s.defaultTip && s.defaultTip !== since)
-          void state.commit([{ type: "manifests_imported", data: { ref, commit: s.defaultTip } }], "farm").catch(() => undefined);
-      };
-    }
-    if (!origin || origin.local) sources.push(origin?.url ?? repo);
-    try {
-      const report = await importManifests(sources, state, tasks, (d, t) => opts.onProgress?.("importing task manifests", d, t), delivered);
-      record();
-      return { ...report, branches };
-    } finally {
-      done();
-    }
-  };
-  const imports = await runImport();
-  for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
-  // Live tasks whose branch is missing (created just before a crash, or the home was rebuilt): cut now.
-  if (cutter)
-    for (const t of state.projection.tasks.values()) if (live(t.taskId)) cutter.add(t.taskId, t.targetBranch ?? clone!.knownDefaultBranch);
-  leases.graceLeases();
-  await leases.resumeSubmitted();
-  const gateway = new Gateway({
-    state,
-    config: config.gateway,
-    gate: config.gate,
-    keys: secrets,
-    log,
-    redact: (t) => redactor.redact(t),
-    store: stores.escalations,
-    assertLease: (nodeId, ref) => leases.assertHolds(nodeId, ref),
-  });
-  await gateway.start();
-
-  let adminToken: IssuedToken | undefined;
-  if ((await tokens.count()) === 0 || opts.resetAdminToken) {
-    adminToken = await tokens.create("admin", opts.resetAdminToken ? `admin-${new Date().toISOString()}` : "admin");
-    await state.commit([{ type: "token_created", data: { tokenId: adminToken.tokenId, role: "admin", name: adminToken.name } }], "farm");
-  }
-
-  if (config.files.mirror) {
-    mirror.start();
-    notes.start();
-  }
-  // The egress proxy: the only way a unit's check reaches the network, for allowlisted hosts, every
-  // attempt journaled. Workers authenticate with their own token (the relay outside the sandbox adds it).
-  const setupAuth = `Bearer farm-setup-${randomBytes(24).toString("base64url")}`; // the farm's own set-ups (never leaves this process but to the proxy)
-  const egress = config.egress.enabled
-    ? await startEgressProxy({
-        host: config.host,
-        port: config.egress.port,
-        allow: config.egress.allow,
-        authorize: (h) => {
-          if (h === setupAuth) return "farm:setup";
-          const p = tokens.authenticate(/^Bearer (\S+)$/.exec(h ?? "")?.[1]);
-          return p && p.role === "worker" ? `worker:${p.name}` : null;
-        },
-        audit: (d) =>
-          void state
-            .commit(
-              [
-                {
-                  type: "egress_decision",
-                  data: {
-                    principal: d.principal,
-                    host: d.host.slice(0, 253),
-                    port: d.port,
-                    method: d.method,
-                    allowed: d.allowed,
-                    reason: d.reason.slice(0, 300),
-                  },
-                },
-              ],
-              d.principal ?? "unknown",
-            )
-            .catch(() => undefined),
-        log,
-      })
-    : null;
-  if (egress) {
-    leases.egressPort = egress.port;
-    log.info(`egress proxy on ${egress.url} for: ${config.egress.allow.join(", ") || "(nothing allowed)"}`);
-  }
-  // Dependencies for evals: installed once per lockfile into the repository's folder in the home, through the egress proxy only.
-  prloop?.useSetup(new DepsCache(join(repoSlot(repo), "deps")), () =>
-    egress
-      ? {
-          proxyUrl: `http://${/^(0\.0\.0\.0|::)$/.test(config.host) ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host}:${egress.port}`,
-          proxyAuthorization: setupAuth,
-        }
-      : undefined,
-  );
-  const services: FarmServices = {
-    config,
-    repo,
-    gitDir: clone?.dir ?? repo,
-    state,
-    tasks,
-    leases,
-    dispatcher,
-    tokens,
-    log,
-    importManifests: runImport,
-    prloop,
-    gateway,
-  };
-  const metrics = createMetrics(state, dispatcher, farmRepo ? () => farmRepo.evalLoad : undefined);
-  state.onFlush = metrics.observeFlush;
-  dispatcher.start();
-  await prloop?.start();
-  // Finished tasks leave the hot state after their retention (archived in the journal).
-  const archiver = new HistoryArchiver(state, { ...config.history, log: (msg, err) => log.warn({ err }, msg) });
-  archiver.start();
-  let api: ApiServer;
+  let loaded: Awaited<ReturnType<FarmState["load"]>>;
   try {
-    api = await startApiServer(services, metrics.registry);
+    // On PostgreSQL this takes the lead, or throws NotLeaderError naming the node that holds it.
+    loaded = await state.load((n) => opts.onProgress?.("replaying journal", n));
   } catch (err) {
-    dispatcher.stop();
-    cutter?.stop();
-    prloop?.stop();
-    await archiver.stop();
-    await stores.close();
+    await stores.close().catch(() => undefined);
     throw err;
   }
-  if (forgeDelivery) {
-    if (forgeDelivery.webhook) services.forgeWebhook = forgeDelivery.webhook;
-    forgeUrl = api.url;
-    forgeDelivery.start();
+  const { epoch, replayed, snapshotDiscarded } = loaded;
+  // Among farm nodes sharing a PostgreSQL store, the lead is renewed from now on (a long start must
+  // not let it lapse); a lost lead stops this farm (see LeadKeeper), and `farm up` stands by.
+  let lostEarly: Error | undefined;
+  let leadLost = (err: Error) => void (lostEarly = err);
+  const keeper = stores.lease ? new LeadKeeper(stores.lease, epoch, (err) => leadLost(err)) : null;
+  keeper?.start();
+  try {
+    return await serve();
+  } catch (err) {
+    keeper?.stop();
+    throw err;
   }
 
-  let closing: Promise<void> | null = null;
-  const close = (error?: Error) =>
-    (closing ??= (async () => {
-      await forgeDelivery?.stop().catch(() => undefined);
-      shutdown.abort();
+  async function serve(): Promise<Farm> {
+    if (snapshotDiscarded) log.info("the saved snapshot is of another format (another version of Optimus): replayed the journal instead");
+    const tasks = new TaskCommands(state, config);
+    const leases = new LeaseCommands(state, config);
+    let resolveStopped!: (v: { error?: Error }) => void;
+    const stopped = new Promise<{ error?: Error }>((r) => (resolveStopped = r));
+    const dispatcher = new Dispatcher(state, leases, {
+      expiryScanMs: Math.max(10, Math.round(Math.min(config.heartbeatIntervalMs, effectiveLeaseTtl(config)) / 4)),
+      onError: (err) => log.error({ err }, "dispatch failed"),
+    });
+    await state.commit([{ type: "epoch_started", data: { epoch, pid: process.pid, host: hostname() } }], "farm");
+
+    const filesDir = filesDirFor(repo);
+    // The farm's own clone of the origin, in its home: fetched now, and before every branch it cuts and every merge.
+    const origin = await originOf(repo);
+    const authRef = config.origin.auth;
+    const clone = origin ? new OriginClone(cloneDirFor(repo), origin, authRef ? () => secrets.resolve(authRef) : undefined) : null;
+    if (clone) {
+      opts.onProgress?.("fetching the origin", 0);
+      try {
+        const { created } = await clone.ensure();
+        if (created) log.info({ origin: origin!.url, clone: clone.dir }, "cloned the origin into the farm's home");
+      } catch (err) {
+        throw new FarmError("unavailable", `the origin ${origin!.url} cannot be fetched: ${(err as Error).message.split("\n")[0]}`);
+      }
+    }
+    const farmRepo = clone
+      ? new FarmRepo(
+          clone.dir,
+          join(stateDirOf(repo, config), "worktrees"),
+          origin!.local ? origin!.url : undefined,
+          config.prloop.evalSlots ?? Math.max(2, availableParallelism()),
+        )
+      : null;
+    const notes = new SessionNotes(state, filesDir, (msg, err) => log.warn({ err }, msg));
+    const mirror = new ManifestMirror(state, {
+      repo: filesDir,
+      commit: config.files.commit,
+      debounceMs: config.files.debounceMs,
+      log: (msg, err) => log.warn({ err }, msg),
+      extraPaths: async (taskId) => [
+        ...(await notes.idle(), await notes.filesOf(taskId)),
+        ...(state.projection.tasks.get(taskId)?.adrs ?? []),
+      ],
+      ...(farmRepo
+        ? {
+            commitFiles: async (taskId: string, paths: string[], message: string) => {
+              const branch = `optimus/${taskId}`;
+              if (!(await farmRepo.revParse(`refs/heads/${branch}`))) return; // delivered and deleted, or cancelled
+              await farmRepo.commitFiles(branch, filesDir, paths, message);
+            },
+          }
+        : {}),
+    });
+    // Aborted when the farm stops: running evals are killed rather than waited for (their units are
+    // evaluated again after the restart).
+    const shutdown = new AbortController();
+    // Tasks' branches are cut off the hot path (creating a task runs no git); their units wait for them.
+    const live = (taskId: string) => {
+      const t = state.projection.tasks.get(taskId);
+      return !!t && !t.cancelled && !t.merge?.commit;
+    };
+    const cutter = clone
+      ? new BranchCutter({ gitDir: clone.dir, origin: clone, log, live, onReady: (ids) => dispatcher.release(ids) })
+      : null;
+    const prloop = createPrLoop({ farmRepo, clone, cutter, repo, config, state, leases, log, notes, signal: shutdown.signal, mirror });
+    if (prloop && cutter) {
+      leases.submissionHandler = prloop;
+      dispatcher.gate = cutter;
+      tasks.branches = { resolveTarget: (target) => cutter.resolveTarget(target), cut: (taskId, target) => cutter.add(taskId, target) };
+    }
+    // Delivery through the team's forge (a pull request per task, merges through its API): wired into
+    // the PR loop before it starts; its webhook and polling once the API listens (farmUrl for links).
+    let forgeUrl: string | undefined;
+    const forgeDelivery =
+      config.forge && prloop && farmRepo
+        ? createForgeDelivery({
+            config: { ...config, forge: config.forge },
+            secrets,
+            state,
+            tasks,
+            prloop,
+            repo: farmRepo,
+            log,
+            farmUrl: () => forgeUrl,
+          })
+        : null;
+    if (forgeDelivery) prloop!.useForge(forgeDelivery);
+    // Task manifests the journal does not know: the farm's files, its branches and the origin's, the
+    // origin's default branch, and (for a local origin) the files in its folder.
+    const runImport = async () => {
+      const sources = [filesDir];
+      let done = () => undefined as void;
+      let record = () => undefined as void;
+      let delivered: Parameters<typeof importManifests>[4];
+      let branches = 0;
+      if (clone) {
+        await clone
+          .fetch()
+          .catch((err: Error) => log.warn({ err: err.message }, "could not fetch the origin before reading its manifests"));
+        const branch = await clone.defaultBranch();
+        const ref = `refs/heads/${branch}`;
+        const since = state.projection.imported?.ref === ref ? state.projection.imported.commit : undefined;
+        const s = await manifestSources(
+          clone.dir,
+          join(stateDirOf(repo, config), "import"),
+          branch,
+          (id) => state.projection.tasks.has(id) || state.journal.isArchived(id),
+          since,
+        );
+        sources.push(...s.dirs);
+        branches = s.branches;
+        delivered = s.delivered;
+        done = s.done;
+        // Recorded once the import is through, so a start that stopped midway reads them again.
+        record = () => {
+          if (s.defaultTip && s.defaultTip !== since)
+            void state.commit([{ type: "manifests_imported", data: { ref, commit: s.defaultTip } }], "farm").catch(() => undefined);
+        };
+      }
+      if (!origin || origin.local) sources.push(origin?.url ?? repo);
+      try {
+        const report = await importManifests(
+          sources,
+          state,
+          tasks,
+          (d, t) => opts.onProgress?.("importing task manifests", d, t),
+          delivered,
+        );
+        record();
+        return { ...report, branches };
+      } finally {
+        done();
+      }
+    };
+    const imports = await runImport();
+    for (const r of imports.rejected) log.warn({ file: r.file, problems: r.problems }, `manifest not imported: ${r.problems[0]}`);
+    // Live tasks whose branch is missing (created just before a crash, or the home was rebuilt): cut now.
+    if (cutter)
+      for (const t of state.projection.tasks.values())
+        if (live(t.taskId)) cutter.add(t.taskId, t.targetBranch ?? clone!.knownDefaultBranch);
+    leases.graceLeases();
+    await leases.resumeSubmitted();
+    const gateway = new Gateway({
+      state,
+      config: config.gateway,
+      gate: config.gate,
+      keys: secrets,
+      log,
+      redact: (t) => redactor.redact(t),
+      store: stores.escalations,
+      assertLease: (nodeId, ref) => leases.assertHolds(nodeId, ref),
+    });
+    await gateway.start();
+
+    let adminToken: IssuedToken | undefined;
+    if ((await tokens.count()) === 0 || opts.resetAdminToken) {
+      adminToken = await tokens.create("admin", opts.resetAdminToken ? `admin-${new Date().toISOString()}` : "admin");
+      await state.commit([{ type: "token_created", data: { tokenId: adminToken.tokenId, role: "admin", name: adminToken.name } }], "farm");
+    }
+
+    if (config.files.mirror) {
+      mirror.start();
+      notes.start();
+    }
+    // The egress proxy: the only way a unit's check reaches the network, for allowlisted hosts, every
+    // attempt journaled. Workers authenticate with their own token (the relay outside the sandbox adds it).
+    const setupAuth = `Bearer farm-setup-${randomBytes(24).toString("base64url")}`; // the farm's own set-ups (never leaves this process but to the proxy)
+    const egress = config.egress.enabled
+      ? await startEgressProxy({
+          host: config.host,
+          port: config.egress.port,
+          allow: config.egress.allow,
+          authorize: (h) => {
+            if (h === setupAuth) return "farm:setup";
+            const p = tokens.authenticate(/^Bearer (\S+)$/.exec(h ?? "")?.[1]);
+            return p && p.role === "worker" ? `worker:${p.name}` : null;
+          },
+          audit: (d) =>
+            void state
+              .commit(
+                [
+                  {
+                    type: "egress_decision",
+                    data: {
+                      principal: d.principal,
+                      host: d.host.slice(0, 253),
+                      port: d.port,
+                      method: d.method,
+                      allowed: d.allowed,
+                      reason: d.reason.slice(0, 300),
+                    },
+                  },
+                ],
+                d.principal ?? "unknown",
+              )
+              .catch(() => undefined),
+          log,
+        })
+      : null;
+    if (egress) {
+      leases.egressPort = egress.port;
+      log.info(`egress proxy on ${egress.url} for: ${config.egress.allow.join(", ") || "(nothing allowed)"}`);
+    }
+    // Dependencies for evals: installed once per lockfile into the repository's folder in the home, through the egress proxy only.
+    prloop?.useSetup(new DepsCache(join(repoSlot(repo), "deps")), () =>
+      egress
+        ? {
+            proxyUrl: `http://${/^(0\.0\.0\.0|::)$/.test(config.host) ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host}:${egress.port}`,
+            proxyAuthorization: setupAuth,
+          }
+        : undefined,
+    );
+    const services: FarmServices = {
+      config,
+      repo,
+      gitDir: clone?.dir ?? repo,
+      state,
+      tasks,
+      leases,
+      dispatcher,
+      tokens,
+      log,
+      importManifests: runImport,
+      prloop,
+      gateway,
+    };
+    const metrics = createMetrics(state, dispatcher, farmRepo ? () => farmRepo.evalLoad : undefined);
+    state.onFlush = metrics.observeFlush;
+    dispatcher.start();
+    await prloop?.start();
+    // Finished tasks leave the hot state after their retention (archived in the journal).
+    const archiver = new HistoryArchiver(state, { ...config.history, log: (msg, err) => log.warn({ err }, msg) });
+    archiver.start();
+    let api: ApiServer;
+    try {
+      api = await startApiServer(services, metrics.registry);
+    } catch (err) {
       dispatcher.stop();
       cutter?.stop();
-      gateway.stop();
-      await archiver.stop();
-      await egress?.close().catch(() => undefined);
-      await api.close().catch(() => undefined);
       prloop?.stop();
-      if (!error) await prloop?.idle().catch(() => undefined);
-      if (!error) {
-        await state.settle().catch(() => undefined);
-        if (config.files.mirror) await mirror.flush().catch((err) => log.warn({ err }, "could not write manifests on shutdown"));
-        await state.snapshot().catch(() => undefined);
-      }
-      await notes.idle();
-      notes.stop();
-      mirror.stop();
+      await archiver.stop();
       await stores.close();
-      releaseLock();
-      resolveStopped(error ? { error } : {});
-    })());
-  state.on("fatal", (err) => {
-    log.fatal({ err }, "journal write failed; stopping (state in memory is ahead of disk)");
-    void close(err);
-  });
-  return {
-    url: api.url,
-    port: api.port,
-    epoch,
-    services,
-    stopped,
-    startup: { replayed, snapshotDiscarded, imports, ...(adminToken ? { adminToken } : {}) },
-    close: () => close(),
-  };
+      throw err;
+    }
+    if (forgeDelivery) {
+      if (forgeDelivery.webhook) services.forgeWebhook = forgeDelivery.webhook;
+      forgeUrl = api.url;
+      forgeDelivery.start();
+    }
+
+    let closing: Promise<void> | null = null;
+    const close = (error?: Error) =>
+      (closing ??= (async () => {
+        await forgeDelivery?.stop().catch(() => undefined);
+        shutdown.abort();
+        dispatcher.stop();
+        cutter?.stop();
+        gateway.stop();
+        await archiver.stop();
+        await egress?.close().catch(() => undefined);
+        await api.close().catch(() => undefined);
+        prloop?.stop();
+        if (!error) await prloop?.idle().catch(() => undefined);
+        if (!error) {
+          await state.settle().catch(() => undefined);
+          if (config.files.mirror) await mirror.flush().catch((err) => log.warn({ err }, "could not write manifests on shutdown"));
+          await state.snapshot().catch(() => undefined);
+        }
+        await notes.idle();
+        notes.stop();
+        mirror.stop();
+        keeper?.stop();
+        if (!error)
+          await keeper
+            ?.release()
+            .catch((err) => log.warn({ err }, "could not hand over the lead (a standby takes it when the lease runs out)"));
+        await stores.close();
+        releaseLock();
+        resolveStopped(error ? { error } : {});
+      })());
+    state.on("fatal", (err) => {
+      if (err instanceof FencedError) {
+        // A node that slept through its lease: whatever it tried to write was refused; it steps down.
+        const lost = new LeadLostError(`another farm node leads now (epoch ${err.currentEpoch}); this one's writes are refused`);
+        log.warn(`${lost.message}: stepping down`);
+        void close(lost);
+        return;
+      }
+      log.fatal({ err }, "journal write failed; stopping (state in memory is ahead of disk)");
+      void close(err);
+    });
+    if (keeper) {
+      leadLost = (err) => void close(err);
+      try {
+        if (lostEarly) throw lostEarly;
+        await keeper.publish(advertisedUrl(config, api.port));
+      } catch (err) {
+        await close(err as Error);
+        throw err;
+      }
+    }
+    return {
+      url: api.url,
+      port: api.port,
+      epoch,
+      services,
+      stopped,
+      startup: { replayed, snapshotDiscarded, imports, ...(adminToken ? { adminToken } : {}) },
+      close: () => close(),
+    };
+  }
 }

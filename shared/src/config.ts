@@ -149,6 +149,11 @@ export const StoreConfig = z.discriminatedUnion("kind", [
       .string()
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, "store.schema: lower-case letters, digits and _, at most 63")
       .default("optimus"),
+    /**
+     * The leader's lease (ms): farm nodes sharing this store elect one leader, which renews its
+     * lease every third of this; a standby takes over once it has run out (takeover ≈ this + a start).
+     */
+    leaseMs: z.number().int().min(500).max(60_000).default(3_000),
   }),
 ]);
 export type StoreConfig = z.infer<typeof StoreConfig>;
@@ -157,6 +162,14 @@ export type StoreConfig = z.infer<typeof StoreConfig>;
 export const ServerConfig = z.strictObject({
   host: z.string().default("127.0.0.1"),
   port: z.number().int().min(0).max(65535).default(7420),
+  /**
+   * The URL other machines reach this farm node at (what a standby tells clients to try, and what
+   * links name); default: http://<host>:<port>, with this machine's name for a wildcard host.
+   */
+  advertiseUrl: z
+    .string()
+    .regex(/^https?:\/\/[^\s/]+\/?$/, "advertiseUrl must be http(s)://host:port")
+    .optional(),
   /**
    * the farm's state folder (journal, tokens, worktrees …); default: `<home>/repos/<repo>/state`,
    * outside the repository (home: --home, OPTIMUS_HOME or ~/.optimus/farm); relative paths are taken

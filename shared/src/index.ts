@@ -20,3 +20,4 @@ export { lifecycleDoc } from "./lifecycle-doc.js";
 export * from "./terminal-text.js";
 export * from "./edits.js";
 export * from "./protocol.js";
+export * from "./leadership.js";

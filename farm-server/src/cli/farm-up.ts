@@ -2,7 +2,12 @@ import { chmodSync, existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { repoSlot } from "../home/farm-home.js";
 import type { ServerConfig } from "@optimus/shared";
-import { startFarm, stateDirOf } from "../farm.js";
+import { startFarm, stateDirOf, type Farm } from "../farm.js";
+import { NotLeaderError } from "../store/leader-lease.js";
+import { FencedError } from "../store/journal.js";
+import { LeadLostError } from "../store/lead-keeper.js";
+import { FARM_VERSION } from "../version.js";
+import { standBy } from "./standby.js";
 import { adminTokenFile, loadConfig, resolveRepo } from "./context.js";
 import { CliError } from "./errors.js";
 import { FarmError } from "../errors/farm-error.js";
@@ -60,25 +65,75 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   // The model is opened before the farm starts, so a missing model fails fast with its one line.
   const model = workerCount > 0 ? await openModel(o.workerModel, o.workerModelName, int(o.threads, "threads")) : null;
   const progress = progressLine(process.stderr);
-  let farm;
-  try {
-    farm = await startFarm({
-      repo,
-      config,
-      resetAdminToken: o.resetAdminToken,
-      onProgress: (what, done, total) => progress.update(`${what}: ${done}${total ? `/${total}` : ""}`),
-    });
-  } catch (err) {
+  // Signals are watched from the first time this node serves or stands by: the first stops it
+  // cleanly, a second exits at once.
+  const stopping = new AbortController();
+  let stopSignal: Promise<NodeJS.Signals> | null = null;
+  const watchStop = () => {
+    if (!stopSignal) {
+      stopSignal = firstStopSignal((m) => console.error(m));
+      void stopSignal.then(() => stopping.abort());
+    }
+    return stopSignal;
+  };
+  // Farm nodes sharing a PostgreSQL store: one leads, the others stand by (answering on their port
+  // with where the leader is) and take over when its lease runs out; a leader that loses the lead
+  // steps down and stands by again.
+  for (let round = 0; ; round++) {
+    let farm;
+    try {
+      farm = await startFarm({
+        repo,
+        config,
+        resetAdminToken: round === 0 ? o.resetAdminToken : false,
+        onProgress: (what, done, total) => progress.update(`${what}: ${done}${total ? `/${total}` : ""}`),
+      });
+    } catch (err) {
+      progress.done();
+      // Another node leads (or took over while this one was starting): stand by.
+      if (err instanceof NotLeaderError || err instanceof FencedError || err instanceof LeadLostError) {
+        if (stopping.signal.aborted) break;
+        watchStop();
+        const takeOver = await standBy({
+          config,
+          stateDir: stateDirOf(repo, config),
+          version: FARM_VERSION,
+          say: (line) => console.error(line),
+          signal: stopping.signal,
+          firstReady: (url) => console.error(`Optimus farm standing by on ${url} (origin ${printable(repo)}): ${printable(err.message)}`),
+        });
+        if (!takeOver) break;
+        console.error("the leader's lease ran out: taking over");
+        continue;
+      }
+      const e = err as NodeJS.ErrnoException;
+      if (err instanceof FarmError) throw new CliError(err.message);
+      if (err instanceof OriginError) throw new CliError(err.message, 2);
+      if (e.code === "EADDRINUSE")
+        throw new CliError(`port ${config.port} on ${config.host} is in use (is a farm already running?); choose another with --port`);
+      if (e.code === "SQLITE_BUSY") throw new CliError(`the journal in ${stateDirOf(repo, config)} is locked by another farm server`);
+      throw err;
+    }
     progress.done();
-    const e = err as NodeJS.ErrnoException;
-    if (err instanceof FarmError) throw new CliError(err.message);
-    if (err instanceof OriginError) throw new CliError(err.message, 2);
-    if (e.code === "EADDRINUSE")
-      throw new CliError(`port ${config.port} on ${config.host} is in use (is a farm already running?); choose another with --port`);
-    if (e.code === "SQLITE_BUSY") throw new CliError(`the journal in ${stateDirOf(repo, config)} is locked by another farm server`);
-    throw err;
+    const lost = await serve(farm, o, repo, config, model, workerCount, watchStop, round);
+    if (!lost) return;
+    console.error(`stepped down: ${printable(lost.message)}; standing by`);
   }
-  progress.done();
+  console.error("farm stopped");
+  exitSoon(0);
+}
+
+/** Runs a started farm until a stop signal (then stops it cleanly) or until it stops by itself; a lost lead is returned. */
+async function serve(
+  farm: Farm,
+  o: FarmUpOptions,
+  repo: string,
+  config: ServerConfig,
+  model: Awaited<ReturnType<typeof openModel>> | null,
+  workerCount: number,
+  watchStop: () => Promise<NodeJS.Signals>,
+  round: number,
+): Promise<LeadLostError | null> {
   const { startup } = farm;
   if (startup.staleLock) {
     const l = startup.staleLock;
@@ -91,7 +146,7 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
     writeFileSync(file, startup.adminToken.token + "\n", { mode: 0o600 });
     chmodSync(file, 0o600); // also when the file was already there
     console.error(
-      `created ${o.resetAdminToken ? "a new" : "the first"} admin token; it is in ${file} (readable by you only). The CLI uses it from this repository.`,
+      `created ${o.resetAdminToken && round === 0 ? "a new" : "the first"} admin token; it is in ${file} (readable by you only). The CLI uses it from this repository.`,
     );
   }
   const p = farm.services.state.projection;
@@ -106,7 +161,7 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
   let stopWorkers: (() => Promise<void>) | null = null;
   // From here on a signal stops the farm cleanly (the local workers first: their checks and model
   // turns end, their leases are left to the farm), a second one exits at once.
-  const stopSignal = firstStopSignal((m) => console.error(m));
+  const stopSignal = watchStop();
   if (model) {
     try {
       stopWorkers = await startLocalWorkers(farm, workerCount, model, (m) => console.error(printable(m, { multiline: true })));
@@ -133,14 +188,16 @@ export async function farmUp(o: FarmUpOptions): Promise<void> {
         `the farm did not stop within ${STOP_DEADLINE_MS / 1000} s; exiting anyway (the journal is safe: the next start replays it)`,
       );
       exitSoon(1);
-      return;
+      return null;
     }
   }
   const { error } = await farm.stopped;
   if (error) {
     await within(1_000, () => stopWorkers?.() ?? Promise.resolve());
+    if (error instanceof LeadLostError && !why) return error;
     throw new CliError(`the farm stopped: ${error.message}`, 70);
   }
   console.error("farm stopped");
   exitSoon(0);
+  return null;
 }

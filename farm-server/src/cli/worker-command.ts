@@ -6,6 +6,7 @@ import { runPlan, runReview, type AgentLoopOptions } from "../worker/agent-loop.
 import { runCodegenWithEscalation } from "../worker/escalation.js";
 import type { ModelProvider } from "../worker/models/model-provider.js";
 import { OpenAiCompatibleProvider } from "../worker/models/openai-provider.js";
+import { FarmEndpoints } from "../client/farm-endpoints.js";
 import { RepoMirror } from "../worker/repo-mirror.js";
 import { WorkerAgent } from "../worker/worker-agent.js";
 import { connection, type GlobalOptions } from "./context.js";
@@ -88,7 +89,9 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
   const log = (msg: string) => process.stderr.write(`${nodeId}: ${msg}\n`);
   // Listening from here on: a signal while connecting still stops the worker cleanly.
   const stopSignal = firstStopSignal(log);
-  const mirror = new RepoMirror(url, token, workDir);
+  // One view of the farm's nodes for the lease stream, git fetches and the egress proxy: all follow the leader.
+  const farm = new FarmEndpoints(url);
+  const mirror = new RepoMirror(farm, token, workDir);
   await mirror.cleanup();
   const loop: AgentLoopOptions = {
     model,
@@ -98,10 +101,15 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
     sandbox: sandboxSetting.data,
     maxTokens: 2_048,
     log,
-    farm: { url, token },
+    farm: {
+      get url() {
+        return farm.current;
+      },
+      token,
+    },
   };
   const agent = new WorkerAgent({
-    farmUrl: url,
+    farmUrl: farm,
     token,
     registration: { nodeId, role: role.data, maxConcurrentTasks: maxConcurrent, model: { primary: model.name }, version: "0.1.0" },
     execute: async (lease, ctx) => {

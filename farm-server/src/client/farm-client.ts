@@ -1,12 +1,16 @@
 import { createTRPCClient, createWSClient, httpBatchLink, TRPCClientError, wsLink, type TRPCClient } from "@trpc/client";
 import WebSocket from "ws";
 import type { AppRouter } from "../api/router.js";
+import { FarmEndpoints, leaderFetch } from "./farm-endpoints.js";
 
 export type FarmClient = TRPCClient<AppRouter>;
 
 export interface FarmClientOptions {
-  /** http://host:port (the farm's base URL); ws:// is derived for the WebSocket transport */
-  url: string;
+  /**
+   * http://host:port (the farm's base URL; ws:// is derived for the WebSocket transport), or several
+   * farm nodes comma-separated (or their endpoints): the client follows the one that leads
+   */
+  url: string | FarmEndpoints;
   token: string;
   /** "ws" keeps one WebSocket (subscriptions, workers); "http" suits one-shot CLI calls */
   transport?: "ws" | "http";
@@ -17,20 +21,22 @@ export interface FarmClientOptions {
   timeoutMs?: number;
 }
 
+/** How long an HTTP call follows a leader change before it reports the failure (a lease and a start). */
+const FOLLOW_MS = 10_000;
+
 export const wsUrlOf = (url: string) => url.replace(/^http/, "ws").replace(/\/+$/, "") + "/ws";
 
 /** A typed client of the farm's API. Call `close()` when done (it holds a socket for "ws"). */
 export function createFarmClient(opts: FarmClientOptions): { client: FarmClient; close: () => void } {
-  const base = opts.url.replace(/\/+$/, "");
+  const endpoints = typeof opts.url === "string" ? new FarmEndpoints(opts.url) : opts.url;
   if (opts.transport === "http") {
     const client = createTRPCClient<AppRouter>({
       links: [
         httpBatchLink({
-          url: `${base}/trpc`,
+          url: `${endpoints.current}/trpc`,
           headers: () => ({ authorization: `Bearer ${opts.token}` }),
-          ...(opts.timeoutMs
-            ? { fetch: (input, init) => fetch(input, { ...(init as RequestInit), signal: AbortSignal.timeout(opts.timeoutMs!) }) }
-            : {}),
+          // Sent to the leader; followed to another node while a takeover runs (about a lease and a start).
+          fetch: leaderFetch(endpoints, FOLLOW_MS, opts.timeoutMs) as never,
         }),
       ],
     });
@@ -38,7 +44,8 @@ export function createFarmClient(opts: FarmClientOptions): { client: FarmClient;
   }
   const maxDelay = opts.maxRetryDelayMs ?? 2_000;
   const wsClient = createWSClient({
-    url: wsUrlOf(base),
+    // Asked before each (re)connection: after a takeover the socket reconnects to the new leader.
+    url: async () => wsUrlOf(await endpoints.find()),
     connectionParams: () => ({ token: opts.token }),
     WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
     retryDelayMs: (i) => Math.min(maxDelay, 100 * 2 ** i),

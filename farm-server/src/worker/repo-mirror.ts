@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { safeGitEnv } from "../git/safe-git.js";
+import type { FarmEndpoints } from "../client/farm-endpoints.js";
 import { DepsCache } from "../setup/index.js";
 
 /**
@@ -12,6 +13,10 @@ import { DepsCache } from "../setup/index.js";
  */
 /** tries of a fetch the farm answered with 503 (busy), with growing waits (about 30 s in all) */
 const FETCH_ATTEMPTS = 6;
+const BUSY = /error: 503\b|returned error: 503/;
+/** git's words for a farm it could not reach or that went away mid-fetch */
+const UNREACHABLE =
+  /Failed to connect|Connection refused|Connection reset|Empty reply from server|Recv failure|transfer closed|Could not resolve host|early EOF/i;
 
 export class RepoMirror {
   private readonly gitDir: string;
@@ -22,7 +27,8 @@ export class RepoMirror {
   private slots = 0;
 
   constructor(
-    private readonly farmUrl: string,
+    /** the farm's URL, or its nodes (fetches go to the one that leads) */
+    private readonly farm: string | FarmEndpoints,
     private readonly token: string,
     private readonly workDir: string,
   ) {
@@ -87,13 +93,17 @@ export class RepoMirror {
             "fetch",
             "-q",
             "--prune",
-            `${this.farmUrl.replace(/\/+$/, "")}/git`,
+            `${(typeof this.farm === "string" ? this.farm : this.farm.current).replace(/\/+$/, "")}/git`,
             "+refs/heads/*:refs/remotes/farm/*",
             "+refs/remotes/origin/*:refs/remotes/farm/*",
           ]);
           return;
         } catch (err) {
-          if (attempt >= FETCH_ATTEMPTS || !/error: 503\b|returned error: 503/.test((err as Error).message)) throw err;
+          // Busy (503), or not reachable for a moment (a farm restarting, a standby taking over): a fetch
+          // changes nothing on the farm, so it is tried again — at the leader, when the farm has several nodes.
+          const msg = (err as Error).message;
+          if (attempt >= FETCH_ATTEMPTS || !(BUSY.test(msg) || UNREACHABLE.test(msg))) throw err;
+          if (typeof this.farm !== "string") await this.farm.find();
           await new Promise((r) => setTimeout(r, Math.min(8_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2)));
         }
       }

@@ -9,6 +9,7 @@ import {
   type UnitResultInput,
   type WorkerRegistrationInput,
 } from "@optimus/shared";
+import type { FarmEndpoints } from "../client/farm-endpoints.js";
 import { createFarmClient, errorCode, isFinalError, type FarmClient } from "../client/farm-client.js";
 
 /** What a worker asks the frontier through the farm's gateway (the farm fills in the lease). */
@@ -29,7 +30,8 @@ export interface LeaseContext {
 export type ExecuteUnit = (lease: Lease, ctx: LeaseContext) => Promise<UnitResultInput>;
 
 export interface WorkerAgentOptions {
-  farmUrl: string;
+  /** the farm's URL, or its nodes (the agent follows the one that leads) */
+  farmUrl: string | FarmEndpoints;
   token: string;
   registration: WorkerRegistrationInput;
   execute: ExecuteUnit;

@@ -176,6 +176,8 @@ export class ProcessTestFarm extends TestFarmBase {
   /** how many of its processes exited, and the last one's exit code */
   exits = 0;
   exitCode: number | null = null;
+  /** what its last start became: the leader (listening), or a standby of another farm node */
+  role: "leader" | "standby" | null = null;
 
   /** the running process's id (to inspect or signal it), if it runs */
   get pid(): number | undefined {
@@ -223,7 +225,10 @@ export class ProcessTestFarm extends TestFarmBase {
       const timer = setTimeout(() => reject(new Error(`farm did not start in ${timeoutMs} ms:\n${this.log}`)), timeoutMs);
       child.stderr!.on("data", (b: Buffer) => {
         this.log += b.toString();
-        if (this.log.includes("Optimus farm listening on", from)) {
+        // A farm node that finds another leading its PostgreSQL store stands by (and answers on its port).
+        const ready = /Optimus farm (listening|standing by) on/.exec(this.log.slice(from));
+        if (ready) {
+          this.role = ready[1] === "listening" ? "leader" : "standby";
           clearTimeout(timer);
           resolve();
         }

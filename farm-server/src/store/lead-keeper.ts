@@ -1,0 +1,76 @@
+import type { LeaderLease } from "./leader-lease.js";
+
+/** The farm no longer leads: another node took over, or its lease could not be renewed in time. */
+export class LeadLostError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LeadLostError";
+  }
+}
+
+/**
+ * Keeps a leader's lease alive: renews it every third of its length, and gives up the lead (calls
+ * `onLost`) as soon as a renewal finds another epoch in the row, or when no renewal has succeeded
+ * for a whole lease (the database unreachable: a standby may be taking over right now).
+ *
+ * Stepping down is for liveness only: safety does not depend on this timer. A node paused past its
+ * lease can wake up before its timer fires, but every commit it tries checks the epoch and is refused.
+ */
+export class LeadKeeper {
+  private timer: NodeJS.Timeout | null = null;
+  private lastRenewed = Date.now();
+  private lost = false;
+
+  constructor(
+    private readonly lease: LeaderLease,
+    readonly epoch: number,
+    private readonly onLost: (err: LeadLostError) => void,
+  ) {}
+
+  /** Starts the heartbeat (as soon as the lead is taken: a long start must not let it lapse). */
+  start(): void {
+    this.lastRenewed = Date.now();
+    const every = Math.max(100, Math.floor(this.lease.leaseMs / 3));
+    this.timer = setInterval(() => void this.beat(), every);
+    this.timer.unref();
+  }
+
+  /** Records where the leader serves, for standbys to name to their clients. */
+  async publish(url: string): Promise<void> {
+    if (!(await this.lease.renew(this.epoch, url))) throw this.lose("another farm node took the lead while this one was starting");
+    this.lastRenewed = Date.now();
+  }
+
+  private async beat(): Promise<void> {
+    try {
+      // Renewed only while the row still carries this epoch: after a pause past the lease, the
+      // renewal succeeds if nobody took over meanwhile, and fails if somebody did.
+      if (await this.lease.renew(this.epoch)) this.lastRenewed = Date.now();
+      else this.lose("another farm node took the lead");
+    } catch (err) {
+      const late = Date.now() - this.lastRenewed;
+      if (late > this.lease.leaseMs) this.lose(`the lead could not be renewed for ${late} ms: ${(err as Error).message}`);
+    }
+  }
+
+  private lose(message: string): LeadLostError {
+    const err = new LeadLostError(message);
+    if (!this.lost) {
+      this.lost = true;
+      this.stop();
+      this.onLost(err);
+    }
+    return err;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** A clean stop hands the lead over at once. */
+  async release(): Promise<void> {
+    this.stop();
+    if (!this.lost) await this.lease.release(this.epoch);
+  }
+}
