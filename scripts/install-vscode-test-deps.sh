@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need outside the project's own dependencies: bubblewrap (the sandbox every
-# eval and unit check runs in), and for the extension's tests in a real VS Code
+# eval and unit check runs in), systemd's `systemd-analyze` (it verifies the units `optimus service`
+# writes), and for the extension's tests in a real VS Code
 # Debian's Chromium (the UI driver's browser), ripgrep and libkrb5-dev (code-server's native modules),
 # and code-server 4.100.3 (VS Code 1.100.3, the last release on Node 20) from npm into a cache folder.
 # Idempotent: each step is skipped when its result is already there. The tests find them through
@@ -12,6 +13,7 @@ dir="$CACHE/code-server-$CODE_SERVER_VERSION"
 
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v rg >/dev/null 2>&1 || need+=(ripgrep)
 dpkg -s libkrb5-dev >/dev/null 2>&1 || need+=(libkrb5-dev)

@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { describeError } from "./errors.js";
 import { resolvedFarmUrl, type GlobalOptions } from "./context.js";
 import { printable } from "./printable.js";
+import { registerServiceCommands } from "./service-options.js";
 
 // Each command's module is loaded when that command runs: `optimus worker` never loads the farm,
 // and `--help` loads no command at all.
@@ -167,6 +168,8 @@ audit
   .option("--journal <file>", "journal file (default: the repository's farm journal)")
   .description("check the hash chain; names the first broken entry")
   .action((_o, cmd: Command) => import("./admin-commands.js").then((m) => m.auditVerify(g(cmd))));
+
+registerServiceCommands(program);
 
 // --home is read wherever the home is needed (farm, CLI finding the local farm, model pull): one place.
 program.hook("preAction", (cmd) => {
