@@ -1,3 +1,4 @@
+import type { TaskState } from "./manifest.js";
 import type { UnitAction } from "./lifecycle.js";
 import type { UnitRole, UnitSpec, UnitState, UnitStatusMirror } from "./unit.js";
 import type { ReviewVerdict, WorkerRegistration } from "./worker.js";
@@ -252,7 +253,7 @@ export interface TaskView {
   title: string;
   description?: string;
   priority: number;
-  state: "open" | "running" | "merging" | "held" | "completed" | "failed" | "cancelled";
+  state: TaskState;
   createdBy?: string;
   createdAt: number;
   updatedAt: number;
@@ -377,4 +378,7 @@ export interface UnitDetail {
   /** what the latest submission reported: its signals and the end of its check output */
   signals?: EventPayloads["unit_submitted"]["signals"];
   evidence?: string;
+  /** the latest submission's own summary of its change (its attempt in `submittedAttempt`) */
+  summary?: string;
+  submittedAttempt?: number;
 }

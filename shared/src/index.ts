@@ -21,3 +21,4 @@ export * from "./terminal-text.js";
 export * from "./edits.js";
 export * from "./protocol.js";
 export * from "./leadership.js";
+export * from "./cli-wire.js";

@@ -4,6 +4,7 @@ import {
   CreateTaskInput,
   EscalationCall,
   TaskId,
+  TaskState,
   TokenRole,
   UnitId,
   UnitProgress,
@@ -22,6 +23,8 @@ import { AsyncQueue } from "./async-queue.js";
 import type { FarmServices } from "./services.js";
 import { eventsAfter } from "./event-stream.js";
 import { unitDetail } from "./unit-detail.js";
+import { tasksByPrefix, unitPatch } from "./cli-reads.js";
+import { workersRouter } from "./workers.js";
 import { fleetView, historyPage, HISTORY_PAGE, taskWithUnits, unitLive, unitLiveOf } from "./views.js";
 import { viewsCursor, viewsStream } from "./views-stream.js";
 import { adminProcedure, editorProcedure, publicProcedure, router, workerProcedure } from "./trpc.js";
@@ -41,7 +44,7 @@ const tasksRouter = router({
     .mutation(({ ctx, input }) =>
       ctx.services.tasks.create({ ...input, source: input.units ? "manifest" : "api" }, actorOf(ctx.principal)),
     ),
-  list: editorProcedure.input(z.strictObject({ state: z.string().max(20).optional() }).optional()).query(({ ctx, input }) => {
+  list: editorProcedure.input(z.strictObject({ state: TaskState.optional() }).optional()).query(({ ctx, input }) => {
     const p = ctx.services.state.projection;
     return [...p.tasks.values()]
       .map((t) => p.taskView(t))
@@ -54,6 +57,10 @@ const tasksRouter = router({
     if (!found) throw new FarmError("not_found", `task '${input.taskId}' not found`);
     return found;
   }),
+  /** Tasks, live or archived, whose id starts with `prefix` (the CLI's unique-prefix ids). */
+  resolve: editorProcedure
+    .input(z.strictObject({ prefix: z.string().trim().min(1).max(200) }))
+    .query(({ ctx, input }) => tasksByPrefix(ctx.services, input.prefix)),
   cancel: editorProcedure
     .input(z.strictObject({ taskId: TaskId, reason: z.string().max(500).optional() }))
     .mutation(({ ctx, input }) => ctx.services.tasks.cancel(input.taskId, input.reason, actorOf(ctx.principal))),
@@ -85,6 +92,10 @@ const unitsRouter = router({
   }),
   /** The unit detail panel: state, transcript, history, cost. */
   detail: editorProcedure.input(UnitRef).query(({ ctx, input }) => unitDetail(ctx.services, input.taskId, input.unitId)),
+  /** One attempt's change as a unified patch (the latest evaluated attempt by default). */
+  patch: editorProcedure
+    .input(UnitRef.extend({ attempt: z.number().int().min(1).optional() }))
+    .query(({ ctx, input }) => unitPatch(ctx.services, input.taskId, input.unitId, input.attempt)),
   escalate: editorProcedure.input(UnitRef.extend({ reason: z.string().trim().max(2_000).optional() })).mutation(async ({ ctx, input }) => {
     await ctx.services.tasks.escalateUnit(input.taskId, input.unitId, input.reason, actorOf(ctx.principal));
     return unitLiveOf(ctx.services, input.taskId, input.unitId);
@@ -308,6 +319,7 @@ export const appRouter = router({
   tasks: tasksRouter,
   units: unitsRouter,
   fleet: fleetRouter,
+  workers: workersRouter,
   reviews: reviewsRouter,
   worker: workerRouter,
   events: eventsRouter,

@@ -99,6 +99,8 @@ export async function unitDetail(s: FarmServices, taskId: string, unitId: string
     costUsd: escalations.reduce((n, x) => n + x.costUsd, 0),
     signals: sub?.signals,
     evidence: sub?.evidence,
+    summary: sub?.summary,
+    submittedAttempt: sub?.attempt,
     history: events.map((e) => ({ seq: e.seq, at: e.ts, type: e.type, actor: e.actor, summary: describeEvent(e) })),
   };
 }

@@ -26,9 +26,14 @@ export async function createToken(o: GlobalOptions & { role: string; name?: stri
   );
 }
 
-export async function listTokens(o: GlobalOptions): Promise<void> {
+export async function listTokens(o: GlobalOptions & { json?: boolean }): Promise<void> {
   const { client } = httpClient(o);
-  for (const t of await client.admin.listTokens.query()) {
+  const tokens = await client.admin.listTokens.query();
+  if (o.json) {
+    console.log(JSON.stringify(tokens, null, 2));
+    return;
+  }
+  for (const t of tokens) {
     console.log(`${t.tokenId}  ${t.role.padEnd(6)}  ${t.name}${t.approver ? "  approver" : ""}${t.revoked ? "  (revoked)" : ""}`);
   }
 }

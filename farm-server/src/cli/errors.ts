@@ -1,10 +1,24 @@
 import { TRPCClientError } from "@trpc/client";
 
-/** A failure the user can act on: printed as one line, exit code 1 (2 for usage errors). */
+/**
+ * The CLI's exit codes, one meaning each, so a script can tell them apart (README "Exit codes",
+ * `optimus --help`): 1 any other failure (the farm unreachable, an eval broke, a merge still held).
+ */
+export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3, refused: 4 } as const;
+
+/** The `optimus --help` footer: the exit codes, as the README's table says them. */
+export const EXIT_CODES_HELP = `Exit codes:
+  0  ok
+  1  failure (the farm unreachable, a check or merge that failed, anything else)
+  2  usage or bad input (an unknown option, an invalid value or manifest, an ambiguous id prefix)
+  3  not found (no task, unit, attempt or token with that id)
+  4  refused or conflict (a wrong token or role, an action the unit's state does not allow, a stale decision)`;
+
+/** A failure the user can act on: printed as one line, exit code 1 (see `EXIT` for the others). */
 export class CliError extends Error {
   constructor(
     message: string,
-    readonly exitCode = 1,
+    readonly exitCode: number = EXIT.failure,
   ) {
     super(message);
     this.name = "CliError";
@@ -39,4 +53,25 @@ export function describeError(err: unknown, farmUrl?: string): string {
   const e = err as NodeJS.ErrnoException;
   if (e?.code === "ENOENT" && e.path) return `no such file: ${e.path}`;
   return e?.message ?? String(err);
+}
+
+/** The farm's answer codes, as exit codes: bad input 2, not found 3, refused or conflict 4. */
+const EXIT_OF_CODE: Record<string, number> = {
+  BAD_REQUEST: EXIT.usage,
+  PAYLOAD_TOO_LARGE: EXIT.usage,
+  NOT_FOUND: EXIT.notFound,
+  UNAUTHORIZED: EXIT.refused,
+  FORBIDDEN: EXIT.refused,
+  CONFLICT: EXIT.refused,
+};
+
+/** The exit code for a failure: the CLI's own choice, else from the farm's answer, else 1. */
+export function exitCodeOf(err: unknown): number {
+  if (err instanceof CliError) return err.exitCode;
+  if (err instanceof TRPCClientError) {
+    const code = (err.data as { code?: string } | undefined)?.code;
+    return (code && EXIT_OF_CODE[code]) || EXIT.failure;
+  }
+  const own = (err as { exitCode?: unknown } | undefined)?.exitCode;
+  return typeof own === "number" ? own : EXIT.failure;
 }

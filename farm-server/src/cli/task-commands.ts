@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
-import { formatDiagnostic, parseManifestYaml, splitUnitKey, STATE_LABELS } from "@optimus/shared";
+import { formatDiagnostic, parseManifestYaml, STATE_LABELS } from "@optimus/shared";
 import type { FarmClient } from "../client/farm-client.js";
 import { httpClient, type GlobalOptions } from "./context.js";
-import { CliError } from "./errors.js";
+import { CliError, EXIT } from "./errors.js";
 import { printable } from "./printable.js";
+import { resolveTask, resolveTaskId, resolveUnit } from "./refs.js";
 import { renderStatus } from "./status.js";
 
 /** `optimus send "<text>" [--files …]`: a task from a sentence. */
@@ -40,13 +41,14 @@ export async function importTask(file: string, o: GlobalOptions): Promise<void> 
   try {
     text = readFileSync(file, "utf8");
   } catch {
-    throw new CliError(`cannot read the manifest ${file}`);
+    throw new CliError(`cannot read the manifest ${file}`, EXIT.usage);
   }
   const parsed = parseManifestYaml(text, file);
   if (!parsed.ok) {
     for (const p of parsed.problems.slice(1)) console.error(printable(formatDiagnostic(p)));
     throw new CliError(
       `${formatDiagnostic(parsed.problems[0]!)}${parsed.problems.length > 1 ? ` (and ${parsed.problems.length - 1} more above)` : ""}`,
+      EXIT.usage,
     );
   }
   const m = parsed.manifest;
@@ -73,9 +75,9 @@ export async function scanTasks(o: GlobalOptions): Promise<void> {
 }
 
 /** `optimus task show <id>`: a task and every unit, live or archived (finished tasks leave the live state after their retention). */
-export async function showTask(taskId: string, o: GlobalOptions & { json?: boolean }): Promise<void> {
+export async function showTask(ref: string, o: GlobalOptions & { json?: boolean }): Promise<void> {
   const { client } = httpClient(o);
-  const r = await client.tasks.get.query({ taskId });
+  const r = await client.tasks.get.query({ taskId: (await resolveTask(client, ref)).taskId });
   if (o.json) {
     console.log(JSON.stringify(r, null, 2));
     return;
@@ -84,24 +86,18 @@ export async function showTask(taskId: string, o: GlobalOptions & { json?: boole
   if (r.archived) console.log("archived: finished, kept in the farm's journal and no longer in its live state");
 }
 
-export async function cancelTask(taskId: string, o: GlobalOptions & { reason?: string }): Promise<void> {
+export async function cancelTask(ref: string, o: GlobalOptions & { reason?: string }): Promise<void> {
   const { client } = httpClient(o);
-  const t = await client.tasks.cancel.mutate({ taskId, reason: o.reason });
+  const t = await client.tasks.cancel.mutate({ taskId: await resolveTaskId(client, ref), reason: o.reason });
   console.error(printable(`task ${t.taskId} is ${t.state}`));
 }
 
 export async function retryUnit(ref: string, o: GlobalOptions): Promise<void> {
-  if (!ref.includes("/")) throw new CliError("name the unit as <task>/<unit>", 2);
-  const { taskId, unitId } = splitUnitKey(ref);
   const { client } = httpClient(o);
+  const { taskId, unitId } = await resolveUnit(client, ref);
   const u = await client.units.retry.mutate({ taskId, unitId });
-  console.error(printable(`unit ${ref} is ${u.state} again`));
+  console.error(printable(`unit ${taskId}/${unitId} is ${u.state} again`));
 }
-
-const unitRef = (ref: string) => {
-  if (!ref.includes("/")) throw new CliError("name the unit as <task>/<unit>", 2);
-  return splitUnitKey(ref);
-};
 
 /** `--attempt N` of a decision: a script pins the attempt it reviewed. */
 type DecisionOptions = GlobalOptions & { attempt?: string };
@@ -117,7 +113,8 @@ async function decisionVersion(
   o: DecisionOptions,
   verb: string,
 ): Promise<{ taskId: string; unitId: string; attempt: number; head: string }> {
-  const { taskId, unitId } = unitRef(ref);
+  const { taskId, unitId } = await resolveUnit(client, ref);
+  ref = `${taskId}/${unitId}`;
   let pinned: number | undefined;
   if (o.attempt !== undefined) {
     if (!/^\d+$/.test(o.attempt) || Number(o.attempt) < 1)
@@ -137,6 +134,7 @@ async function decisionVersion(
 export async function approve(ref: string, o: DecisionOptions): Promise<void> {
   const { client } = httpClient(o);
   if (!ref.includes("/")) {
+    ref = await resolveTaskId(client, ref);
     const t = await client.reviews.approveTaskMerge.mutate({ taskId: ref });
     console.error(
       printable(
@@ -147,7 +145,9 @@ export async function approve(ref: string, o: DecisionOptions): Promise<void> {
     );
     return;
   }
-  const u = await client.reviews.approve.mutate(await decisionVersion(client, ref, o, "approving"));
+  const v = await decisionVersion(client, ref, o, "approving");
+  ref = `${v.taskId}/${v.unitId}`;
+  const u = await client.reviews.approve.mutate(v);
   console.error(
     printable(
       u.state === "merged"
@@ -159,7 +159,9 @@ export async function approve(ref: string, o: DecisionOptions): Promise<void> {
 
 export async function reject(ref: string, o: DecisionOptions & { reason: string }): Promise<void> {
   const { client } = httpClient(o);
-  const u = await client.reviews.reject.mutate({ ...(await decisionVersion(client, ref, o, "rejecting")), reason: o.reason });
+  const v = await decisionVersion(client, ref, o, "rejecting");
+  ref = `${v.taskId}/${v.unitId}`;
+  const u = await client.reviews.reject.mutate({ ...v, reason: o.reason });
   console.error(printable(`unit ${ref} rejected; it is ${STATE_LABELS[u.state]}`));
 }
 
@@ -170,6 +172,7 @@ export async function requestChanges(ref: string, o: DecisionOptions & { comment
     return m ? { path: m[1]!, line: Number(m[2]), body: m[3]! } : { body: c };
   });
   const v = await decisionVersion(client, ref, o, "requesting changes on");
+  ref = `${v.taskId}/${v.unitId}`;
   const u = await client.reviews.requestChanges.mutate({ ...v, comments });
   // The next attempt may already be running when the answer comes: named from the decided one.
   console.error(printable(`changes requested on ${ref}; attempt ${v.attempt + 1} gets your comments (it is ${STATE_LABELS[u.state]} now)`));

@@ -27,6 +27,8 @@ interface Connection {
   sinks: Set<LeaseSink>;
   lastAssignedAt: number;
   lastSeenAt: number;
+  /** when this connection opened (`optimus worker list`'s "connected since") */
+  connectedAt: number;
 }
 
 export interface DispatcherOptions {
@@ -91,7 +93,8 @@ export class Dispatcher {
     const w = this.state.projection.workers.get(nodeId)!;
     let c = this.conns.get(nodeId);
     if (!c) {
-      c = { nodeId, role: w.role, capacity: w.maxConcurrentTasks, sinks: new Set(), lastAssignedAt: 0, lastSeenAt: Date.now() };
+      const now = Date.now();
+      c = { nodeId, role: w.role, capacity: w.maxConcurrentTasks, sinks: new Set(), lastAssignedAt: 0, lastSeenAt: now, connectedAt: now };
       this.conns.set(nodeId, c);
     }
     c.role = w.role;
@@ -120,6 +123,10 @@ export class Dispatcher {
 
   lastSeen(nodeId: string): number | undefined {
     return this.conns.get(nodeId)?.lastSeenAt;
+  }
+
+  connectedSince(nodeId: string): number | undefined {
+    return this.conns.get(nodeId)?.connectedAt;
   }
 
   /** The gate lets these tasks' units through now. */

@@ -32,6 +32,15 @@ export class AttemptFiles {
     closeSync(fd);
   }
 
+  /** An attempt's patch as its worker submitted it, or null once it is gone (merged) or was never kept. */
+  submittedPatch(taskId: string, unitId: string, attempt: number): string | null {
+    try {
+      return readFileSync(this.path(taskId, unitId, attempt, ".patch"), "utf8");
+    } catch {
+      return null;
+    }
+  }
+
   removePatch(u: UnitRecord, attempt: number): void {
     rmSync(this.patchPath(u, attempt), { force: true });
   }

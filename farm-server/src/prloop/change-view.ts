@@ -39,6 +39,14 @@ export async function changeFiles(repo: FarmRepo, commit: string): Promise<{ bas
   return { base, files, truncated: entries.length > MAX_FILES };
 }
 
+/**
+ * The change of a unit's commit as one unified patch against the commit it was made on: what
+ * `optimus unit diff` prints (binary files included, so `git apply` takes it as is).
+ */
+export async function changePatch(repo: FarmRepo, commit: string): Promise<string> {
+  return repo.git.raw(["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--binary", "--no-renames", `${commit}^`, commit]);
+}
+
 interface Blob {
   size: number;
   data: Buffer;

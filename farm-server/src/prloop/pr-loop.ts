@@ -10,6 +10,7 @@ import { AttemptFiles } from "./attempt-files.js";
 import { ChangeEvaluation } from "./change-evaluation.js";
 import { CheckedPlans } from "./checked-plans.js";
 import { evaluatedChange, type ChangeView } from "./evaluated-change.js";
+import { changePatch } from "./change-view.js";
 import { HumanDecisions } from "./human-decisions.js";
 import { leaseWorkContext, type LeaseContextDeps } from "./lease-context.js";
 import { pickUpInterrupted, reactToCommitted, retryHeldMerges, type LoopParts } from "./loop-triggers.js";
@@ -130,6 +131,13 @@ export class PrLoop implements SubmissionHandler {
   /** The transcript a worker sent with an attempt, or null when none was kept. */
   transcriptOf(taskId: string, unitId: string, attempt: number): UnitResult["transcript"] | null {
     return this.files.transcriptOf(taskId, unitId, attempt);
+  }
+
+  /** An attempt's change as a patch: from its evaluated commit, else as submitted (null: nothing kept). */
+  async attemptPatch(taskId: string, unitId: string, attempt: number, commit?: string): Promise<{ patch: string; commit?: string } | null> {
+    if (commit) return { patch: await changePatch(this.d.repo, commit), commit };
+    const submitted = this.files.submittedPatch(taskId, unitId, attempt);
+    return submitted === null ? null : { patch: submitted };
   }
 
   /** The evaluated change of a unit's latest evaluated attempt, file by file, for the editor's diff. */

@@ -93,6 +93,8 @@ export interface Journal {
   isArchived(taskId: string): Promise<boolean>;
   /** An archived task's last views (from its `task_archived` event), or null. */
   archivedTask(taskId: string): Promise<ArchivedTask | null>;
+  /** Ids of archived tasks starting with `prefix`, in id order, at most `limit` (the CLI's unique-prefix ids). */
+  archivedTaskIds(prefix: string, limit: number): Promise<string[]>;
   /** Archived tasks created before `before` (task order), newest first, and how many there are in all. */
   archivedPage(before: number, limit: number): Promise<{ tasks: ArchivedTask[]; total: number }>;
   saveSnapshot(s: Snapshot): Promise<void>;

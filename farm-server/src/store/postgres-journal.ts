@@ -174,6 +174,15 @@ export class PostgresJournal implements Journal {
     return data ? (JSON.parse(data) as ArchivedTask) : null;
   }
 
+  async archivedTaskIds(prefix: string, limit: number): Promise<string[]> {
+    // starts_with, not LIKE: a prefix is matched as written ('_' and '%' are no wildcards), whatever the collation.
+    const r = await this.pool.query<{ task_id: string }>(
+      `SELECT task_id FROM ${this.S}.events WHERE type = 'task_archived' AND starts_with(task_id, $1) ORDER BY task_id COLLATE "C" LIMIT $2`,
+      [prefix, limit],
+    );
+    return r.rows.map((x) => x.task_id);
+  }
+
   async archivedPage(before: number, limit: number): Promise<{ tasks: ArchivedTask[]; total: number }> {
     const where = `type = 'task_archived' AND archive_order < $1`;
     const [page, count] = await Promise.all([

@@ -123,6 +123,17 @@ export class SqliteJournal implements Journal {
     return data ? (JSON.parse(data) as ArchivedTask) : null;
   }
 
+  async archivedTaskIds(prefix: string, limit: number): Promise<string[]> {
+    // A range on the archive's id index: every id starting with the prefix sorts between it and the
+    // prefix followed by U+FFFF (ids are ASCII; SQLite compares text bytewise).
+    return this.db
+      .prepare(
+        "SELECT json_extract(data, '$.taskId') FROM events WHERE type = 'task_archived' AND json_extract(data, '$.taskId') >= ? AND json_extract(data, '$.taskId') < ? ORDER BY 1 LIMIT ?",
+      )
+      .pluck()
+      .all(prefix, `${prefix}\uffff`, limit) as string[];
+  }
+
   async archivedPage(before: number, limit: number): Promise<{ tasks: ArchivedTask[]; total: number }> {
     const rows = this.db
       .prepare(

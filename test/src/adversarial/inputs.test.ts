@@ -142,11 +142,11 @@ test("hostile input at the API, the CLI and in manifests: a clear error each, no
         /inside the repository|relative/,
       );
       const s = await cli("send", "read the password file", "--files", f);
-      assert.equal(s.code, 1);
+      assert.equal(s.code, 2);
       assert.match(s.stderr, /^optimus: invalid input \(400\): files.*(inside the repository|relative)/m, s.stderr);
       writeIn(repo, "evil.yaml", `title: evil\nunits:\n  - id: a\n    goal: g\n    files: ["${f}"]\n`);
       const i = await cli("task", "import", "evil.yaml");
-      assert.equal(i.code, 1);
+      assert.equal(i.code, 2);
       assert.match(i.stderr, /^optimus: evil\.yaml:5:\d+: units\[0\]\.files\[0\]: .*(inside the repository|relative)/m, i.stderr);
     }
     writeIn(repo, manifest("evil"), `title: evil\nunits:\n  - id: a\n    goal: g\n    files: [../../etc/passwd]\n`);
@@ -165,7 +165,7 @@ test("hostile input at the API, the CLI and in manifests: a clear error each, no
     }
     writeIn(repo, "branch.yaml", "title: branch\ntargetBranch: optimus/foo\nunits:\n  - id: a\n    goal: g\n");
     const i = await cli("task", "import", "branch.yaml");
-    assert.equal(i.code, 1);
+    assert.equal(i.code, 2);
     assert.match(i.stderr, /^optimus: branch\.yaml:2:\d+: targetBranch: .*optimus\//m, i.stderr);
     assert.deepEqual(await taskIds(farm), []);
     await alive(farm);

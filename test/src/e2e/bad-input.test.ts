@@ -25,7 +25,7 @@ test("bad input gets one clear error and changes nothing", async (t) => {
 
   await t.test("malformed YAML: file and line", async () => {
     const r = await cli("task", "import", write("broken.yaml", "title: x\nunits:\n  - id: a\n    goal: [unclosed\n"));
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, "bad input: exit 2");
     assert.match(r.stderr, /^optimus: broken\.yaml:\d+:\d+: \(syntax\): /m);
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
   });
@@ -36,7 +36,7 @@ test("bad input gets one clear error and changes nothing", async (t) => {
       "import",
       write("invalid.yaml", "title: x\nunits:\n  - id: a\n    goal: g\n    role: tester\n  - id: B!\n    goal: g\n    colour: red\n"),
     );
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(r.stderr, /invalid\.yaml:5:5: units\[0\]\.role: Invalid option: expected one of "codegen"\|"review"/);
     assert.match(r.stderr, /invalid\.yaml:6:5: units\[1\]\.id: use lower-case letters/);
     assert.match(r.stderr, /invalid\.yaml:6:\d+: units\[1\]: unknown field: colour/);
@@ -48,7 +48,7 @@ test("bad input gets one clear error and changes nothing", async (t) => {
       "import",
       write("cycle.yaml", "title: x\nunits:\n  - id: a\n    goal: g\n    dependsOn: [b]\n  - id: b\n    goal: g\n    dependsOn: [a]\n"),
     );
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(r.stderr, /^optimus: cycle\.yaml:5:5: units\[0\]\.dependsOn: dependency cycle: a → b → a$/m);
   });
 
@@ -68,14 +68,16 @@ test("bad input gets one clear error and changes nothing", async (t) => {
 
   await t.test("a missing file", async () => {
     const r = await cli("task", "import", "nope.yaml");
-    assert.deepEqual([r.code, r.stderr.trim()], [1, "optimus: cannot read the manifest nope.yaml"]);
+    assert.deepEqual([r.code, r.stderr.trim()], [2, "optimus: cannot read the manifest nope.yaml"]);
   });
 
-  await t.test("unknown ids: 404 with the id named", async () => {
+  await t.test("unknown ids: not found (exit 3) with the id named; 404 from the API", async () => {
     let r = await cli("task", "cancel", "no-such-task");
-    assert.deepEqual([r.code, r.stderr.trim()], [1, "optimus: task 'no-such-task' not found (404)"]);
+    assert.deepEqual([r.code, r.stderr.trim()], [3, "optimus: no task matches 'no-such-task'"]);
     r = await cli("unit", "retry", "no-such-task/u1");
-    assert.deepEqual([r.code, r.stderr.trim()], [1, "optimus: task 'no-such-task' not found (404)"]);
+    assert.deepEqual([r.code, r.stderr.trim()], [3, "optimus: no task matches 'no-such-task'"]);
+    r = await cli("unit", "retry", "no-such-task");
+    assert.deepEqual([r.code, r.stderr.trim()], [2, "optimus: name the unit as <task>/<unit>, got 'no-such-task'"]);
     const res = await fetch(`${farm.url}/trpc/units.get?input=${encodeURIComponent(JSON.stringify({ taskId: "ghost", unitId: "u9" }))}`, {
       headers: { authorization: `Bearer ${farm.adminToken}` },
     });
@@ -87,7 +89,7 @@ test("bad input gets one clear error and changes nothing", async (t) => {
 
   await t.test("wrong token: 401; wrong role: 403", async () => {
     const r = await runCli(["status", "--token", "opt_000000000000_" + "x".repeat(43)], { cwd: repo, env });
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 4, "refused: exit 4");
     assert.match(r.stderr, /^optimus: the farm rejected the token \(401\): missing or invalid token/);
     const res = await fetch(`${farm.url}/trpc/tasks.list`, { headers: { authorization: "Bearer nonsense" } });
     assert.equal(res.status, 401);
@@ -137,7 +139,7 @@ test("bad input gets one clear error and changes nothing", async (t) => {
     });
     assert.equal(res.status, 413);
     const r = await runCli(["send", "x".repeat(70_000)], { cwd: repo, env });
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, "bad input: exit 2");
     assert.match(r.stderr, /^optimus: the request is too large for the farm \(413\)/);
     assert.equal((await fetch(`${farm.url}/healthz`)).status, 200);
   });

@@ -95,8 +95,17 @@ test(
       ],
     );
     const missing = await runCli(["task", "show", "no-such-task"], { cwd: dir, env });
-    assert.notEqual(missing.code, 0);
-    assert.match(missing.stderr, /task 'no-such-task' not found/);
+    assert.deepEqual([missing.code, missing.stderr.trim()], [3, "optimus: no task matches 'no-such-task'"]);
+    // A prefix finds an archived task too, for `task show`, `status --task` and a unit's detail.
+    const byPrefix = await runCli(["task", "show", "done-t", "--json"], { cwd: dir, env });
+    assert.equal(byPrefix.code, 0, byPrefix.stderr);
+    assert.deepEqual(JSON.parse(byPrefix.stdout), json);
+    const status = await runCli(["status", "--once", "--task", "done-t"], { cwd: dir, env });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^done-task\s+completed\s.*2\/2 done · Done soon$/m);
+    const unit = await runCli(["unit", "show", "done-t/u2", "--json"], { cwd: dir, env });
+    assert.equal(unit.code, 0, unit.stderr);
+    assert.deepEqual((JSON.parse(unit.stdout) as { unit: { unitId: string; state: string } }).unit.state, "completed");
 
     // The editor: in the first message's history, and a unit's detail with its journal history.
     const editor = await tokenFor(farm.url, admin, "editor", "ed");

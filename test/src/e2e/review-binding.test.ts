@@ -305,7 +305,7 @@ test(
     // The CLI says which version it decides on; a pinned attempt that is no longer current fails cleanly.
     const env = { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: admin };
     const pinned = await runCli(["approve", "loop/u", "--attempt", "1"], { cwd: repo, env });
-    assert.equal(pinned.code, 1, pinned.stderr);
+    assert.equal(pinned.code, 4, pinned.stderr);
     assert.match(pinned.stderr, /^approving loop\/u attempt 1\n/);
     assert.match(
       pinned.stderr,

@@ -270,6 +270,23 @@ for (const [kind, make] of Object.entries(stores)) {
       assert.equal((await j.archivedPage(Number.MAX_SAFE_INTEGER, 10)).total, 5);
     });
 
+    test("archived task ids by prefix: in id order, limited, a prefix matched as written", async (t) => {
+      const store = await make(t);
+      const j = store.open();
+      await j.open();
+      const ids = ["risky-change-10", "risky-change-1", "risky-change-2", "riskier", "other_1", "other-2"];
+      ids.forEach((id, i) => j.stage(archived(id, i + 1), "farm"));
+      j.stage(created("risky-change-live", 1), "farm");
+      await j.flush();
+      assert.deepEqual(await j.archivedTaskIds("risky-change-1", 10), ["risky-change-1", "risky-change-10"]);
+      assert.deepEqual(await j.archivedTaskIds("risk", 10), ["riskier", "risky-change-1", "risky-change-10", "risky-change-2"]);
+      assert.deepEqual(await j.archivedTaskIds("risk", 2), ["riskier", "risky-change-1"]);
+      // '_' is no wildcard: "other_" names other_1 only, never other-2.
+      assert.deepEqual(await j.archivedTaskIds("other_", 10), ["other_1"]);
+      assert.deepEqual(await j.archivedTaskIds("nothing", 10), []);
+      assert.deepEqual(await j.archivedTaskIds("risky-change-live", 10), [], "a live task is not in the archive");
+    });
+
     test("snapshot plus the journal's tail folds to the same state as a full replay; a newer snapshot replaces it", async (t) => {
       const store = await make(t);
       const j = store.open();
