@@ -33,6 +33,9 @@ import { manifestSources } from "./files/branch-sources.js";
 import { FarmError } from "./errors/farm-error.js";
 import { DepsCache } from "./setup/index.js";
 import { randomBytes } from "node:crypto";
+import { LOG_REDACT } from "./secrets/log-redaction.js";
+import { logTransitions } from "./core/transition-log.js";
+import { issueAdminToken } from "./auth/admin-token.js";
 import { LeadKeeper, LeadLostError } from "./store/lead-keeper.js";
 import { FencedError } from "./store/journal.js";
 
@@ -46,6 +49,8 @@ export interface FarmOptions {
   log?: Logger;
   /** issue a new admin token even though tokens exist (the old admin token was lost) */
   resetAdminToken?: boolean;
+  /** gets a newly issued admin token before the farm listens (a start failing later must not lose it) */
+  keepAdminToken?: (token: IssuedToken) => void | Promise<void>;
   /** progress of long start-up work (replay, rebuild from files) */
   onProgress?: (what: string, done: number, total?: number) => void;
 }
@@ -148,7 +153,7 @@ export { journalPathOf, stateDirOf };
 /** Starts a farm server on a repository: journal, projection, dispatcher, file mirror and API. */
 export async function startFarm(opts: FarmOptions): Promise<Farm> {
   const { repo, config } = opts;
-  const log = opts.log ?? pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "info" }, pino.destination(2));
+  const log = opts.log ?? pino({ level: process.env.OPTIMUS_LOG_LEVEL ?? "info", redact: LOG_REDACT }, pino.destination(2));
   // Evals run code a model wrote: without a sandbox the farm refuses to start rather than run them bare.
   if (config.prloop.eval.length > 0) {
     const sandbox = await resolveSandbox(config.sandbox, "evals");
@@ -191,6 +196,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     throw err;
   }
   const { epoch, replayed, snapshotDiscarded } = loaded;
+  logTransitions(state, log);
   // Among farm nodes sharing a PostgreSQL store, the lead is renewed from now on (a long start must
   // not let it lapse); a lost lead stops this farm (see LeadKeeper), and `farm up` stands by.
   let lostEarly: Error | undefined;
@@ -359,11 +365,12 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     });
     await gateway.start();
 
-    let adminToken: IssuedToken | undefined;
-    if ((await tokens.count()) === 0 || opts.resetAdminToken) {
-      adminToken = await tokens.create("admin", opts.resetAdminToken ? `admin-${new Date().toISOString()}` : "admin");
-      await state.commit([{ type: "token_created", data: { tokenId: adminToken.tokenId, role: "admin", name: adminToken.name } }], "farm");
-    }
+    const adminToken = await issueAdminToken({
+      tokens,
+      reset: opts.resetAdminToken,
+      journal: (events) => state.commit(events, "farm"),
+      keep: opts.keepAdminToken,
+    });
 
     if (config.files.mirror) {
       mirror.start();
@@ -431,8 +438,14 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
       prloop,
       gateway,
     };
-    const metrics = createMetrics(state, dispatcher, farmRepo ? () => farmRepo.evalLoad : undefined);
+    const metrics = createMetrics(state, dispatcher, farmRepo ? () => farmRepo.evalLoad : undefined, () => services.leadership);
     state.onFlush = metrics.observeFlush;
+    // Among nodes sharing PostgreSQL: this node leads while its keeper holds the lead; taking it from another node is a failover.
+    if (keeper) {
+      services.leadership = { role: () => (keeper.held ? "leader" : "standby") };
+      const before = stores.lease?.previousHolder;
+      if (before && before !== stores.lease?.node) metrics.countFailover();
+    }
     dispatcher.start();
     await prloop?.start();
     // Finished tasks leave the hot state after their retention (archived in the journal).

@@ -279,6 +279,13 @@ export const ServerConfig = z.strictObject({
     .prefault({}),
   /** how dependencies are installed for checks and evals (see SetupConfig); absent: detected from the lockfile */
   setup: SetupConfig.optional(),
+  /** the farm's own workers (`farm up --workers N`); their flags win over these */
+  localWorkers: z
+    .strictObject({
+      /** tokens a GGUF model's context holds (prompt + output); default: the model's training context, at most 8192 */
+      contextSize: z.number().int().min(256).max(1_048_576).optional(),
+    })
+    .prefault({}),
   /** the egress proxy offered to unit checks that need packages; nothing else leaves a sandbox */
   egress: z
     .strictObject({

@@ -22,3 +22,4 @@ export * from "./edits.js";
 export * from "./protocol.js";
 export * from "./leadership.js";
 export * from "./cli-wire.js";
+export * from "./health.js";

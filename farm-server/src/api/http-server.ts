@@ -10,6 +10,7 @@ import { handleGitHttp } from "./git-http.js";
 import { GitSlots } from "./git-slots.js";
 import type { FarmServices } from "./services.js";
 import { SocketGuard } from "./socket-guard.js";
+import { farmHealth } from "./health.js";
 
 export interface ApiServer {
   url: string;
@@ -22,6 +23,7 @@ const bearer = (h: string | undefined) => (h?.startsWith("Bearer ") ? h.slice(7)
 /** One port: tRPC over HTTP at /trpc, over WebSocket at /ws, plus /healthz and /metrics. */
 export async function startApiServer(services: FarmServices, metrics: Registry): Promise<ApiServer> {
   const { config } = services;
+  const startedAt = Date.now();
   const limits = config.limits;
   const context = (token: string | undefined): ApiContext => ({ principal: services.tokens.authenticate(token), services });
   const gitSlots = new GitSlots(limits.maxGitProcesses, limits.maxGitQueue, limits.gitQueueWaitMs);
@@ -40,7 +42,7 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0]!;
     if (path === "/healthz") {
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ ok: true, epoch: services.state.epoch }));
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(farmHealth(services, startedAt)));
     } else if (path === "/metrics") {
       metrics.metrics().then(
         (text) => res.writeHead(200, { "content-type": metrics.contentType }).end(text),

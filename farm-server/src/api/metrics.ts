@@ -2,15 +2,38 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import { UnitState, type FarmEvent } from "@optimus/shared";
 import type { FarmState } from "../core/farm-state.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
+import type { Leadership } from "./services.js";
+
+export interface FarmMetrics {
+  registry: Registry;
+  observeFlush: (s: number) => void;
+  /** Counts one takeover: called by the election when this node becomes the leader after another. */
+  countFailover: () => void;
+}
 
 /** Prometheus metrics of one farm (its own registry, so several farms can share a process in tests). */
 export function createMetrics(
   state: FarmState,
   dispatcher: Dispatcher,
   evals?: () => { running: number; waiting: number },
-): { registry: Registry; observeFlush: (s: number) => void } {
+  leadership?: () => Leadership | undefined,
+): FarmMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "optimus_process_" });
+  // prom-client's own names already start with process_ or nodejs_: the prefix is ours, once.
+  collectDefaultMetrics({ register: registry, prefix: "optimus_" });
+  new Gauge({
+    name: "optimus_leader",
+    help: "1 while this farm node leads, 0 while it stands by",
+    registers: [registry],
+    collect() {
+      this.set((leadership?.()?.role() ?? "leader") === "leader" ? 1 : 0);
+    },
+  });
+  const failovers = new Counter({
+    name: "optimus_failovers_total",
+    help: "Times this farm node took over the lead from another",
+    registers: [registry],
+  });
   // A move the lifecycle table does not allow is a bug in the farm: counted, so an alert can find it.
   new Gauge({
     name: "optimus_lifecycle_violations",
@@ -82,5 +105,5 @@ export function createMetrics(
   state.on("committed", (es: FarmEvent[]) => {
     for (const e of es) events.inc({ type: e.type });
   });
-  return { registry, observeFlush: (s) => flush.observe(s) };
+  return { registry, observeFlush: (s) => flush.observe(s), countFailover: () => failovers.inc() };
 }

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { ServerConfig } from "@optimus/shared";
+import type { FarmRole, ServerConfig } from "@optimus/shared";
 import type { TokenStore } from "../auth/tokens.js";
 import type { FarmState } from "../core/farm-state.js";
 import type { LeaseCommands } from "../core/lease-commands.js";
@@ -8,6 +8,18 @@ import type { Dispatcher } from "../dispatch/dispatcher.js";
 import type { ImportReport } from "../files/rehydrate.js";
 import type { PrLoop } from "../prloop/pr-loop.js";
 import type { Gateway } from "../gateway/gateway.js";
+
+/**
+ * Whether this farm node leads, as its election says. Without one (a single farm) it leads; a
+ * standby reports where the leader is and how far behind the leader's journal it is.
+ */
+export interface Leadership {
+  role(): FarmRole;
+  /** the leader's URL, when this node stands by and knows it */
+  leaderUrl?(): string | undefined;
+  /** journal events committed by the leader and not yet applied here */
+  journalLag?(): number;
+}
 
 /** Everything the API adapter may call: the domain, never the transport. */
 export interface FarmServices {
@@ -28,5 +40,7 @@ export interface FarmServices {
   /** the frontier gateway (refuses every call while no apiKey reference is configured) */
   gateway: Gateway;
   /** the forge's webhook receiver (POST /forge/webhook), when a forge with a webhook secret is configured */
+  /** the node's leadership (absent: a single farm, which always leads) */
+  leadership?: Leadership;
   forgeWebhook?: (req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse) => void;
 }

@@ -9,7 +9,7 @@ export interface StandbyServer {
   close(): Promise<void>;
 }
 
-import { LEADER_HEADER } from "@optimus/shared";
+import { LEADER_HEADER, type FarmHealth } from "@optimus/shared";
 
 /**
  * A farm node that stands by serves no API: `/healthz` says it is a standby and who leads, every other
@@ -31,6 +31,7 @@ export async function startStandbyServer(o: {
       message: url ? `not the leader, try ${url}` : "not the leader; the leading farm node is starting (try again shortly)",
     };
   };
+  const startedAt = Date.now();
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0]!;
     if (path === "/healthz") {
@@ -41,11 +42,13 @@ export async function startStandbyServer(o: {
           role: "standby",
           version: o.version,
           epoch: l?.epoch ?? 0,
-          leaderUrl: l?.url ?? null,
-          leader: l?.holder ?? null,
-          leaseLeftMs: l ? Math.max(0, l.leftMs) : 0,
-          journalSeq: l?.journalSeq ?? 0,
-        }),
+          ...(l?.url ? { leaderUrl: l.url } : {}),
+          // A standby replays at takeover (from the latest snapshot): everything the leader wrote is ahead of it.
+          journalLag: l?.journalSeq ?? 0,
+          uptimeMs: Date.now() - startedAt,
+          workers: { codegen: 0, review: 0 },
+          queue: { codegen: {}, review: {} },
+        } satisfies FarmHealth),
       );
       return;
     }

@@ -122,7 +122,11 @@ export const roleProcedure = (...roles: TokenRole[]) =>
   publicProcedure
     .use(({ ctx, next }) => {
       if (!ctx.principal || ctx.services.tokens.isRevoked(ctx.principal.tokenId))
-        throw new TRPCError({ code: "UNAUTHORIZED", message: "missing or invalid token; create one with `optimus token create`" });
+        throw new TRPCError({
+          code: "UNAUTHORIZED",
+          // The role the call needs is named, so the fix is one command (an admin runs it).
+          message: `missing, revoked or invalid token; an admin makes one with \`optimus token create --role ${roles.includes("editor") ? "editor" : roles[0]} --name <who>\``,
+        });
       if (!roles.includes(ctx.principal.role)) {
         const article = ctx.principal.role === "admin" || ctx.principal.role === "editor" ? "an" : "a";
         throw new TRPCError({

@@ -10,6 +10,7 @@ import {
   type Principal,
   type TokenListing,
   type TokenStore,
+  TokenUse,
 } from "./tokens.js";
 
 interface Cached {
@@ -26,6 +27,7 @@ interface Cached {
 export class PgTokenStore implements TokenStore {
   private readonly S: string;
   private readonly tokens = new Map<string, Cached>();
+  private readonly use = new TokenUse();
   readonly events = new EventEmitter<{ revoked: [string] }>();
 
   constructor(
@@ -74,6 +76,7 @@ export class PgTokenStore implements TokenStore {
     const p = parsePresented(presented);
     const t = p ? this.tokens.get(p.id) : undefined;
     if (!p || !t || t.revoked || !secretMatches(t.row.hash, p.secret)) return null;
+    this.use.note(p.id);
     return { tokenId: p.id, name: t.row.name, role: t.row.role, approver: t.row.approver };
   }
 
@@ -101,6 +104,7 @@ export class PgTokenStore implements TokenStore {
         approver: t.row.approver,
         createdAt: t.row.createdAt,
         revoked: t.revoked,
+        ...this.use.of(tokenId),
       }))
       .sort((a, b) => a.createdAt - b.createdAt);
   }

@@ -10,12 +10,14 @@ import {
   type Principal,
   type TokenListing,
   type TokenStore,
+  TokenUse,
 } from "./tokens.js";
 
 /** Tokens in their own SQLite file: losing or rebuilding the journal must not lock everyone out. */
 export class SqliteTokenStore implements TokenStore {
   private readonly db: Database.Database;
   private readonly revoked = new Set<string>();
+  private readonly use = new TokenUse();
   readonly events = new EventEmitter<{ revoked: [string] }>();
 
   constructor(file: string) {
@@ -41,6 +43,7 @@ export class SqliteTokenStore implements TokenStore {
     const row = this.db.prepare("SELECT id, name, role, hash, revoked_at, approver FROM tokens WHERE id = ?").get(p.id) as
       { id: string; name: string; role: TokenRole; hash: Buffer; revoked_at: number | null; approver: number } | undefined;
     if (!row || row.revoked_at !== null || !secretMatches(row.hash, p.secret)) return null;
+    this.use.note(row.id);
     return { tokenId: row.id, name: row.name, role: row.role, approver: row.approver === 1 };
   }
 
@@ -75,6 +78,7 @@ export class SqliteTokenStore implements TokenStore {
       approver: r.approver === 1,
       createdAt: r.created_at,
       revoked: r.revoked_at !== null,
+      ...this.use.of(r.id),
     }));
   }
 

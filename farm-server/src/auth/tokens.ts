@@ -15,7 +15,23 @@ export interface IssuedToken extends Principal {
   token: string;
 }
 
-export type TokenListing = Principal & { createdAt: number; revoked: boolean };
+/** `lastUsedAt`: the last request it authenticated since this farm server started (kept in memory only). */
+export type TokenListing = Principal & { createdAt: number; revoked: boolean; lastUsedAt?: number };
+
+/**
+ * When each token last authenticated a request, since the farm server started: noted on the hot
+ * path (one map write), so it is kept in memory, not written to the store at every request.
+ */
+export class TokenUse {
+  private readonly last = new Map<string, number>();
+  note(tokenId: string): void {
+    this.last.set(tokenId, Date.now());
+  }
+  of(tokenId: string): { lastUsedAt?: number } {
+    const at = this.last.get(tokenId);
+    return at === undefined ? {} : { lastUsedAt: at };
+  }
+}
 
 /**
  * API tokens: `opt_<id>_<secret>`. Only a SHA-256 of the secret is stored (the secret is 256 random

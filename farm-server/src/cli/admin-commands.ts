@@ -5,6 +5,7 @@ import { verifyJournalFile } from "../store/sqlite-journal.js";
 import { findFarmOrigin, httpClient, type GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";
 import { progressLine } from "./progress.js";
+import { printable } from "./printable.js";
 import type { verifyPgJournal } from "../farm-stores.js";
 
 /** `optimus token create --role <role>`: prints the new token on stdout, once. */
@@ -26,6 +27,10 @@ export async function createToken(o: GlobalOptions & { role: string; name?: stri
   );
 }
 
+/** A moment as people read it in a table: `2026-12-01 23:43 UTC`. */
+const when = (ms: number) => `${new Date(ms).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+
+/** `optimus token list`: one line a token (never its secret), with when it was made and last used; `--json` as the farm answers. */
 export async function listTokens(o: GlobalOptions & { json?: boolean }): Promise<void> {
   const { client } = httpClient(o);
   const tokens = await client.admin.listTokens.query();
@@ -34,7 +39,10 @@ export async function listTokens(o: GlobalOptions & { json?: boolean }): Promise
     return;
   }
   for (const t of tokens) {
-    console.log(`${t.tokenId}  ${t.role.padEnd(6)}  ${t.name}${t.approver ? "  approver" : ""}${t.revoked ? "  (revoked)" : ""}`);
+    const used = t.lastUsedAt ? `last used ${when(t.lastUsedAt)}` : "not used since the farm started";
+    console.log(
+      `${t.tokenId}  ${t.role.padEnd(6)}  ${printable(t.name)}${t.approver ? "  approver" : ""}${t.revoked ? "  (revoked)" : ""}  created ${when(t.createdAt)}, ${used}`,
+    );
   }
 }
 

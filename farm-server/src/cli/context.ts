@@ -119,11 +119,14 @@ export function connection(opts: GlobalOptions): { url: string; token: string } 
     const f = adminTokenFile(origin, config);
     if (existsSync(f)) token = readFileSync(f, "utf8").trim();
   }
-  if (!token)
-    throw new CliError(
-      "no token: pass --token-file <file>, set OPTIMUS_TOKEN or OPTIMUS_TOKEN_FILE, or run this inside the repository of a local farm (`optimus farm up` writes its admin token there)",
-      2,
-    );
+  if (!token) {
+    const f = adminTokenFile(origin, config);
+    // A farm that has run here but whose admin token file is gone lost it: only a reset helps then.
+    const lost = existsSync(stateDirOf(origin, config))
+      ? `the local farm's admin token is not in ${f}; if it was lost, \`optimus farm up --reset-admin-token\` issues a new one there (and revokes the old)`
+      : "no farm has run on this repository here yet (`optimus farm up` writes its admin token into its home)";
+    throw new CliError(`no token: pass --token-file <file> or set OPTIMUS_TOKEN / OPTIMUS_TOKEN_FILE; ${lost}`, 2);
+  }
   return { url, token };
 }
 

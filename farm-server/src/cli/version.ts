@@ -1,7 +1,4 @@
-import { readFileSync } from "node:fs";
+import { FARM_VERSION } from "../version.js";
 
-/** This package's version (`optimus --version`), read from its package.json beside `dist/`. */
-export function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: string };
-  return pkg.version ?? "unknown";
-}
+/** This package's version (`optimus --version`). */
+export const packageVersion = (): string => FARM_VERSION;

@@ -14,6 +14,8 @@ import { CliError } from "./errors.js";
 import { z } from "zod";
 import { resolveSandbox } from "../sandbox/index.js";
 import { exitSoon, firstStopSignal, STOP_DEADLINE_MS, within } from "./shutdown.js";
+import { cliLogs } from "./logging.js";
+import { networkCause } from "../worker/reachability.js";
 
 export interface WorkerOptions extends GlobalOptions {
   role: string;
@@ -25,30 +27,59 @@ export interface WorkerOptions extends GlobalOptions {
   workDir?: string;
   maxIterations?: string;
   sandbox?: string;
+  contextSize?: string;
+  logLevel?: string;
+  logFile?: string;
 }
 
-const FIX_MODEL =
-  "pass --model <file.gguf> or --model http://host:port/v1 (llama-server, Ollama, vLLM, LM Studio); download a GGUF with `optimus model pull <uri>`";
+/** How a model opens: CPU threads and context size for a GGUF file, and the flag that sets the context size (for messages). */
+export interface ModelOpenOptions {
+  threads?: number;
+  contextSize?: number;
+  contextHint?: string;
+}
 
-/** Opens the worker's local model, or says in one line why it cannot and what fixes it. */
-export async function openModel(model: string | undefined, name: string | undefined, threads: number | undefined): Promise<ModelProvider> {
-  if (!model) throw new CliError(`no model: ${FIX_MODEL}`);
+const fixModel = (flag: string) =>
+  `pass ${flag} <file.gguf> or ${flag} http://host:port/v1 (llama-server, Ollama, vLLM, LM Studio); download a GGUF with \`optimus model pull <uri>\``;
+
+/**
+ * Opens the worker's local model, or says in one line why it cannot and what fixes it, naming the
+ * flag the model came from (`--model` for a worker, `--worker-model` for the farm's own workers).
+ */
+export async function openModel(
+  model: string | undefined,
+  name: string | undefined,
+  o: ModelOpenOptions = {},
+  flag = "--model",
+): Promise<ModelProvider> {
+  if (!model) throw new CliError(`no model: ${fixModel(flag)}`);
   if (/^https?:\/\//.test(model)) {
     const base = model.replace(/\/+$/, "");
+    let problem: string | null = null;
     try {
       const res = await fetch(`${base}/models`, { signal: AbortSignal.timeout(5_000) });
-      if (!res.ok && res.status !== 404) throw new Error(`HTTP ${res.status}`);
+      await res.body?.cancel();
+      if (!res.ok && res.status !== 404) problem = `it answered HTTP ${res.status} at ${base}/models`;
     } catch (err) {
-      throw new CliError(`cannot reach the model server at ${base} (${(err as Error).message}): start it, or ${FIX_MODEL}`);
+      problem = networkCause(err, 5_000);
     }
+    if (problem)
+      throw new CliError(
+        `cannot reach the model server at ${base}: ${problem}; start it, or check the URL given with ${flag} (an OpenAI-compatible server's /v1 URL, e.g. http://127.0.0.1:11434/v1)`,
+      );
     return new OpenAiCompatibleProvider({ baseUrl: base, model: name ?? "local" });
   }
   const path = resolve(model);
-  if (!existsSync(path)) throw new CliError(`no model at ${path}: ${FIX_MODEL}`);
+  if (!existsSync(path)) throw new CliError(`no model at ${path}: ${fixModel(flag)}`);
   // Loaded lazily: node-llama-cpp is large and only GGUF workers need it.
   const { LlamaProvider } = await import("../worker/models/llama-provider.js");
   try {
-    return await LlamaProvider.open({ modelPath: path, ...(threads ? { threads } : {}) });
+    return await LlamaProvider.open({
+      modelPath: path,
+      ...(o.threads ? { threads: o.threads } : {}),
+      ...(o.contextSize ? { contextSize: o.contextSize } : {}),
+      contextHint: o.contextHint ?? "--context-size <n>",
+    });
   } catch (err) {
     throw new CliError((err as Error).message.split("\n")[0]!);
   }
@@ -67,81 +98,89 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
   const maxConcurrent = int(o.maxConcurrent, "max-concurrent") ?? 1;
   const threads = int(o.threads, "threads");
   const maxIterations = int(o.maxIterations, "max-iterations") ?? 4;
-  const sandboxSetting = z.enum(["auto", "bwrap", "sandbox-exec", "none"]).safeParse(o.sandbox ?? "auto");
-  if (!sandboxSetting.success) throw new CliError(`--sandbox must be auto, bwrap, sandbox-exec or none, got '${o.sandbox}'`, 2);
-  // Checks run code a model wrote: no sandbox, no worker (unless the operator said `none`).
-  const sandbox = await resolveSandbox(sandboxSetting.data, "unit checks").catch((err: Error) => {
-    throw new CliError(err.message, 1);
-  });
-  if (sandbox.note) process.stderr.write(`optimus: ${sandbox.note}\n`);
-  const { url, token } = connection(o);
-  // A worker runs for days: its token should not sit in `ps` for every user of the node to read.
-  if (o.token)
-    process.stderr.write(
-      "optimus: warning: a token given with --token is visible to other users in `ps`; prefer --token-file <file> (mode 0600) or OPTIMUS_TOKEN\n",
-    );
-  // Read once; nothing the worker starts later (git, unit checks) inherits it from here.
-  delete process.env.OPTIMUS_TOKEN;
-  delete process.env.OPTIMUS_TOKEN_FILE;
-  const nodeId = o.nodeId ?? `${hostname().split(".")[0]}-${role.data}`;
-  const model = await openModel(o.model, o.modelName, threads);
-  const workDir = resolve(o.workDir ?? join(homedir(), ".optimus", "worker", nodeId));
-  const log = (msg: string) => process.stderr.write(`${nodeId}: ${msg}\n`);
-  // Listening from here on: a signal while connecting still stops the worker cleanly.
-  const stopSignal = firstStopSignal(log);
-  // One view of the farm's nodes for the lease stream, git fetches and the egress proxy: all follow the leader.
-  const farm = new FarmEndpoints(url);
-  const mirror = new RepoMirror(farm, token, workDir);
-  await mirror.cleanup();
-  const loop: AgentLoopOptions = {
-    model,
-    mirror,
-    maxIterations,
-    checkTimeoutMs: 300_000,
-    sandbox: sandboxSetting.data,
-    maxTokens: 2_048,
-    log,
-    farm: {
-      get url() {
-        return farm.current;
-      },
-      token,
-    },
-  };
-  const agent = new WorkerAgent({
-    farmUrl: farm,
-    token,
-    registration: { nodeId, role: role.data, maxConcurrentTasks: maxConcurrent, model: { primary: model.name }, version: "0.1.0" },
-    execute: async (lease, ctx) => {
-      log(`working on ${lease.taskId}/${lease.unitId} (attempt ${lease.attempt})`);
-      if (lease.spec.kind === "plan") return runPlan(lease, ctx, loop);
-      return role.data === "codegen" ? runCodegenWithEscalation(lease, ctx, loop) : runReview(lease, ctx, loop);
-    },
-    onOutcome: (lease, r) =>
-      log(
-        `${lease.taskId}/${lease.unitId}#${lease.attempt}: ${r.accepted ? `accepted${r.duplicate ? " (again)" : ""}` : `not accepted: ${r.error}`}`,
-      ),
-    log,
-  });
-  let early: NodeJS.Signals | null;
+  const contextSize = int(o.contextSize, "context-size", 256);
+  const { say, flush } = cliLogs(o);
+  // Lines still buffered are written before the command's one-line error (printed by main).
   try {
-    // A farm that is not up yet is waited for; a signal meanwhile stops the waiting.
-    early = await Promise.race([agent.start().then(() => null), stopSignal]);
+    const sandboxSetting = z.enum(["auto", "bwrap", "sandbox-exec", "none"]).safeParse(o.sandbox ?? "auto");
+    if (!sandboxSetting.success) throw new CliError(`--sandbox must be auto, bwrap, sandbox-exec or none, got '${o.sandbox}'`, 2);
+    // Checks run code a model wrote: no sandbox, no worker (unless the operator said `none`).
+    const sandbox = await resolveSandbox(sandboxSetting.data, "unit checks").catch((err: Error) => {
+      throw new CliError(err.message, 1);
+    });
+    if (sandbox.note) say.warn(sandbox.note);
+    const { url, token } = connection(o);
+    // A worker runs for days: its token should not sit in `ps` for every user of the node to read.
+    if (o.token)
+      say.warn("a token given with --token is visible to other users in `ps`; prefer --token-file <file> (mode 0600) or OPTIMUS_TOKEN");
+    // Read once; nothing the worker starts later (git, unit checks) inherits it from here.
+    delete process.env.OPTIMUS_TOKEN;
+    delete process.env.OPTIMUS_TOKEN_FILE;
+    const nodeId = o.nodeId ?? `${hostname().split(".")[0]}-${role.data}`;
+    const model = await openModel(o.model, o.modelName, { threads, ...(contextSize ? { contextSize } : {}) });
+    const workDir = resolve(o.workDir ?? join(homedir(), ".optimus", "worker", nodeId));
+    const log = (msg: string) => say.info(`${nodeId}: ${msg}`);
+    // Listening from here on: a signal while connecting still stops the worker cleanly.
+    const stopSignal = firstStopSignal(log);
+    // One view of the farm's nodes for the lease stream, git fetches and the egress proxy: all follow the leader.
+    const farm = new FarmEndpoints(url);
+    const mirror = new RepoMirror(farm, token, workDir);
+    await mirror.cleanup();
+    const loop: AgentLoopOptions = {
+      model,
+      mirror,
+      maxIterations,
+      checkTimeoutMs: 300_000,
+      sandbox: sandboxSetting.data,
+      maxTokens: 2_048,
+      log,
+      farm: {
+        get url() {
+          return farm.current;
+        },
+        token,
+      },
+    };
+    const agent = new WorkerAgent({
+      farmUrl: farm,
+      token,
+      registration: { nodeId, role: role.data, maxConcurrentTasks: maxConcurrent, model: { primary: model.name }, version: "0.1.0" },
+      execute: async (lease, ctx) => {
+        log(`working on ${lease.taskId}/${lease.unitId} (attempt ${lease.attempt})`);
+        if (lease.spec.kind === "plan") return runPlan(lease, ctx, loop);
+        return role.data === "codegen" ? runCodegenWithEscalation(lease, ctx, loop) : runReview(lease, ctx, loop);
+      },
+      onOutcome: (lease, r) =>
+        log(
+          `${lease.taskId}/${lease.unitId}#${lease.attempt}: ${r.accepted ? `accepted${r.duplicate ? " (again)" : ""}` : `not accepted: ${r.error}`}`,
+        ),
+      log,
+    });
+    let early: NodeJS.Signals | null;
+    try {
+      // A farm that is not up yet is waited for; a signal meanwhile stops the waiting.
+      early = await Promise.race([agent.start().then(() => null), stopSignal]);
+    } catch (err) {
+      await model.close();
+      flush();
+      throw new CliError((err as Error).message);
+    }
+    if (!early) log(`${role.data} worker connected to ${url} with model ${model.name}, ${maxConcurrent} slot(s); waiting for units`);
+    const sig = early ?? (await stopSignal);
+    // The running units end now: their checks are killed, model turns cut short; their leases expire
+    // on the farm, which hands the units out again.
+    log(`${sig}: stopping (${agent.activeLeases} running unit(s) end now; Ctrl-C again to exit at once)`);
+    const clean = await within(STOP_DEADLINE_MS, async () => {
+      await agent.stop(STOP_DEADLINE_MS - 2_000);
+      // A GGUF model finishes reading the prompt it is on before it can be freed (tokens are cut at
+      // once): not waited for long, the process exit frees it anyway.
+      await within(1_500, () => model.close());
+    });
+    log(clean ? "stopped" : `not stopped within ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
+    flush();
+    exitSoon(clean ? 0 : 1);
   } catch (err) {
-    await model.close();
-    throw new CliError((err as Error).message);
+    flush();
+    throw err;
   }
-  if (!early) log(`${role.data} worker connected to ${url} with model ${model.name}, ${maxConcurrent} slot(s); waiting for units`);
-  const sig = early ?? (await stopSignal);
-  // The running units end now: their checks are killed, model turns cut short; their leases expire
-  // on the farm, which hands the units out again.
-  log(`${sig}: stopping (${agent.activeLeases} running unit(s) end now; Ctrl-C again to exit at once)`);
-  const clean = await within(STOP_DEADLINE_MS, async () => {
-    await agent.stop(STOP_DEADLINE_MS - 2_000);
-    // A GGUF model finishes reading the prompt it is on before it can be freed (tokens are cut at
-    // once): not waited for long, the process exit frees it anyway.
-    await within(1_500, () => model.close());
-  });
-  log(clean ? "stopped" : `not stopped within ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
-  exitSoon(clean ? 0 : 1);
 }

@@ -1,11 +1,16 @@
 import { EventEmitter } from "node:events";
 import type { EventBody, FarmEvent } from "@optimus/shared";
 import type { Journal } from "../store/journal.js";
-import { Projection, type Touched } from "../store/projection.js";
+import { Projection, type Touched, type UnitMove } from "../store/projection.js";
 
 export interface FarmStateEvents {
   /** events that are durable, in order */
   committed: [FarmEvent[]];
+  /**
+   * Right after `committed`, while someone listens: the unit moves those events made (recorded as
+   * they were folded, so nothing is folded twice) with the events themselves.
+   */
+  moved: [UnitMove[], FarmEvent[]];
   /** the journal could not be written: memory is ahead of disk, the process must stop */
   fatal: [Error];
 }
@@ -23,6 +28,7 @@ export class FarmState extends EventEmitter<FarmStateEvents> {
   projection = new Projection();
   private pending: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private batch: FarmEvent[] = [];
+  private batchMoves: UnitMove[] = [];
   private flushScheduled = false;
   private flushing: Promise<void> | null = null;
   private sinceSnapshot = 0;
@@ -65,12 +71,19 @@ export class FarmState extends EventEmitter<FarmStateEvents> {
   commit(bodies: EventBody[], actor: string): Promise<FarmEvent[]> {
     if (this.failed) return Promise.reject(this.failed);
     const touched: Touched = { tasks: new Set(), readyUnits: new Set() };
-    const events = bodies.map((b) => {
-      const e = this.journal.stage(b, actor);
-      this.projection.apply(e, touched);
-      this.batch.push(e);
-      return e;
-    });
+    // Moves are recorded only while someone listens for them (a farm logging at info does).
+    this.projection.moves = this.listenerCount("moved") > 0 ? this.batchMoves : null;
+    let events: FarmEvent[];
+    try {
+      events = bodies.map((b) => {
+        const e = this.journal.stage(b, actor);
+        this.projection.apply(e, touched);
+        this.batch.push(e);
+        return e;
+      });
+    } finally {
+      this.projection.moves = null;
+    }
     this.onTouched?.(touched);
     return new Promise<FarmEvent[]>((resolve, reject) => {
       this.pending.push({ resolve: () => resolve(events), reject });
@@ -93,8 +106,10 @@ export class FarmState extends EventEmitter<FarmStateEvents> {
     if (this.pending.length === 0) return;
     const waiters = this.pending;
     const events = this.batch;
+    const moves = this.batchMoves;
     this.pending = [];
     this.batch = [];
+    this.batchMoves = [];
     const run = (async () => {
       try {
         const t0 = performance.now();
@@ -107,6 +122,7 @@ export class FarmState extends EventEmitter<FarmStateEvents> {
         return;
       }
       this.emit("committed", events);
+      if (this.listenerCount("moved") > 0) this.emit("moved", moves, events);
       for (const w of waiters) w.resolve();
       this.sinceSnapshot += events.length;
     })();

@@ -27,6 +27,11 @@ export class LeadKeeper {
     private readonly onLost: (err: LeadLostError) => void,
   ) {}
 
+  /** false once the lead is lost (the farm is stopping to stand by) */
+  get held(): boolean {
+    return !this.lost;
+  }
+
   /** Starts the heartbeat (as soon as the lead is taken: a long start must not let it lapse). */
   start(): void {
     this.lastRenewed = Date.now();

@@ -29,6 +29,8 @@ export class NotLeaderError extends Error {
  */
 export class LeaderLease {
   private readonly S: string;
+  /** the node that held the lead before this one took it (another node: a failover), once acquired */
+  previousHolder: string | null = null;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -61,6 +63,7 @@ export class LeaderLease {
       }
       const maxEventEpoch = Number((await c.query(`SELECT coalesce(max(epoch), 0) AS e FROM ${this.S}.events`)).rows[0].e);
       const epoch = Math.max(row?.epoch ?? 0, maxEventEpoch) + 1;
+      this.previousHolder = row?.holder ?? null;
       await c.query(
         `INSERT INTO ${this.S}.leader (id, epoch, holder, url, since, renewed_at, lease_until)
            VALUES (1, $1, $2, $3, ${this.nowMs}, ${this.nowMs}, ${this.nowMs} + $4)

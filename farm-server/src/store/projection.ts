@@ -5,6 +5,7 @@ import {
   mayMove,
   unitKey,
   type EventPayloads,
+  type EventType,
   type FarmEvent,
   type TaskView,
   type UnitSpec,
@@ -35,6 +36,22 @@ export interface Touched {
 }
 
 /**
+ * A unit's move from one state to another, as the event that made it (`from` undefined: the unit
+ * was created in `to`). `attempt`, `worker` and `reason` are the unit's once the event is folded.
+ */
+export interface UnitMove {
+  taskId: string;
+  unitId: string;
+  from?: UnitState;
+  to: UnitState;
+  attempt: number;
+  worker?: string;
+  reason?: string;
+  event: EventType;
+  seq: number;
+}
+
+/**
  * The farm's state as a fold of the journal. Pure and deterministic: the same events give the
  * same state, which is what lets a snapshot plus the tail of the journal replace a full replay.
  */
@@ -62,6 +79,13 @@ export class Projection implements FoldTarget {
   readonly lifecycleViolations: string[] = [];
   static strict = process.env.OPTIMUS_STRICT_LIFECYCLE === "1";
 
+  /**
+   * Where unit moves are recorded while folding, when someone wants them (the farm's transition
+   * log): set by FarmState around the events it stages, never during a replay; null costs nothing.
+   */
+  moves: UnitMove[] | null = null;
+  private moving: UnitRecord[] = [];
+
   apply(e: FarmEvent, touched?: Touched): void {
     this.lastSeq = e.seq;
     if (e.type.startsWith("escalation")) this.ledger.apply(e);
@@ -75,7 +99,10 @@ export class Projection implements FoldTarget {
       },
     };
     const handle = HANDLERS[e.type] as ((f: Fold, e: FarmEvent) => void) | undefined;
+    const mark = this.moves?.length ?? 0;
+    this.moving.length = 0;
     handle?.(fold, e);
+    if (this.moves) this.detailMoves(mark);
   }
 
   move(u: UnitRecord, to: UnitState, e: FarmEvent): void {
@@ -84,7 +111,26 @@ export class Projection implements FoldTarget {
       if (Projection.strict) throw new Error(what);
       if (this.lifecycleViolations.length < 100) this.lifecycleViolations.push(what);
     }
+    if (this.moves && u.state !== to) this.recordMove(u, u.state, to, e);
     u.state = to;
+  }
+
+  private recordMove(u: UnitRecord, from: UnitState | undefined, to: UnitState, e: FarmEvent): void {
+    this.moves!.push({ taskId: u.taskId, unitId: u.unitId, ...(from ? { from } : {}), to, attempt: 0, event: e.type, seq: e.seq });
+    this.moving.push(u);
+  }
+
+  /** A handler sets the attempt, worker and reason around its moves: read once the event is folded. */
+  private detailMoves(from: number): void {
+    const moves = this.moves!;
+    for (let i = from; i < moves.length; i++) {
+      const u = this.moving[i - from]!;
+      const m = moves[i]!;
+      m.attempt = u.attempt;
+      if (u.worker) m.worker = u.worker;
+      if (u.reason) m.reason = u.reason;
+    }
+    this.moving.length = 0;
   }
 
   addTask(t: Omit<TaskRecord, "order">): TaskRecord {
@@ -129,6 +175,7 @@ export class Projection implements FoldTarget {
         dependents: [],
         ...(state === "completed" || state === "merged" ? { acceptedAttempt: r?.attempt, acceptedWorker: r?.worker } : {}),
       });
+      if (this.moves) this.recordMove(this.units.get(unitKey(t.taskId, spec.id))!, undefined, state, e);
     }
     const keys = specs.map((u) => unitKey(t.taskId, u.id));
     for (const spec of specs) {

@@ -11,6 +11,7 @@ import {
 } from "@optimus/shared";
 import type { FarmEndpoints } from "../client/farm-endpoints.js";
 import { createFarmClient, errorCode, isFinalError, type FarmClient } from "../client/farm-client.js";
+import { FarmReachability } from "./reachability.js";
 
 /** What a worker asks the frontier through the farm's gateway (the farm fills in the lease). */
 export type EscalationAsk = Omit<EscalationCallInput, "requestId" | "taskId" | "unitId" | "attempt" | "leaseId" | "nodeId">;
@@ -58,11 +59,21 @@ export class WorkerAgent {
   private stopped = false;
   private heartbeatMs = 5_000;
   private lastBeat = 0;
+  /** says every few seconds that the farm cannot be reached while the connection is down */
+  private readonly reach: FarmReachability;
   readonly nodeId: string;
 
   constructor(private readonly opts: WorkerAgentOptions) {
     this.nodeId = opts.registration.nodeId;
-    const c = createFarmClient({ url: opts.farmUrl, token: opts.token, transport: "ws", maxRetryDelayMs: 500 });
+    this.reach = new FarmReachability(opts.farmUrl, (m) => opts.log?.(m));
+    this.reach.down(); // until the socket first opens
+    const c = createFarmClient({
+      url: opts.farmUrl,
+      token: opts.token,
+      transport: "ws",
+      maxRetryDelayMs: 500,
+      onConnectionChange: (s) => (s === "open" ? this.reach.up() : !this.stopped && this.reach.down()),
+    });
     this.client = c.client;
     this.closeClient = c.close;
   }
@@ -83,6 +94,7 @@ export class WorkerAgent {
    */
   async stop(graceMs = 3_000): Promise<void> {
     this.stopped = true;
+    this.reach.stop();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.subscription?.unsubscribe();
     const running = [...this.active.values()];

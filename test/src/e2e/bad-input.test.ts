@@ -90,7 +90,11 @@ test("bad input gets one clear error and changes nothing", async (t) => {
   await t.test("wrong token: 401; wrong role: 403", async () => {
     const r = await runCli(["status", "--token", "opt_000000000000_" + "x".repeat(43)], { cwd: repo, env });
     assert.equal(r.code, 4, "refused: exit 4");
-    assert.match(r.stderr, /^optimus: the farm rejected the token \(401\): missing or invalid token/);
+    // The hint names the role the refused call needs (status reads tasks: an editor token).
+    assert.equal(
+      r.stderr.trim().split("\n").pop(),
+      "optimus: the farm rejected the token (401): missing, revoked or invalid token; an admin makes one with `optimus token create --role editor --name <who>`",
+    );
     const res = await fetch(`${farm.url}/trpc/tasks.list`, { headers: { authorization: "Bearer nonsense" } });
     assert.equal(res.status, 401);
     assert.doesNotMatch(await res.text(), /stack/);

@@ -28,7 +28,10 @@ function modulesLoaded(t: { after(fn: () => void): void }, args: string[]): stri
   return loaded;
 }
 
-/** What only the farm server needs: its state, API, PR loop, delivery, gateway, and their libraries. */
+/**
+ * What only the farm server needs: its state, API, PR loop, delivery, gateway, and their libraries.
+ * (pino is not among them: a worker logs through it too, pretty on a terminal and JSON elsewhere.)
+ */
 const FARM_ONLY = [
   /farm-server\/dist\/farm\.js$/,
   /farm-server\/dist\/(api|prloop|dispatch|gateway|delivery|forge|planner|files|auth)\//,
@@ -37,7 +40,6 @@ const FARM_ONLY = [
   /node_modules\/prom-client\//,
   /node_modules\/@anthropic-ai\//,
   /node_modules\/@octokit\//,
-  /node_modules\/pino\//,
 ];
 const farmModules = (loaded: string[]) => loaded.filter((m) => FARM_ONLY.some((r) => r.test(m)));
 

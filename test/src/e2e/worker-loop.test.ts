@@ -245,7 +245,10 @@ test(
     ]);
     // Without a model, `--workers` refuses to start, with the command that fixes it.
     const r = await runCli(["farm", "up", "--port", "0", "--workers", "1"], { cwd: makeFixtureRepo(t) });
-    assert.equal(r.code, 1);
-    assert.match(r.stderr.trim(), /^optimus: no model: pass --model <file\.gguf> .*optimus model pull <uri>`$/);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr.trim(),
+      /^optimus: --workers 1 needs a model for them: pass --worker-model <file\.gguf> .*optimus model pull <uri>`$/,
+    );
   },
 );

@@ -47,6 +47,8 @@ export interface TestFarmOptions {
   env?: Record<string, string>;
   /** as a process: how long a start may take before it fails */
   startTimeoutMs?: number;
+  /** as a process: on a pseudo-terminal (`script`), as a person at a terminal runs it (its output is then the terminal's) */
+  terminal?: boolean;
 }
 
 const isUrl = (repo: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(repo);
@@ -205,14 +207,16 @@ export class ProcessTestFarm extends TestFarmBase {
     const o = this.options;
     // A URL is the team's origin (`--origin`); a folder is taken as the origin (`--repo`).
     const where = isUrl(this.repo) ? ["--origin", this.repo] : ["--repo", this.repo];
-    const child = spawn(
-      process.execPath,
-      [CLI, "farm", "up", ...where, "--port", String(this.port), ...this.configArgs(), ...(o.args ?? [])],
-      {
-        env: { ...process.env, OPTIMUS_LOG_LEVEL: process.env.OPTIMUS_LOG_LEVEL ?? "warn", ...o.env },
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
+    const argv = [process.execPath, CLI, "farm", "up", ...where, "--port", String(this.port), ...this.configArgs(), ...(o.args ?? [])];
+    // On a terminal: util-linux `script` gives the farm a pseudo-terminal and copies what it shows to
+    // our pipe; `exec` makes the farm the shell's own process, so a signal to the session reaches it.
+    const [file, args] = o.terminal
+      ? ["script", ["-qefc", `exec ${argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(" ")}`, "/dev/null"]]
+      : [argv[0]!, argv.slice(1)];
+    const child = spawn(file, args, {
+      env: { ...process.env, OPTIMUS_LOG_LEVEL: process.env.OPTIMUS_LOG_LEVEL ?? "warn", ...o.env },
+      stdio: [o.terminal ? "pipe" : "ignore", "pipe", "pipe"],
+    });
     this.child = child;
     child.once("exit", (code) => {
       this.exits++;
@@ -233,7 +237,14 @@ export class ProcessTestFarm extends TestFarmBase {
           resolve();
         }
       });
-      child.stdout!.on("data", (b: Buffer) => (this.log += b.toString()));
+      child.stdout!.on("data", (b: Buffer) => {
+        this.log += b.toString();
+        // On a terminal, everything comes through stdout.
+        if (o.terminal && this.log.includes("Optimus farm listening on", from)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
       child.once("exit", (code) => {
         clearTimeout(timer);
         reject(new Error(`farm exited with ${code} before listening:\n${this.log}`));

@@ -2,6 +2,9 @@ import type { Command } from "commander";
 import { CliError, EXIT } from "../errors.js";
 import { g, JSON_HELP } from "./globals.js";
 
+const LOG_LEVEL = "fatal, error, warn, info (default; transitions), debug, trace or silent; default $OPTIMUS_LOG_LEVEL";
+const LOG_FILE = "also write the log to this file, as JSON lines (the terminal shows it as before)";
+
 /** `farm up`, `worker` (run one, or `worker list` the fleet) and `model pull`: the commands that run or feed the farm. */
 export function registerFarmCommands(program: Command): void {
   const farm = program.command("farm").description("run the farm server");
@@ -23,6 +26,9 @@ export function registerFarmCommands(program: Command): void {
     .option("--worker-model <path|url>", "their model: a .gguf file or an OpenAI-compatible /v1 URL")
     .option("--worker-model-name <name>", "the model's name on an OpenAI-compatible server")
     .option("--threads <n>", "CPU threads for a GGUF worker model")
+    .option("--worker-context-size <n>", "tokens their GGUF model's context holds (default: its training context, at most 8192)")
+    .option("--log-level <level>", LOG_LEVEL)
+    .option("--log-file <path>", LOG_FILE)
     .action((_o, cmd: Command) => import("../farm-up.js").then((m) => m.farmUp(g(cmd))));
 
   // `--role` is checked here rather than required by commander: commander checks a parent's
@@ -43,6 +49,9 @@ export function registerFarmCommands(program: Command): void {
       "where unit checks run: auto (bubblewrap on Linux, sandbox-exec on macOS; refuse without one), bwrap, sandbox-exec, or none (unsandboxed, warned on every run)",
       "auto",
     )
+    .option("--context-size <n>", "tokens a GGUF model's context holds (default: its training context, at most 8192)")
+    .option("--log-level <level>", LOG_LEVEL)
+    .option("--log-file <path>", LOG_FILE)
     .action((o: { role?: string }, cmd: Command) => {
       if (!o.role) throw new CliError("--role is required: codegen or review (`optimus worker list` shows the fleet)", EXIT.usage);
       return import("../worker-command.js").then((m) => m.workerCommand(g(cmd) as never));

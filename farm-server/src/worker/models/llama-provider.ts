@@ -36,6 +36,8 @@ export interface LlamaProviderOptions {
   threads?: number;
   /** tokens the context holds (prompt + output); default min(the model's training context, 8192) */
   contextSize?: number;
+  /** how the operator sets the context size (a flag or a settings key), named where it is too small or too large */
+  contextHint?: string;
   /**
    * Read each chosen token's probability (default true). It is not free: at temperature 0 llama.cpp's
    * candidates are unsorted and node-llama-cpp sorts the whole vocabulary per token to report it,
@@ -79,6 +81,7 @@ export class LlamaProvider implements ModelProvider {
     readonly threads: number,
     readonly modelPath: string,
     private readonly withConfidence: boolean,
+    private readonly contextHint: string,
   ) {
     this.name = basename(modelPath)
       .replace(/\.gguf$/i, "")
@@ -129,7 +132,7 @@ export class LlamaProvider implements ModelProvider {
       const contextSize = opts.contextSize ?? Math.min(model.trainContextSize || DEFAULT_CONTEXT, DEFAULT_CONTEXT);
       const context = await model.createContext({ contextSize, threads, sequences: 1 }).catch((e: unknown) => {
         throw new Error(
-          `could not create a ${contextSize}-token context for ${modelPath} (${captured?.[0] ?? errText(e)}): try a smaller contextSize`,
+          `could not create a ${contextSize}-token context for ${modelPath} (${captured?.[0] ?? errText(e)}): set a smaller one with ${opts.contextHint ?? "contextSize"}`,
         );
       });
       // the chat wrapper follows the model's own template (tokenizer.chat_template), or a built-in
@@ -144,6 +147,7 @@ export class LlamaProvider implements ModelProvider {
         threads,
         modelPath,
         opts.confidence ?? true,
+        opts.contextHint ?? "contextSize",
       );
     } catch (e) {
       await model?.dispose().catch(() => {});
@@ -197,7 +201,7 @@ export class LlamaProvider implements ModelProvider {
     const room = this.context.contextSize - prompt.length;
     if (room <= 0)
       throw new Error(
-        `the prompt is ${prompt.length} tokens but ${this.name}'s context holds ${this.context.contextSize}: shorten it or raise contextSize`,
+        `the prompt is ${prompt.length} tokens but ${this.name}'s context holds ${this.context.contextSize}: raise it with ${this.contextHint} (the model was trained on ${this.model.trainContextSize || "?"}), or give the unit fewer files`,
       );
     const limit = Math.min(opts.maxTokens ?? DEFAULT_MAX_TOKENS, room);
 
