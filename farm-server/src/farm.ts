@@ -1,7 +1,7 @@
 import { availableParallelism, hostname } from "node:os";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
-import { effectiveLeaseTtl, type ServerConfig } from "@optimus/shared";
+import { effectiveLeaseTtl, noWorkerConnected, type ServerConfig } from "@optimus/shared";
 import { startApiServer, type ApiServer } from "./api/http-server.js";
 import { createMetrics } from "./api/metrics.js";
 import type { FarmServices } from "./api/services.js";
@@ -219,6 +219,12 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     const dispatcher = new Dispatcher(state, leases, {
       expiryScanMs: Math.max(10, Math.round(Math.min(config.heartbeatIntervalMs, effectiveLeaseTtl(config)) / 4)),
       onError: (err) => log.error({ err }, "dispatch failed"),
+      // Without it a task waits in silence: the farm's terminal says what is missing and how to start it.
+      onUnserved: (taskId, role) =>
+        log.warn(
+          { taskId, role },
+          `task ${taskId} waits: ${noWorkerConnected(role)} — start one with \`optimus worker --role ${role} --model <file.gguf|url>\``,
+        ),
     });
     await state.commit([{ type: "epoch_started", data: { epoch, pid: process.pid, host: hostname() } }], "farm");
 

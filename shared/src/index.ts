@@ -23,3 +23,4 @@ export * from "./protocol.js";
 export * from "./leadership.js";
 export * from "./cli-wire.js";
 export * from "./health.js";
+export * from "./waiting.js";

@@ -5,7 +5,8 @@ import { httpClient, type GlobalOptions } from "./context.js";
 import { CliError, EXIT } from "./errors.js";
 import { printable } from "./printable.js";
 import { resolveTask, resolveTaskId, resolveUnit } from "./refs.js";
-import { renderStatus } from "./status.js";
+import { renderStatus } from "./status/rows.js";
+import { waitHint } from "./worker-hint.js";
 
 /** `optimus send "<text>" [--files …]`: a task from a sentence. */
 export async function send(
@@ -33,6 +34,8 @@ export async function send(
   });
   console.log(printable(task.taskId));
   console.error(`task ${printable(task.taskId)} created with ${task.units.length} unit(s); watch it with \`optimus status\``);
+  const hint = await waitHint(client, task.taskId);
+  if (hint) console.error(hint);
 }
 
 /** `optimus task import <manifest>`: checks the file here (file, line, field) before the farm sees it. */
@@ -82,7 +85,12 @@ export async function showTask(ref: string, o: GlobalOptions & { json?: boolean 
     console.log(JSON.stringify(r, null, 2));
     return;
   }
-  process.stdout.write(renderStatus([r.task], new Map([[r.task.taskId, r.units]]), Number.POSITIVE_INFINITY));
+  process.stdout.write(
+    renderStatus([r.task], new Map([[r.task.taskId, r.units]]), {
+      maxUnits: Number.POSITIVE_INFINITY,
+      width: process.stdout.isTTY ? process.stdout.columns : 80,
+    }),
+  );
   if (r.archived) console.log("archived: finished, kept in the farm's journal and no longer in its live state");
 }
 

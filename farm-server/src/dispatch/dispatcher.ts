@@ -36,6 +36,12 @@ export interface DispatcherOptions {
   expiryScanMs: number;
   onError: (err: unknown) => void;
   onLeased?: (lease: Lease) => void;
+  /**
+   * A task's unit became ready and no worker of its role is connected: it waits until one is. Said
+   * once per task and role until a worker of that role connects; not before `start()` (units found
+   * or imported while the farm starts: its workers have not had a chance to connect yet).
+   */
+  onUnserved?: (taskId: string, role: UnitRole) => void;
 }
 
 /** Tasks whose units may not be leased yet (their integration branch is still being cut). */
@@ -55,11 +61,14 @@ export class Dispatcher {
   private readonly parked = new Map<string, Set<string>>();
   gate: LeaseGate | null = null;
   private readonly conns = new Map<string, Connection>();
+  /** tasks already said to wait for a role nobody serves, by role (forgotten when one connects) */
+  private readonly unserved = new Map<UnitRole, Set<string>>();
   private scheduled = false;
   private delayTimer: NodeJS.Timeout | null = null;
   private wakeAt = 0;
   private expiryTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private started = false;
 
   constructor(
     private readonly state: FarmState,
@@ -67,13 +76,17 @@ export class Dispatcher {
     private readonly opts: DispatcherOptions,
   ) {
     state.onTouched = (t: Touched) => {
-      for (const k of t.readyUnits) this.enqueue(k);
+      for (const k of t.readyUnits) {
+        this.enqueue(k);
+        this.sayIfUnserved(k);
+      }
       // Any change to a task may free a worker's capacity (a submission, an expiry, a cancel).
       if (t.readyUnits.size > 0 || t.tasks.size > 0) this.schedule();
     };
   }
 
   start(): void {
+    this.started = true;
     for (const [k, u] of this.state.projection.units) if (u.state === "ready") this.enqueue(k);
     this.expiryTimer = setInterval(() => {
       this.leases.expireLeases().then((n) => n > 0 && this.schedule(), this.opts.onError);
@@ -100,6 +113,7 @@ export class Dispatcher {
     c.role = w.role;
     c.capacity = w.maxConcurrentTasks;
     c.sinks.add(sink);
+    this.unserved.delete(w.role);
     // Whatever it already holds (after its own or the farm's restart) is handed back first, once
     // durable: a lease staged this very moment must not reach a worker before the journal has it.
     void this.state.settle().then(() => {
@@ -110,6 +124,18 @@ export class Dispatcher {
       c!.sinks.delete(sink);
       if (c!.sinks.size === 0 && this.conns.get(nodeId) === c) this.conns.delete(nodeId);
     };
+  }
+
+  private sayIfUnserved(key: string): void {
+    const u = this.state.projection.units.get(key);
+    if (!u || !this.started || !this.opts.onUnserved || u.state !== "ready") return;
+    const role = u.spec.role;
+    for (const c of this.conns.values()) if (c.role === role) return;
+    let told = this.unserved.get(role);
+    if (!told) this.unserved.set(role, (told = new Set()));
+    if (told.has(u.taskId)) return;
+    told.add(u.taskId);
+    this.opts.onUnserved(u.taskId, role);
   }
 
   isConnected(nodeId: string): boolean {

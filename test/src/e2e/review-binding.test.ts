@@ -192,7 +192,11 @@ test(
     assert.equal((await client.tasks.get.query({ taskId: "drop" })).task.state, "cancelled");
     const rejection = (await journal(farm)).find((e) => e.type === "unit_rejected")!;
     assert.equal((rejection.data as { head?: string }).head, ci.evaluation!.commit);
-    const status = await runCli(["status", "--once"], { cwd: repo, env: { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: admin } });
+    // Wide enough for the whole reason on the unit's row (at 80 columns, the default off a terminal, it is cut).
+    const status = await runCli(["status", "--once", "--width", "200"], {
+      cwd: repo,
+      env: { OPTIMUS_FARM: farm.url, OPTIMUS_TOKEN: admin },
+    });
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /^ {2}ci\s+cancelled\s+1\s.*rejected by editor:bob: we keep CI on push only$/m);
     assert.doesNotMatch(status.stdout, /\b(failed|dead)\b/);

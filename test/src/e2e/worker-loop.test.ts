@@ -204,7 +204,8 @@ test(
     assert.equal(fallback, "unit 'new-module' names nowhere/module.js, which does not exist (nor does its folder)");
     // The user sees it too: in the task's view (the editor's tree shows it) and under the task in `optimus status`.
     assert.equal((await admin.tasks.get.query({ taskId: other })).task.planFallback, fallback);
-    const status = await runCli(["status", "--once", "--task", other], { cwd: repo, env });
+    // Wide enough for the reason on one line (at 80 columns, the default off a terminal, it wraps).
+    const status = await runCli(["status", "--once", "--width", "200", "--task", other], { cwd: repo, env });
     assert.equal(status.code, 0, status.stderr);
     const lines = status.stdout.split("\n");
     const row = lines.findIndex((l) => l.startsWith(`${other} `));

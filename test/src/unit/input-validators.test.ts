@@ -23,7 +23,7 @@ import {
 } from "@optimus/shared";
 import { loadConfig } from "@optimus/farm-server/dist/cli/context.js";
 import { printable } from "@optimus/farm-server/dist/cli/printable.js";
-import { renderStatus } from "@optimus/farm-server/dist/cli/status.js";
+import { renderStatus } from "@optimus/farm-server/dist/cli/status/rows.js";
 import { filesInScope, readWorktreeFile } from "@optimus/farm-server/dist/worker/worktree-files.js";
 
 const dirs: string[] = [];

@@ -42,8 +42,12 @@ export function registerTaskCommands(program: Command): void {
 
   program
     .command("status")
-    .description("a live table of tasks and units (printed once when not on a terminal)")
+    .description(
+      "tasks and units at a glance: live work first, why waiting units wait, and the command where a person must act; a live screen on a terminal (printed once otherwise)",
+    )
     .option("--once", "print once and exit")
+    .option("--watch", "the live screen, redrawn as the farm changes (the default on a terminal)")
+    .option("--width <columns>", "lay the table out for this many columns (default: the terminal's, or 80)")
     .option("--task <id>", "only this task (an id or a unique prefix)")
     .option("--json", "print the tasks and their units once, as JSON")
     .action(async (_o, cmd: Command) => {
