@@ -136,7 +136,7 @@ test(
     assert.deepEqual(
       [refused.code, lastLine(refused.stderr)],
       [
-        1,
+        4, // refused: a wrong or revoked token (see the README's exit codes)
         "optimus: the farm rejected the token (401): missing, revoked or invalid token; an admin makes one with `optimus token create --role editor --name <who>`",
       ],
     );
