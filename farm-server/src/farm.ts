@@ -134,6 +134,9 @@ export function advertisedUrl(config: ServerConfig, port: number): string {
   return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
+/** How long live leases are left alone after a start, for their workers to reconnect (at least one lease's time). */
+const START_GRACE_MS = 3_000;
+
 /** The origin as the farm reads it: a path or URL; a folder that is no git repository has none. */
 async function originOf(repo: string): Promise<OriginSpec | null> {
   let spec: OriginSpec;
@@ -357,7 +360,9 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     if (cutter)
       for (const t of state.projection.tasks.values())
         if (live(t.taskId)) cutter.add(t.taskId, t.targetBranch ?? clone!.knownDefaultBranch);
-    leases.graceLeases();
+    // After a restart or a takeover, workers first have to find this node and reconnect (a client of
+    // several nodes asks each who leads): their leases are judged only after that could have happened.
+    leases.graceLeases(START_GRACE_MS);
     await leases.resumeSubmitted();
     const gateway = new Gateway({
       state,

@@ -291,8 +291,8 @@ export class LeaseCommands {
    * After a restart the journal's lease expiry times are stale (heartbeats are not journaled), so
    * every lease gets a full TTL for its worker to reconnect and carry on.
    */
-  graceLeases(): void {
-    const until = this.now() + this.ttl;
+  graceLeases(atLeastMs = 0): void {
+    const until = this.now() + Math.max(this.ttl, atLeastMs);
     for (const u of this.p.leasedUnits()) u.leaseExpiresAt = Math.max(u.leaseExpiresAt ?? 0, until);
   }
 

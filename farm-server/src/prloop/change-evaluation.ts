@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { redoAfterTakeover } from "./redo-after-takeover.js";
 import type { Logger } from "pino";
 import type { EventBody, ServerConfig } from "@optimus/shared";
 import type { FarmState } from "../core/farm-state.js";
@@ -56,6 +58,11 @@ export class ChangeEvaluation {
     if (!u) return; // cancelled or superseded meanwhile
     await this.ensureBranch(taskId);
     const patchPath = this.d.files.patchPath(u);
+    // Submitted to the farm node that led before a takeover: the patch is in that node's home, not this one's.
+    if (!existsSync(patchPath)) {
+      await commitIfCurrent(this.d.state, ref, "evaluating", [redoAfterTakeover(u, attempt)]);
+      return;
+    }
     const branch = unitBranch(taskId, unitId, attempt);
     const base = await this.d.repo.revParse(`refs/heads/${integrationBranch(taskId)}`);
     if (!base) {

@@ -1,3 +1,4 @@
+import { redoAfterTakeover } from "./redo-after-takeover.js";
 import { unitKey, type ServerConfig } from "@optimus/shared";
 import type { FarmState } from "../core/farm-state.js";
 import { integrationBranch, unitTrailer, type FarmRepo } from "../git/farm-repo.js";
@@ -105,6 +106,11 @@ export class UnitMerge {
     // At most once per unit attempt: a merge that landed before a crash is found by its trailer.
     let commit = await this.d.repo.findMerge(into, trailer);
     if (!commit) {
+      // Evaluated by the farm node that led before a takeover: its branch is in that node's clone, not this one's.
+      if (!(await this.d.repo.revParse(`refs/heads/${u.evaluation.branch}`))) {
+        await this.d.state.commit([redoAfterTakeover(u, attempt)], "farm");
+        return;
+      }
       const how = auto ? " (auto)" : heldForTask ? " (held: the task waits for approval)" : ` (approved by ${actor})`;
       const res = await this.d.repo.mergeInto(
         into,

@@ -2,22 +2,36 @@
 // (`optimus farm up` on a git repository, so every task's branch is cut), N real WorkerAgents over
 // WebSocket, tasks created over HTTP — in the two modes the queue baselines use (queue-baselines.ts):
 // one by one (each create awaited while the workers drain), and bulk (all created, then drained).
+import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { WorkerAgent } from "@optimus/farm-server";
 import { tokenFor } from "../helpers/clients.js";
 import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
 import { makeRepo } from "../helpers/repo.js";
 import { percentile, withTimeout } from "./stats.js";
+import { pgQuery, TEST_PG_URL } from "../helpers/postgres.js";
+
+/** The farm's store on this machine's PostgreSQL: a schema of its own, the password as an operator gives it (PGPASSWORD). */
+function pgStore() {
+  const u = new URL(TEST_PG_URL);
+  const password = decodeURIComponent(u.password);
+  u.password = "";
+  const schema = `bench_${randomBytes(5).toString("hex")}`;
+  return { password, store: { kind: "postgres" as const, url: u.toString(), schema } };
+}
 
 export interface ApiThroughputOptions {
   tasks: number;
   workers: number;
   /** give up on a run after this long */
   timeoutMs: number;
+  /** where the farm keeps its journal and tokens (default sqlite): postgres uses this machine's PostgreSQL */
+  store?: "sqlite" | "postgres";
 }
 
 export interface ApiThroughputResult {
   mode: "one-by-one" | "bulk";
+  store: "sqlite" | "postgres";
   ok: boolean;
   error?: string;
   tasks: number;
@@ -30,6 +44,8 @@ export interface ApiThroughputResult {
 
 async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): Promise<ApiThroughputResult> {
   const repo = makeRepo(undefined, "optimus-bench-api-");
+  const store = o.store ?? "sqlite";
+  const pg = store === "postgres" ? pgStore() : null;
   let farm: ProcessTestFarm | undefined;
   const agents: WorkerAgent[] = [];
   const createdAt = new Map<string, number>();
@@ -42,8 +58,14 @@ async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): 
     farm = await startTestFarm(undefined, {
       mode: "process",
       repo,
-      config: { prloop: { reviewEveryCodegenUnit: false }, planner: { enabled: false }, files: { commit: false } },
+      config: {
+        prloop: { reviewEveryCodegenUnit: false },
+        planner: { enabled: false },
+        files: { commit: false },
+        ...(pg ? { store: pg.store } : {}),
+      },
       args: ["--heartbeat-ms", "2000"],
+      ...(pg ? { env: { PGPASSWORD: pg.password } } : {}),
     });
     const { url } = farm;
     const token = await tokenFor(url, farm.adminToken, "worker", "bench");
@@ -90,6 +112,7 @@ async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): 
     const wallMs = performance.now() - t0;
     return {
       mode,
+      store,
       ok: true,
       tasks: o.tasks,
       wallMs,
@@ -100,6 +123,7 @@ async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): 
   } catch (err) {
     return {
       mode,
+      store,
       ok: false,
       error: (err as Error).message,
       tasks: o.tasks,
@@ -112,6 +136,7 @@ async function run(mode: ApiThroughputResult["mode"], o: ApiThroughputOptions): 
     await Promise.all(agents.map((a) => a.stop()));
     await farm?.stop();
     rmSync(repo, { recursive: true, force: true });
+    if (pg) await pgQuery(`DROP SCHEMA IF EXISTS "${pg.store.schema}" CASCADE`).catch(() => undefined);
   }
 }
 

@@ -36,6 +36,7 @@ import { benchForgeDelivery, type ForgeDeliveryBenchResult } from "./delivery-fo
 import { benchRestart, type RestartBenchResult } from "./restart.js";
 import { apiThroughput, type ApiThroughputResult } from "./api-throughput.js";
 import { queueBaselines, type QueueBaselineResult } from "./queue-baselines.js";
+import { benchTakeover, type TakeoverBenchResult } from "./takeover.js";
 import { benchHistory, type HistoryBenchResult } from "./history.js";
 
 const STORE: StoreRunOptions = { tasks: 20, unitsPerTask: 500, capacity: 64, stallMs: 4_000 };
@@ -214,7 +215,17 @@ async function main(): Promise<number> {
   const QUEUE = { jobs: 2_000, workers: 10 };
   log(`throughput: ${QUEUE.jobs} one-unit tasks over the API, ${QUEUE.workers} workers, one by one and bulk …`);
   const api: ApiThroughputResult[] = await apiThroughput({ tasks: QUEUE.jobs, workers: QUEUE.workers, timeoutMs: 180_000 });
-  for (const r of api) if (!r.ok) problems.push(`API throughput (${r.mode}): ${r.error}`);
+  log("the same over the API with the farm's journal and tokens in PostgreSQL …");
+  api.push(...(await apiThroughput({ tasks: QUEUE.jobs, workers: QUEUE.workers, timeoutMs: 180_000, store: "postgres" })));
+  for (const r of api) if (!r.ok) problems.push(`API throughput (${r.mode}, ${r.store}): ${r.error}`);
+  // 5f'. Two farm nodes on PostgreSQL: the leader killed and paused; the standby's takeover time.
+  log("takeover: two farm nodes on PostgreSQL, the leader SIGKILLed and SIGSTOPped …");
+  let takeover: TakeoverBenchResult | null = null;
+  try {
+    takeover = await benchTakeover({ kills: 6, stops: 3 });
+  } catch (err) {
+    problems.push(`takeover: ${(err as Error).message}`);
+  }
   log("the same jobs through pg-boss and graphile-worker on the local PostgreSQL …");
   let queues: QueueBaselineResult[] = [];
   try {
@@ -345,7 +356,7 @@ async function main(): Promise<number> {
     const vs = base.map((q) => `${q.queue} ${fmt(q.jobsPerSec)}/s (p50 ${fmt(q.startLatencyP50)} ms)`).join(", ");
     const best = Math.max(...base.map((q) => q.jobsPerSec));
     rows.push({
-      measure: `one-unit tasks over the API, ${r.mode}, ${QUEUE.workers} workers`,
+      measure: `one-unit tasks over the API, ${r.mode}, ${QUEUE.workers} workers${r.store === "postgres" ? ", PostgreSQL store" : ""}`,
       value: r.ok ? fmt(r.unitsPerSec) : "FAILED",
       unit: "units/s",
       note: r.ok
@@ -353,6 +364,13 @@ async function main(): Promise<number> {
         : (r.error ?? "").slice(0, 200),
     });
   }
+  if (takeover)
+    rows.push({
+      measure: "takeover by a standby farm node (PostgreSQL)",
+      value: fmt(takeover.p50),
+      unit: "ms",
+      note: `p50 of ${takeover.samples.length} (${takeover.kills} SIGKILL, ${takeover.stops} SIGSTOP), max ${fmt(takeover.max)} ms; lease ${fmt(takeover.leaseMs)} ms (the floor: a takeover waits for it to run out); target ≤ 5,000 ms ${takeover.max <= 5_000 ? "MET" : "MISSED"}`,
+    });
   for (const h of histories) {
     const u = fmt(h.units);
     rows.push(
@@ -683,6 +701,7 @@ async function main(): Promise<number> {
     forgeDelivery: forgeDelivery ?? null,
     restarts,
     throughput: { api, queues },
+    takeover,
     histories,
     gateway: { overhead: gw, admission: adm },
     extension: { treeOptions: TREE, sizes: ext.sizes ?? null, activation: ext.activation ?? null, tree: ext.tree ?? null },
