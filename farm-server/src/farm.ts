@@ -20,13 +20,10 @@ import { HistoryArchiver } from "./core/history-archiver.js";
 import { importManifests, type ImportReport } from "./files/rehydrate.js";
 import { acquireStateLock } from "./store/state-lock.js";
 import { FarmRepo } from "./git/farm-repo.js";
-import { PrLoop } from "./prloop/pr-loop.js";
 import { Git } from "./git/safe-git.js";
 import { resolveSandbox } from "./sandbox/index.js";
-import { cloneDirFor, farmHome, filesDirFor, prepareRepoHome, journalPathOf, repoSlot, stateDirOf } from "./home/farm-home.js";
+import { cloneDirFor, filesDirFor, prepareRepoHome, journalPathOf, repoSlot, stateDirOf } from "./home/farm-home.js";
 import { OriginClone, parseOrigin, type OriginSpec } from "./delivery/origin.js";
-import { GitDelivery } from "./delivery/git-delivery.js";
-import { TaskMerge } from "./prloop/task-merge.js";
 import { BranchCutter } from "./prloop/branch-cutter.js";
 import { createForgeDelivery } from "./delivery/forge-delivery.js";
 import { manifestSources } from "./files/branch-sources.js";
@@ -36,8 +33,8 @@ import { randomBytes } from "node:crypto";
 import { LOG_REDACT } from "./secrets/log-redaction.js";
 import { logTransitions } from "./core/transition-log.js";
 import { issueAdminToken } from "./auth/admin-token.js";
-import { LeadKeeper, LeadLostError } from "./store/lead-keeper.js";
-import { FencedError } from "./store/journal.js";
+import { FarmLeadership } from "./farm-leadership.js";
+import { createPrLoop } from "./farm-pr-loop.js";
 
 export interface FarmOptions {
   /**
@@ -70,61 +67,6 @@ export interface Farm {
   /** resolves when the farm stopped: by `close()`, or by a fatal journal error (fail-stop) */
   stopped: Promise<{ error?: Error }>;
   close(): Promise<void>;
-}
-
-/** The PR loop on the farm's clone (without a git origin, accepted results simply complete). */
-function createPrLoop(o: {
-  farmRepo: FarmRepo | null;
-  clone: OriginClone | null;
-  cutter: BranchCutter | null;
-  repo: string;
-  config: ServerConfig;
-  state: FarmState;
-  leases: LeaseCommands;
-  log: Logger;
-  notes: SessionNotes;
-  signal: AbortSignal;
-  mirror: ManifestMirror;
-}): PrLoop | null {
-  const { farmRepo, clone, cutter, repo, config, state, leases, log, notes, signal, mirror } = o;
-  if (!farmRepo || !clone) {
-    log.warn(`${repo} is not a git repository: changes cannot be evaluated or merged, results complete as they are`);
-    return null;
-  }
-  let prloop: PrLoop | null = null;
-  const reevaluate = config.delivery.reevaluateOnMovedTarget && config.prloop.eval.length > 0 && !config.forge;
-  const delivery = new GitDelivery({
-    repo: farmRepo,
-    origin: clone,
-    log,
-    movedTargetRetries: config.delivery.movedTargetRetries,
-    keepBranches: config.delivery.keepBranches,
-    ...(reevaluate ? { evaluate: (taskId: string, commit: string) => prloop!.evaluateMerge(taskId, commit) } : {}),
-  });
-  const taskMerge = new TaskMerge({
-    state,
-    repo: farmRepo,
-    origin: clone,
-    delivery,
-    log,
-    commitTaskFiles: config.files.mirror ? (taskId, what) => mirror.commitTask(taskId, what) : undefined,
-  });
-  // The farm's own state (tokens, journal, secrets' caches) is never mounted in an eval's sandbox;
-  // `hide` also masks it should an operator put it under a toolchain folder.
-  return (prloop = new PrLoop({
-    state,
-    config,
-    repo: farmRepo,
-    taskMerge,
-    ...(cutter ? { branches: cutter } : {}),
-    filesDir: filesDirFor(repo),
-    patchesDir: join(stateDirOf(repo, config), "patches"),
-    log,
-    hide: [farmHome(), stateDirOf(repo, config)],
-    notesOf: (t, u) => notes.read(t, u),
-    retryDecision: (u) => leases.retryDecision(u, true),
-    signal,
-  }));
 }
 
 /** Where other machines reach this node: the configured URL, else its listening address (a wildcard named by this host). */
@@ -200,16 +142,11 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   }
   const { epoch, replayed, snapshotDiscarded } = loaded;
   logTransitions(state, log);
-  // Among farm nodes sharing a PostgreSQL store, the lead is renewed from now on (a long start must
-  // not let it lapse); a lost lead stops this farm (see LeadKeeper), and `farm up` stands by.
-  let lostEarly: Error | undefined;
-  let leadLost = (err: Error) => void (lostEarly = err);
-  const keeper = stores.lease ? new LeadKeeper(stores.lease, epoch, (err) => leadLost(err)) : null;
-  keeper?.start();
+  const leadership = FarmLeadership.start(stores.lease, epoch);
   try {
     return await serve();
   } catch (err) {
-    keeper?.stop();
+    leadership?.stop();
     throw err;
   }
 
@@ -451,12 +388,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     };
     const metrics = createMetrics(state, dispatcher, farmRepo ? () => farmRepo.evalLoad : undefined, () => services.leadership);
     state.onFlush = metrics.observeFlush;
-    // Among nodes sharing PostgreSQL: this node leads while its keeper holds the lead; taking it from another node is a failover.
-    if (keeper) {
-      services.leadership = { role: () => (keeper.held ? "leader" : "standby") };
-      const before = stores.lease?.previousHolder;
-      if (before && before !== stores.lease?.node) metrics.countFailover();
-    }
+    leadership?.report(services, metrics);
     dispatcher.start();
     await prloop?.start();
     // Finished tasks leave the hot state after their retention (archived in the journal).
@@ -500,19 +432,15 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
         await notes.idle();
         notes.stop();
         mirror.stop();
-        keeper?.stop();
-        if (!error)
-          await keeper
-            ?.release()
-            .catch((err) => log.warn({ err }, "could not hand over the lead (a standby takes it when the lease runs out)"));
+        if (error) leadership?.stop();
+        else await leadership?.handOver(log);
         await stores.close();
         releaseLock();
         resolveStopped(error ? { error } : {});
       })());
     state.on("fatal", (err) => {
-      if (err instanceof FencedError) {
-        // A node that slept through its lease: whatever it tried to write was refused; it steps down.
-        const lost = new LeadLostError(`another farm node leads now (epoch ${err.currentEpoch}); this one's writes are refused`);
+      const lost = FarmLeadership.lostBy(err);
+      if (lost) {
         log.warn(`${lost.message}: stepping down`);
         void close(lost);
         return;
@@ -520,11 +448,9 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
       log.fatal({ err }, "journal write failed; stopping (state in memory is ahead of disk)");
       void close(err);
     });
-    if (keeper) {
-      leadLost = (err) => void close(err);
+    if (leadership) {
       try {
-        if (lostEarly) throw lostEarly;
-        await keeper.publish(advertisedUrl(config, api.port));
+        await leadership.serveAt(advertisedUrl(config, api.port), (err) => void close(err));
       } catch (err) {
         await close(err as Error);
         throw err;

@@ -8,6 +8,7 @@ export type { Lease, LeaseRef } from "./core/lease-commands.js";
 export { SqliteJournal, verifyJournalFile, openFarmDatabase } from "./store/sqlite-journal.js";
 export { FencedError, GENESIS_HASH, eventHash, type Journal } from "./store/journal.js";
 export { PostgresJournal } from "./store/postgres-journal.js";
+export { LeaderLease, NotLeaderError } from "./store/leader-lease.js";
 export { openPgPool } from "./store/pg-pool.js";
 export { migratePg, PG_MIGRATIONS } from "./store/pg-migrations.js";
 export { Projection } from "./store/projection.js";

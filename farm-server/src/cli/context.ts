@@ -3,9 +3,10 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { MAX_CONFIG_BYTES, ServerConfig, formatField, parseYamlWithLimits } from "@optimus/shared";
 import { createFarmClient, type FarmClient } from "../client/farm-client.js";
+import { parseFarmUrls } from "../client/farm-endpoints.js";
 import { stateDirOf } from "../home/farm-home.js";
 import { runningFarmUrl } from "../store/state-lock.js";
-import { CliError } from "./errors.js";
+import { CliError, EXIT } from "./errors.js";
 import { tokenFromSources, type TokenSources } from "./token-source.js";
 
 export interface GlobalOptions extends TokenSources {
@@ -114,6 +115,12 @@ export function connection(opts: GlobalOptions): { url: string; token: string } 
   const { origin, config } = findFarmOrigin(opts);
   const url = opts.farm || process.env.OPTIMUS_FARM || runningFarmUrl(stateDirOf(origin, config)) || `http://${config.host}:${config.port}`;
   lastUrl = url;
+  try {
+    parseFarmUrls(url); // a bad --farm (or $OPTIMUS_FARM) is the user's to fix, before anything connects
+  } catch (err) {
+    const from = opts.farm ? " in --farm" : process.env.OPTIMUS_FARM ? " in $OPTIMUS_FARM" : "";
+    throw new CliError(`${(err as Error).message}${from}`, EXIT.usage);
+  }
   let token = tokenFromSources(opts);
   if (!token) {
     const f = adminTokenFile(origin, config);

@@ -3,6 +3,7 @@ import { startStandbyServer } from "../api/standby-server.js";
 import { watchLead } from "../farm-stores.js";
 import type { Leadership } from "../store/leader-lease.js";
 import { Redactor, SecretResolver } from "../secrets/index.js";
+import { CliError } from "./errors.js";
 import { printable } from "./printable.js";
 
 /** How often a standby reads the lease: a fraction of the lease, so the takeover waits little past its end. */
@@ -37,7 +38,16 @@ export async function standBy(o: {
   try {
     let shown = "";
     let unreachableSince = 0;
-    server = await startStandbyServer({ host: o.config.host, port: o.config.port, version: o.version, leader: () => seen });
+    // Who leads is read before the port answers: a client sent here from its first request is told where to go.
+    await read().catch(() => undefined);
+    server = await startStandbyServer({ host: o.config.host, port: o.config.port, version: o.version, leader: () => seen }).catch(
+      (err: NodeJS.ErrnoException) => {
+        if (err.code !== "EADDRINUSE") throw err;
+        throw new CliError(
+          `port ${o.config.port} on ${o.config.host} is in use, so this node cannot stand by there (another farm node on this machine? each needs its own port): choose another with --port <n>`,
+        );
+      },
+    );
     o.firstReady?.(server.url);
     while (!o.signal.aborted) {
       let l: Leadership | null;

@@ -17,6 +17,9 @@ const AUTHOR = ["-c", "user.name=Optimus", "-c", "user.email=optimus@farm.invali
  * registered `git worktree` (nothing in the user's `git worktree list`, no branch checked out, no
  * `.git` in the folder for an eval to read or rewrite); the farm resets it to each unit's commit.
  */
+/** A unit's branch merged, in conflict with its target, or no longer in this clone. */
+export type MergeResult = { ok: true; commit: string } | { ok: false; conflict: string } | { ok: false; missing: string };
+
 export interface EvalTree {
   slot: number;
   dir: string;
@@ -274,11 +277,13 @@ export class FarmRepo {
    * Merges `branch` into `into` (both the farm's own branches) without checking anything out: merge-tree writes the tree,
    * commit-tree the merge commit, update-ref moves the branch only if nobody else did meanwhile.
    */
-  mergeInto(into: string, branch: string, message: string): Promise<{ ok: true; commit: string } | { ok: false; conflict: string }> {
+  mergeInto(into: string, branch: string, message: string): Promise<MergeResult> {
     return this.serial(into, async () => {
       const ours = await this.revParse(`refs/heads/${into}`);
+      if (!ours) throw new Error(`cannot merge ${branch} into ${into}: ${into} is missing`);
       const theirs = await this.revParse(`refs/heads/${branch}`);
-      if (!ours || !theirs) throw new Error(`cannot merge ${branch} into ${into}: a branch is missing`);
+      // An answer, not a failure: the caller knows why a branch it evaluated can be gone (a takeover).
+      if (!theirs) return { ok: false, missing: branch };
       // Exit 1 with the conflicted files listed after the tree: an answer, not a failure.
       const res = await this.git
         .run(["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs], { okCodes: [1] })

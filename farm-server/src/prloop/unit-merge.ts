@@ -106,17 +106,17 @@ export class UnitMerge {
     // At most once per unit attempt: a merge that landed before a crash is found by its trailer.
     let commit = await this.d.repo.findMerge(into, trailer);
     if (!commit) {
-      // Evaluated by the farm node that led before a takeover: its branch is in that node's clone, not this one's.
-      if (!(await this.d.repo.revParse(`refs/heads/${u.evaluation.branch}`))) {
-        await this.d.state.commit([redoAfterTakeover(u, attempt)], "farm");
-        return;
-      }
       const how = auto ? " (auto)" : heldForTask ? " (held: the task waits for approval)" : ` (approved by ${actor})`;
       const res = await this.d.repo.mergeInto(
         into,
         u.evaluation.branch,
         `Merge ${taskId}/${unitId} attempt ${attempt}${how}\n\n${trailer}`,
       );
+      if ("missing" in res) {
+        // Evaluated by the farm node that led before a takeover: its branch is in that node's clone, not this one's.
+        await this.d.state.commit([redoAfterTakeover(u, attempt)], "farm");
+        return;
+      }
       if (!res.ok) {
         await this.d.state.commit(
           [

@@ -52,7 +52,7 @@ export class PostgresJournal implements Journal {
   constructor(
     private readonly pool: pg.Pool,
     readonly schema = "optimus",
-    /** with several farm nodes: the lead is taken only when free (else NotLeaderError); without, `open` takes it outright */
+    /** the lead this journal writes under (taken only when free, else NotLeaderError); none: read-only use (verify) */
     private readonly lease?: LeaderLease,
   ) {
     this.S = quoteIdent(schema);
@@ -69,28 +69,14 @@ export class PostgresJournal implements Journal {
 
   async open(): Promise<{ epoch: number; lastSeq: number }> {
     await this.migrate();
-    this._epoch = this.lease ? await this.lease.acquire(null) : await this.takeLead();
+    if (!this.lease) throw new Error("a PostgreSQL journal is opened for writing only under a leader lease");
+    this._epoch = await this.lease.acquire(null);
     const last = (await this.pool.query(`SELECT seq, hash FROM ${this.S}.events ORDER BY seq DESC LIMIT 1`)).rows[0] as
       { seq: number; hash: string } | undefined;
     this.tail.resume(last);
     this.lookups = [];
     this.committedSeq = last?.seq ?? 0;
     return { epoch: this._epoch, lastSeq: this.committedSeq };
-  }
-
-  /** Takes the lead whoever holds it (one node, no lease): the epoch moves past every one written. */
-  private takeLead(): Promise<number> {
-    return this.transaction(async (c) => {
-      const prev = Number((await c.query(`SELECT epoch FROM ${this.S}.leader WHERE id = 1 FOR UPDATE`)).rows[0]?.epoch ?? 0);
-      const maxEventEpoch = Number((await c.query(`SELECT coalesce(max(epoch), 0) AS e FROM ${this.S}.events`)).rows[0].e);
-      const epoch = Math.max(prev, maxEventEpoch) + 1;
-      await c.query(
-        `INSERT INTO ${this.S}.leader (id, epoch, holder, since, renewed_at) VALUES (1, $1, $2, $3, $3)
-         ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, holder = excluded.holder, since = excluded.since, renewed_at = excluded.renewed_at`,
-        [epoch, `pid ${process.pid}`, Date.now()],
-      );
-      return epoch;
-    });
   }
 
   stage(body: EventBody, actor: string, ts = Date.now()): FarmEvent {

@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { probeHealth } from "../helpers/health.js";
 import { pgQuery, TEST_PG_URL } from "../helpers/postgres.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
@@ -21,15 +22,6 @@ export interface TakeoverBenchResult {
 }
 
 const LEASE_MS = 3_000; // the default of store.leaseMs
-
-const role = async (url: string): Promise<{ role?: string; epoch: number } | null> => {
-  try {
-    const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1_000) });
-    return r.ok ? ((await r.json()) as { role?: string; epoch: number }) : null;
-  } catch {
-    return null;
-  }
-};
 
 export async function benchTakeover(o: { kills: number; stops: number }): Promise<TakeoverBenchResult> {
   const u = new URL(TEST_PG_URL);
@@ -48,13 +40,13 @@ export async function benchTakeover(o: { kills: number; stops: number }): Promis
     const faults = [...Array<"kill">(o.kills).fill("kill"), ...Array<"stop">(o.stops).fill("stop")];
     for (const fault of faults) {
       await sleep(500);
-      const before = (await role(leader.url))?.epoch ?? 0;
+      const before = (await probeHealth(leader.url))?.epoch ?? 0;
       const t0 = performance.now();
       if (fault === "kill") await leader.kill9();
       else process.kill(leader.pid!, "SIGSTOP");
       await waitFor(
         async () => {
-          const h = await role(standby.url);
+          const h = await probeHealth(standby.url);
           return h && h.role !== "standby" && h.epoch > before;
         },
         "the standby to take over",
@@ -66,7 +58,7 @@ export async function benchTakeover(o: { kills: number; stops: number }): Promis
       else {
         process.kill(leader.pid!, "SIGCONT");
         const woken = leader;
-        await waitFor(async () => (await role(woken.url))?.role === "standby", "the woken leader to stand by", 30_000);
+        await waitFor(async () => (await probeHealth(woken.url))?.role === "standby", "the woken leader to stand by", 30_000);
       }
       [leader, standby] = [standby, leader];
     }

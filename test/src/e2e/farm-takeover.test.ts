@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { httpClientFor } from "../helpers/clients.js";
+import { probeHealth } from "../helpers/health.js";
 import { freshSchema, pgQuery, TEST_PG_URL } from "../helpers/postgres.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
@@ -22,19 +23,6 @@ pgUrl.password = "";
 const KILLS = 4;
 const STOPS = 2;
 const LEASE_MS = 2_000;
-
-interface Health {
-  role?: string;
-  epoch: number;
-}
-const health = async (url: string): Promise<Health | null> => {
-  try {
-    const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1_000) });
-    return r.ok ? ((await r.json()) as Health) : null;
-  } catch {
-    return null;
-  }
-};
 
 test(
   "two farm nodes on one PostgreSQL: the leader killed and paused past its lease, the standby takes over; a woken leader steps down; nothing lost or doubled",
@@ -59,7 +47,7 @@ test(
     assert.equal(refused.status, 503);
     assert.equal(refused.headers.get("x-optimus-leader"), a.url);
     assert.match(await refused.text(), new RegExp(`not the leader, try ${a.url}`));
-    assert.deepEqual(await health(b.url).then((h) => h?.role), "standby");
+    assert.deepEqual(await probeHealth(b.url).then((h) => h?.role), "standby");
 
     // A client given both nodes (as `--farm a,b` gives them) follows the leader; tokens live in PostgreSQL.
     const client = httpClientFor(`${b.url},${a.url}`, a.adminToken);
@@ -80,14 +68,14 @@ test(
     for (const fault of faults) {
       await sleep(200 + Math.random() * 800);
       await createOne();
-      const before = (await health(leader.url))?.epoch ?? 0;
+      const before = (await probeHealth(leader.url))?.epoch ?? 0;
       const t0 = Date.now();
       if (fault === "kill") await leader.kill9();
       else process.kill(leader.pid!, "SIGSTOP");
       // Taken over: the standby answers as the leader, with a later epoch.
       await waitFor(
         async () => {
-          const h = await health(standby.url);
+          const h = await probeHealth(standby.url);
           return h && h.role !== "standby" && h.epoch > before;
         },
         `the standby to take over after a ${fault}`,
@@ -116,7 +104,7 @@ test(
         await waitFor(() => woken.log.split("stepped down").length > stepped, "the woken leader to step down", 20_000).catch((e: Error) => {
           throw withLogs(e);
         });
-        await waitFor(async () => (await health(woken.url))?.role === "standby", "the woken leader to stand by", 20_000).catch(
+        await waitFor(async () => (await probeHealth(woken.url))?.role === "standby", "the woken leader to stand by", 20_000).catch(
           (e: Error) => {
             throw withLogs(e);
           },

@@ -14,6 +14,7 @@ import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { makeFixtureRepo } from "../helpers/fixture.js";
 import { startOpenAiStandin } from "../helpers/openai-standin.js";
 import { freePort } from "../helpers/ports.js";
+import { freshSchema, TEST_PG_URL } from "../helpers/postgres.js";
 import { CliProcess } from "../helpers/processes.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { startTestFarm } from "../helpers/test-farm.js";
@@ -40,6 +41,44 @@ test("farm up's worker flags: --workers without a model names --worker-model; --
     ],
   );
   assert.ok(!existsSync(adminTokenFile(repo, loadConfig(repo))), "a refused start issued no token");
+});
+
+test("a bad farm URL is a usage error (exit 2) naming where it came from, before anything connects or loads a model", async (t) => {
+  const repo = makeRepo(t);
+  let r = await runCli(["status", "--farm", "nope", "--token", "x"], { cwd: repo });
+  assert.deepEqual([r.code, lastLine(r.stderr)], [2, "optimus: not a farm URL: 'nope' (expected http(s)://host:port) in --farm"]);
+  r = await runCli(["worker", "--role", "codegen", "--model", "http://127.0.0.1:1/v1", "--sandbox", "none"], {
+    cwd: repo,
+    env: { OPTIMUS_FARM: "http://127.0.0.1:1,ftp://elsewhere", OPTIMUS_TOKEN: "x" },
+  });
+  assert.deepEqual(
+    [r.code, lastLine(r.stderr)],
+    [2, "optimus: not a farm URL: 'ftp://elsewhere' (expected http(s)://host:port) in $OPTIMUS_FARM"],
+  );
+});
+
+test("a standby node whose port is taken names --port (not a raw EADDRINUSE)", { timeout: 60_000 }, async (t) => {
+  const repo = makeRepo(t);
+  const schema = await freshSchema(t, "hint");
+  const pg = new URL(TEST_PG_URL);
+  const PGPASSWORD = decodeURIComponent(pg.password);
+  pg.password = "";
+  writeFarmConfig(repo, `planner: { enabled: false }\nstore: { kind: postgres, url: "${pg}", schema: ${schema} }\n`);
+  await startTestFarm(t, { mode: "process", repo, env: { PGPASSWORD } });
+  const busy = createServer().listen(0, "127.0.0.1");
+  await new Promise((r) => busy.once("listening", r));
+  t.after(() => busy.close());
+  const port = (busy.address() as { port: number }).port;
+  const homeB = mkdtempSync(join(tmpdir(), "optimus-node-b-"));
+  t.after(() => rmSync(homeB, { recursive: true, force: true }));
+  const r = await runCli(["farm", "up", "--port", String(port)], { cwd: repo, env: { PGPASSWORD, OPTIMUS_HOME: homeB } });
+  assert.deepEqual(
+    [r.code, lastLine(r.stderr)],
+    [
+      1,
+      `optimus: port ${port} on 127.0.0.1 is in use, so this node cannot stand by there (another farm node on this machine? each needs its own port): choose another with --port <n>`,
+    ],
+  );
 });
 
 test("a model URL that is down: the URL cannot be reached, why, and which flag to check (not 'fetch failed')", async (t) => {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import Database from "better-sqlite3";
 import type pg from "pg";
-import { FencedError, openPgPool, PostgresJournal, Projection, SqliteJournal, type Journal } from "@optimus/farm-server";
+import { FencedError, LeaderLease, openPgPool, PostgresJournal, Projection, SqliteJournal, type Journal } from "@optimus/farm-server";
 import type { ArchivedTask, EventBody } from "@optimus/shared";
 import { freshSchema, pgQuery, TEST_PG_URL } from "../helpers/postgres.js";
 
@@ -73,12 +73,16 @@ const stores: Record<string, (t: TestContext) => Promise<StoreUnderTest>> = {
       return p;
     };
     return {
-      open: () => new PostgresJournal(pool(), schema),
+      // Every open is the same node restarting: it takes its lease back at once, under a new epoch.
+      open: () => {
+        const p = pool();
+        return new PostgresJournal(p, schema, new LeaderLease(p, schema, "conformance-node", 3_000));
+      },
       exec: async (sql) => void (await pgQuery(sql.replaceAll("events", `"${schema}".events`))),
       markSchemaNewer: async () =>
         void (await pgQuery(`INSERT INTO "${schema}".schema_migrations (version, name, applied_at) VALUES (99, 'from the future', 0)`)),
       openNewer: () =>
-        new PostgresJournal(pool(), schema).open().then(
+        new PostgresJournal(pool(), schema, new LeaderLease(pool(), schema, "conformance-node", 3_000)).open().then(
           () => null,
           (err: unknown) => err,
         ),

@@ -1,0 +1,71 @@
+import type { Logger } from "pino";
+import type { FarmServices } from "./api/services.js";
+import { FencedError } from "./store/journal.js";
+import { LeadKeeper, LeadLostError } from "./store/lead-keeper.js";
+import type { LeaderLease } from "./store/leader-lease.js";
+
+/**
+ * This node's lead among farm nodes sharing a PostgreSQL store, from the moment the journal took it
+ * to the farm's stop: renewed from the start (a long start must not let it lapse), reported on
+ * `/healthz` and `/metrics`, and, once the farm serves, a lost lead stops the farm (`farm up` then
+ * stands by). A single farm (SQLite) has none: it always leads.
+ */
+export class FarmLeadership {
+  private lostEarly: Error | undefined;
+  private onLost: (err: Error) => void = (err) => void (this.lostEarly ??= err);
+  private readonly keeper: LeadKeeper;
+
+  private constructor(
+    private readonly lease: LeaderLease,
+    epoch: number,
+  ) {
+    this.keeper = new LeadKeeper(lease, epoch, (err) => this.onLost(err));
+  }
+
+  /** Starts renewing the lead taken under `epoch`; null without a lease (a single farm). */
+  static start(lease: LeaderLease | undefined, epoch: number): FarmLeadership | null {
+    if (!lease) return null;
+    const leadership = new FarmLeadership(lease, epoch);
+    leadership.keeper.start();
+    return leadership;
+  }
+
+  /**
+   * The lost lead a journal failure means, if it means one: a node that slept through its lease
+   * finds its writes refused (another node's epoch), and steps down.
+   */
+  static lostBy(err: Error): LeadLostError | null {
+    return err instanceof FencedError
+      ? new LeadLostError(`another farm node leads now (epoch ${err.currentEpoch}); this one's writes are refused`)
+      : null;
+  }
+
+  /** Reports the role to `/healthz` and `/metrics`; taking the lead from another node is a failover. */
+  report(services: FarmServices, metrics: { countFailover(): void }): void {
+    services.leadership = { role: () => (this.keeper.held ? "leader" : "standby") };
+    const before = this.lease.previousHolder;
+    if (before && before !== this.lease.node) metrics.countFailover();
+  }
+
+  /**
+   * Serving from now on: publishes where (standbys name it to their clients), and a lost lead calls
+   * `close`. Throws when the lead was lost while the farm started.
+   */
+  async serveAt(url: string, close: (err: Error) => void): Promise<void> {
+    this.onLost = close;
+    if (this.lostEarly) throw this.lostEarly;
+    await this.keeper.publish(url);
+  }
+
+  stop(): void {
+    this.keeper.stop();
+  }
+
+  /** On a clean stop, gives the lead up at once (else a standby takes it when the lease runs out). */
+  async handOver(log: Logger): Promise<void> {
+    this.keeper.stop();
+    await this.keeper
+      .release()
+      .catch((err) => log.warn({ err }, "could not hand over the lead (a standby takes it when the lease runs out)"));
+  }
+}
