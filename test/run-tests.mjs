@@ -9,13 +9,16 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("./dist", import.meta.url));
-const only = process.argv.slice(2);
+// `--soak`: the long fault-injection runs (test/src/soak, *.soak.ts), not part of `npm test`.
+const soak = process.argv.includes("--soak");
+const only = process.argv.slice(2).filter((a) => a !== "--soak");
+const suffix = soak ? ".soak.js" : ".test.js";
 const files = [];
 const walk = (d) => {
   for (const f of readdirSync(d).sort()) {
     const p = join(d, f);
     if (statSync(p).isDirectory()) walk(p);
-    else if (f.endsWith(".test.js") && (only.length === 0 || only.some((o) => p.includes(o)))) files.push(p);
+    else if (f.endsWith(suffix) && (only.length === 0 || only.some((o) => p.includes(o)))) files.push(p);
   }
 };
 walk(root);

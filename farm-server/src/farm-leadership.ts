@@ -17,7 +17,7 @@ export class FarmLeadership {
 
   private constructor(
     private readonly lease: LeaderLease,
-    epoch: number,
+    private readonly epoch: number,
   ) {
     this.keeper = new LeadKeeper(lease, epoch, (err) => this.onLost(err));
   }
@@ -31,13 +31,19 @@ export class FarmLeadership {
   }
 
   /**
-   * The lost lead a journal failure means, if it means one: a node that slept through its lease
-   * finds its writes refused (another node's epoch), and steps down.
+   * What a failed journal write means for a node among several: it no longer leads. Another node's
+   * epoch refused the write (this one slept through its lease), or the write failed otherwise (the
+   * server ended a session this node left stalled mid-commit, or the database went away): its
+   * state in memory is ahead of the journal, so it stops leading and stands by, and takes the lead
+   * again from the journal when it is free.
    */
-  static lostBy(err: Error): LeadLostError | null {
-    return err instanceof FencedError
-      ? new LeadLostError(`another farm node leads now (epoch ${err.currentEpoch}); this one's writes are refused`)
-      : null;
+  async lostBy(err: Error): Promise<LeadLostError> {
+    if (err instanceof FencedError)
+      return new LeadLostError(`another farm node leads now (epoch ${err.currentEpoch}); this one's writes are refused`);
+    const now = await this.lease.current().catch(() => null);
+    if (now && now.epoch !== this.epoch)
+      return new LeadLostError(`another farm node leads now (epoch ${now.epoch}); this one's write failed`);
+    return new LeadLostError(`a journal write failed (${err.message}); this node stops leading until the lead is free`);
   }
 
   /** Reports the role to `/healthz` and `/metrics`; taking the lead from another node is a failover. */

@@ -10,7 +10,7 @@ import { FileEscalationStore, type EscalationStore } from "./gateway/escalation-
 import { PgEscalationStore } from "./gateway/pg-escalation-store.js";
 import type { SecretResolver } from "./secrets/index.js";
 import type { Journal } from "./store/journal.js";
-import { openPgPool, redactPgUrl } from "./store/pg-pool.js";
+import { openPgPool, redactPgUrl, stallMsOf } from "./store/pg-pool.js";
 import { PostgresJournal } from "./store/postgres-journal.js";
 import { LeaderLease } from "./store/leader-lease.js";
 import { SqliteJournal } from "./store/sqlite-journal.js";
@@ -64,7 +64,7 @@ export async function openFarmStores(
   const where = `${redactPgUrl(url)} (schema ${store.schema})`;
   let pool: pg.Pool | undefined;
   try {
-    pool = openPgPool(url, onPoolError);
+    pool = openPgPool(url, onPoolError, 4, stallMsOf(store.leaseMs));
     const lease = new LeaderLease(pool, store.schema, nodeIdOf(stateDir), store.leaseMs);
     const journal = new PostgresJournal(pool, store.schema, lease);
     // The schema first (tokens are read from it before the journal is opened).

@@ -439,14 +439,14 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
         resolveStopped(error ? { error } : {});
       })());
     state.on("fatal", (err) => {
-      const lost = FarmLeadership.lostBy(err);
-      if (lost) {
-        log.warn(`${lost.message}: stepping down`);
-        void close(lost);
-        return;
-      }
-      log.fatal({ err }, "journal write failed; stopping (state in memory is ahead of disk)");
-      void close(err);
+      void (leadership ? leadership.lostBy(err) : Promise.resolve(null)).then((lost) => {
+        if (lost) {
+          log.warn(`${lost.message}: stepping down`);
+          return close(lost);
+        }
+        log.fatal({ err }, "journal write failed; stopping (state in memory is ahead of disk)");
+        return close(err);
+      });
     });
     if (leadership) {
       try {

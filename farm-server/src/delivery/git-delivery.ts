@@ -5,7 +5,7 @@
  * merge is reported only once the origin's target contains it.
  */
 import type { Logger } from "pino";
-import { integrationBranch, type FarmRepo } from "../git/farm-repo.js";
+import { integrationBranch, taskTrailer, type FarmRepo } from "../git/farm-repo.js";
 import type { OriginClone } from "./origin.js";
 
 export type Delivery =
@@ -72,6 +72,10 @@ export class GitDelivery {
       if (!tip) return { ok: false, into, reason: `the target branch '${into}' does not exist on the origin` };
       if (await repo.isAncestor(head, tip))
         return { ok: true, commit: (await this.mergeOf(tip, head)) ?? tip, into, already: true, retries: attempt };
+      // Merged by the farm node that led before a takeover, from its own copy of the branch (this
+      // node's may differ in its files): found by the task's trailer on the target.
+      const landed = await this.landedMerge(taskId, head, tip);
+      if (landed) return { ok: true, commit: landed, into, already: true, retries: attempt };
       const merged = await repo.mergeCommit(tip, head, message);
       if (!merged.ok)
         return {
@@ -117,6 +121,21 @@ export class GitDelivery {
         return { ok: false, into, reason: `the origin's ${into} kept moving (${attempt + 1} tries); approve to try again` };
       this.o.log.info({ taskId, into }, "the target branch moved on the origin; merging again on its new tip");
     }
+  }
+
+  /**
+   * The task's merge on the target's first-parent line, looked for only since the task's branch
+   * was cut (its merge base with the target), so the search does not grow with the history.
+   */
+  private async landedMerge(taskId: string, head: string, tip: string): Promise<string | null> {
+    const git = this.o.repo.git;
+    const base = (await git.raw(["merge-base", head, tip]).catch(() => "")).trim();
+    if (!base) return null;
+    const line = `^${taskTrailer(taskId).replace(/[.*[\]^$\\]/g, "\\$&")}$`; // basic regex, one whole line
+    const out = await git
+      .raw(["log", "--first-parent", "--merges", "--format=%H", `--grep=${line}`, "-n", "1", `${base}..${tip}`])
+      .catch(() => "");
+    return out.trim() || null;
   }
 
   /** The merge commit that brought `head` into `tip` (first parent line), if it is one of ours. */

@@ -7,6 +7,8 @@ export const integrationBranch = (taskId: string) => `optimus/${taskId}`;
 /** Not under `optimus/<task>/`: git cannot have a branch and a folder of branches with one name. */
 export const unitBranch = (taskId: string, unitId: string, attempt: number) => `optimus/${taskId}--${unitId}-${attempt}`;
 export const unitTrailer = (taskId: string, unitId: string, attempt: number) => `Optimus-Unit: ${taskId}/${unitId}#${attempt}`;
+/** The trailer of a task's merge into its target branch. */
+export const taskTrailer = (taskId: string) => `Optimus-Task: ${taskId}`;
 
 /** The farm's commits: an address in the reserved `.invalid` domain (valid as an email, reaches no one). */
 const AUTHOR = ["-c", "user.name=Optimus", "-c", "user.email=optimus@farm.invalid"];

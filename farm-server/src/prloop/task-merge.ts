@@ -5,7 +5,7 @@ import type { Delivery, GitDelivery } from "../delivery/git-delivery.js";
 import { unapprovedChanges, waitingReason, type ForgeChannel, type HeldChange } from "../delivery/held-changes.js";
 export { unapprovedChanges, waitingReason, type ForgeChannel, type HeldChange };
 import type { OriginClone } from "../delivery/origin.js";
-import { integrationBranch, type FarmRepo } from "../git/farm-repo.js";
+import { integrationBranch, taskTrailer, type FarmRepo } from "../git/farm-repo.js";
 
 export interface TaskMergeDeps {
   state: FarmState;
@@ -50,7 +50,7 @@ export class TaskMerge {
     else {
       // The task's files arrive with its change (no bookkeeping commits on the target branch).
       await this.d.commitTaskFiles?.(taskId);
-      const message = `Merge task ${taskId}: ${t.title.slice(0, 60)}\n\nOptimus-Task: ${taskId}`;
+      const message = `Merge task ${taskId}: ${t.title.slice(0, 60)}\n\n${taskTrailer(taskId)}`;
       try {
         if (this.d.forge) {
           const why = await this.d.delivery.pushBranch(taskId, { unlessPushed: true });

@@ -27,6 +27,9 @@ export class NotLeaderError extends Error {
  * journal refuses every later commit of the node that held it before (fencing does not depend on the
  * lease: a node paused past its lease cannot write when it wakes, whatever its timers think).
  */
+/** PostgreSQL's lock_not_available: a lock_timeout ran out */
+const LOCK_NOT_AVAILABLE = "55P03";
+
 export class LeaderLease {
   private readonly S: string;
   /** the node that held the lead before this one took it (another node: a failover), once acquired */
@@ -52,6 +55,9 @@ export class LeaderLease {
     const c = await this.pool.connect();
     try {
       await c.query("BEGIN");
+      // Never wait on the leader row for longer than a lease: a node stalled mid-commit holds it (its
+      // session is ended by the server soon, see openPgPool), and this node stands by meanwhile.
+      await c.query(`SET LOCAL lock_timeout = ${Math.max(100, this.leaseMs)}`);
       const row = (
         await c.query(
           `SELECT epoch, holder, url, coalesce(lease_until, 0) - ${this.nowMs} AS left_ms FROM ${this.S}.leader WHERE id = 1 FOR UPDATE`,
@@ -75,6 +81,8 @@ export class LeaderLease {
       return epoch;
     } catch (err) {
       await c.query("ROLLBACK").catch(() => undefined);
+      if ((err as { code?: string }).code === LOCK_NOT_AVAILABLE)
+        throw new NotLeaderError({ epoch: 0, holder: "a farm node still committing", url: null, leftMs: this.leaseMs });
       throw err;
     } finally {
       c.release();

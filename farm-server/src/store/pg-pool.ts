@@ -10,9 +10,20 @@ const types = {
  * The farm's connections to its PostgreSQL. The password comes from the URL (resolved through the
  * secrets layer by the caller), PGPASSWORD or ~/.pgpass — never from a file in the repository.
  * Errors of idle connections (the server restarted) are reported, not thrown: the next query reconnects.
+ * A farm node's own pool passes `stallMs` (see `stallMsOf`).
  */
-export function openPgPool(url: string, onIdleError?: (err: Error) => void, max = 4): pg.Pool {
-  const pool = new pg.Pool({ connectionString: url, max, types, connectionTimeoutMillis: 10_000, application_name: "optimus-farm" });
+export function openPgPool(url: string, onIdleError?: (err: Error) => void, max = 4, stallMs?: number): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    types,
+    connectionTimeoutMillis: 10_000,
+    application_name: "optimus-farm",
+    // A node paused or stalled inside a transaction (mid-commit: it holds the leader row shared)
+    // would keep every other node from taking over for as long as it sleeps; the server ends such a
+    // session after `stallMs`, its locks go with it, and whatever it sends on waking is refused.
+    ...(stallMs ? { idle_in_transaction_session_timeout: stallMs } : {}),
+  });
   pool.on("error", (err) => onIdleError?.(err));
   return pool;
 }
@@ -27,3 +38,6 @@ export function redactPgUrl(url: string): string {
     return "(a PostgreSQL URL that does not parse)";
   }
 }
+
+/** How long a farm node's session may sit idle inside a transaction: half a lease (a healthy commit takes milliseconds). */
+export const stallMsOf = (leaseMs: number): number => Math.max(250, Math.floor(leaseMs / 2));

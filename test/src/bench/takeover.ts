@@ -5,11 +5,11 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { probeHealth } from "../helpers/health.js";
+import { faultAndTakeOver, recoverNode } from "../helpers/health.js";
 import { pgQuery, TEST_PG_URL } from "../helpers/postgres.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
-import { sleep, waitFor } from "../helpers/wait.js";
+import { sleep } from "../helpers/wait.js";
 import { percentile } from "./stats.js";
 
 export interface TakeoverBenchResult {
@@ -40,26 +40,8 @@ export async function benchTakeover(o: { kills: number; stops: number }): Promis
     const faults = [...Array<"kill">(o.kills).fill("kill"), ...Array<"stop">(o.stops).fill("stop")];
     for (const fault of faults) {
       await sleep(500);
-      const before = (await probeHealth(leader.url))?.epoch ?? 0;
-      const t0 = performance.now();
-      if (fault === "kill") await leader.kill9();
-      else process.kill(leader.pid!, "SIGSTOP");
-      await waitFor(
-        async () => {
-          const h = await probeHealth(standby.url);
-          return h && h.role !== "standby" && h.epoch > before;
-        },
-        "the standby to take over",
-        30_000,
-        10,
-      );
-      samples.push(performance.now() - t0);
-      if (fault === "kill") await leader.start();
-      else {
-        process.kill(leader.pid!, "SIGCONT");
-        const woken = leader;
-        await waitFor(async () => (await probeHealth(woken.url))?.role === "standby", "the woken leader to stand by", 30_000);
-      }
+      samples.push(await faultAndTakeOver(leader, standby, fault, { pollMs: 10 }));
+      await recoverNode(leader, fault);
       [leader, standby] = [standby, leader];
     }
     return { ...o, leaseMs: LEASE_MS, samples, p50: percentile(samples, 50), max: Math.max(...samples) };

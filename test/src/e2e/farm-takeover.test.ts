@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { httpClientFor } from "../helpers/clients.js";
-import { probeHealth } from "../helpers/health.js";
+import { faultAndTakeOver, probeHealth } from "../helpers/health.js";
 import { freshSchema, pgQuery, TEST_PG_URL } from "../helpers/postgres.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";
@@ -68,23 +68,7 @@ test(
     for (const fault of faults) {
       await sleep(200 + Math.random() * 800);
       await createOne();
-      const before = (await probeHealth(leader.url))?.epoch ?? 0;
-      const t0 = Date.now();
-      if (fault === "kill") await leader.kill9();
-      else process.kill(leader.pid!, "SIGSTOP");
-      // Taken over: the standby answers as the leader, with a later epoch.
-      await waitFor(
-        async () => {
-          const h = await probeHealth(standby.url);
-          return h && h.role !== "standby" && h.epoch > before;
-        },
-        `the standby to take over after a ${fault}`,
-        30_000,
-        20,
-      ).catch((e: Error) => {
-        throw withLogs(e);
-      });
-      takeovers.push(Date.now() - t0);
+      takeovers.push(await faultAndTakeOver(leader, standby, fault, { explain: withLogs }));
       // The client follows it, and finds every task created so far.
       await createOne();
       const ids = (await client.tasks.list.query()).map((x) => x.taskId);
