@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import { effectiveLeaseTtl, noWorkerConnected, type ServerConfig } from "@optimus/shared";
 import { startApiServer, type ApiServer } from "./api/http-server.js";
+import { loadFarmTls } from "./tls/farm-tls.js";
 import { createMetrics } from "./api/metrics.js";
 import type { FarmServices } from "./api/services.js";
 import { Gateway } from "./gateway/gateway.js";
@@ -64,6 +65,8 @@ export interface Farm {
     adminToken?: IssuedToken;
     staleLock?: { pid?: number; host?: string; since?: string };
   };
+  /** with `tls`: the certificate it serves (clients pin `pin`) */
+  tls?: { pin: string; certFile: string; expiresAt: number };
   /** resolves when the farm stopped: by `close()`, or by a fatal journal error (fail-stop) */
   stopped: Promise<{ error?: Error }>;
   close(): Promise<void>;
@@ -73,7 +76,7 @@ export interface Farm {
 export function advertisedUrl(config: ServerConfig, port: number): string {
   if (config.advertiseUrl) return config.advertiseUrl.replace(/\/+$/, "");
   const host = /^(0\.0\.0\.0|::)$/.test(config.host) ? hostname() : config.host;
-  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  return `${config.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
 /** How long live leases are left alone after a start, for their workers to reconnect (at least one lease's time). */
@@ -111,7 +114,7 @@ export async function startFarm(opts: FarmOptions): Promise<Farm> {
   if (lock.takenOver) log.info({ previous: lock.takenOver }, "took over the lock of a farm that is gone");
   try {
     const farm = await startLocked(opts, log, () => lock.release());
-    lock.setUrl(farm.url);
+    lock.setUrl(farm.url, farm.tls?.pin);
     if (lock.takenOver) farm.startup.staleLock = lock.takenOver;
     return farm;
   } catch (err) {
@@ -126,6 +129,8 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
   // wherever the gateway writes text while a value is held.
   const redactor = new Redactor();
   const secrets = new SecretResolver(config.secrets, { redactor });
+  // Read and checked before anything else opens: a bad certificate or key stops the start with one line.
+  const tls = config.tls ? await loadFarmTls(config.tls, secrets) : undefined;
   const stores = await openFarmStores(config, stateDirOf(repo, config), journalPathOf(repo, config), secrets, (err) =>
     log.warn({ err: err.message }, "a PostgreSQL connection of the farm failed (it reconnects at the next query)"),
   );
@@ -396,7 +401,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     archiver.start();
     let api: ApiServer;
     try {
-      api = await startApiServer(services, metrics.registry);
+      api = await startApiServer(services, metrics.registry, tls);
     } catch (err) {
       dispatcher.stop();
       cutter?.stop();
@@ -459,6 +464,7 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     return {
       url: api.url,
       port: api.port,
+      ...(tls ? { tls: { pin: tls.pin, certFile: tls.certFile, expiresAt: tls.expiresAt } } : {}),
       epoch,
       services,
       stopped,

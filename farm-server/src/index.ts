@@ -2,6 +2,7 @@
 // editor extension use.
 export { startFarm, journalPathOf, stateDirOf, type Farm, type FarmOptions } from "./farm.js";
 export { createFarmClient, errorCode, isFinalError, wsUrlOf, type FarmClient } from "./client/farm-client.js";
+export { FarmTrustError, parsePins, readCaFile, trustErrorIn, type FarmTrust } from "./client/farm-trust.js";
 export { WorkerAgent, type ExecuteUnit, type LeaseContext, type WorkerAgentOptions } from "./worker/worker-agent.js";
 export type { AppRouter } from "./api/router.js";
 export type { Lease, LeaseRef } from "./core/lease-commands.js";

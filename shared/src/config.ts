@@ -164,11 +164,23 @@ export const ServerConfig = z.strictObject({
   port: z.number().int().min(0).max(65535).default(7420),
   /**
    * The URL other machines reach this farm node at (what a standby tells clients to try, and what
-   * links name); default: http://<host>:<port>, with this machine's name for a wildcard host.
+   * links name); default: http(s)://<host>:<port> (https with `tls`), with this machine's name for a wildcard host.
    */
   advertiseUrl: z
     .string()
     .regex(/^https?:\/\/[^\s/]+\/?$/, "advertiseUrl must be http(s)://host:port")
+    .optional(),
+  /**
+   * TLS on the farm's one port (tRPC, WebSocket, git, /healthz, /metrics): HTTPS and WSS instead of
+   * HTTP, so tokens never cross a network in clear text. `cert` is a PEM file (the farm's certificate,
+   * then any intermediates); `key` its PEM private key, as a file or a secrets-manager:// reference.
+   * Relative paths are taken from the farm's home (where `optimus farm cert` writes a pair).
+   */
+  tls: z
+    .strictObject({
+      cert: z.string().min(1, "tls.cert must name the certificate's PEM file"),
+      key: z.string().min(1, "tls.key must name the private key's PEM file or a secrets-manager:// reference"),
+    })
     .optional(),
   /**
    * the farm's state folder (journal, tokens, worktrees …); default: `<home>/repos/<repo>/state`,

@@ -21,6 +21,7 @@ export * from "./terminal-text.js";
 export * from "./edits.js";
 export * from "./protocol.js";
 export * from "./leadership.js";
+export * from "./tls.js";
 export * from "./cli-wire.js";
 export * from "./health.js";
 export * from "./waiting.js";

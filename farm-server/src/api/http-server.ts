@@ -1,5 +1,4 @@
-import http from "node:http";
-import type { AddressInfo } from "node:net";
+import type http from "node:http";
 import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { applyWSSHandler } from "@trpc/server/adapters/ws";
 import { WebSocketServer } from "ws";
@@ -11,6 +10,8 @@ import { GitSlots } from "./git-slots.js";
 import type { FarmServices } from "./services.js";
 import { SocketGuard } from "./socket-guard.js";
 import { farmHealth } from "./health.js";
+import { createFarmPort } from "./farm-port.js";
+import type { FarmTls } from "../tls/farm-tls.js";
 
 export interface ApiServer {
   url: string;
@@ -20,8 +21,11 @@ export interface ApiServer {
 
 const bearer = (h: string | undefined) => (h?.startsWith("Bearer ") ? h.slice(7).trim() : undefined);
 
-/** One port: tRPC over HTTP at /trpc, over WebSocket at /ws, plus /healthz and /metrics. */
-export async function startApiServer(services: FarmServices, metrics: Registry): Promise<ApiServer> {
+/**
+ * One port: tRPC over HTTP at /trpc, over WebSocket at /ws, git at /git, plus /healthz and /metrics;
+ * all of it over TLS (https, wss) when `tls` is given.
+ */
+export async function startApiServer(services: FarmServices, metrics: Registry, tls?: FarmTls): Promise<ApiServer> {
   const { config } = services;
   const startedAt = Date.now();
   const limits = config.limits;
@@ -39,7 +43,7 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
     maxBatchSize: limits.maxBatchSize,
     createContext: ({ req }) => context(bearer(req.headers.authorization)),
   });
-  const server = http.createServer((req, res) => {
+  const onRequest: http.RequestListener = (req, res) => {
     const path = (req.url ?? "/").split("?")[0]!;
     if (path === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(farmHealth(services, startedAt)));
@@ -59,7 +63,9 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
     } else {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: the farm serves /trpc, /ws, /git, /healthz and /metrics\n");
     }
-  });
+  };
+  const farmPort = createFarmPort(onRequest, tls);
+  const server = farmPort.server;
   const wss = new WebSocketServer({ server, path: "/ws", maxPayload: config.maxBodyBytes });
   wss.on("error", () => undefined); // it re-emits the server's errors (EADDRINUSE), which listen() reports below
   const guard = new SocketGuard(limits, services.tokens, services.log);
@@ -77,27 +83,23 @@ export async function startApiServer(services: FarmServices, metrics: Registry):
     keepAlive: { enabled: true, pingMs: 5_000, pongWaitMs: 5_000 },
   });
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(config.port, config.host, () => resolve());
-    });
+    await farmPort.listen(config.port, config.host);
   } catch (err) {
     ws.broadcastReconnectNotification();
     guard.dispose();
     wss.close();
     throw err;
   }
-  const port = (server.address() as AddressInfo).port;
+  const port = farmPort.port;
   return {
-    url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
+    url: `${farmPort.scheme}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
     port,
     async close() {
       guard.dispose();
       ws.broadcastReconnectNotification();
       for (const c of wss.clients) c.terminate();
       await new Promise<void>((r) => wss.close(() => r()));
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await farmPort.close();
     },
   };
 }

@@ -1,6 +1,7 @@
-import http from "node:http";
-import type { AddressInfo } from "node:net";
+import type http from "node:http";
 import type { Leadership } from "../store/leader-lease.js";
+import type { FarmTls } from "../tls/farm-tls.js";
+import { createFarmPort } from "./farm-port.js";
 
 /** The standby's answer on its port while another node leads: where the leader is, and nothing else. */
 export interface StandbyServer {
@@ -22,6 +23,8 @@ export async function startStandbyServer(o: {
   version: string;
   /** the lead as last read from the store (null before the first read, or with no leader yet) */
   leader: () => (Leadership & { journalSeq: number }) | null;
+  /** the farm's certificate: a standby of a TLS farm answers over TLS too */
+  tls?: FarmTls;
 }): Promise<StandbyServer> {
   const notLeader = () => {
     const l = o.leader();
@@ -32,7 +35,7 @@ export async function startStandbyServer(o: {
     };
   };
   const startedAt = Date.now();
-  const server = http.createServer((req, res) => {
+  const onRequest: http.RequestListener = (req, res) => {
     const path = (req.url ?? "/").split("?")[0]!;
     if (path === "/healthz") {
       const l = o.leader();
@@ -62,26 +65,21 @@ export async function startStandbyServer(o: {
         [LEADER_HEADER]: n.url ?? "",
       })
       .end(JSON.stringify({ error: n.message, leaderUrl: n.url }) + "\n");
-  });
+  };
+  const farmPort = createFarmPort(onRequest, o.tls);
+  const server = farmPort.server;
   server.on("upgrade", (_req, socket) => {
     const n = notLeader();
     socket.end(
       `HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\n${LEADER_HEADER}: ${n.url ?? ""}\r\ncontent-type: text/plain\r\n\r\n${n.message}\n`,
     );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(o.port, o.host, () => resolve());
-  });
-  const port = (server.address() as AddressInfo).port;
+  await farmPort.listen(o.port, o.host);
+  const port = farmPort.port;
   const shown = o.host.includes(":") ? `[${o.host}]` : o.host === "0.0.0.0" ? "127.0.0.1" : o.host;
   return {
-    url: `http://${shown}:${port}`,
+    url: `${farmPort.scheme}://${shown}:${port}`,
     port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: () => farmPort.close(),
   };
 }

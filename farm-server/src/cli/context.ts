@@ -5,11 +5,13 @@ import { MAX_CONFIG_BYTES, ServerConfig, formatField, parseYamlWithLimits } from
 import { createFarmClient, type FarmClient } from "../client/farm-client.js";
 import { parseFarmUrls } from "../client/farm-endpoints.js";
 import { stateDirOf } from "../home/farm-home.js";
-import { runningFarmUrl } from "../store/state-lock.js";
+import { runningFarm, runningFarmUrl } from "../store/state-lock.js";
 import { CliError, EXIT } from "./errors.js";
 import { tokenFromSources, type TokenSources } from "./token-source.js";
+import { checkTrustFits, localFarmTrust, trustFromOptions, type TrustOptions } from "./farm-trust-options.js";
+import { hasTrust, type FarmTrust } from "../client/farm-trust.js";
 
-export interface GlobalOptions extends TokenSources {
+export interface GlobalOptions extends TokenSources, TrustOptions {
   repo?: string;
   origin?: string;
   farm?: string;
@@ -111,9 +113,11 @@ export function findFarmOrigin(opts: GlobalOptions): { origin: string; config: S
   return { origin: running ?? known ?? candidates[0]!, config };
 }
 
-export function connection(opts: GlobalOptions): { url: string; token: string } {
+export function connection(opts: GlobalOptions): { url: string; token: string; trust: FarmTrust } {
   const { origin, config } = findFarmOrigin(opts);
-  const url = opts.farm || process.env.OPTIMUS_FARM || runningFarmUrl(stateDirOf(origin, config)) || `http://${config.host}:${config.port}`;
+  const given = opts.farm || process.env.OPTIMUS_FARM;
+  const running = runningFarm(stateDirOf(origin, config));
+  const url = given || running?.url || `${config.tls ? "https" : "http"}://${config.host}:${config.port}`;
   lastUrl = url;
   try {
     parseFarmUrls(url); // a bad --farm (or $OPTIMUS_FARM) is the user's to fix, before anything connects
@@ -121,6 +125,11 @@ export function connection(opts: GlobalOptions): { url: string; token: string } 
     const from = opts.farm ? " in --farm" : process.env.OPTIMUS_FARM ? " in $OPTIMUS_FARM" : "";
     throw new CliError(`${(err as Error).message}${from}`, EXIT.usage);
   }
+  let trust = trustFromOptions(opts);
+  // The farm on this machine: its own certificate is trusted as its admin token is (both from its home).
+  if (!given && !hasTrust(trust))
+    trust = running?.pin ? { pins: [running.pin], pinFrom: "the local farm's lock file" } : localFarmTrust(config);
+  checkTrustFits(trust, parseFarmUrls(url));
   let token = tokenFromSources(opts);
   if (!token) {
     const f = adminTokenFile(origin, config);
@@ -134,10 +143,10 @@ export function connection(opts: GlobalOptions): { url: string; token: string } 
       : "no farm has run on this repository here yet (`optimus farm up` writes its admin token into its home)";
     throw new CliError(`no token: pass --token-file <file> or set OPTIMUS_TOKEN / OPTIMUS_TOKEN_FILE; ${lost}`, 2);
   }
-  return { url, token };
+  return { url, token, trust };
 }
 
 export function httpClient(opts: GlobalOptions): { client: FarmClient; url: string } {
   const c = connection(opts);
-  return { client: createFarmClient({ url: c.url, token: c.token, transport: "http" }).client, url: c.url };
+  return { client: createFarmClient({ url: c.url, token: c.token, trust: c.trust, transport: "http" }).client, url: c.url };
 }

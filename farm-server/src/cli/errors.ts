@@ -1,4 +1,5 @@
 import { TRPCClientError } from "@trpc/client";
+import { trustErrorIn } from "../client/farm-trust.js";
 
 /**
  * The CLI's exit codes, one meaning each, so a script can tell them apart (README "Exit codes",
@@ -28,6 +29,9 @@ export class CliError extends Error {
 /** One clear line for any error: what went wrong and, where we know, how to fix it. */
 export function describeError(err: unknown, farmUrl?: string): string {
   if (err instanceof CliError) return err.message;
+  // A refused certificate (or http:// to a TLS farm): its own line says which farm, what and why.
+  const trust = trustErrorIn(err);
+  if (trust) return trust.message;
   if (err instanceof TRPCClientError) {
     const code = (err.data as { code?: string } | undefined)?.code;
     const fields = (err.data as { fieldErrors?: Record<string, string[]> } | undefined)?.fieldErrors;

@@ -244,7 +244,7 @@ async function serve(
   for (const r of i.rejected) say.warn(`skipped ${printable(r.problems[0] ?? r.file)}`);
   say.info(
     { url: farm.url, epoch: farm.epoch },
-    `Optimus farm listening on ${farm.url} (origin ${printable(repo)}, epoch ${farm.epoch}, ${p.tasks.size} task(s), ${p.units.size} unit(s), ${startup.replayed} event(s) replayed)`,
+    `Optimus farm listening on ${farm.url} (origin ${printable(repo)}, epoch ${farm.epoch}, ${p.tasks.size} task(s), ${p.units.size} unit(s), ${startup.replayed} event(s) replayed${farm.tls ? `; TLS certificate pin ${farm.tls.pin}` : ""})`,
   );
   let stopWorkers: (() => Promise<void>) | null = null;
   // From here on a signal stops the farm cleanly (the local workers first: their checks and model

@@ -7,6 +7,7 @@ import { runPlan, runReview, type AgentLoopOptions } from "../worker/agent-loop.
 import { runCodegenWithEscalation } from "../worker/escalation.js";
 import type { ChatMessage, GenerateOptions, Generation, ModelProvider } from "../worker/models/model-provider.js";
 import { RepoMirror } from "../worker/repo-mirror.js";
+import { FarmEndpoints } from "../client/farm-endpoints.js";
 import { WorkerAgent } from "../worker/worker-agent.js";
 import { within } from "./shutdown.js";
 
@@ -43,11 +44,16 @@ export async function startLocalWorkers(
   const shared = new SharedModel(model);
   const agents: WorkerAgent[] = [];
   const codegen = Math.max(1, Math.ceil(count / 2));
+  // They reach the farm on this machine (a wildcard address by loopback), trusting over TLS exactly the
+  // certificate it serves (its pin, as a remote worker is told to).
+  const url = farm.url.replace(/^(https?:\/\/)(0\.0\.0\.0|\[::\])(?=:)/, "$1127.0.0.1");
+  const trust = farm.tls ? { pins: [farm.tls.pin], pinFrom: "the farm's own tls.cert" } : {};
   for (let i = 0; i < count; i++) {
     const role = i < codegen ? "codegen" : "review";
     const nodeId = `local-${role}-${i + 1}`;
     const issued = tokens[role];
-    const mirror = new RepoMirror(farm.url, issued.token, join(stateDirOf(services.repo, services.config), "workers", nodeId));
+    const endpoints = new FarmEndpoints(url, trust);
+    const mirror = new RepoMirror(endpoints, issued.token, join(stateDirOf(services.repo, services.config), "workers", nodeId));
     await mirror.cleanup(); // worktrees a killed run left behind, as a remote worker does at its start
     const loop: AgentLoopOptions = {
       model: shared,
@@ -57,10 +63,10 @@ export async function startLocalWorkers(
       sandbox: services.config.sandbox,
       maxTokens: 2_048,
       log: (m) => log(`${nodeId}: ${m}`),
-      farm: { url: farm.url, token: issued.token },
+      farm: { url, token: issued.token },
     };
     const agent = new WorkerAgent({
-      farmUrl: farm.url,
+      farmUrl: endpoints,
       token: issued.token,
       registration: { nodeId, role, maxConcurrentTasks: 1, model: { primary: model.name }, version: "0.1.0" },
       execute: (lease, ctx) =>

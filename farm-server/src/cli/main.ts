@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { describeError, EXIT_CODES_HELP, exitCodeOf } from "./errors.js";
 import { resolvedFarmUrl, type GlobalOptions } from "./context.js";
 import { printable } from "./printable.js";
+import { FARM_CA_HELP, FARM_PIN_HELP } from "./farm-trust-options.js";
 import { packageVersion } from "./version.js";
 import { registerAdminCommands } from "./commands/admin.js";
 import { registerFarmCommands } from "./commands/farm.js";
@@ -26,6 +27,8 @@ const program = new Command("optimus")
     "the farm's home: its journal, tokens, worktrees and models, outside every repository (default: $OPTIMUS_HOME or ~/.optimus/farm)",
   )
   .option("--farm <url>", "the farm server's URL (default: $OPTIMUS_FARM, or the local farm's host:port)")
+  .option("--farm-pin <sha256/…>", FARM_PIN_HELP)
+  .option("--farm-ca <file>", FARM_CA_HELP)
   .option("--token-file <file>", "a file holding the API token (mode 0600; preferred: --token shows in `ps`); default $OPTIMUS_TOKEN_FILE")
   .option(
     "--token <token>",

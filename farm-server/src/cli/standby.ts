@@ -1,5 +1,6 @@
 import type { ServerConfig } from "@optimus/shared";
 import { startStandbyServer } from "../api/standby-server.js";
+import { loadFarmTls } from "../tls/farm-tls.js";
 import { watchLead } from "../farm-stores.js";
 import type { Leadership } from "../store/leader-lease.js";
 import { Redactor, SecretResolver } from "../secrets/index.js";
@@ -27,6 +28,8 @@ export async function standBy(o: {
   const store = o.config.store;
   if (store.kind !== "postgres") throw new Error("only farm nodes sharing a PostgreSQL store stand by");
   const secrets = new SecretResolver(o.config.secrets, { redactor: new Redactor() });
+  // A standby of a TLS farm answers on the same port with the same certificate: clients pin one.
+  const tls = o.config.tls ? await loadFarmTls(o.config.tls, secrets) : undefined;
   const watch = await watchLead(store, o.stateDir, secrets, () => undefined);
   let seen: (Leadership & { journalSeq: number }) | null = null;
   const read = async () => {
@@ -40,7 +43,7 @@ export async function standBy(o: {
     let unreachableSince = 0;
     // Who leads is read before the port answers: a client sent here from its first request is told where to go.
     await read().catch(() => undefined);
-    server = await startStandbyServer({ host: o.config.host, port: o.config.port, version: o.version, leader: () => seen }).catch(
+    server = await startStandbyServer({ host: o.config.host, port: o.config.port, version: o.version, leader: () => seen, tls }).catch(
       (err: NodeJS.ErrnoException) => {
         if (err.code !== "EADDRINUSE") throw err;
         throw new CliError(

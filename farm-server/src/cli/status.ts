@@ -32,7 +32,7 @@ export async function status(o: StatusCommandOptions): Promise<void> {
     // One call first: a wrong token or an unreachable farm is said plainly, before the screen takes over.
     await client.me.query();
     const c = connection(o);
-    await watchStatus({ url: c.url, token: c.token, task: o.task, width, out: process.stdout, input: process.stdin });
+    await watchStatus({ url: c.url, token: c.token, trust: c.trust, task: o.task, width, out: process.stdout, input: process.stdin });
     return;
   }
   const { client } = httpClient(o);

@@ -6,7 +6,8 @@ import { runPlan, runReview, type AgentLoopOptions } from "../worker/agent-loop.
 import { runCodegenWithEscalation } from "../worker/escalation.js";
 import type { ModelProvider } from "../worker/models/model-provider.js";
 import { OpenAiCompatibleProvider } from "../worker/models/openai-provider.js";
-import { FarmEndpoints } from "../client/farm-endpoints.js";
+import { FarmEndpoints, tlsOnlyError } from "../client/farm-endpoints.js";
+import { trustErrorIn } from "../client/farm-trust.js";
 import { RepoMirror } from "../worker/repo-mirror.js";
 import { WorkerAgent } from "../worker/worker-agent.js";
 import { connection, type GlobalOptions } from "./context.js";
@@ -91,6 +92,17 @@ const int = (v: string | undefined, name: string, min = 1): number | undefined =
   return Number(v);
 };
 
+/** Why the farm's first node refuses this worker's connection for good (its certificate, its scheme), or null. */
+async function refusedBy(farm: FarmEndpoints): Promise<string | null> {
+  try {
+    const r = await farm.fetch(`${farm.current}/healthz`, { signal: AbortSignal.timeout(5_000) });
+    await r.body?.cancel();
+    return tlsOnlyError(r, farm.current)?.message ?? null;
+  } catch (err) {
+    return trustErrorIn(err)?.message ?? null;
+  }
+}
+
 /** `optimus worker`: one worker agent on this node, until Ctrl-C. */
 export async function workerCommand(o: WorkerOptions): Promise<void> {
   const role = UnitRole.safeParse(o.role);
@@ -109,7 +121,7 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
       throw new CliError(err.message, 1);
     });
     if (sandbox.note) say.warn(sandbox.note);
-    const { url, token } = connection(o);
+    const { url, token, trust } = connection(o);
     // A worker runs for days: its token should not sit in `ps` for every user of the node to read.
     if (o.token)
       say.warn("a token given with --token is visible to other users in `ps`; prefer --token-file <file> (mode 0600) or OPTIMUS_TOKEN");
@@ -117,13 +129,17 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
     delete process.env.OPTIMUS_TOKEN;
     delete process.env.OPTIMUS_TOKEN_FILE;
     const nodeId = o.nodeId ?? `${hostname().split(".")[0]}-${role.data}`;
+    // One view of the farm's nodes for the lease stream, git fetches and the egress proxy: all follow the leader.
+    const farm = new FarmEndpoints(url, trust);
+    // A refused certificate (or http:// to a TLS farm) stops the worker with its one line now; a farm
+    // that does not answer yet is waited for, as before.
+    const refused = await refusedBy(farm);
+    if (refused) throw new CliError(refused);
     const model = await openModel(o.model, o.modelName, { threads, ...(contextSize ? { contextSize } : {}) });
     const workDir = resolve(o.workDir ?? join(homedir(), ".optimus", "worker", nodeId));
     const log = (msg: string) => say.info(`${nodeId}: ${msg}`);
     // Listening from here on: a signal while connecting still stops the worker cleanly.
     const stopSignal = firstStopSignal(log);
-    // One view of the farm's nodes for the lease stream, git fetches and the egress proxy: all follow the leader.
-    const farm = new FarmEndpoints(url);
     const mirror = new RepoMirror(farm, token, workDir);
     await mirror.cleanup();
     const loop: AgentLoopOptions = {

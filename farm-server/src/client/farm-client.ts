@@ -1,7 +1,8 @@
 import { createTRPCClient, createWSClient, httpBatchLink, TRPCClientError, wsLink, type TRPCClient } from "@trpc/client";
-import WebSocket from "ws";
 import type { AppRouter } from "../api/router.js";
 import { FarmEndpoints, leaderFetch } from "./farm-endpoints.js";
+import type { FarmTrust } from "./farm-trust.js";
+import { trustedWebSocket } from "./trusted-transport.js";
 
 export type FarmClient = TRPCClient<AppRouter>;
 
@@ -12,6 +13,11 @@ export interface FarmClientOptions {
    */
   url: string | FarmEndpoints;
   token: string;
+  /**
+   * what an https:// farm's certificate must satisfy (pins, a CA file; default: this machine's CAs);
+   * with endpoints given as `url`, theirs is used
+   */
+  trust?: FarmTrust;
   /** "ws" keeps one WebSocket (subscriptions, workers); "http" suits one-shot CLI calls */
   transport?: "ws" | "http";
   onConnectionChange?: (state: "open" | "closed") => void;
@@ -24,11 +30,12 @@ export interface FarmClientOptions {
 /** How long an HTTP call follows a leader change before it reports the failure (a lease and a start). */
 const FOLLOW_MS = 10_000;
 
+/** http://h:p → ws://h:p/ws, https://h:p → wss://h:p/ws */
 export const wsUrlOf = (url: string) => url.replace(/^http/, "ws").replace(/\/+$/, "") + "/ws";
 
 /** A typed client of the farm's API. Call `close()` when done (it holds a socket for "ws"). */
 export function createFarmClient(opts: FarmClientOptions): { client: FarmClient; close: () => void } {
-  const endpoints = typeof opts.url === "string" ? new FarmEndpoints(opts.url) : opts.url;
+  const endpoints = typeof opts.url === "string" ? new FarmEndpoints(opts.url, opts.trust) : opts.url;
   if (opts.transport === "http") {
     const client = createTRPCClient<AppRouter>({
       links: [
@@ -47,7 +54,8 @@ export function createFarmClient(opts: FarmClientOptions): { client: FarmClient;
     // Asked before each (re)connection: after a takeover the socket reconnects to the new leader.
     url: async () => wsUrlOf(await endpoints.find()),
     connectionParams: () => ({ token: opts.token }),
-    WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
+    // wss:// connections are made only to a farm whose certificate the trust accepts (ws:// as before).
+    WebSocket: trustedWebSocket(endpoints.trust) as unknown as typeof globalThis.WebSocket,
     retryDelayMs: (i) => Math.min(maxDelay, 100 * 2 ** i),
     keepAlive: { enabled: true, intervalMs: 2_000, pongTimeoutMs: 2_000 },
     onOpen: () => opts.onConnectionChange?.("open"),

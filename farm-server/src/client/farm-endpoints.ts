@@ -1,4 +1,6 @@
-import { LEADER_HEADER } from "@optimus/shared";
+import { LEADER_HEADER, TLS_ONLY_HEADER } from "@optimus/shared";
+import { FarmTrustError, type FarmTrust } from "./farm-trust.js";
+import { trustedFetch } from "./trusted-transport.js";
 
 /**
  * The farm nodes a client knows (`--farm http://a:7420,http://b:7420`) and which of them leads.
@@ -25,13 +27,19 @@ interface Health {
 
 export class FarmEndpoints {
   readonly urls: string[];
+  /** what https:// nodes' certificates must satisfy (pins, a CA file); every call and probe checks it */
+  readonly trust: FarmTrust;
+  /** `fetch` with `trust` for https:// (the global fetch for http://) */
+  readonly fetch: typeof fetch;
   private leader: string;
   private finding: Promise<string> | null = null;
   private foundAt = 0;
 
-  constructor(list: string | string[]) {
+  constructor(list: string | string[], trust: FarmTrust = {}) {
     this.urls = Array.isArray(list) ? list.map(strip) : parseFarmUrls(list);
     this.leader = this.urls[0]!;
+    this.trust = trust;
+    this.fetch = trustedFetch(trust);
   }
 
   /** The node believed to lead (the first one until asked). */
@@ -68,7 +76,7 @@ export class FarmEndpoints {
       const url = queue.shift()!;
       if (tried.has(url)) continue;
       tried.add(url);
-      const h = await health(url, timeoutMs);
+      const h = await health(url, timeoutMs, this.fetch);
       if (!h) continue;
       if (h.role !== "standby") {
         this.foundAt = Date.now();
@@ -81,7 +89,7 @@ export class FarmEndpoints {
   }
 }
 
-async function health(url: string, timeoutMs: number): Promise<Health | null> {
+async function health(url: string, timeoutMs: number, fetch: typeof globalThis.fetch): Promise<Health | null> {
   try {
     const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
     if (!r.ok) return null;
@@ -98,6 +106,15 @@ export function notSent(err: unknown): boolean {
 }
 
 /**
+ * A farm's answer to plain HTTP on its TLS port (see api/farm-port.ts), as the one line to show:
+ * nothing was carried out, and only the URL's scheme is wrong.
+ */
+export function tlsOnlyError(r: Response, asked: string): FarmTrustError | null {
+  const https = r.status === 400 ? r.headers.get(TLS_ONLY_HEADER) : null;
+  return https ? new FarmTrustError(`the farm at ${asked} serves HTTPS only: use ${https} (with --farm-pin or --farm-ca)`) : null;
+}
+
+/**
  * `fetch` for the HTTP transport: sends to the leader; a standby's 503 (it carried nothing out) or a
  * refused connection makes it find the leader and send again, for up to `followMs`.
  */
@@ -108,7 +125,10 @@ export function leaderFetch(endpoints: FarmEndpoints, followMs: number, timeoutM
     const deadline = Date.now() + followMs;
     for (let i = 0; ; i++) {
       try {
-        const r = await fetch((await endpoints.fresh()) + path, timeoutMs ? { ...init, signal: AbortSignal.timeout(timeoutMs) } : init);
+        const base = await endpoints.fresh();
+        const r = await endpoints.fetch(base + path, timeoutMs ? { ...init, signal: AbortSignal.timeout(timeoutMs) } : init);
+        const plain = tlsOnlyError(r, base);
+        if (plain) throw new TypeError("fetch failed", { cause: plain });
         if (r.status !== 503 || !r.headers.has(LEADER_HEADER) || Date.now() > deadline) return r;
         await r.body?.cancel();
         const named = r.headers.get(LEADER_HEADER);

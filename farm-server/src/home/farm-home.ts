@@ -10,6 +10,7 @@
  *   <home>/repos/<name>-<hash>/files/   task files (manifests, session notes, ADR drafts) between
  *                                        their commits onto the task's integration branch
  *   <home>/models/                      GGUF models, shared by every repository
+ *   <home>/tls/                         the farm's certificate and key (`optimus farm cert`)
  */
 import { createHash } from "node:crypto";
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -77,6 +78,8 @@ export function stateDirFor(repo: string, configured?: string, home = farmHome()
 }
 
 export const modelsDir = (home = farmHome()) => join(home, "models");
+/** Where `optimus farm cert` writes the farm's certificate and key (`farm.crt`, `farm.key`, mode 0600). */
+export const tlsDir = (home = farmHome()) => join(home, "tls");
 
 /** The pre-home location of the farm's state, inside the repository. */
 const legacyStateDir = (repo: string) => join(repo, ".optimus", "state");

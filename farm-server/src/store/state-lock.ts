@@ -49,7 +49,8 @@ export interface StateLock {
   takenOver?: { pid?: number; host?: string; since?: string };
   release(): void;
   /** records where the farm listens, so the CLI in the same repository finds it */
-  setUrl(url: string): void;
+  /** where the farm listens, and with TLS the pin of its certificate (the local CLI trusts it from here) */
+  setUrl(url: string, pin?: string): void;
 }
 
 export const lockFileOf = (stateDir: string) => join(stateDir, "farm.lock");
@@ -64,7 +65,7 @@ export function acquireStateLock(stateDir: string): StateLock {
       return {
         ...(takenOver ? { takenOver } : {}),
         release: () => rmSync(file, { force: true }),
-        setUrl: (url) => writeFileSync(file, JSON.stringify({ ...me, url }), { mode: 0o600 }),
+        setUrl: (url, pin) => writeFileSync(file, JSON.stringify({ ...me, url, ...(pin ? { pin } : {}) }), { mode: 0o600 }),
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
@@ -91,9 +92,15 @@ export function acquireStateLock(stateDir: string): StateLock {
 
 /** The URL of the farm running on this state folder, if one is running on this host. */
 export function runningFarmUrl(stateDir: string): string | undefined {
+  return runningFarm(stateDir)?.url;
+}
+
+/** The farm running on this state folder: its URL and, served over TLS, its certificate's pin. */
+export function runningFarm(stateDir: string): { url: string; pin?: string } | undefined {
   try {
-    const holder = JSON.parse(readFileSync(lockFileOf(stateDir), "utf8")) as { pid?: number; host?: string; url?: string };
-    return holder.url && holderRuns(holder as { pid?: number; host?: string; since?: string }) ? holder.url : undefined;
+    const holder = JSON.parse(readFileSync(lockFileOf(stateDir), "utf8")) as { pid?: number; host?: string; url?: string; pin?: string };
+    if (!holder.url || !holderRuns(holder as { pid?: number; host?: string; since?: string })) return undefined;
+    return { url: holder.url, ...(typeof holder.pin === "string" ? { pin: holder.pin } : {}) };
   } catch {
     return undefined;
   }

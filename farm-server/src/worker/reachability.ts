@@ -1,6 +1,10 @@
-import type { FarmEndpoints } from "../client/farm-endpoints.js";
+import { tlsOnlyError, type FarmEndpoints } from "../client/farm-endpoints.js";
+import { trustErrorIn } from "../client/farm-trust.js";
 /** Why a request did not reach its server, in a few words (the socket's error code, not undici's "fetch failed"). */
 export function networkCause(err: unknown, timeoutMs: number): string {
+  // A refused certificate says it all in its own line.
+  const refused = trustErrorIn(err);
+  if (refused) return refused.message;
   const e = err as Error & { cause?: { code?: string; message?: string } };
   if (e.name === "TimeoutError" || e.name === "AbortError") return `no answer within ${timeoutMs / 1000} s`;
   const code = e.cause?.code;
@@ -11,11 +15,13 @@ export function networkCause(err: unknown, timeoutMs: number): string {
   return code ?? e.cause?.message ?? e.message;
 }
 
-/** Why a farm's URL does not answer, from one quick request to its `/healthz`. */
-export async function farmUnreachableCause(url: string, timeoutMs = 2_000): Promise<string> {
+/** Why a farm's URL does not answer, from one quick request to its `/healthz` (with the client's TLS trust: `fetchFn`). */
+export async function farmUnreachableCause(url: string, timeoutMs = 2_000, fetchFn: typeof fetch = fetch): Promise<string> {
   try {
-    const res = await fetch(`${url.replace(/\/+$/, "")}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetchFn(`${url.replace(/\/+$/, "")}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
     await res.body?.cancel();
+    const plain = tlsOnlyError(res, url);
+    if (plain) return plain.message;
     return res.ok ? "it answers HTTP, but its WebSocket (/ws) does not open" : `it answers HTTP ${res.status}`;
   } catch (err) {
     return networkCause(err, timeoutMs);
@@ -72,7 +78,7 @@ export class FarmReachability {
 
   private async report(): Promise<void> {
     const since = this.since;
-    const cause = await farmUnreachableCause(this.url);
+    const cause = await farmUnreachableCause(this.url, 2_000, typeof this.farm === "string" ? fetch : this.farm.fetch);
     if (this.since === null || this.since !== since) return; // it came back meanwhile
     this.reported = true;
     this.say(`cannot reach the farm at ${this.url}: ${cause}; retrying (since ${this.seconds()}s)`);

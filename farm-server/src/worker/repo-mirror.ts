@@ -3,6 +3,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from "node:path";
 import { safeGitEnv } from "../git/safe-git.js";
 import type { FarmEndpoints } from "../client/farm-endpoints.js";
+import { gitPinOf } from "../client/farm-trust.js";
+import { acceptedCertificate } from "../client/trusted-transport.js";
 import { DepsCache } from "../setup/index.js";
 
 /**
@@ -45,10 +47,10 @@ export class RepoMirror {
     });
   }
 
-  private git(args: string[], cwd?: string): Promise<string> {
+  private git(args: string[], cwd?: string, extraConfig: Array<[string, string]> = []): Promise<string> {
     // Hooks off and the safe configuration (a unit's check could have written into a worktree; the
     // sandbox keeps it away from mirror.git, this keeps any .git from running code in this process).
-    const env = safeGitEnv([["http.extraHeader", `Authorization: Bearer ${this.token}`]], { HOME: this.workDir });
+    const env = safeGitEnv([["http.extraHeader", `Authorization: Bearer ${this.token}`], ...extraConfig], { HOME: this.workDir });
     return new Promise((resolve, reject) =>
       execFile("git", args, { cwd: cwd ?? this.workDir, env, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
         err
@@ -80,6 +82,28 @@ export class RepoMirror {
     });
   }
 
+  /**
+   * git's TLS settings for an https:// farm, from the worker's trust (never `http.sslVerify=false`):
+   * a CA file as `http.sslCAInfo`; pins as `http.pinnedPubkey`, and — with a pin but no CA file — the
+   * certificate the farm presented once its pin matched as the one CA git trusts for it (git then
+   * checks both the chain to it and the pin). No trust given: this machine's CAs, git's default.
+   */
+  private async tlsConfig(base: string): Promise<Array<[string, string]>> {
+    if (!/^https:/i.test(base) || typeof this.farm === "string") return [];
+    const trust = this.farm.trust;
+    const out: Array<[string, string]> = [];
+    if (trust.ca) out.push(["http.sslCAInfo", trust.ca.file]);
+    if (trust.pins?.length) {
+      out.push(["http.pinnedPubkey", trust.pins.map(gitPinOf).join(";")]);
+      if (!trust.ca) {
+        const file = join(this.workDir, "farm-cert.pem");
+        writeFileSync(file, await acceptedCertificate(base, trust), { mode: 0o600 });
+        out.push(["http.sslCAInfo", file]);
+      }
+    }
+    return out;
+  }
+
   /** Brings the mirror up to date with the farm's branches. */
   sync(): Promise<void> {
     return this.serial(async () => {
@@ -87,16 +111,21 @@ export class RepoMirror {
       // The farm caps its git processes and answers 503 when they are busy: wait and try again.
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.git([
-            "--git-dir",
-            this.gitDir,
-            "fetch",
-            "-q",
-            "--prune",
-            `${(typeof this.farm === "string" ? this.farm : this.farm.current).replace(/\/+$/, "")}/git`,
-            "+refs/heads/*:refs/remotes/farm/*",
-            "+refs/remotes/origin/*:refs/remotes/farm/*",
-          ]);
+          const base = (typeof this.farm === "string" ? this.farm : this.farm.current).replace(/\/+$/, "");
+          await this.git(
+            [
+              "--git-dir",
+              this.gitDir,
+              "fetch",
+              "-q",
+              "--prune",
+              `${base}/git`,
+              "+refs/heads/*:refs/remotes/farm/*",
+              "+refs/remotes/origin/*:refs/remotes/farm/*",
+            ],
+            undefined,
+            await this.tlsConfig(base),
+          );
           return;
         } catch (err) {
           // Busy (503), or not reachable for a moment (a farm restarting, a standby taking over): a fetch

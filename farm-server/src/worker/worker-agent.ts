@@ -9,7 +9,8 @@ import {
   type UnitResultInput,
   type WorkerRegistrationInput,
 } from "@optimus/shared";
-import type { FarmEndpoints } from "../client/farm-endpoints.js";
+import { FarmEndpoints } from "../client/farm-endpoints.js";
+import type { FarmTrust } from "../client/farm-trust.js";
 import { createFarmClient, errorCode, isFinalError, type FarmClient } from "../client/farm-client.js";
 import { FarmReachability } from "./reachability.js";
 
@@ -33,6 +34,8 @@ export type ExecuteUnit = (lease: Lease, ctx: LeaseContext) => Promise<UnitResul
 export interface WorkerAgentOptions {
   /** the farm's URL, or its nodes (the agent follows the one that leads) */
   farmUrl: string | FarmEndpoints;
+  /** with a URL: what an https:// farm's certificate must satisfy (endpoints carry their own) */
+  trust?: FarmTrust;
   token: string;
   registration: WorkerRegistrationInput;
   execute: ExecuteUnit;
@@ -65,10 +68,11 @@ export class WorkerAgent {
 
   constructor(private readonly opts: WorkerAgentOptions) {
     this.nodeId = opts.registration.nodeId;
-    this.reach = new FarmReachability(opts.farmUrl, (m) => opts.log?.(m));
+    const farm = typeof opts.farmUrl === "string" ? new FarmEndpoints(opts.farmUrl, opts.trust) : opts.farmUrl;
+    this.reach = new FarmReachability(farm, (m) => opts.log?.(m));
     this.reach.down(); // until the socket first opens
     const c = createFarmClient({
-      url: opts.farmUrl,
+      url: farm,
       token: opts.token,
       transport: "ws",
       maxRetryDelayMs: 500,

@@ -14,7 +14,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
-import { startFarm, type Farm, type FarmClient } from "@optimus/farm-server";
+import { startFarm, type Farm, type FarmClient, type FarmTrust } from "@optimus/farm-server";
 import { adminTokenFile, loadConfig } from "@optimus/farm-server/dist/cli/context.js";
 import type { ServerConfig, ServerConfigInput } from "@optimus/shared";
 import { runCli } from "./cli.js";
@@ -40,6 +40,11 @@ export interface TestFarmOptions {
   config?: ServerConfigInput;
   /** `optimus worker` processes, one codegen (`codegen-1`) and one review (`review-1`) on this model, connected before the farm is returned */
   workers?: { model: string; maxIterations?: number };
+  /**
+   * with `config.tls`: the pin of its certificate (`optimus farm cert` prints it), which the test's
+   * clients, the CLI (OPTIMUS_FARM_PIN) and its `optimus worker` processes (--farm-pin) check
+   */
+  farmPin?: string;
   /** in process: the farm's logger (default: silent, or OPTIMUS_LOG_LEVEL) */
   log?: Logger;
   /** as a process: more `farm up` flags (`--heartbeat-ms`, `--workers` …) and environment */
@@ -71,7 +76,12 @@ abstract class TestFarmBase {
   ) {}
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.options.config?.tls ? "https" : "http"}://127.0.0.1:${this.port}`;
+  }
+
+  /** what clients trust in its certificate (its pin), when it serves TLS */
+  get trust(): FarmTrust | undefined {
+    return this.options.farmPin ? { pins: [this.options.farmPin], pinFrom: "the test's farmPin" } : undefined;
   }
 
   /** The farm's settings as `farm up` reads them (the repository's file, then the test's settings), on this port. */
@@ -88,12 +98,16 @@ abstract class TestFarmBase {
 
   /** an HTTP client with the admin token */
   get client(): FarmClient {
-    return httpClientFor(this.url, this.adminToken);
+    return httpClientFor(this.url, this.adminToken, this.trust);
   }
 
-  /** the environment that points the CLI at this farm with the admin token */
-  get env(): { OPTIMUS_FARM: string; OPTIMUS_TOKEN: string } {
-    return { OPTIMUS_FARM: this.url, OPTIMUS_TOKEN: this.adminToken };
+  /** the environment that points the CLI at this farm with the admin token (and its pin, over TLS) */
+  get env(): { OPTIMUS_FARM: string; OPTIMUS_TOKEN: string; OPTIMUS_FARM_PIN?: string } {
+    return {
+      OPTIMUS_FARM: this.url,
+      OPTIMUS_TOKEN: this.adminToken,
+      ...(this.options.farmPin ? { OPTIMUS_FARM_PIN: this.options.farmPin } : {}),
+    };
   }
 
   abstract get running(): boolean;
@@ -358,6 +372,7 @@ async function startCliWorkers(t: Cleanup, farm: TestFarm, o: { model: string; m
           join(workDir, role),
           "--farm",
           farm.url,
+          ...(farm.trust?.pins ? ["--farm-pin", farm.trust.pins.join(",")] : []),
           "--token-file",
           tokenFile,
         ],

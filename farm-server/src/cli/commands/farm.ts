@@ -3,6 +3,7 @@ import { CliError, EXIT } from "../errors.js";
 import { g, JSON_HELP } from "./globals.js";
 
 const LOG_LEVEL = "fatal, error, warn, info (default; transitions), debug, trace or silent; default $OPTIMUS_LOG_LEVEL";
+const collect = (v: string, all: string[]) => [...all, v];
 const LOG_FILE = "also write the log to this file, as JSON lines (the terminal shows it as before)";
 
 /** `farm up`, `worker` (run one, or `worker list` the fleet) and `model pull`: the commands that run or feed the farm. */
@@ -30,6 +31,18 @@ export function registerFarmCommands(program: Command): void {
     .option("--log-level <level>", LOG_LEVEL)
     .option("--log-file <path>", LOG_FILE)
     .action((_o, cmd: Command) => import("../farm-up.js").then((m) => m.farmUp(g(cmd))));
+
+  farm
+    .command("cert")
+    .description(
+      "make a self-signed TLS certificate and key for the farm's port (this node's host name, localhost, 127.0.0.1, its LAN addresses and --san names), written 0600 into <home>/tls; prints its pin (what clients pass as --farm-pin) and the config lines to add",
+    )
+    .option("--san <name>", "another host name or address the farm is reached by (repeat, or comma-separate)", collect, [])
+    .option("--host <name>", "the same as --san", collect, [])
+    .option("--out <dir>", "write farm.crt and farm.key here instead of <home>/tls")
+    .option("--days <n>", "how long it is valid (default 397)")
+    .option("--force", "replace an existing pair (every client then needs the new pin)")
+    .action((_o, cmd: Command) => import("../cert-command.js").then((m) => m.farmCert(g(cmd) as never)));
 
   // `--role` is checked here rather than required by commander: commander checks a parent's
   // required options for its subcommands too, which would make `worker list` ask for a role.

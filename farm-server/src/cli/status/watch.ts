@@ -1,3 +1,4 @@
+import type { FarmTrust } from "../../client/farm-trust.js";
 /**
  * The live status screen: the farm's views (`views.stream`: a snapshot, then what changed, worker
  * progress and the fleet) kept in a `FarmViews`, drawn on the alternate screen and redrawn by
@@ -12,6 +13,8 @@ import { statusLines, type StatusInput } from "./rows.js";
 export interface WatchOptions {
   url: string;
   token: string;
+  /** what an https:// farm's certificate must satisfy */
+  trust?: FarmTrust;
   /** only this task */
   task?: string;
   /** a fixed width (`--width`); otherwise the terminal's, followed on resize */
@@ -40,6 +43,7 @@ export async function watchStatus(o: WatchOptions): Promise<void> {
   const ws = createFarmClient({
     url: o.url,
     token: o.token,
+    trust: o.trust,
     transport: "ws",
     onConnectionChange: (s) => {
       connection = s === "open" ? "" : `connection to ${o.url} lost; reconnecting…`;
