@@ -1,5 +1,5 @@
 import * as vscode from "vscode";
-import { normaliseFarmUrl } from "../farm/farm-client.js";
+import { describeFarmError, normaliseFarmUrl } from "../farm/farm-client.js";
 import { FarmConnectionError, type FarmConnection, type Identity } from "../farm/connection.js";
 import type { FarmCredentials } from "../farm/credentials.js";
 
@@ -63,13 +63,15 @@ export class ConnectController {
       return undefined;
     }
     try {
-      const me = await this.connection.connect(n.url, token.trim());
+      // Read at each connect: a pin or CA file set since applies now. An unusable value is its own one-line error.
+      const me = await this.connection.connect(n.url, token.trim(), this.credentials.trust());
       await this.credentials.setUrl(n.url);
       await this.credentials.setToken(token.trim());
       if (!opts.silent) void vscode.window.showInformationMessage(`Optimus: connected to ${n.url} as ${me.actor}.`);
       return me;
     } catch (err) {
-      const e = err instanceof FarmConnectionError ? err : new FarmConnectionError("other", String(err));
+      const d = err instanceof FarmConnectionError ? null : describeFarmError(err, n.url);
+      const e = d ? new FarmConnectionError(d.kind, d.message) : (err as FarmConnectionError);
       if (!opts.silent) void this.explain(e);
       return undefined;
     }
@@ -77,10 +79,12 @@ export class ConnectController {
 
   /** One message per failure, with the fix as its button. */
   async explain(e: FarmConnectionError): Promise<void> {
-    const fix = e.kind === "auth" ? "Enter Token" : e.kind === "unreachable" ? "Change URL" : undefined;
+    const fix =
+      e.kind === "auth" ? "Enter Token" : e.kind === "unreachable" ? "Change URL" : e.kind === "certificate" ? "Open Settings" : undefined;
     const actions = e.kind === "unreachable" ? [fix!, "Retry"] : fix ? [fix] : [];
     const a = await vscode.window.showErrorMessage(`Optimus: ${e.message}`, ...actions);
-    if (a === "Enter Token") {
+    if (a === "Open Settings") await vscode.commands.executeCommand("workbench.action.openSettings", "optimus.farm");
+    else if (a === "Enter Token") {
       await this.credentials.forgetToken();
       await this.connect({ url: this.credentials.url || this.connection.url });
     } else if (a === "Change URL") await this.connect();

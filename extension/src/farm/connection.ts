@@ -3,6 +3,7 @@ import { FarmViews, type ViewsChange, type ViewsMessage } from "@optimus/shared"
 import type { ViewContext } from "../model/unit-presentation.js";
 import { CTX_CAN_APPROVE, CTX_CONNECTION, CTX_FRONTIER } from "../constants.js";
 import { describeFarmError, httpClient, socketClient, type FarmApi, type SocketClient } from "./farm-client.js";
+import type { FarmTrust } from "@optimus/farm-server/dist/client/farm-trust.js";
 
 export type ConnectionState = "disconnected" | "connecting" | "connected";
 
@@ -17,7 +18,7 @@ export interface Identity {
 /** A failure to connect, already phrased for a person; `kind` says which fix to offer. */
 export class FarmConnectionError extends Error {
   constructor(
-    readonly kind: "auth" | "unreachable" | "refused" | "other",
+    readonly kind: "auth" | "unreachable" | "refused" | "certificate" | "other",
     message: string,
   ) {
     super(message);
@@ -101,14 +102,22 @@ export class FarmConnection implements vscode.Disposable {
     return "Not connected to the farm, so nothing was sent. Run 'Optimus: Connect to Farm' first.";
   }
 
-  /** Checks the URL and token with one HTTP call, then opens the socket and the views stream. */
-  async connect(url: string, token: string): Promise<Identity> {
+  /**
+   * Checks the URL and token with one HTTP call, then opens the socket and the views stream; an
+   * https:// farm's certificate must satisfy `trust` (pins, a CA file) for either to be sent anything.
+   */
+  async connect(url: string, token: string, trust: FarmTrust = {}): Promise<Identity> {
     this.disconnect();
     this._url = url;
     this.setState("connecting");
     let me: Identity;
     try {
-      const r = (await httpClient(url, token).me.query()) as { actor: string; role: string; name: string; approver?: boolean };
+      const r = (await httpClient(url, token, undefined, trust).me.query()) as {
+        actor: string;
+        role: string;
+        name: string;
+        approver?: boolean;
+      };
       me = { actor: r.actor, role: r.role, name: r.name, approver: r.approver === true || r.role === "admin" };
     } catch (err) {
       this.setState("disconnected");
@@ -116,12 +125,17 @@ export class FarmConnection implements vscode.Disposable {
       throw new FarmConnectionError(d.kind, d.message);
     }
     this._identity = me;
-    this.http = httpClient(url, token, CALL_TIMEOUT_MS);
+    this.http = httpClient(url, token, CALL_TIMEOUT_MS, trust);
     let subscribed = false;
-    this.socket = socketClient(url, token, {
-      open: () => subscribed && this.setState("connected"),
-      close: () => this.socket && this.setState("connecting"),
-    });
+    this.socket = socketClient(
+      url,
+      token,
+      {
+        open: () => subscribed && this.setState("connected"),
+        close: () => this.socket && this.setState("connecting"),
+      },
+      trust,
+    );
     const first = new Promise<void>((resolve, reject) => {
       this.subscription = this.socket!.api.views.stream.subscribe(
         { lastEventId: null },

@@ -1,11 +1,15 @@
 import { TRPCClientError } from "@trpc/client";
 import { createFarmClient, type FarmClient } from "@optimus/farm-server/dist/client/farm-client.js";
+import { trustErrorIn, type FarmTrust } from "@optimus/farm-server/dist/client/farm-trust.js";
 
 export type FarmApi = FarmClient;
 
-/** A one-shot HTTP client: used to check a URL and token before holding a socket open. */
-export function httpClient(url: string, token: string, timeoutMs = 5_000): FarmApi {
-  return createFarmClient({ url, token, transport: "http", timeoutMs }).client;
+/**
+ * A one-shot HTTP client: used to check a URL and token before holding a socket open. `trust`: what
+ * an https:// farm's certificate must satisfy; a refused one is never sent a request (nor the token).
+ */
+export function httpClient(url: string, token: string, timeoutMs = 5_000, trust: FarmTrust = {}): FarmApi {
+  return createFarmClient({ url, token, trust, transport: "http", timeoutMs }).client;
 }
 
 export interface SocketClient {
@@ -19,10 +23,11 @@ export interface SocketClient {
  * from their last tracked id, which is what makes the units tree catch up without missing or
  * doubling a state.
  */
-export function socketClient(url: string, token: string, on: { open(): void; close(): void }): SocketClient {
+export function socketClient(url: string, token: string, on: { open(): void; close(): void }, trust: FarmTrust = {}): SocketClient {
   const c = createFarmClient({
     url,
     token,
+    trust,
     transport: "ws",
     maxRetryDelayMs: 3_000,
     onConnectionChange: (s) => (s === "open" ? on.open() : on.close()),
@@ -48,9 +53,15 @@ export function normaliseFarmUrl(input: string): { url: string } | { error: stri
  * One sentence for a person, for any failure talking to the farm: no stack traces, and a hint of
  * what to do. `kind` lets callers offer the right fix (enter a token, change the URL, retry).
  */
-export function describeFarmError(err: unknown, url: string): { kind: "auth" | "unreachable" | "refused" | "other"; message: string } {
+export function describeFarmError(
+  err: unknown,
+  url: string,
+): { kind: "auth" | "unreachable" | "refused" | "certificate" | "other"; message: string } {
   // Refused before sending (see FarmConnection.api): its message already says so.
   if (err instanceof Error && err.name === "NotConnectedError") return { kind: "unreachable", message: err.message };
+  // The farm's certificate (or http:// to a TLS farm, or an unusable pin setting): its own line says which and why.
+  const trust = trustErrorIn(err);
+  if (trust) return { kind: "certificate", message: `${trust.message}.` };
   if (err instanceof TRPCClientError) {
     const code = (err.data as { code?: string } | undefined)?.code;
     const status = (err.data as { httpStatus?: number } | undefined)?.httpStatus;
