@@ -109,7 +109,9 @@ export function trustedFetch(trust: FarmTrust): typeof fetch {
 export function trustedWebSocket(trust: FarmTrust): typeof WebSocket {
   const createConnection = trustedConnector(trust);
   return class TrustedWebSocket extends WebSocket {
-    constructor(address: string | URL, protocols?: string | string[], options?: WebSocket.ClientOptions) {
+    constructor(address: string | URL, protocols?: string | string[] | WebSocket.ClientOptions, options?: WebSocket.ClientOptions) {
+      // ws takes the options in place of the protocols too: moved back, so none is lost.
+      if (protocols && typeof protocols === "object" && !Array.isArray(protocols)) [protocols, options] = [undefined, protocols];
       const secure = /^wss:/i.test(String(address));
       super(address, protocols, secure ? ({ ...options, createConnection } as unknown as WebSocket.ClientOptions) : options);
     }
