@@ -20,6 +20,7 @@ import { resolveRepo, type GlobalOptions } from "./context.js";
 import { CliError } from "./errors.js";
 import { FARM_OPTIONS, THREADS_OPTION, WORKER_OPTIONS, type PassedOption } from "./service-options.js";
 import { readTokenFile } from "./token-source.js";
+import { trustFromOptions } from "./farm-trust-options.js";
 
 /** EX_UNAVAILABLE (sysexits.h): the service manager is not there to ask. */
 export const EXIT_UNREACHABLE = 69;
@@ -137,7 +138,18 @@ export function serviceSpecFrom(kindArg: string | undefined, o: Opts, manager: S
         2,
       );
     readTokenFile(tokenFile); // there and one token now, so the service does not fail at every start
-    args.push("--farm", farm, "--token-file", resolve(tokenFile), "worker", ...passOn([...WORKER_OPTIONS, THREADS_OPTION], o));
+    // The farm's pin and CA file go with it (public, not secrets); checked now, so the service does not fail at every start.
+    const trust = trustFromOptions(o);
+    const trustArgs = [...(trust.pins ? ["--farm-pin", trust.pins.join(",")] : []), ...(trust.ca ? ["--farm-ca", trust.ca.file] : [])];
+    args.push(
+      "--farm",
+      farm,
+      ...trustArgs,
+      "--token-file",
+      resolve(tokenFile),
+      "worker",
+      ...passOn([...WORKER_OPTIONS, THREADS_OPTION], o),
+    );
     if (typeof o.workDir === "string") workingDirectory = resolve(o.workDir);
     description = `Optimus ${String(o.role)} worker for ${farm}`;
   }

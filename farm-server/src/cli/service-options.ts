@@ -71,7 +71,7 @@ export function registerServiceCommands(program: Command): void {
     service
       .command(`install ${KIND}`)
       .description(
-        "write and load a systemd unit (Linux) or launchd plist (macOS) for the farm (--origin/--repo, --home) or a worker (--role, --model, --farm, --token-file); no secret is ever written into it",
+        "write and load a systemd unit (Linux) or launchd plist (macOS) for the farm (--origin/--repo, --home) or a worker (--role, --model, --farm, --token-file, and --farm-pin or --farm-ca for an https:// farm); no secret is ever written into it",
       )
       .option("--dry-run", "print the file and the commands, change nothing")
       .option("--run-as <user>", "--system: the account the service runs as (default root)"),

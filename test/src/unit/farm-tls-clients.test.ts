@@ -6,6 +6,8 @@ import { test } from "node:test";
 import { FarmTrustError, wsUrlOf } from "@optimus/farm-server";
 import { trustedWebSocket } from "@optimus/farm-server/dist/client/trusted-transport.js";
 import { farmUnreachableCause } from "@optimus/farm-server/dist/worker/reachability.js";
+import { serviceSpecFrom } from "@optimus/farm-server/dist/cli/service-commands.js";
+import { SystemdManager } from "@optimus/farm-server/dist/service/systemd-manager.js";
 import { startStandbyServer } from "@optimus/farm-server/dist/api/standby-server.js";
 import { FarmEndpoints } from "@optimus/farm-server/dist/client/farm-endpoints.js";
 import { loadFarmTls } from "@optimus/farm-server/dist/tls/farm-tls.js";
@@ -63,4 +65,30 @@ test("a worker pinned to one key opens no wss:// socket to a farm of another, an
 
   // What a worker prints every few seconds while it cannot connect (FarmReachability's cause).
   assert.equal(await farmUnreachableCause(server.url, 2_000, farm.fetch), expected);
+});
+
+test("a worker service installed for an https:// farm carries its pin and CA file, and a malformed pin is refused before anything is written", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "optimus-tls-unit-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const pair = await pairIn(dir, "farm");
+  const tokenFile = join(dir, "worker.token");
+  writeFileSync(tokenFile, "opt_abcdef123456_" + "s".repeat(40) + "\n", { mode: 0o600 });
+  const o = {
+    role: "codegen",
+    model: "http://127.0.0.1:9/v1",
+    farm: "https://farm.lan:7420",
+    tokenFile,
+    farmPin: pair.pin,
+    farmCa: pair.files.cert,
+  };
+  const spec = serviceSpecFrom("worker", o, new SystemdManager(dir));
+  const args = spec.programArguments.slice(2).join(" ");
+  assert.ok(
+    args.startsWith(`--farm https://farm.lan:7420 --farm-pin ${pair.pin} --farm-ca ${pair.files.cert} --token-file ${tokenFile} worker `),
+    args,
+  );
+  assert.throws(
+    () => serviceSpecFrom("worker", { ...o, farmPin: "sha256/nope" }, new SystemdManager(dir)),
+    /--farm-pin: 'sha256\/nope' is not a pin/,
+  );
 });
