@@ -63,6 +63,13 @@ export class FarmLeadership {
     await this.keeper.publish(url);
   }
 
+  /** Whether this node leads now, as the store says (its epoch, its lease not run out): asked before git moves the origin. */
+  async stillLeads(): Promise<boolean> {
+    if (!this.keeper.held) return false;
+    const now = await this.lease.current().catch(() => null);
+    return !!now && now.epoch === this.epoch && now.leftMs > 0;
+  }
+
   stop(): void {
     this.keeper.stop();
   }

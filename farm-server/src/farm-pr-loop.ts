@@ -26,6 +26,8 @@ export function createPrLoop(o: {
   notes: SessionNotes;
   signal: AbortSignal;
   mirror: ManifestMirror;
+  /** among farm nodes sharing a store: asked before each push to the origin */
+  stillLeads?: () => Promise<boolean>;
 }): PrLoop | null {
   const { farmRepo, clone, cutter, repo, config, state, leases, log, notes, signal, mirror } = o;
   if (!farmRepo || !clone) {
@@ -40,6 +42,7 @@ export function createPrLoop(o: {
     log,
     movedTargetRetries: config.delivery.movedTargetRetries,
     keepBranches: config.delivery.keepBranches,
+    ...(o.stillLeads ? { stillLeads: o.stillLeads } : {}),
     ...(reevaluate ? { evaluate: (taskId: string, commit: string) => prloop!.evaluateMerge(taskId, commit) } : {}),
   });
   const taskMerge = new TaskMerge({
@@ -64,6 +67,7 @@ export function createPrLoop(o: {
     hide: [farmHome(), stateDirOf(repo, config)],
     notesOf: (t, u) => notes.read(t, u),
     retryDecision: (u) => leases.retryDecision(u, true),
+    sharedStore: !!o.stillLeads,
     signal,
   }));
 }

@@ -226,7 +226,10 @@ async function startLocked(opts: FarmOptions, log: Logger, releaseLock: () => vo
     const cutter = clone
       ? new BranchCutter({ gitDir: clone.dir, origin: clone, log, live, onReady: (ids) => dispatcher.release(ids) })
       : null;
-    const prloop = createPrLoop({ farmRepo, clone, cutter, repo, config, state, leases, log, notes, signal: shutdown.signal, mirror });
+    const prloop = createPrLoop({
+      ...{ farmRepo, clone, cutter, repo, config, state, leases, log, notes, signal: shutdown.signal, mirror },
+      ...(leadership ? { stillLeads: () => leadership.stillLeads() } : {}),
+    });
     if (prloop && cutter) {
       leases.submissionHandler = prloop;
       dispatcher.gate = cutter;

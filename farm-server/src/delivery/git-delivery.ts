@@ -26,7 +26,15 @@ export interface GitDeliveryOptions {
    * commits were never evaluated with the task's change): null when green, else why not.
    */
   evaluate?: (taskId: string, commit: string) => Promise<string | null>;
+  /**
+   * Among farm nodes sharing a store: whether this node still leads, asked right before each push.
+   * A node that woke from a pause past its lease must not move the origin's branches under the
+   * node that took over (the journal refuses its writes; this keeps its git from landing too).
+   */
+  stillLeads?: () => Promise<boolean>;
 }
+
+export const NOT_LEADING = "this farm node no longer leads (another took over): it pushes nothing";
 
 export class GitDelivery {
   /** per branch, the head the origin confirmed last (forgotten when a delivery through it fails) */
@@ -47,6 +55,7 @@ export class GitDelivery {
     // The same head pushed a moment ago (an approval pushes, then the delivery would again): once is enough.
     if (opts.unlessPushed && this.pushed.get(branch) === head) return null;
     this.pushed.delete(branch);
+    if (this.o.stillLeads && !(await this.o.stillLeads())) return NOT_LEADING;
     const r = await this.o.origin.push([`${head}:refs/heads/${branch}`]);
     if (r.ok) {
       this.pushed.set(branch, head);
@@ -61,7 +70,13 @@ export class GitDelivery {
    * Merges the task's integration branch into `into` on the origin. At most once: a merge that
    * landed before a crash is found (the origin's target already contains the branch's tip).
    */
-  async deliver(taskId: string, into: string, message: string): Promise<Delivery> {
+  deliver(taskId: string, into: string, message: string): Promise<Delivery> {
+    // One delivery into a target at a time on this node: tasks finishing together would otherwise
+    // race each other's pushes and spend their retries on "the target moved" (meant for other pushers).
+    return this.o.repo.serial(`:origin:${into}`, () => this.deliverNow(taskId, into, message));
+  }
+
+  private async deliverNow(taskId: string, into: string, message: string): Promise<Delivery> {
     const { repo, origin } = this.o;
     const branch = integrationBranch(taskId);
     const head = await repo.revParse(`refs/heads/${branch}`);
@@ -95,6 +110,7 @@ export class GitDelivery {
       }
       // The task's branch first (a person reading the target finds the branch it came from), then
       // the target: both fast-forward only.
+      if (this.o.stillLeads && !(await this.o.stillLeads())) return { ok: false, into, reason: NOT_LEADING };
       const pushed = await origin.push([`${head}:refs/heads/${branch}`, `${merged.commit}:refs/heads/${into}`]);
       if (pushed.ok) {
         // True only once the origin says so: its report of the push, else what it shows now.

@@ -46,6 +46,8 @@ export interface PrLoopDeps {
   setupEgress?(): EgressOptions | undefined;
   /** aborted when the farm stops: running evals are killed, and their unit is evaluated again after the restart */
   signal?: AbortSignal;
+  /** among farm nodes sharing a store: at start, carry on from the task branches the origin has (see TaskMerge.adoptPublished) */
+  sharedStore?: boolean;
 }
 
 /** What a worker needs beyond the unit's spec: where to start, what to address, what to review. */
@@ -79,7 +81,7 @@ export class PrLoop implements SubmissionHandler {
     this.queue = new TaskQueue({ state, log });
     this.files = new AttemptFiles(d.patchesDir, log);
     const files = this.files;
-    this.unitMerge = new UnitMerge({ state, config, repo, taskMerge, files });
+    this.unitMerge = new UnitMerge({ state, config, repo, taskMerge, files, publishFirst: !!d.sharedStore });
     const decide = (taskId: string, unitId: string, attempt: number) => this.unitMerge.decide(taskId, unitId, attempt);
     this.evaluation = new ChangeEvaluation({
       state,
@@ -149,6 +151,10 @@ export class PrLoop implements SubmissionHandler {
   async start(): Promise<void> {
     this.d.state.on("committed", this.listener);
     await this.d.taskMerge.sweep().catch((err: Error) => this.d.log.warn({ err: err.message }, "could not sweep stray branches"));
+    const adopted = await (this.d.sharedStore ? this.d.taskMerge.adoptPublished() : Promise.resolve(0)).catch(
+      (err: Error) => void this.d.log.warn({ err: err.message }, "could not read the tasks' branches on the origin"),
+    );
+    if (adopted) this.d.log.info(`carried on from the origin's copy of ${adopted} task branch(es) (another farm node published them)`);
     pickUpInterrupted(this.parts);
   }
 

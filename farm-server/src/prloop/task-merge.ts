@@ -138,12 +138,22 @@ export class TaskMerge {
 
   /** The integration branch after a unit merged into it: on the origin too (best effort; the final delivery pushes it again). */
   async publish(taskId: string): Promise<void> {
+    if ((await this.pushBranch(taskId)) === null) await this.announce(taskId);
+  }
+
+  /** The task's branch to the origin, with its files; why it could not be pushed (logged), or null. */
+  async pushBranch(taskId: string): Promise<string | null> {
     // The task's files (manifest, notes) ride along with each publication of its branch.
     await this.d
       .commitTaskFiles?.(taskId, "files")
       .catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not commit the task's files"));
     const why = await this.d.delivery.pushBranch(taskId).catch((err: Error) => err.message);
-    if (why) return this.d.log.warn({ taskId }, `could not push ${integrationBranch(taskId)}: ${why}`);
+    if (why) this.d.log.warn({ taskId }, `could not push ${integrationBranch(taskId)}: ${why}`);
+    return why;
+  }
+
+  /** The task's pull request follows its pushed branch (with a forge). */
+  async announce(taskId: string): Promise<void> {
     await this.d.forge
       ?.published(taskId)
       .catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not update the task's pull request"));
@@ -154,6 +164,66 @@ export class TaskMerge {
     await this.d.delivery
       .cleanUp(taskId)
       .catch((err: Error) => this.d.log.warn({ taskId, err: err.message }, "could not delete the cancelled task's branches"));
+  }
+
+  /**
+   * At start, among nodes sharing a store: a live task's branch as the origin has it published
+   * (never published: as it was cut), where that differs from this clone's copy. Another farm node
+   * led meanwhile and merged units into it; the origin's copy is the truth (the farm only
+   * fast-forwards it, and publishes a unit's merge before journaling it), so this node carries on
+   * from there. One listing and one batch of ref updates; a git call of its own only for a task
+   * whose branch was never published.
+   */
+  async adoptPublished(): Promise<number> {
+    await this.d.origin.fetch();
+    const refs = await this.d.repo.git.raw([
+      "for-each-ref",
+      "--format=%(refname) %(objectname)",
+      "refs/heads/optimus/",
+      "refs/remotes/origin/optimus/",
+    ]);
+    const local = new Map<string, string>();
+    const published = new Map<string, string>();
+    for (const line of refs.split("\n")) {
+      const [ref, oid] = line.split(" ");
+      if (!ref || !oid) continue;
+      if (ref.startsWith("refs/heads/")) local.set(ref.slice("refs/heads/".length), oid);
+      else published.set(ref.slice("refs/remotes/origin/".length), oid);
+    }
+    const updates: string[] = [];
+    for (const t of this.p.tasks.values()) {
+      if (t.cancelled || t.merge?.commit) continue;
+      const branch = integrationBranch(t.taskId);
+      const ours = local.get(branch);
+      // Never published: this clone's copy may hold merges this node made when it led before and
+      // never journaled; the task starts again from where its branch was cut.
+      const theirs = published.get(branch) ?? (ours ? await this.cutPoint(ours, t.targetBranch) : undefined);
+      if (!theirs || theirs === ours) continue;
+      // This clone's copy has merges the origin lacks: kept when the journal records one of them
+      // (this node merged it and could not publish it: a single farm whose origin was away).
+      if (ours && !(await this.d.repo.isAncestor(ours, theirs)) && (await this.recordedOnlyIn(t.units, ours, theirs))) continue;
+      updates.push(`update refs/heads/${branch} ${theirs}\n`);
+    }
+    if (updates.length > 0) await this.d.repo.git.raw(["update-ref", "--stdin"], { input: updates.join("") });
+    return updates.length;
+  }
+
+  /** Where a branch was cut from its target: their merge base with the origin's target as last fetched. */
+  private async cutPoint(ours: string, target: string | undefined): Promise<string | undefined> {
+    const tip = await this.d.origin.tracked(target ?? (await this.d.origin.defaultBranch()));
+    if (!tip) return undefined;
+    const base = (await this.d.repo.git.raw(["merge-base", ours, tip]).catch(() => "")).trim();
+    return base || undefined;
+  }
+
+  /** Whether a unit merge the journal records is in `ours` and not in `published` (a commit this clone lacks is neither). */
+  private async recordedOnlyIn(units: Iterable<string>, ours: string, published: string): Promise<boolean> {
+    const within = (c: string, tip: string) => this.d.repo.isAncestor(c, tip).catch(() => false);
+    for (const k of units) {
+      const c = this.p.units.get(k)?.mergedCommit;
+      if (c && (await within(c, ours)) && !(await within(c, published))) return true;
+    }
+    return false;
   }
 
   /** At start: the farm's branches of tasks that are merged, cancelled or unknown are deleted (strays of a crash). */

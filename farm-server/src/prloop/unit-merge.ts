@@ -1,3 +1,4 @@
+import { NOT_LEADING } from "../delivery/git-delivery.js";
 import { redoAfterTakeover } from "./redo-after-takeover.js";
 import { unitKey, type ServerConfig } from "@optimus/shared";
 import type { FarmState } from "../core/farm-state.js";
@@ -13,6 +14,11 @@ export interface UnitMergeDeps {
   repo: FarmRepo;
   taskMerge: TaskMerge;
   files: AttemptFiles;
+  /**
+   * Among farm nodes sharing a store: a unit's merge is pushed before it is journaled (then again
+   * with the task's files), so every merge the journal records is on the origin for the next leader.
+   */
+  publishFirst?: boolean;
 }
 
 /**
@@ -135,6 +141,12 @@ export class UnitMerge {
         return;
       }
       commit = res.commit;
+      // Published before it is journaled: a farm node that takes over finds every merge the journal
+      // records in the origin's copy of the branch (see TaskMerge.adoptPublished), and a merge it
+      // does not find there was never recorded, so the unit is evaluated and merged again.
+      // A node that no longer leads journals nothing either (its writes would be refused); an origin
+      // that cannot be reached does not stop the farm: the merge is journaled and published later.
+      if (this.d.publishFirst && (await this.d.taskMerge.pushBranch(taskId)) === NOT_LEADING) return;
     }
     await this.d.state.commit(
       [
@@ -148,6 +160,7 @@ export class UnitMerge {
     await this.d.repo.deleteBranch(u.evaluation.branch);
     // The change now lives in git; its patch file was only needed until the merge.
     this.d.files.removePatch(u, attempt);
+    // The task's files now say the unit is merged: published with them (and the pull request follows).
     await this.d.taskMerge.publish(taskId);
     await this.d.taskMerge.maybeMergeTask(taskId);
   }

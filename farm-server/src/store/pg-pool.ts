@@ -25,6 +25,9 @@ export function openPgPool(url: string, onIdleError?: (err: Error) => void, max 
     ...(stallMs ? { idle_in_transaction_session_timeout: stallMs } : {}),
   });
   pool.on("error", (err) => onIdleError?.(err));
+  // A connection the server ends while it is checked out (a session stalled in a transaction, a
+  // restart) emits 'error' on its client: heard here, so it fails the query in flight, not the process.
+  pool.on("connect", (client) => client.on("error", (err) => onIdleError?.(err)));
   return pool;
 }
 
