@@ -63,11 +63,13 @@ export class FarmLeadership {
     await this.keeper.publish(url);
   }
 
-  /** Whether this node leads now, as the store says (its epoch, its lease not run out): asked before git moves the origin. */
-  async stillLeads(): Promise<boolean> {
-    if (!this.keeper.held) return false;
-    const now = await this.lease.current().catch(() => null);
-    return !!now && now.epoch === this.epoch && now.leftMs > 0;
+  /**
+   * Whether this node leads now: asked before git moves the origin. Derived from the heartbeat (a
+   * renewal succeeds only while the row carries this epoch), so a push costs no query while the
+   * beats are on time; after a pause it waits for a renewal to say.
+   */
+  stillLeads(): Promise<boolean> {
+    return this.keeper.confirm();
   }
 
   stop(): void {

@@ -46,22 +46,7 @@ function refusePlain(socket: net.Socket, head: Buffer): void {
 export function createFarmPort(handler: http.RequestListener, tls?: FarmTls): FarmPort {
   if (!tls) {
     const server = http.createServer(handler);
-    return {
-      server,
-      scheme: "http",
-      listen: (port, host) =>
-        new Promise<void>((resolve, reject) => {
-          server.once("error", reject);
-          server.listen(port, host, () => resolve());
-        }),
-      get port() {
-        return (server.address() as AddressInfo).port;
-      },
-      close: async () => {
-        server.closeAllConnections();
-        await new Promise<void>((r) => server.close(() => r()));
-      },
-    };
+    return portOn(server, "http", server, () => server.closeAllConnections());
   }
   const server = https.createServer({ cert: tls.cert, key: tls.key, minVersion: "TLSv1.2" }, handler);
   // Handshakes that fail (a client that does not trust the certificate) are the client's to report.
@@ -81,21 +66,28 @@ export function createFarmPort(handler: http.RequestListener, tls?: FarmTls): Fa
       server.emit("connection", socket);
     });
   });
+  return portOn(server, "https", front, () => {
+    server.closeAllConnections();
+    for (const s of sockets) s.destroy();
+  });
+}
+
+/** The port `listening` opens for `server`; `endAll` ends its open connections before it closes. */
+function portOn(server: http.Server, scheme: FarmPort["scheme"], listening: net.Server, endAll: () => void): FarmPort {
   return {
     server,
-    scheme: "https",
+    scheme,
     listen: (port, host) =>
       new Promise<void>((resolve, reject) => {
-        front.once("error", reject);
-        front.listen(port, host, () => resolve());
+        listening.once("error", reject);
+        listening.listen(port, host, () => resolve());
       }),
     get port() {
-      return (front.address() as AddressInfo).port;
+      return (listening.address() as AddressInfo).port;
     },
     close: async () => {
-      server.closeAllConnections();
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => front.close(() => r()));
+      endAll();
+      await new Promise<void>((r) => listening.close(() => r()));
     },
   };
 }

@@ -22,27 +22,24 @@ export const FARM_CA_HELP =
  * then both must hold). Malformed values are a usage error naming where they came from.
  */
 export function trustFromOptions(o: TrustOptions, env: NodeJS.ProcessEnv = process.env): FarmTrust {
-  const pin =
-    o.farmPin !== undefined
-      ? { text: o.farmPin, from: "--farm-pin" }
-      : env.OPTIMUS_FARM_PIN
-        ? { text: env.OPTIMUS_FARM_PIN, from: "OPTIMUS_FARM_PIN" }
-        : null;
-  const ca =
-    o.farmCa !== undefined
-      ? { file: o.farmCa, from: "--farm-ca" }
-      : env.OPTIMUS_FARM_CA
-        ? { file: env.OPTIMUS_FARM_CA, from: "OPTIMUS_FARM_CA" }
-        : null;
+  const pin = fromFlagOrEnv(o.farmPin, "--farm-pin", env, "OPTIMUS_FARM_PIN");
+  const ca = fromFlagOrEnv(o.farmCa, "--farm-ca", env, "OPTIMUS_FARM_CA");
   try {
     return {
-      ...(pin ? { pins: parsePins(pin.text, pin.from), pinFrom: pin.from } : {}),
-      ...(ca ? { ca: readCaFile(ca.file, ca.from) } : {}),
+      ...(pin ? { pins: parsePins(pin.value, pin.from), pinFrom: pin.from } : {}),
+      ...(ca ? { ca: readCaFile(ca.value, ca.from) } : {}),
     };
   } catch (err) {
     if (err instanceof FarmTrustError) throw new CliError(err.message, EXIT.usage);
     throw err;
   }
+}
+
+/** A flag's value, else its variable's (unless empty), with where it came from for messages. */
+function fromFlagOrEnv(flag: string | undefined, flagName: string, env: NodeJS.ProcessEnv, variable: string) {
+  if (flag !== undefined) return { value: flag, from: flagName };
+  const value = env[variable];
+  return value ? { value, from: variable } : null;
 }
 
 /**

@@ -6,6 +6,7 @@ import { unapprovedChanges, waitingReason, type ForgeChannel, type HeldChange } 
 export { unapprovedChanges, waitingReason, type ForgeChannel, type HeldChange };
 import type { OriginClone } from "../delivery/origin.js";
 import { integrationBranch, taskTrailer, type FarmRepo } from "../git/farm-repo.js";
+import { FRESH_MS } from "./branch-cutter.js";
 
 export interface TaskMergeDeps {
   state: FarmState;
@@ -175,7 +176,9 @@ export class TaskMerge {
    * whose branch was never published.
    */
   async adoptPublished(): Promise<number> {
-    await this.d.origin.fetch();
+    // The farm's start fetched after it took the lead (nothing can be pushed by a node that no
+    // longer leads since then); fetched again only if that was a while ago.
+    await this.d.origin.fetchIfOlder(FRESH_MS);
     const refs = await this.d.repo.git.raw([
       "for-each-ref",
       "--format=%(refname) %(objectname)",

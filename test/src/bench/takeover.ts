@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { faultAndTakeOver, recoverNode } from "../helpers/health.js";
+import { faultAndTakeOver, recoverNode } from "../helpers/takeover.js";
 import { pgQuery, TEST_PG_URL } from "../helpers/postgres.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";

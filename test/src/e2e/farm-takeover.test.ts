@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { httpClientFor } from "../helpers/clients.js";
-import { faultAndTakeOver, probeHealth } from "../helpers/health.js";
+import { faultAndTakeOver, probeHealth } from "../helpers/takeover.js";
 import { freshSchema, pgQuery, TEST_PG_URL } from "../helpers/postgres.js";
 import { makeRepo, writeFarmConfig } from "../helpers/repo.js";
 import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";

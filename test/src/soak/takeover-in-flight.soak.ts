@@ -16,7 +16,7 @@ import { test } from "node:test";
 import { isTerminal } from "@optimus/shared";
 import { httpClientFor, tokenFor } from "../helpers/clients.js";
 import { patchForAsync } from "../helpers/fixture.js";
-import { faultAndTakeOver, recoverNode } from "../helpers/health.js";
+import { faultAndTakeOver, recoverNode } from "../helpers/takeover.js";
 import { freshSchema, pgQuery, TEST_PG_URL } from "../helpers/postgres.js";
 import { makeRepo } from "../helpers/repo.js";
 import { startTestFarm, type ProcessTestFarm } from "../helpers/test-farm.js";

@@ -1,3 +1,4 @@
+/** How a user sees a takeover among farm nodes: each node's health as a probe reads it, a fault, and the recovery. */
 import type { FarmHealth } from "@optimus/shared";
 import type { ProcessTestFarm } from "./test-farm.js";
 import { waitFor } from "./wait.js";
