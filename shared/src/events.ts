@@ -182,7 +182,8 @@ export interface EventPayloads {
   egress_decision: { principal: string | null; host: string; port: number; method: string; allowed: boolean; reason: string };
   report_rejected: { taskId: string; unitId: string; attempt: number; leaseId: string; worker: string; kind: string; reason: string };
   worker_registered: WorkerRegistration & { tokenId?: string };
-  token_created: { tokenId: string; role: string; name: string; approver?: boolean };
+  /** `ttlMs`: a token that expires unless used (every worker token; absent in older journals) */
+  token_created: { tokenId: string; role: string; name: string; approver?: boolean; ttlMs?: number };
   token_revoked: { tokenId: string };
   /** the task manifests on the origin's default branch were imported as of `commit`: the next start reads only what changed since */
   manifests_imported: { ref: string; commit: string };

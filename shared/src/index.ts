@@ -25,3 +25,4 @@ export * from "./tls.js";
 export * from "./cli-wire.js";
 export * from "./health.js";
 export * from "./waiting.js";
+export * from "./tokens.js";

@@ -29,7 +29,10 @@ export async function startApiServer(services: FarmServices, metrics: Registry, 
   const { config } = services;
   const startedAt = Date.now();
   const limits = config.limits;
-  const context = (token: string | undefined): ApiContext => ({ principal: services.tokens.authenticate(token), services });
+  const context = (token: string | undefined): ApiContext => {
+    const principal = services.tokens.authenticate(token);
+    return { principal, refusal: principal ? null : services.tokens.whyRefused(token), services };
+  };
   const gitSlots = new GitSlots(limits.maxGitProcesses, limits.maxGitQueue, limits.gitQueueWaitMs);
   const gitOptions = {
     slots: gitSlots,
@@ -54,7 +57,7 @@ export async function startApiServer(services: FarmServices, metrics: Registry, 
       );
     } else if (path.startsWith("/git/")) {
       const principal = services.tokens.authenticate(bearer(req.headers.authorization));
-      handleGitHttp(req, res, services.gitDir, principal && !services.tokens.isRevoked(principal.tokenId) ? principal : null, gitOptions);
+      handleGitHttp(req, res, services.gitDir, principal, gitOptions);
     } else if (path.startsWith("/trpc/")) {
       trpcHandler(req, res);
     } else if (path === "/forge/webhook" && services.forgeWebhook) {

@@ -5,7 +5,7 @@ import {
   EscalationCall,
   TaskId,
   TaskState,
-  TokenRole,
+  CreateTokenInput,
   UnitId,
   UnitProgress,
   UnitResult,
@@ -270,26 +270,30 @@ const eventsRouter = router({
 
 const adminRouter = router({
   /** `approver`: a person's editor token that may approve changes to protected paths */
-  createToken: adminProcedure
-    .input(z.strictObject({ role: TokenRole, name: z.string().trim().min(1).max(100), approver: z.boolean().optional() }))
-    .mutation(async ({ ctx, input }) => {
-      if (input.approver && input.role !== "editor")
-        throw new FarmError(
-          "invalid",
-          `the approver right is for a person's editor token, not a ${input.role} token: use --role editor --name <you> --approver`,
-        );
-      const issued = await ctx.services.tokens.create(input.role, input.name, { approver: input.approver });
-      await ctx.services.state.commit(
-        [
-          {
-            type: "token_created",
-            data: { tokenId: issued.tokenId, role: issued.role, name: issued.name, ...(issued.approver ? { approver: true } : {}) },
-          },
-        ],
-        actorOf(ctx.principal),
+  createToken: adminProcedure.input(CreateTokenInput).mutation(async ({ ctx, input }) => {
+    if (input.approver && input.role !== "editor")
+      throw new FarmError(
+        "invalid",
+        `the approver right is for a person's editor token, not a ${input.role} token: use --role editor --name <you> --approver`,
       );
-      return issued;
-    }),
+    const issued = await ctx.services.tokens.create(input.role, input.name, { approver: input.approver, ttlMs: input.ttlMs });
+    await ctx.services.state.commit(
+      [
+        {
+          type: "token_created",
+          data: {
+            tokenId: issued.tokenId,
+            role: issued.role,
+            name: issued.name,
+            ...(issued.approver ? { approver: true } : {}),
+            ...(issued.ttlMs ? { ttlMs: issued.ttlMs } : {}),
+          },
+        },
+      ],
+      actorOf(ctx.principal),
+    );
+    return issued;
+  }),
   listTokens: adminProcedure.query(({ ctx }) => ctx.services.tokens.list()),
   revokeToken: adminProcedure.input(z.strictObject({ tokenId: z.string().regex(/^[0-9a-f]{12}$/) })).mutation(async ({ ctx, input }) => {
     // Revoking closes the token's sockets at once (the token store tells the API), and ends its leases.

@@ -1,13 +1,16 @@
 import { initTRPC, TRPCError } from "@trpc/server";
 import type { TokenRole } from "@optimus/shared";
 import { z } from "zod";
-import type { Principal } from "../auth/tokens.js";
+import { refusalLine } from "../auth/refusal-line.js";
+import type { Principal, TokenRefusal } from "../auth/tokens.js";
 import { FarmError, StaleChangeError } from "../errors/farm-error.js";
 import type { FarmServices } from "./services.js";
 import type { SocketSession } from "./socket-guard.js";
 
 export interface ApiContext {
   principal: Principal | null;
+  /** without a principal: why the presented token (its secret right) is refused, for the 401's message */
+  refusal?: TokenRefusal | null;
   services: FarmServices;
   /** present for calls over a WebSocket: its subscription count and owner */
   socket?: SocketSession;
@@ -121,12 +124,11 @@ async function* releasing<T>(source: AsyncIterable<T>, release: () => void): Asy
 export const roleProcedure = (...roles: TokenRole[]) =>
   publicProcedure
     .use(({ ctx, next }) => {
-      if (!ctx.principal || ctx.services.tokens.isRevoked(ctx.principal.tokenId))
-        throw new TRPCError({
-          code: "UNAUTHORIZED",
-          // The role the call needs is named, so the fix is one command (an admin runs it).
-          message: `missing, revoked or invalid token; an admin makes one with \`optimus token create --role ${roles.includes("editor") ? "editor" : roles[0]} --name <who>\``,
-        });
+      // A socket's token was checked when it opened: asked again at every call, so a revoked or
+      // expired one stops at once, and a good one counts as used (its expiry slides on).
+      const refusal = ctx.principal ? ctx.services.tokens.refusal(ctx.principal.tokenId) : ctx.refusal;
+      if (!ctx.principal || refusal) throw new TRPCError({ code: "UNAUTHORIZED", message: refusalLine(refusal, roles) });
+      if (ctx.socket) ctx.services.tokens.used(ctx.principal.tokenId);
       if (!roles.includes(ctx.principal.role)) {
         const article = ctx.principal.role === "admin" || ctx.principal.role === "editor" ? "an" : "a";
         throw new TRPCError({

@@ -102,7 +102,8 @@ export const localWorkerTokensFile = (farm: Farm) =>
  * One worker token per role, the same over every start: a review counts only from another token
  * than the change's author, so the local reviewers do not share the local coders' token. The tokens
  * are kept in the farm's state folder (in its home, mode 0600, never mounted in a sandbox) and reused
- * while the token store still accepts them; otherwise a new one is made and kept. Other local-worker
+ * (renewed at each start) while the token store still holds them unrevoked; otherwise a new one is
+ * made and kept. Other local-worker
  * tokens left by earlier versions (a token minted per start) are revoked, so `optimus token list`
  * shows one per role. They never reach argv or the environment; git gets them through its own
  * environment (RepoMirror).
@@ -119,7 +120,9 @@ async function localWorkerTokens(farm: Farm): Promise<Record<Role, IssuedToken>>
   const out = {} as Record<Role, IssuedToken>;
   for (const role of ["codegen", "review"] as const) {
     const presented = typeof kept[role] === "string" ? kept[role] : undefined;
-    const p = services.tokens.authenticate(presented);
+    // The farm holds these tokens itself: each start renews them (a worker token expires a day
+    // after its last use), so a farm stopped for longer than that keeps its workers' tokens.
+    const p = presented ? await services.tokens.renewHeld(presented) : null;
     if (p && p.role === "worker" && p.name === TOKEN_NAMES[role]) {
       out[role] = { ...p, token: presented! };
       continue;

@@ -8,10 +8,11 @@ import type { ModelProvider } from "../worker/models/model-provider.js";
 import { OpenAiCompatibleProvider } from "../worker/models/openai-provider.js";
 import { FarmEndpoints, tlsOnlyError } from "../client/farm-endpoints.js";
 import { trustErrorIn } from "../client/farm-trust.js";
+import { errorCode } from "../client/farm-client.js";
 import { RepoMirror } from "../worker/repo-mirror.js";
 import { WorkerAgent } from "../worker/worker-agent.js";
 import { connection, type GlobalOptions } from "./context.js";
-import { CliError } from "./errors.js";
+import { CliError, describeError, EXIT } from "./errors.js";
 import { z } from "zod";
 import { resolveSandbox } from "../sandbox/index.js";
 import { exitSoon, firstStopSignal, STOP_DEADLINE_MS, within } from "./shutdown.js";
@@ -172,20 +173,26 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
         ),
       log,
     });
-    let early: NodeJS.Signals | null;
+    // The farm refusing the token (revoked, expired) ends the worker with the farm's line: retrying cannot help.
+    const tokenRefused = agent.refused.then((err) => new CliError(describeError(err, url), EXIT.refused));
+    let early: NodeJS.Signals | CliError | null;
     try {
       // A farm that is not up yet is waited for; a signal meanwhile stops the waiting.
-      early = await Promise.race([agent.start().then(() => null), stopSignal]);
+      early = await Promise.race([agent.start().then(() => null), stopSignal, tokenRefused]);
     } catch (err) {
       await model.close();
       flush();
-      throw new CliError((err as Error).message);
+      throw errorCode((err as Error).cause) === "UNAUTHORIZED" ? await tokenRefused : new CliError((err as Error).message);
     }
     if (!early) log(`${role.data} worker connected to ${url} with model ${model.name}, ${maxConcurrent} slot(s); waiting for units`);
-    const sig = early ?? (await stopSignal);
+    const end = early ?? (await Promise.race([stopSignal, tokenRefused]));
     // The running units end now: their checks are killed, model turns cut short; their leases expire
     // on the farm, which hands the units out again.
-    log(`${sig}: stopping (${agent.activeLeases} running unit(s) end now; Ctrl-C again to exit at once)`);
+    log(
+      end instanceof CliError
+        ? `stopping: the farm refused this worker's token (${agent.activeLeases} running unit(s) end now)`
+        : `${end}: stopping (${agent.activeLeases} running unit(s) end now; Ctrl-C again to exit at once)`,
+    );
     const clean = await within(STOP_DEADLINE_MS, async () => {
       await agent.stop(STOP_DEADLINE_MS - 2_000);
       // A GGUF model finishes reading the prompt it is on before it can be freed (tokens are cut at
@@ -194,6 +201,7 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
     });
     log(clean ? "stopped" : `not stopped within ${STOP_DEADLINE_MS / 1000} s; exiting anyway`);
     flush();
+    if (end instanceof CliError) throw end;
     exitSoon(clean ? 0 : 1);
   } catch (err) {
     flush();

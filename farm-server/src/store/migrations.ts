@@ -94,4 +94,20 @@ export const TOKEN_MIGRATIONS: readonly Migration[] = [
       if (!hasColumn(db, "tokens", "approver")) db.exec("ALTER TABLE tokens ADD COLUMN approver INTEGER NOT NULL DEFAULT 0");
     },
   },
+  {
+    version: 3,
+    name: "token expiry",
+    up: (db) => {
+      if (!hasColumn(db, "tokens", "expires_at")) db.exec("ALTER TABLE tokens ADD COLUMN expires_at INTEGER");
+      if (!hasColumn(db, "tokens", "ttl_ms")) db.exec("ALTER TABLE tokens ADD COLUMN ttl_ms INTEGER");
+      // Worker tokens issued before expiry existed get the default ttl (a day, written out here: a
+      // released step never changes) counted from the upgrade, not from their creation: none dies
+      // at the first start of the new version, a worker that keeps running renews its token as it
+      // works, and one nobody uses any more stops working a day later (ADR 0023).
+      db.prepare("UPDATE tokens SET ttl_ms = ?, expires_at = ? WHERE role = 'worker' AND ttl_ms IS NULL").run(
+        86_400_000,
+        Date.now() + 86_400_000,
+      );
+    },
+  },
 ];

@@ -46,6 +46,17 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
         request_id text NOT NULL, kind text NOT NULL CHECK (kind IN ('call', 'answer')), body text NOT NULL,
         PRIMARY KEY (request_id, kind));`,
   },
+  {
+    version: 2,
+    name: "token expiry",
+    // As in the SQLite token database: worker tokens issued before expiry existed get the default
+    // ttl (a day) counted from the upgrade, so none dies at the first start of the new version and
+    // one nobody uses any more stops working a day later (ADR 0023).
+    sql: `
+      ALTER TABLE $S.tokens ADD COLUMN expires_at bigint, ADD COLUMN ttl_ms bigint;
+      UPDATE $S.tokens SET ttl_ms = 86400000, expires_at = (extract(epoch from clock_timestamp()) * 1000)::bigint + 86400000
+        WHERE role = 'worker';`,
+  },
 ];
 
 /**

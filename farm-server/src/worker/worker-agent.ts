@@ -65,9 +65,17 @@ export class WorkerAgent {
   /** says every few seconds that the farm cannot be reached while the connection is down */
   private readonly reach: FarmReachability;
   readonly nodeId: string;
+  /**
+   * Settles with the farm's answer when it refuses this worker's token (401: revoked, expired):
+   * nothing the worker does can succeed any more, so whoever runs it stops it and says why, rather
+   * than have it retry for ever.
+   */
+  readonly refused: Promise<Error>;
+  private refuse: (err: Error) => void = () => undefined;
 
   constructor(private readonly opts: WorkerAgentOptions) {
     this.nodeId = opts.registration.nodeId;
+    this.refused = new Promise((r) => (this.refuse = r));
     const farm = typeof opts.farmUrl === "string" ? new FarmEndpoints(opts.farmUrl, opts.trust) : opts.farmUrl;
     this.reach = new FarmReachability(farm, (m) => opts.log?.(m));
     this.reach.down(); // until the socket first opens
@@ -128,6 +136,7 @@ export class WorkerAgent {
         }
         return;
       } catch (err) {
+        this.noteRefusal(err);
         if (isFinalError(err)) throw new Error(`the farm refused to register ${this.nodeId}: ${(err as Error).message}`, { cause: err });
         await sleep(Math.min(2_000, 100 * 2 ** i));
       }
@@ -142,7 +151,7 @@ export class WorkerAgent {
         onError: (err) => {
           // The stream ended with an answer (e.g. the farm lost its journal and no longer knows us):
           // register again and reopen it.
-          if (this.stopped) return;
+          if (this.stopped || this.noteRefusal(err)) return;
           this.opts.log?.(`lease stream of ${this.nodeId} ended: ${err.message}`);
           void sleep(200)
             .then(() => this.register())
@@ -232,6 +241,7 @@ export class WorkerAgent {
         this.opts.onOutcome?.(lease, { accepted: true, duplicate: r.duplicate });
         return;
       } catch (err) {
+        this.noteRefusal(err);
         if (isFinalError(err)) {
           this.opts.onOutcome?.(lease, { accepted: false, error: `${errorCode(err)}: ${(err as Error).message}` });
           return;
@@ -266,6 +276,7 @@ export class WorkerAgent {
         }
       }
     } catch (err) {
+      this.noteRefusal(err);
       // The farm answered no (the token was revoked, the node is no longer ours): nothing this worker
       // holds can be delivered, so its work stops now.
       if (isFinalError(err) && !this.stopped) {
@@ -277,5 +288,12 @@ export class WorkerAgent {
       }
       // Otherwise the farm is unreachable; leases outlive a short outage, and the next beat tries again.
     }
+  }
+
+  /** Whether the farm refused the token itself (401); if so, `refused` settles with its answer. */
+  private noteRefusal(err: unknown): boolean {
+    if (errorCode(err) !== "UNAUTHORIZED") return false;
+    this.refuse(err as Error);
+    return true;
   }
 }

@@ -145,5 +145,5 @@ test("a token database from before the approver right opens after its migration;
   const store = new SqliteTokenStore(file);
   t.after(() => store.close());
   assert.deepEqual(store.authenticate(issued.token), { tokenId: issued.tokenId, name: "alice", role: "editor", approver: false });
-  assert.equal(new Database(file, { readonly: true }).pragma("user_version", { simple: true }), 2);
+  assert.equal(new Database(file, { readonly: true }).pragma("user_version", { simple: true }), 3);
 });

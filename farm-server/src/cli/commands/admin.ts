@@ -9,6 +9,10 @@ export function registerAdminCommands(program: Command): void {
     .requiredOption("--role <role>", "admin, editor or worker")
     .option("--name <name>", "who or what holds it")
     .option("--approver", "editor tokens: may approve changes to protected paths (give it to a person, by name)")
+    .option(
+      "--ttl <duration>",
+      "it expires when unused this long, e.g. 90s, 30m, 24h, 7d; each use renews it (default: 24h for a worker token; admin and editor tokens: never)",
+    )
     .description("create a token; printed once")
     .action((_o, cmd: Command) => import("../admin-commands.js").then((m) => m.createToken(g(cmd) as never)));
   token
