@@ -67,6 +67,18 @@ export class GitDelivery {
   }
 
   /**
+   * Publishes an evaluated attempt's branch (farm nodes sharing a store): a node that takes over
+   * merges the change from there instead of having the unit done again. Returns why not, or null.
+   */
+  async pushAttempt(branch: string): Promise<string | null> {
+    const head = await this.o.repo.revParse(`refs/heads/${branch}`);
+    if (!head) return `the farm has no branch ${branch}`;
+    if (this.o.stillLeads && !(await this.o.stillLeads())) return NOT_LEADING;
+    const r = await this.o.origin.push([`${head}:refs/heads/${branch}`]);
+    return r.ok ? null : r.moved ? `the origin's ${branch} is another commit` : r.reason;
+  }
+
+  /**
    * Merges the task's integration branch into `into` on the origin. At most once: a merge that
    * landed before a crash is found (the origin's target already contains the branch's tip).
    */
@@ -172,5 +184,10 @@ export class GitDelivery {
     await this.o.origin
       .deleteRemote(branch, head ?? undefined)
       .catch((err: Error) => this.o.log.warn({ taskId, err: err.message }, `could not delete ${branch} on the origin`));
+    // Attempts published for a takeover (farm nodes sharing a store) go too.
+    for (const b of await this.o.repo.trackedBranches(`${branch}--`))
+      await this.o.origin
+        .deleteRemote(b)
+        .catch((err: Error) => this.o.log.warn({ taskId, err: err.message }, `could not delete ${b} on the origin`));
   }
 }

@@ -269,6 +269,12 @@ export class FarmRepo {
     return (await this.git.raw(["for-each-ref", "--format=%(refname:lstrip=2)", "refs/heads/optimus/"])).split("\n").filter(Boolean);
   }
 
+  /** The origin's branches starting with `prefix`, as this clone last fetched them (`refs/remotes/origin/`). */
+  async trackedBranches(prefix: string): Promise<string[]> {
+    const out = await this.git.raw(["for-each-ref", "--format=%(refname:lstrip=3)", `refs/remotes/origin/${prefix}*`]);
+    return out.split("\n").filter(Boolean);
+  }
+
   /** The merge commit on `into` that carries this trailer, if the unit was merged already. */
   async findMerge(into: string, trailer: string): Promise<string | null> {
     const out = await this.git.raw(["log", "--format=%H", "-F", `--grep=${trailer}`, "-n", "1", `refs/heads/${into}`]).catch(() => "");

@@ -7,6 +7,7 @@ import type { UnitRecord } from "../store/projection.js";
 import type { EgressOptions } from "../sandbox/index.js";
 import type { DepsCache } from "../setup/index.js";
 import { integrationBranch, unitBranch, type FarmRepo } from "../git/farm-repo.js";
+import { NOT_LEADING } from "../delivery/git-delivery.js";
 import type { AttemptFiles } from "./attempt-files.js";
 import { commitIfCurrent, currentAttempt } from "./current-attempt.js";
 import { failedEvals, runEvalSuite, type EvalSuiteDeps } from "./eval-suite.js";
@@ -29,6 +30,11 @@ export interface ChangeEvaluationDeps {
   deps?: DepsCache;
   setupEgress?(): EgressOptions | undefined;
   signal?: AbortSignal;
+  /**
+   * Among farm nodes sharing a store: publishes a green attempt's branch before it is journaled, so
+   * a node that takes over merges it rather than having the unit done again (why not, or null).
+   */
+  publish?(taskId: string, branch: string): Promise<string | null>;
   /** what comes of a green change that needs no reviewer's word first (the policy's decision) */
   decide(taskId: string, unitId: string, attempt: number): Promise<void>;
 }
@@ -101,6 +107,9 @@ export class ChangeEvaluation {
       // The farm is stopping mid set-up or mid eval: no verdict; the unit stays in evaluation and is evaluated again on restart.
       if (run.stopped) return;
       const { evals, green } = run;
+      // A node that no longer leads journals nothing (its writes would be refused); an origin out
+      // of reach only costs the redo a takeover would need.
+      if (green && this.d.publish && (await this.d.publish(taskId, branch)) === NOT_LEADING) return;
       const evaluated: EventBody = { type: "unit_evaluated", data: { ...ref, green, evals, diff: facts.facts, branch, commit } };
       const failed = evals.filter((e) => e.exitCode !== 0);
       const feedback = failed

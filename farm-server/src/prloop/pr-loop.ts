@@ -93,6 +93,7 @@ export class PrLoop implements SubmissionHandler {
       decide,
       retryDecision: (u) => d.retryDecision(u),
       branches: d.branches,
+      ...(d.sharedStore ? { publish: (taskId: string, branch: string) => d.taskMerge.pushAttempt(taskId, branch) } : {}),
       deps: d.deps,
       setupEgress: d.setupEgress,
       signal: d.signal,

@@ -153,6 +153,13 @@ export class TaskMerge {
     return why;
   }
 
+  /** Publishes an evaluated attempt's branch for a node that may take over (see GitDelivery.pushAttempt). */
+  async pushAttempt(taskId: string, branch: string): Promise<string | null> {
+    const why = await this.d.delivery.pushAttempt(branch).catch((err: Error) => err.message);
+    if (why) this.d.log.warn({ taskId }, `could not publish ${branch}: ${why}`);
+    return why;
+  }
+
   /** The task's pull request follows its pushed branch (with a forge). */
   async announce(taskId: string): Promise<void> {
     await this.d.forge
@@ -206,6 +213,13 @@ export class TaskMerge {
       // (this node merged it and could not publish it: a single farm whose origin was away).
       if (ours && !(await this.d.repo.isAncestor(ours, theirs)) && (await this.recordedOnlyIn(t.units, ours, theirs))) continue;
       updates.push(`update refs/heads/${branch} ${theirs}\n`);
+    }
+    // Attempts another node evaluated and published: their changes merge from here, not done again.
+    for (const [name, oid] of published) {
+      const taskId = name.slice("optimus/".length).split("--")[0]!;
+      const t = this.p.tasks.get(taskId);
+      if (name.includes("--") && t && !t.cancelled && !t.merge?.commit && !local.has(name))
+        updates.push(`create refs/heads/${name} ${oid}\n`);
     }
     if (updates.length > 0) await this.d.repo.git.raw(["update-ref", "--stdin"], { input: updates.join("") });
     return updates.length;
