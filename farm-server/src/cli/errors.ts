@@ -56,6 +56,10 @@ export function describeError(err: unknown, farmUrl?: string): string {
   }
   const e = err as NodeJS.ErrnoException;
   if (e?.code === "ENOENT" && e.path) return `no such file: ${e.path}`;
+  // better-sqlite3 unbuilt: a worker-only node installed with --ignore-scripts (README "Installing a worker node")
+  const unbuilt = /^Could not locate the bindings file\. Tried:\s+→ (\S+?)\/node_modules\/better-sqlite3\//.exec(e?.message ?? "");
+  if (unbuilt)
+    return `the SQLite binding (better-sqlite3) is not built here, as on a node installed with --ignore-scripts for workers only: run \`npm rebuild better-sqlite3\` in ${unbuilt[1]} (it needs python3, make and g++), or install again without --ignore-scripts`;
   return e?.message ?? String(err);
 }
 

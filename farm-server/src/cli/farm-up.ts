@@ -14,6 +14,7 @@ import { FarmError } from "../errors/farm-error.js";
 import { OriginError } from "../delivery/origin.js";
 import { startLocalWorkers } from "./local-workers.js";
 import { openModel, type ModelOpenOptions } from "./worker-command.js";
+import { gpuChoice } from "./gpu-option.js";
 import { printable } from "./printable.js";
 import { exitSoon, firstStopSignal, STOP_DEADLINE_MS, within } from "./shutdown.js";
 import { hostname } from "node:os";
@@ -33,6 +34,7 @@ export interface FarmUpOptions {
   workerModelName?: string;
   threads?: string;
   workerContextSize?: string;
+  workerGpu?: string;
   logLevel?: string;
   logFile?: string;
 }
@@ -53,6 +55,7 @@ function localWorkerSettings(o: FarmUpOptions, config: ServerConfig): { count: n
         ["--worker-model-name", o.workerModelName],
         ["--threads", o.threads],
         ["--worker-context-size", o.workerContextSize],
+        ["--worker-gpu", o.workerGpu],
       ] as const
     ).find(([, v]) => v !== undefined);
     if (given)
@@ -74,6 +77,8 @@ function localWorkerSettings(o: FarmUpOptions, config: ServerConfig): { count: n
       threads: int(o.threads, "threads"),
       ...(contextSize ? { contextSize } : {}),
       contextHint: "--worker-context-size <n> (or localWorkers.contextSize in the farm's config.yaml)",
+      gpu: gpuChoice(o.workerGpu, "--worker-gpu"),
+      gpuFlag: "--worker-gpu",
     },
   };
 }

@@ -18,6 +18,9 @@ class SharedModel implements ModelProvider {
   get name() {
     return this.inner.name;
   }
+  get backend() {
+    return this.inner.backend;
+  }
   generate(messages: ChatMessage[], opts?: GenerateOptions): Promise<Generation> {
     const run = this.chain.then(() => this.inner.generate(messages, opts));
     this.chain = run.catch(() => undefined);
@@ -80,7 +83,9 @@ export async function startLocalWorkers(
     await agent.start();
     agents.push(agent);
   }
-  log(`${count} local worker(s) joined (${codegen} codegen, ${count - codegen} review) with model ${model.name}`);
+  log(
+    `${count} local worker(s) joined (${codegen} codegen, ${count - codegen} review) with model ${model.name}${model.backend ? ` on ${model.backend}` : ""}`,
+  );
   return async () => {
     // Their checks are killed and model turns cut short; leases left behind expire on the farm.
     await Promise.all(agents.map((a) => a.stop(2_000)));

@@ -17,6 +17,7 @@ import { SERVICE_NAME, type ServiceKind, type ServiceScope, type ServiceSpec } f
 import { SystemdManager } from "../service/systemd-manager.js";
 import { STOP_DEADLINE_MS } from "./shutdown.js";
 import { resolveRepo, type GlobalOptions } from "./context.js";
+import { gpuChoice } from "./gpu-option.js";
 import { CliError } from "./errors.js";
 import { FARM_OPTIONS, THREADS_OPTION, WORKER_OPTIONS, type PassedOption } from "./service-options.js";
 import { readTokenFile } from "./token-source.js";
@@ -79,6 +80,7 @@ function passOn(options: PassedOption[], o: Opts): string[] {
     if (p.kind === "int" && !/^\d+$/.test(v)) throw new CliError(`${flag} must be a whole number, got '${v}'`, 2);
     if (p.kind === "sandbox" && !["auto", "bwrap", "sandbox-exec", "none"].includes(v))
       throw new CliError(`--sandbox must be auto, bwrap, sandbox-exec or none, got '${v}'`, 2);
+    if (p.kind === "gpu") gpuChoice(v, flag); // whether the machine can use it is checked when the service starts
     let value = v;
     if (p.kind === "path") value = resolve(v);
     if (p.kind === "model" && !/^https?:\/\//.test(v)) {

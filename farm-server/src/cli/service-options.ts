@@ -11,7 +11,7 @@ export interface PassedOption {
   /** commander's attribute name for it */
   key: string;
   /** how it is checked and written: a whole number, a path made absolute, a model (URL or file), a choice, or text */
-  kind: "int" | "path" | "model" | "sandbox" | "text";
+  kind: "int" | "path" | "model" | "sandbox" | "gpu" | "text";
   help: string;
 }
 
@@ -25,6 +25,12 @@ export const FARM_OPTIONS: PassedOption[] = [
   { flag: "--workers <n>", key: "workers", kind: "int", help: "farm: also run N worker agents in its process" },
   { flag: "--worker-model <path|url>", key: "workerModel", kind: "model", help: "farm: their model" },
   { flag: "--worker-model-name <name>", key: "workerModelName", kind: "text", help: "farm: their model's name on a server" },
+  {
+    flag: "--worker-gpu <kind>",
+    key: "workerGpu",
+    kind: "gpu",
+    help: "farm: where their GGUF model runs (auto, metal, cuda, vulkan, cpu)",
+  },
 ];
 
 /** The options of `optimus worker` a worker service may carry (besides --farm and --token-file). */
@@ -42,6 +48,7 @@ export const WORKER_OPTIONS: PassedOption[] = [
   },
   { flag: "--max-iterations <n>", key: "maxIterations", kind: "int", help: "worker: model turns per attempt" },
   { flag: "--sandbox <kind>", key: "sandbox", kind: "sandbox", help: "worker: auto, bwrap, sandbox-exec or none" },
+  { flag: "--gpu <kind>", key: "gpu", kind: "gpu", help: "worker: where a GGUF model runs (auto, metal, cuda, vulkan, cpu)" },
 ];
 
 /** Both commands take --threads. */

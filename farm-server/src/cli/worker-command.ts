@@ -13,6 +13,8 @@ import { RepoMirror } from "../worker/repo-mirror.js";
 import { WorkerAgent } from "../worker/worker-agent.js";
 import { connection, type GlobalOptions } from "./context.js";
 import { CliError, describeError, EXIT } from "./errors.js";
+import type { GpuChoice } from "../worker/models/gpu-choice.js";
+import { gpuChoice } from "./gpu-option.js";
 import { z } from "zod";
 import { resolveSandbox } from "../sandbox/index.js";
 import { exitSoon, firstStopSignal, STOP_DEADLINE_MS, within } from "./shutdown.js";
@@ -30,15 +32,19 @@ export interface WorkerOptions extends GlobalOptions {
   maxIterations?: string;
   sandbox?: string;
   contextSize?: string;
+  gpu?: string;
   logLevel?: string;
   logFile?: string;
 }
 
-/** How a model opens: CPU threads and context size for a GGUF file, and the flag that sets the context size (for messages). */
+/** How a model opens: CPU threads, context size and backend for a GGUF file, and the flags that set them (for messages). */
 export interface ModelOpenOptions {
   threads?: number;
   contextSize?: number;
   contextHint?: string;
+  gpu?: GpuChoice;
+  /** the flag --gpu came from: `--gpu` for a worker, `--worker-gpu` for the farm's own workers */
+  gpuFlag?: string;
 }
 
 const fixModel = (flag: string) =>
@@ -81,9 +87,13 @@ export async function openModel(
       ...(o.threads ? { threads: o.threads } : {}),
       ...(o.contextSize ? { contextSize: o.contextSize } : {}),
       contextHint: o.contextHint ?? "--context-size <n>",
+      gpu: o.gpu ?? "auto",
+      gpuFlag: o.gpuFlag ?? "--gpu",
     });
   } catch (err) {
-    throw new CliError((err as Error).message.split("\n")[0]!);
+    // an explicit GPU this machine cannot use is a setting to change, as a bad value is
+    const usage = (err as Error).name === "GpuUnavailableError";
+    throw new CliError((err as Error).message.split("\n")[0]!, usage ? EXIT.usage : EXIT.failure);
   }
 }
 
@@ -112,6 +122,7 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
   const threads = int(o.threads, "threads");
   const maxIterations = int(o.maxIterations, "max-iterations") ?? 4;
   const contextSize = int(o.contextSize, "context-size", 256);
+  const gpu = gpuChoice(o.gpu);
   const { say, flush } = cliLogs(o);
   // Lines still buffered are written before the command's one-line error (printed by main).
   try {
@@ -136,7 +147,8 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
     // that does not answer yet is waited for, as before.
     const refused = await refusedBy(farm);
     if (refused) throw new CliError(refused);
-    const model = await openModel(o.model, o.modelName, { threads, ...(contextSize ? { contextSize } : {}) });
+    const model = await openModel(o.model, o.modelName, { threads, gpu, ...(contextSize ? { contextSize } : {}) });
+    if (model.backend) say.info(`model ${model.name} runs on ${model.backend} (--gpu ${gpu})`);
     const workDir = resolve(o.workDir ?? join(homedir(), ".optimus", "worker", nodeId));
     const log = (msg: string) => say.info(`${nodeId}: ${msg}`);
     // Listening from here on: a signal while connecting still stops the worker cleanly.
@@ -184,7 +196,10 @@ export async function workerCommand(o: WorkerOptions): Promise<void> {
       flush();
       throw errorCode((err as Error).cause) === "UNAUTHORIZED" ? await tokenRefused : new CliError((err as Error).message);
     }
-    if (!early) log(`${role.data} worker connected to ${url} with model ${model.name}, ${maxConcurrent} slot(s); waiting for units`);
+    if (!early)
+      log(
+        `${role.data} worker connected to ${url} with model ${model.name}${model.backend ? ` on ${model.backend}` : ""}, ${maxConcurrent} slot(s); waiting for units`,
+      );
     const end = early ?? (await Promise.race([stopSignal, tokenRefused]));
     // The running units end now: their checks are killed, model turns cut short; their leases expire
     // on the farm, which hands the units out again.

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { CliError, EXIT } from "../errors.js";
 import { g, JSON_HELP } from "./globals.js";
+import { GPU_HELP } from "../gpu-option.js";
 
 const LOG_LEVEL = "fatal, error, warn, info (default; transitions), debug, trace or silent; default $OPTIMUS_LOG_LEVEL";
 const collect = (v: string, all: string[]) => [...all, v];
@@ -28,6 +29,7 @@ export function registerFarmCommands(program: Command): void {
     .option("--worker-model-name <name>", "the model's name on an OpenAI-compatible server")
     .option("--threads <n>", "CPU threads for a GGUF worker model")
     .option("--worker-context-size <n>", "tokens their GGUF model's context holds (default: its training context, at most 8192)")
+    .option("--worker-gpu <kind>", GPU_HELP)
     .option("--log-level <level>", LOG_LEVEL)
     .option("--log-file <path>", LOG_FILE)
     .action((_o, cmd: Command) => import("../farm-up.js").then((m) => m.farmUp(g(cmd))));
@@ -63,6 +65,7 @@ export function registerFarmCommands(program: Command): void {
       "auto",
     )
     .option("--context-size <n>", "tokens a GGUF model's context holds (default: its training context, at most 8192)")
+    .option("--gpu <kind>", GPU_HELP)
     .option("--log-level <level>", LOG_LEVEL)
     .option("--log-file <path>", LOG_FILE)
     .action((o: { role?: string }, cmd: Command) => {

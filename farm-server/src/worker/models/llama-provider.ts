@@ -1,4 +1,4 @@
-// A GGUF model run in-process with node-llama-cpp, on the CPU.
+// A GGUF model run in-process with node-llama-cpp, on the backend `--gpu` chose (llama-backend.ts).
 //
 // Generation uses the low-level `LlamaContextSequence.evaluateWithMetadata(tokens, { confidence: true })`
 // loop rather than `LlamaChatSession`: the high-level chat APIs give no token probabilities, and the
@@ -12,7 +12,6 @@ import { availableParallelism } from "node:os";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import {
-  getLlama,
   LlamaGrammarEvaluationState,
   LlamaLogLevel,
   LlamaText,
@@ -28,6 +27,8 @@ import {
   type Token,
 } from "node-llama-cpp";
 import type { ChatMessage, Confidence, GenerateOptions, Generation, ModelProvider } from "./model-provider.js";
+import { backendPackage, describeBackend, GpuUnavailableError, openBackend } from "./llama-backend.js";
+import type { GpuChoice } from "./gpu-choice.js";
 
 export interface LlamaProviderOptions {
   /** path to a .gguf file */
@@ -44,6 +45,10 @@ export interface LlamaProviderOptions {
    * ≈ 2 ms/token at a 32k vocabulary and ≈ 10 ms at 152k on a 2.6 GHz core.
    */
   confidence?: boolean;
+  /** the llama.cpp backend: auto (default: the best usable GPU, else the CPU), metal, cuda, vulkan or cpu */
+  gpu?: GpuChoice;
+  /** the flag that sets it, named when it cannot be used (default "--gpu") */
+  gpuFlag?: string;
 }
 
 const DEFAULT_MAX_TOKENS = 1024;
@@ -82,6 +87,8 @@ export class LlamaProvider implements ModelProvider {
     readonly modelPath: string,
     private readonly withConfidence: boolean,
     private readonly contextHint: string,
+    /** where it runs, for the worker's start-up line: "CPU", "CUDA (…), 33/33 layers on the GPU" */
+    readonly backend: string,
   ) {
     this.name = basename(modelPath)
       .replace(/\.gguf$/i, "")
@@ -107,13 +114,16 @@ export class LlamaProvider implements ModelProvider {
       else process.stderr.write(`[llama.cpp] ${message.trim()}\n`);
     };
     let llama: Llama;
+    let gpuLayers: 0 | undefined;
+    const gpu = opts.gpu ?? "auto";
     try {
-      // gpu:false + build:"never": the prebuilt CPU binary from the @node-llama-cpp/<platform> package,
-      // loaded in ~0.3 s; never a CUDA probe, a source download or a cmake build at run time.
-      llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, logger });
+      // build:"never": a prebuilt binary from an @node-llama-cpp/<platform> package, never a source
+      // download or a cmake build at run time
+      ({ llama, gpuLayers } = await openBackend(gpu, { logLevel: LlamaLogLevel.error, logger }, opts.gpuFlag));
     } catch (e) {
+      if (e instanceof GpuUnavailableError) throw e;
       throw new Error(
-        `node-llama-cpp has no usable prebuilt binary for ${process.platform}-${process.arch} (${errText(e)}): reinstall with \`npm ci\` so the optional @node-llama-cpp/* package is present`,
+        `node-llama-cpp has no usable prebuilt binary for ${process.platform}-${process.arch} (${errText(e)}): install ${await backendPackage("cpu")} beside optimus (or \`npm ci\` in a clone)`,
         { cause: e },
       );
     }
@@ -122,7 +132,8 @@ export class LlamaProvider implements ModelProvider {
     let model: LlamaModel | undefined;
     try {
       try {
-        model = await llama.loadModel({ modelPath });
+        // gpuLayers "auto" (the default) offloads what fits in the GPU's memory
+        model = await llama.loadModel({ modelPath, ...(gpuLayers === 0 ? { gpuLayers } : {}) });
       } catch (e) {
         throw new Error(
           `could not load the model at ${modelPath} (${captured[0] ?? errText(e)}): is it a complete GGUF file? ${pullHint}`,
@@ -138,6 +149,7 @@ export class LlamaProvider implements ModelProvider {
       // the chat wrapper follows the model's own template (tokenizer.chat_template), or a built-in
       // wrapper recognised from the model's name/tokens, else a general fallback
       captured = undefined;
+      const backend = await describeBackend(llama, model, gpu);
       return new LlamaProvider(
         llama,
         model,
@@ -148,6 +160,7 @@ export class LlamaProvider implements ModelProvider {
         modelPath,
         opts.confidence ?? true,
         opts.contextHint ?? "contextSize",
+        backend,
       );
     } catch (e) {
       await model?.dispose().catch(() => {});

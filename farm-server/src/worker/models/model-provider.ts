@@ -44,6 +44,8 @@ export interface Generation {
 export interface ModelProvider {
   /** what the worker registers as its primary model */
   readonly name: string;
+  /** where an in-process model runs ("CPU", "CUDA (…), 33/33 layers on the GPU"); absent for a model server */
+  readonly backend?: string;
   generate(messages: ChatMessage[], opts?: GenerateOptions): Promise<Generation>;
   close(): Promise<void>;
 }
